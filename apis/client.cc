@@ -1,0 +1,170 @@
+#include "apis/client.h"
+
+#include <httplib.h>
+
+namespace mentat {
+namespace {
+
+Result<Json> Decode(const httplib::Result& res, const std::string& server) {
+  if (!res) {
+    return Unavailable("cannot reach the Mentat server at " + server + ": " +
+                       httplib::to_string(res.error()));
+  }
+  if (res->status >= 200 && res->status < 300) {
+    Json j = Json::parse(res->body, nullptr, false);
+    if (j.is_discarded()) return Internal("server sent a response that is not JSON");
+    return j;
+  }
+  return std::unexpected(Error::FromJson(res->status, res->body));
+}
+
+}  // namespace
+
+ApiClient::ApiClient(std::string server, std::string token)
+    : server_(std::move(server)), token_(std::move(token)) {}
+ApiClient::~ApiClient() = default;
+
+Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
+                                                     const std::string& token) {
+  std::string s = server;
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  if (s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0) {
+    if (s.find("://") != std::string::npos) {
+      return InvalidArgument("server address \"" + server + "\" must start with http://");
+    }
+    s = "http://" + s;
+  }
+  return std::unique_ptr<ApiClient>(new ApiClient(s, token));
+}
+
+std::unique_ptr<httplib::Client> ApiClient::NewClient() const {
+  auto cli = std::make_unique<httplib::Client>(server_);
+  cli->set_connection_timeout(5, 0);
+  cli->set_read_timeout(30, 0);
+  cli->set_write_timeout(30, 0);
+  if (!token_.empty()) cli->set_bearer_token_auth(token_.c_str());
+  return cli;
+}
+
+std::string ApiClient::Path(const std::string& plural, const std::string& name,
+                            const RequestOptions& o, const std::string& extra_query) const {
+  std::string path = "/v1/" + plural;
+  if (!name.empty()) path += "/" + httplib::detail::encode_query_param(name);
+  std::string q;
+  auto add = [&](const std::string& kv) { q += (q.empty() ? "?" : "&") + kv; };
+  if (!o.ns.empty()) add("namespace=" + httplib::detail::encode_query_param(o.ns));
+  if (!o.label_selector.empty()) {
+    add("labelSelector=" + httplib::detail::encode_query_param(o.label_selector));
+  }
+  if (o.dry_run) add("dryRun=true");
+  if (!extra_query.empty()) add(extra_query);
+  return path + q;
+}
+
+Result<Json> ApiClient::Get(const std::string& plural, const std::string& name,
+                            const RequestOptions& o) {
+  return Decode(NewClient()->Get(Path(plural, name, o)), server_);
+}
+
+Result<Json> ApiClient::List(const std::string& plural, const RequestOptions& o) {
+  return Decode(NewClient()->Get(Path(plural, "", o)), server_);
+}
+
+Result<Json> ApiClient::Put(const std::string& plural, const std::string& name,
+                            const std::string& body, const RequestOptions& o, bool* created) {
+  bool json = !body.empty() && (body.front() == '{');
+  auto res = NewClient()->Put(Path(plural, name, o), body,
+                              json ? "application/json" : "application/yaml");
+  if (created) *created = res && res->status == 201;
+  return Decode(res, server_);
+}
+
+Result<Json> ApiClient::PutStatus(const std::string& plural, const std::string& name,
+                                  const Json& obj, const RequestOptions& o) {
+  return Decode(NewClient()->Put(Path(plural, name + "/status", o), obj.dump(),
+                                 "application/json"),
+                server_);
+}
+
+Result<Json> ApiClient::Delete(const std::string& plural, const std::string& name,
+                               const RequestOptions& o) {
+  return Decode(NewClient()->Delete(Path(plural, name, o)), server_);
+}
+
+Result<Json> ApiClient::Health() { return Decode(NewClient()->Get("/healthz"), server_); }
+
+Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
+                        const RequestOptions& o, const std::function<bool(const Json&)>& on_event,
+                        const std::atomic<bool>* stop) {
+  auto cli = NewClient();
+  {
+    std::lock_guard<std::mutex> lock(watches_mu_);
+    if (cancelled_) return {};
+    watches_.insert(cli.get());
+  }
+  struct Unregister {
+    ApiClient* self;
+    httplib::Client* cli;
+    ~Unregister() {
+      std::lock_guard<std::mutex> lock(self->watches_mu_);
+      self->watches_.erase(cli);
+    }
+  } unregister{this, cli.get()};
+  // The server sends a BOOKMARK at least every few seconds, so a silent minute means it is gone.
+  cli->set_read_timeout(60, 0);
+  std::string buffer;
+  bool stopped_by_caller = false;
+  std::string query = "watch=true";
+  if (resource_version > 0) query += "&resourceVersion=" + std::to_string(resource_version);
+  int status = 0;
+  std::string error_body;
+  auto res = cli->Get(
+      Path(plural, "", o, query), httplib::Headers{},
+      [&](const httplib::Response& r) {
+        status = r.status;
+        return true;
+      },
+      [&](const char* data, size_t len) {
+        if (stop && stop->load()) {
+          stopped_by_caller = true;
+          return false;
+        }
+        if (status != 200) {
+          error_body.append(data, len);
+          return true;
+        }
+        buffer.append(data, len);
+        size_t nl;
+        while ((nl = buffer.find('\n')) != std::string::npos) {
+          std::string line = buffer.substr(0, nl);
+          buffer.erase(0, nl + 1);
+          if (line.empty()) continue;
+          Json ev = Json::parse(line, nullptr, false);
+          if (ev.is_discarded()) continue;
+          if (!on_event(ev)) {
+            stopped_by_caller = true;
+            return false;
+          }
+        }
+        return !(stop && stop->load());
+      });
+  {
+    std::lock_guard<std::mutex> lock(watches_mu_);
+    if (cancelled_) return {};
+  }
+  if (stopped_by_caller || (stop && stop->load())) return {};
+  if (status != 0 && status != 200) return std::unexpected(Error::FromJson(status, error_body));
+  if (!res) {
+    return Unavailable("watch of " + plural + " on " + server_ + " ended: " +
+                       httplib::to_string(res.error()));
+  }
+  return Unavailable("watch of " + plural + " on " + server_ + " ended by the server");
+}
+
+void ApiClient::CancelWatches() {
+  std::lock_guard<std::mutex> lock(watches_mu_);
+  cancelled_ = true;
+  for (auto* cli : watches_) cli->stop();
+}
+
+}  // namespace mentat

@@ -1,0 +1,71 @@
+// The HTTP client of the Mentat API, used by `mt` and by agents. Every call returns the
+// decoded object or the server's error body as an Error (field details included).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "apis/error.h"
+#include "apis/object.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace mentat {
+
+struct RequestOptions {
+  std::string ns;              // ?namespace=
+  std::string label_selector;  // ?labelSelector=
+  bool dry_run = false;
+};
+
+class ApiClient {
+ public:
+  // server: "http://host:port". Errors: kInvalidArgument for a malformed URL.
+  static Result<std::unique_ptr<ApiClient>> Create(const std::string& server,
+                                                   const std::string& token = "");
+  ~ApiClient();
+
+  Result<Json> Get(const std::string& plural, const std::string& name,
+                   const RequestOptions& o = {});
+  Result<Json> List(const std::string& plural, const RequestOptions& o = {});
+  // body: YAML or JSON text of one object, in any accepted manifest form.
+  // *created (optional) tells whether the object was new (HTTP 201).
+  Result<Json> Put(const std::string& plural, const std::string& name, const std::string& body,
+                   const RequestOptions& o = {}, bool* created = nullptr);
+  Result<Json> PutStatus(const std::string& plural, const std::string& name, const Json& obj,
+                         const RequestOptions& o = {});
+  Result<Json> Delete(const std::string& plural, const std::string& name,
+                      const RequestOptions& o = {});
+  Result<Json> Health();
+
+  // Streams watch events ({type, object}) from `resource_version` until `on_event` returns
+  // false, `stop` becomes true, or the stream ends (then an error says why).
+  Status Watch(const std::string& plural, int64_t resource_version, const RequestOptions& o,
+               const std::function<bool(const Json&)>& on_event,
+               const std::atomic<bool>* stop = nullptr);
+
+  // Ends every Watch in progress at once (they return as if stopped by the caller).
+  void CancelWatches();
+
+  const std::string& server() const { return server_; }
+
+ private:
+  ApiClient(std::string server, std::string token);
+  std::string Path(const std::string& plural, const std::string& name, const RequestOptions& o,
+                   const std::string& extra_query = "") const;
+  std::unique_ptr<httplib::Client> NewClient() const;
+
+  std::string server_;
+  std::string token_;
+  std::mutex watches_mu_;
+  std::set<httplib::Client*> watches_;
+  bool cancelled_ = false;
+};
+
+}  // namespace mentat

@@ -1,0 +1,82 @@
+// The generic object model: every object is {apiVersion, kind, metadata, spec, status} held as
+// JSON, plus the table of kinds the API serves. Typed views (ServiceSpec, ...) decode from it.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "apis/error.h"
+
+namespace mentat {
+
+using Json = nlohmann::json;
+
+inline constexpr std::string_view kApiVersion = "mentat.io/v1";
+inline constexpr std::string_view kDefaultNamespace = "default";
+
+// Labels the control plane sets on objects it owns.
+inline constexpr std::string_view kLabelService = "mentat.io/service";
+inline constexpr std::string_view kLabelNode = "mentat.io/node";
+
+struct KindInfo {
+  std::string_view kind;    // "Service"
+  std::string_view plural;  // "services"
+  bool namespaced;
+};
+
+// Every kind the API serves, in a fixed order.
+const std::vector<KindInfo>& Kinds();
+std::optional<KindInfo> KindByPlural(std::string_view plural);
+// Accepts "Service", "service", "services", "svc", "allocation", "allocs", "node", ...
+std::optional<KindInfo> KindByName(std::string_view name);
+
+// Identifies one object in the store.
+struct ObjectKey {
+  std::string kind;  // "Service"
+  std::string ns;    // "" for cluster-scoped kinds
+  std::string name;
+
+  std::string ToString() const { return kind + "/" + (ns.empty() ? "" : ns + "/") + name; }
+  bool operator==(const ObjectKey&) const = default;
+  auto operator<=>(const ObjectKey&) const = default;
+};
+
+ObjectKey KeyOf(const Json& obj);
+
+// Metadata accessors that tolerate missing fields.
+std::string NameOf(const Json& obj);
+std::string NamespaceOf(const Json& obj);
+int64_t ResourceVersionOf(const Json& obj);  // 0 when absent
+std::string LabelOf(const Json& obj, std::string_view label);
+
+// RFC 3339 UTC with seconds, e.g. 2026-11-22T05:28:56Z.
+std::string FormatTime(std::chrono::system_clock::time_point t);
+std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string& s);
+std::string NowRfc3339();
+// "5s", "3m", "2h", "4d": the AGE column of kubectl.
+std::string HumanAge(std::chrono::system_clock::duration d);
+
+// A random RFC 4122 version-4 UUID.
+std::string NewUid();
+
+// Equality-based label selector: "a=b,c!=d,e" (e: key exists). Parse errors name the term.
+class LabelSelector {
+ public:
+  static Result<LabelSelector> Parse(std::string_view text);
+  bool Matches(const Json& obj) const;
+  bool empty() const { return terms_.empty(); }
+
+ private:
+  struct Term {
+    std::string key;
+    enum Op { kEq, kNotEq, kExists, kNotExists } op;
+    std::string value;
+  };
+  std::vector<Term> terms_;
+};
+
+}  // namespace mentat

@@ -1,0 +1,54 @@
+// The Service kind: its typed spec, and the normalization of every manifest shape the seeds use
+// (flat seed form, config.* form, canonical {kind, metadata, spec}) into one canonical object.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "apis/error.h"
+#include "apis/object.h"
+#include "apis/yaml.h"
+
+namespace mentat {
+
+struct EnvVar {
+  std::string name;
+  std::string value;
+  bool operator==(const EnvVar&) const = default;
+};
+
+// The canonical spec. Fields not typed yet travel in `extra` unchanged.
+struct ServiceSpec {
+  std::string driver;
+  int count = 1;
+  std::string command;
+  std::vector<std::string> args;
+  std::vector<EnvVar> env;
+  std::string cwd;
+  int port = 0;                     // TCP port the workload serves; readiness probes it
+  std::string restart = "always";  // always | on-failure | never
+  Json extra = Json::object();
+
+  static Result<ServiceSpec> FromJson(const Json& spec);
+  Json ToJson() const;
+};
+
+inline constexpr int kMaxCount = 1000;
+
+// Canonical drivers.
+const std::vector<std::string>& KnownDrivers();
+
+// Any accepted form -> canonical object of its kind, validated. `marks` gives lines for errors.
+// Errors: kInvalidArgument with one FieldError per problem (all problems at once).
+Result<Json> NormalizeObject(const Json& input, const SourceMap& marks = {});
+
+// Convenience: decode one document of text and normalize it.
+Result<Json> NormalizeManifestText(const std::string& text);
+
+// "did you mean" helper: the closest candidate within edit distance 2, or "".
+std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates);
+
+// DNS label: 1-63 chars of [a-z0-9-], starting and ending alphanumeric.
+bool IsDnsLabel(const std::string& name);
+
+}  // namespace mentat

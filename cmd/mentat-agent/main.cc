@@ -1,0 +1,53 @@
+// mentat-agent: runs the allocations of one node, as a process of its own.
+#include <signal.h>
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "runtimes/agent/agent.h"
+
+using namespace mentat;
+
+int main(int argc, char** argv) {
+  CLI::App app{"mentat-agent: runs the allocations placed on this node"};
+  AgentOptions opts;
+  opts.server = "http://127.0.0.1:4646";
+  opts.data_dir = "/var/lib/mentat/agent";
+  std::string log_level = "info";
+  app.add_option("--server", opts.server, "URL of mentat-server")->envname("MENTAT_ADDR")
+      ->capture_default_str();
+  app.add_option("--node-name", opts.node_name, "this node's name (default: the host name)");
+  app.add_option("--data-dir", opts.data_dir, "task handles and logs")->capture_default_str();
+  app.add_option("--token", opts.token, "API token")->envname("MENTAT_TOKEN");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = Agent::Create(opts);
+  if (!agent) {
+    std::cerr << "mentat-agent: " << agent.error().ToString() << "\n";
+    return 1;
+  }
+  if (auto st = (*agent)->Start(); !st) {
+    std::cerr << "mentat-agent: " << st.error().ToString() << "\n";
+    return 1;
+  }
+  spdlog::info("mentat-agent: node {} serving allocations from {}", (*agent)->node_name(),
+               opts.server);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("mentat-agent: {} received, stopping (workloads keep running)", strsignal(sig));
+  (*agent)->Stop();
+  return 0;
+}

@@ -1,0 +1,298 @@
+#include "cmd/mentat-server/api_server.h"
+
+#include <httplib.h>
+
+#include <spdlog/spdlog.h>
+
+#include "apis/service.h"
+#include "apis/yaml.h"
+
+namespace mentat {
+namespace {
+
+void SendError(httplib::Response& res, const Error& e) {
+  res.status = e.HttpStatus();
+  res.set_content(e.ToJson().dump() + "\n", "application/json");
+}
+
+void SendJson(httplib::Response& res, int status, const Json& j) {
+  res.status = status;
+  res.set_content(j.dump() + "\n", "application/json");
+}
+
+Result<KindInfo> KindOf(const std::string& plural) {
+  auto k = KindByPlural(plural);
+  if (!k) {
+    std::vector<std::string> plurals;
+    for (const auto& info : Kinds()) plurals.emplace_back(info.plural);
+    std::string hint = ClosestMatch(plural, plurals);
+    return MakeError(Code::kNotFound, "no resource type \"" + plural + "\"" +
+                                          (hint.empty() ? "" : "; did you mean \"" + hint + "\"?"));
+  }
+  return *k;
+}
+
+std::string NamespaceParam(const httplib::Request& req, const KindInfo& kind) {
+  if (!kind.namespaced) return "";
+  std::string ns = req.get_param_value("namespace");
+  return ns.empty() ? std::string(kDefaultNamespace) : ns;
+}
+
+Result<std::optional<LabelSelector>> SelectorParam(const httplib::Request& req) {
+  if (!req.has_param("labelSelector")) return std::optional<LabelSelector>();
+  MT_ASSIGN_OR_RETURN(auto sel, LabelSelector::Parse(req.get_param_value("labelSelector")));
+  return std::optional<LabelSelector>(std::move(sel));
+}
+
+bool DryRun(const httplib::Request& req) {
+  std::string v = req.get_param_value("dryRun");
+  return v == "true" || v == "All" || v == "server";
+}
+
+Result<int64_t> ParseRevision(const std::string& s, const std::string& field) {
+  if (s.empty()) return 0;
+  try {
+    size_t pos = 0;
+    int64_t v = std::stoll(s, &pos);
+    if (pos == s.size() && v >= 0) return v;
+  } catch (...) {
+  }
+  return MakeError(Code::kInvalidArgument, "invalid " + field,
+                   {{field, 0, 0, "must be a non-negative integer, got \"" + s + "\""}});
+}
+
+}  // namespace
+
+ApiServer::ApiServer(Store* store, ApiServerOptions opts)
+    : store_(store), opts_(std::move(opts)), http_(std::make_unique<httplib::Server>()) {}
+
+ApiServer::~ApiServer() { Stop(); }
+
+Result<int> ApiServer::Start() {
+  // Watch streams each hold a worker for their lifetime, so the pool is sized for them.
+  http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+  http_->set_payload_max_length(kMaxManifestBytes);
+  http_->set_keep_alive_max_count(1000);
+  Routes();
+  int port = opts_.port;
+  if (port == 0) {
+    port = http_->bind_to_any_port(opts_.host);
+    if (port < 0) return Unavailable("cannot bind " + opts_.host + ": no free port");
+  } else if (!http_->bind_to_port(opts_.host, port)) {
+    return Unavailable("cannot listen on " + opts_.host + ":" + std::to_string(port) +
+                       " (is another mentat-server running there?)");
+  }
+  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  return port;
+}
+
+void ApiServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ApiServer::Routes() {
+  auto& s = *http_;
+
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    SendError(res, Error(Code::kInternal, "internal error: " + what));
+  });
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      SendError(res, Error(Code::kNotFound, "no route for " + req.method + " " + req.path));
+    } else if (res.status == 413) {
+      SendError(res, Error(Code::kTooLarge, "request body over the limit of " +
+                                                std::to_string(kMaxManifestBytes) + " bytes"));
+    } else {
+      SendJson(res, res.status,
+               {{"code", res.status}, {"reason", "Error"}, {"message", "HTTP " + std::to_string(res.status)},
+                {"details", Json::array()}});
+    }
+  });
+  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
+  });
+
+  s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"status", "ok"}, {"revision", store_->CurrentRevision()}});
+  });
+  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
+  });
+
+  // List, or watch with ?watch=true.
+  s.Get(R"(/v1/([a-z]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    auto kind = KindOf(req.matches[1]);
+    if (!kind) return SendError(res, kind.error());
+    auto sel = SelectorParam(req);
+    if (!sel) return SendError(res, sel.error());
+    std::string ns = req.has_param("namespace") ? req.get_param_value("namespace") : "";
+    if (!kind->namespaced) ns.clear();
+    std::string w = req.get_param_value("watch");
+    if (w != "true" && w != "1") {
+      ListOptions lo;
+      lo.ns = ns;
+      lo.selector = *sel;
+      auto list = store_->List(std::string(kind->kind), lo);
+      if (!list) return SendError(res, list.error());
+      SendJson(res, 200,
+               {{"apiVersion", std::string(kApiVersion)},
+                {"kind", std::string(kind->kind) + "List"},
+                {"items", list->items},
+                {"resourceVersion", std::to_string(list->revision)}});
+      return;
+    }
+    auto rv = ParseRevision(req.get_param_value("resourceVersion"), "resourceVersion");
+    if (!rv) return SendError(res, rv.error());
+    int64_t from = *rv ? *rv : store_->CurrentRevision();
+    auto watcher = store_->Watch(std::string(kind->kind), from);
+    if (!watcher) return SendError(res, watcher.error());
+    struct Stream {
+      WatcherPtr watcher;
+      std::optional<LabelSelector> selector;
+      std::string ns;
+      std::string kind;
+      int64_t last_rv;
+      std::chrono::steady_clock::time_point last_sent = std::chrono::steady_clock::now();
+    };
+    auto stream = std::make_shared<Stream>(
+        Stream{std::move(*watcher), *sel, ns, std::string(kind->kind), from});
+    auto interval = opts_.bookmark_interval;
+    res.set_chunked_content_provider(
+        "application/x-ndjson",
+        [this, stream, interval](size_t, httplib::DataSink& sink) {
+          if (stopping_) {
+            sink.done();
+            return true;
+          }
+          auto ev = stream->watcher->Next(std::chrono::milliseconds(500));
+          if (!ev) {
+            // Closed (fell behind, or shutdown): say why as an ERROR event, then end.
+            Json e = {{"type", "ERROR"}, {"object", ev.error().ToJson()}};
+            std::string line = e.dump() + "\n";
+            sink.write(line.data(), line.size());
+            sink.done();
+            return true;
+          }
+          auto now = std::chrono::steady_clock::now();
+          if (!ev->has_value()) {
+            if (now - stream->last_sent < interval) return sink.is_writable();
+            // A bookmark never claims more than this stream has delivered.
+            Json b = {{"type", "BOOKMARK"},
+                      {"object",
+                       {{"kind", stream->kind},
+                        {"metadata", {{"resourceVersion", std::to_string(stream->last_rv)}}}}}};
+            std::string line = b.dump() + "\n";
+            stream->last_sent = now;
+            return sink.write(line.data(), line.size());
+          }
+          const WatchEvent& we = **ev;
+          stream->last_rv = we.revision;
+          if (!stream->ns.empty() && NamespaceOf(we.object) != stream->ns) return true;
+          if (stream->selector && !stream->selector->Matches(we.object)) return true;
+          Json j = {{"type", EventTypeName(we.type)}, {"object", we.object}};
+          std::string line = j.dump() + "\n";
+          stream->last_sent = now;
+          return sink.write(line.data(), line.size());
+        },
+        [stream](bool) { stream->watcher->Close(); });
+  });
+
+  s.Get(R"(/v1/([a-z]+)/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    auto kind = KindOf(req.matches[1]);
+    if (!kind) return SendError(res, kind.error());
+    auto obj = store_->Get({std::string(kind->kind), NamespaceParam(req, *kind), req.matches[2]});
+    if (!obj) return SendError(res, obj.error());
+    SendJson(res, 200, *obj);
+  });
+
+  s.Put(R"(/v1/([a-z]+)/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    auto kind = KindOf(req.matches[1]);
+    if (!kind) return SendError(res, kind.error());
+    std::string name = req.matches[2];
+    auto doc = DecodeYaml(req.body);
+    if (!doc) return SendError(res, doc.error());
+    Json input = doc->value;
+    if (input.is_object() && !input.contains("kind")) input["kind"] = std::string(kind->kind);
+    auto obj = NormalizeObject(input, doc->marks);
+    if (!obj) return SendError(res, obj.error());
+    if ((*obj)["kind"] != std::string(kind->kind)) {
+      return SendError(res, Error(Code::kInvalidArgument,
+                                  "body is a " + (*obj)["kind"].get<std::string>() +
+                                      ", but the path is /v1/" + std::string(kind->plural)));
+    }
+    if (NameOf(*obj) != name) {
+      Mark m = FindMark(doc->marks, doc->value.contains("metadata") ? "metadata.name" : "name");
+      return SendError(res, Error(Code::kInvalidArgument, "name mismatch",
+                                  {{"metadata.name", m.line, m.column,
+                                    "is \"" + NameOf(*obj) + "\" but the URL names \"" + name +
+                                        "\""}}));
+    }
+    if (kind->namespaced && req.has_param("namespace") &&
+        req.get_param_value("namespace") != NamespaceOf(*obj)) {
+      if (input.contains("metadata") && input["metadata"].contains("namespace")) {
+        return SendError(res, Error(Code::kInvalidArgument,
+                                    "namespace in the body (" + NamespaceOf(*obj) +
+                                        ") differs from ?namespace=" +
+                                        req.get_param_value("namespace")));
+      }
+      (*obj)["metadata"]["namespace"] = req.get_param_value("namespace");
+    }
+    WriteOptions wo;
+    wo.dry_run = DryRun(req);
+    wo.expected_revision = ResourceVersionOf(*obj);
+    if (wo.expected_revision < 0) {
+      return SendError(res, Error(Code::kInvalidArgument, "invalid metadata.resourceVersion"));
+    }
+    auto existed = store_->Get(KeyOf(*obj));
+    auto written = store_->Put(*obj, wo);
+    if (!written) return SendError(res, written.error());
+    SendJson(res, existed ? 200 : 201, *written);
+  });
+
+  s.Put(R"(/v1/([a-z]+)/([^/]+)/status)", [this](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    auto kind = KindOf(req.matches[1]);
+    if (!kind) return SendError(res, kind.error());
+    Json body = Json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("status") || !body["status"].is_object()) {
+      return SendError(res, Error(Code::kInvalidArgument, "status update must be a JSON object",
+                                  {{"status", 0, 0, "required, a map"}}));
+    }
+    Json obj = {{"kind", std::string(kind->kind)},
+                {"metadata",
+                 {{"name", std::string(req.matches[2])},
+                  {"namespace", NamespaceParam(req, *kind)}}},
+                {"status", body["status"]}};
+    if (!kind->namespaced) obj["metadata"]["namespace"] = "";
+    WriteOptions wo;
+    wo.dry_run = DryRun(req);
+    wo.expected_revision = ResourceVersionOf(body);
+    auto written = store_->UpdateStatus(obj, wo);
+    if (!written) return SendError(res, written.error());
+    SendJson(res, 200, *written);
+  });
+
+  s.Delete(R"(/v1/([a-z]+)/([^/]+))", [this](const httplib::Request& req,
+                                             httplib::Response& res) {
+    auto kind = KindOf(req.matches[1]);
+    if (!kind) return SendError(res, kind.error());
+    WriteOptions wo;
+    wo.dry_run = DryRun(req);
+    auto deleted = store_->Delete(
+        {std::string(kind->kind), NamespaceParam(req, *kind), req.matches[2]}, wo);
+    if (!deleted) return SendError(res, deleted.error());
+    SendJson(res, 200, *deleted);
+  });
+}
+
+}  // namespace mentat

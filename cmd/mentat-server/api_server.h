@@ -1,0 +1,45 @@
+// The HTTP API of mentat-server (ARCHITECTURE.md, "The HTTP API contract"). A thin edge: it
+// parses a request into a typed store call, validates at the edge through apis/, and maps
+// every Error to the JSON error body.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "apis/error.h"
+#include "store/store.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace mentat {
+
+struct ApiServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 4646;  // 0 picks a free port
+  std::chrono::seconds bookmark_interval{5};
+};
+
+class ApiServer {
+ public:
+  ApiServer(Store* store, ApiServerOptions opts);
+  ~ApiServer();
+
+  // Binds and starts serving on a background thread. Returns the bound port.
+  Result<int> Start();
+  void Stop();
+
+ private:
+  void Routes();
+
+  Store* store_;
+  ApiServerOptions opts_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace mentat

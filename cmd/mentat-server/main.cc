@@ -1,0 +1,135 @@
+// mentat-server: the API server, the embedded store and the controllers. With --dev it also
+// runs a local agent in-process and binds 127.0.0.1 only.
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cmd/mentat-server/api_server.h"
+#include "controllers/reconciler.h"
+#include "controllers/service_controller.h"
+#include "runtimes/agent/agent.h"
+#include "store/rocksdb_store.h"
+
+using namespace mentat;
+
+namespace {
+
+Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return InvalidArgument("--listen must be HOST:PORT, got \"" + listen + "\"");
+  }
+  std::string host = listen.substr(0, colon);
+  int port = -1;
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+  }
+  if (port < 0 || port > 65535) {
+    return InvalidArgument("--listen: port must be 0-65535, got \"" + listen.substr(colon + 1) + "\"");
+  }
+  return std::make_pair(host.empty() ? std::string("127.0.0.1") : host, port);
+}
+
+int Fail(const Error& e) {
+  std::cerr << "mentat-server: " << e.ToString() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mentat-server: the Mentat API server, store and controllers"};
+  bool dev = false;
+  std::string data_dir;
+  std::string listen = "127.0.0.1:4646";
+  std::string node_name;
+  std::string log_level = "info";
+  app.add_flag("--dev", dev,
+               "development mode: embedded store under ./.mentat, an in-process agent, "
+               "127.0.0.1 only");
+  app.add_option("--data-dir", data_dir, "where the store (and, with --dev, the agent) keeps its data")
+      ->capture_default_str();
+  app.add_option("--listen", listen, "HOST:PORT to serve the API on")->capture_default_str();
+  app.add_option("--node-name", node_name, "name of the in-process agent's node (--dev)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  auto hp = ParseListen(listen);
+  if (!hp) return Fail(hp.error());
+  auto [host, port] = *hp;
+  if (dev && host != "127.0.0.1" && host != "localhost") {
+    return Fail(Error(Code::kInvalidArgument,
+                      "--dev serves without authentication, so it binds 127.0.0.1 only; got --listen " +
+                          listen));
+  }
+  if (data_dir.empty()) data_dir = dev ? ".mentat" : "/var/lib/mentat/state";
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) return Fail(Error(Code::kInternal, "creating " + data_dir + ": " + ec.message()));
+  data_dir = std::filesystem::absolute(data_dir).lexically_normal().string();
+  if (!dev) {
+    spdlog::warn("running without --dev: no in-process agent; start mentat-agent on each node. "
+                 "API authentication is not implemented yet, so keep --listen on a trusted "
+                 "interface.");
+  }
+
+  // Block the stop signals in every thread; main waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  RocksStoreOptions so;
+  so.dir = data_dir + "/store";
+  auto store = RocksStore::Open(so);
+  if (!store) return Fail(store.error());
+
+  ApiServerOptions ao;
+  ao.host = host == "localhost" ? "127.0.0.1" : host;
+  ao.port = port;
+  ApiServer api(store->get(), ao);
+  auto bound = api.Start();
+  if (!bound) return Fail(bound.error());
+
+  ControllerManager controllers(store->get());
+  controllers.Add(std::make_unique<ServiceController>(store->get()));
+  if (auto st = controllers.Start(); !st) return Fail(st.error());
+
+  std::unique_ptr<Agent> agent;
+  std::string url = "http://" + ao.host + ":" + std::to_string(*bound);
+  if (dev) {
+    AgentOptions opts;
+    opts.server = url;
+    opts.node_name = node_name;
+    opts.data_dir = data_dir + "/agent";
+    auto a = Agent::Create(opts);
+    if (!a) return Fail(a.error());
+    agent = std::move(*a);
+    if (auto st = agent->Start(); !st) return Fail(st.error());
+  }
+  spdlog::info("mentat-server listening on {} (store {} at revision {}{})", url, so.dir,
+               (*store)->CurrentRevision(),
+               dev ? ", dev mode with local agent on node " + agent->node_name() : "");
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("mentat-server: {} received, shutting down (workloads keep running)",
+               strsignal(sig));
+  if (agent) agent->Stop();
+  controllers.Stop();
+  (*store)->CloseWatchers();
+  api.Stop();
+  return 0;
+}

@@ -1,0 +1,80 @@
+#include "controllers/reconciler.h"
+
+#include <spdlog/spdlog.h>
+
+namespace mentat {
+
+ControllerManager::~ControllerManager() { Stop(); }
+
+void ControllerManager::Add(ReconcilerPtr r) {
+  auto c = std::make_unique<Controller>();
+  c->reconciler = std::move(r);
+  controllers_.push_back(std::move(c));
+}
+
+Status ControllerManager::Start(int workers_per_controller) {
+  // Subscribe before listing keys, so no change falls between the two.
+  MT_ASSIGN_OR_RETURN(watcher_, store_->Watch("", store_->CurrentRevision()));
+  for (auto& c : controllers_) {
+    MT_ASSIGN_OR_RETURN(auto keys, c->reconciler->AllKeys());
+    for (const auto& k : keys) c->queue.Add(k);
+  }
+  threads_.emplace_back([this] { WatchLoop(); });
+  for (auto& c : controllers_) {
+    for (int i = 0; i < workers_per_controller; ++i) {
+      threads_.emplace_back([this, ptr = c.get()] { Worker(ptr); });
+    }
+  }
+  return {};
+}
+
+void ControllerManager::Stop() {
+  if (stop_.exchange(true)) return;
+  if (watcher_) watcher_->Close();
+  for (auto& c : controllers_) c->queue.ShutDown();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void ControllerManager::WatchLoop() {
+  while (!stop_) {
+    auto ev = watcher_->Next(std::chrono::milliseconds(500));
+    if (!ev) {
+      if (stop_) return;
+      // Fell behind or the store closed the stream: re-subscribe and resync every key.
+      spdlog::warn("controllers: watch ended ({}); resyncing", ev.error().message());
+      auto w = store_->Watch("", store_->CurrentRevision());
+      if (!w) return;
+      watcher_ = std::move(*w);
+      for (auto& c : controllers_) {
+        if (auto keys = c->reconciler->AllKeys()) {
+          for (const auto& k : *keys) c->queue.Add(k);
+        }
+      }
+      continue;
+    }
+    if (!ev->has_value()) continue;
+    for (auto& c : controllers_) {
+      for (const auto& k : c->reconciler->KeysFor(**ev)) c->queue.Add(k);
+    }
+  }
+}
+
+void ControllerManager::Worker(Controller* c) {
+  while (auto key = c->queue.Get()) {
+    auto res = c->reconciler->Reconcile(*key);
+    if (!res) {
+      spdlog::warn("{}: reconcile {}: {}", c->reconciler->Name(), *key, res.error().message());
+      c->queue.Done(*key);
+      c->queue.AddRateLimited(*key);
+      continue;
+    }
+    c->queue.Forget(*key);
+    c->queue.Done(*key);
+    if (res->requeue_after) c->queue.AddAfter(*key, *res->requeue_after);
+  }
+}
+
+}  // namespace mentat

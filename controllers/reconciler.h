@@ -1,0 +1,64 @@
+// The reconciler contract (controller-runtime): Reconcile(key) is level-triggered. It reads
+// the current state for its key, acts idempotently and writes status; it never trusts the
+// event that woke it. The ControllerManager feeds keys from the store's watch into a
+// WorkQueue and runs the reconcilers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "apis/error.h"
+#include "controllers/workqueue.h"
+#include "store/store.h"
+
+namespace mentat {
+
+struct ReconcileResult {
+  std::optional<std::chrono::milliseconds> requeue_after;
+};
+
+class Reconciler {
+ public:
+  virtual ~Reconciler() = default;
+  virtual std::string Name() const = 0;
+  // key: "ns/name" of the primary kind.
+  virtual Result<ReconcileResult> Reconcile(const std::string& key) = 0;
+  // Maps a store event to the primary keys it may affect.
+  virtual std::vector<std::string> KeysFor(const WatchEvent& event) = 0;
+  // Every primary key, for the initial sync and re-lists.
+  virtual Result<std::vector<std::string>> AllKeys() = 0;
+};
+using ReconcilerPtr = std::unique_ptr<Reconciler>;
+
+class ControllerManager {
+ public:
+  explicit ControllerManager(Store* store) : store_(store) {}
+  ~ControllerManager();
+
+  void Add(ReconcilerPtr r);
+  // Starts one watch feeding every reconciler's queue, and the workers.
+  Status Start(int workers_per_controller = 2);
+  void Stop();
+
+ private:
+  struct Controller {
+    ReconcilerPtr reconciler;
+    WorkQueue queue;
+  };
+  void WatchLoop();
+  void Worker(Controller* c);
+
+  Store* store_;
+  std::vector<std::unique_ptr<Controller>> controllers_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  WatcherPtr watcher_;
+};
+
+}  // namespace mentat

@@ -1,0 +1,516 @@
+#include "runtimes/agent/agent.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "runtimes/exec/exec_driver.h"
+
+namespace mentat {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string SpecHash(const Json& task_spec) {
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(Fnv1a(task_spec.dump())));
+  return buf;
+}
+
+std::string KeyOfAlloc(const Json& alloc) { return NamespaceOf(alloc) + "/" + NameOf(alloc); }
+
+// A TCP connect to 127.0.0.1:port within 200 ms.
+bool TcpProbe(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = false;
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (rc == 0) {
+    ok = true;
+  } else if (errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 200) == 1) {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ok = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "node";
+  std::string s = buf;
+  for (auto& c : s) c = static_cast<char>(tolower(c));
+  auto dot = s.find('.');
+  if (dot != std::string::npos) s = s.substr(0, dot);
+  return IsDnsLabel(s) ? s : "node";
+}
+
+}  // namespace
+
+std::string TaskIdForKey(const std::string& key) {
+  std::string id = key;
+  std::replace(id.begin(), id.end(), '/', '.');
+  return id;
+}
+
+Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
+  if (opts.node_name.empty()) opts.node_name = HostName();
+  if (!IsDnsLabel(opts.node_name)) {
+    return InvalidArgument("node name \"" + opts.node_name + "\" must be a DNS label");
+  }
+  if (opts.data_dir.empty()) return InvalidArgument("agent data dir is required");
+  std::error_code ec;
+  fs::create_directories(opts.data_dir + "/tasks", ec);
+  if (ec) return Internal("creating " + opts.data_dir + "/tasks: " + ec.message());
+  std::unique_ptr<Agent> agent(new Agent(std::move(opts)));
+  MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, agent->opts_.token));
+  MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create());
+  agent->drivers_["exec"] = std::move(exec);
+  for (auto& [name, driver] : agent->drivers_) {
+    driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {
+      a->OnExit(id, exit);
+    });
+  }
+  return agent;
+}
+
+Agent::~Agent() { Stop(); }
+
+std::string Agent::TaskDir(const std::string& key) const {
+  return opts_.data_dir + "/tasks/" + TaskIdForKey(key);
+}
+
+Driver* Agent::DriverFor(const std::string& name) {
+  auto it = drivers_.find(name);
+  return it == drivers_.end() ? nullptr : it->second.get();
+}
+
+Status Agent::Start() {
+  RecoverTasks();
+  threads_.emplace_back([this] { SyncLoop(); });
+  for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { WorkLoop(); });
+  threads_.emplace_back([this] { ProbeLoop(); });
+  return {};
+}
+
+void Agent::Stop() {
+  if (stop_.exchange(true)) return;
+  if (client_) client_->CancelWatches();
+  queue_.ShutDown();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void Agent::RecoverTasks() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(opts_.data_dir + "/tasks", ec)) {
+    std::ifstream f(entry.path() / "handle.json");
+    if (!f) continue;
+    Json j = Json::parse(f, nullptr, false);
+    if (j.is_discarded()) {
+      spdlog::warn("agent: ignoring unreadable handle {}", (entry.path() / "handle.json").string());
+      continue;
+    }
+    auto handle = TaskHandle::FromJson(j.value("handle", Json()));
+    if (!handle) continue;
+    std::string key = j.value("key", "");
+    if (key.empty()) continue;
+    LocalTask t;
+    t.driver = handle->driver;
+    t.handle = *handle;
+    t.alloc_uid = j.value("allocUid", "");
+    t.spec_hash = j.value("specHash", "");
+    t.port = j.value("port", 0);
+    t.restart_policy = j.value("restart", "always");
+    t.restarts = j.value("restarts", 0);
+    t.pid = handle->state.value("pid", 0);
+    t.started_at = handle->state.value("startedAt", "");
+    t.started_mono = std::chrono::steady_clock::now();
+    Driver* driver = DriverFor(t.driver);
+    auto st = driver ? driver->Recover(*handle)
+                     : Status(InvalidArgument("no driver " + t.driver + " on this agent"));
+    if (st) {
+      t.running = true;
+      spdlog::info("agent: recovered {} (pid {}) without restarting it", key, t.pid);
+    } else {
+      t.running = false;
+      t.last_exit = ExitResult{};
+      t.last_exit->message = "exited while the agent was down";
+      t.message = st.error().message();
+      spdlog::info("agent: {} is no longer running: {}", key, st.error().message());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_[key] = std::move(t);
+  }
+}
+
+Status Agent::RegisterNode() {
+  // The agent creates its own Node on first contact (as a kubelet does); after that it only
+  // writes status.
+  auto existing = client_->Get("nodes", opts_.node_name);
+  if (!existing) {
+    if (existing.error().code() != Code::kNotFound) return std::unexpected(existing.error());
+    Json node = {{"apiVersion", std::string(kApiVersion)},
+                 {"kind", "Node"},
+                 {"metadata", {{"name", opts_.node_name}}},
+                 {"spec", Json::object()}};
+    MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+  }
+  Json drivers = Json::object();
+  for (auto& [name, d] : drivers_) drivers[name] = d->Fingerprint();
+  Json node = {{"kind", "Node"},
+               {"metadata", {{"name", opts_.node_name}}},
+               {"status",
+                {{"ready", true},
+                 {"lastHeartbeat", NowRfc3339()},
+                 {"drivers", drivers},
+                 {"capacity", {{"cpus", std::thread::hardware_concurrency()}}}}}};
+  MT_RETURN_IF_ERROR(client_->PutStatus("nodes", opts_.node_name, node));
+  return {};
+}
+
+void Agent::SyncLoop() {
+  auto backoff = 100ms;
+  while (!stop_) {
+    if (auto st = RegisterNode(); !st) {
+      spdlog::warn("agent: registering node {}: {}", opts_.node_name, st.error().message());
+      std::this_thread::sleep_for(backoff);  // retry pacing, not a state wait
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+      continue;
+    }
+    RequestOptions ro;
+    ro.label_selector = std::string(kLabelNode) + "=" + opts_.node_name;
+    auto list = client_->List("allocations", ro);
+    if (!list) {
+      spdlog::warn("agent: listing allocations: {}", list.error().message());
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+      continue;
+    }
+    backoff = 100ms;
+    int64_t rv = std::stoll(list->value("resourceVersion", std::string("0")));
+    std::set<std::string> keys;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      desired_.clear();
+      for (const auto& item : (*list)["items"]) desired_[KeyOfAlloc(item)] = item;
+      synced_ = true;
+      for (const auto& [k, v] : desired_) keys.insert(k);
+      for (const auto& [k, v] : tasks_) keys.insert(k);
+    }
+    for (const auto& k : keys) queue_.Add(k);
+    auto st = client_->Watch(
+        "allocations", rv, ro,
+        [this](const Json& ev) {
+          std::string type = ev.value("type", "");
+          if (type == "BOOKMARK") return true;
+          const Json& obj = ev["object"];
+          std::string key = KeyOfAlloc(obj);
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (type == "DELETED") {
+              desired_.erase(key);
+            } else {
+              desired_[key] = obj;
+            }
+          }
+          queue_.Add(key);
+          return !stop_;
+        },
+        &stop_);
+    if (stop_) break;
+    if (!st) spdlog::info("agent: watch ended ({}); re-listing", st.error().message());
+  }
+}
+
+void Agent::WorkLoop() {
+  while (auto key = queue_.Get()) {
+    auto st = Reconcile(*key);
+    if (!st) {
+      spdlog::warn("agent: reconcile {}: {}", *key, st.error().message());
+      queue_.Done(*key);
+      queue_.AddRateLimited(*key);
+      continue;
+    }
+    queue_.Forget(*key);
+    queue_.Done(*key);
+  }
+}
+
+void Agent::OnExit(const std::string& task_id, const ExitResult& exit) {
+  std::string key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [k, t] : tasks_) {
+      if (t.handle.id == task_id && t.running) {
+        t.running = false;
+        t.ready = false;
+        t.last_exit = exit;
+        key = k;
+        break;
+      }
+    }
+  }
+  if (!key.empty()) {
+    spdlog::info("agent: task {} {}", key, exit.message);
+    queue_.Add(key);
+  }
+}
+
+Status Agent::WriteHandle(const std::string& key, const LocalTask& t) {
+  std::string dir = TaskDir(key);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  Json j = {{"key", key},          {"handle", t.handle.ToJson()}, {"allocUid", t.alloc_uid},
+            {"specHash", t.spec_hash}, {"port", t.port},          {"restart", t.restart_policy},
+            {"restarts", t.restarts}};
+  // Write-then-rename so a crash never leaves a torn handle.
+  std::string tmp = dir + "/handle.json.tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << j.dump();
+    f.flush();
+    if (!f) return Internal("writing " + tmp);
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  fs::rename(tmp, dir + "/handle.json", ec);
+  if (ec) return Internal("renaming handle: " + ec.message());
+  return {};
+}
+
+void Agent::RemoveTaskDir(const std::string& key) {
+  std::error_code ec;
+  fs::remove_all(TaskDir(key), ec);
+}
+
+Json Agent::BuildStatus(const std::string& key) {
+  // Caller holds mu_.
+  const LocalTask& t = tasks_.at(key);
+  Json s = {{"node", opts_.node_name}, {"restarts", t.restarts}, {"ready", t.ready}};
+  if (t.running) {
+    s["phase"] = "Running";
+    s["pid"] = t.pid;
+    s["startedAt"] = t.started_at;
+    s["message"] = t.ready ? "running" : "running, waiting for port " + std::to_string(t.port);
+  } else if (t.restart_pending) {
+    s["phase"] = "Restarting";
+    s["message"] = t.message;
+  } else if (t.last_exit) {
+    bool ok = t.last_exit->exit_code && *t.last_exit->exit_code == 0;
+    s["phase"] = ok ? "Complete" : "Failed";
+    s["message"] = t.message.empty() ? t.last_exit->message : t.message;
+  } else {
+    s["phase"] = "Pending";
+    s["message"] = t.message;
+  }
+  if (t.last_exit) {
+    if (t.last_exit->exit_code) s["exitCode"] = *t.last_exit->exit_code;
+    if (t.last_exit->signal) s["signal"] = *t.last_exit->signal;
+    if (t.last_exit->oom_killed) s["oomKilled"] = true;
+  }
+  return s;
+}
+
+Status Agent::Reconcile(const std::string& key) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!synced_) return {};  // GC decisions need the full picture
+  auto desired_it = desired_.find(key);
+  const Json* alloc = desired_it == desired_.end() ? nullptr : &desired_it->second;
+  bool want = alloc && !(*alloc)["metadata"].contains("deletionTimestamp") &&
+              alloc->value("spec", Json::object()).value("nodeName", "") == opts_.node_name;
+  auto task_it = tasks_.find(key);
+
+  std::string uid = alloc ? (*alloc)["metadata"].value("uid", "") : "";
+  Json task_spec = alloc ? alloc->value("spec", Json::object()).value("task", Json::object()) : Json();
+  std::string hash = alloc ? SpecHash(task_spec) : "";
+
+  // Stop what should not run here, or runs an outdated spec or a replaced allocation.
+  if (task_it != tasks_.end() &&
+      (!want || task_it->second.alloc_uid != uid || task_it->second.spec_hash != hash)) {
+    LocalTask t = task_it->second;
+    lock.unlock();
+    if (Driver* d = DriverFor(t.driver)) {
+      if (t.running) {
+        spdlog::info("agent: stopping {} (pid {})", key, t.pid);
+        MT_RETURN_IF_ERROR(d->Stop(t.handle.id, opts_.stop_grace, SIGTERM));
+      }
+      MT_RETURN_IF_ERROR(d->Destroy(t.handle.id, /*force=*/true));
+    }
+    lock.lock();
+    tasks_.erase(key);
+    last_status_.erase(key);
+    lock.unlock();
+    RemoveTaskDir(key);
+    if (!want) return {};
+    lock.lock();
+    task_it = tasks_.end();
+  }
+  if (!want) return {};
+
+  auto spec = ServiceSpec::FromJson(task_spec);
+  if (!spec) return std::unexpected(spec.error());
+  if (task_it == tasks_.end()) {
+    LocalTask t;
+    t.driver = spec->driver;
+    t.alloc_uid = uid;
+    t.spec_hash = hash;
+    t.port = spec->port;
+    t.restart_policy = spec->restart;
+    task_it = tasks_.emplace(key, std::move(t)).first;
+  }
+  LocalTask& t = task_it->second;
+
+  // Restart policy for a task that exited.
+  if (!t.running && t.last_exit) {
+    bool failed = !(t.last_exit->exit_code && *t.last_exit->exit_code == 0);
+    bool restart = t.restart_policy == "always" || (t.restart_policy == "on-failure" && failed);
+    if (!restart) {
+      t.restart_pending = false;
+    } else if (!t.restart_pending) {
+      // A task that ran a while starts its backoff over.
+      if (std::chrono::steady_clock::now() - t.started_mono > 30s) t.backoff_exp = 0;
+      auto delay = std::min<std::chrono::milliseconds>(1000ms * (1 << std::min(t.backoff_exp, 6)), 60s);
+      t.backoff_exp++;
+      t.restart_pending = true;
+      t.restart_at = std::chrono::steady_clock::now() + delay;
+      t.message = t.last_exit->message + "; restarting in " +
+                  std::to_string(delay.count() / 1000.0).substr(0, 4) + "s";
+      queue_.AddAfter(key, delay);
+    }
+  }
+
+  bool start_now = !t.running && (!t.last_exit || (t.restart_pending &&
+                                                   std::chrono::steady_clock::now() >= t.restart_at));
+  if (start_now) {
+    Driver* driver = DriverFor(t.driver);
+    if (!driver) {
+      t.message = "driver " + t.driver + " is not available on node " + opts_.node_name;
+      t.last_exit = ExitResult{std::nullopt, std::nullopt, false, t.message};
+      t.restart_policy = "never";
+    } else {
+      TaskConfig cfg;
+      cfg.id = TaskIdForKey(key);
+      cfg.command = spec->command;
+      cfg.args = spec->args;
+      cfg.env = spec->env;
+      cfg.cwd = spec->cwd;
+      cfg.task_dir = TaskDir(key);
+      cfg.spec = task_spec;
+      bool was_restart = t.last_exit.has_value();
+      lock.unlock();
+      auto handle = driver->Start(cfg);
+      lock.lock();
+      auto again = tasks_.find(key);
+      if (again == tasks_.end()) return {};
+      LocalTask& lt = again->second;
+      if (!handle) {
+        lt.message = handle.error().message();
+        lt.last_exit = ExitResult{std::nullopt, std::nullopt, false, lt.message};
+        lt.restart_pending = false;
+        spdlog::warn("agent: starting {}: {}", key, lt.message);
+        // A bad spec will not fix itself; a restart policy still retries with backoff.
+        if (lt.restart_policy != "never") queue_.AddRateLimited(key);
+      } else {
+        lt.handle = *handle;
+        lt.running = true;
+        lt.ready = lt.port == 0;
+        lt.pid = handle->state.value("pid", 0);
+        lt.started_at = handle->state.value("startedAt", "");
+        lt.started_mono = std::chrono::steady_clock::now();
+        lt.restart_pending = false;
+        lt.message.clear();
+        if (was_restart) lt.restarts++;
+        MT_RETURN_IF_ERROR(WriteHandle(key, lt));
+        spdlog::info("agent: started {} (pid {})", key, lt.pid);
+      }
+    }
+  }
+
+  // Report status when it changed.
+  Json status = BuildStatus(key);
+  auto last = last_status_.find(key);
+  if (last != last_status_.end() && last->second == status) return {};
+  Json obj = {{"kind", "Allocation"},
+              {"metadata", {{"name", NameOf(*alloc)}, {"namespace", NamespaceOf(*alloc)}}},
+              {"status", status}};
+  lock.unlock();
+  RequestOptions ro;
+  ro.ns = NamespaceOf(obj);
+  auto res = client_->PutStatus("allocations", NameOf(obj), obj, ro);
+  if (!res) {
+    if (res.error().code() == Code::kNotFound) return {};  // deleted meanwhile: the watch will say
+    return std::unexpected(res.error());
+  }
+  lock.lock();
+  last_status_[key] = status;
+  return {};
+}
+
+void Agent::ProbeLoop() {
+  auto last_heartbeat = std::chrono::steady_clock::now();
+  while (!stop_) {
+    std::vector<std::pair<std::string, int>> probes;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [k, t] : tasks_) {
+        if (t.running && t.port > 0) probes.emplace_back(k, t.port);
+      }
+    }
+    for (const auto& [key, port] : probes) {
+      bool ok = TcpProbe(port);
+      bool changed = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = tasks_.find(key);
+        if (it != tasks_.end() && it->second.running && it->second.ready != ok) {
+          it->second.ready = ok;
+          changed = true;
+        }
+      }
+      if (changed) queue_.Add(key);
+    }
+    if (std::chrono::steady_clock::now() - last_heartbeat >= opts_.heartbeat) {
+      last_heartbeat = std::chrono::steady_clock::now();
+      if (auto st = RegisterNode(); !st) {
+        spdlog::debug("agent: heartbeat: {}", st.error().message());
+      }
+    }
+    // The probe period: how quickly a port that opens is seen as Ready.
+    std::this_thread::sleep_for(probes.empty() ? 200ms : 50ms);
+  }
+}
+
+}  // namespace mentat

@@ -1,0 +1,95 @@
+// The node agent. It watches the Allocations placed on its node, runs each through its driver,
+// persists every task handle under its data dir, probes readiness, applies the restart policy,
+// and writes Allocation status back. Stopping or crashing the agent leaves workloads running:
+// a new agent recovers them from their handles instead of restarting them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "apis/client.h"
+#include "controllers/workqueue.h"
+#include "runtimes/driver.h"
+
+namespace mentat {
+
+struct AgentOptions {
+  std::string server;     // http://host:port of mentat-server
+  std::string token;
+  std::string node_name;  // defaults to the host name
+  std::string data_dir;   // handles and logs live under it
+  std::chrono::milliseconds stop_grace{3000};
+  std::chrono::milliseconds heartbeat{5000};
+};
+
+class Agent {
+ public:
+  static Result<std::unique_ptr<Agent>> Create(AgentOptions opts);
+  ~Agent();
+
+  // Recovers persisted tasks, registers the node and starts the sync, work and probe loops.
+  Status Start();
+  // Stops the loops. Workloads keep running.
+  void Stop();
+
+  const std::string& node_name() const { return opts_.node_name; }
+
+ private:
+  struct LocalTask {
+    std::string driver;
+    TaskHandle handle;
+    std::string alloc_uid;
+    std::string spec_hash;
+    int port = 0;
+    std::string restart_policy = "always";
+    bool running = false;
+    bool ready = false;
+    int pid = 0;
+    int restarts = 0;
+    std::string started_at;
+    std::optional<ExitResult> last_exit;
+    std::string message;
+    std::chrono::steady_clock::time_point started_mono;
+    std::chrono::steady_clock::time_point restart_at;  // when a restart is due
+    bool restart_pending = false;
+    int backoff_exp = 0;
+  };
+
+  explicit Agent(AgentOptions opts) : opts_(std::move(opts)) {}
+  void SyncLoop();
+  void WorkLoop();
+  void ProbeLoop();
+  Status Reconcile(const std::string& key);
+  Status RegisterNode();
+  void RecoverTasks();
+  void OnExit(const std::string& task_id, const ExitResult& exit);
+  Status WriteHandle(const std::string& key, const LocalTask& t);
+  void RemoveTaskDir(const std::string& key);
+  Json BuildStatus(const std::string& key);
+  std::string TaskDir(const std::string& key) const;
+  Driver* DriverFor(const std::string& name);
+
+  AgentOptions opts_;
+  std::unique_ptr<ApiClient> client_;
+  std::map<std::string, DriverPtr> drivers_;
+  WorkQueue queue_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+
+  std::mutex mu_;
+  std::map<std::string, Json> desired_;       // key "ns/name" -> Allocation
+  std::map<std::string, LocalTask> tasks_;    // key -> what runs here
+  std::map<std::string, Json> last_status_;   // key -> status last written
+  bool synced_ = false;                       // desired_ reflects a full list
+};
+
+// Exposed for tests: task id <-> allocation key.
+std::string TaskIdForKey(const std::string& key);
+
+}  // namespace mentat

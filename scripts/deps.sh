@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Mentat builds and tests with, only when some are missing.
+# Sourced by quickstart.sh and test.sh; idempotent and fast (one dpkg-query) when all are present.
+set -euo pipefail
+
+MENTAT_BUILD_PACKAGES=(
+  bazel-bootstrap g++ python3
+  librocksdb-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
+  libseccomp-dev libcap-dev libgtest-dev libgmock-dev libcli11-dev
+  libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
+  procps curl
+)
+
+mentat_missing_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  echo "${missing[@]:-}"
+}
+
+mentat_install_packages() {
+  local missing
+  missing=$(mentat_missing_packages "$@")
+  [ -z "$missing" ] && return 0
+  echo "==> installing Debian packages: $missing"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq --no-install-recommends $missing
+}
+
+mentat_install_packages "${MENTAT_BUILD_PACKAGES[@]}"

@@ -1,0 +1,378 @@
+#include "store/rocksdb_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+
+namespace mentat {
+
+std::string EventTypeName(EventType t) {
+  switch (t) {
+    case EventType::kAdded:
+      return "ADDED";
+    case EventType::kModified:
+      return "MODIFIED";
+    case EventType::kDeleted:
+      return "DELETED";
+    case EventType::kBookmark:
+      return "BOOKMARK";
+  }
+  return "UNKNOWN";
+}
+
+std::string StoreKey(const ObjectKey& key) { return key.kind + "/" + key.ns + "/" + key.name; }
+
+namespace {
+
+std::string RevisionKey(int64_t rev) {
+  std::string k(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    k[i] = static_cast<char>(rev & 0xff);
+    rev >>= 8;
+  }
+  return k;
+}
+
+int64_t ParseRevisionKey(const rocksdb::Slice& s) {
+  int64_t rev = 0;
+  for (size_t i = 0; i < 8 && i < s.size(); ++i) rev = (rev << 8) | static_cast<uint8_t>(s[i]);
+  return rev;
+}
+
+std::unexpected<Error> RocksError(const std::string& what, const rocksdb::Status& s) {
+  return Internal(what + ": " + s.ToString());
+}
+
+EventType ParseEventType(const std::string& s) {
+  if (s == "ADDED") return EventType::kAdded;
+  if (s == "DELETED") return EventType::kDeleted;
+  return EventType::kModified;
+}
+
+}  // namespace
+
+class RocksStore::WatcherImpl : public Watcher {
+ public:
+  WatcherImpl(RocksStore* store, std::string kind, size_t limit)
+      : store_(store), kind_(std::move(kind)), limit_(limit) {}
+  ~WatcherImpl() override { Close(); }
+
+  Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds timeout) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
+    if (!queue_.empty()) {
+      WatchEvent ev = std::move(queue_.front());
+      queue_.pop_front();
+      return std::optional<WatchEvent>(std::move(ev));
+    }
+    if (closed_) return MakeError(close_code_, close_reason_);
+    return std::optional<WatchEvent>();
+  }
+
+  void Close() override {
+    RocksStore* store = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!closed_) {
+        closed_ = true;
+        close_code_ = Code::kUnavailable;
+        close_reason_ = "watch closed";
+      }
+      store = store_;
+      store_ = nullptr;
+    }
+    cv_.notify_all();
+    if (store) store->Unregister(this);
+  }
+
+  // Called by the store, under its watchers lock.
+  void Push(const WatchEvent& ev) {
+    if (!kind_.empty() && ev.object.value("kind", "") != kind_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    if (queue_.size() >= limit_) {
+      // A stuck reader must not hold memory without bound or slow writers: cut it loose.
+      queue_.clear();
+      closed_ = true;
+      close_code_ = Code::kGone;
+      close_reason_ = "watcher fell more than " + std::to_string(limit_) +
+                      " events behind and was closed; re-list and watch again";
+    } else {
+      queue_.push_back(ev);
+    }
+    cv_.notify_one();
+  }
+
+  void Shutdown(const std::string& reason) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      close_code_ = Code::kUnavailable;
+      close_reason_ = reason;
+      store_ = nullptr;
+    }
+    cv_.notify_all();
+  }
+
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  RocksStore* store_;
+  std::string kind_;
+  size_t limit_;
+  std::deque<WatchEvent> queue_;
+  bool closed_ = false;
+  Code close_code_ = Code::kUnavailable;
+  std::string close_reason_;
+};
+
+Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& opts) {
+  std::unique_ptr<RocksStore> store(new RocksStore(opts));
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {"objects", rocksdb::ColumnFamilyOptions()},
+      {"log", rocksdb::ColumnFamilyOptions()},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  auto s = rocksdb::DB::Open(db_opts, opts.dir, cfs, &handles, &store->db_);
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return MakeError(Code::kUnavailable,
+                       "store " + opts.dir + " is in use by another process: " + s.ToString());
+    }
+    return RocksError("opening store " + opts.dir, s);
+  }
+  store->meta_ = handles[0];
+  store->objects_ = handles[1];
+  store->log_ = handles[2];
+  std::string value;
+  s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "revision", &value);
+  if (s.ok()) store->revision_ = std::stoll(value);
+  s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "compacted", &value);
+  if (s.ok()) store->compacted_ = std::stoll(value);
+  return store;
+}
+
+RocksStore::~RocksStore() {
+  CloseWatchers();
+  if (db_) {
+    for (auto* h : {objects_, log_, meta_}) {
+      if (h) db_->DestroyColumnFamilyHandle(h);
+    }
+    db_->Close();
+    delete db_;
+  }
+}
+
+void RocksStore::CloseWatchers() {
+  std::list<std::shared_ptr<WatcherImpl>> watchers;
+  {
+    std::lock_guard<std::mutex> lock(watchers_mu_);
+    watchers.swap(watchers_);
+  }
+  for (auto& w : watchers) w->Shutdown("the server is shutting down");
+}
+
+int64_t RocksStore::CurrentRevision() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return revision_;
+}
+
+Result<Json> RocksStore::GetLocked(const ObjectKey& key) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), objects_, StoreKey(key), &value);
+  if (s.IsNotFound()) {
+    return NotFound(key.kind + " \"" + key.name + "\" not found" +
+                    (key.ns.empty() || key.ns == kDefaultNamespace ? "" : " in namespace " + key.ns));
+  }
+  if (!s.ok()) return RocksError("reading " + key.ToString(), s);
+  return Json::parse(value);
+}
+
+Result<Json> RocksStore::Get(const ObjectKey& key) { return GetLocked(key); }
+
+Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& opts) {
+  ListResult result;
+  // A snapshot makes the list consistent at one revision while writers continue.
+  const rocksdb::Snapshot* snap;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    snap = db_->GetSnapshot();
+    result.revision = revision_;
+  }
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string prefix = kind + "/" + (opts.ns.empty() ? "" : opts.ns + "/");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, objects_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    Json obj = Json::parse(it->value().ToString(), nullptr, false);
+    if (obj.is_discarded()) continue;
+    if (opts.selector && !opts.selector->Matches(obj)) continue;
+    result.items.push_back(std::move(obj));
+  }
+  auto status = it->status();
+  db_->ReleaseSnapshot(snap);
+  if (!status.ok()) return RocksError("listing " + kind, status);
+  return result;
+}
+
+Result<Json> RocksStore::CommitLocked(const ObjectKey& key, EventType type, Json obj,
+                                      bool dry_run) {
+  int64_t rev = revision_ + 1;
+  if (type != EventType::kDeleted) obj["metadata"]["resourceVersion"] = std::to_string(rev);
+  if (dry_run) return obj;
+  Json entry = {{"type", EventTypeName(type)}, {"object", obj}};
+  rocksdb::WriteBatch batch;
+  std::string skey = StoreKey(key);
+  if (type == EventType::kDeleted) {
+    batch.Delete(objects_, skey);
+  } else {
+    batch.Put(objects_, skey, obj.dump());
+  }
+  batch.Put(log_, RevisionKey(rev), entry.dump());
+  // The applied revision commits in the same batch as the data (a Raft apply will pass its
+  // index here), so a crash can never leave one without the other.
+  batch.Put(meta_, "revision", std::to_string(rev));
+  rocksdb::WriteOptions wo;
+  wo.sync = opts_.sync;
+  auto s = db_->Write(wo, &batch);
+  if (!s.ok()) return RocksError("writing " + key.ToString(), s);
+  revision_ = rev;
+  Publish({type, rev, obj});
+  return obj;
+}
+
+void RocksStore::Publish(const WatchEvent& ev) {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  for (auto& w : watchers_) w->Push(ev);
+}
+
+void RocksStore::Unregister(WatcherImpl* w) {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  watchers_.remove_if([w](const auto& p) { return p.get() == w; });
+}
+
+Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
+  ObjectKey key = KeyOf(in);
+  if (key.kind.empty() || key.name.empty()) return InvalidArgument("object has no kind or name");
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto existing = GetLocked(key);
+  if (!existing && existing.error().code() != Code::kNotFound) return existing;
+  Json obj = in;
+  obj.erase("status");
+  Json& meta = obj["metadata"];
+  if (!existing) {
+    if (opts.expected_revision != 0) {
+      return MakeError(Code::kConflict, key.kind + " \"" + key.name +
+                                            "\" does not exist, but resourceVersion " +
+                                            std::to_string(opts.expected_revision) +
+                                            " was required");
+    }
+    meta["uid"] = NewUid();
+    meta["creationTimestamp"] = NowRfc3339();
+    meta["generation"] = 1;
+    obj["status"] = in.contains("status") ? in["status"] : Json::object();
+    return CommitLocked(key, EventType::kAdded, std::move(obj), opts.dry_run);
+  }
+  if (opts.create_only) {
+    return MakeError(Code::kAlreadyExists, key.kind + " \"" + key.name + "\" already exists");
+  }
+  const Json& old = *existing;
+  int64_t old_rev = ResourceVersionOf(old);
+  if (opts.expected_revision != 0 && opts.expected_revision != old_rev) {
+    return MakeError(Code::kConflict,
+                     key.kind + " \"" + key.name + "\" was modified: resourceVersion is " +
+                         std::to_string(old_rev) + ", the write expected " +
+                         std::to_string(opts.expected_revision) + "; re-read and retry");
+  }
+  const Json& old_meta = old["metadata"];
+  meta["uid"] = old_meta.value("uid", "");
+  meta["creationTimestamp"] = old_meta.value("creationTimestamp", "");
+  int64_t generation = old_meta.value("generation", int64_t{1});
+  bool spec_changed = obj.value("spec", Json()) != old.value("spec", Json());
+  meta["generation"] = spec_changed ? generation + 1 : generation;
+  if (old_meta.contains("deletionTimestamp")) meta["deletionTimestamp"] = old_meta["deletionTimestamp"];
+  meta.erase("resourceVersion");
+  obj["status"] = old.value("status", Json::object());
+  Json old_cmp = old;
+  old_cmp["metadata"].erase("resourceVersion");
+  if (old_cmp == obj) return old;  // no-op writes do not create a revision
+  return CommitLocked(key, EventType::kModified, std::move(obj), opts.dry_run);
+}
+
+Result<Json> RocksStore::UpdateStatus(const Json& in, const WriteOptions& opts) {
+  ObjectKey key = KeyOf(in);
+  std::lock_guard<std::mutex> lock(write_mu_);
+  MT_ASSIGN_OR_RETURN(Json obj, GetLocked(key));
+  int64_t old_rev = ResourceVersionOf(obj);
+  if (opts.expected_revision != 0 && opts.expected_revision != old_rev) {
+    return MakeError(Code::kConflict, key.kind + " \"" + key.name +
+                                          "\" was modified: resourceVersion is " +
+                                          std::to_string(old_rev) + ", the write expected " +
+                                          std::to_string(opts.expected_revision));
+  }
+  Json status = in.value("status", Json::object());
+  if (obj.value("status", Json::object()) == status) return obj;
+  obj["status"] = std::move(status);
+  return CommitLocked(key, EventType::kModified, std::move(obj), opts.dry_run);
+}
+
+Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  MT_ASSIGN_OR_RETURN(Json obj, GetLocked(key));
+  if (opts.expected_revision != 0 && opts.expected_revision != ResourceVersionOf(obj)) {
+    return MakeError(Code::kConflict, key.kind + " \"" + key.name + "\" was modified");
+  }
+  int64_t rev = revision_ + 1;
+  obj["metadata"]["resourceVersion"] = std::to_string(rev);
+  return CommitLocked(key, EventType::kDeleted, std::move(obj), opts.dry_run);
+}
+
+Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revision) {
+  auto watcher = std::make_shared<WatcherImpl>(this, kind, opts_.watcher_buffer);
+  // Holding the write lock while replaying and registering leaves no gap: every revision
+  // <= revision_ comes from the log, every later one from Publish.
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (from_revision > 0 && from_revision < compacted_) {
+    return MakeError(Code::kGone, "resourceVersion " + std::to_string(from_revision) +
+                                      " is too old: the change log starts at " +
+                                      std::to_string(compacted_) + "; re-list and watch again");
+  }
+  if (from_revision > revision_) {
+    return InvalidArgument("resourceVersion " + std::to_string(from_revision) +
+                           " is in the future; the store is at " + std::to_string(revision_));
+  }
+  if (from_revision > 0 && from_revision < revision_) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
+    for (it->Seek(RevisionKey(from_revision + 1)); it->Valid(); it->Next()) {
+      Json entry = Json::parse(it->value().ToString(), nullptr, false);
+      if (entry.is_discarded()) continue;
+      watcher->Push({ParseEventType(entry.value("type", "")), ParseRevisionKey(it->key()),
+                     entry["object"]});
+    }
+  }
+  {
+    std::lock_guard<std::mutex> wl(watchers_mu_);
+    watchers_.push_back(watcher);
+  }
+  // The caller owns the stream; the store keeps a shared reference for fan-out.
+  struct Handle : Watcher {
+    std::shared_ptr<WatcherImpl> impl;
+    explicit Handle(std::shared_ptr<WatcherImpl> i) : impl(std::move(i)) {}
+    ~Handle() override { impl->Close(); }
+    Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds t) override {
+      return impl->Next(t);
+    }
+    void Close() override { impl->Close(); }
+  };
+  return WatcherPtr(new Handle(std::move(watcher)));
+}
+
+}  // namespace mentat

@@ -1,0 +1,74 @@
+// The RocksDB backend of Store. Layout (column families):
+//   objects: "<Kind>/<namespace>/<name>" -> object JSON
+//   log:     8-byte big-endian revision  -> {"type", "object"} (the change log watch resumes from)
+//   default: "revision" -> last applied revision, "compacted" -> oldest revision kept in log
+// Every mutation is one WriteBatch at one revision, written with sync=true before it is acked.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "store/store.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace mentat {
+
+struct RocksStoreOptions {
+  std::string dir;
+  bool sync = true;                        // fsync the WAL before acknowledging a write
+  size_t watcher_buffer = 10000;           // events a watcher may lag before it is closed
+};
+
+class RocksStore : public Store {
+ public:
+  static Result<std::unique_ptr<RocksStore>> Open(const RocksStoreOptions& opts);
+  ~RocksStore() override;
+
+  Result<Json> Get(const ObjectKey& key) override;
+  Result<ListResult> List(const std::string& kind, const ListOptions& opts) override;
+  Result<Json> Put(const Json& obj, const WriteOptions& opts) override;
+  Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts) override;
+  Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts) override;
+  Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
+  int64_t CurrentRevision() override;
+
+  // Ends every open watch (they return kUnavailable); used on shutdown.
+  void CloseWatchers();
+
+  class WatcherImpl;
+
+ private:
+  explicit RocksStore(const RocksStoreOptions& opts) : opts_(opts) {}
+  Result<Json> GetLocked(const ObjectKey& key);
+  // Writes `obj` (or deletes when null) as the next revision and publishes the event.
+  Result<Json> CommitLocked(const ObjectKey& key, EventType type, Json obj, bool dry_run);
+  void Publish(const WatchEvent& ev);
+  void Unregister(WatcherImpl* w);
+
+  RocksStoreOptions opts_;
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* objects_ = nullptr;
+  rocksdb::ColumnFamilyHandle* log_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+
+  std::mutex write_mu_;  // serializes mutations: one revision at a time
+  int64_t revision_ = 0;
+  int64_t compacted_ = 0;
+
+  std::mutex watchers_mu_;
+  std::list<std::shared_ptr<WatcherImpl>> watchers_;
+};
+
+std::string StoreKey(const ObjectKey& key);
+
+}  // namespace mentat

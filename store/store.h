@@ -1,0 +1,77 @@
+// The Store interface: versioned objects with a global revision, conditional writes, and
+// ordered watch. The RocksDB backend implements it; Raft replication will wrap it (every
+// mutation is one committed transaction at one revision).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apis/error.h"
+#include "apis/object.h"
+
+namespace mentat {
+
+enum class EventType { kAdded, kModified, kDeleted, kBookmark };
+std::string EventTypeName(EventType t);
+
+struct WatchEvent {
+  EventType type;
+  int64_t revision;
+  Json object;  // for kDeleted: the object as it was last stored; for kBookmark: {metadata:{rv}}
+};
+
+struct ListOptions {
+  std::string ns;  // "" = all namespaces
+  std::optional<LabelSelector> selector;
+};
+
+struct ListResult {
+  std::vector<Json> items;
+  int64_t revision = 0;  // the store revision the list is consistent at
+};
+
+struct WriteOptions {
+  // 0: unconditional. Otherwise the object's current resourceVersion must equal it (409).
+  int64_t expected_revision = 0;
+  bool create_only = false;  // AlreadyExists if present
+  bool dry_run = false;      // validate and compute the result, persist nothing
+};
+
+// One watch stream. Events arrive in revision order, each exactly once.
+class Watcher {
+ public:
+  virtual ~Watcher() = default;
+  // Waits up to `timeout` for the next event. nullopt on timeout; an error once the watch
+  // is closed (store shut down, or this watcher fell behind its bounded buffer).
+  virtual Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds timeout) = 0;
+  virtual void Close() = 0;
+};
+using WatcherPtr = std::unique_ptr<Watcher>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Result<Json> Get(const ObjectKey& key) = 0;
+  virtual Result<ListResult> List(const std::string& kind, const ListOptions& opts) = 0;
+
+  // Create or update the object's metadata and spec; status is kept as stored. Sets
+  // uid/creationTimestamp on create, resourceVersion always, generation+1 when spec changes.
+  virtual Result<Json> Put(const Json& obj, const WriteOptions& opts = {}) = 0;
+  // Replace only the status. NotFound when absent.
+  virtual Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) = 0;
+  virtual Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) = 0;
+
+  // Every change to `kind` ("" = all kinds) after `from_revision`, in order. 0 = from now.
+  // kGone when from_revision has been compacted away.
+  virtual Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) = 0;
+
+  virtual int64_t CurrentRevision() = 0;
+};
+using StorePtr = std::unique_ptr<Store>;
+
+}  // namespace mentat
