@@ -56,6 +56,8 @@ void ControllerManager::WatchLoop() {
       continue;
     }
     if (!ev->has_value()) continue;
+    spdlog::debug("controllers: {} {} at revision {}", EventTypeName((**ev).type),
+                  KeyOf((**ev).object).ToString(), (**ev).revision);
     for (auto& c : controllers_) {
       for (const auto& k : c->reconciler->KeysFor(**ev)) c->queue.Add(k);
     }
@@ -64,6 +66,7 @@ void ControllerManager::WatchLoop() {
 
 void ControllerManager::Worker(Controller* c) {
   while (auto key = c->queue.Get()) {
+    spdlog::debug("{}: reconciling {}", c->reconciler->Name(), *key);
     auto res = c->reconciler->Reconcile(*key);
     if (!res) {
       spdlog::warn("{}: reconcile {}: {}", c->reconciler->Name(), *key, res.error().message());

@@ -37,6 +37,15 @@ Json Condition(const std::string& type, bool ok, const std::string& reason,
           {"observedGeneration", generation}};
 }
 
+// What an allocation runs: the spec less what only concerns the whole service (how many),
+// so that scaling never replaces running allocations.
+Json TaskTemplate(const Json& spec) {
+  Json t = spec;
+  t.erase("count");
+  t.erase("scale");
+  return t;
+}
+
 }  // namespace
 
 std::vector<std::string> ServiceController::KeysFor(const WatchEvent& ev) {
@@ -106,7 +115,10 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   MT_ASSIGN_OR_RETURN(lo.selector, LabelSelector::Parse(std::string(kLabelService) + "=" + name));
   MT_ASSIGN_OR_RETURN(auto allocs, store_->List("Allocation", lo));
   std::map<std::string, Json> by_name;
-  for (auto& a : allocs.items) by_name[NameOf(a)] = std::move(a);
+  for (auto& a : allocs.items) {
+    std::string aname = NameOf(a);  // read before the move below: operands of = are unordered
+    by_name[aname] = std::move(a);
+  }
 
   auto svc = store_->Get({"Service", ns, name});
   if (!svc) {
@@ -118,9 +130,9 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
     }
     return ReconcileResult{};
   }
-  const Json& spec = (*svc)["spec"];
+  const Json spec = TaskTemplate((*svc)["spec"]);
   int64_t generation = (*svc)["metadata"].value("generation", int64_t{1});
-  int count = spec.value("count", 1);
+  int count = (*svc)["spec"].value("count", 1);
   std::string driver = spec.value("driver", "");
 
   std::string placement_problem;

@@ -36,9 +36,9 @@ class RocksStore : public Store {
 
   Result<Json> Get(const ObjectKey& key) override;
   Result<ListResult> List(const std::string& kind, const ListOptions& opts) override;
-  Result<Json> Put(const Json& obj, const WriteOptions& opts) override;
-  Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts) override;
-  Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts) override;
+  Result<Json> Put(const Json& obj, const WriteOptions& opts = {}) override;
+  Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) override;
+  Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) override;
   Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
   int64_t CurrentRevision() override;
 

@@ -1,0 +1,68 @@
+// Helpers for end-to-end tests that start the real Mentat binaries: processes with captured
+// output, free ports, temp dirs, HTTP, and waiting on a condition with a deadline (never a
+// bare sleep).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mentat::e2e {
+
+// Path of a data dependency, e.g. "cmd/mt/mt", inside the test's runfiles.
+std::string Runfile(const std::string& path);
+
+// A fresh directory under TEST_TMPDIR, removed at exit unless the test failed.
+std::string TempDir(const std::string& prefix);
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& content);
+
+// Polls `cond` every `every` until it returns true or `deadline` passes.
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline,
+             std::chrono::milliseconds every = std::chrono::milliseconds(20));
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs a command to completion, with optional extra environment ("K=V").
+CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+
+// A long-running child process (a server or an agent), killed when destroyed.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, std::string log_path);
+  ~Process();
+  Process(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool Running();
+  void Signal(int sig);
+  // Waits for exit; returns the exit status (as from waitpid) or nullopt on timeout.
+  std::optional<int> Wait(std::chrono::milliseconds timeout);
+  std::string Log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+  bool reaped_ = false;
+};
+
+// GET http://127.0.0.1:port/path: status code (0 when unreachable) and body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path);
+
+// True while a process with this pid exists and is not a zombie.
+bool ProcessAlive(pid_t pid);
+
+}  // namespace mentat::e2e
