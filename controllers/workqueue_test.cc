@@ -1,0 +1,66 @@
+// The work queue's contract: FIFO, deduplicated, never one key to two workers, backoff.
+#include "controllers/workqueue.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace mentat {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(WorkQueue, FifoAndDeduplicated) {
+  WorkQueue q;
+  q.Add("a");
+  q.Add("b");
+  q.Add("a");
+  EXPECT_EQ(q.Len(), 2u);
+  EXPECT_EQ(*q.Get(), "a");
+  EXPECT_EQ(*q.Get(), "b");
+}
+
+TEST(WorkQueue, AKeyBeingProcessedIsRequeuedOnlyWhenDone) {
+  WorkQueue q;
+  q.Add("a");
+  auto k = q.Get();
+  q.Add("a");  // changed while being processed
+  q.Add("a");
+  EXPECT_EQ(q.Len(), 0u) << "a second worker must not get the same key";
+  q.Done(*k);
+  EXPECT_EQ(q.Len(), 1u);
+  EXPECT_EQ(*q.Get(), "a");
+}
+
+TEST(WorkQueue, RateLimitedRequeuesBackOffExponentially) {
+  WorkQueue q;
+  EXPECT_EQ(q.Requeues("a"), 0);
+  q.AddRateLimited("a");
+  q.AddRateLimited("a");
+  q.AddRateLimited("a");
+  EXPECT_EQ(q.Requeues("a"), 3);
+  q.Forget("a");
+  EXPECT_EQ(q.Requeues("a"), 0);
+}
+
+TEST(WorkQueue, DelayedKeysComeOutWhenDue) {
+  WorkQueue q;
+  auto start = std::chrono::steady_clock::now();
+  q.AddAfter("late", 30ms);
+  q.AddAfter("early", 5ms);
+  EXPECT_EQ(*q.Get(), "early");
+  EXPECT_EQ(*q.Get(), "late");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+}
+
+TEST(WorkQueue, ShutDownReleasesWaitingWorkers) {
+  WorkQueue q;
+  std::optional<std::string> got = "unset";
+  std::thread t([&] { got = q.Get(); });
+  q.ShutDown();
+  t.join();
+  EXPECT_FALSE(got.has_value());
+}
+
+}  // namespace
+}  // namespace mentat

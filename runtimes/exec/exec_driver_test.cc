@@ -1,0 +1,171 @@
+// The exec driver with real processes: args/env/cwd, captured logs, exit codes, stopping the
+// whole process group, recovery by a new driver object, and refusing a recycled pid.
+#include "runtimes/exec/exec_driver.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace mentat {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool Alive(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(f, stat)) return false;
+  return stat[stat.rfind(')') + 2] != 'Z';
+}
+
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return cond();
+}
+
+class ExecDriverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
+           "/exec-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto d = ExecDriver::Create();
+    ASSERT_TRUE(d);
+    driver_ = std::move(*d);
+  }
+  TaskConfig Config(const std::string& id, const std::string& script) {
+    TaskConfig c;
+    c.id = id;
+    c.command = "/bin/sh";
+    c.args = {"-c", script};
+    c.task_dir = dir_ + "/" + id;
+    return c;
+  }
+  std::string dir_;
+  std::unique_ptr<ExecDriver> driver_;
+};
+
+TEST_F(ExecDriverTest, RunsWithArgsEnvCwdAndCapturesLogs) {
+  TaskConfig c = Config("t1", "echo \"$GREETING from $(pwd)\"; echo oops >&2; exit 3");
+  c.env = {{"GREETING", "hello"}};
+  c.cwd = "/tmp";
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto exit = driver_->Wait("t1", 5s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_EQ((*exit)->exit_code, 3);
+  EXPECT_EQ(Slurp(c.task_dir + "/stdout.log"), "hello from /tmp\n");
+  EXPECT_EQ(Slurp(c.task_dir + "/stderr.log"), "oops\n");
+  auto st = driver_->Inspect("t1");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, TaskState::kExited);
+}
+
+TEST_F(ExecDriverTest, ExitHandlerFiresOnExit) {
+  std::atomic<int> code{-1};
+  driver_->SetExitHandler([&](const std::string& id, const ExitResult& r) {
+    if (id == "t2" && r.exit_code) code = *r.exit_code;
+  });
+  ASSERT_TRUE(driver_->Start(Config("t2", "exit 7")));
+  EXPECT_TRUE(WaitFor([&] { return code == 7; }, 5s));
+}
+
+TEST_F(ExecDriverTest, StopKillsTheWholeProcessGroup) {
+  // The shell starts a grandchild that ignores SIGTERM, and itself ignores it too.
+  TaskConfig c = Config("t3", "trap '' TERM; sleep 300 & echo $! > grandchild; wait");
+  c.cwd = dir_;
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h);
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(dir_ + "/grandchild").empty(); }, 5s));
+  int grandchild = std::stoi(Slurp(dir_ + "/grandchild"));
+  int pid = h->state["pid"];
+  ASSERT_TRUE(Alive(pid));
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(driver_->Stop("t3", 300ms, SIGTERM));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_FALSE(Alive(pid));
+  EXPECT_TRUE(WaitFor([&] { return !Alive(grandchild); }, 2s)) << "grandchild survived";
+  ASSERT_TRUE(driver_->Destroy("t3", false));
+  EXPECT_FALSE(driver_->Inspect("t3"));
+}
+
+TEST_F(ExecDriverTest, AMissingCommandIsAClearError) {
+  TaskConfig c = Config("t4", "");
+  c.command = "/no/such/binary";
+  c.args = {};
+  auto h = driver_->Start(c);
+  ASSERT_FALSE(h);
+  EXPECT_NE(h.error().message().find("No such file or directory"), std::string::npos);
+  TaskConfig bad_cwd = Config("t5", "true");
+  bad_cwd.cwd = "/no/such/dir";
+  auto h2 = driver_->Start(bad_cwd);
+  ASSERT_FALSE(h2);
+  EXPECT_NE(h2.error().message().find("/no/such/dir"), std::string::npos);
+}
+
+TEST_F(ExecDriverTest, ANewDriverRecoversARunningTaskWithoutRestartingIt) {
+  auto h = driver_->Start(Config("t6", "sleep 300"));
+  ASSERT_TRUE(h);
+  int pid = h->state["pid"];
+  driver_.reset();  // the agent went away; the task keeps running
+  ASSERT_TRUE(Alive(pid));
+  auto d = ExecDriver::Create();
+  ASSERT_TRUE(d);
+  driver_ = std::move(*d);
+  auto handle = TaskHandle::FromJson(h->ToJson());  // as persisted and read back
+  ASSERT_TRUE(handle);
+  ASSERT_TRUE(driver_->Recover(*handle));
+  auto st = driver_->Inspect("t6");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->pid, pid);
+  EXPECT_EQ(st->state, TaskState::kRunning);
+  // Its exit is still observed, though it is no longer our child.
+  ASSERT_TRUE(driver_->Stop("t6", 1s, SIGTERM));
+  EXPECT_FALSE(Alive(pid));
+}
+
+TEST_F(ExecDriverTest, RecoverRefusesAPidThatNowBelongsToAnotherProcess) {
+  auto h = driver_->Start(Config("t7", "sleep 300"));
+  ASSERT_TRUE(h);
+  // Same pid, different start time: what a recycled pid looks like.
+  TaskHandle forged = *h;
+  forged.id = "t8";
+  forged.state["startTicks"] = forged.state["startTicks"].get<uint64_t>() + 12345;
+  auto st = driver_->Recover(forged);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kNotFound);
+  EXPECT_FALSE(driver_->Inspect("t8"));
+  EXPECT_FALSE(driver_->Signal("t8", SIGKILL)) << "must never signal a stranger";
+  EXPECT_TRUE(Alive(h->state["pid"].get<int>()));
+  ASSERT_TRUE(driver_->Stop("t7", 1s, SIGTERM));
+}
+
+TEST_F(ExecDriverTest, RecoverOfAnExitedTaskIsNotFound) {
+  auto h = driver_->Start(Config("t9", "exit 0"));
+  ASSERT_TRUE(h);
+  ASSERT_TRUE(driver_->Wait("t9", 5s));
+  auto st = driver_->Recover(*h);
+  // Already tracked as exited: re-attaching is refused because the process is gone.
+  EXPECT_FALSE(st);
+}
+
+}  // namespace
+}  // namespace mentat

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every Mentat test. Installs what is missing first (fast when all is present), builds,
+# runs `bazel test //...`, and ends with one line: `N passed, N failed`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+# Tests that need real components start them themselves; services the test harness needs
+# that must exist before tests run are started here.
+
+targets=$(bazel query 'tests(//...)' 2>/dev/null | sort)
+if [ -z "$targets" ]; then
+  echo "bazel query found no tests"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+bep=$(mktemp /tmp/mentat-bep.XXXXXX.json)
+bazel test //... --keep_going --build_event_json_file="$bep" "$@"
+bazel_rc=$?
+python3 scripts/count_tests.py "$bep" "$(bazel info bazel-testlogs 2>/dev/null)" $targets
+count_rc=$?
+rm -f "$bep"
+if [ $bazel_rc -ne 0 ] || [ $count_rc -ne 0 ]; then exit 1; fi
+exit 0
