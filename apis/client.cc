@@ -91,6 +91,13 @@ Result<Json> ApiClient::Delete(const std::string& plural, const std::string& nam
   return Decode(NewClient()->Delete(Path(plural, name, o)), server_);
 }
 
+Result<Json> ApiClient::Apply(const Json& documents, bool dry_run) {
+  Json body = {{"documents", documents}};
+  return Decode(NewClient()->Post(dry_run ? "/v1/apply?dryRun=true" : "/v1/apply", body.dump(),
+                                  "application/json"),
+                server_);
+}
+
 Result<Json> ApiClient::Health() { return Decode(NewClient()->Get("/healthz"), server_); }
 
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,

@@ -43,6 +43,8 @@ class ApiClient {
   Result<Json> Delete(const std::string& plural, const std::string& name,
                       const RequestOptions& o = {});
   Result<Json> Health();
+  // POST /v1/apply: documents [{source, text}], applied as one transaction.
+  Result<Json> Apply(const Json& documents, bool dry_run);
 
   // Streams watch events ({type, object}) from `resource_version` until `on_event` returns
   // false, `stop` becomes true, or the stream ends (then an error says why).

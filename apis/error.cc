@@ -42,8 +42,13 @@ std::string Error::ToString() const {
   std::string out = message_;
   for (const auto& d : details_) {
     out += "\n  ";
+    if (!d.source.empty()) {
+      out += d.source;
+      if (d.line > 0) out += ":" + std::to_string(d.line) + (d.column > 0 ? ":" + std::to_string(d.column) : "");
+      out += ": ";
+    }
     out += d.field.empty() ? std::string("(document)") : d.field;
-    if (d.line > 0) {
+    if (d.line > 0 && d.source.empty()) {
       out += " (line " + std::to_string(d.line);
       if (d.column > 0) out += ":" + std::to_string(d.column);
       out += ")";
@@ -57,6 +62,7 @@ nlohmann::json Error::ToJson() const {
   nlohmann::json details = nlohmann::json::array();
   for (const auto& d : details_) {
     nlohmann::json j = {{"field", d.field}, {"message", d.message}};
+    if (!d.source.empty()) j["source"] = d.source;
     if (d.line > 0) j["line"] = d.line;
     if (d.column > 0) j["column"] = d.column;
     details.push_back(std::move(j));
@@ -84,8 +90,10 @@ Error Error::FromJson(int http_status, const std::string& body) {
   if (j.contains("details") && j["details"].is_array()) {
     for (const auto& d : j["details"]) {
       if (!d.is_object()) continue;
-      details.push_back({d.value("field", ""), d.value("line", 0), d.value("column", 0),
-                         d.value("message", "")});
+      FieldError fe(d.value("field", ""), d.value("line", 0), d.value("column", 0),
+                    d.value("message", ""));
+      fe.source = d.value("source", "");
+      details.push_back(std::move(fe));
     }
   }
   return Error(code, j.value("message", ""), std::move(details));

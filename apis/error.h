@@ -30,9 +30,14 @@ enum class Code {
 
 struct FieldError {
   std::string field;  // dotted path, e.g. "spec.resources.memory"
+  std::string source;  // the file the document came from, when known
   int line = 0;       // 1-based line in the YAML document, 0 when unknown
   int column = 0;     // 1-based column, 0 when unknown
   std::string message;
+
+  FieldError() = default;
+  FieldError(std::string f, int l, int c, std::string m)
+      : field(std::move(f)), line(l), column(c), message(std::move(m)) {}
 };
 
 class Error {

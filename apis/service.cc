@@ -1,31 +1,72 @@
 #include "apis/service.h"
 
 #include <algorithm>
+#include <cmath>
+#include <map>
+#include <regex>
 #include <set>
 #include <tuple>
+
+#include "apis/security_profile.h"
 
 namespace mentat {
 namespace {
 
-// Fields accepted in a Service spec but not normalized yet; they pass through unchanged.
-const std::vector<std::string>& PassthroughFields() {
+// Every key a Service spec accepts, at top level (seed form), under `config`, or under `spec`.
+const std::vector<std::string>& SpecFields() {
   static const std::vector<std::string> f = {
-      "image",    "base",     "rootfs",   "resources", "volumes", "ports",  "security",
-      "deploy",   "ingress",  "health",   "memory_mb", "vcpus",   "cpu_percent",
-      "max_pids", "manifest", "binary",   "adopt",     "user",
+      "driver",  "count",    "replicas",    "scale",   "image",     "base",     "rootfs",
+      "command", "args",     "env",         "cwd",     "user",      "port",     "ports",
+      "volumes", "resources", "memory",     "memory_mb", "cpu",     "cpu_percent", "cpu_mhz",
+      "disk_mb", "max_pids", "pids",        "vcpus",   "security",  "deploy",   "ingress",
+      "restart", "manifest", "binary",      "adopt",
   };
   return f;
 }
 
-const std::vector<std::string>& TypedFields() {
-  static const std::vector<std::string> f = {"driver", "count",   "replicas", "scale", "command",
-                                             "args",   "env",     "cwd",      "port",  "restart"};
+const std::vector<std::string>& ResourceFields() {
+  static const std::vector<std::string> f = {"memory", "memory_mb", "cpu",  "cpu_percent",
+                                             "cpu_mhz", "disk_mb",  "pids", "max_pids", "vcpus"};
   return f;
+}
+
+const std::vector<std::string>& KnownBases() {
+  static const std::vector<std::string> b = {"node22", "python312", "java21", "static"};
+  return b;
+}
+
+// Host paths no workload may use as its root filesystem.
+bool IsHostSystemRoot(const std::string& p) {
+  static const std::set<std::string> paths = {"/", "/etc", "/proc", "/sys", "/dev", "/boot",
+                                              "/usr", "/bin", "/sbin", "/lib", "/var/lib/mentat"};
+  std::string q = p;
+  while (q.size() > 1 && q.back() == '/') q.pop_back();
+  return paths.count(q) > 0;
+}
+
+bool HasDotDot(const std::string& p) {
+  size_t pos = 0;
+  while (pos <= p.size()) {
+    size_t slash = p.find('/', pos);
+    std::string part = p.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    if (part == "..") return true;
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  return false;
+}
+
+std::string FormatDurationMs(int64_t ms) {
+  if (ms == 0) return "0s";
+  if (ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+  if (ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 class Normalizer {
  public:
-  explicit Normalizer(const SourceMap& marks) : marks_(marks) {}
+  Normalizer(const SourceMap& marks, std::string name) : marks_(marks), name_(std::move(name)) {}
 
   void Fail(const std::string& path, const std::string& message) {
     Mark m = FindMark(marks_, path);
@@ -40,182 +81,161 @@ class Normalizer {
     return std::move(errors_);
   }
 
-  // `in` is a flat spec (seed form or canonical spec). `prefix` is its path in the input.
-  Json NormalizeSpec(const Json& in, const std::string& prefix) {
-    Json out = Json::object();
-    if (!in.is_object()) {
-      Fail(prefix.empty() ? "spec" : prefix.substr(0, prefix.size() - 1), "must be a map");
-      return out;
-    }
-    // config.* is the same set of fields, one level down (seed 000). Merge, refusing conflicts.
-    Json fields = Json::object();
-    std::map<std::string, std::string> source;  // field -> input path
-    for (auto it = in.begin(); it != in.end(); ++it) {
-      if (it.key() == "config") continue;
-      fields[it.key()] = it.value();
-      source[it.key()] = prefix + it.key();
-    }
-    if (in.contains("config")) {
-      const Json& config = in["config"];
-      if (!config.is_object()) {
-        Fail(prefix + "config", "must be a map");
-      } else {
-        for (auto it = config.begin(); it != config.end(); ++it) {
-          std::string path = prefix + "config." + it.key();
-          if (fields.contains(it.key()) && fields[it.key()] != it.value()) {
-            Fail(path, "conflicts with " + source[it.key()] + ", which sets a different value");
-            continue;
-          }
-          fields[it.key()] = it.value();
-          source[it.key()] = path;
-        }
-      }
-    }
-    std::vector<std::string> known = TypedFields();
-    known.insert(known.end(), PassthroughFields().begin(), PassthroughFields().end());
-    for (auto it = fields.begin(); it != fields.end(); ++it) {
-      if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
-      std::string hint = ClosestMatch(it.key(), known);
-      Fail(source[it.key()],
-           "unknown field" + (hint.empty() ? std::string() : ", did you mean \"" + hint + "\"?"));
-    }
-
-    // driver
-    if (fields.contains("driver")) {
-      const Json& d = fields["driver"];
-      const auto& drivers = KnownDrivers();
-      if (!d.is_string()) {
-        Fail(source["driver"], "must be a string");
-      } else if (std::find(drivers.begin(), drivers.end(), d.get<std::string>()) ==
-                 drivers.end()) {
-        std::string hint = ClosestMatch(d.get<std::string>(), drivers);
-        Fail(source["driver"], "unknown driver \"" + d.get<std::string>() + "\"" +
-                                   (hint.empty() ? ", expected one of exec, sandbox, hull, "
-                                                   "docker, firecracker, qemu"
-                                                 : ", did you mean \"" + hint + "\"?"));
-      } else {
-        out["driver"] = d;
-      }
-    } else {
-      Fail(prefix + "driver", "required: one of exec, sandbox, hull, docker, firecracker, qemu");
-    }
-
-    // count / replicas / scale.min: one desired count.
-    std::vector<std::pair<std::string, Json>> counts;
-    if (fields.contains("count")) counts.emplace_back(source["count"], fields["count"]);
-    if (fields.contains("replicas")) counts.emplace_back(source["replicas"], fields["replicas"]);
-    if (fields.contains("scale")) {
-      const Json& scale = fields["scale"];
-      if (!scale.is_object()) {
-        Fail(source["scale"], "must be a map");
-      } else {
-        if (scale.contains("min")) counts.emplace_back(source["scale"] + ".min", scale["min"]);
-        out["scale"] = scale;
-      }
-    }
-    int count = 1;
-    for (size_t i = 0; i < counts.size(); ++i) {
-      const auto& [path, v] = counts[i];
-      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxCount) {
-        Fail(path, "must be a whole number from 0 to " + std::to_string(kMaxCount));
-        continue;
-      }
-      if (i > 0 && v.get<int>() != count) {
-        Fail(path, "conflicts with " + counts[0].first + " (" + std::to_string(count) + ")");
-        continue;
-      }
-      count = v.get<int>();
-    }
-    out["count"] = count;
-
-    if (fields.contains("command")) {
-      if (!fields["command"].is_string() || fields["command"].get<std::string>().empty()) {
-        Fail(source["command"], "must be a non-empty string");
-      } else {
-        out["command"] = fields["command"];
-      }
-    }
-    if (fields.contains("args")) {
-      const Json& args = fields["args"];
-      Json norm = Json::array();
-      if (!args.is_array()) {
-        Fail(source["args"], "must be a list of strings");
-      } else {
-        for (size_t i = 0; i < args.size(); ++i) {
-          if (args[i].is_string()) {
-            norm.push_back(args[i]);
-          } else if (args[i].is_number() || args[i].is_boolean()) {
-            norm.push_back(args[i].dump());  // `- 9090` means the string "9090"
-          } else {
-            Fail(source["args"] + "[" + std::to_string(i) + "]", "must be a string");
-          }
-        }
-        out["args"] = norm;
-      }
-    }
-    if (fields.contains("env")) out["env"] = NormalizeEnv(fields["env"], source["env"]);
-    if (fields.contains("cwd")) {
-      if (!fields["cwd"].is_string() || fields["cwd"].get<std::string>().empty() ||
-          fields["cwd"].get<std::string>()[0] != '/') {
-        Fail(source["cwd"], "must be an absolute path");
-      } else {
-        out["cwd"] = fields["cwd"];
-      }
-    }
-    if (fields.contains("port")) {
-      const Json& p = fields["port"];
-      if (!p.is_number_integer() || p.get<int64_t>() < 1 || p.get<int64_t>() > 65535) {
-        Fail(source["port"], "must be a port number from 1 to 65535");
-      } else {
-        out["port"] = p;
-      }
-    }
-    if (fields.contains("restart")) {
-      const Json& r = fields["restart"];
-      if (!r.is_string() || (r != "always" && r != "on-failure" && r != "never")) {
-        Fail(source["restart"], "must be one of always, on-failure, never");
-      } else {
-        out["restart"] = r;
-      }
-    }
-    if (!out.contains("restart")) out["restart"] = "always";
-    for (const auto& f : PassthroughFields()) {
-      if (fields.contains(f)) out[f] = fields[f];
-    }
-    if (out.contains("driver") && out["driver"] == "exec" && !out.contains("command") &&
-        !fields.contains("command")) {
-      Fail(prefix + "command", "required for driver exec");
-    }
-    return out;
+  void Unknown(const std::string& path, const std::string& key,
+               const std::vector<std::string>& known) {
+    std::string hint = ClosestMatch(key, known);
+    Fail(path, "unknown field" + (hint.empty() ? std::string() : ", did you mean \"" + hint + "\"?"));
   }
 
-  // env as a map, a list of [K, V] pairs, a list of "K=V", or the canonical [{name, value}].
-  Json NormalizeEnv(const Json& env, const std::string& path) {
+  // ---- scalar helpers: each reports its own error and returns nullopt on failure ----
+
+  std::optional<std::string> Str(const Json& v, const std::string& path, bool allow_empty = false) {
+    if (!v.is_string()) {
+      Fail(path, "must be a string");
+      return std::nullopt;
+    }
+    if (!allow_empty && v.get_ref<const std::string&>().empty()) {
+      Fail(path, "must not be empty");
+      return std::nullopt;
+    }
+    return v.get<std::string>();
+  }
+
+  std::optional<int64_t> Int(const Json& v, const std::string& path, int64_t lo, int64_t hi) {
+    if (!v.is_number_integer()) {
+      Fail(path, "must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+      return std::nullopt;
+    }
+    int64_t n = v.get<int64_t>();
+    if (n < lo || n > hi) {
+      Fail(path, std::to_string(n) + " is out of range: must be from " + std::to_string(lo) +
+                     " to " + std::to_string(hi));
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  std::optional<bool> Bool(const Json& v, const std::string& path) {
+    if (!v.is_boolean()) {
+      Fail(path, "must be true or false");
+      return std::nullopt;
+    }
+    return v.get<bool>();
+  }
+
+  std::optional<std::string> AbsPath(const Json& v, const std::string& path) {
+    auto s = Str(v, path);
+    if (!s) return std::nullopt;
+    if ((*s)[0] != '/') {
+      Fail(path, "must be an absolute path, got \"" + *s + "\"");
+      return std::nullopt;
+    }
+    if (HasDotDot(*s)) {
+      Fail(path, "must not contain \"..\"");
+      return std::nullopt;
+    }
+    if (s->find('\0') != std::string::npos) {
+      Fail(path, "must not contain NUL");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  // Memory: "256m", "1g", "512Mi", "1Gi", "128M", "2048k"; a bare number means megabytes.
+  std::optional<int64_t> MemoryMb(const Json& v, const std::string& path) {
+    const int64_t kMax = int64_t{1} << 20;  // 1 TiB
+    if (v.is_number_integer()) return Int(v, path, 4, kMax);
+    if (!v.is_string()) {
+      Fail(path, "must be a quantity such as 256m, 1g or 512Mi");
+      return std::nullopt;
+    }
+    static const std::regex re("^\\s*([0-9]+(\\.[0-9]+)?)\\s*([kKmMgGtT]?)([iI]?)([bB]?)\\s*$");
+    std::smatch m;
+    std::string s = v.get<std::string>();
+    if (!std::regex_match(s, m, re)) {
+      Fail(path, "\"" + s + "\" is not a memory quantity; use e.g. 256m, 1g or 512Mi");
+      return std::nullopt;
+    }
+    double n = std::stod(m[1]);
+    char unit = m[3].str().empty() ? 'm' : static_cast<char>(tolower(m[3].str()[0]));
+    double mb = unit == 'k' ? n / 1024 : unit == 'm' ? n : unit == 'g' ? n * 1024 : n * 1024 * 1024;
+    if (mb < 4 || mb > static_cast<double>(kMax)) {
+      Fail(path, "\"" + s + "\" is out of range: memory must be from 4m to 1t");
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(std::llround(mb));
+  }
+
+  // CPU as a percentage of one core: "50%", cores (0.5, 2, "1.5"), or millicores ("500m").
+  std::optional<int64_t> CpuPercent(const Json& v, const std::string& path) {
+    const double kMaxPercent = 100.0 * 1024;
+    double percent = -1;
+    if (v.is_number()) {
+      percent = v.get<double>() * 100;  // cores
+    } else if (v.is_string()) {
+      std::string s = v.get<std::string>();
+      static const std::regex re("^\\s*([0-9]+(\\.[0-9]+)?)\\s*(%|m)?\\s*$");
+      std::smatch m;
+      if (std::regex_match(s, m, re)) {
+        double n = std::stod(m[1]);
+        percent = m[3] == "%" ? n : m[3] == "m" ? n / 10 : n * 100;
+      } else {
+        Fail(path, "\"" + s + "\" is not a CPU quantity; use e.g. 50%, 0.5 (cores) or 500m");
+        return std::nullopt;
+      }
+    } else {
+      Fail(path, "must be a CPU quantity such as 50%, 0.5 (cores) or 500m");
+      return std::nullopt;
+    }
+    if (percent < 1 || percent > kMaxPercent) {
+      Fail(path, "CPU must be from 1% of a core to 1024 cores");
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(std::llround(percent));
+  }
+
+  // Durations: "10s", "500ms", "5m", "1h", or a number of seconds. Canonical: a string.
+  std::optional<int64_t> DurationMs(const Json& v, const std::string& path) {
+    if (v.is_number_integer() && v.get<int64_t>() >= 0) return v.get<int64_t>() * 1000;
+    if (v.is_string()) {
+      static const std::regex re("^([0-9]+)(ms|s|m|h)$");
+      std::smatch m;
+      std::string s = v.get<std::string>();
+      if (std::regex_match(s, m, re)) {
+        int64_t n = std::stoll(m[1]);
+        const std::string u = m[2];
+        int64_t mult = u == "ms" ? 1 : u == "s" ? 1000 : u == "m" ? 60000 : 3600000;
+        if (n > 0 && n > (int64_t{1} << 40) / mult) {
+          Fail(path, "duration too long");
+          return std::nullopt;
+        }
+        return n * mult;
+      }
+    }
+    Fail(path, "must be a duration such as 500ms, 10s, 5m or 1h");
+    return std::nullopt;
+  }
+
+  // ---- structured fields ----
+
+  Json Env(const Json& env, const std::string& path) {
     Json out = Json::array();
     std::set<std::string> seen;
     auto add = [&](const std::string& item_path, const std::string& name, const Json& value) {
-      if (name.empty()) {
-        Fail(item_path, "environment variable name is empty");
-        return;
-      }
+      if (name.empty()) return Fail(item_path, "environment variable name is empty");
       if (name.find('=') != std::string::npos || name.find('\0') != std::string::npos) {
-        Fail(item_path, "environment variable name \"" + name + "\" may not contain '='");
-        return;
+        return Fail(item_path, "environment variable name \"" + name + "\" may not contain '='");
       }
       if (!seen.insert(name).second) {
-        Fail(item_path, "duplicate environment variable \"" + name + "\"");
-        return;
+        return Fail(item_path, "duplicate environment variable \"" + name + "\"");
       }
       std::string v;
       if (value.is_string()) {
         v = value.get<std::string>();
       } else if (value.is_number() || value.is_boolean()) {
         v = value.dump();
-      } else if (value.is_null()) {
-        v = "";
-      } else {
-        Fail(item_path, "value of \"" + name + "\" must be a string");
-        return;
+      } else if (!value.is_null()) {
+        return Fail(item_path, "value of \"" + name + "\" must be a string");
       }
       out.push_back({{"name", name}, {"value", v}});
     };
@@ -248,8 +268,616 @@ class Normalizer {
     return out;
   }
 
+  std::optional<int64_t> PortNumber(const std::string& s, const std::string& path) {
+    static const std::regex re("^[0-9]{1,5}$");
+    if (!std::regex_match(s, re) || std::stoi(s) < 1 || std::stoi(s) > 65535) {
+      Fail(path, "\"" + s + "\" is not a port: ports are 1-65535");
+      return std::nullopt;
+    }
+    return std::stoi(s);
+  }
+
+  // "8080:80", "8080:80/udp", "80", 80, or {host, container, protocol}.
+  Json Ports(const Json& ports, const std::string& path) {
+    Json out = Json::array();
+    if (!ports.is_array()) {
+      Fail(path, "must be a list such as [\"8080:80\"]");
+      return out;
+    }
+    std::set<std::pair<int64_t, std::string>> host_ports;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      const Json& p = ports[i];
+      std::string ip = path + "[" + std::to_string(i) + "]";
+      std::optional<int64_t> host, container;
+      std::string proto = "tcp";
+      if (p.is_number_integer()) {
+        host = container = Int(p, ip, 1, 65535);
+      } else if (p.is_string()) {
+        std::string s = p.get<std::string>();
+        auto slash = s.find('/');
+        if (slash != std::string::npos) {
+          proto = s.substr(slash + 1);
+          s = s.substr(0, slash);
+        }
+        auto colon = s.find(':');
+        if (colon == std::string::npos) {
+          host = container = PortNumber(s, ip);
+        } else {
+          if (s.find(':', colon + 1) != std::string::npos) {
+            Fail(ip, "\"" + p.get<std::string>() +
+                         "\": binding a host address is not supported; use \"HOST:CONTAINER\"");
+            continue;
+          }
+          host = PortNumber(s.substr(0, colon), ip);
+          container = PortNumber(s.substr(colon + 1), ip);
+        }
+      } else if (p.is_object()) {
+        for (auto it = p.begin(); it != p.end(); ++it) {
+          if (it.key() != "host" && it.key() != "container" && it.key() != "protocol") {
+            Unknown(ip + "." + it.key(), it.key(), {"host", "container", "protocol"});
+          }
+        }
+        if (p.contains("container")) container = Int(p["container"], ip + ".container", 1, 65535);
+        else Fail(ip + ".container", "required");
+        host = p.contains("host") ? Int(p["host"], ip + ".host", 1, 65535) : container;
+        if (p.contains("protocol")) proto = p["protocol"].is_string() ? p["protocol"].get<std::string>() : "?";
+      } else {
+        Fail(ip, "must be \"HOST:CONTAINER\", \"HOST:CONTAINER/udp\" or a port number");
+        continue;
+      }
+      if (proto != "tcp" && proto != "udp") {
+        Fail(ip, "protocol must be tcp or udp, got \"" + proto + "\"");
+        continue;
+      }
+      if (!host || !container) continue;
+      if (!host_ports.insert({*host, proto}).second) {
+        Fail(ip, "host port " + std::to_string(*host) + "/" + proto + " is used twice");
+        continue;
+      }
+      out.push_back({{"host", *host}, {"container", *container}, {"protocol", proto}});
+    }
+    return out;
+  }
+
+  // [{source, target, read_only}] or "SOURCE:TARGET[:ro]".
+  Json Volumes(const Json& vols, const std::string& path) {
+    Json out = Json::array();
+    if (!vols.is_array()) {
+      Fail(path, "must be a list of {source, target, read_only}");
+      return out;
+    }
+    std::set<std::string> targets;
+    for (size_t i = 0; i < vols.size(); ++i) {
+      const Json& v = vols[i];
+      std::string vp = path + "[" + std::to_string(i) + "]";
+      Json norm = {{"read_only", false}};
+      if (v.is_string()) {
+        std::string s = v.get<std::string>();
+        std::vector<std::string> parts;
+        size_t pos = 0;
+        while (true) {
+          size_t c = s.find(':', pos);
+          parts.push_back(s.substr(pos, c == std::string::npos ? std::string::npos : c - pos));
+          if (c == std::string::npos) break;
+          pos = c + 1;
+        }
+        if (parts.size() < 2 || parts.size() > 3 || (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw")) {
+          Fail(vp, "expected \"SOURCE:TARGET\" or \"SOURCE:TARGET:ro\"");
+          continue;
+        }
+        auto src = AbsPath(parts[0], vp);
+        auto dst = AbsPath(parts[1], vp);
+        if (!src || !dst) continue;
+        norm["source"] = *src;
+        norm["target"] = *dst;
+        norm["read_only"] = parts.size() == 3 && parts[2] == "ro";
+      } else if (v.is_object()) {
+        for (auto it = v.begin(); it != v.end(); ++it) {
+          if (it.key() != "source" && it.key() != "target" && it.key() != "read_only") {
+            Unknown(vp + "." + it.key(), it.key(), {"source", "target", "read_only"});
+          }
+        }
+        if (!v.contains("source")) Fail(vp + ".source", "required");
+        if (!v.contains("target")) Fail(vp + ".target", "required");
+        std::optional<std::string> src, dst;
+        if (v.contains("source")) src = AbsPath(v["source"], vp + ".source");
+        if (v.contains("target")) dst = AbsPath(v["target"], vp + ".target");
+        if (v.contains("read_only")) {
+          if (auto ro = Bool(v["read_only"], vp + ".read_only")) norm["read_only"] = *ro;
+        }
+        if (!src || !dst) continue;
+        norm["source"] = *src;
+        norm["target"] = *dst;
+      } else {
+        Fail(vp, "must be {source, target, read_only}");
+        continue;
+      }
+      std::string target = norm["target"];
+      if (target == "/") {
+        Fail(vp, "target may not be the root directory");
+        continue;
+      }
+      if (!targets.insert(target).second) {
+        Fail(vp, "target " + target + " is mounted twice");
+        continue;
+      }
+      out.push_back(norm);
+    }
+    return out;
+  }
+
+  Json Scale(const Json& s, const std::string& path) {
+    Json out = Json::object();
+    if (!s.is_object()) {
+      Fail(path, "must be a map with min, max, metric, scale_up_at and scale_down_at");
+      return out;
+    }
+    static const std::vector<std::string> keys = {"min", "max", "metric", "scale_up_at",
+                                                  "scale_down_at"};
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+        Unknown(path + "." + it.key(), it.key(), keys);
+      }
+    }
+    auto min = s.contains("min") ? Int(s["min"], path + ".min", 0, kMaxCount) : std::optional<int64_t>(1);
+    auto max = s.contains("max") ? Int(s["max"], path + ".max", 0, kMaxCount) : min;
+    if (min && max && *min > *max) {
+      Fail(path + ".max", "max (" + std::to_string(*max) + ") is below min (" + std::to_string(*min) + ")");
+    }
+    std::string metric = "cpu";
+    if (s.contains("metric")) {
+      if (auto m = Str(s["metric"], path + ".metric")) {
+        if (*m != "cpu" && *m != "memory") {
+          Fail(path + ".metric", "must be cpu or memory, got \"" + *m + "\"");
+        }
+        metric = *m;
+      }
+    }
+    auto up = s.contains("scale_up_at") ? Int(s["scale_up_at"], path + ".scale_up_at", 1, 100)
+                                        : std::optional<int64_t>(70);
+    auto down = s.contains("scale_down_at")
+                    ? Int(s["scale_down_at"], path + ".scale_down_at", 0, 99)
+                    : std::optional<int64_t>(20);
+    if (up && down && *down >= *up) {
+      Fail(path + ".scale_down_at", "scale_down_at (" + std::to_string(*down) +
+                                        ") must be below scale_up_at (" + std::to_string(*up) + ")");
+    }
+    if (min) out["min"] = *min;
+    if (max) out["max"] = *max;
+    out["metric"] = metric;
+    if (up) out["scale_up_at"] = *up;
+    if (down) out["scale_down_at"] = *down;
+    return out;
+  }
+
+  Json Deploy(const Json& d, const std::string& path) {
+    Json out = Json::object();
+    if (!d.is_object()) {
+      Fail(path, "must be a map, e.g. {strategy: rolling}");
+      return out;
+    }
+    static const std::vector<std::string> keys = {"strategy", "max_parallel", "min_healthy_time",
+                                                  "healthy_deadline", "auto_revert"};
+    for (auto it = d.begin(); it != d.end(); ++it) {
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+        Unknown(path + "." + it.key(), it.key(), keys);
+      }
+    }
+    std::string strategy = "rolling";
+    if (d.contains("strategy")) {
+      if (auto s = Str(d["strategy"], path + ".strategy")) {
+        if (*s != "rolling" && *s != "recreate") {
+          std::string hint = ClosestMatch(*s, {"rolling", "recreate"});
+          Fail(path + ".strategy", "must be rolling or recreate" +
+                                       (hint.empty() ? "" : ", did you mean \"" + hint + "\"?"));
+        }
+        strategy = *s;
+      }
+    }
+    out["strategy"] = strategy;
+    auto parallel = d.contains("max_parallel") ? Int(d["max_parallel"], path + ".max_parallel", 1, kMaxCount)
+                                               : std::optional<int64_t>(1);
+    if (parallel) out["max_parallel"] = *parallel;
+    auto min_healthy = d.contains("min_healthy_time")
+                           ? DurationMs(d["min_healthy_time"], path + ".min_healthy_time")
+                           : std::optional<int64_t>(10000);
+    auto deadline = d.contains("healthy_deadline")
+                        ? DurationMs(d["healthy_deadline"], path + ".healthy_deadline")
+                        : std::optional<int64_t>(300000);
+    if (min_healthy && deadline && *deadline <= *min_healthy) {
+      Fail(path + ".healthy_deadline", "must be longer than min_healthy_time");
+    }
+    if (min_healthy) out["min_healthy_time"] = FormatDurationMs(*min_healthy);
+    if (deadline) out["healthy_deadline"] = FormatDurationMs(*deadline);
+    bool revert = false;
+    if (d.contains("auto_revert")) {
+      if (auto r = Bool(d["auto_revert"], path + ".auto_revert")) revert = *r;
+    }
+    out["auto_revert"] = revert;
+    return out;
+  }
+
+  bool DnsName(const std::string& s) {
+    if (s.empty() || s.size() > 253) return false;
+    size_t pos = 0;
+    while (pos <= s.size()) {
+      size_t dot = s.find('.', pos);
+      std::string label = s.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+      std::string lower = label;
+      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+      if (label == "*" && pos == 0) {
+        // a leading wildcard label
+      } else if (!IsDnsLabel(lower)) {
+        return false;
+      }
+      if (dot == std::string::npos) break;
+      pos = dot + 1;
+    }
+    return true;
+  }
+
+  Json Ingress(const Json& in, const std::string& path) {
+    Json out = Json::object();
+    if (!in.is_object()) {
+      Fail(path, "must be a map with host, aliases, path and tls");
+      return out;
+    }
+    static const std::vector<std::string> keys = {"host", "aliases", "path", "tls"};
+    for (auto it = in.begin(); it != in.end(); ++it) {
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+        Unknown(path + "." + it.key(), it.key(), keys);
+      }
+    }
+    if (!in.contains("host")) {
+      Fail(path + ".host", "required: the public host name");
+    } else if (auto h = Str(in["host"], path + ".host")) {
+      if (!DnsName(*h)) Fail(path + ".host", "\"" + *h + "\" is not a valid host name");
+      out["host"] = *h;
+    }
+    Json aliases = Json::array();
+    if (in.contains("aliases")) {
+      if (!in["aliases"].is_array()) {
+        Fail(path + ".aliases", "must be a list of host names");
+      } else {
+        for (size_t i = 0; i < in["aliases"].size(); ++i) {
+          std::string ap = path + ".aliases[" + std::to_string(i) + "]";
+          if (auto a = Str(in["aliases"][i], ap)) {
+            if (!DnsName(*a)) Fail(ap, "\"" + *a + "\" is not a valid host name");
+            aliases.push_back(*a);
+          }
+        }
+      }
+    }
+    out["aliases"] = aliases;
+    out["path"] = "/";
+    if (in.contains("path")) {
+      if (auto p = Str(in["path"], path + ".path")) {
+        if ((*p)[0] != '/') Fail(path + ".path", "must start with /");
+        out["path"] = *p;
+      }
+    }
+    out["tls"] = false;
+    if (in.contains("tls")) {
+      if (auto t = Bool(in["tls"], path + ".tls")) out["tls"] = *t;
+    }
+    return out;
+  }
+
+  Json Security(const Json& s, const std::string& path) {
+    Json out = Json::object();
+    if (!s.is_object()) {
+      Fail(path, "must be a map, e.g. {profile: sandbox}");
+      return out;
+    }
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      if (it.key() != "profile") Unknown(path + "." + it.key(), it.key(), {"profile"});
+    }
+    if (s.contains("profile")) {
+      if (auto p = Str(s["profile"], path + ".profile")) {
+        if (!IsDnsLabel(*p)) Fail(path + ".profile", "\"" + *p + "\" is not a profile name");
+        out["profile"] = *p;
+      }
+    }
+    return out;
+  }
+
+  // `in` is a flat spec (seed form or canonical spec). `prefix` is its path in the input.
+  Json NormalizeSpec(const Json& in, const std::string& prefix) {
+    Json out = Json::object();
+    if (!in.is_object()) {
+      Fail(prefix.empty() ? "spec" : prefix.substr(0, prefix.size() - 1), "must be a map");
+      return out;
+    }
+    // config.* holds the same fields one level down (seed 000). Merge, refusing conflicts.
+    Json fields = Json::object();
+    std::map<std::string, std::string> src;  // field -> input path
+    auto take = [&](const Json& from, const std::string& base) {
+      for (auto it = from.begin(); it != from.end(); ++it) {
+        if (base == prefix && it.key() == "config") continue;
+        std::string path = base + it.key();
+        if (fields.contains(it.key())) {
+          if (fields[it.key()] != it.value()) {
+            Fail(path, "conflicts with " + src[it.key()] + ", which sets a different value");
+          }
+          continue;
+        }
+        fields[it.key()] = it.value();
+        src[it.key()] = path;
+      }
+    };
+    take(in, prefix);
+    if (in.contains("config")) {
+      if (!in["config"].is_object()) {
+        Fail(prefix + "config", "must be a map");
+      } else {
+        take(in["config"], prefix + "config.");
+      }
+    }
+    // Resource keys may also sit under `resources`; they join the same pool.
+    Json resources = Json::object();
+    std::map<std::string, std::string> rsrc;
+    if (fields.contains("resources")) {
+      const Json& r = fields["resources"];
+      if (!r.is_object()) {
+        Fail(src["resources"], "must be a map with memory, cpu, cpu_mhz, memory_mb, disk_mb");
+      } else {
+        for (auto it = r.begin(); it != r.end(); ++it) {
+          const auto& rf = ResourceFields();
+          if (std::find(rf.begin(), rf.end(), it.key()) == rf.end()) {
+            Unknown(src["resources"] + "." + it.key(), it.key(), rf);
+            continue;
+          }
+          resources[it.key()] = it.value();
+          rsrc[it.key()] = src["resources"] + "." + it.key();
+        }
+      }
+    }
+    for (const auto& k : ResourceFields()) {
+      if (!fields.contains(k)) continue;
+      if (resources.contains(k) && resources[k] != fields[k]) {
+        Fail(src[k], "conflicts with " + rsrc[k] + ", which sets a different value");
+        continue;
+      }
+      resources[k] = fields[k];
+      rsrc[k] = src[k];
+    }
+    for (auto it = fields.begin(); it != fields.end(); ++it) {
+      const auto& known = SpecFields();
+      if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+        Unknown(src[it.key()], it.key(), known);
+      }
+    }
+
+    // driver
+    std::string driver;
+    if (!fields.contains("driver")) {
+      Fail(prefix + "driver", "required: one of exec, sandbox, hull, docker, firecracker, qemu");
+    } else if (auto d = Str(fields["driver"], src["driver"])) {
+      const auto& drivers = KnownDrivers();
+      if (std::find(drivers.begin(), drivers.end(), *d) == drivers.end()) {
+        std::string hint = ClosestMatch(*d, drivers);
+        Fail(src["driver"], "unknown driver \"" + *d + "\"" +
+                                (hint.empty() ? ", expected one of exec, sandbox, hull, docker, "
+                                                "firecracker, qemu"
+                                              : ", did you mean \"" + hint + "\"?"));
+      } else {
+        driver = *d;
+        out["driver"] = driver;
+      }
+    }
+    bool vm = driver == "firecracker" || driver == "qemu";
+
+    // count / replicas / scale.min: one desired count.
+    std::optional<int64_t> count;
+    std::string count_src;
+    for (const char* k : {"count", "replicas"}) {
+      if (!fields.contains(k)) continue;
+      auto n = Int(fields[k], src[k], 0, kMaxCount);
+      if (!n) continue;
+      if (count && *count != *n) {
+        Fail(src[k], "conflicts with " + count_src + " (" + std::to_string(*count) + ")");
+        continue;
+      }
+      count = n;
+      count_src = src[k];
+    }
+    if (fields.contains("scale")) {
+      Json scale = Scale(fields["scale"], src["scale"]);
+      if (scale.contains("min") && scale.contains("max")) {
+        int64_t lo = scale["min"], hi = scale["max"];
+        if (count && (*count < lo || *count > hi)) {
+          Fail(count_src, std::to_string(*count) + " is outside scale.min..scale.max (" +
+                              std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        }
+        if (!count) count = lo;
+      }
+      out["scale"] = scale;
+    }
+    out["count"] = count.value_or(1);
+
+    // What runs.
+    if (fields.contains("image")) {
+      if (auto s = Str(fields["image"], src["image"])) {
+        if (s->find_first_of(" \t\n") != std::string::npos) {
+          Fail(src["image"], "must not contain whitespace");
+        }
+        out["image"] = *s;
+      }
+    }
+    if (fields.contains("base")) {
+      if (auto b = Str(fields["base"], src["base"])) {
+        const auto& bases = KnownBases();
+        if (std::find(bases.begin(), bases.end(), *b) == bases.end()) {
+          std::string hint = ClosestMatch(*b, bases);
+          Fail(src["base"], "unknown base \"" + *b + "\"" +
+                                (hint.empty() ? ", expected one of node22, python312, java21, static"
+                                              : ", did you mean \"" + hint + "\"?"));
+        }
+        out["base"] = *b;
+      }
+    }
+    if (fields.contains("rootfs")) {
+      if (auto r = Str(fields["rootfs"], src["rootfs"])) {
+        // A relative rootfs is the app's build output next to the manifest: `mt apply` packs
+        // and uploads it. An absolute one is a path on the node.
+        if (HasDotDot(*r)) {
+          Fail(src["rootfs"], "must not contain \"..\"");
+        } else if ((*r)[0] == '/' && IsHostSystemRoot(*r)) {
+          Fail(src["rootfs"], *r + " is a host system path and cannot be a workload's root");
+        }
+        out["rootfs"] = *r;
+      }
+    }
+    if (fields.contains("command")) {
+      if (auto c = Str(fields["command"], src["command"])) out["command"] = *c;
+    }
+    if (fields.contains("args")) {
+      const Json& args = fields["args"];
+      Json norm = Json::array();
+      if (!args.is_array()) {
+        Fail(src["args"], "must be a list of strings");
+      } else {
+        for (size_t i = 0; i < args.size(); ++i) {
+          if (args[i].is_string()) {
+            norm.push_back(args[i]);
+          } else if (args[i].is_number() || args[i].is_boolean()) {
+            norm.push_back(args[i].dump());  // `- 9090` means the string "9090"
+          } else {
+            Fail(src["args"] + "[" + std::to_string(i) + "]", "must be a string");
+          }
+        }
+        out["args"] = norm;
+      }
+    }
+    if (fields.contains("env")) out["env"] = Env(fields["env"], src["env"]);
+    if (fields.contains("cwd")) {
+      if (auto c = AbsPath(fields["cwd"], src["cwd"])) out["cwd"] = *c;
+    }
+    if (fields.contains("user")) {
+      if (fields["user"].is_number_integer()) {
+        if (auto u = Int(fields["user"], src["user"], 0, 4294967294LL)) out["user"] = std::to_string(*u);
+      } else if (auto u = Str(fields["user"], src["user"])) {
+        static const std::regex re("^([a-z_][a-z0-9_-]{0,31}|[0-9]+)(:([a-z_][a-z0-9_-]{0,31}|[0-9]+))?$");
+        if (!std::regex_match(*u, re)) Fail(src["user"], "must be a user name or uid, optionally :group");
+        out["user"] = *u;
+      }
+    }
+    if (fields.contains("port")) {
+      if (auto p = Int(fields["port"], src["port"], 1, 65535)) out["port"] = *p;
+    }
+    if (fields.contains("ports")) out["ports"] = Ports(fields["ports"], src["ports"]);
+    if (fields.contains("volumes")) out["volumes"] = Volumes(fields["volumes"], src["volumes"]);
+
+    // Resources, in canonical units.
+    Json res = Json::object();
+    if (resources.contains("memory") && resources.contains("memory_mb")) {
+      Fail(rsrc["memory_mb"], "conflicts with " + rsrc["memory"] + "; give memory once");
+    } else if (resources.contains("memory")) {
+      if (auto m = MemoryMb(resources["memory"], rsrc["memory"])) res["memory_mb"] = *m;
+    } else if (resources.contains("memory_mb")) {
+      if (auto m = Int(resources["memory_mb"], rsrc["memory_mb"], 4, int64_t{1} << 20)) res["memory_mb"] = *m;
+    }
+    if (resources.contains("cpu") && resources.contains("cpu_percent")) {
+      Fail(rsrc["cpu_percent"], "conflicts with " + rsrc["cpu"] + "; give cpu once");
+    } else if (resources.contains("cpu")) {
+      if (auto c = CpuPercent(resources["cpu"], rsrc["cpu"])) res["cpu_percent"] = *c;
+    } else if (resources.contains("cpu_percent")) {
+      if (auto c = Int(resources["cpu_percent"], rsrc["cpu_percent"], 1, 102400)) res["cpu_percent"] = *c;
+    }
+    if (resources.contains("cpu_mhz")) {
+      if (auto c = Int(resources["cpu_mhz"], rsrc["cpu_mhz"], 1, 1000000)) res["cpu_mhz"] = *c;
+    }
+    if (resources.contains("disk_mb")) {
+      if (auto d = Int(resources["disk_mb"], rsrc["disk_mb"], 1, int64_t{1} << 24)) res["disk_mb"] = *d;
+    }
+    if (resources.contains("pids") && resources.contains("max_pids")) {
+      Fail(rsrc["max_pids"], "conflicts with " + rsrc["pids"] + "; give pids once");
+    } else {
+      for (const char* k : {"pids", "max_pids"}) {
+        if (resources.contains(k)) {
+          if (auto p = Int(resources[k], rsrc[k], 1, 4194304)) res["pids"] = *p;
+        }
+      }
+    }
+    if (resources.contains("vcpus")) {
+      if (!vm && !driver.empty()) Fail(rsrc["vcpus"], "vcpus applies to firecracker and qemu only");
+      if (auto v = Int(resources["vcpus"], rsrc["vcpus"], 1, 256)) res["vcpus"] = *v;
+    }
+    if (!res.empty()) out["resources"] = res;
+
+    if (fields.contains("security")) out["security"] = Security(fields["security"], src["security"]);
+    if (fields.contains("deploy")) out["deploy"] = Deploy(fields["deploy"], src["deploy"]);
+    if (fields.contains("ingress")) out["ingress"] = Ingress(fields["ingress"], src["ingress"]);
+    out["restart"] = "always";
+    if (fields.contains("restart")) {
+      auto r = Str(fields["restart"], src["restart"]);
+      if (r && *r != "always" && *r != "on-failure" && *r != "never") {
+        Fail(src["restart"], "must be one of always, on-failure, never");
+      } else if (r) {
+        out["restart"] = *r;
+      }
+    }
+    if (fields.contains("manifest")) {
+      const Json& m = fields["manifest"];
+      if (m.is_object()) {
+        out["manifest"] = m;  // an inline hull manifest; checked below for driver hull
+      } else if (auto p = AbsPath(m, src["manifest"])) {
+        out["manifest"] = *p;
+      }
+    }
+    if (fields.contains("binary")) {
+      if (auto b = AbsPath(fields["binary"], src["binary"])) out["binary"] = *b;
+    }
+    if (fields.contains("adopt")) {
+      const Json& a = fields["adopt"];
+      if (!a.is_object() || !a.contains("container") || !a["container"].is_string() || a.size() != 1) {
+        Fail(src["adopt"], "must be {container: NAME}");
+      } else {
+        out["adopt"] = a;
+      }
+    }
+
+    // Fields that belong to other drivers are mistakes worth naming.
+    auto only_for = [&](const char* field, const std::set<std::string>& drivers, const char* which) {
+      if (fields.contains(field) && !driver.empty() && !drivers.count(driver)) {
+        Fail(src[field], std::string(field) + " applies to " + which + " only, not " + driver);
+      }
+    };
+    only_for("image", {"docker", "firecracker", "qemu"}, "docker, firecracker and qemu");
+    only_for("base", {"sandbox"}, "sandbox");
+    only_for("manifest", {"hull"}, "hull");
+    only_for("binary", {"hull", "firecracker", "qemu"}, "hull, firecracker and qemu");
+    only_for("adopt", {"docker"}, "docker");
+
+    // What each driver needs.
+    if (driver == "exec" && !out.contains("command") && !fields.contains("command")) {
+      Fail(prefix + "command", "required for driver exec");
+    }
+    if (driver == "docker" && !fields.contains("image")) {
+      Fail(prefix + "image", "required for driver docker");
+    }
+    if (driver == "sandbox") {
+      if (!fields.contains("base") && !fields.contains("rootfs")) {
+        Fail(prefix + "rootfs", "driver sandbox needs base, rootfs or both");
+      }
+      if (!fields.contains("command")) Fail(prefix + "command", "required for driver sandbox");
+    }
+    if (driver == "hull" && !fields.contains("manifest") &&
+        !(fields.contains("rootfs") && fields.contains("command"))) {
+      Fail(prefix + "manifest",
+           "driver hull needs a manifest, or rootfs and command to generate one from");
+    }
+    if (vm && !fields.contains("image") && !fields.contains("rootfs") && !fields.contains("binary")) {
+      // The seed's VM services name no image: the service binary is installed on each node
+      // under /opt/mentat/bin (seed 002's layout).
+      out["image"] = "/opt/mentat/bin/" + name_;
+    }
+    return out;
+  }
+
  private:
   const SourceMap& marks_;
+  std::string name_;
   std::vector<FieldError> errors_;
 };
 
@@ -266,14 +894,12 @@ int EditDistance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
-Result<Json> NormalizeMetadata(const Json& input, bool flat, bool namespaced,
-                               Normalizer& n) {
+Json NormalizeMetadata(const Json& input, bool flat, bool namespaced, Normalizer& n) {
   Json meta = Json::object();
   if (flat) {
-    if (input.contains("name")) meta["name"] = input["name"];
-    if (input.contains("namespace")) meta["namespace"] = input["namespace"];
-    if (input.contains("labels")) meta["labels"] = input["labels"];
-    if (input.contains("annotations")) meta["annotations"] = input["annotations"];
+    for (const char* k : {"name", "namespace", "labels", "annotations"}) {
+      if (input.contains(k)) meta[k] = input[k];
+    }
   } else if (input.contains("metadata")) {
     if (!input["metadata"].is_object()) {
       n.Fail("metadata", "must be a map");
@@ -312,6 +938,14 @@ Result<Json> NormalizeMetadata(const Json& input, bool flat, bool namespaced,
   return meta;
 }
 
+Error Invalid(const std::string& kind, const Json& meta, std::vector<FieldError> errors) {
+  std::string name = meta.is_object() && meta.contains("name") && meta["name"].is_string()
+                         ? meta["name"].get<std::string>()
+                         : "";
+  return Error(Code::kInvalidArgument,
+               kind + (name.empty() ? "" : " \"" + name + "\"") + " is invalid", std::move(errors));
+}
+
 }  // namespace
 
 const std::vector<std::string>& KnownDrivers() {
@@ -330,7 +964,7 @@ bool IsDnsLabel(const std::string& name) {
 
 std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates) {
   std::string best;
-  int best_d = 3;
+  int best_d = std::min<int>(3, static_cast<int>(word.size()) / 2 + 1);
   for (const auto& c : candidates) {
     int d = EditDistance(word, c);
     if (d < best_d) {
@@ -341,11 +975,50 @@ std::string ClosestMatch(const std::string& word, const std::vector<std::string>
   return best;
 }
 
-Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
-  Normalizer n(marks);
+Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& marks,
+                                           const std::string& default_name) {
   if (!input.is_object()) {
+    Mark m = FindMark(marks, "");
     return MakeError(Code::kInvalidArgument, "invalid manifest",
-                     {{"", FindMark(marks, "").line, 0, "a manifest must be a map"}});
+                     {{"", m.line, m.column, "a manifest must be a map"}});
+  }
+  // The seed-001 form: `security: {profiles: {NAME: {...}}}` declares SecurityProfiles.
+  if (!input.contains("kind") && input.size() == 1 && input.contains("security") &&
+      input["security"].is_object() && input["security"].contains("profiles")) {
+    return NormalizeProfilesDocument(input, marks);
+  }
+  // A bare hull manifest (seed 003) runs as a one-replica Service on the hull driver.
+  if (!input.contains("kind") && !input.contains("driver") && !input.contains("config") &&
+      input.contains("rootfs") && input.contains("argv")) {
+    Json svc = {{"name", input.value("name", Json(default_name))},
+                {"driver", "hull"},
+                {"manifest", input}};
+    SourceMap shifted;
+    for (const auto& [path, mark] : marks) shifted[path.empty() ? "manifest" : "manifest." + path] = mark;
+    if (marks.count("name")) shifted["name"] = marks.at("name");
+    MT_ASSIGN_OR_RETURN(Json obj, NormalizeObject(svc, shifted));
+    return std::vector<Json>{obj};
+  }
+  Json in = input;
+  bool flat = !in.contains("metadata") && !in.contains("spec");
+  // A manifest may leave out its name (seed 000's config snippets): the caller supplies one,
+  // from the URL or the file name.
+  if (!default_name.empty()) {
+    if (flat && !in.contains("name")) in["name"] = default_name;
+    if (!flat && (!in.contains("metadata") || (in["metadata"].is_object() && !in["metadata"].contains("name")))) {
+      if (!in.contains("metadata")) in["metadata"] = Json::object();
+      in["metadata"]["name"] = default_name;
+    }
+  }
+  MT_ASSIGN_OR_RETURN(Json obj, NormalizeObject(in, marks));
+  return std::vector<Json>{obj};
+}
+
+Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
+  if (!input.is_object()) {
+    Mark m = FindMark(marks, "");
+    return MakeError(Code::kInvalidArgument, "invalid manifest",
+                     {{"", m.line, m.column, "a manifest must be a map"}});
   }
   std::string kind = "Service";
   if (input.contains("kind")) {
@@ -363,15 +1036,25 @@ Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
     }
     kind = std::string(info->kind);
   }
+  auto info = *KindByName(kind);
+  bool flat = !input.contains("metadata") && !input.contains("spec");
+  std::string name;
+  if (flat && input.contains("name") && input["name"].is_string()) name = input["name"];
+  if (!flat && input.contains("metadata") && input["metadata"].is_object()) {
+    name = input["metadata"].value("name", Json("")).is_string() ? input["metadata"].value("name", "") : "";
+  }
+  Normalizer n(marks, name);
   if (input.contains("apiVersion") && input["apiVersion"] != std::string(kApiVersion)) {
     n.Fail("apiVersion", "must be \"" + std::string(kApiVersion) + "\"");
   }
-  auto info = *KindByName(kind);
-  // The canonical form has metadata/spec; the seed form is flat.
-  bool flat = !input.contains("metadata") && !input.contains("spec");
   Json out = {{"apiVersion", std::string(kApiVersion)}, {"kind", kind}};
-  MT_ASSIGN_OR_RETURN(out["metadata"], NormalizeMetadata(input, flat, info.namespaced, n));
+  out["metadata"] = NormalizeMetadata(input, flat, info.namespaced, n);
 
+  if (kind == "SecurityProfile") {
+    auto profile = NormalizeSecurityProfile(input, marks);
+    if (!profile) return profile;
+    return *profile;
+  }
   if (kind == "Service") {
     if (flat) {
       Json spec = input;
@@ -380,32 +1063,21 @@ Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
       }
       out["spec"] = n.NormalizeSpec(spec, "");
     } else {
+      static const std::vector<std::string> top = {"apiVersion", "kind", "metadata", "spec",
+                                                   "status"};
       for (auto it = input.begin(); it != input.end(); ++it) {
-        static const std::set<std::string> top = {"apiVersion", "kind", "metadata", "spec",
-                                                  "status"};
-        if (!top.count(it.key())) {
-          std::string hint = ClosestMatch(it.key(), {top.begin(), top.end()});
-          n.Fail(it.key(), "unknown field" +
-                               (hint.empty() ? std::string() : ", did you mean \"" + hint + "\"?"));
-        }
+        if (std::find(top.begin(), top.end(), it.key()) == top.end()) n.Unknown(it.key(), it.key(), top);
       }
       out["spec"] = n.NormalizeSpec(input.value("spec", Json::object()), "spec.");
     }
   } else {
-    // Other kinds are written by the control plane in canonical form.
+    // Allocations and Nodes are written by the control plane, in canonical form.
     if (flat) n.Fail("metadata", "required for kind " + kind);
     out["spec"] = input.value("spec", Json::object());
     if (!out["spec"].is_object()) n.Fail("spec", "must be a map");
   }
   if (input.contains("status") && input["status"].is_object()) out["status"] = input["status"];
-  if (!n.ok()) {
-    auto errors = n.TakeErrors();
-    std::string name = out["metadata"].value("name", Json("")).is_string()
-                           ? out["metadata"].value("name", "")
-                           : "";
-    std::string what = kind + (name.empty() ? "" : " \"" + name + "\"") + " is invalid";
-    return MakeError(Code::kInvalidArgument, what, std::move(errors));
-  }
+  if (!n.ok()) return std::unexpected(Invalid(kind, out["metadata"], n.TakeErrors()));
   return out;
 }
 
@@ -427,9 +1099,10 @@ Result<ServiceSpec> ServiceSpec::FromJson(const Json& spec) {
   s.cwd = spec.value("cwd", "");
   s.port = spec.value("port", 0);
   s.restart = spec.value("restart", "always");
+  static const std::set<std::string> typed = {"driver", "count", "command", "args",
+                                              "env",    "cwd",   "port",    "restart"};
   for (auto it = spec.begin(); it != spec.end(); ++it) {
-    const auto& typed = TypedFields();
-    if (std::find(typed.begin(), typed.end(), it.key()) == typed.end()) s.extra[it.key()] = it.value();
+    if (!typed.count(it.key())) s.extra[it.key()] = it.value();
   }
   return s;
 }

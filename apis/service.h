@@ -42,6 +42,12 @@ const std::vector<std::string>& KnownDrivers();
 // Errors: kInvalidArgument with one FieldError per problem (all problems at once).
 Result<Json> NormalizeObject(const Json& input, const SourceMap& marks = {});
 
+// One YAML document -> the objects it declares. Usually one; the seed-001 `security: profiles:`
+// document declares several SecurityProfiles, and a bare hull manifest becomes a Service.
+// `default_name` names a manifest that has none (from the URL or the file name).
+Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& marks = {},
+                                           const std::string& default_name = "");
+
 // Convenience: decode one document of text and normalize it.
 Result<Json> NormalizeManifestText(const std::string& text);
 

@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <set>
 
 namespace mentat {
 
@@ -223,18 +224,23 @@ Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& 
   return result;
 }
 
-Result<Json> RocksStore::CommitLocked(const ObjectKey& key, EventType type, Json obj,
-                                      bool dry_run) {
+Status RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
+  if (changes.empty()) return {};
   int64_t rev = revision_ + 1;
-  if (type != EventType::kDeleted) obj["metadata"]["resourceVersion"] = std::to_string(rev);
-  if (dry_run) return obj;
-  Json entry = {{"type", EventTypeName(type)}, {"object", obj}};
+  for (auto& c : changes) {
+    if (c.type != EventType::kDeleted) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
+  }
+  if (dry_run) return {};
+  Json entry = Json::array();
   rocksdb::WriteBatch batch;
-  std::string skey = StoreKey(key);
-  if (type == EventType::kDeleted) {
-    batch.Delete(objects_, skey);
-  } else {
-    batch.Put(objects_, skey, obj.dump());
+  for (const auto& c : changes) {
+    std::string skey = StoreKey(c.key);
+    if (c.type == EventType::kDeleted) {
+      batch.Delete(objects_, skey);
+    } else {
+      batch.Put(objects_, skey, c.object.dump());
+    }
+    entry.push_back({{"type", EventTypeName(c.type)}, {"object", c.object}});
   }
   batch.Put(log_, RevisionKey(rev), entry.dump());
   // The applied revision commits in the same batch as the data (a Raft apply will pass its
@@ -243,10 +249,10 @@ Result<Json> RocksStore::CommitLocked(const ObjectKey& key, EventType type, Json
   rocksdb::WriteOptions wo;
   wo.sync = opts_.sync;
   auto s = db_->Write(wo, &batch);
-  if (!s.ok()) return RocksError("writing " + key.ToString(), s);
+  if (!s.ok()) return RocksError("writing revision " + std::to_string(rev), s);
   revision_ = rev;
-  Publish({type, rev, obj});
-  return obj;
+  for (const auto& c : changes) Publish({c.type, rev, c.object});
+  return {};
 }
 
 void RocksStore::Publish(const WatchEvent& ev) {
@@ -259,12 +265,15 @@ void RocksStore::Unregister(WatcherImpl* w) {
   watchers_.remove_if([w](const auto& p) { return p.get() == w; });
 }
 
-Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
+Result<std::optional<RocksStore::Change>> RocksStore::PreparePutLocked(const Json& in,
+                                                                      const WriteOptions& opts,
+                                                                      Json* current) {
   ObjectKey key = KeyOf(in);
   if (key.kind.empty() || key.name.empty()) return InvalidArgument("object has no kind or name");
-  std::lock_guard<std::mutex> lock(write_mu_);
   auto existing = GetLocked(key);
-  if (!existing && existing.error().code() != Code::kNotFound) return existing;
+  if (!existing && existing.error().code() != Code::kNotFound) {
+    return std::unexpected(existing.error());
+  }
   Json obj = in;
   obj.erase("status");
   Json& meta = obj["metadata"];
@@ -279,7 +288,7 @@ Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
     meta["creationTimestamp"] = NowRfc3339();
     meta["generation"] = 1;
     obj["status"] = in.contains("status") ? in["status"] : Json::object();
-    return CommitLocked(key, EventType::kAdded, std::move(obj), opts.dry_run);
+    return std::optional<Change>(Change{key, EventType::kAdded, std::move(obj)});
   }
   if (opts.create_only) {
     return MakeError(Code::kAlreadyExists, key.kind + " \"" + key.name + "\" already exists");
@@ -303,8 +312,52 @@ Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
   obj["status"] = old.value("status", Json::object());
   Json old_cmp = old;
   old_cmp["metadata"].erase("resourceVersion");
-  if (old_cmp == obj) return old;  // no-op writes do not create a revision
-  return CommitLocked(key, EventType::kModified, std::move(obj), opts.dry_run);
+  if (old_cmp == obj) {  // no-op writes do not create a revision
+    *current = old;
+    return std::optional<Change>();
+  }
+  return std::optional<Change>(Change{key, EventType::kModified, std::move(obj)});
+}
+
+Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  Json current;
+  MT_ASSIGN_OR_RETURN(auto change, PreparePutLocked(in, opts, &current));
+  if (!change) return current;
+  std::vector<Change> changes{std::move(*change)};
+  MT_RETURN_IF_ERROR(CommitLocked(changes, opts.dry_run));
+  return changes[0].object;
+}
+
+Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bool dry_run) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  std::set<std::string> seen;
+  std::vector<Change> changes;
+  std::vector<TxnResult> results;
+  for (const auto& in : puts) {
+    std::string skey = StoreKey(KeyOf(in));
+    if (!seen.insert(skey).second) {
+      return InvalidArgument(KeyOf(in).ToString() + " appears twice in one transaction");
+    }
+    Json current;
+    WriteOptions o;
+    o.expected_revision = ResourceVersionOf(in) > 0 ? ResourceVersionOf(in) : 0;
+    MT_ASSIGN_OR_RETURN(auto change, PreparePutLocked(in, o, &current));
+    if (!change) {
+      results.push_back({TxnResult::kUnchanged, current});
+      continue;
+    }
+    results.push_back({change->type == EventType::kAdded ? TxnResult::kCreated
+                                                         : TxnResult::kConfigured,
+                       Json()});
+    changes.push_back(std::move(*change));
+  }
+  MT_RETURN_IF_ERROR(CommitLocked(changes, dry_run));
+  size_t next = 0;
+  for (auto& r : results) {
+    if (r.action != TxnResult::kUnchanged) r.object = changes[next++].object;
+  }
+  return results;
 }
 
 Result<Json> RocksStore::UpdateStatus(const Json& in, const WriteOptions& opts) {
@@ -321,7 +374,9 @@ Result<Json> RocksStore::UpdateStatus(const Json& in, const WriteOptions& opts) 
   Json status = in.value("status", Json::object());
   if (obj.value("status", Json::object()) == status) return obj;
   obj["status"] = std::move(status);
-  return CommitLocked(key, EventType::kModified, std::move(obj), opts.dry_run);
+  std::vector<Change> changes{{key, EventType::kModified, std::move(obj)}};
+  MT_RETURN_IF_ERROR(CommitLocked(changes, opts.dry_run));
+  return changes[0].object;
 }
 
 Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) {
@@ -330,9 +385,10 @@ Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) 
   if (opts.expected_revision != 0 && opts.expected_revision != ResourceVersionOf(obj)) {
     return MakeError(Code::kConflict, key.kind + " \"" + key.name + "\" was modified");
   }
-  int64_t rev = revision_ + 1;
-  obj["metadata"]["resourceVersion"] = std::to_string(rev);
-  return CommitLocked(key, EventType::kDeleted, std::move(obj), opts.dry_run);
+  obj["metadata"]["resourceVersion"] = std::to_string(revision_ + 1);
+  std::vector<Change> changes{{key, EventType::kDeleted, std::move(obj)}};
+  MT_RETURN_IF_ERROR(CommitLocked(changes, opts.dry_run));
+  return changes[0].object;
 }
 
 Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revision) {
@@ -353,9 +409,11 @@ Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revis
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
     for (it->Seek(RevisionKey(from_revision + 1)); it->Valid(); it->Next()) {
       Json entry = Json::parse(it->value().ToString(), nullptr, false);
-      if (entry.is_discarded()) continue;
-      watcher->Push({ParseEventType(entry.value("type", "")), ParseRevisionKey(it->key()),
-                     entry["object"]});
+      if (!entry.is_array()) continue;
+      int64_t rev = ParseRevisionKey(it->key());
+      for (const auto& e : entry) {
+        watcher->Push({ParseEventType(e.value("type", "")), rev, e["object"]});
+      }
     }
   }
   {

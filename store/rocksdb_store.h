@@ -39,6 +39,7 @@ class RocksStore : public Store {
   Result<Json> Put(const Json& obj, const WriteOptions& opts = {}) override;
   Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) override;
   Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) override;
+  Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) override;
   Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
   int64_t CurrentRevision() override;
 
@@ -49,9 +50,17 @@ class RocksStore : public Store {
 
  private:
   explicit RocksStore(const RocksStoreOptions& opts) : opts_(opts) {}
+  struct Change {
+    ObjectKey key;
+    EventType type;
+    Json object;
+  };
   Result<Json> GetLocked(const ObjectKey& key);
-  // Writes `obj` (or deletes when null) as the next revision and publishes the event.
-  Result<Json> CommitLocked(const ObjectKey& key, EventType type, Json obj, bool dry_run);
+  // The change a Put would make; nullopt (and *current set) when it changes nothing.
+  Result<std::optional<Change>> PreparePutLocked(const Json& in, const WriteOptions& opts,
+                                                 Json* current);
+  // Writes every change as the next revision, in one batch, and publishes the events.
+  Status CommitLocked(std::vector<Change>& changes, bool dry_run);
   void Publish(const WatchEvent& ev);
   void Unregister(WatcherImpl* w);
 

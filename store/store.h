@@ -52,6 +52,11 @@ class Watcher {
 };
 using WatcherPtr = std::unique_ptr<Watcher>;
 
+struct TxnResult {
+  enum Action { kCreated, kConfigured, kUnchanged } action;
+  Json object;  // as stored after the transaction
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -65,6 +70,9 @@ class Store {
   // Replace only the status. NotFound when absent.
   virtual Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) = 0;
   virtual Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) = 0;
+  // Several Puts as one transaction at one revision: all are written or none is. An object
+  // carrying metadata.resourceVersion is written only if it still has that version.
+  virtual Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) = 0;
 
   // Every change to `kind` ("" = all kinds) after `from_revision`, in order. 0 = from now.
   // kGone when from_revision has been compacted away.

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apis/security_profile.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
 
@@ -61,7 +62,37 @@ Result<int64_t> ParseRevision(const std::string& s, const std::string& field) {
                    {{field, 0, 0, "must be a non-negative integer, got \"" + s + "\""}});
 }
 
+// The name a nameless manifest gets from its file: "dir/api-service.yaml" -> "api-service".
+std::string NameFromSource(const std::string& source) {
+  std::string base = source.substr(source.find_last_of('/') + 1);
+  auto dot = base.find('.');
+  if (dot != std::string::npos) base = base.substr(0, dot);
+  return IsDnsLabel(base) ? base : "";
+}
+
 }  // namespace
+
+Result<std::map<std::string, Json>> ApiServer::Profiles() {
+  std::map<std::string, Json> profiles;
+  for (const auto& p : BuiltinProfiles()) profiles[NameOf(p)] = p;
+  MT_ASSIGN_OR_RETURN(auto stored, store_->List("SecurityProfile", {}));
+  for (auto& p : stored.items) {
+    std::string name = NameOf(p);
+    profiles[name] = std::move(p);
+  }
+  return profiles;
+}
+
+Result<std::vector<Json>> ApiServer::NormalizeAndAdmit(const Document& doc,
+                                                       const std::string& default_name) {
+  MT_ASSIGN_OR_RETURN(auto objects, NormalizeDocument(doc.value, doc.marks, default_name));
+  for (const auto& obj : objects) {
+    if (obj.value("kind", "") != "Service") continue;
+    MT_ASSIGN_OR_RETURN(auto profiles, Profiles());
+    MT_RETURN_IF_ERROR(AdmitService(obj, profiles, doc.marks));
+  }
+  return objects;
+}
 
 ApiServer::ApiServer(Store* store, ApiServerOptions opts)
     : store_(store), opts_(std::move(opts)), http_(std::make_unique<httplib::Server>()) {}
@@ -71,7 +102,8 @@ ApiServer::~ApiServer() { Stop(); }
 Result<int> ApiServer::Start() {
   // Watch streams each hold a worker for their lifetime, so the pool is sized for them.
   http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
-  http_->set_payload_max_length(kMaxManifestBytes);
+  // One manifest is limited to kMaxManifestBytes; an apply request may carry several.
+  http_->set_payload_max_length(kMaxApplyBytes);
   http_->set_keep_alive_max_count(1000);
   Routes();
   int port = opts_.port;
@@ -111,7 +143,7 @@ void ApiServer::Routes() {
       SendError(res, Error(Code::kNotFound, "no route for " + req.method + " " + req.path));
     } else if (res.status == 413) {
       SendError(res, Error(Code::kTooLarge, "request body over the limit of " +
-                                                std::to_string(kMaxManifestBytes) + " bytes"));
+                                                std::to_string(kMaxApplyBytes) + " bytes"));
     } else {
       SendJson(res, res.status,
                {{"code", res.status}, {"reason", "Error"}, {"message", "HTTP " + std::to_string(res.status)},
@@ -222,9 +254,20 @@ void ApiServer::Routes() {
     auto doc = DecodeYaml(req.body);
     if (!doc) return SendError(res, doc.error());
     Json input = doc->value;
-    if (input.is_object() && !input.contains("kind")) input["kind"] = std::string(kind->kind);
-    auto obj = NormalizeObject(input, doc->marks);
-    if (!obj) return SendError(res, obj.error());
+    if (input.is_object() && !input.contains("kind") && kind->kind != "Service" &&
+        !input.contains("security")) {
+      input["kind"] = std::string(kind->kind);
+    }
+    Document d = *doc;
+    d.value = input;
+    auto objects = NormalizeAndAdmit(d, name);
+    if (!objects) return SendError(res, objects.error());
+    if (objects->size() != 1) {
+      return SendError(res, Error(Code::kInvalidArgument,
+                                  "this document declares " + std::to_string(objects->size()) +
+                                      " objects; use POST /v1/apply (mt apply) for it"));
+    }
+    auto obj = std::optional<Json>((*objects)[0]);
     if ((*obj)["kind"] != std::string(kind->kind)) {
       return SendError(res, Error(Code::kInvalidArgument,
                                   "body is a " + (*obj)["kind"].get<std::string>() +
@@ -257,6 +300,103 @@ void ApiServer::Routes() {
     auto written = store_->Put(*obj, wo);
     if (!written) return SendError(res, written.error());
     SendJson(res, existed ? 200 : 201, *written);
+  });
+
+  // Apply a set of manifests as one transaction: every document of every file is decoded,
+  // normalized and admitted first; if any fails, nothing is written.
+  s.Post("/v1/apply", [this](const httplib::Request& req, httplib::Response& res) {
+    std::vector<std::pair<std::string, std::string>> sources;  // (source, text)
+    Json body = Json::parse(req.body, nullptr, false);
+    if (body.is_object() && body.contains("documents")) {
+      if (!body["documents"].is_array()) {
+        return SendError(res, Error(Code::kInvalidArgument, "documents must be a list"));
+      }
+      for (const auto& d : body["documents"]) {
+        if (!d.is_object() || !d.contains("text") || !d["text"].is_string()) {
+          return SendError(res, Error(Code::kInvalidArgument,
+                                      "each document needs text (and optionally source)"));
+        }
+        sources.emplace_back(d.value("source", Json("")).is_string() ? d.value("source", "") : "",
+                             d["text"].get<std::string>());
+      }
+    } else {
+      sources.emplace_back("", req.body);
+    }
+    std::vector<FieldError> errors;
+    Code code = Code::kOk;
+    int bad_documents = 0;
+    std::vector<Json> objects;
+    std::map<std::string, std::string> first_seen;  // store key -> where
+    for (const auto& [source, text] : sources) {
+      auto add_errors = [&](const Error& e, int line_hint) {
+        ++bad_documents;
+        if (code == Code::kOk || e.code() == Code::kInvalidArgument || e.code() == Code::kTooLarge) {
+          code = e.code();
+        }
+        if (e.details().empty()) {
+          FieldError fe("", line_hint, 0, e.message());
+          fe.source = source;
+          errors.push_back(fe);
+        }
+        for (auto d : e.details()) {
+          d.source = source;
+          if (d.message.find(e.message()) == std::string::npos && e.message() != "invalid YAML" &&
+              e.message().find("is invalid") == std::string::npos) {
+            d.message = e.message() + ": " + d.message;
+          }
+          errors.push_back(std::move(d));
+        }
+      };
+      auto docs = DecodeYamlStream(text);
+      if (!docs) {
+        add_errors(docs.error(), 0);
+        continue;
+      }
+      std::string default_name = docs->size() == 1 ? NameFromSource(source) : "";
+      for (const auto& doc : *docs) {
+        auto objs = NormalizeAndAdmit(doc, default_name);
+        if (!objs) {
+          add_errors(objs.error(), doc.first_line);
+          continue;
+        }
+        for (auto& o : *objs) {
+          std::string where = (source.empty() ? "document" : source) + ":" +
+                              std::to_string(doc.first_line);
+          std::string key = KeyOf(o).ToString();
+          auto [it, inserted] = first_seen.emplace(key, where);
+          if (!inserted) {
+            FieldError fe("metadata.name", doc.first_line, 0,
+                          key + " is declared twice: first at " + it->second);
+            fe.source = source;
+            errors.push_back(fe);
+            ++bad_documents;
+            code = Code::kInvalidArgument;
+            continue;
+          }
+          objects.push_back(std::move(o));
+        }
+      }
+    }
+    if (!errors.empty()) {
+      return SendError(res, Error(code, std::to_string(bad_documents) + " document" +
+                                            (bad_documents == 1 ? " is" : "s are") +
+                                            " invalid; nothing was applied",
+                                  std::move(errors)));
+    }
+    bool dry_run = DryRun(req);
+    auto results = store_->Txn(objects, dry_run);
+    if (!results) return SendError(res, results.error());
+    Json items = Json::array();
+    static const char* actions[] = {"created", "configured", "unchanged"};
+    for (const auto& r : *results) {
+      items.push_back({{"kind", r.object.value("kind", "")},
+                       {"name", NameOf(r.object)},
+                       {"namespace", NamespaceOf(r.object)},
+                       {"action", actions[r.action]},
+                       {"resourceVersion", r.object["metadata"].value("resourceVersion", "")}});
+    }
+    SendJson(res, 200, {{"items", items}, {"dryRun", dry_run},
+                        {"resourceVersion", std::to_string(store_->CurrentRevision())}});
   });
 
   s.Put(R"(/v1/([a-z]+)/([^/]+)/status)", [this](const httplib::Request& req,

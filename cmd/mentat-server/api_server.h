@@ -8,7 +8,11 @@
 #include <string>
 #include <thread>
 
+#include <map>
+#include <vector>
+
 #include "apis/error.h"
+#include "apis/yaml.h"
 #include "store/store.h"
 
 namespace httplib {
@@ -16,6 +20,9 @@ class Server;
 }
 
 namespace mentat {
+
+// The largest apply request: several manifests of up to kMaxManifestBytes each.
+inline constexpr size_t kMaxApplyBytes = 8 << 20;
 
 struct ApiServerOptions {
   std::string host = "127.0.0.1";
@@ -34,6 +41,10 @@ class ApiServer {
 
  private:
   void Routes();
+  // Built-in profiles overlaid with the stored ones, by name.
+  Result<std::map<std::string, Json>> Profiles();
+  // Decode result -> canonical objects, each admitted against its security profile.
+  Result<std::vector<Json>> NormalizeAndAdmit(const Document& doc, const std::string& default_name);
 
   Store* store_;
   ApiServerOptions opts_;

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "apis/security_profile.h"
 #include "cmd/mentat-server/api_server.h"
 #include "controllers/reconciler.h"
 #include "controllers/service_controller.h"
@@ -95,6 +96,14 @@ int main(int argc, char** argv) {
   so.dir = data_dir + "/store";
   auto store = RocksStore::Open(so);
   if (!store) return Fail(store.error());
+
+  // The built-in security profiles exist from the start; an operator's edits to them stay.
+  for (const auto& profile : BuiltinProfiles()) {
+    WriteOptions create;
+    create.create_only = true;
+    auto st = (*store)->Put(profile, create);
+    if (!st && st.error().code() != Code::kAlreadyExists) return Fail(st.error());
+  }
 
   ApiServerOptions ao;
   ao.host = host == "localhost" ? "127.0.0.1" : host;

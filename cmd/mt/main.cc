@@ -78,66 +78,21 @@ Result<std::vector<Source>> CollectSources(const std::vector<std::string>& input
   return out;
 }
 
-// One document to apply, with where it came from.
-struct Item {
-  std::string file;
-  int first_line;
-  std::string kind;  // "Service"
-  std::string plural;
-  std::string name;
-  std::string ns;
-  std::string body;
-};
-
-// Rewrites an error's line numbers from document-relative to file-relative and names the file.
-Error Locate(Error e, const std::string& file, int first_line) {
-  for (auto& d : e.mutable_details()) {
-    if (d.line > 0) d.line += first_line - 1;
-  }
-  std::string where = file;
-  if (!e.details().empty() && e.details()[0].line > 0) {
-    where += ":" + std::to_string(e.details()[0].line);
-    if (e.details()[0].column > 0) where += ":" + std::to_string(e.details()[0].column);
-  }
-  return Error(e.code(), where + ": " + e.message(), e.details());
-}
-
-Result<std::vector<Item>> ParseItems(const std::vector<Source>& sources, std::vector<Error>* errors) {
-  std::vector<Item> items;
-  for (const auto& src : sources) {
-    auto docs = DecodeYamlStream(src.text);
-    if (!docs) {
-      errors->push_back(Locate(docs.error(), src.path, 1));
-      continue;
-    }
-    for (const auto& doc : *docs) {
-      // Decode locally only to address the request; the server normalizes and validates.
-      const Json& v = doc.value;
-      Item item{src.path, doc.first_line, "Service", "services", "", "", doc.text};
-      if (v.is_object() && v.contains("kind") && v["kind"].is_string()) {
-        if (auto k = KindByName(v["kind"].get<std::string>())) {
-          item.kind = k->kind;
-          item.plural = k->plural;
-        }
-      }
-      if (v.is_object()) {
-        const Json& meta = v.contains("metadata") && v["metadata"].is_object() ? v["metadata"] : v;
-        if (meta.contains("name") && meta["name"].is_string()) item.name = meta["name"];
-        if (meta.contains("namespace") && meta["namespace"].is_string()) item.ns = meta["namespace"];
-      }
-      if (item.name.empty()) {
-        // Let the server's validation describe the problem; it needs a path segment.
-        item.name = "-";
-      }
-      items.push_back(std::move(item));
-    }
-  }
-  return items;
-}
-
 std::string Lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(tolower(c));
   return s;
+}
+
+// Prints an apply error the way compilers do: one "file:line:col: field: message" per problem.
+void PrintApplyError(const Error& e) {
+  std::cerr << "error: " << e.message() << "\n";
+  for (const auto& d : e.details()) {
+    std::string where = d.source.empty() ? "<input>" : d.source;
+    if (d.line > 0) where += ":" + std::to_string(d.line);
+    if (d.column > 0) where += ":" + std::to_string(d.column);
+    std::cerr << "  " << where << ": " << (d.field.empty() ? "" : d.field + ": ") << d.message
+              << "\n";
+  }
 }
 
 int Apply(ApiClient& client, const std::vector<std::string>& files, bool recursive,
@@ -148,51 +103,30 @@ int Apply(ApiClient& client, const std::vector<std::string>& files, bool recursi
   }
   auto sources = CollectSources(files, recursive);
   if (!sources) return Report(sources.error());
-  std::vector<Error> errors;
-  auto items = ParseItems(*sources, &errors);
-  if (!items) return Report(items.error());
-  // All or nothing: every document is validated by the server before any is written.
-  for (const auto& item : *items) {
-    RequestOptions ro;
-    ro.ns = item.ns;
-    ro.dry_run = true;
-    auto res = client.Put(item.plural, item.name, item.body, ro);
-    if (!res) {
-      if (res.error().code() == Code::kUnavailable) return Report(res.error());
-      errors.push_back(Locate(res.error(), item.file, item.first_line));
-    }
-  }
-  if (!errors.empty()) {
-    for (const auto& e : errors) std::cerr << "error: " << e.ToString() << "\n";
-    std::cerr << "nothing was applied: " << errors.size() << " document"
-              << (errors.size() == 1 ? " is" : "s are") << " invalid\n";
+  if (sources->empty()) {
+    std::cerr << "error: no .yaml, .yml or .json files in " << files[0] << "\n";
     return kExitError;
   }
-  if (items->empty()) {
-    std::cerr << "error: no objects found in " << files.size() << " input(s)\n";
-    return kExitError;
-  }
+  // The server decodes, normalizes, validates and admits every document, and writes all of
+  // them in one transaction or none.
+  Json documents = Json::array();
+  for (const auto& s : *sources) documents.push_back({{"source", s.path}, {"text", s.text}});
   bool server_dry_run = dry_run == "server";
-  int rc = kExitOk;
-  for (const auto& item : *items) {
-    RequestOptions ro;
-    ro.ns = item.ns;
-    ro.dry_run = server_dry_run;
-    auto before = client.Get(item.plural, item.name, ro);
-    bool created = false;
-    auto res = client.Put(item.plural, item.name, item.body, ro, &created);
-    if (!res) {
-      rc = Report(Locate(res.error(), item.file, item.first_line));
-      continue;
-    }
-    std::string verb = created ? "created" : "configured";
-    if (!created && before && ResourceVersionOf(*before) == ResourceVersionOf(*res)) {
-      verb = "unchanged";
-    }
-    std::cout << Lower(item.kind) << "/" << NameOf(*res) << " " << verb
-              << (server_dry_run ? " (server dry run)" : "") << "\n";
+  auto res = client.Apply(documents, server_dry_run);
+  if (!res) {
+    if (res.error().code() == Code::kUnavailable) return Report(res.error());
+    PrintApplyError(res.error());
+    return kExitError;
   }
-  return rc;
+  if ((*res)["items"].empty()) {
+    std::cerr << "error: no objects found in the input\n";
+    return kExitError;
+  }
+  for (const auto& item : (*res)["items"]) {
+    std::cout << Lower(item.value("kind", "")) << "/" << item.value("name", "") << " "
+              << item.value("action", "") << (server_dry_run ? " (server dry run)" : "") << "\n";
+  }
+  return kExitOk;
 }
 
 std::string Age(const Json& obj) {
