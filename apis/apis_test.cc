@@ -2,7 +2,11 @@
 // hostile input, and the YAML round trip.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "apis/error.h"
+#include "apis/security_profile.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
 
@@ -143,6 +147,18 @@ TEST(Hostile, DeepNestingIsRefused) {
   ASSERT_FALSE(r);
 }
 
+TEST(Hostile, NestingCheckSkipsCommentsAndQuotes) {
+  std::string deep_in_comment = "name: web # " + std::string(100, '[') + "\n";
+  EXPECT_TRUE(DecodeYaml(deep_in_comment));
+  std::string deep_in_string = "name: \"" + std::string(100, '{') + "\"\n";
+  EXPECT_TRUE(DecodeYaml(deep_in_string));
+  // After a comment and an apostrophe, nesting is counted again.
+  std::string after = "# don't\nargs: " + std::string(70, '[') + std::string(70, ']') + "\n";
+  auto r = DecodeYaml(after);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().details()[0].line, 2);
+}
+
 TEST(Hostile, OversizedDocumentIsRefused) {
   std::string big = "name: web\nargs: [\"" + std::string(kMaxManifestBytes, 'x') + "\"]\n";
   auto r = DecodeYaml(big);
@@ -205,6 +221,206 @@ TEST(LabelSelectors, EqualityInequalityAndExistence) {
   EXPECT_FALSE(LabelSelector::Parse("!tier")->Matches(obj));
   EXPECT_TRUE(LabelSelector::Parse("missing!=x")->Matches(obj));
   EXPECT_FALSE(LabelSelector::Parse("a=b,,c"));
+}
+
+
+// ---- every alternate form of the seeds normalizes to the same canonical spec ----
+
+Json SpecOf(const std::string& yaml) { return Canonical(yaml)["spec"]; }
+
+TEST(Forms, MemoryQuantities) {
+  const std::string head = "name: web\ndriver: exec\ncommand: /a\n";
+  Json want = SpecOf(head + "resources:\n  memory_mb: 256\n");
+  EXPECT_EQ(want["resources"]["memory_mb"], 256);
+  EXPECT_EQ(SpecOf(head + "resources:\n  memory: 256m\n"), want);
+  EXPECT_EQ(SpecOf(head + "resources:\n  memory: 256Mi\n"), want);
+  EXPECT_EQ(SpecOf(head + "resources:\n  memory: 256\n"), want);
+  EXPECT_EQ(SpecOf(head + "memory_mb: 256\n"), want);
+  EXPECT_EQ(SpecOf(head + "config:\n  memory_mb: 256\n"), want);
+  EXPECT_EQ(SpecOf(head + "resources:\n  memory: 1g\n")["resources"]["memory_mb"], 1024);
+  EXPECT_EQ(SpecOf(head + "resources:\n  memory: 1Gi\n")["resources"]["memory_mb"], 1024);
+}
+
+TEST(Forms, CpuQuantities) {
+  const std::string head = "name: web\ndriver: exec\ncommand: /a\n";
+  Json want = SpecOf(head + "cpu_percent: 50\n");
+  EXPECT_EQ(want["resources"]["cpu_percent"], 50);
+  EXPECT_EQ(SpecOf(head + "resources:\n  cpu: 50%\n"), want);
+  EXPECT_EQ(SpecOf(head + "resources:\n  cpu: 0.5\n"), want);
+  EXPECT_EQ(SpecOf(head + "resources:\n  cpu: 500m\n"), want);
+  EXPECT_EQ(SpecOf(head + "config:\n  cpu_percent: 50\n"), want);
+  EXPECT_EQ(SpecOf(head + "resources:\n  cpu: 2\n")["resources"]["cpu_percent"], 200);
+  EXPECT_EQ(SpecOf(head + "resources:\n  cpu_mhz: 2000\n")["resources"]["cpu_mhz"], 2000);
+  EXPECT_EQ(SpecOf(head + "max_pids: 32\n")["resources"]["pids"], 32);
+}
+
+TEST(Forms, PortsAndVolumesAtTopLevelOrUnderConfig) {
+  const std::string head = "name: web\ndriver: docker\nimage: x\n";
+  Json top = SpecOf(head + "ports: [\"8080:80\", \"5353:53/udp\"]\n"
+                    "volumes:\n  - source: /data/web\n    target: /app/data\n    read_only: true\n");
+  Json config = SpecOf(head + "config:\n  ports: [\"8080:80\", \"5353:53/udp\"]\n"
+                       "  volumes:\n    - /data/web:/app/data:ro\n");
+  EXPECT_EQ(top, config);
+  EXPECT_EQ(top["ports"][0], Json::parse(R"({"host":8080,"container":80,"protocol":"tcp"})"));
+  EXPECT_EQ(top["ports"][1]["protocol"], "udp");
+  EXPECT_EQ(top["volumes"][0],
+            Json::parse(R"({"source":"/data/web","target":"/app/data","read_only":true})"));
+}
+
+TEST(Forms, FirecrackerConfigAndDefaultImage) {
+  Json s = SpecOf("name: streamforge\ndriver: firecracker\ncount: 3\nconfig:\n  memory_mb: 256\n"
+                  "  vcpus: 2\n  args: [\"--wal\"]\n");
+  EXPECT_EQ(s["resources"]["memory_mb"], 256);
+  EXPECT_EQ(s["resources"]["vcpus"], 2);
+  EXPECT_EQ(s["args"][0], "--wal");
+  EXPECT_EQ(s["image"], "/opt/mentat/bin/streamforge");
+}
+
+TEST(Forms, HullServiceAndBareHullManifest) {
+  Json titan = SpecOf(
+      "name: titan\nreplicas: 1\nconfig:\n  driver: hull\n  manifest: /etc/hull/titan.json\n"
+      "  binary: /usr/local/bin/hull-sudo\n  port: 4500\nport: 4500\n"
+      "ingress:\n  host: www.titan-bus.com\n  aliases: [titan.getmentat.run]\n  path: /\n  tls: true\n"
+      "security:\n  profile: hull\n");
+  EXPECT_EQ(titan["driver"], "hull");
+  EXPECT_EQ(titan["manifest"], "/etc/hull/titan.json");
+  EXPECT_EQ(titan["port"], 4500);
+  EXPECT_EQ(titan["ingress"]["tls"], true);
+  auto docs = DecodeYaml(R"({"name": "worker", "rootfs": "/var/lib/hull/rootfs/worker", "argv": ["/app/worker"]})");
+  ASSERT_TRUE(docs);
+  auto objs = NormalizeDocument(docs->value, docs->marks);
+  ASSERT_TRUE(objs) << objs.error().ToString();
+  ASSERT_EQ(objs->size(), 1u);
+  EXPECT_EQ((*objs)[0]["spec"]["driver"], "hull");
+  EXPECT_EQ((*objs)[0]["metadata"]["name"], "worker");
+  EXPECT_EQ((*objs)[0]["spec"]["manifest"]["argv"][0], "/app/worker");
+}
+
+TEST(Forms, ANamelessSnippetTakesTheGivenName) {
+  auto doc = DecodeYaml("config:\n  driver: exec\n  command: /opt/bin/node-agent\n");
+  ASSERT_TRUE(doc);
+  auto objs = NormalizeDocument(doc->value, doc->marks, "node-agent-exec");
+  ASSERT_TRUE(objs) << objs.error().ToString();
+  EXPECT_EQ(NameOf((*objs)[0]), "node-agent-exec");
+  auto unnamed = NormalizeDocument(doc->value, doc->marks, "");
+  ASSERT_FALSE(unnamed);
+  EXPECT_EQ(unnamed.error().details()[0].field, "name");
+}
+
+TEST(Forms, ProfilesDocumentBecomesSecurityProfiles) {
+  auto doc = DecodeYaml(
+      "security:\n  profiles:\n    sandbox:\n      driver: sandbox\n      pivot_root: true\n"
+      "    exec-internal:\n      driver: exec\n      internet_exposed: false\n");
+  ASSERT_TRUE(doc);
+  auto objs = NormalizeDocument(doc->value, doc->marks);
+  ASSERT_TRUE(objs) << objs.error().ToString();
+  ASSERT_EQ(objs->size(), 2u);
+  EXPECT_EQ((*objs)[0]["kind"], "SecurityProfile");
+  auto bad = DecodeYaml("security:\n  profiles:\n    x:\n      driver: sandbox\n      pivot_rot: true\n");
+  auto err = NormalizeDocument(bad->value, bad->marks);
+  ASSERT_FALSE(err);
+  EXPECT_EQ(err.error().details()[0].line, 5);
+  EXPECT_NE(err.error().details()[0].message.find("did you mean \"pivot_root\""), std::string::npos);
+}
+
+TEST(Forms, BuiltinProfilesIncludeTheSeedsFiveAndHull) {
+  std::set<std::string> names;
+  for (const auto& p : BuiltinProfiles()) names.insert(NameOf(p));
+  EXPECT_EQ(names, (std::set<std::string>{"firecracker", "docker-hardened", "docker-legacy",
+                                          "sandbox", "exec-internal", "hull"}));
+}
+
+// ---- each rule rejects a crafted manifest with the right field and line ----
+
+struct RuleCase {
+  const char* yaml;
+  const char* field;
+  int line;
+  const char* says;
+};
+
+TEST(Rules, EachRuleNamesItsFieldAndLine) {
+  const RuleCase cases[] = {
+      {"name: web\ndriver: docker\n", "image", 0, "required for driver docker"},
+      {"name: web\ndriver: sandbox\nbase: node22\n", "command", 0, "required for driver sandbox"},
+      {"name: web\ndriver: sandbox\ncommand: /a\n", "rootfs", 0, "needs base, rootfs"},
+      {"name: web\ndriver: hull\n", "manifest", 0, "needs a manifest"},
+      {"name: web\ndriver: exec\ncommand: /a\nresources:\n  memory: lots\n", "resources.memory", 5, "not a memory quantity"},
+      {"name: web\ndriver: exec\ncommand: /a\nresources:\n  memory: 0m\n", "resources.memory", 5, "out of range"},
+      {"name: web\ndriver: exec\ncommand: /a\nresources:\n  cpu: 5000\n", "resources.cpu", 5, "1024 cores"},
+      {"name: web\ndriver: exec\ncommand: /a\nresources:\n  memmory: 1g\n", "resources.memmory", 5, "did you mean \"memory\""},
+      {"name: web\ndriver: exec\ncommand: /a\nscale:\n  min: 5\n  max: 2\n", "scale.max", 6, "below min"},
+      {"name: web\ndriver: exec\ncommand: /a\nscale:\n  min: 1\n  max: 3\n  scale_up_at: 20\n  scale_down_at: 70\n", "scale.scale_down_at", 8, "must be below scale_up_at"},
+      {"name: web\ndriver: docker\nimage: x\nports: [\"80:80\", \"80:81\"]\n", "ports[1]", 4, "used twice"},
+      {"name: web\ndriver: docker\nimage: x\nports: [\"70000:80\"]\n", "ports[0]", 4, "1-65535"},
+      {"name: web\ndriver: docker\nimage: x\nvolumes:\n  - source: data\n    target: /d\n", "volumes[0].source", 5, "absolute"},
+      {"name: web\ndriver: docker\nimage: x\nvolumes:\n  - source: /srv/../etc\n    target: /d\n", "volumes[0].source", 5, "\"..\""},
+      {"name: web\ndriver: sandbox\nrootfs: /\ncommand: /a\n", "rootfs", 3, "host system path"},
+      {"name: web\ndriver: sandbox\nrootfs: ../../etc\ncommand: /a\n", "rootfs", 3, "\"..\""},
+      {"name: web\ndriver: exec\ncommand: /a\ndeploy:\n  strategy: rollin\n", "deploy.strategy", 5, "did you mean \"rolling\""},
+      {"name: web\ndriver: exec\ncommand: /a\ningress:\n  host: \"bad host\"\n", "ingress.host", 5, "not a valid host name"},
+      {"name: web\ndriver: exec\ncommand: /a\nimage: x\n", "image", 4, "applies to docker, firecracker and qemu only"},
+      {"name: web\ndriver: exec\ncommand: /a\nrestart: sometimes\n", "restart", 4, "always, on-failure, never"},
+      {"name: web\ndriver: exec\ncommand: /a\ncwd: relative\n", "cwd", 4, "absolute"},
+      {"name: web\ndriver: sandbox\nbase: node20\ncommand: /a\n", "base", 3, "did you mean \"node22\""},
+      {"name: web\ndriver: exec\ncommand: /a\ncount: 1001\n", "count", 4, "out of range"},
+      {"name: web\ndriver: exec\ncommand: /a\nsecurity:\n  profile: Not_A_Name\n", "security.profile", 5, "not a profile name"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    Error e = Rejected(c.yaml);
+    const FieldError* d = Detail(e, c.field);
+    ASSERT_TRUE(d) << e.ToString();
+    if (c.line) {
+      EXPECT_EQ(d->line, c.line) << e.ToString();
+    }
+    EXPECT_NE(d->message.find(c.says), std::string::npos) << d->message;
+  }
+}
+
+TEST(Rules, AdmissionChecksTheProfile) {
+  std::map<std::string, Json> profiles;
+  for (const auto& p : BuiltinProfiles()) profiles[NameOf(p)] = p;
+  auto admit = [&](const std::string& yaml) { return AdmitService(Canonical(yaml), profiles); };
+  EXPECT_TRUE(admit("name: a\ndriver: exec\ncommand: /a\nsecurity:\n  profile: exec-internal\n"));
+  auto unknown = admit("name: a\ndriver: exec\ncommand: /a\nsecurity:\n  profile: exec-internl\n");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(unknown.error().details()[0].message.find("did you mean \"exec-internal\""), std::string::npos);
+  auto wrong_driver = admit("name: a\ndriver: exec\ncommand: /a\nsecurity:\n  profile: sandbox\n");
+  ASSERT_FALSE(wrong_driver);
+  EXPECT_EQ(wrong_driver.error().code(), Code::kForbidden);
+  auto exposed = admit("name: a\ndriver: exec\ncommand: /a\ningress:\n  host: a.example\n"
+                       "security:\n  profile: exec-internal\n");
+  ASSERT_FALSE(exposed);
+  EXPECT_EQ(exposed.error().details()[0].field, "ingress");
+  auto socket = admit("name: a\ndriver: docker\nimage: x\nvolumes: [\"/var/run/docker.sock:/s\"]\n"
+                      "security:\n  profile: docker-hardened\n");
+  ASSERT_FALSE(socket);
+  EXPECT_EQ(socket.error().details()[0].field, "volumes[0].source");
+  auto etc = admit("name: a\ndriver: docker\nimage: x\nvolumes: [\"/etc:/e\"]\n"
+                   "security:\n  profile: docker-hardened\n");
+  ASSERT_FALSE(etc);
+  EXPECT_NE(etc.error().details()[0].message.find("host system path"), std::string::npos);
+  EXPECT_TRUE(admit("name: a\ndriver: docker\nimage: x\nvolumes: [\"/data/a:/d\"]\n"
+                    "security:\n  profile: docker-hardened\n"));
+}
+
+TEST(Forms, EverySeedShapeRoundTripsThroughItsCanonicalYaml) {
+  const char* manifests[] = {
+      "name: a\ndriver: sandbox\nbase: node22\nrootfs: ./out\ncommand: /bin/sh\nresources:\n  memory: 256m\n  cpu: 50%\n"
+      "scale:\n  min: 1\n  max: 5\n  metric: cpu\n  scale_up_at: 70\n  scale_down_at: 20\n",
+      "name: b\ndriver: docker\nimage: r/x:1\nports: [\"8080:80\"]\nvolumes:\n  - {source: /d, target: /t, read_only: true}\n"
+      "deploy:\n  strategy: rolling\n  min_healthy_time: 30s\nsecurity:\n  profile: docker-hardened\n",
+      "name: c\ndriver: firecracker\nconfig:\n  memory_mb: 256\n  vcpus: 2\n  env:\n    A: b\n",
+      "name: d\nreplicas: 1\nconfig:\n  driver: hull\n  manifest: /etc/hull/d.json\nresources:\n  cpu_mhz: 2000\n"
+      "  memory_mb: 1024\n  disk_mb: 256\nport: 4500\ningress:\n  host: d.example\n",
+  };
+  for (const char* m : manifests) {
+    SCOPED_TRACE(m);
+    Json first = Canonical(m);
+    EXPECT_EQ(Canonical(EncodeYaml(first)), first);
+  }
 }
 
 }  // namespace

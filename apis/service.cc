@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "apis/hull_manifest.h"
 #include "apis/security_profile.h"
 
 namespace mentat {
@@ -820,7 +821,20 @@ class Normalizer {
     if (fields.contains("manifest")) {
       const Json& m = fields["manifest"];
       if (m.is_object()) {
-        out["manifest"] = m;  // an inline hull manifest; checked below for driver hull
+        // An inline hull manifest: validated by the same type the hull binary reads.
+        SourceMap sub;
+        std::string base = src["manifest"] + ".";
+        for (const auto& [path, mark] : marks_) {
+          if (path.rfind(base, 0) == 0) sub[path.substr(base.size())] = mark;
+        }
+        auto hm = HullManifest::FromJson(m, sub);
+        if (!hm) {
+          for (const auto& d : hm.error().details()) {
+            errors_.push_back({base + d.field, d.line, d.column, d.message});
+          }
+        } else {
+          out["manifest"] = hm->ToJson();
+        }
       } else if (auto p = AbsPath(m, src["manifest"])) {
         out["manifest"] = *p;
       }

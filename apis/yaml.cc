@@ -209,6 +209,42 @@ Result<Document> DecodeOne(const RawDoc& raw) {
     if (nl == std::string::npos) break;
     pos = nl + 1;
   }
+  // Flow nesting ([[[...]]]) deeper than the limit is refused before the parser recurses into
+  // it; yaml-cpp's own guard only says "bad file".
+  {
+    int depth = 0, line = raw.first_line, col = 0;
+    char quote = 0, prev = '\n';
+    for (char c : raw.text) {
+      ++col;
+      if (c == '\n') {
+        ++line;
+        col = 0;
+        // A comment, or a stray apostrophe in a plain scalar ("doesn't"), ends with its line.
+        if (quote == '\'' || quote == '\n') quote = 0;
+        prev = '\n';
+        continue;
+      }
+      if (quote) {
+        if (c == quote) quote = 0;
+        prev = c;
+        continue;
+      }
+      if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '[' || c == '{') {
+        if (++depth > kMaxManifestDepth) {
+          return MakeError(Code::kInvalidArgument, "document nested too deeply",
+                           {{"", line, col,
+                             "nesting deeper than " + std::to_string(kMaxManifestDepth) + " levels"}});
+        }
+      } else if ((c == ']' || c == '}') && depth > 0) {
+        --depth;
+      } else if (c == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+        quote = '\n';  // a comment runs to the end of the line
+      }
+      prev = c;
+    }
+  }
   YAML::Node root;
   try {
     root = YAML::Load(raw.text);

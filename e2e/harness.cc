@@ -109,7 +109,7 @@ std::string Slurp(int fd) {
 
 }  // namespace
 
-CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   FILE* out = tmpfile();
   FILE* err = tmpfile();
   CommandResult r;

@@ -37,7 +37,7 @@ struct CommandResult {
   std::string err;
 };
 // Runs a command to completion, with optional extra environment ("K=V").
-CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
 // A long-running child process (a server or an agent), killed when destroyed.
 class Process {

@@ -150,6 +150,18 @@ void ApiServer::Routes() {
                 {"details", Json::array()}});
     }
   });
+  // The API takes YAML or JSON, never form data. curl labels --data-binary bodies as
+  // form-urlencoded, and cpp-httplib refuses those above 8 KiB (a compile-time limit of the
+  // Debian build) before any handler runs; so such bodies are relabelled as raw.
+  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    auto ct = req.get_header_value("Content-Type");
+    if (ct.rfind("application/x-www-form-urlencoded", 0) == 0) {
+      auto& mutable_req = const_cast<httplib::Request&>(req);  // the Request is not const
+      mutable_req.headers.erase("Content-Type");
+      mutable_req.headers.emplace("Content-Type", "application/octet-stream");
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
   });
@@ -340,10 +352,6 @@ void ApiServer::Routes() {
         }
         for (auto d : e.details()) {
           d.source = source;
-          if (d.message.find(e.message()) == std::string::npos && e.message() != "invalid YAML" &&
-              e.message().find("is invalid") == std::string::npos) {
-            d.message = e.message() + ": " + d.message;
-          }
           errors.push_back(std::move(d));
         }
       };
@@ -360,6 +368,10 @@ void ApiServer::Routes() {
           continue;
         }
         for (auto& o : *objs) {
+          for (const char* owned : {"resourceVersion", "uid", "generation", "creationTimestamp",
+                                    "deletionTimestamp"}) {
+            o["metadata"].erase(owned);
+          }
           std::string where = (source.empty() ? "document" : source) + ":" +
                               std::to_string(doc.first_line);
           std::string key = KeyOf(o).ToString();
