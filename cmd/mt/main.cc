@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apis/client.h"
+#include "apis/schema.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
 #include "cmd/mt/table.h"
@@ -342,11 +343,16 @@ int main(int argc, char** argv) {
   del->add_option("names", del_names, "names")->required();
 
   auto* version = app.add_subcommand("version", "print the version");
+  auto* schema = app.add_subcommand("schema", "print the JSON Schema of the Service manifest");
 
   CLI11_PARSE(app, argc, argv);
 
   if (version->parsed()) {
     std::cout << "mt version 0.1.0 (api " << kApiVersion << ")\n";
+    return kExitOk;
+  }
+  if (schema->parsed()) {
+    std::cout << ServiceManifestSchema().dump(2) << "\n";
     return kExitOk;
   }
   auto client = ApiClient::Create(server, token);

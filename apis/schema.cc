@@ -1,0 +1,175 @@
+#include "apis/schema.h"
+
+namespace mentat {
+namespace {
+
+Json Str(const std::string& description) { return {{"type", "string"}, {"description", description}}; }
+Json Int(const std::string& description, int64_t min, int64_t max) {
+  return {{"type", "integer"}, {"minimum", min}, {"maximum", max}, {"description", description}};
+}
+Json Bool(const std::string& description) { return {{"type", "boolean"}, {"description", description}}; }
+Json Enum(const std::string& description, const std::vector<std::string>& values) {
+  return {{"type", "string"}, {"enum", values}, {"description", description}};
+}
+Json AbsPath(const std::string& description) {
+  return {{"type", "string"}, {"pattern", "^/"}, {"description", description}};
+}
+
+// Fields allowed both at the top level and under `config`.
+Json SpecProperties() {
+  Json memory = {{"description", "memory: 256m, 1g, 512Mi; a bare number is megabytes"},
+                 {"oneOf", Json::array({{{"type", "integer"}, {"minimum", 4}},
+                                        {{"type", "string"},
+                                         {"pattern", "^[0-9]+(\\.[0-9]+)?\\s*[kKmMgGtT]?[iI]?[bB]?$"}}})}};
+  Json cpu = {{"description", "CPU: 50% of a core, 0.5 or 2 cores, or 500m millicores"},
+              {"oneOf", Json::array({{{"type", "number"}, {"exclusiveMinimum", 0}},
+                                     {{"type", "string"}, {"pattern", "^[0-9]+(\\.[0-9]+)?\\s*(%|m)?$"}}})}};
+  Json env = {
+      {"description", "environment: a map, a list of \"KEY=VALUE\", a list of [KEY, VALUE] pairs, "
+                      "or a list of {name, value}"},
+      {"oneOf",
+       Json::array(
+           {{{"type", "object"}, {"additionalProperties", {{"type", Json::array({"string", "number", "boolean", "null"})}}}},
+            {{"type", "array"},
+             {"items",
+              {{"oneOf",
+                Json::array({{{"type", "string"}, {"pattern", "^[^=]+=.*$"}},
+                             {{"type", "array"}, {"minItems", 2}, {"maxItems", 2}},
+                             {{"type", "object"},
+                              {"required", {"name"}},
+                              {"properties", {{"name", {{"type", "string"}}}, {"value", {{"type", "string"}}}}},
+                              {"additionalProperties", false}}})}}}}})}};
+  Json port_item = {{"oneOf",
+                     Json::array({{{"type", "integer"}, {"minimum", 1}, {"maximum", 65535}},
+                                  {{"type", "string"}, {"pattern", "^[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$"}},
+                                  {{"type", "object"},
+                                   {"required", {"container"}},
+                                   {"properties",
+                                    {{"host", Int("host port", 1, 65535)},
+                                     {"container", Int("container port", 1, 65535)},
+                                     {"protocol", Enum("protocol", {"tcp", "udp"})}}},
+                                   {"additionalProperties", false}}})}};
+  Json volume_item = {{"oneOf",
+                       Json::array({{{"type", "string"}, {"pattern", "^/[^:]*:/[^:]*(:(ro|rw))?$"}},
+                                    {{"type", "object"},
+                                     {"required", {"source", "target"}},
+                                     {"properties",
+                                      {{"source", AbsPath("host path (absolute, no ..)")},
+                                       {"target", AbsPath("path inside the workload")},
+                                       {"read_only", Bool("mount read-only")}}},
+                                     {"additionalProperties", false}}})}};
+  Json resources = {{"type", "object"},
+                    {"description", "resource requests and limits"},
+                    {"properties",
+                     {{"memory", memory},
+                      {"memory_mb", Int("memory in megabytes", 4, 1 << 20)},
+                      {"cpu", cpu},
+                      {"cpu_percent", Int("CPU as a percentage of one core", 1, 102400)},
+                      {"cpu_mhz", Int("CPU in MHz", 1, 1000000)},
+                      {"disk_mb", Int("disk in megabytes", 1, 1 << 24)},
+                      {"pids", Int("maximum processes", 1, 4194304)},
+                      {"max_pids", Int("maximum processes", 1, 4194304)},
+                      {"vcpus", Int("virtual CPUs (firecracker, qemu)", 1, 256)}}},
+                    {"additionalProperties", false}};
+  return {
+      {"driver", Enum("the runtime driver", {"exec", "sandbox", "hull", "docker", "firecracker", "qemu"})},
+      {"count", Int("desired number of allocations", 0, 1000)},
+      {"replicas", Int("same as count", 0, 1000)},
+      {"scale",
+       {{"type", "object"},
+        {"description", "autoscaling bounds; min also sets the count when count is absent"},
+        {"properties",
+         {{"min", Int("fewest allocations", 0, 1000)},
+          {"max", Int("most allocations", 0, 1000)},
+          {"metric", Enum("what drives scaling", {"cpu", "memory"})},
+          {"scale_up_at", Int("scale up above this percent", 1, 100)},
+          {"scale_down_at", Int("scale down below this percent", 0, 99)}}},
+        {"additionalProperties", false}}},
+      {"image", Str("docker image, or the VM image/binary for firecracker and qemu")},
+      {"base", Enum("sandbox base", {"node22", "python312", "java21", "static"})},
+      {"rootfs", Str("root filesystem: a path on the node, or relative to the manifest (packed by mt apply)")},
+      {"command", Str("the program to run")},
+      {"args", {{"type", "array"}, {"items", {{"type", Json::array({"string", "number", "boolean"})}}}}},
+      {"env", env},
+      {"cwd", AbsPath("working directory")},
+      {"user", {{"type", Json::array({"string", "integer"})}, {"description", "user name or uid, optionally :group"}}},
+      {"port", Int("the service's TCP port; readiness waits for it", 1, 65535)},
+      {"ports", {{"type", "array"}, {"items", port_item}, {"description", "published ports, \"HOST:CONTAINER[/udp]\""}}},
+      {"volumes", {{"type", "array"}, {"items", volume_item}}},
+      {"resources", resources},
+      {"memory", memory},
+      {"memory_mb", Int("memory in megabytes", 4, 1 << 20)},
+      {"cpu", cpu},
+      {"cpu_percent", Int("CPU as a percentage of one core", 1, 102400)},
+      {"cpu_mhz", Int("CPU in MHz", 1, 1000000)},
+      {"disk_mb", Int("disk in megabytes", 1, 1 << 24)},
+      {"max_pids", Int("maximum processes", 1, 4194304)},
+      {"pids", Int("maximum processes", 1, 4194304)},
+      {"vcpus", Int("virtual CPUs (firecracker, qemu)", 1, 256)},
+      {"security",
+       {{"type", "object"},
+        {"properties", {{"profile", Str("a SecurityProfile name, e.g. sandbox or docker-hardened")}}},
+        {"additionalProperties", false}}},
+      {"deploy",
+       {{"type", "object"},
+        {"properties",
+         {{"strategy", Enum("how spec changes roll out", {"rolling", "recreate"})},
+          {"max_parallel", Int("allocations replaced at once", 1, 1000)},
+          {"min_healthy_time", {{"type", Json::array({"string", "integer"})}, {"description", "e.g. 10s"}}},
+          {"healthy_deadline", {{"type", Json::array({"string", "integer"})}, {"description", "e.g. 5m"}}},
+          {"auto_revert", Bool("revert to the last good spec when a rollout fails")}}},
+        {"additionalProperties", false}}},
+      {"ingress",
+       {{"type", "object"},
+        {"required", {"host"}},
+        {"properties",
+         {{"host", Str("public host name")},
+          {"aliases", {{"type", "array"}, {"items", {{"type", "string"}}}}},
+          {"path", {{"type", "string"}, {"pattern", "^/"}}},
+          {"tls", Bool("serve HTTPS")}}},
+        {"additionalProperties", false}}},
+      {"restart", Enum("restart policy", {"always", "on-failure", "never"})},
+      {"manifest", {{"description", "hull: a manifest path on the node, or an inline hull manifest"},
+                    {"type", Json::array({"string", "object"})}}},
+      {"binary", AbsPath("hull binary, or VM binary")},
+      {"adopt", {{"type", "object"}, {"required", {"container"}},
+                 {"properties", {{"container", Str("the running Docker container to adopt")}}},
+                 {"additionalProperties", false}}},
+  };
+}
+
+}  // namespace
+
+Json ServiceManifestSchema() {
+  Json spec_props = SpecProperties();
+  Json flat_props = spec_props;
+  flat_props["apiVersion"] = {{"const", std::string(kApiVersion)}};
+  flat_props["kind"] = {{"const", "Service"}};
+  flat_props["name"] = {{"type", "string"}, {"pattern", "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+                        {"description", "DNS label, 1-63 characters"}};
+  flat_props["namespace"] = flat_props["name"];
+  flat_props["labels"] = {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
+  flat_props["annotations"] = flat_props["labels"];
+  flat_props["config"] = {{"type", "object"}, {"properties", spec_props}, {"additionalProperties", false},
+                          {"description", "the same fields as the top level (seed 000's form)"}};
+  Json canonical = {
+      {"type", "object"},
+      {"required", {"metadata", "spec"}},
+      {"properties",
+       {{"apiVersion", {{"const", std::string(kApiVersion)}}},
+        {"kind", {{"const", "Service"}}},
+        {"metadata", {{"type", "object"}, {"required", {"name"}}}},
+        {"spec", {{"type", "object"}, {"properties", spec_props}, {"additionalProperties", false}}},
+        {"status", {{"type", "object"}}}}},
+      {"additionalProperties", false}};
+  Json flat = {{"type", "object"}, {"properties", flat_props}, {"additionalProperties", false}};
+  return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
+          {"$id", "https://mentat.io/schemas/v1/service.json"},
+          {"title", "Mentat Service manifest"},
+          {"description", "A Mentat Service, in the seed form (fields at the top level or under config) "
+                          "or the canonical form (metadata + spec). Quantities, env and ports accept "
+                          "several forms; the server normalizes them."},
+          {"oneOf", Json::array({flat, canonical})}};
+}
+
+}  // namespace mentat
