@@ -103,6 +103,14 @@ TEST(Validate, ReportsEveryProblemWithFieldAndLine) {
   }
 }
 
+TEST(Validate, UnknownMetadataFieldsAreRefused) {
+  Error e = Rejected("kind: Service\nmetadata:\n  name: web\n  lables:\n    a: b\nspec:\n  driver: exec\n"
+                     "  command: /a\n");
+  ASSERT_TRUE(Detail(e, "metadata.lables"));
+  EXPECT_EQ(Detail(e, "metadata.lables")->line, 4);
+  EXPECT_NE(Detail(e, "metadata.lables")->message.find("did you mean \"labels\""), std::string::npos);
+}
+
 TEST(Validate, ExecNeedsACommand) {
   Error e = Rejected("name: web\ndriver: exec\n");
   ASSERT_TRUE(Detail(e, "command"));

@@ -91,11 +91,12 @@ Result<Json> ApiClient::Delete(const std::string& plural, const std::string& nam
   return Decode(NewClient()->Delete(Path(plural, name, o)), server_);
 }
 
-Result<Json> ApiClient::Apply(const Json& documents, bool dry_run) {
+Result<Json> ApiClient::Apply(const Json& documents, bool dry_run, const std::string& ns) {
   Json body = {{"documents", documents}};
-  return Decode(NewClient()->Post(dry_run ? "/v1/apply?dryRun=true" : "/v1/apply", body.dump(),
-                                  "application/json"),
-                server_);
+  RequestOptions o;
+  o.ns = ns;
+  o.dry_run = dry_run;
+  return Decode(NewClient()->Post(Path("apply", "", o), body.dump(), "application/json"), server_);
 }
 
 Result<Json> ApiClient::Health() { return Decode(NewClient()->Get("/healthz"), server_); }

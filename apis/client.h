@@ -44,7 +44,7 @@ class ApiClient {
                       const RequestOptions& o = {});
   Result<Json> Health();
   // POST /v1/apply: documents [{source, text}], applied as one transaction.
-  Result<Json> Apply(const Json& documents, bool dry_run);
+  Result<Json> Apply(const Json& documents, bool dry_run, const std::string& ns = "");
 
   // Streams watch events ({type, object}) from `resource_version` until `on_event` returns
   // false, `stop` becomes true, or the stream ends (then an error says why).

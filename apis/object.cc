@@ -119,6 +119,22 @@ std::string HumanAge(std::chrono::system_clock::duration d) {
   return std::to_string(s / 86400) + "d";
 }
 
+Json MakeCondition(const std::string& type, bool ok, const std::string& reason,
+                   const std::string& message, int64_t observed_generation, const Json& previous) {
+  std::string status = ok ? "True" : "False";
+  std::string since = NowRfc3339();
+  if (previous.is_array()) {
+    for (const auto& c : previous) {
+      if (c.is_object() && c.value("type", "") == type && c.value("status", "") == status) {
+        since = c.value("lastTransitionTime", since);
+      }
+    }
+  }
+  return {{"type", type},       {"status", status},   {"reason", reason},
+          {"message", message}, {"lastTransitionTime", since},
+          {"observedGeneration", observed_generation}};
+}
+
 std::string NewUid() {
   unsigned char b[16];
   int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);

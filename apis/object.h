@@ -60,6 +60,12 @@ std::string NowRfc3339();
 // "5s", "3m", "2h", "4d": the AGE column of kubectl.
 std::string HumanAge(std::chrono::system_clock::duration d);
 
+// A status condition as Kubernetes API conventions define it: {type, status "True"|"False",
+// reason, message, lastTransitionTime, observedGeneration}. lastTransitionTime is carried over
+// from `previous` (a conditions list) while the status stays the same.
+Json MakeCondition(const std::string& type, bool ok, const std::string& reason,
+                   const std::string& message, int64_t observed_generation, const Json& previous);
+
 // A random RFC 4122 version-4 UUID.
 std::string NewUid();
 

@@ -922,6 +922,16 @@ Json NormalizeMetadata(const Json& input, bool flat, bool namespaced, Normalizer
     meta = input["metadata"];
   }
   const std::string base = flat ? "" : "metadata.";
+  if (!flat) {
+    static const std::vector<std::string> keys = {
+        "name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
+        "creationTimestamp", "finalizers", "deletionTimestamp"};
+    for (auto it = meta.begin(); it != meta.end(); ++it) {
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+        n.Unknown(base + it.key(), it.key(), keys);
+      }
+    }
+  }
   if (!meta.contains("name")) {
     n.Fail(base + "name", "required");
   } else if (!meta["name"].is_string() || !IsDnsLabel(meta["name"].get<std::string>())) {

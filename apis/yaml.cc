@@ -303,6 +303,14 @@ void EmitJson(YAML::Emitter& out, const Json& v) {
 
 }  // namespace
 
+Status CheckUtf8(const std::string& text) {
+  size_t bad = 0;
+  if (ValidUtf8(text, &bad)) return {};
+  Mark m = LineColOfOffset(text, bad);
+  return MakeError(Code::kInvalidArgument, "invalid manifest",
+                   {{"", m.line, m.column, "invalid UTF-8 byte sequence"}});
+}
+
 Result<std::vector<Document>> DecodeYamlStream(const std::string& text) {
   if (text.size() > kMaxManifestBytes) {
     return MakeError(Code::kTooLarge, "manifest too large",

@@ -37,6 +37,9 @@ Result<std::vector<Document>> DecodeYamlStream(const std::string& text);
 // Exactly one document.
 Result<Document> DecodeYaml(const std::string& text);
 
+// kInvalidArgument with the line:column of the first invalid UTF-8 sequence.
+Status CheckUtf8(const std::string& text);
+
 // JSON -> YAML text. Strings that would read back as another type are quoted.
 std::string EncodeYaml(const Json& value);
 

@@ -21,22 +21,6 @@ bool NodeReady(const Json& node) {
   return hb && std::chrono::system_clock::now() - *hb < std::chrono::seconds(30);
 }
 
-Json Condition(const std::string& type, bool ok, const std::string& reason,
-               const std::string& message, int64_t generation, const Json& previous) {
-  std::string status = ok ? "True" : "False";
-  std::string since = NowRfc3339();
-  if (previous.is_array()) {
-    for (const auto& c : previous) {
-      if (c.value("type", "") == type && c.value("status", "") == status) {
-        since = c.value("lastTransitionTime", since);
-      }
-    }
-  }
-  return {{"type", type},       {"status", status},   {"reason", reason},
-          {"message", message}, {"lastTransitionTime", since},
-          {"observedGeneration", generation}};
-}
-
 // What an allocation runs: the spec less what only concerns the whole service (how many),
 // so that scaling never replaces running allocations.
 Json TaskTemplate(const Json& spec) {
@@ -190,7 +174,7 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
 
   // Status rollup from the allocations as they are now.
   MT_ASSIGN_OR_RETURN(auto now, store_->List("Allocation", lo));
-  int replicas = 0, ready = 0, updated = 0, failed = 0;
+  int replicas = 0, ready = 0, updated = 0, failed = 0, complete = 0;
   std::string failure;
   for (const auto& a : now.items) {
     if (a["spec"].value("index", -1) >= count) continue;
@@ -200,6 +184,7 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
     if (is_updated) ++updated;
     if (is_updated && st.value("ready", false)) ++ready;
     std::string phase = st.value("phase", "");
+    if (is_updated && phase == "Complete") ++complete;
     if (phase == "Failed" || phase == "Restarting") {
       ++failed;
       failure = NameOf(a) + ": " + st.value("message", phase);
@@ -211,6 +196,9 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   if (count == 0) {
     phase = "Stopped";
     message = "scaled to zero";
+  } else if (complete == count) {
+    phase = "Complete";
+    message = "all " + std::to_string(count) + " allocations ran to completion";
   } else if (ready == count && updated == count) {
     phase = "Running";
     message = std::to_string(ready) + "/" + std::to_string(count) + " ready";
@@ -233,12 +221,12 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
       {"phase", phase},
       {"message", message},
       {"conditions",
-       Json::array({Condition("Ready", available, available ? "AllReplicasReady" : phase, message,
+       Json::array({MakeCondition("Ready", available, available ? "AllReplicasReady" : phase, message,
                               generation, prev),
-                    Condition("Progressing", updated < count || ready < count,
+                    MakeCondition("Progressing", updated < count || ready < count,
                               updated < count ? "RollingUpdate" : "Stable", message, generation,
                               prev),
-                    Condition("Degraded", failed > 0 || !placement_problem.empty(),
+                    MakeCondition("Degraded", failed > 0 || !placement_problem.empty(),
                               !placement_problem.empty() ? "PlacementFailed"
                               : failed > 0               ? "AllocationFailing"
                                                          : "Healthy",

@@ -155,8 +155,70 @@ TEST_F(QuickstartTest, SeparateAgentRunsAndRecoversAfterKill9) {
   EXPECT_EQ(AllocationPid(), workload_pid_);
   EXPECT_EQ(HttpGet(app_port_, "/").first, 200);
 
+  // The server restarts under the agent: the agent rides it out (a regression: it used to
+  // abort on the stream's closing ERROR event) and the workload is untouched.
+  server->Signal(SIGTERM);
+  ASSERT_TRUE(server->Wait(10s).has_value());
+  server = StartServer({});
+  ASSERT_TRUE(WaitFor([&] { return ServiceReady(); }, 20s)) << agent->Log();
+  EXPECT_TRUE(agent->Running()) << agent->Log();
+  EXPECT_EQ(AllocationPid(), workload_pid_);
+
   ASSERT_EQ(Mt({"delete", "service", "hello"}).exit_code, 0);
   EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(workload_pid_); }, 5s));
+}
+
+TEST_F(QuickstartTest, TasksThatExitAtOnceAreNeverLostAsRunning) {
+  auto server = StartServer();
+  std::string f = dir_ + "/quick.yaml";
+  WriteFile(f, "name: quick\ndriver: exec\ncommand: /bin/true\ncount: 20\nrestart: on-failure\n");
+  ASSERT_EQ(Mt({"apply", "-f", f}).exit_code, 0);
+  // Every one of the 20 runs to completion and is reported so; none is stuck as Running.
+  ASSERT_TRUE(WaitFor([&] {
+    Json s = GetJson("services", "quick");
+    return s.is_object() && s["status"].value("phase", "") == "Complete";
+  }, 30s)) << Mt({"get", "allocations", "-o", "wide"}).out;
+  auto allocs = Mt({"get", "allocations"});
+  EXPECT_EQ(std::count(allocs.out.begin(), allocs.out.end(), '\n'), 21) << allocs.out;
+  EXPECT_EQ(allocs.out.find("Running"), std::string::npos) << allocs.out;
+}
+
+TEST_F(QuickstartTest, ASecondServerCannotTakeTheSamePort) {
+  auto server = StartServer();
+  auto second = RunCommand({Runfile("cmd/mentat-server/mentat-server"), "--listen",
+                            "127.0.0.1:" + std::to_string(server_port_), "--data-dir",
+                            dir_ + "/other"});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find("cannot listen on 127.0.0.1:" + std::to_string(server_port_)),
+            std::string::npos)
+      << second.err;
+}
+
+TEST_F(QuickstartTest, NamespacesFromTheCommandLine) {
+  auto server = StartServer({});
+  std::string f = dir_ + "/ns.yaml";
+  WriteFile(f, "name: web\ndriver: exec\ncommand: /bin/true\nrestart: never\n");
+  ASSERT_EQ(Mt({"-n", "staging", "apply", "-f", f}).exit_code, 0);
+  ASSERT_EQ(Mt({"apply", "-f", f}).exit_code, 0);
+  EXPECT_EQ(Mt({"get", "services", "-n", "staging", "-o", "name"}).out, "service/web\n");
+  auto all = Mt({"get", "services", "-A"});
+  EXPECT_TRUE(std::regex_search(all.out, std::regex("NAMESPACE +NAME")) ) << all.out;
+  EXPECT_TRUE(std::regex_search(all.out, std::regex("staging +web"))) << all.out;
+  EXPECT_TRUE(std::regex_search(all.out, std::regex("default +web"))) << all.out;
+  // A body naming one namespace and a URL naming another is refused, in either form.
+  WriteFile(f, "name: web\nnamespace: team-b\ndriver: exec\ncommand: /bin/true\n");
+  auto r = RunCommand({"/usr/bin/curl", "-s", "-w", "\n%{http_code}", "-X", "PUT", "--data-binary",
+                       "@" + f, addr_ + "/v1/services/web?namespace=team-a"});
+  EXPECT_EQ(r.out.substr(r.out.rfind('\n') + 1), "400") << r.out;
+}
+
+TEST_F(QuickstartTest, InvalidUtf8IsReportedNotCrashedOn) {
+  auto server = StartServer({});
+  std::string f = dir_ + "/bad-utf8.yaml";
+  WriteFile(f, "name: web\ndriver: exec\ncommand: /bin/true\nargs: [\"\xff\"]\n");
+  auto r = Mt({"apply", "-f", f});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(f + ":4:9: invalid UTF-8 byte sequence"), std::string::npos) << r.err;
 }
 
 TEST_F(QuickstartTest, InvalidManifestIsRejectedWithFileLineAndNothingApplied) {

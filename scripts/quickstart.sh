@@ -61,7 +61,8 @@ echo
 "$mt" get allocations -o wide
 echo
 echo "==> hello answers on http://127.0.0.1:18080/ :"
-curl -fsS http://127.0.0.1:18080/ | head -n 5
+page=$(curl -fsS http://127.0.0.1:18080/)
+printf '%s\n' "$page" | head -n 5
 cat <<MSG
 
 Mentat is running. Try:

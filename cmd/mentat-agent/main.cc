@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", opts.data_dir, "task handles and logs")->capture_default_str();
   app.add_option("--token", opts.token, "API token")->envname("MENTAT_TOKEN");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

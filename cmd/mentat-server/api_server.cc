@@ -105,6 +105,12 @@ Result<int> ApiServer::Start() {
   // One manifest is limited to kMaxManifestBytes; an apply request may carry several.
   http_->set_payload_max_length(kMaxApplyBytes);
   http_->set_keep_alive_max_count(1000);
+  // cpp-httplib's default adds SO_REUSEPORT, which lets a second server bind the same port and
+  // take half the connections, to a different store. SO_REUSEADDR alone allows quick restarts.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   Routes();
   int port = opts_.port;
   if (port == 0) {
@@ -294,7 +300,10 @@ void ApiServer::Routes() {
     }
     if (kind->namespaced && req.has_param("namespace") &&
         req.get_param_value("namespace") != NamespaceOf(*obj)) {
-      if (input.contains("metadata") && input["metadata"].contains("namespace")) {
+      bool explicit_ns = input.contains("namespace") ||
+                         (input.contains("metadata") && input["metadata"].is_object() &&
+                          input["metadata"].contains("namespace"));
+      if (explicit_ns) {
         return SendError(res, Error(Code::kInvalidArgument,
                                     "namespace in the body (" + NamespaceOf(*obj) +
                                         ") differs from ?namespace=" +
@@ -361,7 +370,17 @@ void ApiServer::Routes() {
         continue;
       }
       std::string default_name = docs->size() == 1 ? NameFromSource(source) : "";
-      for (const auto& doc : *docs) {
+      std::string default_ns = req.get_param_value("namespace");
+      for (auto doc : *docs) {
+        // `mt -n NS apply` places objects that name no namespace of their own.
+        if (!default_ns.empty() && doc.value.is_object()) {
+          Json& v = doc.value;
+          bool canonical = v.contains("metadata") || v.contains("spec");
+          if (!canonical && !v.contains("namespace") && !v.contains("security")) v["namespace"] = default_ns;
+          if (canonical && v["metadata"].is_object() && !v["metadata"].contains("namespace")) {
+            v["metadata"]["namespace"] = default_ns;
+          }
+        }
         auto objs = NormalizeAndAdmit(doc, default_name);
         if (!objs) {
           add_errors(objs.error(), doc.first_line);

@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HOST:PORT to serve the API on")->capture_default_str();
   app.add_option("--node-name", node_name, "name of the in-process agent's node (--dev)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));

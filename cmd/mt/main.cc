@@ -97,7 +97,7 @@ void PrintApplyError(const Error& e) {
 }
 
 int Apply(ApiClient& client, const std::vector<std::string>& files, bool recursive,
-          const std::string& dry_run) {
+          const std::string& dry_run, const std::string& ns) {
   if (!dry_run.empty() && dry_run != "server" && dry_run != "none") {
     std::cerr << "error: --dry-run must be \"server\" or \"none\"\n";
     return kExitError;
@@ -111,9 +111,18 @@ int Apply(ApiClient& client, const std::vector<std::string>& files, bool recursi
   // The server decodes, normalizes, validates and admits every document, and writes all of
   // them in one transaction or none.
   Json documents = Json::array();
-  for (const auto& s : *sources) documents.push_back({{"source", s.path}, {"text", s.text}});
+  for (const auto& s : *sources) {
+    // JSON cannot carry invalid UTF-8, so that one check happens here, with the same message.
+    if (auto bad = CheckUtf8(s.text); !bad) {
+      Error e = bad.error();
+      for (auto& d : e.mutable_details()) d.source = s.path;
+      PrintApplyError(e);
+      return kExitError;
+    }
+    documents.push_back({{"source", s.path}, {"text", s.text}});
+  }
   bool server_dry_run = dry_run == "server";
-  auto res = client.Apply(documents, server_dry_run);
+  auto res = client.Apply(documents, server_dry_run, ns);
   if (!res) {
     if (res.error().code() == Code::kUnavailable) return Report(res.error());
     PrintApplyError(res.error());
@@ -241,9 +250,17 @@ int Get(ApiClient& client, const std::string& kind_name, const std::string& name
       if (!watch) return kExitOk;
     }
   }
-  Table table(Header(*kind, wide));
+  bool show_ns = all_namespaces && kind->namespaced;
+  auto header = Header(*kind, wide);
+  if (show_ns) header.insert(header.begin(), "NAMESPACE");
+  auto row = [&](const Json& o) {
+    auto r = Row(*kind, o, wide);
+    if (show_ns) r.insert(r.begin(), NamespaceOf(o));
+    return r;
+  };
+  Table table(header);
   if (output.empty() || wide) {
-    for (const auto& i : items) table.Add(Row(*kind, i, wide));
+    for (const auto& i : items) table.Add(row(i));
     if (items.empty() && !watch) {
       std::cerr << "No " << kind->plural << " found"
                 << (kind->namespaced && !all_namespaces
@@ -267,7 +284,9 @@ int Get(ApiClient& client, const std::string& kind_name, const std::string& name
       rv = ResourceVersionOf(obj);
       if (!name.empty() && NameOf(obj) != name) return true;
       if (output.empty() || wide) {
-        std::cout << table.RenderRow(Row(*kind, obj, wide)) << std::flush;
+        auto r = row(obj);
+        if (type == "DELETED") r.back() += " (deleted)";
+        std::cout << table.RenderRow(r) << std::flush;
       } else {
         print(obj);
       }
@@ -314,7 +333,9 @@ int main(int argc, char** argv) {
   app.add_option("--server,-s", server, "Mentat server URL")->envname("MENTAT_ADDR")
       ->capture_default_str();
   app.add_option("--token", token, "API token")->envname("MENTAT_TOKEN");
-  app.add_option("--namespace,-n", ns, "namespace")->capture_default_str();
+  auto* ns_opt = app.add_option("--namespace,-n", ns, "namespace")->capture_default_str();
+  // Global flags may come before or after the subcommand: `mt get services -n staging`.
+  app.fallthrough(true);
 
   auto* apply = app.add_subcommand("apply", "create or update objects from manifests");
   std::vector<std::string> files;
@@ -346,6 +367,7 @@ int main(int argc, char** argv) {
   auto* schema = app.add_subcommand("schema", "print the JSON Schema of the Service manifest");
 
   CLI11_PARSE(app, argc, argv);
+  bool ns_given = ns_opt->count() > 0;
 
   if (version->parsed()) {
     std::cout << "mt version 0.1.0 (api " << kApiVersion << ")\n";
@@ -357,7 +379,7 @@ int main(int argc, char** argv) {
   }
   auto client = ApiClient::Create(server, token);
   if (!client) return Report(client.error());
-  if (apply->parsed()) return Apply(**client, files, recursive, dry_run);
+  if (apply->parsed()) return Apply(**client, files, recursive, dry_run, ns_given ? ns : "");
   if (get->parsed()) return Get(**client, kind, name, output, selector, ns, all_ns, watch);
   if (del->parsed()) return Delete(**client, del_kind, del_names, ns);
   return kExitError;

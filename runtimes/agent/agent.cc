@@ -191,10 +191,15 @@ Status Agent::RegisterNode() {
                {"metadata", {{"name", opts_.node_name}}},
                {"status",
                 {{"ready", true},
+                 {"conditions",
+                  Json::array({MakeCondition("Ready", true, "AgentHeartbeat",
+                                             "the agent is posting heartbeats", 0,
+                                             node_conditions_)})},
                  {"lastHeartbeat", NowRfc3339()},
                  {"drivers", drivers},
                  {"capacity", {{"cpus", std::thread::hardware_concurrency()}}}}}};
   MT_RETURN_IF_ERROR(client_->PutStatus("nodes", opts_.node_name, node));
+  node_conditions_ = node["status"]["conditions"];
   return {};
 }
 
@@ -233,6 +238,13 @@ void Agent::SyncLoop() {
         [this](const Json& ev) {
           std::string type = ev.value("type", "");
           if (type == "BOOKMARK") return true;
+          if (type == "ERROR" || !ev.contains("object") || !ev["object"].is_object() ||
+              !ev["object"].contains("metadata")) {
+            // The server ended the stream (shutdown, or this watcher fell behind): re-list.
+            spdlog::info("agent: watch closed by the server: {}",
+                         ev.value("object", Json::object()).value("message", std::string("?")));
+            return false;
+          }
           const Json& obj = ev["object"];
           std::string key = KeyOfAlloc(obj);
           {
@@ -336,6 +348,14 @@ Json Agent::BuildStatus(const std::string& key) {
     s["phase"] = "Pending";
     s["message"] = t.message;
   }
+  std::string reason = t.running ? (t.ready ? "Running" : "WaitingForPort")
+                      : t.restart_pending ? "Restarting"
+                      : t.last_exit       ? "Exited"
+                                          : "Pending";
+  const Json& prev = last_status_.count(key) ? last_status_.at(key).value("conditions", Json::array())
+                                             : Json::array();
+  s["conditions"] = Json::array(
+      {MakeCondition("Ready", t.ready, reason, s.value("message", ""), t.generation, prev)});
   if (t.last_exit) {
     if (t.last_exit->exit_code) s["exitCode"] = *t.last_exit->exit_code;
     if (t.last_exit->signal) s["signal"] = *t.last_exit->signal;
@@ -349,11 +369,12 @@ Status Agent::Reconcile(const std::string& key) {
   if (!synced_) return {};  // GC decisions need the full picture
   auto desired_it = desired_.find(key);
   const Json* alloc = desired_it == desired_.end() ? nullptr : &desired_it->second;
-  bool want = alloc && !(*alloc)["metadata"].contains("deletionTimestamp") &&
+  bool want = alloc && alloc->contains("metadata") &&
+              !(*alloc)["metadata"].contains("deletionTimestamp") &&
               alloc->value("spec", Json::object()).value("nodeName", "") == opts_.node_name;
   auto task_it = tasks_.find(key);
 
-  std::string uid = alloc ? (*alloc)["metadata"].value("uid", "") : "";
+  std::string uid = want ? (*alloc)["metadata"].value("uid", "") : "";
   Json task_spec = alloc ? alloc->value("spec", Json::object()).value("task", Json::object()) : Json();
   std::string hash = alloc ? SpecHash(task_spec) : "";
 
@@ -387,6 +408,7 @@ Status Agent::Reconcile(const std::string& key) {
     t.driver = spec->driver;
     t.alloc_uid = uid;
     t.spec_hash = hash;
+    t.generation = alloc->at("metadata").value("generation", int64_t{1});
     t.port = spec->port;
     t.restart_policy = spec->restart;
     task_it = tasks_.emplace(key, std::move(t)).first;
@@ -446,7 +468,13 @@ Status Agent::Reconcile(const std::string& key) {
       } else {
         lt.handle = *handle;
         lt.running = true;
-        lt.ready = lt.port == 0;
+        // A task may exit before this point; its exit handler then found nothing running.
+        if (auto st = driver->Inspect(handle->id); st && st->exit) {
+          lt.running = false;
+          lt.last_exit = st->exit;
+          queue_.Add(key);
+        }
+        lt.ready = lt.running && lt.port == 0;
         lt.pid = handle->state.value("pid", 0);
         lt.started_at = handle->state.value("startedAt", "");
         lt.started_mono = std::chrono::steady_clock::now();

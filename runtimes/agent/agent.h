@@ -46,6 +46,7 @@ class Agent {
     TaskHandle handle;
     std::string alloc_uid;
     std::string spec_hash;
+    int64_t generation = 1;
     int port = 0;
     std::string restart_policy = "always";
     bool running = false;
@@ -87,6 +88,7 @@ class Agent {
   std::map<std::string, LocalTask> tasks_;    // key -> what runs here
   std::map<std::string, Json> last_status_;   // key -> status last written
   bool synced_ = false;                       // desired_ reflects a full list
+  Json node_conditions_ = Json::array();      // as last written, for lastTransitionTime
 };
 
 // Exposed for tests: task id <-> allocation key.

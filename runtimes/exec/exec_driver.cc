@@ -252,8 +252,8 @@ Status ExecDriver::Recover(const TaskHandle& handle) {
   auto ticks = ProcessStartTicks(pid);
   if (!ticks || *ticks != want) {
     ::close(task.pidfd);
-    return NotFound("exec: task " + handle.id + " is gone (pid " + std::to_string(pid) +
-                    " now belongs to another process)");
+    return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone" +
+                    (ticks ? "; the pid now belongs to another process" : ""));
   }
   return Track(handle.id, std::move(task));
 }
