@@ -754,6 +754,10 @@ Result<HullManifest> HullManifest::Parse(const std::string& json_text) {
     Mark m = MarkOfOffset(json_text, e.byte == 0 ? 0 : e.byte - 1);
     return MakeError(Code::kInvalidArgument, "hull manifest is not valid JSON",
                      {{"", m.line, m.column, SyntaxMessage(e.what())}});
+  } catch (const Json::exception& e) {
+    // out_of_range: a number too large for any JSON number type (found by the fuzzer).
+    return MakeError(Code::kInvalidArgument, "hull manifest is not valid JSON",
+                     {{"", 0, 0, SyntaxMessage(e.what())}});
   }
   if (!value.is_object()) {
     size_t first = json_text.find_first_not_of(" \t\r\n");

@@ -596,5 +596,14 @@ TEST(HullManifestRoundTrip, ListsOfProfilesAndModesMatchTheSeed) {
   }
 }
 
+// Found by scripts/fuzz.sh: a number too large for JSON used to escape as an exception.
+TEST(HullManifestFuzzRegression, HugeNumberIsAnErrorNotAnException) {
+  auto r = HullManifest::Parse("{\"name\": \"a\", \"limits\": {\"pids\": 8888888e8888884444444}}");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+  auto raw = HullManifest::Parse(std::string("8888888e8888884444444\x14.8%FFF8888.8888888888\"re8\n"));
+  EXPECT_FALSE(raw);
+}
+
 }  // namespace
 }  // namespace mentat
