@@ -164,6 +164,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
 RocksStore::~RocksStore() {
   CloseWatchers();
   if (db_) {
+    for (auto& [rev, ls] : list_snapshots_) {
+      db_->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(ls.snapshot));
+    }
     for (auto* h : {objects_, log_, meta_}) {
       if (h) db_->DestroyColumnFamilyHandle(h);
     }
@@ -199,27 +202,124 @@ Result<Json> RocksStore::GetLocked(const ObjectKey& key) {
 
 Result<Json> RocksStore::Get(const ObjectKey& key) { return GetLocked(key); }
 
+namespace {
+
+constexpr auto kListSnapshotTtl = std::chrono::seconds(60);
+
+std::string HexEncode(const std::string& s) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> HexDecode(const std::string& s) {
+  if (s.size() % 2) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < s.size(); i += 2) {
+    auto nib = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    int hi = nib(s[i]), lo = nib(s[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& opts) {
   ListResult result;
-  // A snapshot makes the list consistent at one revision while writers continue.
-  const rocksdb::Snapshot* snap;
+  std::string prefix = kind + "/" + (opts.ns.empty() ? "" : opts.ns + "/");
+  std::string start_after;
+  const rocksdb::Snapshot* snap = nullptr;
   {
+    std::lock_guard<std::mutex> lock(snapshots_mu_);
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = list_snapshots_.begin(); it != list_snapshots_.end();) {
+      if (now - it->second.last_used > kListSnapshotTtl) {
+        db_->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(it->second.snapshot));
+        it = list_snapshots_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!opts.continue_token.empty()) {
+      // token: hex("<revision>\n<last key>")
+      auto raw = HexDecode(opts.continue_token);
+      auto nl = raw ? raw->find('\n') : std::string::npos;
+      if (!raw || nl == std::string::npos) return InvalidArgument("invalid continue token");
+      int64_t rev = 0;
+      try {
+        rev = std::stoll(raw->substr(0, nl));
+      } catch (...) {
+        return InvalidArgument("invalid continue token");
+      }
+      start_after = raw->substr(nl + 1);
+      if (start_after.rfind(prefix, 0) != 0) {
+        return InvalidArgument("continue token belongs to a different list");
+      }
+      auto it = list_snapshots_.find(rev);
+      if (it == list_snapshots_.end()) {
+        return MakeError(Code::kGone, "continue token expired (lists keep their revision for " +
+                                          std::to_string(kListSnapshotTtl.count()) +
+                                          "s); list again from the start");
+      }
+      it->second.last_used = now;
+      snap = static_cast<const rocksdb::Snapshot*>(it->second.snapshot);
+      result.revision = rev;
+    }
+  }
+  if (!snap) {
     std::lock_guard<std::mutex> lock(write_mu_);
     snap = db_->GetSnapshot();
     result.revision = revision_;
   }
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
-  std::string prefix = kind + "/" + (opts.ns.empty() ? "" : opts.ns + "/");
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, objects_));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+  std::string last_key;
+  bool more = false;
+  if (start_after.empty()) {
+    it->Seek(prefix);
+  } else {
+    it->Seek(start_after);
+    if (it->Valid() && it->key().ToString() == start_after) it->Next();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (opts.limit > 0 && result.items.size() >= opts.limit) {
+      more = true;
+      break;
+    }
     Json obj = Json::parse(it->value().ToString(), nullptr, false);
     if (obj.is_discarded()) continue;
     if (opts.selector && !opts.selector->Matches(obj)) continue;
+    last_key = it->key().ToString();
     result.items.push_back(std::move(obj));
   }
   auto status = it->status();
-  db_->ReleaseSnapshot(snap);
+  it.reset();
+  {
+    std::lock_guard<std::mutex> lock(snapshots_mu_);
+    bool kept = list_snapshots_.count(result.revision) &&
+                list_snapshots_[result.revision].snapshot == snap;
+    if (more) {
+      result.continue_token = HexEncode(std::to_string(result.revision) + "\n" + last_key);
+      if (!kept) {
+        auto [slot, inserted] = list_snapshots_.try_emplace(
+            result.revision, ListSnapshot{snap, std::chrono::steady_clock::now()});
+        if (!inserted) db_->ReleaseSnapshot(snap);  // another list kept one at this revision
+      }
+    } else if (!kept) {
+      db_->ReleaseSnapshot(snap);
+    }
+  }
   if (!status.ok()) return RocksError("listing " + kind, status);
   return result;
 }
@@ -231,7 +331,7 @@ Status RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
     if (c.type != EventType::kDeleted) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
   }
   if (dry_run) return {};
-  Json entry = Json::array();
+  Json events = Json::array();
   rocksdb::WriteBatch batch;
   for (const auto& c : changes) {
     std::string skey = StoreKey(c.key);
@@ -240,8 +340,12 @@ Status RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
     } else {
       batch.Put(objects_, skey, c.object.dump());
     }
-    entry.push_back({{"type", EventTypeName(c.type)}, {"object", c.object}});
+    events.push_back({{"type", EventTypeName(c.type)}, {"object", c.object}});
   }
+  // The commit time lets compaction keep a window measured in time as well as revisions.
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  Json entry = {{"t", now_ms}, {"events", std::move(events)}};
   batch.Put(log_, RevisionKey(rev), entry.dump());
   // The applied revision commits in the same batch as the data (a Raft apply will pass its
   // index here), so a crash can never leave one without the other.
@@ -391,6 +495,56 @@ Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) 
   return changes[0].object;
 }
 
+Status RocksStore::Compact(int64_t revision) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (revision <= compacted_) return {};
+  if (revision > revision_) {
+    return InvalidArgument("cannot compact to revision " + std::to_string(revision) +
+                           ": the store is at " + std::to_string(revision_));
+  }
+  // Everything at or below `revision` leaves the change log, and the mark moves, atomically.
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(log_, RevisionKey(0), RevisionKey(revision + 1));
+  batch.Put(meta_, "compacted", std::to_string(revision));
+  rocksdb::WriteOptions wo;
+  wo.sync = opts_.sync;
+  auto s = db_->Write(wo, &batch);
+  if (!s.ok()) return RocksError("compacting", s);
+  compacted_ = revision;
+  return {};
+}
+
+Result<int64_t> RocksStore::CompactToWindow() {
+  int64_t target;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    target = revision_ - opts_.history_revisions;
+    if (target <= compacted_) return compacted_;
+    // Keep every revision younger than history_age, too: find the first one that is.
+    int64_t cutoff_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            (std::chrono::system_clock::now() - opts_.history_age).time_since_epoch())
+                            .count();
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
+    for (it->Seek(RevisionKey(compacted_ + 1)); it->Valid(); it->Next()) {
+      int64_t rev = ParseRevisionKey(it->key());
+      if (rev > target) break;
+      Json entry = Json::parse(it->value().ToString(), nullptr, false);
+      if (entry.is_object() && entry.value("t", int64_t{0}) > cutoff_ms) {
+        target = rev - 1;
+        break;
+      }
+    }
+  }
+  if (target <= compacted_) return compacted_;
+  MT_RETURN_IF_ERROR(Compact(target));
+  return target;
+}
+
+int64_t RocksStore::CompactedRevision() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return compacted_;
+}
+
 Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revision) {
   auto watcher = std::make_shared<WatcherImpl>(this, kind, opts_.watcher_buffer);
   // Holding the write lock while replaying and registering leaves no gap: every revision
@@ -409,9 +563,9 @@ Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revis
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
     for (it->Seek(RevisionKey(from_revision + 1)); it->Valid(); it->Next()) {
       Json entry = Json::parse(it->value().ToString(), nullptr, false);
-      if (!entry.is_array()) continue;
+      if (!entry.is_object() || !entry.contains("events")) continue;
       int64_t rev = ParseRevisionKey(it->key());
-      for (const auto& e : entry) {
+      for (const auto& e : entry["events"]) {
         watcher->Push({ParseEventType(e.value("type", "")), rev, e["object"]});
       }
     }

@@ -5,10 +5,12 @@
 // Every mutation is one WriteBatch at one revision, written with sync=true before it is acked.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +29,10 @@ struct RocksStoreOptions {
   std::string dir;
   bool sync = true;                        // fsync the WAL before acknowledging a write
   size_t watcher_buffer = 10000;           // events a watcher may lag before it is closed
+  // Watch history kept by CompactToWindow: this many revisions or this much time, whichever
+  // keeps more.
+  int64_t history_revisions = 10000;
+  std::chrono::seconds history_age{300};
 };
 
 class RocksStore : public Store {
@@ -42,6 +48,12 @@ class RocksStore : public Store {
   Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) override;
   Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
   int64_t CurrentRevision() override;
+  Status Compact(int64_t revision) override;
+
+  // Compacts everything older than the configured history window; returns the compacted
+  // revision. The server calls it periodically.
+  Result<int64_t> CompactToWindow();
+  int64_t CompactedRevision();
 
   // Ends every open watch (they return kUnavailable); used on shutdown.
   void CloseWatchers();
@@ -73,6 +85,14 @@ class RocksStore : public Store {
   std::mutex write_mu_;  // serializes mutations: one revision at a time
   int64_t revision_ = 0;
   int64_t compacted_ = 0;
+
+  // Snapshots that paginated lists read from, by revision, with their last use.
+  struct ListSnapshot {
+    const void* snapshot;  // rocksdb::Snapshot
+    std::chrono::steady_clock::time_point last_used;
+  };
+  std::mutex snapshots_mu_;
+  std::map<int64_t, ListSnapshot> list_snapshots_;
 
   std::mutex watchers_mu_;
   std::list<std::shared_ptr<WatcherImpl>> watchers_;

@@ -27,11 +27,14 @@ struct WatchEvent {
 struct ListOptions {
   std::string ns;  // "" = all namespaces
   std::optional<LabelSelector> selector;
+  size_t limit = 0;            // 0 = everything
+  std::string continue_token;  // from the previous page's ListResult
 };
 
 struct ListResult {
   std::vector<Json> items;
-  int64_t revision = 0;  // the store revision the list is consistent at
+  int64_t revision = 0;        // the store revision every page of the list is consistent at
+  std::string continue_token;  // non-empty when there are more items
 };
 
 struct WriteOptions {
@@ -79,6 +82,8 @@ class Store {
   virtual Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) = 0;
 
   virtual int64_t CurrentRevision() = 0;
+  // Drops watch history at and below `revision`: a watch from there gets kGone (410).
+  virtual Status Compact(int64_t revision) = 0;
 };
 using StorePtr = std::unique_ptr<Store>;
 

@@ -192,13 +192,18 @@ void ApiServer::Routes() {
       ListOptions lo;
       lo.ns = ns;
       lo.selector = *sel;
+      auto limit = ParseRevision(req.get_param_value("limit"), "limit");
+      if (!limit) return SendError(res, limit.error());
+      lo.limit = static_cast<size_t>(*limit);
+      lo.continue_token = req.get_param_value("continue");
       auto list = store_->List(std::string(kind->kind), lo);
       if (!list) return SendError(res, list.error());
-      SendJson(res, 200,
-               {{"apiVersion", std::string(kApiVersion)},
-                {"kind", std::string(kind->kind) + "List"},
-                {"items", list->items},
-                {"resourceVersion", std::to_string(list->revision)}});
+      Json body = {{"apiVersion", std::string(kApiVersion)},
+                   {"kind", std::string(kind->kind) + "List"},
+                   {"items", list->items},
+                   {"resourceVersion", std::to_string(list->revision)}};
+      if (!list->continue_token.empty()) body["continue"] = list->continue_token;
+      SendJson(res, 200, body);
       return;
     }
     auto rv = ParseRevision(req.get_param_value("resourceVersion"), "resourceVersion");

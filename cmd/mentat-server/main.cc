@@ -3,7 +3,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -51,6 +54,8 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:4646";
   std::string node_name;
   std::string log_level = "info";
+  int64_t history_revisions = 10000;
+  int history_seconds = 300;
   app.add_flag("--dev", dev,
                "development mode: embedded store under ./.mentat, an in-process agent, "
                "127.0.0.1 only");
@@ -61,6 +66,13 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--history-revisions", history_revisions,
+                 "watch history kept: at least this many revisions...")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_option("--history-seconds", history_seconds, "...and at least this many seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400 * 30));
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -95,6 +107,8 @@ int main(int argc, char** argv) {
 
   RocksStoreOptions so;
   so.dir = data_dir + "/store";
+  so.history_revisions = history_revisions;
+  so.history_age = std::chrono::seconds(history_seconds);
   auto store = RocksStore::Open(so);
   if (!store) return Fail(store.error());
 
@@ -133,8 +147,27 @@ int main(int argc, char** argv) {
                (*store)->CurrentRevision(),
                dev ? ", dev mode with local agent on node " + agent->node_name() : "");
 
+  // Watch history beyond the window is compacted in the background.
+  std::mutex compact_mu;
+  std::condition_variable compact_cv;
+  bool stopping = false;
+  std::thread compactor([&] {
+    std::unique_lock<std::mutex> lock(compact_mu);
+    while (!compact_cv.wait_for(lock, std::chrono::seconds(30), [&] { return stopping; })) {
+      if (auto r = (*store)->CompactToWindow(); !r) {
+        spdlog::warn("compaction: {}", r.error().message());
+      }
+    }
+  });
+
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  {
+    std::lock_guard<std::mutex> lock(compact_mu);
+    stopping = true;
+  }
+  compact_cv.notify_all();
+  compactor.join();
   spdlog::info("mentat-server: {} received, shutting down (workloads keep running)",
                strsignal(sig));
   if (agent) agent->Stop();
