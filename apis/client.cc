@@ -99,6 +99,18 @@ Result<Json> ApiClient::Apply(const Json& documents, bool dry_run, const std::st
   return Decode(NewClient()->Post(Path("apply", "", o), body.dump(), "application/json"), server_);
 }
 
+Result<std::string> ApiClient::GetRaw(const std::string& path) {
+  auto cli = NewClient();
+  cli->set_read_timeout(300, 0);
+  auto res = cli->Get(path);
+  if (!res) {
+    return Unavailable("cannot reach the Mentat server at " + server_ + ": " +
+                       httplib::to_string(res.error()));
+  }
+  if (res->status != 200) return std::unexpected(Error::FromJson(res->status, res->body));
+  return res->body;
+}
+
 Result<Json> ApiClient::Health() { return Decode(NewClient()->Get("/healthz"), server_); }
 
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,

@@ -43,6 +43,8 @@ class ApiClient {
   Result<Json> Delete(const std::string& plural, const std::string& name,
                       const RequestOptions& o = {});
   Result<Json> Health();
+  // GET a raw (non-JSON) resource, e.g. /v1/snapshot.
+  Result<std::string> GetRaw(const std::string& path);
   // POST /v1/apply: documents [{source, text}], applied as one transaction.
   Result<Json> Apply(const Json& documents, bool dry_run, const std::string& ns = "");
 

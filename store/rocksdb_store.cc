@@ -495,6 +495,51 @@ Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) 
   return changes[0].object;
 }
 
+Result<int64_t> RocksStore::ExportAll(std::vector<Json>* objects) {
+  const rocksdb::Snapshot* snap;
+  int64_t revision;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    snap = db_->GetSnapshot();
+    revision = revision_;
+  }
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, objects_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    Json obj = Json::parse(it->value().ToString(), nullptr, false);
+    if (obj.is_discarded()) {
+      std::string key = it->key().ToString();
+      it.reset();
+      db_->ReleaseSnapshot(snap);
+      return Internal("object " + key + " in the store is not valid JSON");
+    }
+    objects->push_back(std::move(obj));
+  }
+  auto status = it->status();
+  it.reset();
+  db_->ReleaseSnapshot(snap);
+  if (!status.ok()) return RocksError("exporting", status);
+  return revision;
+}
+
+Status RocksStore::ImportAll(const std::vector<Json>& objects, int64_t revision) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (revision_ != 0) return FailedPrecondition("import needs an empty store");
+  rocksdb::WriteBatch batch;
+  for (const auto& o : objects) batch.Put(objects_, StoreKey(KeyOf(o)), o.dump());
+  batch.Put(meta_, "revision", std::to_string(revision));
+  // The change log before the snapshot is not part of it: watches resume from here on.
+  batch.Put(meta_, "compacted", std::to_string(revision));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  auto s = db_->Write(wo, &batch);
+  if (!s.ok()) return RocksError("importing", s);
+  revision_ = revision;
+  compacted_ = revision;
+  return {};
+}
+
 Status RocksStore::Compact(int64_t revision) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (revision <= compacted_) return {};

@@ -55,6 +55,11 @@ class RocksStore : public Store {
   Result<int64_t> CompactToWindow();
   int64_t CompactedRevision();
 
+  // Every object, read at one revision (for snapshots). Returns that revision.
+  Result<int64_t> ExportAll(std::vector<Json>* objects);
+  // Fills an empty store with `objects` at `revision` (restore). History starts there.
+  Status ImportAll(const std::vector<Json>& objects, int64_t revision);
+
   // Ends every open watch (they return kUnavailable); used on shutdown.
   void CloseWatchers();
 

@@ -175,6 +175,13 @@ void ApiServer::Routes() {
   s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"status", "ok"}, {"revision", store_->CurrentRevision()}});
   });
+  s.Get("/v1/snapshot", [this](const httplib::Request&, httplib::Response& res) {
+    if (!opts_.snapshot) return SendError(res, Error(Code::kUnavailable, "snapshots are not available"));
+    auto text = opts_.snapshot();
+    if (!text) return SendError(res, text.error());
+    res.status = 200;
+    res.set_content(*text, "application/x-ndjson");
+  });
   s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
   });

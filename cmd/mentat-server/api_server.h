@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +29,8 @@ struct ApiServerOptions {
   std::string host = "127.0.0.1";
   int port = 4646;  // 0 picks a free port
   std::chrono::seconds bookmark_interval{5};
+  // Produces a consistent snapshot for GET /v1/snapshot.
+  std::function<Result<std::string>()> snapshot;
 };
 
 class ApiServer {

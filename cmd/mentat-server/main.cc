@@ -18,6 +18,7 @@
 #include "controllers/service_controller.h"
 #include "runtimes/agent/agent.h"
 #include "store/rocksdb_store.h"
+#include "store/snapshot.h"
 
 using namespace mentat;
 
@@ -54,6 +55,10 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:4646";
   std::string node_name;
   std::string log_level = "info";
+  std::string restore;
+  std::string snapshot_dir;
+  int snapshot_interval = 86400;
+  int snapshot_keep = 7;
   int64_t history_revisions = 10000;
   int history_seconds = 300;
   app.add_flag("--dev", dev,
@@ -66,6 +71,16 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--restore", restore,
+                 "restore this snapshot into --data-dir (which must hold no store yet), then exit")
+      ->check(CLI::ExistingFile);
+  app.add_option("--snapshot-dir", snapshot_dir, "take scheduled snapshots into this directory");
+  app.add_option("--snapshot-interval", snapshot_interval, "seconds between scheduled snapshots")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 365));
+  app.add_option("--snapshot-keep", snapshot_keep, "scheduled snapshots to keep")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app.add_option("--history-revisions", history_revisions,
                  "watch history kept: at least this many revisions...")
       ->capture_default_str()
@@ -91,6 +106,13 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return Fail(Error(Code::kInternal, "creating " + data_dir + ": " + ec.message()));
   data_dir = std::filesystem::absolute(data_dir).lexically_normal().string();
+  if (!restore.empty()) {
+    auto info = RestoreSnapshot(restore, data_dir);
+    if (!info) return Fail(info.error());
+    std::cout << "restored " << info->objects << " objects at revision " << info->revision
+              << " into " << data_dir << "\n";
+    return 0;
+  }
   if (!dev) {
     spdlog::warn("running without --dev: no in-process agent; start mentat-agent on each node. "
                  "API authentication is not implemented yet, so keep --listen on a trusted "
@@ -123,6 +145,7 @@ int main(int argc, char** argv) {
   ApiServerOptions ao;
   ao.host = host == "localhost" ? "127.0.0.1" : host;
   ao.port = port;
+  ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
   ApiServer api(store->get(), ao);
   auto bound = api.Start();
   if (!bound) return Fail(bound.error());
@@ -159,6 +182,20 @@ int main(int argc, char** argv) {
       }
     }
   });
+  // Scheduled snapshots (seed 002: daily, keep 7), the first one at startup.
+  std::thread snapshotter([&] {
+    if (snapshot_dir.empty()) return;
+    std::unique_lock<std::mutex> lock(compact_mu);
+    do {
+      auto path = TakeScheduledSnapshot(**store, snapshot_dir, snapshot_keep);
+      if (path) {
+        spdlog::info("snapshot written to {}", *path);
+      } else {
+        spdlog::error("scheduled snapshot failed: {}", path.error().message());
+      }
+    } while (!compact_cv.wait_for(lock, std::chrono::seconds(snapshot_interval),
+                                  [&] { return stopping; }));
+  });
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
@@ -168,6 +205,7 @@ int main(int argc, char** argv) {
   }
   compact_cv.notify_all();
   compactor.join();
+  snapshotter.join();
   spdlog::info("mentat-server: {} received, shutting down (workloads keep running)",
                strsignal(sig));
   if (agent) agent->Stop();

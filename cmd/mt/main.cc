@@ -13,6 +13,7 @@
 #include "apis/schema.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
+#include "store/snapshot.h"
 #include "cmd/mt/table.h"
 
 using namespace mentat;
@@ -363,6 +364,12 @@ int main(int argc, char** argv) {
   del->add_option("kind", del_kind, "services, allocations, nodes, ...")->required();
   del->add_option("names", del_names, "names")->required();
 
+  auto* snapshot = app.add_subcommand("snapshot", "save a point-in-time snapshot of the store");
+  snapshot->require_subcommand(1);
+  auto* snapshot_save = snapshot->add_subcommand("save", "write a snapshot to FILE");
+  std::string snapshot_file;
+  snapshot_save->add_option("file", snapshot_file, "where to write it")->required();
+
   auto* version = app.add_subcommand("version", "print the version");
   auto* schema = app.add_subcommand("schema", "print the JSON Schema of the Service manifest");
 
@@ -379,6 +386,26 @@ int main(int argc, char** argv) {
   }
   auto client = ApiClient::Create(server, token);
   if (!client) return Report(client.error());
+  if (snapshot_save->parsed()) {
+    auto text = (*client)->GetRaw("/v1/snapshot");
+    if (!text) return Report(text.error());
+    // Check it before keeping it: a snapshot that fails later, at restore, is no backup.
+    auto info = VerifySnapshot(*text);
+    if (!info) return Report(info.error());
+    std::string tmp = snapshot_file + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      f << *text;
+      f.flush();
+      if (!f) return Report(Error(Code::kInternal, "writing " + tmp));
+    }
+    std::error_code ec;
+    fs::rename(tmp, snapshot_file, ec);
+    if (ec) return Report(Error(Code::kInternal, "renaming " + tmp + ": " + ec.message()));
+    std::cout << "snapshot of " << info->objects << " objects at revision " << info->revision
+              << " saved to " << snapshot_file << "\n";
+    return kExitOk;
+  }
   if (apply->parsed()) return Apply(**client, files, recursive, dry_run, ns_given ? ns : "");
   if (get->parsed()) return Get(**client, kind, name, output, selector, ns, all_ns, watch);
   if (del->parsed()) return Delete(**client, del_kind, del_names, ns);
