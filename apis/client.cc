@@ -40,6 +40,7 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
 std::unique_ptr<httplib::Client> ApiClient::NewClient() const {
   auto cli = std::make_unique<httplib::Client>(server_);
   cli->set_connection_timeout(5, 0);
+  cli->set_tcp_nodelay(true);  // requests go out as headers then body: no Nagle delay
   cli->set_read_timeout(30, 0);
   cli->set_write_timeout(30, 0);
   if (!token_.empty()) cli->set_bearer_token_auth(token_.c_str());

@@ -293,15 +293,24 @@ Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& 
     if (it->Valid() && it->key().ToString() == start_after) it->Next();
   }
   for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    if (opts.limit > 0 && result.items.size() >= opts.limit) {
+    if (opts.limit > 0 && result.items.size() + result.raw_items.size() >= opts.limit) {
       more = true;
       break;
+    }
+    if (opts.raw && !opts.selector) {
+      last_key = it->key().ToString();
+      result.raw_items.push_back(it->value().ToString());
+      continue;
     }
     Json obj = Json::parse(it->value().ToString(), nullptr, false);
     if (obj.is_discarded()) continue;
     if (opts.selector && !opts.selector->Matches(obj)) continue;
     last_key = it->key().ToString();
-    result.items.push_back(std::move(obj));
+    if (opts.raw) {
+      result.raw_items.push_back(it->value().ToString());
+    } else {
+      result.items.push_back(std::move(obj));
+    }
   }
   auto status = it->status();
   it.reset();

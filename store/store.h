@@ -29,10 +29,12 @@ struct ListOptions {
   std::optional<LabelSelector> selector;
   size_t limit = 0;            // 0 = everything
   std::string continue_token;  // from the previous page's ListResult
+  bool raw = false;            // fill raw_items (stored JSON text) instead of items
 };
 
 struct ListResult {
   std::vector<Json> items;
+  std::vector<std::string> raw_items;  // with ListOptions::raw
   int64_t revision = 0;        // the store revision every page of the list is consistent at
   std::string continue_token;  // non-empty when there are more items
 };

@@ -1,6 +1,7 @@
 #include "cmd/mentat-server/api_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
 
@@ -100,17 +101,22 @@ ApiServer::ApiServer(Store* store, ApiServerOptions opts)
 ApiServer::~ApiServer() { Stop(); }
 
 Result<int> ApiServer::Start() {
-  // Watch streams each hold a worker for their lifetime, so the pool is sized for them.
-  http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+  // cpp-httplib gives every keep-alive connection and every watch stream a worker for its
+  // lifetime, so the pool is sized for many clients. (An event-driven server is issue 5's work.)
+  http_->new_task_queue = [] { return new httplib::ThreadPool(256); };
   // One manifest is limited to kMaxManifestBytes; an apply request may carry several.
   http_->set_payload_max_length(kMaxApplyBytes);
   http_->set_keep_alive_max_count(1000);
   // cpp-httplib's default adds SO_REUSEPORT, which lets a second server bind the same port and
   // take half the connections, to a different store. SO_REUSEADDR alone allows quick restarts.
-  http_->set_socket_options([](socket_t sock) {
+  http_->set_socket_options([this](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd_ = sock;
   });
+  // Responses go out as headers then body; with Nagle's algorithm and the client's delayed
+  // ACK, each small response would wait ~40 ms.
+  http_->set_tcp_nodelay(true);
   Routes();
   int port = opts_.port;
   if (port == 0) {
@@ -120,6 +126,9 @@ Result<int> ApiServer::Start() {
     return Unavailable("cannot listen on " + opts_.host + ":" + std::to_string(port) +
                        " (is another mentat-server running there?)");
   }
+  // Debian's cpp-httplib listens with a backlog of 5: a burst of clients would have SYNs
+  // dropped and wait a second to retry. Listening again raises the backlog.
+  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
   thread_ = std::thread([this] { http_->listen_after_bind(); });
   return port;
 }
@@ -203,14 +212,24 @@ void ApiServer::Routes() {
       if (!limit) return SendError(res, limit.error());
       lo.limit = static_cast<size_t>(*limit);
       lo.continue_token = req.get_param_value("continue");
+      lo.raw = true;  // the stored JSON goes out as stored: no parse, no re-serialize
       auto list = store_->List(std::string(kind->kind), lo);
       if (!list) return SendError(res, list.error());
-      Json body = {{"apiVersion", std::string(kApiVersion)},
-                   {"kind", std::string(kind->kind) + "List"},
-                   {"items", list->items},
-                   {"resourceVersion", std::to_string(list->revision)}};
-      if (!list->continue_token.empty()) body["continue"] = list->continue_token;
-      SendJson(res, 200, body);
+      std::string body = "{\"apiVersion\":\"" + std::string(kApiVersion) + "\",\"kind\":\"" +
+                         std::string(kind->kind) + "List\",\"resourceVersion\":\"" +
+                         std::to_string(list->revision) + "\",";
+      if (!list->continue_token.empty()) body += "\"continue\":\"" + list->continue_token + "\",";
+      size_t total = body.size() + 16;
+      for (const auto& r : list->raw_items) total += r.size() + 1;
+      body.reserve(total);
+      body += "\"items\":[";
+      for (size_t i = 0; i < list->raw_items.size(); ++i) {
+        if (i) body += ',';
+        body += list->raw_items[i];
+      }
+      body += "]}\n";
+      res.status = 200;
+      res.set_content(std::move(body), "application/json");
       return;
     }
     auto rv = ParseRevision(req.get_param_value("resourceVersion"), "resourceVersion");

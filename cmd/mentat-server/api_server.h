@@ -54,6 +54,7 @@ class ApiServer {
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
+  int listen_fd_ = -1;
 };
 
 }  // namespace mentat

@@ -1,0 +1,274 @@
+// The store, measured against etcd 3.4 in the same run. Both durable (fsync on commit), both
+// driven over HTTP/JSON on 127.0.0.1 (mentat's API, etcd's v3 JSON gateway), ~1 KiB objects:
+//   - writes/s and p50/p99 latency with 1, 16 and 64 concurrent clients
+//   - watch delivery p99 (write acknowledged -> event received)
+//   - listing 10,000 objects
+//
+//   bazel run //bench:store_bench -- [seconds per write run, default 3]
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <httplib.h>
+
+#include "e2e/harness.h"
+
+using namespace mentat::e2e;
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+namespace {
+
+std::string B64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -6;
+  for (unsigned char c : in) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      out.push_back(t[(val >> bits) & 0x3F]);
+      bits -= 6;
+    }
+  }
+  if (bits > -6) out.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
+  while (out.size() % 4) out.push_back('=');
+  return out;
+}
+
+double Pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+const std::string kPad(900, 'x');  // with the envelope, ~1 KiB per object
+
+// One store under test: how to write object i, and how to read things back.
+struct Target {
+  std::string name;
+  int port;
+  std::function<bool(httplib::Client&, const std::string& key)> put;
+};
+
+Target Mentat(int port) {
+  return {"mentat", port, [](httplib::Client& c, const std::string& key) {
+            Json obj = {{"kind", "SecurityProfile"},
+                        {"metadata", {{"name", key}, {"annotations", {{"pad", kPad}}}}},
+                        {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
+            auto r = c.Put("/v1/securityprofiles/" + key, obj.dump(), "application/json");
+            if (r && r->status != 200 && r->status != 201) {
+              fprintf(stderr, "mentat: HTTP %d %s\n", r->status, r->body.substr(0, 200).c_str());
+            } else if (!r) {
+              fprintf(stderr, "mentat: %s\n", httplib::to_string(r.error()).c_str());
+            }
+            return r && (r->status == 200 || r->status == 201);
+          }};
+}
+
+Target Etcd(int port) {
+  return {"etcd", port, [](httplib::Client& c, const std::string& key) {
+            Json value = {{"kind", "SecurityProfile"},
+                          {"metadata", {{"name", key}, {"annotations", {{"pad", kPad}}}}},
+                          {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
+            Json body = {{"key", B64("/registry/profiles/" + key)}, {"value", B64(value.dump())}};
+            auto r = c.Post("/v3/kv/put", body.dump(), "application/json");
+            return r && r->status == 200;
+          }};
+}
+
+struct WriteResult {
+  double per_sec, p50_ms, p99_ms;
+};
+
+WriteResult WriteRun(const Target& t, int clients, double seconds, const std::string& prefix) {
+  std::vector<std::vector<double>> lat(clients);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  auto start = Clock::now();
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client cli("127.0.0.1", t.port);
+      cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);
+      cli.set_read_timeout(30, 0);
+      for (int i = 0; !stop; ++i) {
+        auto t0 = Clock::now();
+        if (!t.put(cli, prefix + "-" + std::to_string(c) + "-" + std::to_string(i % 200))) {
+          fprintf(stderr, "%s: write failed\n", t.name.c_str());
+          stop = true;
+          break;
+        }
+        lat[c].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));  // the measured interval
+  stop = true;
+  for (auto& th : threads) th.join();
+  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  return {all.size() / elapsed, Pct(all, 0.5), Pct(all, 0.99)};
+}
+
+// Watch delivery: one watcher; writes one at a time; latency = event received - write acked.
+double WatchP99(const Target& t, bool etcd, int writes) {
+  std::mutex mu;
+  std::map<std::string, Clock::time_point> received;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> ready{false};
+  httplib::Client wc("127.0.0.1", t.port);
+  wc.set_read_timeout(60, 0);
+  std::thread watcher([&] {
+    std::string buf;
+    auto on_data = [&](const char* d, size_t n) {
+      buf.append(d, n);
+      size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        Json ev = Json::parse(buf.substr(0, nl), nullptr, false);
+        buf.erase(0, nl + 1);
+        auto now = Clock::now();
+        std::lock_guard<std::mutex> lock(mu);
+        if (etcd) {
+          const Json& r = ev.value("result", Json::object());
+          if (r.value("created", false)) ready = true;
+          for (const auto& e : r.value("events", Json::array())) {
+            std::string key = e["kv"].value("key", "");
+            received.emplace(key, now);
+          }
+        } else if (ev.value("type", "") == "ADDED" || ev.value("type", "") == "MODIFIED") {
+          received.emplace(B64("/registry/profiles/" + ev["object"]["metadata"].value("name", "")), now);
+        }
+      }
+      return !stop.load();
+    };
+    if (etcd) {
+      Json req = {{"create_request",
+                   {{"key", B64("/registry/profiles/watch-")}, {"range_end", B64("/registry/profiles/watch.")}}}};
+      // etcd's watch is a streamed POST; cpp-httplib 0.11 streams responses through send().
+      httplib::Request hreq;
+      hreq.method = "POST";
+      hreq.path = "/v3/watch";
+      hreq.body = req.dump();
+      hreq.set_header("Content-Type", "application/json");
+      hreq.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+        return on_data(d, n);
+      };
+      httplib::Response hres;
+      httplib::Error err;
+      wc.send(hreq, hres, err);
+    } else {
+      ready = true;
+      wc.Get("/v1/securityprofiles?watch=true", [&](const char* d, size_t n) { return on_data(d, n); });
+    }
+  });
+  WaitFor([&] { return ready.load(); }, std::chrono::seconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the stream settle
+  httplib::Client cli("127.0.0.1", t.port);
+  cli.set_keep_alive(true);
+  cli.set_tcp_nodelay(true);
+  std::vector<double> lat;
+  for (int i = 0; i < writes; ++i) {
+    std::string key = "watch-" + std::to_string(i);
+    t.put(cli, key);
+    auto acked = Clock::now();
+    std::string k64 = B64("/registry/profiles/" + key);
+    WaitFor([&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return received.count(k64) > 0;
+    }, std::chrono::seconds(5), std::chrono::milliseconds(0));
+    std::lock_guard<std::mutex> lock(mu);
+    if (received.count(k64)) {
+      lat.push_back(std::max(0.0, std::chrono::duration<double, std::milli>(received[k64] - acked).count()));
+    }
+  }
+  stop = true;
+  wc.stop();
+  watcher.join();
+  return Pct(lat, 0.99);
+}
+
+double ListMs(const Target& t, bool etcd, size_t expect) {
+  httplib::Client cli("127.0.0.1", t.port);
+  cli.set_read_timeout(60, 0);
+  std::vector<double> runs;
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = Clock::now();
+    size_t n = 0;
+    if (etcd) {
+      Json req = {{"key", B64("/registry/profiles/list-")}, {"range_end", B64("/registry/profiles/list.")}};
+      auto r = cli.Post("/v3/kv/range", req.dump(), "application/json");
+      if (r) n = Json::parse(r->body).value("kvs", Json::array()).size();
+    } else {
+      auto r = cli.Get("/v1/securityprofiles");
+      if (r) n = Json::parse(r->body)["items"].size();
+    }
+    runs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (n < expect) fprintf(stderr, "%s listed %zu, expected at least %zu\n", t.name.c_str(), n, expect);
+  }
+  return Pct(runs, 0.5);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double seconds = argc > 1 ? std::atof(argv[1]) : 3;
+  std::string dir = TempDir("store-bench");
+  int mport = FreePort(), eport = FreePort(), epeer = FreePort();
+  Process mentat({Runfile("cmd/mentat-server/mentat-server"), "--listen",
+                  "127.0.0.1:" + std::to_string(mport), "--data-dir", dir + "/mentat",
+                  "--log-level", "warn"},
+                 dir + "/mentat.log");
+  std::string e = "http://127.0.0.1:" + std::to_string(eport);
+  std::string p = "http://127.0.0.1:" + std::to_string(epeer);
+  Process etcd({"/usr/bin/etcd", "--name", "bench", "--data-dir", dir + "/etcd",
+                "--listen-client-urls", e, "--advertise-client-urls", e, "--listen-peer-urls", p,
+                "--initial-advertise-peer-urls", p, "--initial-cluster", "bench=" + p,
+                "--log-level", "error"},
+               dir + "/etcd.log");
+  if (!WaitFor([&] { return HttpGet(mport, "/healthz").first == 200; }, std::chrono::seconds(20)) ||
+      !WaitFor([&] { return HttpGet(eport, "/health").first == 200; }, std::chrono::seconds(20))) {
+    fprintf(stderr, "servers did not start\n%s\n%s\n", mentat.Log().c_str(), etcd.Log().c_str());
+    return 1;
+  }
+  Target targets[] = {Mentat(mport), Etcd(eport)};
+
+  printf("store benchmark: ~1 KiB objects, fsync on commit, HTTP/JSON on 127.0.0.1, %.0fs per run\n\n", seconds);
+  printf("%-22s %12s %12s %8s\n", "", "mentat", "etcd 3.4", "ratio");
+  for (int clients : {1, 16, 64}) {
+    WriteResult r[2];
+    for (int i = 0; i < 2; ++i) r[i] = WriteRun(targets[i], clients, seconds, "w" + std::to_string(clients));
+    printf("%-22s %12.0f %12.0f %7.2fx\n", ("writes/s, " + std::to_string(clients) + " clients").c_str(),
+           r[0].per_sec, r[1].per_sec, r[0].per_sec / r[1].per_sec);
+    printf("%-22s %12.2f %12.2f %7.2fx\n", "  p50 ms", r[0].p50_ms, r[1].p50_ms, r[0].p50_ms / r[1].p50_ms);
+    printf("%-22s %12.2f %12.2f %7.2fx\n", "  p99 ms", r[0].p99_ms, r[1].p99_ms, r[0].p99_ms / r[1].p99_ms);
+  }
+  double w[2] = {WatchP99(targets[0], false, 300), WatchP99(targets[1], true, 300)};
+  printf("%-22s %12.2f %12.2f %7.2fx\n", "watch delivery p99 ms", w[0], w[1], w[0] / w[1]);
+  // 10,000 objects to list, written by 64 clients.
+  for (int i = 0; i < 2; ++i) {
+    std::vector<std::thread> th;
+    for (int c = 0; c < 64; ++c) {
+      th.emplace_back([&, c, i] {
+        httplib::Client cli("127.0.0.1", targets[i].port);
+        cli.set_keep_alive(true);
+        for (int k = c; k < 10000; k += 64) targets[i].put(cli, "list-" + std::to_string(k));
+      });
+    }
+    for (auto& t : th) t.join();
+  }
+  double l[2] = {ListMs(targets[0], false, 10000), ListMs(targets[1], true, 10000)};
+  printf("%-22s %12.1f %12.1f %7.2fx\n", "list 10,000 objects ms", l[0], l[1], l[0] / l[1]);
+  printf("\n(targets: writes/s at 64 clients >= 2x etcd; watch p99 <= etcd; list < 100 ms)\n");
+  mentat.Signal(SIGTERM);
+  etcd.Signal(SIGTERM);
+  mentat.Wait(std::chrono::seconds(10));
+  etcd.Wait(std::chrono::seconds(10));
+  return 0;
+}
