@@ -89,8 +89,19 @@ class RocksStore::WatcherImpl : public Watcher {
   }
 
   // Called by the store, under its watchers lock.
+  // Events at or below this revision were replayed, or are reflected in what the watcher
+  // started from; set once the watcher is registered.
+  void SetMinRevision(int64_t rev) {
+    std::lock_guard<std::mutex> lock(mu_);
+    min_revision_ = rev;
+  }
+
   void Push(const WatchEvent& ev) {
     if (!kind_.empty() && ev.object.value("kind", "") != kind_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ev.revision <= min_revision_) return;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
     if (queue_.size() >= limit_) {
@@ -126,6 +137,7 @@ class RocksStore::WatcherImpl : public Watcher {
   std::string kind_;
   size_t limit_;
   std::deque<WatchEvent> queue_;
+  int64_t min_revision_ = 0;
   bool closed_ = false;
   Code close_code_ = Code::kUnavailable;
   std::string close_reason_;
@@ -156,6 +168,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
   std::string value;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "revision", &value);
   if (s.ok()) store->revision_ = std::stoll(value);
+  store->durable_revision_ = store->revision_;  // what is on disk at open is durable
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "compacted", &value);
   if (s.ok()) store->compacted_ = std::stoll(value);
   return store;
@@ -333,13 +346,14 @@ Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& 
   return result;
 }
 
-Status RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
-  if (changes.empty()) return {};
+Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
+  if (changes.empty()) return int64_t{0};
+  if (broken_) return Internal(broken_reason_);
   int64_t rev = revision_ + 1;
   for (auto& c : changes) {
     if (c.type != EventType::kDeleted) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
   }
-  if (dry_run) return {};
+  if (dry_run) return int64_t{0};
   Json events = Json::array();
   rocksdb::WriteBatch batch;
   for (const auto& c : changes) {
@@ -359,12 +373,67 @@ Status RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
   // The applied revision commits in the same batch as the data (a Raft apply will pass its
   // index here), so a crash can never leave one without the other.
   batch.Put(meta_, "revision", std::to_string(rev));
+  // Group commit: the batch is written now and made durable by WaitDurable, one fsync for
+  // every writer that arrived meanwhile. Nobody is acknowledged, and no watcher hears of it,
+  // before that fsync.
   rocksdb::WriteOptions wo;
-  wo.sync = opts_.sync;
+  wo.sync = false;
   auto s = db_->Write(wo, &batch);
   if (!s.ok()) return RocksError("writing revision " + std::to_string(rev), s);
   revision_ = rev;
-  for (const auto& c : changes) Publish({c.type, rev, c.object});
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    for (const auto& c : changes) pending_events_.push_back({c.type, rev, c.object});
+  }
+  return rev;
+}
+
+Status RocksStore::WaitDurable(int64_t rev) {
+  if (rev == 0) return {};
+  std::unique_lock<std::mutex> lock(sync_mu_);
+  while (durable_revision_ < rev) {
+    if (sync_error_) return Internal(*sync_error_);
+    if (syncing_) {
+      sync_cv_.wait(lock);
+      continue;
+    }
+    // This waiter syncs for everyone written so far.
+    syncing_ = true;
+    int64_t target;
+    {
+      std::lock_guard<std::mutex> w(write_mu_);
+      target = revision_;
+    }
+    lock.unlock();
+    rocksdb::Status s = opts_.sync ? db_->SyncWAL() : rocksdb::Status::OK();
+    lock.lock();
+    syncing_ = false;
+    if (!s.ok()) {
+      // After a failed fsync the kernel may have dropped the dirty pages: nothing written since
+      // the last good sync can be trusted, so the store refuses further writes.
+      sync_error_ = "the store's WAL could not be synced (" + s.ToString() +
+                    "); restart the server";
+      {
+        std::lock_guard<std::mutex> w(write_mu_);
+        broken_ = true;
+        broken_reason_ = *sync_error_;
+      }
+      sync_cv_.notify_all();
+      return Internal(*sync_error_);
+    }
+    // Publish in revision order; only the syncer publishes, and syncers take turns.
+    std::deque<WatchEvent> ready;
+    {
+      std::lock_guard<std::mutex> p(pending_mu_);
+      while (!pending_events_.empty() && pending_events_.front().revision <= target) {
+        ready.push_back(std::move(pending_events_.front()));
+        pending_events_.pop_front();
+      }
+    }
+    for (const auto& ev : ready) Publish(ev);
+    durable_revision_ = target;
+    sync_cv_.notify_all();
+  }
   return {};
 }
 
@@ -433,17 +502,34 @@ Result<std::optional<RocksStore::Change>> RocksStore::PreparePutLocked(const Jso
 }
 
 Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  Json current;
-  MT_ASSIGN_OR_RETURN(auto change, PreparePutLocked(in, opts, &current));
-  if (!change) return current;
-  std::vector<Change> changes{std::move(*change)};
-  MT_RETURN_IF_ERROR(CommitLocked(changes, opts.dry_run));
-  return changes[0].object;
+  int64_t rev = 0;
+  Json result;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    Json current;
+    MT_ASSIGN_OR_RETURN(auto change, PreparePutLocked(in, opts, &current));
+    if (!change) return current;
+    std::vector<Change> changes{std::move(*change)};
+    MT_ASSIGN_OR_RETURN(rev, CommitLocked(changes, opts.dry_run));
+    result = std::move(changes[0].object);
+  }
+  MT_RETURN_IF_ERROR(WaitDurable(rev));
+  return result;
 }
 
 Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bool dry_run) {
-  std::lock_guard<std::mutex> lock(write_mu_);
+  int64_t rev = 0;
+  std::vector<TxnResult> out;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    MT_ASSIGN_OR_RETURN(out, TxnLocked(puts, dry_run, &rev));
+  }
+  MT_RETURN_IF_ERROR(WaitDurable(rev));
+  return out;
+}
+
+Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& puts, bool dry_run,
+                                                     int64_t* rev) {
   std::set<std::string> seen;
   std::vector<Change> changes;
   std::vector<TxnResult> results;
@@ -465,7 +551,7 @@ Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bo
                        Json()});
     changes.push_back(std::move(*change));
   }
-  MT_RETURN_IF_ERROR(CommitLocked(changes, dry_run));
+  MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, dry_run));
   size_t next = 0;
   for (auto& r : results) {
     if (r.action != TxnResult::kUnchanged) r.object = changes[next++].object;
@@ -474,8 +560,19 @@ Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bo
 }
 
 Result<Json> RocksStore::UpdateStatus(const Json& in, const WriteOptions& opts) {
+  int64_t rev = 0;
+  Json result;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    MT_ASSIGN_OR_RETURN(result, UpdateStatusLocked(in, opts, &rev));
+  }
+  MT_RETURN_IF_ERROR(WaitDurable(rev));
+  return result;
+}
+
+Result<Json> RocksStore::UpdateStatusLocked(const Json& in, const WriteOptions& opts,
+                                            int64_t* rev) {
   ObjectKey key = KeyOf(in);
-  std::lock_guard<std::mutex> lock(write_mu_);
   MT_ASSIGN_OR_RETURN(Json obj, GetLocked(key));
   int64_t old_rev = ResourceVersionOf(obj);
   if (opts.expected_revision != 0 && opts.expected_revision != old_rev) {
@@ -488,19 +585,30 @@ Result<Json> RocksStore::UpdateStatus(const Json& in, const WriteOptions& opts) 
   if (obj.value("status", Json::object()) == status) return obj;
   obj["status"] = std::move(status);
   std::vector<Change> changes{{key, EventType::kModified, std::move(obj)}};
-  MT_RETURN_IF_ERROR(CommitLocked(changes, opts.dry_run));
+  MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, opts.dry_run));
   return changes[0].object;
 }
 
 Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) {
-  std::lock_guard<std::mutex> lock(write_mu_);
+  int64_t rev = 0;
+  Json result;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    MT_ASSIGN_OR_RETURN(result, DeleteLocked(key, opts, &rev));
+  }
+  MT_RETURN_IF_ERROR(WaitDurable(rev));
+  return result;
+}
+
+Result<Json> RocksStore::DeleteLocked(const ObjectKey& key, const WriteOptions& opts,
+                                      int64_t* rev) {
   MT_ASSIGN_OR_RETURN(Json obj, GetLocked(key));
   if (opts.expected_revision != 0 && opts.expected_revision != ResourceVersionOf(obj)) {
     return MakeError(Code::kConflict, key.kind + " \"" + key.name + "\" was modified");
   }
   obj["metadata"]["resourceVersion"] = std::to_string(revision_ + 1);
   std::vector<Change> changes{{key, EventType::kDeleted, std::move(obj)}};
-  MT_RETURN_IF_ERROR(CommitLocked(changes, opts.dry_run));
+  MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, opts.dry_run));
   return changes[0].object;
 }
 
@@ -546,6 +654,10 @@ Status RocksStore::ImportAll(const std::vector<Json>& objects, int64_t revision)
   if (!s.ok()) return RocksError("importing", s);
   revision_ = revision;
   compacted_ = revision;
+  {
+    std::lock_guard<std::mutex> sync_lock(sync_mu_);
+    durable_revision_ = revision;
+  }
   return {};
 }
 
@@ -601,29 +713,39 @@ int64_t RocksStore::CompactedRevision() {
 
 Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revision) {
   auto watcher = std::make_shared<WatcherImpl>(this, kind, opts_.watcher_buffer);
-  // Holding the write lock while replaying and registering leaves no gap: every revision
-  // <= revision_ comes from the log, every later one from Publish.
-  std::lock_guard<std::mutex> lock(write_mu_);
-  if (from_revision > 0 && from_revision < compacted_) {
+  // Holding the sync lock keeps the group committer from publishing while this watcher
+  // replays and registers: every durable revision up to durable_revision_ comes from the log,
+  // every later one from publication, and none twice.
+  std::lock_guard<std::mutex> sync_lock(sync_mu_);
+  int64_t current, compacted;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    current = revision_;
+    compacted = compacted_;
+  }
+  if (from_revision > 0 && from_revision < compacted) {
     return MakeError(Code::kGone, "resourceVersion " + std::to_string(from_revision) +
                                       " is too old: the change log starts at " +
-                                      std::to_string(compacted_) + "; re-list and watch again");
+                                      std::to_string(compacted) + "; re-list and watch again");
   }
-  if (from_revision > revision_) {
+  if (from_revision > current) {
     return InvalidArgument("resourceVersion " + std::to_string(from_revision) +
-                           " is in the future; the store is at " + std::to_string(revision_));
+                           " is in the future; the store is at " + std::to_string(current));
   }
-  if (from_revision > 0 && from_revision < revision_) {
+  int64_t durable = durable_revision_;
+  if (from_revision > 0 && from_revision < durable) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
     for (it->Seek(RevisionKey(from_revision + 1)); it->Valid(); it->Next()) {
+      int64_t rev = ParseRevisionKey(it->key());
+      if (rev > durable) break;
       Json entry = Json::parse(it->value().ToString(), nullptr, false);
       if (!entry.is_object() || !entry.contains("events")) continue;
-      int64_t rev = ParseRevisionKey(it->key());
       for (const auto& e : entry["events"]) {
         watcher->Push({ParseEventType(e.value("type", "")), rev, e["object"]});
       }
     }
   }
+  watcher->SetMinRevision(std::max(from_revision > 0 ? from_revision : current, durable));
   {
     std::lock_guard<std::mutex> wl(watchers_mu_);
     watchers_.push_back(watcher);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -76,8 +77,16 @@ class RocksStore : public Store {
   // The change a Put would make; nullopt (and *current set) when it changes nothing.
   Result<std::optional<Change>> PreparePutLocked(const Json& in, const WriteOptions& opts,
                                                  Json* current);
-  // Writes every change as the next revision, in one batch, and publishes the events.
-  Status CommitLocked(std::vector<Change>& changes, bool dry_run);
+  // Writes every change as the next revision, in one batch (not yet synced), and queues its
+  // events. Returns the revision (0 when nothing was written).
+  Result<int64_t> CommitLocked(std::vector<Change>& changes, bool dry_run);
+  // Group commit: returns once `rev` is on disk, syncing the WAL for every waiter at once, and
+  // publishes the events that sync made durable, in revision order.
+  Status WaitDurable(int64_t rev);
+  Result<std::vector<TxnResult>> TxnLocked(const std::vector<Json>& puts, bool dry_run,
+                                           int64_t* rev);
+  Result<Json> UpdateStatusLocked(const Json& in, const WriteOptions& opts, int64_t* rev);
+  Result<Json> DeleteLocked(const ObjectKey& key, const WriteOptions& opts, int64_t* rev);
   void Publish(const WatchEvent& ev);
   void Unregister(WatcherImpl* w);
 
@@ -88,8 +97,19 @@ class RocksStore : public Store {
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
 
   std::mutex write_mu_;  // serializes mutations: one revision at a time
-  int64_t revision_ = 0;
+  int64_t revision_ = 0;  // last written (maybe not yet durable)
   int64_t compacted_ = 0;
+  bool broken_ = false;   // a WAL sync failed: no more writes
+  std::string broken_reason_;
+
+  // Group commit.
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool syncing_ = false;
+  int64_t durable_revision_ = 0;  // last revision known to be on disk and published
+  std::optional<std::string> sync_error_;
+  std::mutex pending_mu_;
+  std::deque<WatchEvent> pending_events_;  // written, not yet durable, in revision order
 
   // Snapshots that paginated lists read from, by revision, with their last use.
   struct ListSnapshot {
