@@ -350,9 +350,8 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   if (changes.empty()) return int64_t{0};
   if (broken_) return Internal(broken_reason_);
   int64_t rev = revision_ + 1;
-  for (auto& c : changes) {
-    if (c.type != EventType::kDeleted) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
-  }
+  // Every change, deletions too, carries the revision that made it.
+  for (auto& c : changes) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
   if (dry_run) return int64_t{0};
   Json events = Json::array();
   rocksdb::WriteBatch batch;
@@ -492,6 +491,22 @@ Result<std::optional<RocksStore::Change>> RocksStore::PreparePutLocked(const Jso
   if (old_meta.contains("deletionTimestamp")) meta["deletionTimestamp"] = old_meta["deletionTimestamp"];
   meta.erase("resourceVersion");
   obj["status"] = old.value("status", Json::object());
+  if (old_meta.contains("deletionTimestamp")) {
+    const Json& finalizers = meta.value("finalizers", Json::array());
+    if (!finalizers.is_array() || finalizers.empty()) {
+      Json gone = old;
+      gone["metadata"].erase("finalizers");
+      return std::optional<Change>(Change{key, EventType::kDeleted, std::move(gone)});
+    }
+    // While deleting, finalizers may only be removed, never added.
+    for (const auto& f : finalizers) {
+      const Json& before = old_meta.value("finalizers", Json::array());
+      if (std::find(before.begin(), before.end(), f) == before.end()) {
+        return FailedPrecondition(key.kind + " \"" + key.name + "\" is being deleted: finalizer " +
+                                  f.dump() + " cannot be added");
+      }
+    }
+  }
   Json old_cmp = old;
   old_cmp["metadata"].erase("resourceVersion");
   if (old_cmp == obj) {  // no-op writes do not create a revision
@@ -606,7 +621,15 @@ Result<Json> RocksStore::DeleteLocked(const ObjectKey& key, const WriteOptions& 
   if (opts.expected_revision != 0 && opts.expected_revision != ResourceVersionOf(obj)) {
     return MakeError(Code::kConflict, key.kind + " \"" + key.name + "\" was modified");
   }
-  obj["metadata"]["resourceVersion"] = std::to_string(revision_ + 1);
+  const Json& finalizers = obj["metadata"].value("finalizers", Json::array());
+  if (finalizers.is_array() && !finalizers.empty()) {
+    // Finalizers hold the object: it is marked, and goes when the last finalizer is removed.
+    if (obj["metadata"].contains("deletionTimestamp")) return obj;
+    obj["metadata"]["deletionTimestamp"] = NowRfc3339();
+    std::vector<Change> changes{{key, EventType::kModified, std::move(obj)}};
+    MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, opts.dry_run));
+    return changes[0].object;
+  }
   std::vector<Change> changes{{key, EventType::kDeleted, std::move(obj)}};
   MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, opts.dry_run));
   return changes[0].object;

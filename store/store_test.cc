@@ -274,6 +274,34 @@ TEST_F(StoreTest, GroupCommitDeliversEveryWriteOnceInOrder) {
   EXPECT_EQ(store_->CurrentRevision(), 1600);
 }
 
+TEST_F(StoreTest, FinalizersBlockDeletionUntilRemoved) {
+  Json svc = Svc("f", 1);
+  svc["metadata"]["finalizers"] = {"mentat.io/allocations", "example.com/backup"};
+  ASSERT_TRUE(store_->Put(svc));
+  auto marked = store_->Delete({"Service", "default", "f"});
+  ASSERT_TRUE(marked);
+  EXPECT_TRUE((*marked)["metadata"].contains("deletionTimestamp"));
+  auto still = store_->Get({"Service", "default", "f"});
+  ASSERT_TRUE(still) << "an object with finalizers must stay until they are removed";
+  // A finalizer cannot be added while deleting.
+  Json more = *still;
+  more["metadata"]["finalizers"].push_back("late.example/x");
+  EXPECT_EQ(store_->Put(more).error().code(), Code::kFailedPrecondition);
+  // Removing one keeps it; removing the last deletes it.
+  Json one = *still;
+  one["metadata"]["finalizers"] = {"example.com/backup"};
+  ASSERT_TRUE(store_->Put(one));
+  ASSERT_TRUE(store_->Get({"Service", "default", "f"}));
+  auto w = store_->Watch("", store_->CurrentRevision());
+  Json none = one;
+  none["metadata"]["finalizers"] = Json::array();
+  ASSERT_TRUE(store_->Put(none));
+  EXPECT_EQ(store_->Get({"Service", "default", "f"}).error().code(), Code::kNotFound);
+  auto ev = (*w)->Next(1s);
+  ASSERT_TRUE(ev && ev->has_value());
+  EXPECT_EQ((*ev)->type, EventType::kDeleted);
+}
+
 TEST_F(StoreTest, WatchFromTheFutureIsRefused) {
   ASSERT_TRUE(store_->Put(Svc("a", 1)));
   auto w = store_->Watch("", 99);
