@@ -387,6 +387,20 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   return rev;
 }
 
+// Runs `locked` under the write lock (it prepares and writes one revision, reporting it through
+// its argument), then waits, unlocked, until that revision is durable.
+template <class T, class F>
+Result<T> RocksStore::Durably(F&& locked) {
+  int64_t rev = 0;
+  Result<T> result = [&] {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return locked(&rev);
+  }();
+  if (!result) return result;
+  MT_RETURN_IF_ERROR(WaitDurable(rev));
+  return result;
+}
+
 Status RocksStore::WaitDurable(int64_t rev) {
   if (rev == 0) return {};
   std::unique_lock<std::mutex> lock(sync_mu_);
@@ -517,30 +531,19 @@ Result<std::optional<RocksStore::Change>> RocksStore::PreparePutLocked(const Jso
 }
 
 Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
-  int64_t rev = 0;
-  Json result;
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
+  return Durably<Json>([&](int64_t* rev) -> Result<Json> {
     Json current;
     MT_ASSIGN_OR_RETURN(auto change, PreparePutLocked(in, opts, &current));
     if (!change) return current;
     std::vector<Change> changes{std::move(*change)};
-    MT_ASSIGN_OR_RETURN(rev, CommitLocked(changes, opts.dry_run));
-    result = std::move(changes[0].object);
-  }
-  MT_RETURN_IF_ERROR(WaitDurable(rev));
-  return result;
+    MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, opts.dry_run));
+    return std::move(changes[0].object);
+  });
 }
 
 Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bool dry_run) {
-  int64_t rev = 0;
-  std::vector<TxnResult> out;
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    MT_ASSIGN_OR_RETURN(out, TxnLocked(puts, dry_run, &rev));
-  }
-  MT_RETURN_IF_ERROR(WaitDurable(rev));
-  return out;
+  return Durably<std::vector<TxnResult>>(
+      [&](int64_t* rev) { return TxnLocked(puts, dry_run, rev); });
 }
 
 Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& puts, bool dry_run,
@@ -575,14 +578,7 @@ Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& pu
 }
 
 Result<Json> RocksStore::UpdateStatus(const Json& in, const WriteOptions& opts) {
-  int64_t rev = 0;
-  Json result;
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    MT_ASSIGN_OR_RETURN(result, UpdateStatusLocked(in, opts, &rev));
-  }
-  MT_RETURN_IF_ERROR(WaitDurable(rev));
-  return result;
+  return Durably<Json>([&](int64_t* rev) { return UpdateStatusLocked(in, opts, rev); });
 }
 
 Result<Json> RocksStore::UpdateStatusLocked(const Json& in, const WriteOptions& opts,
@@ -605,14 +601,7 @@ Result<Json> RocksStore::UpdateStatusLocked(const Json& in, const WriteOptions& 
 }
 
 Result<Json> RocksStore::Delete(const ObjectKey& key, const WriteOptions& opts) {
-  int64_t rev = 0;
-  Json result;
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    MT_ASSIGN_OR_RETURN(result, DeleteLocked(key, opts, &rev));
-  }
-  MT_RETURN_IF_ERROR(WaitDurable(rev));
-  return result;
+  return Durably<Json>([&](int64_t* rev) { return DeleteLocked(key, opts, rev); });
 }
 
 Result<Json> RocksStore::DeleteLocked(const ObjectKey& key, const WriteOptions& opts,

@@ -83,6 +83,8 @@ class RocksStore : public Store {
   // Group commit: returns once `rev` is on disk, syncing the WAL for every waiter at once, and
   // publishes the events that sync made durable, in revision order.
   Status WaitDurable(int64_t rev);
+  template <class T, class F>
+  Result<T> Durably(F&& locked);
   Result<std::vector<TxnResult>> TxnLocked(const std::vector<Json>& puts, bool dry_run,
                                            int64_t* rev);
   Result<Json> UpdateStatusLocked(const Json& in, const WriteOptions& opts, int64_t* rev);
