@@ -346,10 +346,12 @@ Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& 
   return result;
 }
 
-Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run) {
+Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run,
+                                         int64_t index) {
   if (changes.empty()) return int64_t{0};
   if (broken_) return Internal(broken_reason_);
-  int64_t rev = revision_ + 1;
+  // Standalone, revisions count up by one; under a replicated log they are its indexes.
+  int64_t rev = index > 0 ? index : revision_ + 1;
   // Every change, deletions too, carries the revision that made it.
   for (auto& c : changes) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
   if (dry_run) return int64_t{0};
@@ -622,6 +624,34 @@ Result<Json> RocksStore::DeleteLocked(const ObjectKey& key, const WriteOptions& 
   std::vector<Change> changes{{key, EventType::kDeleted, std::move(obj)}};
   MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, opts.dry_run));
   return changes[0].object;
+}
+
+Result<bool> RocksStore::ApplyAt(int64_t index, const std::vector<Mutation>& mutations) {
+  return Durably<bool>([&](int64_t* rev) -> Result<bool> {
+    if (index <= revision_) return false;  // already applied: a replay after restart
+    std::vector<Change> changes;
+    for (const auto& m : mutations) {
+      ObjectKey key = KeyOf(m.object);
+      if (key.kind.empty() || key.name.empty()) {
+        return InvalidArgument("mutation at index " + std::to_string(index) + " has no kind or name");
+      }
+      changes.push_back({key, m.type, m.object});
+    }
+    if (changes.empty()) {
+      // An index with nothing to write (a no-op entry) still advances the applied index.
+      rocksdb::WriteBatch batch;
+      batch.Put(meta_, "revision", std::to_string(index));
+      rocksdb::WriteOptions wo;
+      wo.sync = false;
+      auto s = db_->Write(wo, &batch);
+      if (!s.ok()) return RocksError("applying index " + std::to_string(index), s);
+      revision_ = index;
+      *rev = index;
+      return true;
+    }
+    MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, /*dry_run=*/false, index));
+    return true;
+  });
 }
 
 Result<int64_t> RocksStore::ExportAll(std::vector<Json>* objects) {

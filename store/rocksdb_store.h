@@ -56,6 +56,16 @@ class RocksStore : public Store {
   Result<int64_t> CompactToWindow();
   int64_t CompactedRevision();
 
+  // The apply path a replicated log drives: `mutations` (objects as the leader prepared them,
+  // each ADDED, MODIFIED or DELETED) are written as revision `index`, in one batch with the
+  // applied index. An index at or below the applied one is skipped, so replaying a log after a
+  // crash is safe. Returns whether the batch was applied.
+  struct Mutation {
+    EventType type;
+    Json object;
+  };
+  Result<bool> ApplyAt(int64_t index, const std::vector<Mutation>& mutations);
+
   // Every object, read at one revision (for snapshots). Returns that revision.
   Result<int64_t> ExportAll(std::vector<Json>* objects);
   // Fills an empty store with `objects` at `revision` (restore). History starts there.
@@ -79,7 +89,7 @@ class RocksStore : public Store {
                                                  Json* current);
   // Writes every change as the next revision, in one batch (not yet synced), and queues its
   // events. Returns the revision (0 when nothing was written).
-  Result<int64_t> CommitLocked(std::vector<Change>& changes, bool dry_run);
+  Result<int64_t> CommitLocked(std::vector<Change>& changes, bool dry_run, int64_t index = 0);
   // Group commit: returns once `rev` is on disk, syncing the WAL for every waiter at once, and
   // publishes the events that sync made durable, in revision order.
   Status WaitDurable(int64_t rev);
