@@ -41,7 +41,7 @@ std::string NamespaceParam(const httplib::Request& req, const KindInfo& kind) {
 }
 
 Result<std::optional<LabelSelector>> SelectorParam(const httplib::Request& req) {
-  if (!req.has_param("labelSelector")) return std::optional<LabelSelector>();
+  if (req.get_param_value("labelSelector").empty()) return std::optional<LabelSelector>();
   MT_ASSIGN_OR_RETURN(auto sel, LabelSelector::Parse(req.get_param_value("labelSelector")));
   return std::optional<LabelSelector>(std::move(sel));
 }
