@@ -171,6 +171,7 @@ std::pair<int, std::string> HttpGet(int port, const std::string& path) {
   httplib::Client cli("127.0.0.1", port);
   cli.set_connection_timeout(1, 0);
   cli.set_tcp_nodelay(true);
+  cli.set_default_headers({{"Accept-Encoding", "identity"}});
   cli.set_read_timeout(5, 0);
   auto res = cli.Get(path);
   if (!res) return {0, ""};
