@@ -76,12 +76,11 @@ Result<Json> ApiClient::List(const std::string& plural, const RequestOptions& o)
 }
 
 Result<Json> ApiClient::Put(const std::string& plural, const std::string& name,
-                            const std::string& body, const RequestOptions& o, bool* created) {
+                            const std::string& body, const RequestOptions& o) {
   bool json = !body.empty() && (body.front() == '{');
-  auto res = NewClient()->Put(Path(plural, name, o), body,
-                              json ? "application/json" : "application/yaml");
-  if (created) *created = res && res->status == 201;
-  return Decode(res, server_);
+  return Decode(NewClient()->Put(Path(plural, name, o), body,
+                                 json ? "application/json" : "application/yaml"),
+                server_);
 }
 
 Result<Json> ApiClient::PutStatus(const std::string& plural, const std::string& name,
@@ -116,7 +115,6 @@ Result<std::string> ApiClient::GetRaw(const std::string& path) {
   return res->body;
 }
 
-Result<Json> ApiClient::Health() { return Decode(NewClient()->Get("/healthz"), server_); }
 
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
                         const RequestOptions& o, const std::function<bool(const Json&)>& on_event,

@@ -35,14 +35,12 @@ class ApiClient {
                    const RequestOptions& o = {});
   Result<Json> List(const std::string& plural, const RequestOptions& o = {});
   // body: YAML or JSON text of one object, in any accepted manifest form.
-  // *created (optional) tells whether the object was new (HTTP 201).
   Result<Json> Put(const std::string& plural, const std::string& name, const std::string& body,
-                   const RequestOptions& o = {}, bool* created = nullptr);
+                   const RequestOptions& o = {});
   Result<Json> PutStatus(const std::string& plural, const std::string& name, const Json& obj,
                          const RequestOptions& o = {});
   Result<Json> Delete(const std::string& plural, const std::string& name,
                       const RequestOptions& o = {});
-  Result<Json> Health();
   // GET a raw (non-JSON) resource, e.g. /v1/snapshot.
   Result<std::string> GetRaw(const std::string& path);
   // POST /v1/apply: documents [{source, text}], applied as one transaction.

@@ -1131,21 +1131,4 @@ Result<ServiceSpec> ServiceSpec::FromJson(const Json& spec) {
   return s;
 }
 
-Json ServiceSpec::ToJson() const {
-  Json j = extra;
-  j["driver"] = driver;
-  j["count"] = count;
-  if (!command.empty()) j["command"] = command;
-  if (!args.empty()) j["args"] = args;
-  if (!env.empty()) {
-    Json e = Json::array();
-    for (const auto& v : env) e.push_back({{"name", v.name}, {"value", v.value}});
-    j["env"] = e;
-  }
-  if (!cwd.empty()) j["cwd"] = cwd;
-  if (port) j["port"] = port;
-  j["restart"] = restart;
-  return j;
-}
-
 }  // namespace mentat

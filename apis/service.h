@@ -17,7 +17,7 @@ struct EnvVar {
   bool operator==(const EnvVar&) const = default;
 };
 
-// The canonical spec. Fields not typed yet travel in `extra` unchanged.
+// A typed view of the canonical spec, for the agent. Fields it does not use travel in `extra`.
 struct ServiceSpec {
   std::string driver;
   int count = 1;
@@ -30,7 +30,6 @@ struct ServiceSpec {
   Json extra = Json::object();
 
   static Result<ServiceSpec> FromJson(const Json& spec);
-  Json ToJson() const;
 };
 
 inline constexpr int kMaxCount = 1000;

@@ -20,11 +20,8 @@ using Json = nlohmann::json;
 TEST(Durability, Kill9LosesNoAcknowledgedWrite) {
   std::string dir = TempDir("durability");
   int port = FreePort();
-  std::vector<std::string> argv = {Runfile("cmd/mentat-server/mentat-server"), "--listen",
-                                   "127.0.0.1:" + std::to_string(port), "--data-dir",
-                                   dir + "/data"};
-  auto server = std::make_unique<Process>(argv, dir + "/server.log");
-  ASSERT_TRUE(WaitFor([&] { return HttpGet(port, "/healthz").first == 200; }, 15s));
+  auto server = StartServer(port, dir + "/data", dir + "/server.log");
+  ASSERT_TRUE(server);
 
   // Each writer updates its own objects; an acknowledged write is one answered 200/201.
   std::mutex mu;
@@ -58,9 +55,8 @@ TEST(Durability, Kill9LosesNoAcknowledgedWrite) {
   stop = true;
   for (auto& t : writers) t.join();
 
-  server = std::make_unique<Process>(argv, dir + "/server.log");
-  ASSERT_TRUE(WaitFor([&] { return HttpGet(port, "/healthz").first == 200; }, 15s))
-      << server->Log();
+  server = StartServer(port, dir + "/data", dir + "/server.log");
+  ASSERT_TRUE(server) << ReadFile(dir + "/server.log");
   int checked = 0, missing = 0;
   for (const auto& [name, value] : acked) {
     auto [code, body] = HttpGet(port, "/v1/services/" + name);

@@ -167,6 +167,25 @@ std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
 
 std::string Process::Log() const { return ReadFile(log_path_); }
 
+std::vector<std::string> ServerArgv(int port, const std::string& data_dir,
+                                    const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {Runfile("cmd/mentat-server/mentat-server"), "--listen",
+                                   "127.0.0.1:" + std::to_string(port), "--data-dir", data_dir};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+std::unique_ptr<Process> StartServer(int port, const std::string& data_dir,
+                                     const std::string& log_path,
+                                     const std::vector<std::string>& extra) {
+  auto p = std::make_unique<Process>(ServerArgv(port, data_dir, extra), log_path);
+  if (!WaitFor([&] { return HttpGet(port, "/healthz").first == 200; },
+               std::chrono::seconds(15))) {
+    return nullptr;
+  }
+  return p;
+}
+
 std::pair<int, std::string> HttpGet(int port, const std::string& path) {
   httplib::Client cli("127.0.0.1", port);
   cli.set_connection_timeout(1, 0);

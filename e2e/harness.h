@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,6 +59,14 @@ class Process {
   std::string log_path_;
   bool reaped_ = false;
 };
+
+// The argv of mentat-server listening on 127.0.0.1:port with its store under data_dir.
+std::vector<std::string> ServerArgv(int port, const std::string& data_dir,
+                                    const std::vector<std::string>& extra = {});
+// Starts mentat-server and waits (up to 15 s) until /healthz answers; nullptr if it does not.
+std::unique_ptr<Process> StartServer(int port, const std::string& data_dir,
+                                     const std::string& log_path,
+                                     const std::vector<std::string>& extra = {});
 
 // GET http://127.0.0.1:port/path: status code (0 when unreachable) and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);

@@ -23,10 +23,8 @@ class ManifestsTest : public ::testing::Test {
     dir_ = new std::string(TempDir("manifests"));
     port_ = FreePort();
     // No --dev: no agent, so nothing is started by what these tests apply.
-    server_ = new Process({Runfile("cmd/mentat-server/mentat-server"), "--listen",
-                           "127.0.0.1:" + std::to_string(port_), "--data-dir", *dir_ + "/data"},
-                          *dir_ + "/server.log");
-    ASSERT_TRUE(WaitFor([] { return HttpGet(port_, "/healthz").first == 200; }, 15s));
+    server_ = StartServer(port_, *dir_ + "/data", *dir_ + "/server.log").release();
+    ASSERT_TRUE(server_) << ReadFile(*dir_ + "/server.log");
   }
   static void TearDownTestSuite() {
     delete server_;

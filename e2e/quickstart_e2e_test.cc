@@ -38,13 +38,10 @@ class QuickstartTest : public ::testing::Test {
   }
 
   std::unique_ptr<Process> StartServer(const std::vector<std::string>& extra = {"--dev"}) {
-    std::vector<std::string> argv = {Runfile("cmd/mentat-server/mentat-server"),
-                                     "--listen", "127.0.0.1:" + std::to_string(server_port_),
-                                     "--data-dir", dir_ + "/data", "--node-name", "e2e-node"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto p = std::make_unique<Process>(argv, dir_ + "/server.log");
-    bool up = WaitFor([&] { return HttpGet(server_port_, "/healthz").first == 200; }, 15s);
-    EXPECT_TRUE(up) << "server did not come up:\n" << p->Log();
+    std::vector<std::string> args = {"--node-name", "e2e-node"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p = e2e::StartServer(server_port_, dir_ + "/data", dir_ + "/server.log", args);
+    EXPECT_TRUE(p) << "server did not come up:\n" << ReadFile(dir_ + "/server.log");
     return p;
   }
 
@@ -185,9 +182,7 @@ TEST_F(QuickstartTest, TasksThatExitAtOnceAreNeverLostAsRunning) {
 
 TEST_F(QuickstartTest, ASecondServerCannotTakeTheSamePort) {
   auto server = StartServer();
-  auto second = RunCommand({Runfile("cmd/mentat-server/mentat-server"), "--listen",
-                            "127.0.0.1:" + std::to_string(server_port_), "--data-dir",
-                            dir_ + "/other"});
+  auto second = RunCommand(ServerArgv(server_port_, dir_ + "/other"));
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_NE(second.err.find("cannot listen on 127.0.0.1:" + std::to_string(server_port_)),
             std::string::npos)

@@ -24,11 +24,8 @@ class SnapshotTest : public ::testing::Test {
     port_ = FreePort();
   }
   std::unique_ptr<Process> Server(const std::string& data, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {Runfile("cmd/mentat-server/mentat-server"), "--listen",
-                                     "127.0.0.1:" + std::to_string(port_), "--data-dir", data};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto p = std::make_unique<Process>(argv, dir_ + "/server.log");
-    EXPECT_TRUE(WaitFor([&] { return HttpGet(port_, "/healthz").first == 200; }, 15s)) << p->Log();
+    auto p = StartServer(port_, data, dir_ + "/server.log", extra);
+    EXPECT_TRUE(p) << ReadFile(dir_ + "/server.log");
     return p;
   }
   CommandResult Mt(std::vector<std::string> args) {
