@@ -174,6 +174,20 @@ TEST_F(ManifestsTest, HostileRequestsGetClearErrors) {
   auto [code6, body6] = put("{\"name\": \"h\", \"driver\": \"exec\", \"command\": \"/a\", \"x\": 1}");
   EXPECT_EQ(code6, 400);
   EXPECT_EQ(body6["details"][0]["field"], "x");
+  // JSON bodies take a fast path; it must refuse what the YAML decoder refuses.
+  auto [code7, body7] = put("{\"name\": \"h\", \"driver\": \"exec\", \"command\": \"/a\", \"driver\": \"docker\"}");
+  EXPECT_EQ(code7, 400);
+  EXPECT_NE(body7["details"][0]["message"].get<std::string>().find("duplicate key"), std::string::npos)
+      << body7.dump();
+  std::string deep_json = "{\"kind\": \"SecurityProfile\", \"metadata\": {\"name\": \"h\"}, "
+                          "\"spec\": {\"driver\": \"exec\", \"bind_mounts\": ";
+  for (int i = 0; i < 100000; ++i) deep_json += "{\"a\":";
+  deep_json += "1" + std::string(100000, '}') + "}}";
+  std::string deep_file = *dir_ + "/deep.json";
+  WriteFile(deep_file, deep_json);
+  auto deep = RunCommand({"/usr/bin/curl", "-s", "-w", "\n%{http_code}", "-X", "PUT", "--data-binary",
+                          "@" + deep_file, "http://127.0.0.1:" + std::to_string(port_) + "/v1/securityprofiles/h"});
+  EXPECT_EQ(deep.out.substr(deep.out.rfind('\n') + 1), "400") << deep.out.substr(0, 300);
   EXPECT_EQ(HttpGet(port_, "/healthz").first, 200) << "the server must survive all of this";
   EXPECT_TRUE(server_->Running());
 }

@@ -1,6 +1,7 @@
 #include "cmd/mentat-server/api_server.h"
 
 #include <httplib.h>
+#include <set>
 #include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
@@ -61,6 +62,31 @@ Result<int64_t> ParseRevision(const std::string& s, const std::string& field) {
   }
   return MakeError(Code::kInvalidArgument, "invalid " + field,
                    {{field, 0, 0, "must be a non-negative integer, got \"" + s + "\""}});
+}
+
+// Parses a JSON body fast (nlohmann), but only if it passes the same guards as the YAML
+// decoder: no duplicate keys (nlohmann would keep the last silently) and no nesting deeper
+// than kMaxManifestDepth. Anything else is left to the YAML decoder, which reports it with a line.
+std::optional<Json> FastJson(const std::string& body) {
+  if (body.empty() || body.front() != '{' || body.size() > kMaxManifestBytes) return std::nullopt;
+  std::vector<std::set<std::string>> keys;
+  bool ok = true;
+  Json parsed = Json::parse(
+      body,
+      [&](int depth, Json::parse_event_t event, Json& value) {
+        if (!ok) return false;
+        if (depth > kMaxManifestDepth) ok = false;
+        if (event == Json::parse_event_t::object_start) keys.emplace_back();
+        if (event == Json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+        if (event == Json::parse_event_t::key && !keys.empty() &&
+            !keys.back().insert(value.get<std::string>()).second) {
+          ok = false;
+        }
+        return ok;
+      },
+      /*allow_exceptions=*/false);
+  if (!ok || !parsed.is_object()) return std::nullopt;
+  return parsed;
 }
 
 // The name a nameless manifest gets from its file: "dir/api-service.yaml" -> "api-service".
@@ -300,16 +326,27 @@ void ApiServer::Routes() {
     auto kind = KindOf(req.matches[1]);
     if (!kind) return SendError(res, kind.error());
     std::string name = req.matches[2];
-    auto doc = DecodeYaml(req.body);
-    if (!doc) return SendError(res, doc.error());
-    Json input = doc->value;
-    if (input.is_object() && !input.contains("kind") && kind->kind != "Service" &&
-        !input.contains("security")) {
-      input["kind"] = std::string(kind->kind);
+    // JSON from programs takes the fast path (nlohmann). YAML, and JSON that fails
+    // validation, goes through the YAML decoder, which knows the line of every field.
+    auto normalize = [&](Document d) {
+      if (d.value.is_object() && !d.value.contains("kind") && kind->kind != "Service" &&
+          !d.value.contains("security")) {
+        d.value["kind"] = std::string(kind->kind);
+      }
+      return std::make_pair(d.value, NormalizeAndAdmit(d, name));
+    };
+    std::optional<std::pair<Json, Result<std::vector<Json>>>> done;
+    if (auto fast = FastJson(req.body)) {
+      auto attempt = normalize(Document{"", std::move(*fast), {}, 1});
+      if (attempt.second) done = std::move(attempt);
     }
-    Document d = *doc;
-    d.value = input;
-    auto objects = NormalizeAndAdmit(d, name);
+    if (!done) {
+      auto doc = DecodeYaml(req.body);
+      if (!doc) return SendError(res, doc.error());
+      done = normalize(std::move(*doc));
+    }
+    Json input = std::move(done->first);
+    auto& objects = done->second;
     if (!objects) return SendError(res, objects.error());
     if (objects->size() != 1) {
       return SendError(res, Error(Code::kInvalidArgument,
@@ -323,7 +360,11 @@ void ApiServer::Routes() {
                                       ", but the path is /v1/" + std::string(kind->plural)));
     }
     if (NameOf(*obj) != name) {
-      Mark m = FindMark(doc->marks, doc->value.contains("metadata") ? "metadata.name" : "name");
+      // An error path: decode again for the line (the fast JSON path keeps none).
+      auto with_marks = DecodeYaml(req.body);
+      Mark m = with_marks ? FindMark(with_marks->marks,
+                                     input.contains("metadata") ? "metadata.name" : "name")
+                          : Mark{};
       return SendError(res, Error(Code::kInvalidArgument, "name mismatch",
                                   {{"metadata.name", m.line, m.column,
                                     "is \"" + NameOf(*obj) + "\" but the URL names \"" + name +
