@@ -174,16 +174,19 @@ void Agent::RecoverTasks() {
 }
 
 Status Agent::RegisterNode() {
-  // The agent creates its own Node on first contact (as a kubelet does); after that it only
-  // writes status.
-  auto existing = client_->Get("nodes", opts_.node_name);
-  if (!existing) {
-    if (existing.error().code() != Code::kNotFound) return std::unexpected(existing.error());
-    Json node = {{"apiVersion", std::string(kApiVersion)},
-                 {"kind", "Node"},
-                 {"metadata", {{"name", opts_.node_name}}},
-                 {"spec", Json::object()}};
-    MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+  // The agent creates its own Node on first contact (as a kubelet does), or again if it was
+  // deleted; every heartbeat after that is one status write.
+  if (!node_registered_) {
+    auto existing = client_->Get("nodes", opts_.node_name);
+    if (!existing) {
+      if (existing.error().code() != Code::kNotFound) return std::unexpected(existing.error());
+      Json node = {{"apiVersion", std::string(kApiVersion)},
+                   {"kind", "Node"},
+                   {"metadata", {{"name", opts_.node_name}}},
+                   {"spec", Json::object()}};
+      MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+    }
+    node_registered_ = true;
   }
   Json drivers = Json::object();
   for (auto& [name, d] : drivers_) drivers[name] = d->Fingerprint();
@@ -198,7 +201,11 @@ Status Agent::RegisterNode() {
                  {"lastHeartbeat", NowRfc3339()},
                  {"drivers", drivers},
                  {"capacity", {{"cpus", std::thread::hardware_concurrency()}}}}}};
-  MT_RETURN_IF_ERROR(client_->PutStatus("nodes", opts_.node_name, node));
+  auto written = client_->PutStatus("nodes", opts_.node_name, node);
+  if (!written) {
+    if (written.error().code() == Code::kNotFound) node_registered_ = false;  // recreate next time
+    return std::unexpected(written.error());
+  }
   node_conditions_ = node["status"]["conditions"];
   return {};
 }

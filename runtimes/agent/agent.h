@@ -89,6 +89,7 @@ class Agent {
   std::map<std::string, Json> last_status_;   // key -> status last written
   bool synced_ = false;                       // desired_ reflects a full list
   Json node_conditions_ = Json::array();      // as last written, for lastTransitionTime
+  std::atomic<bool> node_registered_{false};  // the Node object is known to exist
 };
 
 // Exposed for tests: task id <-> allocation key.
