@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   int snapshot_keep = 7;
   int64_t history_revisions = 10000;
   int history_seconds = 300;
+  int compaction_interval = 30;
+  bool unsafe_no_fsync = false;
   app.add_flag("--dev", dev,
                "development mode: embedded store under ./.mentat, an in-process agent, "
                "127.0.0.1 only");
@@ -88,6 +90,12 @@ int main(int argc, char** argv) {
   app.add_option("--history-seconds", history_seconds, "...and at least this many seconds")
       ->capture_default_str()
       ->check(CLI::Range(0, 86400 * 30));
+  app.add_option("--compaction-interval", compaction_interval,
+                 "seconds between compactions of the watch history")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  // For tests that prove the power-loss test can fail: acknowledgements without fsync.
+  app.add_flag("--unsafe-no-fsync", unsafe_no_fsync)->group("");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -131,6 +139,10 @@ int main(int argc, char** argv) {
   so.dir = data_dir + "/store";
   so.history_revisions = history_revisions;
   so.history_age = std::chrono::seconds(history_seconds);
+  if (unsafe_no_fsync) {
+    spdlog::warn("--unsafe-no-fsync: writes are acknowledged before they are durable");
+    so.sync = false;
+  }
   auto store = RocksStore::Open(so);
   if (!store) return Fail(store.error());
 
@@ -176,7 +188,7 @@ int main(int argc, char** argv) {
   bool stopping = false;
   std::thread compactor([&] {
     std::unique_lock<std::mutex> lock(compact_mu);
-    while (!compact_cv.wait_for(lock, std::chrono::seconds(30), [&] { return stopping; })) {
+    while (!compact_cv.wait_for(lock, std::chrono::seconds(compaction_interval), [&] { return stopping; })) {
       if (auto r = (*store)->CompactToWindow(); !r) {
         spdlog::warn("compaction: {}", r.error().message());
       }
