@@ -132,12 +132,19 @@ TEST_F(SnapshotTest, ScheduledSnapshotsKeepTheNewestN) {
     return seen.size() >= 4;
   }, 20s));
   EXPECT_LE(count(), 2);
-  for (const auto& e : fs::directory_iterator(snaps)) {
-    if (e.path().extension() != ".snap") continue;
-    auto r = Restore(e.path(), dir_ + "/check-" + e.path().stem().string());
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    break;
-  }
+  // A scheduled snapshot restores. The server rotates them every second, so one is copied out
+  // first (retried if it is rotated away mid-copy).
+  std::string copy = dir_ + "/scheduled-copy.snap";
+  ASSERT_TRUE(WaitFor([&] {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(snaps, ec)) {
+      if (e.path().extension() != ".snap") continue;
+      if (fs::copy_file(e.path(), copy, fs::copy_options::overwrite_existing, ec)) return true;
+    }
+    return false;
+  }, 10s));
+  auto r = Restore(copy, dir_ + "/check-scheduled");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 }  // namespace

@@ -64,12 +64,33 @@ class RocksStore::WatcherImpl : public Watcher {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
     if (!queue_.empty()) {
-      WatchEvent ev = std::move(queue_.front());
+      WatchEventPtr ev = std::move(queue_.front());
       queue_.pop_front();
-      return std::optional<WatchEvent>(std::move(ev));
+      return std::optional<WatchEvent>(*ev);
     }
     if (closed_) return MakeError(close_code_, close_reason_);
     return std::optional<WatchEvent>();
+  }
+
+  Result<std::optional<WatchEventPtr>> TryNext() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!queue_.empty()) {
+      WatchEventPtr ev = std::move(queue_.front());
+      queue_.pop_front();
+      return std::optional<WatchEventPtr>(std::move(ev));
+    }
+    if (closed_) return MakeError(close_code_, close_reason_);
+    return std::optional<WatchEventPtr>();
+  }
+
+  void SetNotify(std::function<void()> notify) override {
+    bool pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      notify_ = std::move(notify);
+      pending = !queue_.empty() || closed_;
+    }
+    if (pending) Notify();
   }
 
   void Close() override {
@@ -83,6 +104,7 @@ class RocksStore::WatcherImpl : public Watcher {
       }
       store = store_;
       store_ = nullptr;
+      notify_ = nullptr;  // the owner closed it: nobody to tell
     }
     cv_.notify_all();
     if (store) store->Unregister(this);
@@ -96,25 +118,27 @@ class RocksStore::WatcherImpl : public Watcher {
     min_revision_ = rev;
   }
 
-  void Push(const WatchEvent& ev) {
-    if (!kind_.empty() && ev.object.value("kind", "") != kind_) return;
+  void Push(const WatchEventPtr& ev) {
+    if (!kind_.empty()) {
+      auto k = ev->object.find("kind");
+      if (k == ev->object.end() || !k->is_string() || k->get_ref<const std::string&>() != kind_) return;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (ev.revision <= min_revision_) return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return;
-    if (queue_.size() >= limit_) {
-      // A stuck reader must not hold memory without bound or slow writers: cut it loose.
-      queue_.clear();
-      closed_ = true;
-      close_code_ = Code::kGone;
-      close_reason_ = "watcher fell more than " + std::to_string(limit_) +
-                      " events behind and was closed; re-list and watch again";
-    } else {
-      queue_.push_back(ev);
+      if (ev->revision <= min_revision_ || closed_) return;
+      if (queue_.size() >= limit_) {
+        // A stuck reader must not hold memory without bound or slow writers: cut it loose.
+        queue_.clear();
+        closed_ = true;
+        close_code_ = Code::kGone;
+        close_reason_ = "watcher fell more than " + std::to_string(limit_) +
+                        " events behind and was closed; re-list and watch again";
+      } else {
+        queue_.push_back(ev);
+      }
     }
     cv_.notify_one();
+    Notify();
   }
 
   void Shutdown(const std::string& reason) {
@@ -126,17 +150,28 @@ class RocksStore::WatcherImpl : public Watcher {
       store_ = nullptr;
     }
     cv_.notify_all();
+    Notify();
   }
 
   const std::string& kind() const { return kind_; }
 
  private:
+  void Notify() {
+    std::function<void()> fn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn = notify_;
+    }
+    if (fn) fn();
+  }
+
   std::mutex mu_;
   std::condition_variable cv_;
   RocksStore* store_;
   std::string kind_;
   size_t limit_;
-  std::deque<WatchEvent> queue_;
+  std::deque<WatchEventPtr> queue_;
+  std::function<void()> notify_;
   int64_t min_revision_ = 0;
   bool closed_ = false;
   Code close_code_ = Code::kUnavailable;
@@ -355,22 +390,38 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   // Every change, deletions too, carries the revision that made it.
   for (auto& c : changes) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
   if (dry_run) return int64_t{0};
-  Json events = Json::array();
+  // Each object is serialized once: the same text goes to the objects column, into the
+  // change log's entry, and (as the event's JSON) to every watcher.
   rocksdb::WriteBatch batch;
-  for (const auto& c : changes) {
+  std::vector<WatchEventPtr> events;
+  events.reserve(changes.size());
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  // The commit time lets compaction keep a window measured in time as well as revisions.
+  std::string entry = "{\"t\":" + std::to_string(now_ms) + ",\"events\":[";
+  for (size_t i = 0; i < changes.size(); ++i) {
+    auto& c = changes[i];
     std::string skey = StoreKey(c.key);
+    std::string text = c.object.dump();
     if (c.type == EventType::kDeleted) {
       batch.Delete(objects_, skey);
     } else {
-      batch.Put(objects_, skey, c.object.dump());
+      batch.Put(objects_, skey, text);
     }
-    events.push_back({{"type", EventTypeName(c.type)}, {"object", c.object}});
+    auto json = std::make_shared<std::string>();
+    json->reserve(text.size() + 32);
+    *json += "{\"type\":\"";
+    *json += EventTypeName(c.type);
+    *json += "\",\"object\":";
+    *json += text;
+    *json += '}';
+    if (i) entry += ',';
+    entry += *json;
+    events.push_back(std::make_shared<WatchEvent>(
+        WatchEvent{c.type, rev, c.object, std::move(json)}));
   }
-  // The commit time lets compaction keep a window measured in time as well as revisions.
-  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
-  Json entry = {{"t", now_ms}, {"events", std::move(events)}};
-  batch.Put(log_, RevisionKey(rev), entry.dump());
+  entry += "]}";
+  batch.Put(log_, RevisionKey(rev), entry);
   // The applied revision commits in the same batch as the data (a Raft apply will pass its
   // index here), so a crash can never leave one without the other.
   batch.Put(meta_, "revision", std::to_string(rev));
@@ -384,7 +435,7 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   revision_ = rev;
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
-    for (const auto& c : changes) pending_events_.push_back({c.type, rev, c.object});
+    for (auto& e : events) pending_events_.push_back(std::move(e));
   }
   return rev;
 }
@@ -437,10 +488,10 @@ Status RocksStore::WaitDurable(int64_t rev) {
       return Internal(*sync_error_);
     }
     // Publish in revision order; only the syncer publishes, and syncers take turns.
-    std::deque<WatchEvent> ready;
+    std::deque<WatchEventPtr> ready;
     {
       std::lock_guard<std::mutex> p(pending_mu_);
-      while (!pending_events_.empty() && pending_events_.front().revision <= target) {
+      while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
         ready.push_back(std::move(pending_events_.front()));
         pending_events_.pop_front();
       }
@@ -452,7 +503,7 @@ Status RocksStore::WaitDurable(int64_t rev) {
   return {};
 }
 
-void RocksStore::Publish(const WatchEvent& ev) {
+void RocksStore::Publish(const WatchEventPtr& ev) {
   std::lock_guard<std::mutex> lock(watchers_mu_);
   for (auto& w : watchers_) w->Push(ev);
 }
@@ -782,8 +833,10 @@ Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revis
       if (rev > durable) break;
       Json entry = Json::parse(it->value().ToString(), nullptr, false);
       if (!entry.is_object() || !entry.contains("events")) continue;
-      for (const auto& e : entry["events"]) {
-        watcher->Push({ParseEventType(e.value("type", "")), rev, e["object"]});
+      for (auto& e : entry["events"]) {
+        auto json = std::make_shared<std::string>(e.dump());
+        watcher->Push(std::make_shared<WatchEvent>(WatchEvent{
+            ParseEventType(e.value("type", "")), rev, std::move(e["object"]), std::move(json)}));
       }
     }
   }
@@ -800,6 +853,8 @@ Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revis
     Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds t) override {
       return impl->Next(t);
     }
+    Result<std::optional<WatchEventPtr>> TryNext() override { return impl->TryNext(); }
+    void SetNotify(std::function<void()> n) override { impl->SetNotify(std::move(n)); }
     void Close() override { impl->Close(); }
   };
   return WatcherPtr(new Handle(std::move(watcher)));

@@ -99,7 +99,7 @@ class RocksStore : public Store {
                                            int64_t* rev);
   Result<Json> UpdateStatusLocked(const Json& in, const WriteOptions& opts, int64_t* rev);
   Result<Json> DeleteLocked(const ObjectKey& key, const WriteOptions& opts, int64_t* rev);
-  void Publish(const WatchEvent& ev);
+  void Publish(const WatchEventPtr& ev);
   void Unregister(WatcherImpl* w);
 
   RocksStoreOptions opts_;
@@ -121,7 +121,7 @@ class RocksStore : public Store {
   int64_t durable_revision_ = 0;  // last revision known to be on disk and published
   std::optional<std::string> sync_error_;
   std::mutex pending_mu_;
-  std::deque<WatchEvent> pending_events_;  // written, not yet durable, in revision order
+  std::deque<WatchEventPtr> pending_events_;  // written, not yet durable, in revision order
 
   // Snapshots that paginated lists read from, by revision, with their last use.
   struct ListSnapshot {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,7 +23,11 @@ struct WatchEvent {
   EventType type;
   int64_t revision;
   Json object;  // for kDeleted: the object as it was last stored; for kBookmark: {metadata:{rv}}
+  // The event as JSON text, {"type":...,"object":...}, encoded once by the store and shared
+  // by every watcher (the API server streams it as is).
+  std::shared_ptr<const std::string> json;
 };
+using WatchEventPtr = std::shared_ptr<const WatchEvent>;
 
 struct ListOptions {
   std::string ns;  // "" = all namespaces
@@ -53,6 +58,12 @@ class Watcher {
   // Waits up to `timeout` for the next event. nullopt on timeout; an error once the watch
   // is closed (store shut down, or this watcher fell behind its bounded buffer).
   virtual Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds timeout) = 0;
+  // The next event without waiting and without copying it; nullopt when none is queued.
+  virtual Result<std::optional<WatchEventPtr>> TryNext() = 0;
+  // Called (from the publishing thread, with store locks held: it must only schedule work)
+  // whenever an event is queued or the watch closes. For event loops that hold no thread per
+  // watch.
+  virtual void SetNotify(std::function<void()> notify) = 0;
   virtual void Close() = 0;
 };
 using WatcherPtr = std::unique_ptr<Watcher>;

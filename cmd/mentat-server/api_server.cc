@@ -1,8 +1,6 @@
 #include "cmd/mentat-server/api_server.h"
 
-#include <httplib.h>
 #include <set>
-#include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
 
@@ -13,14 +11,16 @@
 namespace mentat {
 namespace {
 
-void SendError(httplib::Response& res, const Error& e) {
+void SendError(HttpResponse& res, const Error& e) {
   res.status = e.HttpStatus();
-  res.set_content(e.ToJson().dump() + "\n", "application/json");
+  res.body = e.ToJson().dump() + "\n";
+  res.content_type = "application/json";
 }
 
-void SendJson(httplib::Response& res, int status, const Json& j) {
+void SendJson(HttpResponse& res, int status, const Json& j) {
   res.status = status;
-  res.set_content(j.dump() + "\n", "application/json");
+  res.body = j.dump() + "\n";
+  res.content_type = "application/json";
 }
 
 Result<KindInfo> KindOf(const std::string& plural) {
@@ -35,20 +35,20 @@ Result<KindInfo> KindOf(const std::string& plural) {
   return *k;
 }
 
-std::string NamespaceParam(const httplib::Request& req, const KindInfo& kind) {
+std::string NamespaceParam(const HttpRequest& req, const KindInfo& kind) {
   if (!kind.namespaced) return "";
-  std::string ns = req.get_param_value("namespace");
+  std::string ns = req.Param("namespace");
   return ns.empty() ? std::string(kDefaultNamespace) : ns;
 }
 
-Result<std::optional<LabelSelector>> SelectorParam(const httplib::Request& req) {
-  if (req.get_param_value("labelSelector").empty()) return std::optional<LabelSelector>();
-  MT_ASSIGN_OR_RETURN(auto sel, LabelSelector::Parse(req.get_param_value("labelSelector")));
+Result<std::optional<LabelSelector>> SelectorParam(const HttpRequest& req) {
+  if (req.Param("labelSelector").empty()) return std::optional<LabelSelector>();
+  MT_ASSIGN_OR_RETURN(auto sel, LabelSelector::Parse(req.Param("labelSelector")));
   return std::optional<LabelSelector>(std::move(sel));
 }
 
-bool DryRun(const httplib::Request& req) {
-  std::string v = req.get_param_value("dryRun");
+bool DryRun(const HttpRequest& req) {
+  std::string v = req.Param("dryRun");
   return v == "true" || v == "All" || v == "server";
 }
 
@@ -97,6 +97,70 @@ std::string NameFromSource(const std::string& source) {
   return IsDnsLabel(base) ? base : "";
 }
 
+// One watch response: store events in, NDJSON lines out. Used on the loop thread only; it
+// holds no thread while it waits.
+struct WatchStream : std::enable_shared_from_this<WatchStream> {
+  // How far a client may lag, in bytes the kernel has not taken yet, before this stream stops
+  // reading its watcher. The watcher's own bounded buffer then fills, and it is closed (Gone).
+  static constexpr size_t kMaxPending = 1 << 20;
+
+  WatcherPtr watcher;
+  std::optional<LabelSelector> selector;
+  std::string ns;
+  std::string kind;
+  int64_t last_rv = 0;
+  std::chrono::steady_clock::time_point last_sent = std::chrono::steady_clock::now();
+  std::weak_ptr<HttpStream> http;
+  std::shared_ptr<std::atomic<bool>> scheduled = std::make_shared<std::atomic<bool>>(false);
+
+  void Drain() {
+    auto h = http.lock();
+    if (!h || !h->open()) return;
+    std::string batch;
+    while (h->Pending() + batch.size() < kMaxPending) {
+      auto ev = watcher->TryNext();
+      if (!ev) {
+        // Closed: it fell behind, or the server is shutting down. Say why, then end.
+        Json e = {{"type", "ERROR"}, {"object", ev.error().ToJson()}};
+        batch += e.dump() + "\n";
+        h->Write(batch);
+        h->End();
+        return;
+      }
+      if (!ev->has_value()) break;
+      const WatchEvent& we = ***ev;
+      last_rv = we.revision;
+      if (!ns.empty() && NamespaceOf(we.object) != ns) continue;
+      if (selector && !selector->Matches(we.object)) continue;
+      batch += *we.json;
+      batch += '\n';
+    }
+    if (!batch.empty()) {
+      h->Write(batch);
+      last_sent = std::chrono::steady_clock::now();
+    }
+    if (h->Pending() >= kMaxPending) {
+      std::weak_ptr<WatchStream> weak = shared_from_this();
+      h->WhenDrained([weak] {
+        if (auto s = weak.lock()) s->Drain();
+      });
+    }
+  }
+
+  // A bookmark never claims more than this stream has delivered.
+  void Bookmark(std::chrono::seconds interval) {
+    auto h = http.lock();
+    if (!h || !h->open() || h->Pending() >= kMaxPending) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_sent < interval * 9 / 10) return;
+    Json b = {{"type", "BOOKMARK"},
+              {"object",
+               {{"kind", kind}, {"metadata", {{"resourceVersion", std::to_string(last_rv)}}}}}};
+    last_sent = now;
+    h->Write(b.dump() + "\n");
+  }
+};
+
 }  // namespace
 
 Result<std::map<std::string, Json>> ApiServer::Profiles() {
@@ -122,122 +186,81 @@ Result<std::vector<Json>> ApiServer::NormalizeAndAdmit(const Document& doc,
 }
 
 ApiServer::ApiServer(Store* store, ApiServerOptions opts)
-    : store_(store), opts_(std::move(opts)), http_(std::make_unique<httplib::Server>()) {}
+    : store_(store), opts_(std::move(opts)) {
+  HttpServerOptions ho;
+  ho.host = opts_.host;
+  ho.port = opts_.port;
+  ho.workers = opts_.workers;
+  ho.max_body_bytes = kMaxApplyBytes;
+  ho.idle_timeout = opts_.idle_timeout;
+  http_ = std::make_unique<HttpServer>(ho);
+}
 
 ApiServer::~ApiServer() { Stop(); }
 
 Result<int> ApiServer::Start() {
-  // cpp-httplib gives every keep-alive connection and every watch stream a worker for its
-  // lifetime, so the pool is sized for many clients. (An event-driven server is issue 5's work.)
-  http_->new_task_queue = [] { return new httplib::ThreadPool(256); };
-  // One manifest is limited to kMaxManifestBytes; an apply request may carry several.
-  http_->set_payload_max_length(kMaxApplyBytes);
-  http_->set_keep_alive_max_count(1000);
-  // cpp-httplib's default adds SO_REUSEPORT, which lets a second server bind the same port and
-  // take half the connections, to a different store. SO_REUSEADDR alone allows quick restarts.
-  http_->set_socket_options([this](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    listen_fd_ = sock;
-  });
-  // Responses go out as headers then body; with Nagle's algorithm and the client's delayed
-  // ACK, each small response would wait ~40 ms.
-  http_->set_tcp_nodelay(true);
   Routes();
-  int port = opts_.port;
-  if (port == 0) {
-    port = http_->bind_to_any_port(opts_.host);
-    if (port < 0) return Unavailable("cannot bind " + opts_.host + ": no free port");
-  } else if (!http_->bind_to_port(opts_.host, port)) {
-    return Unavailable("cannot listen on " + opts_.host + ":" + std::to_string(port) +
-                       " (is another mentat-server running there?)");
-  }
-  // Debian's cpp-httplib listens with a backlog of 5: a burst of clients would have SYNs
-  // dropped and wait a second to retry. Listening again raises the backlog.
-  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
-  return port;
+  return http_->Start();
 }
 
 void ApiServer::Stop() {
   if (stopping_.exchange(true)) return;
-  http_->stop();
-  if (thread_.joinable()) thread_.join();
+  http_->Stop();
 }
+
+size_t ApiServer::WatchStreams() const { return http_->StreamCount(); }
 
 void ApiServer::Routes() {
   auto& s = *http_;
+  s.SetErrorBody([](int status, const std::string& message) {
+    Code code = status == 404 ? Code::kNotFound
+              : status == 413 ? Code::kTooLarge
+              : status >= 500 ? Code::kInternal
+                              : Code::kInvalidArgument;
+    Json j = Error(code, message).ToJson();
+    if (status == 405) {
+      j["code"] = 405;
+      j["reason"] = "MethodNotAllowed";
+    }
+    return j.dump() + "\n";
+  });
+  auto Get = [&s](const std::string& p, HttpHandler h) { s.Route("GET", p, std::move(h)); };
+  auto Put = [&s](const std::string& p, HttpHandler h) { s.Route("PUT", p, std::move(h)); };
+  auto Post = [&s](const std::string& p, HttpHandler h) { s.Route("POST", p, std::move(h)); };
+  auto Delete = [&s](const std::string& p, HttpHandler h) { s.Route("DELETE", p, std::move(h)); };
 
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    SendError(res, Error(Code::kInternal, "internal error: " + what));
-  });
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      SendError(res, Error(Code::kNotFound, "no route for " + req.method + " " + req.path));
-    } else if (res.status == 413) {
-      SendError(res, Error(Code::kTooLarge, "request body over the limit of " +
-                                                std::to_string(kMaxApplyBytes) + " bytes"));
-    } else {
-      SendJson(res, res.status,
-               {{"code", res.status}, {"reason", "Error"}, {"message", "HTTP " + std::to_string(res.status)},
-                {"details", Json::array()}});
-    }
-  });
-  // The API takes YAML or JSON, never form data. curl labels --data-binary bodies as
-  // form-urlencoded, and cpp-httplib refuses those above 8 KiB (a compile-time limit of the
-  // Debian build) before any handler runs; so such bodies are relabelled as raw.
-  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
-    auto ct = req.get_header_value("Content-Type");
-    if (ct.rfind("application/x-www-form-urlencoded", 0) == 0) {
-      auto& mutable_req = const_cast<httplib::Request&>(req);  // the Request is not const
-      mutable_req.headers.erase("Content-Type");
-      mutable_req.headers.emplace("Content-Type", "application/octet-stream");
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
-  });
-
-  s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+  Get("/healthz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ok"}, {"revision", store_->CurrentRevision()}});
   });
-  s.Get("/v1/snapshot", [this](const httplib::Request&, httplib::Response& res) {
+  Get("/v1/snapshot", [this](const HttpRequest&, HttpResponse& res) {
     if (!opts_.snapshot) return SendError(res, Error(Code::kUnavailable, "snapshots are not available"));
     auto text = opts_.snapshot();
     if (!text) return SendError(res, text.error());
     res.status = 200;
-    res.set_content(*text, "application/x-ndjson");
+    res.body = std::move(*text);
+    res.content_type = "application/x-ndjson";
   });
-  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+  Get("/readyz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
   });
 
   // List, or watch with ?watch=true.
-  s.Get(R"(/v1/([a-z]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    auto kind = KindOf(req.matches[1]);
+  Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res) {
+    auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     auto sel = SelectorParam(req);
     if (!sel) return SendError(res, sel.error());
-    std::string ns = req.has_param("namespace") ? req.get_param_value("namespace") : "";
+    std::string ns = req.HasParam("namespace") ? req.Param("namespace") : "";
     if (!kind->namespaced) ns.clear();
-    std::string w = req.get_param_value("watch");
+    std::string w = req.Param("watch");
     if (w != "true" && w != "1") {
       ListOptions lo;
       lo.ns = ns;
       lo.selector = *sel;
-      auto limit = ParseRevision(req.get_param_value("limit"), "limit");
+      auto limit = ParseRevision(req.Param("limit"), "limit");
       if (!limit) return SendError(res, limit.error());
       lo.limit = static_cast<size_t>(*limit);
-      lo.continue_token = req.get_param_value("continue");
+      lo.continue_token = req.Param("continue");
       lo.raw = true;  // the stored JSON goes out as stored: no parse, no re-serialize
       auto list = store_->List(std::string(kind->kind), lo);
       if (!list) return SendError(res, list.error());
@@ -255,77 +278,54 @@ void ApiServer::Routes() {
       }
       body += "]}\n";
       res.status = 200;
-      res.set_content(std::move(body), "application/json");
+      res.body = std::move(body);
       return;
     }
-    auto rv = ParseRevision(req.get_param_value("resourceVersion"), "resourceVersion");
+    auto rv = ParseRevision(req.Param("resourceVersion"), "resourceVersion");
     if (!rv) return SendError(res, rv.error());
     int64_t from = *rv ? *rv : store_->CurrentRevision();
     auto watcher = store_->Watch(std::string(kind->kind), from);
     if (!watcher) return SendError(res, watcher.error());
-    struct Stream {
-      WatcherPtr watcher;
-      std::optional<LabelSelector> selector;
-      std::string ns;
-      std::string kind;
-      int64_t last_rv;
-      std::chrono::steady_clock::time_point last_sent = std::chrono::steady_clock::now();
-    };
-    auto stream = std::make_shared<Stream>(
-        Stream{std::move(*watcher), *sel, ns, std::string(kind->kind), from});
+    auto stream = std::make_shared<WatchStream>();
+    stream->watcher = std::move(*watcher);
+    stream->selector = *sel;
+    stream->ns = ns;
+    stream->kind = std::string(kind->kind);
+    stream->last_rv = from;
     auto interval = opts_.bookmark_interval;
-    res.set_chunked_content_provider(
-        "application/x-ndjson",
-        [this, stream, interval](size_t, httplib::DataSink& sink) {
-          if (stopping_) {
-            sink.done();
-            return true;
-          }
-          auto ev = stream->watcher->Next(std::chrono::milliseconds(500));
-          if (!ev) {
-            // Closed (fell behind, or shutdown): say why as an ERROR event, then end.
-            Json e = {{"type", "ERROR"}, {"object", ev.error().ToJson()}};
-            std::string line = e.dump() + "\n";
-            sink.write(line.data(), line.size());
-            sink.done();
-            return true;
-          }
-          auto now = std::chrono::steady_clock::now();
-          if (!ev->has_value()) {
-            if (now - stream->last_sent < interval) return sink.is_writable();
-            // A bookmark never claims more than this stream has delivered.
-            Json b = {{"type", "BOOKMARK"},
-                      {"object",
-                       {{"kind", stream->kind},
-                        {"metadata", {{"resourceVersion", std::to_string(stream->last_rv)}}}}}};
-            std::string line = b.dump() + "\n";
-            stream->last_sent = now;
-            return sink.write(line.data(), line.size());
-          }
-          const WatchEvent& we = **ev;
-          stream->last_rv = we.revision;
-          if (!stream->ns.empty() && NamespaceOf(we.object) != stream->ns) return true;
-          if (stream->selector && !stream->selector->Matches(we.object)) return true;
-          Json j = {{"type", EventTypeName(we.type)}, {"object", we.object}};
-          std::string line = j.dump() + "\n";
-          stream->last_sent = now;
-          return sink.write(line.data(), line.size());
-        },
-        [stream](bool) { stream->watcher->Close(); });
+    res.content_type = "application/x-ndjson";
+    res.stream = [stream, interval, server = http_.get()](const std::shared_ptr<HttpStream>& http) {
+      stream->http = http;
+      // The stream owns the watch: it closes with the client, the server, or an error.
+      http->OnClose([stream] { stream->watcher->Close(); });
+      http->Every(std::chrono::duration_cast<std::chrono::milliseconds>(interval),
+                  [stream, interval] { stream->Bookmark(interval); });
+      // Store events wake the loop; the notify runs under store locks, so it only posts.
+      std::weak_ptr<WatchStream> weak = stream;
+      auto scheduled = stream->scheduled;
+      stream->watcher->SetNotify([server, weak, scheduled] {
+        if (scheduled->exchange(true)) return;
+        server->Post([weak, scheduled] {
+          scheduled->store(false);
+          if (auto s = weak.lock()) s->Drain();
+        });
+      });
+      stream->Drain();
+    };
   });
 
-  s.Get(R"(/v1/([a-z]+)/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    auto kind = KindOf(req.matches[1]);
+  Get("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res) {
+    auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
-    auto obj = store_->Get({std::string(kind->kind), NamespaceParam(req, *kind), req.matches[2]});
+    auto obj = store_->Get({std::string(kind->kind), NamespaceParam(req, *kind), req.matches[1]});
     if (!obj) return SendError(res, obj.error());
     SendJson(res, 200, *obj);
   });
 
-  s.Put(R"(/v1/([a-z]+)/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    auto kind = KindOf(req.matches[1]);
+  Put("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res) {
+    auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
-    std::string name = req.matches[2];
+    std::string name = req.matches[1];
     // JSON from programs takes the fast path (nlohmann). YAML, and JSON that fails
     // validation, goes through the YAML decoder, which knows the line of every field.
     auto normalize = [&](Document d) {
@@ -370,8 +370,8 @@ void ApiServer::Routes() {
                                     "is \"" + NameOf(*obj) + "\" but the URL names \"" + name +
                                         "\""}}));
     }
-    if (kind->namespaced && req.has_param("namespace") &&
-        req.get_param_value("namespace") != NamespaceOf(*obj)) {
+    if (kind->namespaced && req.HasParam("namespace") &&
+        req.Param("namespace") != NamespaceOf(*obj)) {
       bool explicit_ns = input.contains("namespace") ||
                          (input.contains("metadata") && input["metadata"].is_object() &&
                           input["metadata"].contains("namespace"));
@@ -379,9 +379,9 @@ void ApiServer::Routes() {
         return SendError(res, Error(Code::kInvalidArgument,
                                     "namespace in the body (" + NamespaceOf(*obj) +
                                         ") differs from ?namespace=" +
-                                        req.get_param_value("namespace")));
+                                        req.Param("namespace")));
       }
-      (*obj)["metadata"]["namespace"] = req.get_param_value("namespace");
+      (*obj)["metadata"]["namespace"] = req.Param("namespace");
     }
     WriteOptions wo;
     wo.dry_run = DryRun(req);
@@ -389,15 +389,17 @@ void ApiServer::Routes() {
     if (wo.expected_revision < 0) {
       return SendError(res, Error(Code::kInvalidArgument, "invalid metadata.resourceVersion"));
     }
-    auto existed = store_->Get(KeyOf(*obj));
-    auto written = store_->Put(*obj, wo);
+    // A one-object transaction: it says whether it created the object (201) without a
+    // second read, and honours metadata.resourceVersion as the precondition.
+    auto written = store_->Txn({std::move(*obj)}, wo.dry_run);
     if (!written) return SendError(res, written.error());
-    SendJson(res, existed ? 200 : 201, *written);
+    auto& result = (*written)[0];
+    SendJson(res, result.action == TxnResult::kCreated ? 201 : 200, result.object);
   });
 
   // Apply a set of manifests as one transaction: every document of every file is decoded,
   // normalized and admitted first; if any fails, nothing is written.
-  s.Post("/v1/apply", [this](const httplib::Request& req, httplib::Response& res) {
+  Post("/v1/apply", [this](const HttpRequest& req, HttpResponse& res) {
     std::vector<std::pair<std::string, std::string>> sources;  // (source, text)
     Json body = Json::parse(req.body, nullptr, false);
     if (body.is_object() && body.contains("documents")) {
@@ -442,7 +444,7 @@ void ApiServer::Routes() {
         continue;
       }
       std::string default_name = docs->size() == 1 ? NameFromSource(source) : "";
-      std::string default_ns = req.get_param_value("namespace");
+      std::string default_ns = req.Param("namespace");
       for (auto doc : *docs) {
         // `mt -n NS apply` places objects that name no namespace of their own.
         if (!default_ns.empty() && doc.value.is_object()) {
@@ -502,9 +504,9 @@ void ApiServer::Routes() {
                         {"resourceVersion", std::to_string(store_->CurrentRevision())}});
   });
 
-  s.Put(R"(/v1/([a-z]+)/([^/]+)/status)", [this](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    auto kind = KindOf(req.matches[1]);
+  Put("/v1/:kind/:name/status", [this](const HttpRequest& req,
+                                                 HttpResponse& res) {
+    auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     Json body = Json::parse(req.body, nullptr, false);
     if (!body.is_object() || !body.contains("status") || !body["status"].is_object()) {
@@ -513,7 +515,7 @@ void ApiServer::Routes() {
     }
     Json obj = {{"kind", std::string(kind->kind)},
                 {"metadata",
-                 {{"name", std::string(req.matches[2])},
+                 {{"name", std::string(req.matches[1])},
                   {"namespace", NamespaceParam(req, *kind)}}},
                 {"status", body["status"]}};
     if (!kind->namespaced) obj["metadata"]["namespace"] = "";
@@ -525,14 +527,14 @@ void ApiServer::Routes() {
     SendJson(res, 200, *written);
   });
 
-  s.Delete(R"(/v1/([a-z]+)/([^/]+))", [this](const httplib::Request& req,
-                                             httplib::Response& res) {
-    auto kind = KindOf(req.matches[1]);
+  Delete("/v1/:kind/:name", [this](const HttpRequest& req,
+                                             HttpResponse& res) {
+    auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     WriteOptions wo;
     wo.dry_run = DryRun(req);
     auto deleted = store_->Delete(
-        {std::string(kind->kind), NamespaceParam(req, *kind), req.matches[2]}, wo);
+        {std::string(kind->kind), NamespaceParam(req, *kind), req.matches[1]}, wo);
     if (!deleted) return SendError(res, deleted.error());
     SendJson(res, 200, *deleted);
   });

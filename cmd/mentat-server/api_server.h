@@ -14,11 +14,9 @@
 
 #include "apis/error.h"
 #include "apis/yaml.h"
+#include "cmd/mentat-server/http_server.h"
 #include "store/store.h"
 
-namespace httplib {
-class Server;
-}
 
 namespace mentat {
 
@@ -29,6 +27,8 @@ struct ApiServerOptions {
   std::string host = "127.0.0.1";
   int port = 4646;  // 0 picks a free port
   std::chrono::seconds bookmark_interval{5};
+  int workers = 64;  // request handlers; watch streams take none
+  std::chrono::seconds idle_timeout{120};
   // Produces a consistent snapshot for GET /v1/snapshot.
   std::function<Result<std::string>()> snapshot;
 };
@@ -42,6 +42,9 @@ class ApiServer {
   Result<int> Start();
   void Stop();
 
+  // Open watch streams.
+  size_t WatchStreams() const;
+
  private:
   void Routes();
   // Built-in profiles overlaid with the stored ones, by name.
@@ -51,10 +54,8 @@ class ApiServer {
 
   Store* store_;
   ApiServerOptions opts_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> http_;
   std::atomic<bool> stopping_{false};
-  int listen_fd_ = -1;
 };
 
 }  // namespace mentat

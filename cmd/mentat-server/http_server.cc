@@ -1,0 +1,463 @@
+#include "cmd/mentat-server/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <spdlog/spdlog.h>
+
+namespace mentat {
+namespace {
+
+const char* Reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return status < 400 ? "OK" : "Error";
+  }
+}
+
+const char* MethodName(evhttp_cmd_type cmd) {
+  switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+  }
+}
+
+std::vector<std::string> Segments(const std::string& path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    out.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+// Hands a std::string's bytes to an evbuffer without copying them.
+void AddString(evbuffer* buf, std::string&& s) {
+  if (s.empty()) return;
+  auto* owned = new std::string(std::move(s));
+  evbuffer_add_reference(
+      buf, owned->data(), owned->size(),
+      [](const void*, size_t, void* p) { delete static_cast<std::string*>(p); }, owned);
+}
+
+void EnableThreads() {
+  static bool done = [] {
+    evthread_use_pthreads();
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace
+
+std::string HttpRequest::Param(const std::string& name) const {
+  auto it = params.find(name);
+  return it == params.end() ? std::string() : it->second;
+}
+
+std::string HttpRequest::Header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HttpStream
+
+HttpStream::~HttpStream() {
+  if (timer_) event_free(timer_);
+}
+
+bool HttpStream::ClientGone() const {
+  return req_ == nullptr || evhttp_request_get_connection(req_) == nullptr;
+}
+
+bool HttpStream::Write(const std::string& data) {
+  if (!req_) return false;
+  if (ClientGone()) {
+    Close(/*send_end=*/true);
+    return false;
+  }
+  evbuffer* buf = evbuffer_new();
+  evbuffer_add(buf, data.data(), data.size());
+  evhttp_send_reply_chunk_with_cb(
+      req_, buf,
+      [](evhttp_connection*, void* arg) {
+        auto* self = static_cast<HttpStream*>(arg);
+        if (!self->drained_) return;
+        auto hold = self->shared_from_this();
+        auto fn = std::move(self->drained_);
+        self->drained_ = nullptr;
+        fn();
+      },
+      this);
+  evbuffer_free(buf);
+  return true;
+}
+
+size_t HttpStream::Pending() const {
+  if (ClientGone()) return 0;
+  bufferevent* bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req_));
+  return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+void HttpStream::End() { Close(/*send_end=*/true); }
+
+void HttpStream::Close(bool send_end) {
+  if (!req_) return;
+  evhttp_request* req = req_;
+  req_ = nullptr;
+  // A request whose client is gone is detached from its connection; ending it frees it.
+  if (send_end) evhttp_send_reply_end(req);
+  if (timer_) event_del(timer_);
+  auto hold = shared_from_this();
+  auto hooks = std::move(on_close_);
+  on_close_.clear();
+  tick_ = nullptr;
+  drained_ = nullptr;
+  server_->streams_.erase(this);
+  server_->stream_count_ = server_->streams_.size();
+  for (auto& fn : hooks) fn();
+}
+
+void HttpStream::Post(std::function<void()> fn) {
+  server_->Post([weak = weak_from_this(), fn = std::move(fn)] {
+    auto self = weak.lock();
+    if (self && self->open()) fn();
+  });
+}
+
+void HttpStream::Every(std::chrono::milliseconds interval, std::function<void()> fn) {
+  if (!req_) return;
+  tick_ = std::move(fn);
+  if (!timer_) {
+    timer_ = event_new(server_->base_, -1, EV_PERSIST,
+                       [](int, short, void* arg) {
+                         auto self = static_cast<HttpStream*>(arg)->shared_from_this();
+                         if (self->ClientGone()) return self->Close(/*send_end=*/true);
+                         auto fn = self->tick_;  // a copy: the tick may close the stream
+                         if (fn) fn();
+                       },
+                       this);
+  }
+  timeval tv{static_cast<time_t>(interval.count() / 1000),
+             static_cast<suseconds_t>((interval.count() % 1000) * 1000)};
+  event_add(timer_, &tv);
+}
+
+void HttpStream::WhenDrained(std::function<void()> fn) { drained_ = std::move(fn); }
+
+void HttpStream::OnClose(std::function<void()> fn) {
+  if (!req_) return fn();
+  on_close_.push_back(std::move(fn));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HttpServer
+
+HttpServer::HttpServer(HttpServerOptions opts) : opts_(std::move(opts)) {
+  error_body_ = [](int status, const std::string& message) {
+    return std::string("{\"code\":") + std::to_string(status) + ",\"message\":\"" + message + "\"}\n";
+  };
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Route(const std::string& method, const std::string& pattern, HttpHandler handler) {
+  routes_.push_back({method, Segments(pattern), std::move(handler)});
+}
+
+void HttpServer::SetErrorBody(std::function<std::string(int, const std::string&)> body) {
+  error_body_ = std::move(body);
+}
+
+Result<int> HttpServer::Start() {
+  EnableThreads();
+  base_ = event_base_new();
+  if (!base_) return Internal("cannot create the event loop");
+  http_ = evhttp_new(base_);
+  wake_ = event_new(base_, -1, 0, &HttpServer::OnWake, this);
+
+  // The socket is made here rather than by evhttp: SO_REUSEADDR for quick restarts but never
+  // SO_REUSEPORT (a second server on the port would take half the connections); a full
+  // backlog; and TCP_NODELAY, which accepted sockets inherit (small responses must not wait
+  // for the client's delayed ACK).
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Internal(std::string("socket: ") + strerror(errno));
+  int yes = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(opts_.port));
+  if (inet_pton(AF_INET, opts_.host.c_str(), &addr.sin_addr) != 1) {
+    ::close(fd);
+    return InvalidArgument("cannot listen on \"" + opts_.host + "\": not an IPv4 address");
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Unavailable("cannot listen on " + opts_.host + ":" + std::to_string(opts_.port) + ": " +
+                       strerror(err) +
+                       (err == EADDRINUSE ? " (is another mentat-server running there?)" : ""));
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  if (!evhttp_accept_socket_with_handle(http_, fd)) {
+    ::close(fd);
+    return Internal("evhttp cannot accept on the listening socket");
+  }
+
+  // Bodies above our limit still arrive (up to 4x) so the answer is our JSON 413, not
+  // libevent's HTML one; beyond that the connection is refused outright.
+  evhttp_set_max_body_size(http_, static_cast<ev_ssize_t>(opts_.max_body_bytes * 4));
+  evhttp_set_max_headers_size(http_, 64 << 10);
+  evhttp_set_timeout(http_, static_cast<int>(opts_.idle_timeout.count()));
+  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+  evhttp_set_gencb(http_, &HttpServer::OnRequest, this);
+
+  running_ = true;
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    accepting_posts_ = true;
+  }
+  for (int i = 0; i < std::max(1, opts_.workers); ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  loop_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
+  return port;
+}
+
+void HttpServer::Stop() {
+  if (!running_.load() && !loop_.joinable()) return;
+  // Streams end cleanly (their terminating chunk) while the loop still runs.
+  Post([this] {
+    std::vector<std::shared_ptr<HttpStream>> open;
+    for (auto& [p, s] : streams_) open.push_back(s);
+    for (auto& s : open) s->End();
+  });
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    stopping_workers_ = true;
+  }
+  jobs_cv_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  Post([this] {
+    evhttp_free(http_);
+    http_ = nullptr;
+    event_base_loopbreak(base_);
+  });
+  running_ = false;
+  if (loop_.joinable()) loop_.join();
+  std::deque<std::function<void()>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    accepting_posts_ = false;
+    dropped.swap(posted_);
+  }
+  if (http_) evhttp_free(http_);
+  http_ = nullptr;
+  streams_.clear();
+  if (wake_) event_free(wake_);
+  wake_ = nullptr;
+  if (base_) event_base_free(base_);
+  base_ = nullptr;
+}
+
+bool HttpServer::Post(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(post_mu_);
+  if (!accepting_posts_) return false;
+  bool wake = posted_.empty();
+  posted_.push_back(std::move(fn));
+  if (wake) event_active(wake_, 0, 0);
+  return true;
+}
+
+void HttpServer::OnWake(int, short, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  std::deque<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(self->post_mu_);
+    batch.swap(self->posted_);
+  }
+  for (auto& fn : batch) fn();
+}
+
+void HttpServer::OnRequest(evhttp_request* req, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  HttpRequest r;
+  r.method = MethodName(evhttp_request_get_command(req));
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* raw_path = uri ? evhttp_uri_get_path(uri) : nullptr;
+  size_t n = 0;
+  char* decoded = evhttp_uridecode(raw_path && *raw_path ? raw_path : "/", 0, &n);
+  if (decoded) {
+    r.path.assign(decoded, n);
+    free(decoded);
+  }
+  const char* query = uri ? evhttp_uri_get_query(uri) : nullptr;
+  if (query && *query) {
+    evkeyvalq kv;
+    kv.tqh_first = nullptr;
+    kv.tqh_last = &kv.tqh_first;
+    if (evhttp_parse_query_str(query, &kv) != 0) {
+      evhttp_clear_headers(&kv);
+      HttpResponse bad;
+      bad.status = 400;
+      bad.body = self->error_body_(400, "malformed query string: every parameter needs name=value");
+      return self->Reply(req, std::move(bad));
+    }
+    for (evkeyval* h = kv.tqh_first; h; h = h->next.tqe_next) r.params.emplace(h->key, h->value);
+    evhttp_clear_headers(&kv);
+  }
+  evkeyvalq* in_headers = evhttp_request_get_input_headers(req);
+  for (evkeyval* h = in_headers->tqh_first; h; h = h->next.tqe_next) {
+    std::string name = h->key;
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    r.headers[name] = h->value;
+  }
+  evbuffer* body = evhttp_request_get_input_buffer(req);
+  size_t len = evbuffer_get_length(body);
+  if (len > self->opts_.max_body_bytes) {
+    HttpResponse big;
+    big.status = 413;
+    big.body = self->error_body_(413, "request body of " + std::to_string(len) +
+                                          " bytes is over the limit of " +
+                                          std::to_string(self->opts_.max_body_bytes) + " bytes");
+    return self->Reply(req, std::move(big));
+  }
+  r.body.resize(len);
+  if (len) evbuffer_remove(body, r.body.data(), len);
+  {
+    std::lock_guard<std::mutex> lock(self->jobs_mu_);
+    self->jobs_.push_back({req, std::move(r)});
+  }
+  self->jobs_cv_.notify_one();
+}
+
+void HttpServer::WorkerLoop() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(jobs_mu_);
+      jobs_cv_.wait(lock, [&] { return stopping_workers_ || !jobs_.empty(); });
+      if (stopping_workers_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    auto response = std::make_shared<HttpResponse>();
+    try {
+      Dispatch(job.request, *response);
+    } catch (const std::exception& e) {
+      *response = HttpResponse();
+      response->status = 500;
+      response->body = error_body_(500, std::string("internal error: ") + e.what());
+    }
+    spdlog::debug("{} {} -> {}", job.request.method, job.request.path, response->status);
+    Post([this, req = job.req, response] { Reply(req, std::move(*response)); });
+  }
+}
+
+void HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
+  auto segments = Segments(request.path);
+  std::string method = request.method == "HEAD" ? "GET" : request.method;
+  std::vector<std::string> allowed;
+  for (const auto& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    std::vector<std::string> matches;
+    bool ok = true;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      const std::string& p = route.segments[i];
+      if (!p.empty() && p[0] == ':') {
+        matches.push_back(segments[i]);
+      } else {
+        ok = p == segments[i];
+      }
+    }
+    if (!ok) continue;
+    if (route.method != method) {
+      allowed.push_back(route.method);
+      continue;
+    }
+    request.matches = std::move(matches);
+    route.handler(request, response);
+    return;
+  }
+  if (!allowed.empty()) {
+    response.status = 405;
+    std::string list;
+    for (const auto& m : allowed) list += (list.empty() ? "" : ", ") + m;
+    response.headers.emplace_back("Allow", list);
+    response.body = error_body_(405, request.method + " is not allowed on " + request.path +
+                                         "; allowed: " + list);
+    return;
+  }
+  response.status = 404;
+  response.body = error_body_(404, "no route for " + request.method + " " + request.path);
+}
+
+void HttpServer::Reply(evhttp_request* req, HttpResponse response) {
+  evkeyvalq* out = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out, "Content-Type", response.content_type.c_str());
+  for (const auto& [k, v] : response.headers) evhttp_add_header(out, k.c_str(), v.c_str());
+  // A client that left while its request was handled has a detached request: an ordinary
+  // reply frees it.
+  if (!response.stream || evhttp_request_get_connection(req) == nullptr) {
+    evbuffer* buf = evbuffer_new();
+    AddString(buf, std::move(response.body));
+    evhttp_send_reply(req, response.status, Reason(response.status), buf);
+    evbuffer_free(buf);
+    return;
+  }
+  evhttp_send_reply_start(req, response.status, Reason(response.status));
+  auto stream = std::shared_ptr<HttpStream>(new HttpStream(this, req));
+  streams_[stream.get()] = stream;
+  stream_count_ = streams_.size();
+  response.stream(stream);
+}
+
+}  // namespace mentat
