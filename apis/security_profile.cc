@@ -146,7 +146,8 @@ Result<Json> NormalizeSecurityProfile(const Json& input, const SourceMap& marks)
     Mark m = FindMark(marks, path);
     errors.push_back({path, m.line, m.column, msg});
   };
-  Json meta = input.value("metadata", Json::object());
+  static const Json kNoMetadata = Json::object();
+  const Json& meta = input.contains("metadata") ? input["metadata"] : kNoMetadata;
   if (!meta.is_object() || !meta.contains("name") || !meta["name"].is_string() ||
       !IsDnsLabel(meta["name"].get<std::string>())) {
     fail("metadata.name", "required, a DNS label");
@@ -163,10 +164,12 @@ Result<Json> NormalizeSecurityProfile(const Json& input, const SourceMap& marks)
   m["name"] = meta["name"];
   if (meta.contains("labels")) m["labels"] = meta["labels"];
   if (meta.contains("annotations")) m["annotations"] = meta["annotations"];
-  return Json{{"apiVersion", std::string(kApiVersion)},
-              {"kind", "SecurityProfile"},
-              {"metadata", m},
-              {"spec", spec}};
+  Json out = Json::object();
+  out["apiVersion"] = std::string(kApiVersion);
+  out["kind"] = "SecurityProfile";
+  out["metadata"] = std::move(m);
+  out["spec"] = std::move(spec);
+  return out;
 }
 
 Result<std::vector<Json>> NormalizeProfilesDocument(const Json& input, const SourceMap& marks) {

@@ -1023,19 +1023,28 @@ Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& 
     MT_ASSIGN_OR_RETURN(Json obj, NormalizeObject(svc, shifted));
     return std::vector<Json>{obj};
   }
-  Json in = input;
-  bool flat = !in.contains("metadata") && !in.contains("spec");
+  bool flat = !input.contains("metadata") && !input.contains("spec");
+  bool named = flat ? input.contains("name")
+                    : input.contains("metadata") &&
+                          (!input["metadata"].is_object() || input["metadata"].contains("name"));
+  std::vector<Json> out;
+  if (default_name.empty() || named) {
+    MT_ASSIGN_OR_RETURN(Json obj, NormalizeObject(input, marks));
+    out.push_back(std::move(obj));
+    return out;
+  }
   // A manifest may leave out its name (seed 000's config snippets): the caller supplies one,
   // from the URL or the file name.
-  if (!default_name.empty()) {
-    if (flat && !in.contains("name")) in["name"] = default_name;
-    if (!flat && (!in.contains("metadata") || (in["metadata"].is_object() && !in["metadata"].contains("name")))) {
-      if (!in.contains("metadata")) in["metadata"] = Json::object();
-      in["metadata"]["name"] = default_name;
-    }
+  Json in = input;
+  if (flat) {
+    in["name"] = default_name;
+  } else {
+    if (!in.contains("metadata")) in["metadata"] = Json::object();
+    in["metadata"]["name"] = default_name;
   }
   MT_ASSIGN_OR_RETURN(Json obj, NormalizeObject(in, marks));
-  return std::vector<Json>{obj};
+  out.push_back(std::move(obj));
+  return out;
 }
 
 Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
@@ -1071,14 +1080,13 @@ Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
   if (input.contains("apiVersion") && input["apiVersion"] != std::string(kApiVersion)) {
     n.Fail("apiVersion", "must be \"" + std::string(kApiVersion) + "\"");
   }
+  if (kind == "SecurityProfile") {
+    if (!n.ok()) return std::unexpected(Invalid(kind, Json::object(), n.TakeErrors()));
+    return NormalizeSecurityProfile(input, marks);
+  }
   Json out = {{"apiVersion", std::string(kApiVersion)}, {"kind", kind}};
   out["metadata"] = NormalizeMetadata(input, flat, info.namespaced, n);
 
-  if (kind == "SecurityProfile") {
-    auto profile = NormalizeSecurityProfile(input, marks);
-    if (!profile) return profile;
-    return *profile;
-  }
   if (kind == "Service") {
     if (flat) {
       Json spec = input;

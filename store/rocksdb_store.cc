@@ -1,5 +1,7 @@
 #include "store/rocksdb_store.h"
 
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
@@ -178,6 +180,22 @@ class RocksStore::WatcherImpl : public Watcher {
   std::string close_reason_;
 };
 
+namespace {
+
+// Objects are read by key on every write (is it a create?): bloom filters, in the memtable
+// and in every table file, answer "absent" without a search.
+rocksdb::ColumnFamilyOptions ObjectsOptions() {
+  rocksdb::ColumnFamilyOptions o;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  o.memtable_prefix_bloom_size_ratio = 0.05;
+  o.memtable_whole_key_filtering = true;
+  return o;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& opts) {
   std::unique_ptr<RocksStore> store(new RocksStore(opts));
   rocksdb::DBOptions db_opts;
@@ -185,7 +203,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
   db_opts.create_missing_column_families = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-      {"objects", rocksdb::ColumnFamilyOptions()},
+      {"objects", ObjectsOptions()},
       {"log", rocksdb::ColumnFamilyOptions()},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -235,6 +253,14 @@ void RocksStore::CloseWatchers() {
 int64_t RocksStore::CurrentRevision() {
   std::lock_guard<std::mutex> lock(write_mu_);
   return revision_;
+}
+
+Result<std::optional<Json>> RocksStore::FindLocked(const ObjectKey& key) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), objects_, StoreKey(key), &value);
+  if (s.IsNotFound()) return std::optional<Json>();
+  if (!s.ok()) return RocksError("reading " + key.ToString(), s);
+  return std::optional<Json>(Json::parse(value));
 }
 
 Result<Json> RocksStore::GetLocked(const ObjectKey& key) {
@@ -419,6 +445,7 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
     entry += *json;
     events.push_back(std::make_shared<WatchEvent>(
         WatchEvent{c.type, rev, c.object, std::move(json)}));
+    c.json = std::move(text);
   }
   entry += "]}";
   batch.Put(log_, RevisionKey(rev), entry);
@@ -518,10 +545,7 @@ Result<std::optional<RocksStore::Change>> RocksStore::PreparePutLocked(const Jso
                                                                       Json* current) {
   ObjectKey key = KeyOf(in);
   if (key.kind.empty() || key.name.empty()) return InvalidArgument("object has no kind or name");
-  auto existing = GetLocked(key);
-  if (!existing && existing.error().code() != Code::kNotFound) {
-    return std::unexpected(existing.error());
-  }
+  MT_ASSIGN_OR_RETURN(std::optional<Json> existing, FindLocked(key));
   Json obj = in;
   obj.erase("status");
   Json& meta = obj["metadata"];
@@ -625,7 +649,9 @@ Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& pu
   MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, dry_run));
   size_t next = 0;
   for (auto& r : results) {
-    if (r.action != TxnResult::kUnchanged) r.object = changes[next++].object;
+    if (r.action == TxnResult::kUnchanged) continue;
+    r.json = std::move(changes[next].json);
+    r.object = std::move(changes[next++].object);
   }
   return results;
 }

@@ -63,6 +63,7 @@ class RocksStore : public Store {
   struct Mutation {
     EventType type;
     Json object;
+    std::string json;  // filled by CommitLocked: the object as stored
   };
   Result<bool> ApplyAt(int64_t index, const std::vector<Mutation>& mutations);
 
@@ -82,8 +83,11 @@ class RocksStore : public Store {
     ObjectKey key;
     EventType type;
     Json object;
+    std::string json;  // filled by CommitLocked: the object as stored
   };
   Result<Json> GetLocked(const ObjectKey& key);
+  // nullopt when absent, without building a NotFound error (the write path's common case).
+  Result<std::optional<Json>> FindLocked(const ObjectKey& key);
   // The change a Put would make; nullopt (and *current set) when it changes nothing.
   Result<std::optional<Change>> PreparePutLocked(const Json& in, const WriteOptions& opts,
                                                  Json* current);

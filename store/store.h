@@ -71,6 +71,7 @@ using WatcherPtr = std::unique_ptr<Watcher>;
 struct TxnResult {
   enum Action { kCreated, kConfigured, kUnchanged } action;
   Json object;  // as stored after the transaction
+  std::string json;  // the same, as the JSON text stored (empty for kUnchanged and dry runs)
 };
 
 class Store {

@@ -64,28 +64,61 @@ Result<int64_t> ParseRevision(const std::string& s, const std::string& field) {
                    {{field, 0, 0, "must be a non-negative integer, got \"" + s + "\""}});
 }
 
+// Builds the DOM (nlohmann's own SAX DOM builder) while enforcing the YAML decoder's guards:
+// no duplicate keys (nlohmann would keep the last silently) and no nesting deeper than
+// kMaxManifestDepth.
+class GuardedJsonSax {
+ public:
+  explicit GuardedJsonSax(Json& out) : dom_(out, /*allow_exceptions=*/false) {}
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(Json::number_float_t v, const std::string& s) { return dom_.number_float(v, s); }
+  bool string(std::string& v) { return dom_.string(v); }
+  bool binary(Json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) {
+    if (++depth_ > kMaxManifestDepth) return false;
+    if (keys_.size() < depth_) keys_.resize(depth_);
+    keys_[depth_ - 1].clear();
+    return dom_.start_object(n);
+  }
+  bool key(std::string& k) {
+    auto& seen = keys_[depth_ - 1];
+    if (std::find(seen.begin(), seen.end(), k) != seen.end()) return false;
+    seen.push_back(k);
+    return dom_.key(k);
+  }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) {
+    if (++depth_ > kMaxManifestDepth) return false;
+    if (keys_.size() < depth_) keys_.resize(depth_);
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+ private:
+  nlohmann::detail::json_sax_dom_parser<Json> dom_;
+  size_t depth_ = 0;
+  std::vector<std::vector<std::string>> keys_;  // per open object: the keys seen so far
+};
+
 // Parses a JSON body fast (nlohmann), but only if it passes the same guards as the YAML
-// decoder: no duplicate keys (nlohmann would keep the last silently) and no nesting deeper
-// than kMaxManifestDepth. Anything else is left to the YAML decoder, which reports it with a line.
+// decoder. Anything else is left to the YAML decoder, which reports it with a line.
 std::optional<Json> FastJson(const std::string& body) {
   if (body.empty() || body.front() != '{' || body.size() > kMaxManifestBytes) return std::nullopt;
-  std::vector<std::set<std::string>> keys;
-  bool ok = true;
-  Json parsed = Json::parse(
-      body,
-      [&](int depth, Json::parse_event_t event, Json& value) {
-        if (!ok) return false;
-        if (depth > kMaxManifestDepth) ok = false;
-        if (event == Json::parse_event_t::object_start) keys.emplace_back();
-        if (event == Json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-        if (event == Json::parse_event_t::key && !keys.empty() &&
-            !keys.back().insert(value.get<std::string>()).second) {
-          ok = false;
-        }
-        return ok;
-      },
-      /*allow_exceptions=*/false);
-  if (!ok || !parsed.is_object()) return std::nullopt;
+  Json parsed;
+  GuardedJsonSax sax(parsed);
+  if (!Json::sax_parse(body, &sax) || !parsed.is_object()) return std::nullopt;
   return parsed;
 }
 
@@ -328,14 +361,25 @@ void ApiServer::Routes() {
     std::string name = req.matches[1];
     // JSON from programs takes the fast path (nlohmann). YAML, and JSON that fails
     // validation, goes through the YAML decoder, which knows the line of every field.
-    auto normalize = [&](Document d) {
-      if (d.value.is_object() && !d.value.contains("kind") && kind->kind != "Service" &&
-          !d.value.contains("security")) {
-        d.value["kind"] = std::string(kind->kind);
-      }
-      return std::make_pair(d.value, NormalizeAndAdmit(d, name));
+    // What the handler needs to know of the input once it is normalized.
+    struct Input {
+      bool has_metadata = false;
+      bool explicit_ns = false;
     };
-    std::optional<std::pair<Json, Result<std::vector<Json>>>> done;
+    auto normalize = [&](Document d) {
+      Input in;
+      if (d.value.is_object()) {
+        if (!d.value.contains("kind") && kind->kind != "Service" && !d.value.contains("security")) {
+          d.value["kind"] = std::string(kind->kind);
+        }
+        in.has_metadata = d.value.contains("metadata");
+        in.explicit_ns = d.value.contains("namespace") ||
+                         (in.has_metadata && d.value["metadata"].is_object() &&
+                          d.value["metadata"].contains("namespace"));
+      }
+      return std::make_pair(in, NormalizeAndAdmit(d, name));
+    };
+    std::optional<std::pair<Input, Result<std::vector<Json>>>> done;
     if (auto fast = FastJson(req.body)) {
       auto attempt = normalize(Document{"", std::move(*fast), {}, 1});
       if (attempt.second) done = std::move(attempt);
@@ -345,7 +389,7 @@ void ApiServer::Routes() {
       if (!doc) return SendError(res, doc.error());
       done = normalize(std::move(*doc));
     }
-    Json input = std::move(done->first);
+    Input input = done->first;
     auto& objects = done->second;
     if (!objects) return SendError(res, objects.error());
     if (objects->size() != 1) {
@@ -353,7 +397,7 @@ void ApiServer::Routes() {
                                   "this document declares " + std::to_string(objects->size()) +
                                       " objects; use POST /v1/apply (mt apply) for it"));
     }
-    auto obj = std::optional<Json>((*objects)[0]);
+    auto obj = std::optional<Json>(std::move((*objects)[0]));
     if ((*obj)["kind"] != std::string(kind->kind)) {
       return SendError(res, Error(Code::kInvalidArgument,
                                   "body is a " + (*obj)["kind"].get<std::string>() +
@@ -363,7 +407,7 @@ void ApiServer::Routes() {
       // An error path: decode again for the line (the fast JSON path keeps none).
       auto with_marks = DecodeYaml(req.body);
       Mark m = with_marks ? FindMark(with_marks->marks,
-                                     input.contains("metadata") ? "metadata.name" : "name")
+                                     input.has_metadata ? "metadata.name" : "name")
                           : Mark{};
       return SendError(res, Error(Code::kInvalidArgument, "name mismatch",
                                   {{"metadata.name", m.line, m.column,
@@ -372,10 +416,7 @@ void ApiServer::Routes() {
     }
     if (kind->namespaced && req.HasParam("namespace") &&
         req.Param("namespace") != NamespaceOf(*obj)) {
-      bool explicit_ns = input.contains("namespace") ||
-                         (input.contains("metadata") && input["metadata"].is_object() &&
-                          input["metadata"].contains("namespace"));
-      if (explicit_ns) {
+      if (input.explicit_ns) {
         return SendError(res, Error(Code::kInvalidArgument,
                                     "namespace in the body (" + NamespaceOf(*obj) +
                                         ") differs from ?namespace=" +
@@ -391,10 +432,16 @@ void ApiServer::Routes() {
     }
     // A one-object transaction: it says whether it created the object (201) without a
     // second read, and honours metadata.resourceVersion as the precondition.
-    auto written = store_->Txn({std::move(*obj)}, wo.dry_run);
+    std::vector<Json> puts;
+    puts.push_back(std::move(*obj));
+    auto written = store_->Txn(puts, wo.dry_run);
     if (!written) return SendError(res, written.error());
     auto& result = (*written)[0];
-    SendJson(res, result.action == TxnResult::kCreated ? 201 : 200, result.object);
+    int status = result.action == TxnResult::kCreated ? 201 : 200;
+    if (result.json.empty()) return SendJson(res, status, result.object);
+    res.status = status;  // the stored text, not serialized a second time
+    res.body = std::move(result.json);
+    res.body += '\n';
   });
 
   // Apply a set of manifests as one transaction: every document of every file is decoded,
