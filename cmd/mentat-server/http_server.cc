@@ -454,6 +454,12 @@ void HttpServer::Reply(evhttp_request* req, HttpResponse response) {
     return;
   }
   evhttp_send_reply_start(req, response.status, Reason(response.status));
+  // A stream's client only reads: no read timeout, or a quiet watch would be cut off. The
+  // write timeout stays, so a client that stops reading is still let go.
+  if (bufferevent* bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req))) {
+    timeval write_tv{static_cast<time_t>(opts_.idle_timeout.count()), 0};
+    bufferevent_set_timeouts(bev, nullptr, &write_tv);
+  }
   auto stream = std::shared_ptr<HttpStream>(new HttpStream(this, req));
   streams_[stream.get()] = stream;
   stream_count_ = streams_.size();

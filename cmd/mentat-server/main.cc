@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   int64_t history_revisions = 10000;
   int history_seconds = 300;
   int compaction_interval = 30;
+  int idle_timeout = 120;
+  int bookmark_interval = 5;
   bool unsafe_no_fsync = false;
   app.add_flag("--dev", dev,
                "development mode: embedded store under ./.mentat, an in-process agent, "
@@ -95,6 +97,15 @@ int main(int argc, char** argv) {
                  "seconds between compactions of the watch history")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--idle-timeout", idle_timeout,
+                 "seconds a connection may sit idle, or a client leave its output unread, "
+                 "before it is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--bookmark-interval", bookmark_interval,
+                 "seconds between BOOKMARK events on a quiet watch stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   // For tests that prove the power-loss test can fail: acknowledgements without fsync.
   app.add_flag("--unsafe-no-fsync", unsafe_no_fsync)->group("");
   CLI11_PARSE(app, argc, argv);
@@ -164,6 +175,8 @@ int main(int argc, char** argv) {
   ApiServerOptions ao;
   ao.host = host == "localhost" ? "127.0.0.1" : host;
   ao.port = port;
+  ao.idle_timeout = std::chrono::seconds(idle_timeout);
+  ao.bookmark_interval = std::chrono::seconds(bookmark_interval);
   ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
   ApiServer api(store->get(), ao);
   auto bound = api.Start();
