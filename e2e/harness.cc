@@ -7,11 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <algorithm>
 
 #include <httplib.h>
 
@@ -172,6 +175,10 @@ std::vector<std::string> ServerArgv(int port, const std::string& data_dir,
   std::vector<std::string> argv = {Runfile("cmd/mentat-server/mentat-server"), "--listen",
                                    "127.0.0.1:" + std::to_string(port), "--data-dir", data_dir};
   argv.insert(argv.end(), extra.begin(), extra.end());
+  // Tests talk to the API without tokens unless they test authentication themselves.
+  if (std::find(extra.begin(), extra.end(), "--auth") == extra.end()) {
+    argv.insert(argv.end(), {"--auth", "none"});
+  }
   return argv;
 }
 

@@ -130,6 +130,30 @@ std::string NameFromSource(const std::string& source) {
   return IsDnsLabel(base) ? base : "";
 }
 
+std::unexpected<Error> Forbidden(const Principal& who, const std::string& action,
+                                const std::string& needs) {
+  return MakeError(Code::kForbidden, "forbidden: token \"" + who.name + "\" (role " +
+                                         RoleName(who.role) + ") may not " + action + "; that needs " +
+                                         needs);
+}
+
+// May `who` create, update or delete this object (its spec)?
+Status CanWrite(const Principal& who, const std::string& kind, const std::string& name,
+                bool deleting) {
+  if (who.role == Role::kAdmin) return {};
+  std::string action = (deleting ? "delete " : "write ") + kind + " objects";
+  if (who.role == Role::kOperator) {
+    if (kind == "Service") return {};
+    return Forbidden(who, action, "the admin role");
+  }
+  if (who.role == Role::kNode && kind == "Node" && name == who.node && !deleting) return {};
+  if (who.role == Role::kNode) {
+    return Forbidden(who, action + (kind == "Node" ? " other than its own node " + who.node : ""),
+                     "the operator or admin role");
+  }
+  return Forbidden(who, action, "the operator or admin role");
+}
+
 // One watch response: store events in, NDJSON lines out. Used on the loop thread only; it
 // holds no thread while it waits.
 struct WatchStream : std::enable_shared_from_this<WatchStream> {
@@ -243,6 +267,42 @@ void ApiServer::Stop() {
 
 size_t ApiServer::WatchStreams() const { return http_->StreamCount(); }
 
+Result<Principal> ApiServer::Authenticate(const HttpRequest& req) const {
+  if (!opts_.tokens) return Principal{"anonymous", Role::kAdmin, ""};  // --dev, or --auth none
+  std::string h = req.Header("authorization");
+  if (h.empty()) {
+    return MakeError(Code::kUnauthenticated,
+                     "authentication required: send the header \"Authorization: Bearer TOKEN\"");
+  }
+  if (h.rfind("Bearer ", 0) != 0) {
+    return MakeError(Code::kUnauthenticated, "the Authorization header must be \"Bearer TOKEN\"");
+  }
+  auto who = opts_.tokens->Authenticate(h.substr(7));
+  if (!who) return MakeError(Code::kUnauthenticated, "unknown or revoked token");
+  return *who;
+}
+
+// Status belongs to the control plane (admin) and, for an agent, to its own Node and the
+// Allocations placed on its node.
+Status ApiServer::CanWriteStatus(const Principal& who, const ObjectKey& key) {
+  if (who.role == Role::kAdmin) return {};
+  if (who.role != Role::kNode) {
+    return Forbidden(who, "write the status of " + key.kind + " objects", "the admin role");
+  }
+  if (key.kind == "Node" && key.name == who.node) return {};
+  if (key.kind == "Allocation") {
+    auto alloc = store_->Get(key);
+    if (!alloc) return std::unexpected(alloc.error());
+    std::string placed = (*alloc)["metadata"].value("labels", Json::object()).value(std::string(kLabelNode), "");
+    if (placed == who.node) return {};
+    return Forbidden(who, "write the status of allocation " + key.name + ", placed on node \"" +
+                              placed + "\", not on " + who.node,
+                     "a token of that node");
+  }
+  return Forbidden(who, "write the status of " + key.kind + " " + key.name,
+                   key.kind == "Node" ? "that node's own token" : "the admin role");
+}
+
 void ApiServer::Routes() {
   auto& s = *http_;
   s.SetErrorBody([](int status, const std::string& message) {
@@ -257,15 +317,27 @@ void ApiServer::Routes() {
     }
     return j.dump() + "\n";
   });
-  auto Get = [&s](const std::string& p, HttpHandler h) { s.Route("GET", p, std::move(h)); };
-  auto Put = [&s](const std::string& p, HttpHandler h) { s.Route("PUT", p, std::move(h)); };
-  auto Post = [&s](const std::string& p, HttpHandler h) { s.Route("POST", p, std::move(h)); };
-  auto Delete = [&s](const std::string& p, HttpHandler h) { s.Route("DELETE", p, std::move(h)); };
+  // Every route but the probes authenticates first; each handler then checks the role.
+  auto secure = [this](AuthedHandler h) -> HttpHandler {
+    return [this, h = std::move(h)](const HttpRequest& req, HttpResponse& res) {
+      auto who = Authenticate(req);
+      if (!who) return SendError(res, who.error());
+      h(req, res, *who);
+    };
+  };
+  auto Get = [&](const std::string& p, AuthedHandler h) { s.Route("GET", p, secure(std::move(h))); };
+  auto Put = [&](const std::string& p, AuthedHandler h) { s.Route("PUT", p, secure(std::move(h))); };
+  auto Post = [&](const std::string& p, AuthedHandler h) { s.Route("POST", p, secure(std::move(h))); };
+  auto Delete = [&](const std::string& p, AuthedHandler h) {
+    s.Route("DELETE", p, secure(std::move(h)));
+  };
+  auto Probe = [&](const std::string& p, HttpHandler h) { s.Route("GET", p, std::move(h)); };
 
-  Get("/healthz", [this](const HttpRequest&, HttpResponse& res) {
+  Probe("/healthz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ok"}, {"revision", store_->CurrentRevision()}});
   });
-  Get("/v1/snapshot", [this](const HttpRequest&, HttpResponse& res) {
+  Get("/v1/snapshot", [this](const HttpRequest&, HttpResponse& res, const Principal& who) {
+    if (who.role != Role::kAdmin) return SendError(res, Forbidden(who, "take snapshots", "the admin role").error());
     if (!opts_.snapshot) return SendError(res, Error(Code::kUnavailable, "snapshots are not available"));
     auto text = opts_.snapshot();
     if (!text) return SendError(res, text.error());
@@ -273,12 +345,59 @@ void ApiServer::Routes() {
     res.body = std::move(*text);
     res.content_type = "application/x-ndjson";
   });
-  Get("/readyz", [this](const HttpRequest&, HttpResponse& res) {
+  // Tokens: admin only. A new token is in the response once and never again.
+  auto tokens_off = [this](HttpResponse& res) {
+    if (opts_.tokens) return false;
+    SendError(res, Error(Code::kFailedPrecondition,
+                         "authentication is off (--dev or --auth none): there are no tokens"));
+    return true;
+  };
+  Get("/v1/tokens", [this, tokens_off](const HttpRequest&, HttpResponse& res, const Principal& who) {
+    if (who.role != Role::kAdmin) return SendError(res, Forbidden(who, "list tokens", "the admin role").error());
+    if (tokens_off(res)) return;
+    Json items = Json::array();
+    for (const auto& p : opts_.tokens->List()) {
+      Json t = {{"name", p.name}, {"role", RoleName(p.role)}};
+      if (!p.node.empty()) t["node"] = p.node;
+      items.push_back(std::move(t));
+    }
+    SendJson(res, 200, {{"kind", "TokenList"}, {"items", items}});
+  });
+  Post("/v1/tokens", [this, tokens_off](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+    if (who.role != Role::kAdmin) return SendError(res, Forbidden(who, "make tokens", "the admin role").error());
+    if (tokens_off(res)) return;
+    Json body = Json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("name") || !body["name"].is_string() ||
+        !body.contains("role") || !body["role"].is_string()) {
+      return SendError(res, Error(Code::kInvalidArgument, "a token needs a name and a role",
+                                  {{"name", 0, 0, "required, a DNS label"},
+                                   {"role", 0, 0, "required: read-only, operator, admin or node"}}));
+    }
+    auto role = ParseRole(body["role"]);
+    if (!role) {
+      return SendError(res, Error(Code::kInvalidArgument, "invalid token",
+                                  {{"role", 0, 0, role.error().message()}}));
+    }
+    std::string node = body.value("node", Json("")).is_string() ? body.value("node", "") : "";
+    auto token = opts_.tokens->Create(body["name"], *role, node);
+    if (!token) return SendError(res, token.error());
+    Json out = {{"name", body["name"]}, {"role", RoleName(*role)}, {"token", *token}};
+    if (*role == Role::kNode) out["node"] = node;
+    SendJson(res, 201, out);
+  });
+  Delete("/v1/tokens/:name", [this, tokens_off](const HttpRequest& req, HttpResponse& res,
+                                                const Principal& who) {
+    if (who.role != Role::kAdmin) return SendError(res, Forbidden(who, "revoke tokens", "the admin role").error());
+    if (tokens_off(res)) return;
+    if (auto st = opts_.tokens->Remove(req.matches[0]); !st) return SendError(res, st.error());
+    SendJson(res, 200, {{"name", req.matches[0]}, {"revoked", true}});
+  });
+  Probe("/readyz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
   });
 
   // List, or watch with ?watch=true.
-  Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res) {
+  Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res, const Principal&) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     auto sel = SelectorParam(req);
@@ -347,7 +466,7 @@ void ApiServer::Routes() {
     };
   });
 
-  Get("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res) {
+  Get("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res, const Principal&) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     auto obj = store_->Get({std::string(kind->kind), NamespaceParam(req, *kind), req.matches[1]});
@@ -355,10 +474,13 @@ void ApiServer::Routes() {
     SendJson(res, 200, *obj);
   });
 
-  Put("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res) {
+  Put("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     std::string name = req.matches[1];
+    if (auto st = CanWrite(who, std::string(kind->kind), name, false); !st) {
+      return SendError(res, st.error());
+    }
     // JSON from programs takes the fast path (nlohmann). YAML, and JSON that fails
     // validation, goes through the YAML decoder, which knows the line of every field.
     // What the handler needs to know of the input once it is normalized.
@@ -446,7 +568,7 @@ void ApiServer::Routes() {
 
   // Apply a set of manifests as one transaction: every document of every file is decoded,
   // normalized and admitted first; if any fails, nothing is written.
-  Post("/v1/apply", [this](const HttpRequest& req, HttpResponse& res) {
+  Post("/v1/apply", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
     std::vector<std::pair<std::string, std::string>> sources;  // (source, text)
     Json body = Json::parse(req.body, nullptr, false);
     if (body.is_object() && body.contains("documents")) {
@@ -535,6 +657,11 @@ void ApiServer::Routes() {
                                             " invalid; nothing was applied",
                                   std::move(errors)));
     }
+    for (const auto& o : objects) {
+      if (auto st = CanWrite(who, o.value("kind", ""), NameOf(o), false); !st) {
+        return SendError(res, st.error());
+      }
+    }
     bool dry_run = DryRun(req);
     auto results = store_->Txn(objects, dry_run);
     if (!results) return SendError(res, results.error());
@@ -551,8 +678,8 @@ void ApiServer::Routes() {
                         {"resourceVersion", std::to_string(store_->CurrentRevision())}});
   });
 
-  Put("/v1/:kind/:name/status", [this](const HttpRequest& req,
-                                                 HttpResponse& res) {
+  Put("/v1/:kind/:name/status", [this](const HttpRequest& req, HttpResponse& res,
+                                       const Principal& who) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     Json body = Json::parse(req.body, nullptr, false);
@@ -566,6 +693,7 @@ void ApiServer::Routes() {
                   {"namespace", NamespaceParam(req, *kind)}}},
                 {"status", body["status"]}};
     if (!kind->namespaced) obj["metadata"]["namespace"] = "";
+    if (auto st = CanWriteStatus(who, KeyOf(obj)); !st) return SendError(res, st.error());
     WriteOptions wo;
     wo.dry_run = DryRun(req);
     wo.expected_revision = ResourceVersionOf(body);
@@ -574,10 +702,13 @@ void ApiServer::Routes() {
     SendJson(res, 200, *written);
   });
 
-  Delete("/v1/:kind/:name", [this](const HttpRequest& req,
-                                             HttpResponse& res) {
+  Delete("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res,
+                                   const Principal& who) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
+    if (auto st = CanWrite(who, std::string(kind->kind), req.matches[1], true); !st) {
+      return SendError(res, st.error());
+    }
     WriteOptions wo;
     wo.dry_run = DryRun(req);
     auto deleted = store_->Delete(

@@ -14,6 +14,7 @@
 
 #include "apis/error.h"
 #include "apis/yaml.h"
+#include "cmd/mentat-server/auth.h"
 #include "cmd/mentat-server/http_server.h"
 #include "store/store.h"
 
@@ -29,6 +30,8 @@ struct ApiServerOptions {
   std::chrono::seconds bookmark_interval{5};
   int workers = 64;  // request handlers; watch streams take none
   std::chrono::seconds idle_timeout{120};
+  // Bearer tokens and their roles; nullptr serves every request as admin (--dev, --auth none).
+  TokenStore* tokens = nullptr;
   // Produces a consistent snapshot for GET /v1/snapshot.
   std::function<Result<std::string>()> snapshot;
 };
@@ -46,7 +49,11 @@ class ApiServer {
   size_t WatchStreams() const;
 
  private:
+  using AuthedHandler =
+      std::function<void(const HttpRequest&, HttpResponse&, const Principal&)>;
   void Routes();
+  Result<Principal> Authenticate(const HttpRequest& req) const;
+  Status CanWriteStatus(const Principal& who, const ObjectKey& key);
   // Built-in profiles overlaid with the stored ones, by name.
   Result<std::map<std::string, Json>> Profiles();
   // Decode result -> canonical objects, each admitted against its security profile.

@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
   int compaction_interval = 30;
   int idle_timeout = 120;
   int bookmark_interval = 5;
+  std::string auth = "tokens";
+  std::string tokens_file;
+  bool bootstrap_token = false;
   bool unsafe_no_fsync = false;
   app.add_flag("--dev", dev,
                "development mode: embedded store under ./.mentat, an in-process agent, "
@@ -102,6 +105,15 @@ int main(int argc, char** argv) {
                  "before it is closed")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--auth", auth,
+                 "tokens: every request needs a bearer token (the default; --dev implies none). "
+                 "none: no authentication, allowed only on a loopback address")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tokens", "none"}));
+  app.add_option("--tokens-file", tokens_file,
+                 "the API tokens (SHA-256 hashes, mode 0600); default DATA_DIR/tokens.yaml");
+  app.add_flag("--bootstrap-token", bootstrap_token,
+               "if no admin token exists yet, make one and print it (once)");
   app.add_option("--bookmark-interval", bookmark_interval,
                  "seconds between BOOKMARK events on a quiet watch stream")
       ->capture_default_str()
@@ -133,10 +145,34 @@ int main(int argc, char** argv) {
               << " into " << data_dir << "\n";
     return 0;
   }
+  if (dev) auth = "none";
+  bool loopback = host == "127.0.0.1" || host == "localhost";
+  if (auth == "none" && !loopback) {
+    return Fail(Error(Code::kInvalidArgument,
+                      "--auth none serves every request as admin, so it binds a loopback address "
+                      "only; got --listen " + listen));
+  }
+  std::unique_ptr<TokenStore> tokens;
+  if (auth == "tokens") {
+    if (tokens_file.empty()) tokens_file = data_dir + "/tokens.yaml";
+    auto t = TokenStore::Open(tokens_file);
+    if (!t) return Fail(t.error());
+    tokens = std::move(*t);
+    if (bootstrap_token && tokens->HasAdmin()) {
+      spdlog::warn("--bootstrap-token: an admin token exists already in {}; none was made",
+                   tokens_file);
+    } else if (bootstrap_token) {
+      auto token = tokens->Create("bootstrap-admin", Role::kAdmin);
+      if (!token) return Fail(token.error());
+      std::cout << "bootstrap admin token (shown this once; its hash is in " << tokens_file
+                << "):\n" << *token << "\n" << std::flush;
+    } else if (!tokens->HasAdmin()) {
+      spdlog::warn("no admin token in {}: start once with --bootstrap-token to make one",
+                   tokens_file);
+    }
+  }
   if (!dev) {
-    spdlog::warn("running without --dev: no in-process agent; start mentat-agent on each node. "
-                 "API authentication is not implemented yet, so keep --listen on a trusted "
-                 "interface.");
+    spdlog::info("running without --dev: no in-process agent; start mentat-agent on each node");
   }
 
   // Block the stop signals in every thread; main waits for them with sigwait.
@@ -177,6 +213,7 @@ int main(int argc, char** argv) {
   ao.port = port;
   ao.idle_timeout = std::chrono::seconds(idle_timeout);
   ao.bookmark_interval = std::chrono::seconds(bookmark_interval);
+  ao.tokens = tokens.get();
   ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
   ApiServer api(store->get(), ao);
   auto bound = api.Start();
