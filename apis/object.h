@@ -21,6 +21,9 @@ inline constexpr std::string_view kDefaultNamespace = "default";
 // Labels the control plane sets on objects it owns.
 inline constexpr std::string_view kLabelService = "mentat.io/service";
 inline constexpr std::string_view kLabelNode = "mentat.io/node";
+// The apply set (`mt apply --applyset NAME`) an object was last applied with: the inventory
+// that `--prune` deletes from, and nothing else.
+inline constexpr std::string_view kLabelApplySet = "mentat.io/applyset";
 
 struct KindInfo {
   std::string_view kind;    // "Service"

@@ -618,12 +618,14 @@ Result<Json> RocksStore::Put(const Json& in, const WriteOptions& opts) {
   });
 }
 
-Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bool dry_run) {
+Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bool dry_run,
+                                               const std::vector<ObjectKey>& deletes) {
   return Durably<std::vector<TxnResult>>(
-      [&](int64_t* rev) { return TxnLocked(puts, dry_run, rev); });
+      [&](int64_t* rev) { return TxnLocked(puts, dry_run, deletes, rev); });
 }
 
 Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& puts, bool dry_run,
+                                                     const std::vector<ObjectKey>& deletes,
                                                      int64_t* rev) {
   std::set<std::string> seen;
   std::vector<Change> changes;
@@ -645,6 +647,22 @@ Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& pu
                                                          : TxnResult::kConfigured,
                        Json()});
     changes.push_back(std::move(*change));
+  }
+  for (const auto& key : deletes) {
+    if (!seen.insert(StoreKey(key)).second) {
+      return InvalidArgument(key.ToString() + " is both written and deleted in one transaction");
+    }
+    MT_ASSIGN_OR_RETURN(std::optional<Json> obj, FindLocked(key));
+    if (!obj) continue;
+    const Json& finalizers = (*obj)["metadata"].value("finalizers", Json::array());
+    if (finalizers.is_array() && !finalizers.empty()) {
+      if ((*obj)["metadata"].contains("deletionTimestamp")) continue;
+      (*obj)["metadata"]["deletionTimestamp"] = NowRfc3339();
+      changes.push_back({key, EventType::kModified, std::move(*obj)});
+    } else {
+      changes.push_back({key, EventType::kDeleted, std::move(*obj)});
+    }
+    results.push_back({TxnResult::kDeleted, Json()});
   }
   MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, dry_run));
   size_t next = 0;

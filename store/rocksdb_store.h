@@ -46,7 +46,9 @@ class RocksStore : public Store {
   Result<Json> Put(const Json& obj, const WriteOptions& opts = {}) override;
   Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) override;
   Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) override;
-  Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) override;
+  using Store::Txn;
+  Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run,
+                                     const std::vector<ObjectKey>& deletes) override;
   Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
   int64_t CurrentRevision() override;
   Status Compact(int64_t revision) override;
@@ -100,6 +102,7 @@ class RocksStore : public Store {
   template <class T, class F>
   Result<T> Durably(F&& locked);
   Result<std::vector<TxnResult>> TxnLocked(const std::vector<Json>& puts, bool dry_run,
+                                           const std::vector<ObjectKey>& deletes,
                                            int64_t* rev);
   Result<Json> UpdateStatusLocked(const Json& in, const WriteOptions& opts, int64_t* rev);
   Result<Json> DeleteLocked(const ObjectKey& key, const WriteOptions& opts, int64_t* rev);

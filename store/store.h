@@ -69,7 +69,7 @@ class Watcher {
 using WatcherPtr = std::unique_ptr<Watcher>;
 
 struct TxnResult {
-  enum Action { kCreated, kConfigured, kUnchanged } action;
+  enum Action { kCreated, kConfigured, kUnchanged, kDeleted } action;
   Json object;  // as stored after the transaction
   std::string json;  // the same, as the JSON text stored (empty for kUnchanged and dry runs)
 };
@@ -87,9 +87,15 @@ class Store {
   // Replace only the status. NotFound when absent.
   virtual Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) = 0;
   virtual Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) = 0;
-  // Several Puts as one transaction at one revision: all are written or none is. An object
-  // carrying metadata.resourceVersion is written only if it still has that version.
-  virtual Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) = 0;
+  // Several Puts (and Deletes) as one transaction at one revision: all are written or none
+  // is. An object carrying metadata.resourceVersion is written only if it still has that
+  // version. A delete of an absent object is skipped; one with finalizers marks it
+  // (deletionTimestamp), as Delete does. Results: the puts in order, then the deletes done.
+  virtual Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run,
+                                             const std::vector<ObjectKey>& deletes) = 0;
+  Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) {
+    return Txn(puts, dry_run, {});
+  }
 
   // Every change to `kind` ("" = all kinds) after `from_revision`, in order. 0 = from now.
   // kGone when from_revision has been compacted away.

@@ -662,11 +662,58 @@ void ApiServer::Routes() {
         return SendError(res, st.error());
       }
     }
+    // An apply set: every object is labelled with it, and --prune deletes the objects an
+    // earlier apply of the same set labelled that this one no longer declares. Never others.
+    std::string applyset = req.Param("applyset");
+    bool prune = req.Param("prune") == "true";
+    if (prune && applyset.empty()) {
+      return SendError(res, Error(Code::kInvalidArgument, "prune needs an apply set",
+                                  {{"prune", 0, 0,
+                                    "give applyset=NAME: only objects an earlier apply of that "
+                                    "same set recorded are ever pruned"}}));
+    }
+    if (!applyset.empty() && !IsDnsLabel(applyset)) {
+      return SendError(res, Error(Code::kInvalidArgument, "invalid apply set name",
+                                  {{"applyset", 0, 0, "must be a DNS label, got \"" + applyset + "\""}}));
+    }
+    std::vector<ObjectKey> pruned;
+    if (!applyset.empty()) {
+      for (auto& o : objects) {
+        auto current = store_->Get(KeyOf(o));
+        if (current) {
+          std::string owner = LabelOf(*current, kLabelApplySet);
+          if (!owner.empty() && owner != applyset) {
+            return SendError(res, Error(Code::kConflict,
+                                        KeyOf(o).ToString() + " belongs to apply set \"" + owner +
+                                            "\", not \"" + applyset + "\"; nothing was applied"));
+          }
+        }
+        o["metadata"]["labels"][std::string(kLabelApplySet)] = applyset;
+      }
+      if (prune) {
+        auto sel = LabelSelector::Parse(std::string(kLabelApplySet) + "=" + applyset);
+        if (!sel) return SendError(res, sel.error());
+        for (const auto& info : Kinds()) {
+          ListOptions lo;
+          lo.selector = *sel;
+          auto members = store_->List(std::string(info.kind), lo);
+          if (!members) return SendError(res, members.error());
+          for (const auto& m : members->items) {
+            ObjectKey key = KeyOf(m);
+            if (first_seen.count(key.ToString())) continue;
+            if (auto st = CanWrite(who, key.kind, key.name, true); !st) {
+              return SendError(res, st.error());
+            }
+            pruned.push_back(key);
+          }
+        }
+      }
+    }
     bool dry_run = DryRun(req);
-    auto results = store_->Txn(objects, dry_run);
+    auto results = store_->Txn(objects, dry_run, pruned);
     if (!results) return SendError(res, results.error());
     Json items = Json::array();
-    static const char* actions[] = {"created", "configured", "unchanged"};
+    static const char* actions[] = {"created", "configured", "unchanged", "pruned"};
     for (const auto& r : *results) {
       items.push_back({{"kind", r.object.value("kind", "")},
                        {"name", NameOf(r.object)},
