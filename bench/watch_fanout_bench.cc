@@ -366,7 +366,7 @@ int main(int argc, char** argv) {
   int mport = FreePort(), eport = FreePort(), epeer = FreePort();
   Process mentat(
       {Runfile("cmd/mentat-server/mentat-server"), "--listen", "127.0.0.1:" + std::to_string(mport),
-       "--data-dir", dir + "/mentat", "--log-level", "warn"},
+       "--data-dir", dir + "/mentat", "--log-level", "warn", "--auth", "none"},
       dir + "/mentat.log");
   std::string e = "http://127.0.0.1:" + std::to_string(eport);
   std::string p = "http://127.0.0.1:" + std::to_string(epeer);
