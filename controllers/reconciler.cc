@@ -80,4 +80,10 @@ void ControllerManager::Worker(Controller* c) {
   }
 }
 
+std::vector<ControllerManager::QueueDepth> ControllerManager::QueueDepths() {
+  std::vector<QueueDepth> out;
+  for (auto& c : controllers_) out.push_back({c->reconciler->Name(), c->queue.Len()});
+  return out;
+}
+
 }  // namespace mentat

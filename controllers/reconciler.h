@@ -46,6 +46,13 @@ class ControllerManager {
   Status Start(int workers_per_controller = 2);
   void Stop();
 
+  struct QueueDepth {
+    std::string controller;
+    size_t depth;
+  };
+  // Keys waiting in each controller's queue, for /metrics.
+  std::vector<QueueDepth> QueueDepths();
+
  private:
   struct Controller {
     ReconcilerPtr reconciler;

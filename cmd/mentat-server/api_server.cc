@@ -250,6 +250,10 @@ ApiServer::ApiServer(Store* store, ApiServerOptions opts)
   ho.workers = opts_.workers;
   ho.max_body_bytes = kMaxApplyBytes;
   ho.idle_timeout = opts_.idle_timeout;
+  ho.observe = [this](const std::string& route, const std::string& method, int status,
+                      double seconds) {
+    metrics_.ObserveRequest(route.empty() ? "unmatched" : route, method, status, seconds);
+  };
   http_ = std::make_unique<HttpServer>(ho);
 }
 
@@ -391,6 +395,19 @@ void ApiServer::Routes() {
     if (tokens_off(res)) return;
     if (auto st = opts_.tokens->Remove(req.matches[0]); !st) return SendError(res, st.error());
     SendJson(res, 200, {{"name", req.matches[0]}, {"revoked", true}});
+  });
+  Get("/metrics", [this](const HttpRequest&, HttpResponse& res, const Principal&) {
+    std::vector<Metrics::Sample> samples = {
+        {"mentat_store_revision", "The store's current revision.", "gauge", "",
+         static_cast<double>(store_->CurrentRevision())},
+        {"mentat_watch_streams", "Open watch streams on the HTTP API.", "gauge", "",
+         static_cast<double>(http_->StreamCount())},
+    };
+    if (opts_.metrics) {
+      for (auto& s : opts_.metrics()) samples.push_back(std::move(s));
+    }
+    res.content_type = "text/plain; version=0.0.4";
+    res.body = metrics_.Render(samples);
   });
   Probe("/readyz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});

@@ -16,6 +16,7 @@
 #include "apis/yaml.h"
 #include "cmd/mentat-server/auth.h"
 #include "cmd/mentat-server/http_server.h"
+#include "cmd/mentat-server/metrics.h"
 #include "store/store.h"
 
 
@@ -32,6 +33,8 @@ struct ApiServerOptions {
   std::chrono::seconds idle_timeout{120};
   // Bearer tokens and their roles; nullptr serves every request as admin (--dev, --auth none).
   TokenStore* tokens = nullptr;
+  // More samples for /metrics, computed at scrape time (e.g. reconcile queue depths).
+  std::function<std::vector<Metrics::Sample>()> metrics;
   // Produces a consistent snapshot for GET /v1/snapshot.
   std::function<Result<std::string>()> snapshot;
 };
@@ -61,6 +64,7 @@ class ApiServer {
 
   Store* store_;
   ApiServerOptions opts_;
+  Metrics metrics_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> stopping_{false};
 };

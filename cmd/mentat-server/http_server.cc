@@ -204,7 +204,7 @@ HttpServer::HttpServer(HttpServerOptions opts) : opts_(std::move(opts)) {
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Route(const std::string& method, const std::string& pattern, HttpHandler handler) {
-  routes_.push_back({method, Segments(pattern), std::move(handler)});
+  routes_.push_back({method, pattern, Segments(pattern), std::move(handler)});
 }
 
 void HttpServer::SetErrorBody(std::function<std::string(int, const std::string&)> body) {
@@ -328,6 +328,7 @@ void HttpServer::OnWake(int, short, void* arg) {
 
 void HttpServer::OnRequest(evhttp_request* req, void* arg) {
   auto* self = static_cast<HttpServer*>(arg);
+  auto arrived = std::chrono::steady_clock::now();
   HttpRequest r;
   r.method = MethodName(evhttp_request_get_command(req));
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
@@ -348,7 +349,8 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
       HttpResponse bad;
       bad.status = 400;
       bad.body = self->error_body_(400, "malformed query string: every parameter needs name=value");
-      return self->Reply(req, std::move(bad));
+      self->Reply(req, std::move(bad));
+      return self->Observe("", r.method, 400, arrived);
     }
     for (evkeyval* h = kv.tqh_first; h; h = h->next.tqe_next) r.params.emplace(h->key, h->value);
     evhttp_clear_headers(&kv);
@@ -368,13 +370,14 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
     big.body = self->error_body_(413, "request body of " + std::to_string(len) +
                                           " bytes is over the limit of " +
                                           std::to_string(self->opts_.max_body_bytes) + " bytes");
-    return self->Reply(req, std::move(big));
+    self->Reply(req, std::move(big));
+    return self->Observe("", r.method, 413, arrived);
   }
   r.body.resize(len);
   if (len) evbuffer_remove(body, r.body.data(), len);
   {
     std::lock_guard<std::mutex> lock(self->jobs_mu_);
-    self->jobs_.push_back({req, std::move(r)});
+    self->jobs_.push_back({req, std::move(r), arrived});
   }
   self->jobs_cv_.notify_one();
 }
@@ -390,19 +393,32 @@ void HttpServer::WorkerLoop() {
       jobs_.pop_front();
     }
     auto response = std::make_shared<HttpResponse>();
+    std::string route;
     try {
-      Dispatch(job.request, *response);
+      route = Dispatch(job.request, *response);
     } catch (const std::exception& e) {
       *response = HttpResponse();
       response->status = 500;
       response->body = error_body_(500, std::string("internal error: ") + e.what());
     }
     spdlog::debug("{} {} -> {}", job.request.method, job.request.path, response->status);
-    Post([this, req = job.req, response] { Reply(req, std::move(*response)); });
+    Post([this, req = job.req, response, route = std::move(route),
+          method = std::move(job.request.method), arrived = job.arrived] {
+      int status = response->status;
+      Reply(req, std::move(*response));
+      Observe(route, method, status, arrived);
+    });
   }
 }
 
-void HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
+void HttpServer::Observe(const std::string& route, const std::string& method, int status,
+                         std::chrono::steady_clock::time_point arrived) {
+  if (!opts_.observe) return;
+  opts_.observe(route, method, status,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
+}
+
+std::string HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
   auto segments = Segments(request.path);
   std::string method = request.method == "HEAD" ? "GET" : request.method;
   std::vector<std::string> allowed;
@@ -425,7 +441,7 @@ void HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
     }
     request.matches = std::move(matches);
     route.handler(request, response);
-    return;
+    return route.pattern;
   }
   if (!allowed.empty()) {
     response.status = 405;
@@ -434,10 +450,11 @@ void HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
     response.headers.emplace_back("Allow", list);
     response.body = error_body_(405, request.method + " is not allowed on " + request.path +
                                          "; allowed: " + list);
-    return;
+    return "";
   }
   response.status = 404;
   response.body = error_body_(404, "no route for " + request.method + " " + request.path);
+  return "";
 }
 
 void HttpServer::Reply(evhttp_request* req, HttpResponse response) {

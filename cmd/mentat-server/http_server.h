@@ -100,6 +100,11 @@ struct HttpServerOptions {
   int workers = 64;  // handler threads; a write holds one until its fsync
   size_t max_body_bytes = 8 << 20;
   std::chrono::seconds idle_timeout{120};
+  // Called on the loop thread once a response (or a stream) has started: the route pattern
+  // that matched ("" when none did), the method, the status, and the time since arrival.
+  std::function<void(const std::string& route, const std::string& method, int status,
+                     double seconds)>
+      observe;
 };
 
 class HttpServer {
@@ -127,17 +132,22 @@ class HttpServer {
   friend class HttpStream;
   struct RouteEntry {
     std::string method;
+    std::string pattern;
     std::vector<std::string> segments;
     HttpHandler handler;
   };
   struct Job {
     evhttp_request* req;
     HttpRequest request;
+    std::chrono::steady_clock::time_point arrived;
   };
 
   static void OnRequest(evhttp_request* req, void* self);
   static void OnWake(int, short, void* self);
-  void Dispatch(HttpRequest& request, HttpResponse& response);
+  // Runs the matching route's handler; returns its pattern ("" when none matched).
+  std::string Dispatch(HttpRequest& request, HttpResponse& response);
+  void Observe(const std::string& route, const std::string& method, int status,
+               std::chrono::steady_clock::time_point arrived);
   void Reply(evhttp_request* req, HttpResponse response);
   void WorkerLoop();
 

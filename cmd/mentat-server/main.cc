@@ -215,11 +215,23 @@ int main(int argc, char** argv) {
   ao.bookmark_interval = std::chrono::seconds(bookmark_interval);
   ao.tokens = tokens.get();
   ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
+  ControllerManager controllers(store->get());
+  ao.metrics = [&controllers, s = store->get()] {
+    std::vector<Metrics::Sample> out;
+    for (const auto& q : controllers.QueueDepths()) {
+      out.push_back({"mentat_reconcile_queue_depth", "Keys waiting in a controller's work queue.",
+                     "gauge", "controller=\"" + q.controller + "\"",
+                     static_cast<double>(q.depth)});
+    }
+    out.push_back({"mentat_store_compacted_revision",
+                   "Watch history at and below this revision is compacted (a watch from there gets 410).",
+                   "gauge", "", static_cast<double>(s->CompactedRevision())});
+    return out;
+  };
   ApiServer api(store->get(), ao);
   auto bound = api.Start();
   if (!bound) return Fail(bound.error());
 
-  ControllerManager controllers(store->get());
   controllers.Add(std::make_unique<ServiceController>(store->get()));
   if (auto st = controllers.Start(); !st) return Fail(st.error());
 
