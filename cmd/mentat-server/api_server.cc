@@ -250,6 +250,8 @@ ApiServer::ApiServer(Store* store, ApiServerOptions opts)
   ho.workers = opts_.workers;
   ho.max_body_bytes = kMaxApplyBytes;
   ho.idle_timeout = opts_.idle_timeout;
+  ho.tls_cert = opts_.tls_cert;
+  ho.tls_key = opts_.tls_key;
   ho.observe = [this](const std::string& route, const std::string& method, int status,
                       double seconds) {
     metrics_.ObserveRequest(route.empty() ? "unmatched" : route, method, status, seconds);

@@ -31,6 +31,8 @@ struct ApiServerOptions {
   std::chrono::seconds bookmark_interval{5};
   int workers = 64;  // request handlers; watch streams take none
   std::chrono::seconds idle_timeout{120};
+  std::string tls_cert;  // HTTPS when both are set
+  std::string tls_key;
   // Bearer tokens and their roles; nullptr serves every request as admin (--dev, --auth none).
   TokenStore* tokens = nullptr;
   // More samples for /metrics, computed at scrape time (e.g. reconcile queue depths).

@@ -12,10 +12,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 namespace mentat {
@@ -211,8 +214,50 @@ void HttpServer::SetErrorBody(std::function<std::string(int, const std::string&)
   error_body_ = std::move(body);
 }
 
+namespace {
+
+std::string OpenSslError() {
+  unsigned long e = ERR_get_error();
+  if (!e) return "unknown error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
+
+}  // namespace
+
+bufferevent* HttpServer::NewTlsConnection(event_base* base, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  SSL* ssl = SSL_new(self->tls_);
+  // The socket is set later by evhttp; the TLS handshake runs as the server side.
+  return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                        BEV_OPT_CLOSE_ON_FREE);
+}
+
 Result<int> HttpServer::Start() {
   EnableThreads();
+  if (!opts_.tls_cert.empty() || !opts_.tls_key.empty()) {
+    if (opts_.tls_cert.empty() || opts_.tls_key.empty()) {
+      return InvalidArgument("HTTPS needs both a certificate (--tls-cert) and its key (--tls-key)");
+    }
+    tls_ = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(tls_, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(tls_, opts_.tls_cert.c_str()) != 1) {
+      return InvalidArgument("--tls-cert " + opts_.tls_cert + ": " + OpenSslError());
+    }
+    if (SSL_CTX_use_PrivateKey_file(tls_, opts_.tls_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      std::string err = OpenSslError();
+      if (err.find("mismatch") != std::string::npos) {
+        return InvalidArgument("--tls-key " + opts_.tls_key + " does not match the certificate " +
+                               opts_.tls_cert);
+      }
+      return InvalidArgument("--tls-key " + opts_.tls_key + ": " + err);
+    }
+    if (SSL_CTX_check_private_key(tls_) != 1) {
+      return InvalidArgument("--tls-key " + opts_.tls_key + " does not match the certificate " +
+                             opts_.tls_cert);
+    }
+  }
   base_ = event_base_new();
   if (!base_) return Internal("cannot create the event loop");
   http_ = evhttp_new(base_);
@@ -259,6 +304,7 @@ Result<int> HttpServer::Start() {
                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(http_, &HttpServer::OnRequest, this);
+  if (tls_) evhttp_set_bevcb(http_, &HttpServer::NewTlsConnection, this);
 
   running_ = true;
   {
@@ -305,6 +351,8 @@ void HttpServer::Stop() {
   wake_ = nullptr;
   if (base_) event_base_free(base_);
   base_ = nullptr;
+  if (tls_) SSL_CTX_free(tls_);
+  tls_ = nullptr;
 }
 
 bool HttpServer::Post(std::function<void()> fn) {

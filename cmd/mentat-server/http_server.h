@@ -24,6 +24,8 @@
 
 struct event;
 struct event_base;
+struct bufferevent;
+struct ssl_ctx_st;
 struct evhttp;
 struct evhttp_request;
 
@@ -100,6 +102,9 @@ struct HttpServerOptions {
   int workers = 64;  // handler threads; a write holds one until its fsync
   size_t max_body_bytes = 8 << 20;
   std::chrono::seconds idle_timeout{120};
+  // HTTPS when both are set: a PEM certificate chain and its private key.
+  std::string tls_cert;
+  std::string tls_key;
   // Called on the loop thread once a response (or a stream) has started: the route pattern
   // that matched ("" when none did), the method, the status, and the time since arrival.
   std::function<void(const std::string& route, const std::string& method, int status,
@@ -155,8 +160,11 @@ class HttpServer {
   std::vector<RouteEntry> routes_;
   std::function<std::string(int, const std::string&)> error_body_;
 
+  static bufferevent* NewTlsConnection(event_base* base, void* self);
+
   event_base* base_ = nullptr;
   evhttp* http_ = nullptr;
+  ssl_ctx_st* tls_ = nullptr;
   event* wake_ = nullptr;
   std::thread loop_;
   std::atomic<bool> running_{false};

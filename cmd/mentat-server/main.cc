@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   std::string auth = "tokens";
   std::string tokens_file;
   bool bootstrap_token = false;
+  std::string tls_cert, tls_key;
   bool unsafe_no_fsync = false;
   app.add_flag("--dev", dev,
                "development mode: embedded store under ./.mentat, an in-process agent, "
@@ -114,6 +115,9 @@ int main(int argc, char** argv) {
                  "the API tokens (SHA-256 hashes, mode 0600); default DATA_DIR/tokens.yaml");
   app.add_flag("--bootstrap-token", bootstrap_token,
                "if no admin token exists yet, make one and print it (once)");
+  app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
   app.add_option("--bookmark-interval", bookmark_interval,
                  "seconds between BOOKMARK events on a quiet watch stream")
       ->capture_default_str()
@@ -144,6 +148,10 @@ int main(int argc, char** argv) {
     std::cout << "restored " << info->objects << " objects at revision " << info->revision
               << " into " << data_dir << "\n";
     return 0;
+  }
+  if (dev && !tls_cert.empty()) {
+    return Fail(Error(Code::kInvalidArgument,
+                      "--dev serves plain HTTP on 127.0.0.1 to its in-process agent; drop --tls-cert"));
   }
   if (dev) auth = "none";
   bool loopback = host == "127.0.0.1" || host == "localhost";
@@ -214,6 +222,8 @@ int main(int argc, char** argv) {
   ao.idle_timeout = std::chrono::seconds(idle_timeout);
   ao.bookmark_interval = std::chrono::seconds(bookmark_interval);
   ao.tokens = tokens.get();
+  ao.tls_cert = tls_cert;
+  ao.tls_key = tls_key;
   ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
   ControllerManager controllers(store->get());
   ao.metrics = [&controllers, s = store->get()] {
@@ -236,7 +246,7 @@ int main(int argc, char** argv) {
   if (auto st = controllers.Start(); !st) return Fail(st.error());
 
   std::unique_ptr<Agent> agent;
-  std::string url = "http://" + ao.host + ":" + std::to_string(*bound);
+  std::string url = std::string(tls_cert.empty() ? "http" : "https") + "://" + ao.host + ":" + std::to_string(*bound);
   if (dev) {
     AgentOptions opts;
     opts.server = url;
