@@ -16,6 +16,7 @@ const std::vector<KindInfo>& Kinds() {
       {"Allocation", "allocations", true},
       {"Node", "nodes", false},
       {"SecurityProfile", "securityprofiles", false},
+      {"Event", "events", true},
   };
   return kinds;
 }

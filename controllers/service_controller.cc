@@ -1,5 +1,7 @@
 #include "controllers/service_controller.h"
 
+#include "controllers/events.h"
+
 #include <algorithm>
 #include <map>
 
@@ -156,20 +158,40 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
                     {"nodeName", node},
                     {"serviceGeneration", generation},
                     {"task", spec}}}};
+    bool placed = false;
     if (exists) {
       // Placing an unplaced allocation: conditional on what we read.
       WriteOptions wo;
       wo.expected_revision = ResourceVersionOf(it->second);
       auto st = store_->Put(alloc, wo);
       if (!st) return std::unexpected(st.error());
+      placed = !node.empty();
     } else {
       WriteOptions wo;
       wo.create_only = true;
       auto st = store_->Put(alloc, wo);
       if (!st && st.error().code() != Code::kAlreadyExists) return std::unexpected(st.error());
+      placed = st && !node.empty();
       if (st) spdlog::info("service-controller: created allocation {}/{} on node {}", ns, aname,
                            node.empty() ? "(none)" : node);
     }
+    if (placed) {
+      RecordEvent(store_, alloc, kEventNormal, "Scheduled",
+                  "placed " + ns + "/" + aname + " on node " + node, "service-controller");
+    }
+  }
+  if (!placement_problem.empty()) {
+    RecordEvent(store_, *svc, kEventWarning, "FailedScheduling",
+                "cannot place allocations: " + placement_problem, "service-controller");
+  }
+  // A change of count since the last rollup is a scale.
+  const Json& last_status = (*svc).value("status", Json::object());
+  if (last_status.contains("desiredReplicas") && last_status["desiredReplicas"].is_number_integer() &&
+      last_status["desiredReplicas"].get<int>() != count) {
+    RecordEvent(store_, *svc, kEventNormal, "Scaled",
+                "scaled from " + std::to_string(last_status["desiredReplicas"].get<int>()) + " to " +
+                    std::to_string(count) + " replicas",
+                "service-controller");
   }
 
   // Status rollup from the allocations as they are now.
@@ -215,6 +237,7 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   bool available = ready == count;
   Json status = {
       {"observedGeneration", generation},
+      {"desiredReplicas", count},
       {"replicas", replicas},
       {"readyReplicas", ready},
       {"updatedReplicas", updated},

@@ -21,7 +21,20 @@ void WorkQueue::AddAfter(const std::string& key, Clock::duration delay) {
   if (delay <= Clock::duration::zero()) return Add(key);
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) return;
-  delayed_.emplace(Clock::now() + delay, key);
+  auto when = Clock::now() + delay;
+  auto it = delayed_until_.find(key);
+  if (it != delayed_until_.end()) {
+    if (it->second <= when) return;  // already due sooner
+    auto range = delayed_.equal_range(it->second);
+    for (auto d = range.first; d != range.second; ++d) {
+      if (d->second == key) {
+        delayed_.erase(d);
+        break;
+      }
+    }
+  }
+  delayed_.emplace(when, key);
+  delayed_until_[key] = when;
   cv_.notify_one();
 }
 
@@ -55,6 +68,7 @@ std::optional<std::string> WorkQueue::Get() {
     while (!delayed_.empty() && delayed_.begin()->first <= now) {
       std::string key = delayed_.begin()->second;
       delayed_.erase(delayed_.begin());
+      delayed_until_.erase(key);
       AddLocked(key);
     }
     if (!queue_.empty()) {

@@ -45,6 +45,9 @@ class WorkQueue {
   std::set<std::string> dirty_;       // queued or to be requeued
   std::set<std::string> processing_;  // handed out, not Done yet
   std::multimap<Clock::time_point, std::string> delayed_;
+  // Each delayed key waits once, for its earliest deadline: a key asked for again later
+  // (every reconcile that requeues it, say) does not pile up repeat runs.
+  std::map<std::string, Clock::time_point> delayed_until_;
   std::map<std::string, int> failures_;
   bool shutdown_ = false;
 };

@@ -53,6 +53,22 @@ TEST(WorkQueue, DelayedKeysComeOutWhenDue) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
 }
 
+TEST(WorkQueue, ADelayedKeyWaitsOnceForItsEarliestDeadline) {
+  WorkQueue q;
+  auto start = std::chrono::steady_clock::now();
+  // Three reconciles each ask for the same key later, then one asks sooner.
+  q.AddAfter("svc", 200ms);
+  q.AddAfter("svc", 200ms);
+  q.AddAfter("svc", 400ms);
+  q.AddAfter("svc", 5ms);
+  EXPECT_EQ(*q.Get(), "svc");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 150ms);
+  q.Done("svc");
+  // Nothing else is waiting for svc: a marker due after the old deadlines comes out next.
+  q.AddAfter("marker", 600ms);
+  EXPECT_EQ(*q.Get(), "marker");
+}
+
 TEST(WorkQueue, ShutDownReleasesWaitingWorkers) {
   WorkQueue q;
   std::optional<std::string> got = "unset";

@@ -147,6 +147,8 @@ Status CanWrite(const Principal& who, const std::string& kind, const std::string
     return Forbidden(who, action, "the admin role");
   }
   if (who.role == Role::kNode && kind == "Node" && name == who.node && !deleting) return {};
+  // An agent reports Events; the PUT handler checks they are about its own node's objects.
+  if (who.role == Role::kNode && kind == "Event" && !deleting) return {};
   if (who.role == Role::kNode) {
     return Forbidden(who, action + (kind == "Node" ? " other than its own node " + who.node : ""),
                      "the operator or admin role");
@@ -564,6 +566,17 @@ void ApiServer::Routes() {
                                         req.Param("namespace")));
       }
       (*obj)["metadata"]["namespace"] = req.Param("namespace");
+    }
+    if (who.role == Role::kNode && kind->kind == "Event") {
+      const Json& ref = (*obj)["spec"].value("involvedObject", Json::object());
+      ObjectKey about{ref.value("kind", ""), ref.value("namespace", NamespaceOf(*obj)),
+                      ref.value("name", "")};
+      if (about.kind != "Node" && about.kind != "Allocation") {
+        return SendError(res, Forbidden(who, "record events about " + about.kind + " objects",
+                                        "the admin role").error());
+      }
+      if (about.kind == "Node") about.ns = "";
+      if (auto st = CanWriteStatus(who, about); !st) return SendError(res, st.error());
     }
     WriteOptions wo;
     wo.dry_run = DryRun(req);

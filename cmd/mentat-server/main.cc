@@ -42,6 +42,20 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   return std::make_pair(host.empty() ? std::string("127.0.0.1") : host, port);
 }
 
+// Events are short-lived: those that last happened more than `ttl` ago are deleted.
+Result<int> ExpireEvents(Store* store, std::chrono::seconds ttl) {
+  MT_ASSIGN_OR_RETURN(auto events, store->List("Event", {}));
+  auto cutoff = std::chrono::system_clock::now() - ttl;
+  int n = 0;
+  for (const auto& e : events.items) {
+    auto last = ParseTime(e["spec"].value("lastTimestamp", ""));
+    if (last && *last > cutoff) continue;
+    auto st = store->Delete(KeyOf(e));
+    if (st) ++n;
+  }
+  return n;
+}
+
 int Fail(const Error& e) {
   std::cerr << "mentat-server: " << e.ToString() << "\n";
   return 1;
@@ -65,6 +79,7 @@ int main(int argc, char** argv) {
   int compaction_interval = 30;
   int idle_timeout = 120;
   int bookmark_interval = 5;
+  int event_ttl = 3600;
   std::string auth = "tokens";
   std::string tokens_file;
   bool bootstrap_token = false;
@@ -118,6 +133,9 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--event-ttl", event_ttl, "seconds an Event is kept after it last happened")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 30));
   app.add_option("--bookmark-interval", bookmark_interval,
                  "seconds between BOOKMARK events on a quiet watch stream")
       ->capture_default_str()
@@ -270,6 +288,11 @@ int main(int argc, char** argv) {
     while (!compact_cv.wait_for(lock, std::chrono::seconds(compaction_interval), [&] { return stopping; })) {
       if (auto r = (*store)->CompactToWindow(); !r) {
         spdlog::warn("compaction: {}", r.error().message());
+      }
+      if (auto n = ExpireEvents(store->get(), std::chrono::seconds(event_ttl)); !n) {
+        spdlog::warn("expiring events: {}", n.error().message());
+      } else if (*n) {
+        spdlog::debug("expired {} events", *n);
       }
     }
   });

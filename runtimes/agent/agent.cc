@@ -1,5 +1,7 @@
 #include "runtimes/agent/agent.h"
 
+#include "apis/event.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -295,6 +297,7 @@ void Agent::OnExit(const std::string& task_id, const ExitResult& exit) {
         t.ready = false;
         t.last_exit = exit;
         key = k;
+        if (exit.oom_killed) EmitLocked(k, kEventWarning, "OOMKilled", exit.message);
         break;
       }
     }
@@ -470,6 +473,7 @@ Status Agent::Reconcile(const std::string& key) {
         lt.last_exit = ExitResult{std::nullopt, std::nullopt, false, lt.message};
         lt.restart_pending = false;
         spdlog::warn("agent: starting {}: {}", key, lt.message);
+        EmitLocked(key, kEventWarning, "FailedStart", lt.message);
         // A bad spec will not fix itself; a restart policy still retries with backoff.
         if (lt.restart_policy != "never") queue_.AddRateLimited(key);
       } else {
@@ -490,6 +494,14 @@ Status Agent::Reconcile(const std::string& key) {
         if (was_restart) lt.restarts++;
         MT_RETURN_IF_ERROR(WriteHandle(key, lt));
         spdlog::info("agent: started {} (pid {})", key, lt.pid);
+        if (was_restart) {
+          EmitLocked(key, kEventWarning, "Restarted",
+                     "restart " + std::to_string(lt.restarts) + " on node " + opts_.node_name +
+                         ", pid " + std::to_string(lt.pid) + (lt.last_exit ? "; it had " + lt.last_exit->message : ""));
+        } else {
+          EmitLocked(key, kEventNormal, "Started",
+                     "started on node " + opts_.node_name + ", pid " + std::to_string(lt.pid));
+        }
       }
     }
   }
@@ -514,6 +526,36 @@ Status Agent::Reconcile(const std::string& key) {
   return {};
 }
 
+void Agent::EmitLocked(const std::string& key, const char* type, const std::string& reason,
+                       const std::string& message) {
+  auto it = desired_.find(key);
+  if (it == desired_.end()) return;
+  Json involved = {{"kind", "Allocation"}, {"metadata", it->second.value("metadata", Json::object())}};
+  std::lock_guard<std::mutex> lock(events_mu_);
+  events_.push_back(MakeEvent(involved, type, reason, message, "agent/" + opts_.node_name));
+}
+
+void Agent::FlushEvents() {
+  std::vector<Json> batch;
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    batch.swap(events_);
+  }
+  for (const auto& e : batch) {
+    RequestOptions ro;
+    ro.ns = NamespaceOf(e);
+    std::string name = NameOf(e);
+    Result<Json> written;
+    auto existing = client_->Get("events", name, ro);
+    if (existing) {
+      written = client_->Put("events", name, RepeatEvent(*existing).dump(), ro);
+    } else {
+      written = client_->Put("events", name, e.dump(), ro);
+    }
+    if (!written) spdlog::debug("agent: event {}: {}", name, written.error().message());
+  }
+}
+
 void Agent::ProbeLoop() {
   auto last_heartbeat = std::chrono::steady_clock::now();
   while (!stop_) {
@@ -531,6 +573,10 @@ void Agent::ProbeLoop() {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = tasks_.find(key);
         if (it != tasks_.end() && it->second.running && it->second.ready != ok) {
+          if (!ok) {
+            EmitLocked(key, kEventWarning, "Unhealthy",
+                       "port " + std::to_string(port) + " stopped accepting connections");
+          }
           it->second.ready = ok;
           changed = true;
         }
@@ -543,6 +589,7 @@ void Agent::ProbeLoop() {
         spdlog::debug("agent: heartbeat: {}", st.error().message());
       }
     }
+    FlushEvents();
     // The probe period: how quickly a port that opens is seen as Ready.
     std::this_thread::sleep_for(probes.empty() ? 200ms : 50ms);
   }

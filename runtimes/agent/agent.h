@@ -66,6 +66,10 @@ class Agent {
   void SyncLoop();
   void WorkLoop();
   void ProbeLoop();
+  // Queues an Event about the allocation behind `key` (sent by FlushEvents, off the lock).
+  void EmitLocked(const std::string& key, const char* type, const std::string& reason,
+                  const std::string& message);
+  void FlushEvents();
   Status Reconcile(const std::string& key);
   Status RegisterNode();
   void RecoverTasks();
@@ -73,6 +77,8 @@ class Agent {
   Status WriteHandle(const std::string& key, const LocalTask& t);
   void RemoveTaskDir(const std::string& key);
   Json BuildStatus(const std::string& key);
+  std::mutex events_mu_;
+  std::vector<Json> events_;  // MakeEvent objects waiting to be sent
   std::string TaskDir(const std::string& key) const;
   Driver* DriverFor(const std::string& name);
 
