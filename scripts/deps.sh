@@ -8,7 +8,7 @@ MENTAT_BUILD_PACKAGES=(
   librocksdb-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
   libseccomp-dev libcap-dev libgtest-dev libgmock-dev libcli11-dev
   libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
-  libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk
+  libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl
   procps curl python3-jsonschema python3-yaml
 )
 
