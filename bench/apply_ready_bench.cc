@@ -25,12 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
-  return v[i];
-}
-
 // Bare start: fork, exec /bin/sleep, wait until /proc/<pid>/exe is the new program.
 double BareStartMs() {
   auto t0 = Clock::now();

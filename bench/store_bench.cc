@@ -24,29 +24,6 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string B64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -6;
-  for (unsigned char c : in) {
-    val = (val << 8) + c;
-    bits += 8;
-    while (bits >= 0) {
-      out.push_back(t[(val >> bits) & 0x3F]);
-      bits -= 6;
-    }
-  }
-  if (bits > -6) out.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
-  while (out.size() % 4) out.push_back('=');
-  return out;
-}
-
-double Pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-}
-
 const std::string kPad(900, 'x');  // with the envelope, ~1 KiB per object
 
 // One store under test: how to write object i, and how to read things back.
@@ -76,7 +53,7 @@ Target Etcd(int port) {
             Json value = {{"kind", "SecurityProfile"},
                           {"metadata", {{"name", key}, {"annotations", {{"pad", kPad}}}}},
                           {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
-            Json body = {{"key", B64("/registry/profiles/" + key)}, {"value", B64(value.dump())}};
+            Json body = {{"key", Base64("/registry/profiles/" + key)}, {"value", Base64(value.dump())}};
             auto r = c.Post("/v3/kv/put", body.dump(), "application/json");
             return r && r->status == 200;
           }};
@@ -151,8 +128,8 @@ WriteResult WriteRun(const Target& t, bool etcd, int clients, double seconds,
     Json value = {{"kind", "SecurityProfile"},
                   {"metadata", {{"name", prefix}, {"annotations", {{"pad", kPad}}}}},
                   {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
-    argv.push_back(B64(p));
-    argv.push_back(B64(value.dump()));
+    argv.push_back(Base64(p));
+    argv.push_back(Base64(value.dump()));
   } else {
     argv.push_back(prefix);
   }
@@ -202,14 +179,14 @@ double WatchP99(const Target& t, bool etcd, int writes) {
             received.emplace(key, now);
           }
         } else if (ev.value("type", "") == "ADDED" || ev.value("type", "") == "MODIFIED") {
-          received.emplace(B64("/registry/profiles/" + ev["object"]["metadata"].value("name", "")), now);
+          received.emplace(Base64("/registry/profiles/" + ev["object"]["metadata"].value("name", "")), now);
         }
       }
       return !stop.load();
     };
     if (etcd) {
       Json req = {{"create_request",
-                   {{"key", B64("/registry/profiles/watch-")}, {"range_end", B64("/registry/profiles/watch.")}}}};
+                   {{"key", Base64("/registry/profiles/watch-")}, {"range_end", Base64("/registry/profiles/watch.")}}}};
       // etcd's watch is a streamed POST; cpp-httplib 0.11 streams responses through send().
       httplib::Request hreq;
       hreq.method = "POST";
@@ -238,7 +215,7 @@ double WatchP99(const Target& t, bool etcd, int writes) {
     std::string key = "watch-" + std::to_string(i);
     t.put(cli, key);
     auto acked = Clock::now();
-    std::string k64 = B64("/registry/profiles/" + key);
+    std::string k64 = Base64("/registry/profiles/" + key);
     WaitFor([&] {
       std::lock_guard<std::mutex> lock(mu);
       return received.count(k64) > 0;
@@ -251,7 +228,7 @@ double WatchP99(const Target& t, bool etcd, int writes) {
   stop = true;
   wc.stop();
   watcher.join();
-  return Pct(lat, 0.99);
+  return Percentile(lat, 0.99);
 }
 
 // The time to fetch the whole list, measured by curl (an efficient client that is neither
@@ -259,7 +236,7 @@ double WatchP99(const Target& t, bool etcd, int writes) {
 // checked afterwards, outside the timing.
 double ListMs(const Target& t, bool etcd, size_t expect) {
   std::string url = "http://127.0.0.1:" + std::to_string(t.port);
-  Json req = {{"key", B64("/registry/profiles/list-")}, {"range_end", B64("/registry/profiles/list.")}};
+  Json req = {{"key", Base64("/registry/profiles/list-")}, {"range_end", Base64("/registry/profiles/list.")}};
   std::vector<std::string> argv = {"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{time_total}"};
   if (etcd) {
     argv.insert(argv.end(), {"-X", "POST", "-H", "Content-Type: application/json", "-d", req.dump(),
@@ -276,7 +253,7 @@ double ListMs(const Target& t, bool etcd, size_t expect) {
   Json body = Json::parse(r ? r->body : "", nullptr, false);
   size_t n = etcd ? body.value("kvs", Json::array()).size() : body.value("items", Json::array()).size();
   if (n < expect) fprintf(stderr, "%s listed %zu, expected at least %zu\n", t.name.c_str(), n, expect);
-  return Pct(runs, 0.5);
+  return Percentile(runs, 0.5);
 }
 
 }  // namespace

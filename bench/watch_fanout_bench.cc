@@ -30,29 +30,6 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string B64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -6;
-  for (unsigned char c : in) {
-    val = (val << 8) + c;
-    bits += 8;
-    while (bits >= 0) {
-      out.push_back(t[(val >> bits) & 0x3F]);
-      bits -= 6;
-    }
-  }
-  if (bits > -6) out.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
-  while (out.size() % 4) out.push_back('=');
-  return out;
-}
-
-double Pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-}
-
 // A numeric field of /proc/PID/status ("VmRSS:" in kB, "Threads:"); -1 when absent.
 long ProcStatus(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -120,7 +97,7 @@ Store Etcd(int port, pid_t pid) {
   std::string end = kEtcdPrefix;
   end.back() = '/' + 1;
   std::string body =
-      Json{{"create_request", {{"key", B64(kEtcdPrefix)}, {"range_end", B64(end)}}}}.dump();
+      Json{{"create_request", {{"key", Base64(kEtcdPrefix)}, {"range_end", Base64(end)}}}}.dump();
   return {"etcd",
           port,
           pid,
@@ -128,9 +105,9 @@ Store Etcd(int port, pid_t pid) {
           "Content-Length: " +
               std::to_string(body.size()) + "\r\n\r\n" + body,
           "\"created\":true",
-          [](int i) { return "\"key\":\"" + B64(EtcdKey(i)) + "\""; },
+          [](int i) { return "\"key\":\"" + Base64(EtcdKey(i)) + "\""; },
           [](httplib::Client& c, int i) {
-            Json put = {{"key", B64(EtcdKey(i))}, {"value", B64(Object(Name(i)).dump())}};
+            Json put = {{"key", Base64(EtcdKey(i))}, {"value", Base64(Object(Name(i)).dump())}};
             auto r = c.Post("/v3/kv/put", put.dump(), "application/json");
             if (!r || r->status != 200) {
               fprintf(stderr, "etcd: write %d: %s\n", i,
@@ -324,8 +301,8 @@ Result Measure(const Store& st, int n_streams, int n_writes) {
   }
   res.rss_after_kb = ProcStatus(st.pid, "VmRSS:");
   res.threads = ProcStatus(st.pid, "Threads:");
-  res.p50 = Pct(latencies_ms, 0.50);
-  res.p99 = Pct(latencies_ms, 0.99);
+  res.p50 = Percentile(latencies_ms, 0.50);
+  res.p99 = Percentile(latencies_ms, 0.99);
   res.max = latencies_ms.empty() ? 0 : *std::max_element(latencies_ms.begin(), latencies_ms.end());
   if (res.missed > 0) {
     fprintf(stderr, "%s: %d deliveries missed the 10 s deadline\n", st.name.c_str(), res.missed);

@@ -74,4 +74,12 @@ std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // True while a process with this pid exists and is not a zombie.
 bool ProcessAlive(pid_t pid);
 
+// A process's resident memory (VmRSS) in KiB; -1 when it cannot be read.
+long RssKb(pid_t pid);
+
+// For benchmarks: base64 (etcd's JSON gateway takes keys and values so), and the p-th
+// percentile (0..1) of a sample.
+std::string Base64(const std::string& in);
+double Percentile(std::vector<double> v, double p);
+
 }  // namespace mentat::e2e

@@ -95,7 +95,9 @@ TEST_F(TlsTest, TrustedClientsGetThroughOthersDoNot) {
   auto untrusting = Client(false);
   auto r = untrusting->Get("/healthz");
   EXPECT_FALSE(r) << "a client without the CA was let in";
-  if (!r) EXPECT_EQ(r.error(), httplib::Error::SSLServerVerification);
+  if (!r) {
+    EXPECT_EQ(r.error(), httplib::Error::SSLServerVerification);
+  }
   // Plain HTTP to the HTTPS port gets no HTTP answer.
   httplib::Client plain("127.0.0.1", port_);
   plain.set_read_timeout(3, 0);
