@@ -1,14 +1,44 @@
 #include "apis/client.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
+
+#include <filesystem>
 
 namespace mentat {
 namespace {
 
-Result<Json> Decode(const httplib::Result& res, const std::string& server) {
+// A request that got no response: the server is unreachable (retry later), or its TLS
+// certificate could not be verified (retrying will not help).
+Error TransportError(const httplib::Client& cli, httplib::Error err, const std::string& server,
+                     const std::string& what) {
+  if (err == httplib::Error::SSLServerVerification) {
+    long v = cli.get_openssl_verify_result();
+    std::string why =
+        v != X509_V_OK
+            ? std::string(X509_verify_cert_error_string(v)) +
+                  " (give the CA that signed it with --ca-file, MENTAT_CA_FILE or ca_file: in "
+                  "~/.mentat/config)"
+            : "its certificate does not name this host (use the name it was issued for)";
+    return Error(Code::kFailedPrecondition,
+                 "cannot verify the TLS certificate of " + server + ": " + why);
+  }
+  if (err == httplib::Error::SSLLoadingCerts) {
+    return Error(Code::kFailedPrecondition,
+                 "cannot load the CA certificates to verify " + server + " (is the CA file PEM?)");
+  }
+  if (err == httplib::Error::SSLConnection) {
+    return Error(Code::kUnavailable,
+                 what + " " + server + ": the TLS handshake failed; is it an https server?");
+  }
+  return Error(Code::kUnavailable, what + " " + server + ": " + httplib::to_string(err));
+}
+
+Result<Json> Decode(const httplib::Result& res, const httplib::Client& cli,
+                    const std::string& server) {
   if (!res) {
-    return Unavailable("cannot reach the Mentat server at " + server + ": " +
-                       httplib::to_string(res.error()));
+    return std::unexpected(
+        TransportError(cli, res.error(), server, "cannot reach the Mentat server at"));
   }
   if (res->status >= 200 && res->status < 300) {
     Json j = Json::parse(res->body, nullptr, false);
@@ -20,25 +50,48 @@ Result<Json> Decode(const httplib::Result& res, const std::string& server) {
 
 }  // namespace
 
-ApiClient::ApiClient(std::string server, std::string token)
-    : server_(std::move(server)), token_(std::move(token)) {}
+ApiClient::ApiClient(std::string server, ClientOptions options)
+    : server_(std::move(server)), options_(std::move(options)) {}
 ApiClient::~ApiClient() = default;
 
 Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
                                                      const std::string& token) {
+  ClientOptions o;
+  o.token = token;
+  return Create(server, o);
+}
+
+Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
+                                                     const ClientOptions& options) {
   std::string s = server;
   while (!s.empty() && s.back() == '/') s.pop_back();
   if (s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0) {
     if (s.find("://") != std::string::npos) {
-      return InvalidArgument("server address \"" + server + "\" must start with http://");
+      return InvalidArgument("server address \"" + server +
+                             "\" must start with http:// or https://");
     }
     s = "http://" + s;
   }
-  return std::unique_ptr<ApiClient>(new ApiClient(s, token));
+  // Anything after host:port (a path, a query) would be silently dropped by the HTTP client.
+  auto authority = s.substr(s.find("://") + 3);
+  if (authority.empty() || authority.find_first_of("/?#") != std::string::npos) {
+    return InvalidArgument("server address \"" + server + "\" must be scheme://host[:port]");
+  }
+  if (!options.ca_file.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(options.ca_file, ec)) {
+      return InvalidArgument("CA file " + options.ca_file + ": no such file");
+    }
+  }
+  return std::unique_ptr<ApiClient>(new ApiClient(s, options));
 }
 
 std::unique_ptr<httplib::Client> ApiClient::NewClient() const {
   auto cli = std::make_unique<httplib::Client>(server_);
+  if (server_.rfind("https://", 0) == 0) {
+    cli->enable_server_certificate_verification(true);
+    if (!options_.ca_file.empty()) cli->set_ca_cert_path(options_.ca_file.c_str());
+  }
   cli->set_connection_timeout(5, 0);
   cli->set_tcp_nodelay(true);  // requests go out as headers then body: no Nagle delay
   // cpp-httplib (as Debian builds it) asks for br/gzip by default, and the server would then
@@ -47,7 +100,7 @@ std::unique_ptr<httplib::Client> ApiClient::NewClient() const {
   cli->set_default_headers({{"Accept-Encoding", "identity"}});
   cli->set_read_timeout(30, 0);
   cli->set_write_timeout(30, 0);
-  if (!token_.empty()) cli->set_bearer_token_auth(token_.c_str());
+  if (!options_.token.empty()) cli->set_bearer_token_auth(options_.token.c_str());
   return cli;
 }
 
@@ -68,39 +121,57 @@ std::string ApiClient::Path(const std::string& plural, const std::string& name,
 
 Result<Json> ApiClient::Get(const std::string& plural, const std::string& name,
                             const RequestOptions& o) {
-  return Decode(NewClient()->Get(Path(plural, name, o)), server_);
+  auto cli = NewClient();
+  return Decode(cli->Get(Path(plural, name, o)), *cli, server_);
 }
 
 Result<Json> ApiClient::List(const std::string& plural, const RequestOptions& o) {
-  return Decode(NewClient()->Get(Path(plural, "", o)), server_);
+  auto cli = NewClient();
+  return Decode(cli->Get(Path(plural, "", o)), *cli, server_);
 }
 
 Result<Json> ApiClient::Put(const std::string& plural, const std::string& name,
                             const std::string& body, const RequestOptions& o) {
   bool json = !body.empty() && (body.front() == '{');
-  return Decode(NewClient()->Put(Path(plural, name, o), body,
-                                 json ? "application/json" : "application/yaml"),
-                server_);
+  auto cli = NewClient();
+  return Decode(
+      cli->Put(Path(plural, name, o), body, json ? "application/json" : "application/yaml"), *cli,
+      server_);
 }
 
 Result<Json> ApiClient::PutStatus(const std::string& plural, const std::string& name,
                                   const Json& obj, const RequestOptions& o) {
-  return Decode(NewClient()->Put(Path(plural, name + "/status", o), obj.dump(),
-                                 "application/json"),
+  auto cli = NewClient();
+  return Decode(cli->Put(Path(plural, name + "/status", o), obj.dump(), "application/json"), *cli,
                 server_);
 }
 
 Result<Json> ApiClient::Delete(const std::string& plural, const std::string& name,
                                const RequestOptions& o) {
-  return Decode(NewClient()->Delete(Path(plural, name, o)), server_);
+  auto cli = NewClient();
+  return Decode(cli->Delete(Path(plural, name, o)), *cli, server_);
 }
 
 Result<Json> ApiClient::Apply(const Json& documents, bool dry_run, const std::string& ns) {
+  ApplyOptions o;
+  o.dry_run = dry_run;
+  o.ns = ns;
+  return Apply(documents, o);
+}
+
+Result<Json> ApiClient::Apply(const Json& documents, const ApplyOptions& a) {
   Json body = {{"documents", documents}};
   RequestOptions o;
-  o.ns = ns;
-  o.dry_run = dry_run;
-  return Decode(NewClient()->Post(Path("apply", "", o), body.dump(), "application/json"), server_);
+  o.ns = a.ns;
+  o.dry_run = a.dry_run;
+  std::string extra;
+  if (!a.applyset.empty()) {
+    extra = "applyset=" + httplib::detail::encode_query_param(a.applyset);
+  }
+  if (a.prune) extra += std::string(extra.empty() ? "" : "&") + "prune=true";
+  auto cli = NewClient();
+  return Decode(cli->Post(Path("apply", "", o, extra), body.dump(), "application/json"), *cli,
+                server_);
 }
 
 Result<std::string> ApiClient::GetRaw(const std::string& path) {
@@ -108,13 +179,12 @@ Result<std::string> ApiClient::GetRaw(const std::string& path) {
   cli->set_read_timeout(300, 0);
   auto res = cli->Get(path);
   if (!res) {
-    return Unavailable("cannot reach the Mentat server at " + server_ + ": " +
-                       httplib::to_string(res.error()));
+    return std::unexpected(
+        TransportError(*cli, res.error(), server_, "cannot reach the Mentat server at"));
   }
   if (res->status != 200) return std::unexpected(Error::FromJson(res->status, res->body));
   return res->body;
 }
-
 
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
                         const RequestOptions& o, const std::function<bool(const Json&)>& on_event,
@@ -178,8 +248,8 @@ Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
   if (stopped_by_caller || (stop && stop->load())) return {};
   if (status != 0 && status != 200) return std::unexpected(Error::FromJson(status, error_body));
   if (!res) {
-    return Unavailable("watch of " + plural + " on " + server_ + " ended: " +
-                       httplib::to_string(res.error()));
+    return std::unexpected(
+        TransportError(*cli, res.error(), server_, "watch of " + plural + " ended on"));
   }
   return Unavailable("watch of " + plural + " on " + server_ + " ended by the server");
 }

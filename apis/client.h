@@ -1,5 +1,7 @@
 // The HTTP client of the Mentat API, used by `mt` and by agents. Every call returns the
-// decoded object or the server's error body as an Error (field details included).
+// decoded object or the server's error body as an Error (field details included): 401 is
+// kUnauthenticated, 403 kForbidden, and no response at all kUnavailable (or
+// kFailedPrecondition when the server's TLS certificate could not be verified).
 #pragma once
 
 #include <atomic>
@@ -18,17 +20,35 @@ class Client;
 
 namespace mentat {
 
+// How to reach and authenticate to the server.
+struct ClientOptions {
+  std::string token;    // sent as "Authorization: Bearer <token>" when set
+  std::string ca_file;  // PEM bundle that signs an https:// server's certificate; "" = system CAs
+};
+
 struct RequestOptions {
   std::string ns;              // ?namespace=
   std::string label_selector;  // ?labelSelector=
   bool dry_run = false;
 };
 
+// POST /v1/apply parameters.
+struct ApplyOptions {
+  bool dry_run = false;
+  std::string ns;        // ?namespace=: for manifests that name none
+  std::string applyset;  // ?applyset=: the server labels every applied object mentat.io/applyset
+  bool prune = false;    // ?prune=true: delete the applyset's objects this request omits
+};
+
 class ApiClient {
  public:
-  // server: "http://host:port". Errors: kInvalidArgument for a malformed URL.
+  // server: "http://host:port" or "https://host:port" (a bare "host:port" means http).
+  // https always verifies the server's certificate and host name, against options.ca_file or
+  // else the system's CAs. Errors: kInvalidArgument for a malformed URL or a missing ca_file.
   static Result<std::unique_ptr<ApiClient>> Create(const std::string& server,
                                                    const std::string& token = "");
+  static Result<std::unique_ptr<ApiClient>> Create(const std::string& server,
+                                                   const ClientOptions& options);
   ~ApiClient();
 
   Result<Json> Get(const std::string& plural, const std::string& name,
@@ -45,6 +65,7 @@ class ApiClient {
   Result<std::string> GetRaw(const std::string& path);
   // POST /v1/apply: documents [{source, text}], applied as one transaction.
   Result<Json> Apply(const Json& documents, bool dry_run, const std::string& ns = "");
+  Result<Json> Apply(const Json& documents, const ApplyOptions& o);
 
   // Streams watch events ({type, object}) from `resource_version` until `on_event` returns
   // false, `stop` becomes true, or the stream ends (then an error says why).
@@ -58,13 +79,13 @@ class ApiClient {
   const std::string& server() const { return server_; }
 
  private:
-  ApiClient(std::string server, std::string token);
+  ApiClient(std::string server, ClientOptions options);
   std::string Path(const std::string& plural, const std::string& name, const RequestOptions& o,
                    const std::string& extra_query = "") const;
   std::unique_ptr<httplib::Client> NewClient() const;
 
   std::string server_;
-  std::string token_;
+  ClientOptions options_;
   std::mutex watches_mu_;
   std::set<httplib::Client*> watches_;
   bool cancelled_ = false;

@@ -82,9 +82,10 @@ TEST_F(QuickstartTest, ApplyServeRestartDelete) {
   ASSERT_TRUE(WaitFor([&] { return ServiceReady(); }, 20s)) << server->Log();
   auto table = Mt({"get", "services"});
   ASSERT_EQ(table.exit_code, 0);
-  EXPECT_TRUE(std::regex_search(table.out, std::regex("NAME +DRIVER +READY +STATUS +AGE\n")))
+  EXPECT_TRUE(std::regex_search(table.out,
+                                std::regex("NAME +DRIVER +READY +UP-TO-DATE +STATUS +AGE\n")))
       << table.out;
-  EXPECT_TRUE(std::regex_search(table.out, std::regex("hello +exec +1/1 +Running +[0-9]+s\n")))
+  EXPECT_TRUE(std::regex_search(table.out, std::regex("hello +exec +1/1 +1 +Running +[0-9]+s\n")))
       << table.out;
 
   // The workload itself answers over HTTP.

@@ -32,6 +32,7 @@ class Table {
         line += std::string(w > row[i].size() ? w - row[i].size() : 0, ' ') + "   ";
       }
     }
+    while (!line.empty() && line.back() == ' ') line.pop_back();  // an empty last cell
     return line + "\n";
   }
 

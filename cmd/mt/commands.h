@@ -1,0 +1,80 @@
+// The commands of mt. Each takes its parsed flags and a connected client and returns the
+// process exit code (output.h); main.cc only parses the command line and dispatches.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "apis/client.h"
+
+namespace CLI {
+class App;
+}
+
+namespace mentat::mt {
+
+struct ApplyFlags {
+  std::vector<std::string> files;
+  bool recursive = false;
+  std::string dry_run;  // "", "server" or "none"
+  std::string ns;       // -n when given: for manifests that name no namespace
+  bool wait = false;
+  std::string timeout = "60s";
+  std::string applyset;
+  bool prune = false;
+};
+int RunApply(ApiClient& client, const ApplyFlags& f);
+
+struct GetFlags {
+  std::vector<std::string> args;  // KIND [NAME...] or KIND/NAME...
+  std::string output;             // "", wide, json, yaml, name
+  std::string selector;
+  std::string ns;
+  bool all_namespaces = false;
+  bool watch = false;
+};
+int RunGet(ApiClient& client, const GetFlags& f);
+
+struct DescribeFlags {
+  std::vector<std::string> args;
+  std::string selector;
+  std::string ns;
+};
+int RunDescribe(ApiClient& client, const DescribeFlags& f);
+
+struct DeleteFlags {
+  std::vector<std::string> args;
+  std::vector<std::string> files;
+  bool recursive = false;
+  std::string selector;
+  bool all = false;
+  bool ignore_not_found = false;
+  bool dry_run = false;
+  std::string ns;
+  bool ns_given = false;
+};
+int RunDelete(ApiClient& client, const DeleteFlags& f);
+
+struct DiffFlags {
+  std::vector<std::string> files;
+  bool recursive = false;
+  std::string ns;  // -n when given
+  std::string applyset;
+  bool prune = false;
+};
+// 0: no changes; 1: changes; 2 and up: the diff could not be computed.
+int RunDiff(ApiClient& client, const DiffFlags& f);
+
+struct WaitFlags {
+  std::vector<std::string> args;
+  std::string for_;  // condition=Ready[=True|False] or delete
+  std::string timeout = "60s";
+  std::string ns;
+};
+int RunWait(ApiClient& client, const WaitFlags& f);
+
+// A bash completion script generated from the command line's own definition.
+std::string BashCompletion(const CLI::App& app);
+
+}  // namespace mentat::mt

@@ -1,0 +1,226 @@
+// mt describe: one object in prose. Metadata, the spec (as YAML), status, conditions with
+// their reasons and messages as the server wrote them, and what belongs to the object: a
+// Service's allocations, a Node's allocations.
+#include <iostream>
+
+#include "apis/yaml.h"
+#include "cmd/mt/args.h"
+#include "cmd/mt/columns.h"
+#include "cmd/mt/commands.h"
+#include "cmd/mt/output.h"
+#include "cmd/mt/table.h"
+
+namespace mentat::mt {
+namespace {
+
+// "Key:" padded to a column, kubectl style.
+void Field(std::string& out, const std::string& key, const std::string& value, int indent = 0) {
+  std::string k = std::string(indent, ' ') + key + ":";
+  out += k + std::string(k.size() < 20 ? 20 - k.size() : 1, ' ') + value + "\n";
+}
+
+std::string MapText(const Json& m) {
+  if (!m.is_object() || m.empty()) return "<none>";
+  std::string s;
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    s += (s.empty() ? "" : ",") + it.key() + "=" +
+         (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+  }
+  return s;
+}
+
+std::string Indent(const std::string& text, int n) {
+  std::string out, pad(n, ' ');
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    out += pad + text.substr(start, nl - start) + "\n";
+    start = nl + 1;
+  }
+  return out;
+}
+
+std::string Scalar(const Json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+void Conditions(std::string& out, const Json& obj) {
+  const Json conditions = obj.value("status", Json::object()).value("conditions", Json::array());
+  out += "Conditions:\n";
+  if (conditions.empty()) {
+    out += "  <none>\n";
+    return;
+  }
+  Table t({"TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"});
+  for (const auto& c : conditions) {
+    t.Add({c.value("type", ""), c.value("status", ""), c.value("reason", ""),
+           AgeOf(c.value("lastTransitionTime", "")), c.value("message", "")});
+  }
+  out += Indent(t.Render(), 2);
+}
+
+void AllocationTable(std::string& out, const Result<Json>& list, bool by_node) {
+  out += "Allocations:\n";
+  if (!list) {
+    out += "  <could not list: " + list.error().message() + ">\n";
+    return;
+  }
+  const Json items = list->value("items", Json::array());
+  if (items.empty()) {
+    out += "  <none>\n";
+    return;
+  }
+  Table t(by_node
+              ? std::vector<std::string>{"NAMESPACE", "NAME", "SERVICE", "STATUS", "RESTARTS",
+                                         "AGE", "MESSAGE"}
+              : std::vector<std::string>{"NAME", "NODE", "STATUS", "RESTARTS", "AGE", "MESSAGE"});
+  for (const auto& a : items) {
+    const Json& spec = a.value("spec", Json::object());
+    const Json& st = a.value("status", Json::object());
+    std::string node = spec.value("nodeName", "");
+    std::vector<std::string> r = {NameOf(a),
+                                  node.empty() ? "<none>" : node,
+                                  st.value("phase", "Pending"),
+                                  std::to_string(st.value("restarts", 0)),
+                                  Age(a),
+                                  st.value("message", "")};
+    if (by_node) {
+      r = {NamespaceOf(a),
+           NameOf(a),
+           spec.value("service", ""),
+           st.value("phase", "Pending"),
+           std::to_string(st.value("restarts", 0)),
+           Age(a),
+           st.value("message", "")};
+    }
+    t.Add(r);
+  }
+  out += Indent(t.Render(), 2);
+}
+
+std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
+  std::string out;
+  const Json& meta = obj.value("metadata", Json::object());
+  const Json& spec = obj.value("spec", Json::object());
+  const Json& st = obj.value("status", Json::object());
+  Field(out, "Name", NameOf(obj));
+  if (kind.namespaced) Field(out, "Namespace", NamespaceOf(obj));
+  Field(out, "Kind", std::string(kind.kind));
+  Field(out, "Labels", MapText(meta.value("labels", Json::object())));
+  Field(out, "Annotations", MapText(meta.value("annotations", Json::object())));
+  std::string created = meta.value("creationTimestamp", "");
+  Field(out, "Created", created.empty() ? "<unknown>" : created + " (" + AgeOf(created) + " ago)");
+  std::string generation = std::to_string(meta.value("generation", 0));
+  if (st.contains("observedGeneration")) {
+    generation += " (status observed " + std::to_string(st.value("observedGeneration", 0)) + ")";
+  }
+  Field(out, "Generation", generation);
+  Field(out, "Resource Version",
+        meta.contains("resourceVersion") ? Scalar(meta["resourceVersion"]) : "");
+
+  if (kind.kind == "Node") {
+    out += "Status:\n";
+    Field(out, "Status", NodeStatus(obj), 2);
+    std::string hb = st.value("lastHeartbeat", "");
+    Field(out, "Last Heartbeat", hb.empty() ? "<never>" : hb + " (" + AgeOf(hb) + " ago)", 2);
+    const Json capacity = st.value("capacity", Json::object());
+    for (auto it = capacity.begin(); it != capacity.end(); ++it) {
+      Field(out, "Capacity " + it.key(), Scalar(it.value()), 2);
+    }
+    out += "Drivers:\n";
+    const Json drivers = st.value("drivers", Json::object());
+    if (drivers.empty()) out += "  <none>\n";
+    for (auto it = drivers.begin(); it != drivers.end(); ++it) {
+      const Json& d = it.value();
+      bool healthy = d.is_object() && d.value("healthy", false);
+      std::string detail = d.is_object() ? d.value("detail", "") : "";
+      Field(out, it.key(),
+            std::string(healthy ? "healthy" : "unhealthy") +
+                (detail.empty() ? "" : " (" + detail + ")"),
+            2);
+    }
+    Conditions(out, obj);
+    RequestOptions ro;
+    ro.label_selector = std::string(kLabelNode) + "=" + NameOf(obj);
+    AllocationTable(out, client.List("allocations", ro), /*by_node=*/true);
+    return out;
+  }
+
+  out += "Spec:\n";
+  out += spec.empty() ? "  <none>\n" : Indent(EncodeYaml(spec), 2);
+
+  if (kind.kind == "Service") {
+    out += "Status:\n";
+    Field(out, "Phase", st.value("phase", "<none>"), 2);
+    Field(out, "Replicas",
+          std::to_string(st.value("readyReplicas", 0)) + " ready, " +
+              std::to_string(st.value("updatedReplicas", 0)) + " up to date, " +
+              std::to_string(st.value("replicas", 0)) + " total, " +
+              std::to_string(spec.value("count", 1)) + " desired",
+          2);
+    if (!st.value("message", "").empty()) Field(out, "Message", st.value("message", ""), 2);
+    Conditions(out, obj);
+    RequestOptions ro;
+    ro.ns = NamespaceOf(obj);
+    ro.label_selector = std::string(kLabelService) + "=" + NameOf(obj);
+    AllocationTable(out, client.List("allocations", ro), /*by_node=*/false);
+    return out;
+  }
+  if (kind.kind == "Allocation") {
+    out += "Status:\n";
+    Field(out, "Phase", st.value("phase", "Pending"), 2);
+    const std::pair<const char*, const char*> fields[] = {
+        {"message", "Message"},      {"pid", "PID"},
+        {"startedAt", "Started"},    {"restarts", "Restarts"},
+        {"exitCode", "Exit Code"},   {"signal", "Signal"},
+        {"oomKilled", "OOM Killed"}, {"node", "Node"}};
+    for (const auto& [key, label] : fields) {
+      if (st.contains(key)) Field(out, label, Scalar(st[key]), 2);
+    }
+    Conditions(out, obj);
+    return out;
+  }
+  if (!st.empty()) out += "Status:\n" + Indent(EncodeYaml(st), 2);
+  return out;
+}
+
+}  // namespace
+
+int RunDescribe(ApiClient& client, const DescribeFlags& f) {
+  auto refs = ParseRefs(f.args, /*names_optional=*/true);
+  if (!refs) return UsageError(refs.error().message());
+  std::vector<std::pair<KindInfo, Json>> objects;
+  int rc = kExitOk;
+  for (const auto& r : *refs) {
+    RequestOptions ro;
+    ro.ns = r.kind.namespaced ? f.ns : "";
+    if (r.name.empty()) {
+      ro.label_selector = f.selector;
+      auto list = client.List(std::string(r.kind.plural), ro);
+      if (!list) return PrintError(list.error());
+      for (const auto& item : list->value("items", Json::array()))
+        objects.push_back({r.kind, item});
+      if (list->value("items", Json::array()).empty()) {
+        std::cerr << "No " << r.kind.plural << " found"
+                  << (r.kind.namespaced ? " in namespace " + f.ns : "") << ".\n";
+      }
+      continue;
+    }
+    auto obj = client.Get(std::string(r.kind.plural), r.name, ro);
+    if (!obj) {
+      rc = PrintError(obj.error());
+      if (rc != kExitError) return rc;
+      continue;
+    }
+    objects.push_back({r.kind, *obj});
+  }
+  for (size_t i = 0; i < objects.size(); ++i) {
+    if (i) std::cout << "\n";
+    std::cout << Describe(client, objects[i].first, objects[i].second);
+  }
+  return rc;
+}
+
+}  // namespace mentat::mt
