@@ -215,6 +215,26 @@ bool ProcessAlive(pid_t pid) {
   return state != 'Z' && state != 'X';
 }
 
+std::string MakeTestCertificates(const std::string& dir) {
+  WriteFile(dir + "/ext.cnf", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  const std::vector<std::vector<std::string>> steps = {
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+       "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", dir + "/ca.key", "-out",
+       dir + "/ca.crt", "-days", "2", "-subj", "/CN=mentat-test-ca"},
+      {"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+       "-nodes", "-keyout", dir + "/server.key", "-out", dir + "/server.csr", "-subj",
+       "/CN=127.0.0.1"},
+      {"/usr/bin/openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.crt",
+       "-CAkey", dir + "/ca.key", "-CAcreateserial", "-out", dir + "/server.crt", "-days", "2",
+       "-extfile", dir + "/ext.cnf"},
+  };
+  for (const auto& argv : steps) {
+    auto r = RunCommand(argv);
+    if (r.exit_code != 0) return r.err.empty() ? "openssl failed" : r.err;
+  }
+  return "";
+}
+
 long RssKb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;

@@ -74,6 +74,10 @@ std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // True while a process with this pid exists and is not a zombie.
 bool ProcessAlive(pid_t pid);
 
+// Makes a throwaway CA and a server certificate for 127.0.0.1 signed by it, with openssl:
+// dir/ca.crt, dir/server.crt, dir/server.key. Returns openssl's error output, "" on success.
+std::string MakeTestCertificates(const std::string& dir);
+
 // A process's resident memory (VmRSS) in KiB; -1 when it cannot be read.
 long RssKb(pid_t pid);
 

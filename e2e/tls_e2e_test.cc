@@ -17,19 +17,8 @@ class TlsTest : public ::testing::Test {
   void SetUp() override {
     dir_ = TempDir("tls");
     // A throwaway CA, and a server certificate for 127.0.0.1 signed by it.
-    auto run = [&](const std::vector<std::string>& argv) {
-      auto r = RunCommand(argv);
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-    };
-    WriteFile(dir_ + "/ext.cnf", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    run({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", dir_ + "/ca.key", "-out", dir_ + "/ca.crt", "-days", "2", "-subj",
-         "/CN=mentat-test-ca"});
-    run({"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", dir_ + "/server.key", "-out", dir_ + "/server.csr", "-subj", "/CN=127.0.0.1"});
-    run({"/usr/bin/openssl", "x509", "-req", "-in", dir_ + "/server.csr", "-CA", dir_ + "/ca.crt",
-         "-CAkey", dir_ + "/ca.key", "-CAcreateserial", "-out", dir_ + "/server.crt", "-days", "2",
-         "-extfile", dir_ + "/ext.cnf"});
+    std::string err = MakeTestCertificates(dir_);
+    ASSERT_EQ(err, "");
     port_ = FreePort();
   }
   std::unique_ptr<httplib::Client> Client(bool trust_ca) {

@@ -20,7 +20,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--node-name", opts.node_name, "this node's name (default: the host name)");
   app.add_option("--data-dir", opts.data_dir, "task handles and logs")->capture_default_str();
-  app.add_option("--token", opts.token, "API token")->envname("MENTAT_TOKEN");
+  app.add_option("--token", opts.token, "API token (a node token for this node)")
+      ->envname("MENTAT_TOKEN");
+  app.add_option("--ca-file", opts.ca_file, "PEM CA bundle that signs an https:// server")
+      ->envname("MENTAT_CA_FILE")
+      ->check(CLI::ExistingFile);
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

@@ -132,7 +132,7 @@ std::string NameFromSource(const std::string& source) {
 
 std::unexpected<Error> Forbidden(const Principal& who, const std::string& action,
                                 const std::string& needs) {
-  return MakeError(Code::kForbidden, "forbidden: token \"" + who.name + "\" (role " +
+  return MakeError(Code::kForbidden, "token \"" + who.name + "\" (role " +
                                          RoleName(who.role) + ") may not " + action + "; that needs " +
                                          needs);
 }
@@ -149,11 +149,11 @@ Status CanWrite(const Principal& who, const std::string& kind, const std::string
   if (who.role == Role::kNode && kind == "Node" && name == who.node && !deleting) return {};
   // An agent reports Events; the PUT handler checks they are about its own node's objects.
   if (who.role == Role::kNode && kind == "Event" && !deleting) return {};
-  if (who.role == Role::kNode) {
-    return Forbidden(who, action + (kind == "Node" ? " other than its own node " + who.node : ""),
-                     "the operator or admin role");
+  if (who.role == Role::kNode && kind == "Node") {
+    return Forbidden(who, (deleting ? "delete node " : "write node ") + name,
+                     deleting ? "the admin role" : "node " + name + "'s own token, or the admin role");
   }
-  return Forbidden(who, action, "the operator or admin role");
+  return Forbidden(who, action, kind == "Service" ? "the operator or admin role" : "the admin role");
 }
 
 // One watch response: store events in, NDJSON lines out. Used on the loop thread only; it

@@ -92,7 +92,10 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   fs::create_directories(opts.data_dir + "/tasks", ec);
   if (ec) return Internal("creating " + opts.data_dir + "/tasks: " + ec.message());
   std::unique_ptr<Agent> agent(new Agent(std::move(opts)));
-  MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, agent->opts_.token));
+  ClientOptions co;
+  co.token = agent->opts_.token;
+  co.ca_file = agent->opts_.ca_file;
+  MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, co));
   MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create());
   agent->drivers_["exec"] = std::move(exec);
   for (auto& [name, driver] : agent->drivers_) {
@@ -162,6 +165,7 @@ void Agent::RecoverTasks() {
                      : Status(InvalidArgument("no driver " + t.driver + " on this agent"));
     if (st) {
       t.running = true;
+      t.ready = t.port == 0;  // with a port, the probe decides
       spdlog::info("agent: recovered {} (pid {}) without restarting it", key, t.pid);
     } else {
       t.running = false;

@@ -22,6 +22,7 @@ namespace mentat {
 struct AgentOptions {
   std::string server;     // http://host:port of mentat-server
   std::string token;
+  std::string ca_file;    // verifies an https:// server; "" = the system's CAs
   std::string node_name;  // defaults to the host name
   std::string data_dir;   // handles and logs live under it
   std::chrono::milliseconds stop_grace{3000};
