@@ -98,6 +98,11 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
                   "0/1 nodes available: 1 lack driver docker\n"))
       << d.out;
   EXPECT_TRUE(Has(d.out, "\n  dock-0 +<none> +Pending +0 +[0-9]+s\n")) << d.out;
+  // ...and the event that says so, from the controller.
+  EXPECT_TRUE(Has(d.out, "\nEvents:\n  TYPE +REASON +AGE +FROM +MESSAGE\n(.*\n)*  Warning +FailedScheduling +"
+                         "[0-9]+s.* +service-controller +cannot place allocations: 0/1 nodes "
+                         "available: 1 lack driver docker\n"))
+      << d.out;
 
   // A node: readiness, heartbeat, drivers, and the allocations placed on it.
   d = Mt({"describe", "node", "e2e-node"});
@@ -112,6 +117,11 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
   d = Mt({"describe", "allocation/web-0"});
   EXPECT_TRUE(Has(d.out, "\n  Phase: +Running\n  Message: +running\n  PID: +[0-9]+\n")) << d.out;
   EXPECT_TRUE(Has(d.out, "  Ready +True +Running ")) << d.out;
+  EXPECT_TRUE(Has(d.out, "\nEvents:\n(.*\n)*  Normal +Scheduled +[0-9]+s +service-controller +placed "
+                         "default/web-0 on node e2e-node\n"))
+      << d.out;
+  EXPECT_TRUE(Has(d.out, "  Normal +Started +[0-9]+s +agent/e2e-node +started on node e2e-node, pid "))
+      << d.out;
 
   auto missing = Mt({"describe", "service", "nope"});
   EXPECT_EQ(missing.exit_code, 1);

@@ -1,7 +1,9 @@
 // mt describe: one object in prose. Metadata, the spec (as YAML), status, conditions with
-// their reasons and messages as the server wrote them, and what belongs to the object: a
-// Service's allocations, a Node's allocations.
+// their reasons and messages as the server wrote them, what belongs to the object (a
+// Service's allocations, a Node's allocations), and its recent Events.
 #include <iostream>
+
+#include <algorithm>
 
 #include "apis/yaml.h"
 #include "cmd/mt/args.h"
@@ -57,6 +59,42 @@ void Conditions(std::string& out, const Json& obj) {
   for (const auto& c : conditions) {
     t.Add({c.value("type", ""), c.value("status", ""), c.value("reason", ""),
            AgeOf(c.value("lastTransitionTime", "")), c.value("message", "")});
+  }
+  out += Indent(t.Render(), 2);
+}
+
+// The object's recent Events, oldest first, as kubectl describe shows them.
+void EventsTable(std::string& out, ApiClient& client, const Json& obj) {
+  out += "Events:\n";
+  RequestOptions ro;
+  ro.ns = NamespaceOf(obj).empty() ? std::string(kDefaultNamespace) : NamespaceOf(obj);
+  auto list = client.List("events", ro);
+  if (!list) {
+    out += "  <could not list: " + list.error().message() + ">\n";
+    return;
+  }
+  std::vector<Json> mine;
+  for (const auto& e : list->value("items", Json::array())) {
+    const Json& ref = e.value("spec", Json::object()).value("involvedObject", Json::object());
+    if (ref.value("kind", "") == obj.value("kind", "") && ref.value("name", "") == NameOf(obj)) {
+      mine.push_back(e);
+    }
+  }
+  if (mine.empty()) {
+    out += "  <none>\n";
+    return;
+  }
+  std::sort(mine.begin(), mine.end(), [](const Json& a, const Json& b) {
+    return a["spec"].value("lastTimestamp", "") < b["spec"].value("lastTimestamp", "");
+  });
+  Table t({"TYPE", "REASON", "AGE", "FROM", "MESSAGE"});
+  for (const auto& e : mine) {
+    const Json& spec = e["spec"];
+    int count = spec.value("count", 1);
+    std::string age = AgeOf(spec.value("lastTimestamp", ""));
+    if (count > 1) age += " (x" + std::to_string(count) + " over " + AgeOf(spec.value("firstTimestamp", "")) + ")";
+    t.Add({spec.value("type", ""), spec.value("reason", ""), age, spec.value("source", ""),
+           spec.value("message", "")});
   }
   out += Indent(t.Render(), 2);
 }
@@ -145,6 +183,7 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
     RequestOptions ro;
     ro.label_selector = std::string(kLabelNode) + "=" + NameOf(obj);
     AllocationTable(out, client.List("allocations", ro), /*by_node=*/true);
+    EventsTable(out, client, obj);
     return out;
   }
 
@@ -166,6 +205,7 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
     ro.ns = NamespaceOf(obj);
     ro.label_selector = std::string(kLabelService) + "=" + NameOf(obj);
     AllocationTable(out, client.List("allocations", ro), /*by_node=*/false);
+    EventsTable(out, client, obj);
     return out;
   }
   if (kind.kind == "Allocation") {
@@ -180,6 +220,7 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
       if (st.contains(key)) Field(out, label, Scalar(st[key]), 2);
     }
     Conditions(out, obj);
+    EventsTable(out, client, obj);
     return out;
   }
   if (!st.empty()) out += "Status:\n" + Indent(EncodeYaml(st), 2);
