@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   int idle_timeout = 120;
   int bookmark_interval = 5;
   int event_ttl = 3600;
+  int http_workers = 64;
   std::string auth = "tokens";
   std::string tokens_file;
   bool bootstrap_token = false;
@@ -133,6 +134,11 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--http-workers", http_workers,
+                 "threads that run API requests (a write holds one until its fsync; watch "
+                 "streams hold none)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   app.add_option("--event-ttl", event_ttl, "seconds an Event is kept after it last happened")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400 * 30));
@@ -238,6 +244,7 @@ int main(int argc, char** argv) {
   ao.host = host == "localhost" ? "127.0.0.1" : host;
   ao.port = port;
   ao.idle_timeout = std::chrono::seconds(idle_timeout);
+  ao.workers = http_workers;
   ao.bookmark_interval = std::chrono::seconds(bookmark_interval);
   ao.tokens = tokens.get();
   ao.tls_cert = tls_cert;
