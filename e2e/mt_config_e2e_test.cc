@@ -2,9 +2,10 @@
 // --token beat MENTAT_ADDR / MENTAT_TOKEN, which beat ~/.mentat/config ($HOME honoured); a
 // malformed config file is an error naming the file and line; https with --ca-file,
 // MENTAT_CA_FILE or ca_file: verifies the server's certificate; 401 and 403 print clearly and
-// exit 4. The server does not check tokens or serve TLS yet, so a test front (an httplib
-// SSLServer with a CA made here by openssl) checks the bearer token and forwards to the real
-// server, as the server itself will.
+// exit 4. A test front (an httplib SSLServer with a CA made here by openssl) sits before the
+// real server and records the Authorization header of every request, which shows exactly what
+// mt sent and that nothing goes out over an unverified connection. The server's own tokens and
+// TLS, with mt, are tested in secure_cluster_e2e_test.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
