@@ -120,8 +120,11 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
   EXPECT_TRUE(Has(d.out, "\nEvents:\n(.*\n)*  Normal +Scheduled +[0-9]+s +service-controller +placed "
                          "default/web-0 on node e2e-node\n"))
       << d.out;
-  EXPECT_TRUE(Has(d.out, "  Normal +Started +[0-9]+s +agent/e2e-node +started on node e2e-node, pid "))
-      << d.out;
+  // The agent sends its events off the reconcile path, a moment after the status.
+  EXPECT_TRUE(WaitFor([&] {
+    d = Mt({"describe", "allocation/web-0"});
+    return Has(d.out, "  Normal +Started +[0-9]+s +agent/e2e-node +started on node e2e-node, pid ");
+  }, 10s)) << d.out;
 
   auto missing = Mt({"describe", "service", "nope"});
   EXPECT_EQ(missing.exit_code, 1);
