@@ -186,6 +186,39 @@ Result<std::string> ApiClient::GetRaw(const std::string& path) {
   return res->body;
 }
 
+Status ApiClient::GetStream(const std::string& path,
+                            const std::function<bool(const char*, size_t)>& on_data,
+                            const std::atomic<bool>* stop,
+                            std::map<std::string, std::string>* response_headers) {
+  auto cli = NewClient();
+  cli->set_read_timeout(60, 0);
+  int status = 0;
+  std::string error_body;
+  auto res = cli->Get(
+      path, httplib::Headers{},
+      [&](const httplib::Response& r) {
+        status = r.status;
+        if (response_headers) {
+          for (const auto& [k, v] : r.headers) (*response_headers)[k] = v;
+        }
+        return true;
+      },
+      [&](const char* data, size_t len) {
+        if (stop && stop->load()) return false;
+        if (status != 200) {
+          error_body.append(data, len);
+          return true;
+        }
+        return on_data(data, len);
+      });
+  if (stop && stop->load()) return {};
+  if (status != 0 && status != 200) return std::unexpected(Error::FromJson(status, error_body));
+  if (!res && res.error() != httplib::Error::Canceled) {
+    return Unavailable("cannot reach " + server_ + ": " + httplib::to_string(res.error()));
+  }
+  return {};
+}
+
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
                         const RequestOptions& o, const std::function<bool(const Json&)>& on_event,
                         const std::atomic<bool>* stop) {

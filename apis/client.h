@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -63,6 +64,12 @@ class ApiClient {
                       const RequestOptions& o = {});
   // GET a raw (non-JSON) resource, e.g. /v1/snapshot.
   Result<std::string> GetRaw(const std::string& path);
+  // GET `path` and hand the body to `on_data` as it arrives (a log that follows), until the
+  // response ends, `on_data` returns false, or `stop` becomes true. A non-200 answer is an
+  // Error decoded from its body.
+  Status GetStream(const std::string& path, const std::function<bool(const char*, size_t)>& on_data,
+                   const std::atomic<bool>* stop = nullptr,
+                   std::map<std::string, std::string>* response_headers = nullptr);
   // POST /v1/apply: documents [{source, text}], applied as one transaction.
   Result<Json> Apply(const Json& documents, bool dry_run, const std::string& ns = "");
   Result<Json> Apply(const Json& documents, const ApplyOptions& o);

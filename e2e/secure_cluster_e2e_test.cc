@@ -80,6 +80,14 @@ TEST_F(SecureCluster, ServiceBecomesReadyThroughAnAgentOverTlsWithTokens) {
                                  << ReadFile(dir_ + "/agent-node-a.log");
   auto nodes = Mt(op, {"nodes"});
   EXPECT_NE(nodes.out.find("node-a"), std::string::npos) << nodes.out << nodes.err;
+  // Logs come from the agent, which asks the server who the token is: an operator may read
+  // them, a read-only token may not.
+  auto logs = Mt(op, {"logs", "web-0"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  std::string reader = MakeToken("reader", "read-only");
+  auto refused = Mt(reader, {"logs", "web-0"});
+  EXPECT_EQ(refused.exit_code, 4) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("may not read logs"), std::string::npos) << refused.err;
   // The operator may not touch security profiles; mt says it is a permission problem (exit 4).
   WriteFile(dir_ + "/p.yaml", "kind: SecurityProfile\nmetadata: {name: x}\nspec: {driver: exec, isolation: low}\n");
   auto denied = Mt(op, {"apply", "-f", dir_ + "/p.yaml"});

@@ -25,6 +25,14 @@ int main(int argc, char** argv) {
   app.add_option("--ca-file", opts.ca_file, "PEM CA bundle that signs an https:// server")
       ->envname("MENTAT_CA_FILE")
       ->check(CLI::ExistingFile);
+  opts.listen = "127.0.0.1:0";
+  app.add_option("--listen", opts.listen,
+                 "HOST:PORT of the agent's own endpoint (allocation logs for mt logs)")
+      ->capture_default_str();
+  app.add_option("--advertise", opts.advertise, "the URL others reach that endpoint at");
+  app.add_option("--tls-cert", opts.tls_cert, "serve that endpoint over HTTPS with this certificate")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", opts.tls_key, "the key of --tls-cert")->check(CLI::ExistingFile);
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

@@ -413,6 +413,13 @@ void ApiServer::Routes() {
     res.content_type = "text/plain; version=0.0.4";
     res.body = metrics_.Render(samples);
   });
+  // Who a token is: agents ask on behalf of their own endpoints (logs), as a kubelet asks
+  // for a token review.
+  Get("/v1/whoami", [](const HttpRequest&, HttpResponse& res, const Principal& who) {
+    Json j = {{"name", who.name}, {"role", RoleName(who.role)}};
+    if (!who.node.empty()) j["node"] = who.node;
+    SendJson(res, 200, j);
+  });
   Probe("/readyz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
   });

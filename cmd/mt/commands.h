@@ -74,6 +74,16 @@ struct WaitFlags {
 };
 int RunWait(ApiClient& client, const WaitFlags& f);
 
+struct LogsFlags {
+  std::string name;  // an allocation, or a service (all its allocations, each line prefixed)
+  bool follow = false;
+  long tail = -1;     // the last N lines; -1: all
+  bool stderr_ = false;
+  std::string ns;
+};
+// Reads logs from the agents, with the server's token and CA (`co`).
+int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f);
+
 // A bash completion script generated from the command line's own definition.
 std::string BashCompletion(const CLI::App& app);
 

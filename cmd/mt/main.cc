@@ -103,6 +103,15 @@ int main(int argc, char** argv) {
       ->required();
   describe->add_option("-l,--selector", describe_flags.selector, "label selector (with a KIND)");
 
+  LogsFlags logs_flags;
+  auto* logs = app.add_subcommand("logs", "print (-f: follow) a service's or an allocation's output");
+  logs->add_option("name", logs_flags.name, "an allocation, or a service (all its allocations)")
+      ->required();
+  logs->add_flag("-f,--follow", logs_flags.follow,
+                 "keep printing: across restarts, new allocations and agent restarts");
+  logs->add_option("--tail", logs_flags.tail, "only the last N lines (then, with -f, what follows)");
+  logs->add_flag("--stderr", logs_flags.stderr_, "the standard error stream instead of stdout");
+
   DeleteFlags delete_flags;
   auto* del = app.add_subcommand("delete", "delete objects by name, selector or manifest");
   del->add_option("resources", delete_flags.args, "KIND NAME... or KIND/NAME...");
@@ -219,6 +228,10 @@ int main(int argc, char** argv) {
     nodes_flags.args.insert(nodes_flags.args.begin(), "nodes");
     nodes_flags.ns = namespace_;
     return RunGet(c, nodes_flags);
+  }
+  if (logs->parsed()) {
+    logs_flags.ns = namespace_;
+    return RunLogs(c, co, logs_flags);
   }
   if (describe->parsed()) {
     describe_flags.ns = namespace_;

@@ -1,5 +1,7 @@
 #include "runtimes/agent/agent.h"
 
+#include <sys/stat.h>
+
 #include "apis/event.h"
 
 #include <arpa/inet.h>
@@ -118,6 +120,22 @@ Driver* Agent::DriverFor(const std::string& name) {
 }
 
 Status Agent::Start() {
+  auto colon = opts_.listen.rfind(':');
+  if (colon == std::string::npos) return InvalidArgument("--listen must be HOST:PORT, got " + opts_.listen);
+  HttpServerOptions ho;
+  ho.host = opts_.listen.substr(0, colon);
+  ho.port = std::atoi(opts_.listen.c_str() + colon + 1);
+  ho.workers = 4;
+  ho.tls_cert = opts_.tls_cert;
+  ho.tls_key = opts_.tls_key;
+  http_ = std::make_unique<HttpServer>(ho);
+  http_->Route("GET", "/v1/allocations/:name/logs",
+               [this](const HttpRequest& req, HttpResponse& res) { ServeLogs(req, res); });
+  MT_ASSIGN_OR_RETURN(int port, http_->Start());
+  address_ = !opts_.advertise.empty()
+                 ? opts_.advertise
+                 : std::string(opts_.tls_cert.empty() ? "http" : "https") + "://" + ho.host + ":" +
+                       std::to_string(port);
   RecoverTasks();
   threads_.emplace_back([this] { SyncLoop(); });
   for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { WorkLoop(); });
@@ -128,6 +146,7 @@ Status Agent::Start() {
 void Agent::Stop() {
   if (stop_.exchange(true)) return;
   if (client_) client_->CancelWatches();
+  if (http_) http_->Stop();
   queue_.ShutDown();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -205,6 +224,7 @@ Status Agent::RegisterNode() {
                                              "the agent is posting heartbeats", 0,
                                              node_conditions_)})},
                  {"lastHeartbeat", NowRfc3339()},
+                 {"agentAddress", address_},
                  {"drivers", drivers},
                  {"capacity", {{"cpus", std::thread::hardware_concurrency()}}}}}};
   auto written = client_->PutStatus("nodes", opts_.node_name, node);
@@ -537,6 +557,112 @@ void Agent::EmitLocked(const std::string& key, const char* type, const std::stri
   Json involved = {{"kind", "Allocation"}, {"metadata", it->second.value("metadata", Json::object())}};
   std::lock_guard<std::mutex> lock(events_mu_);
   events_.push_back(MakeEvent(involved, type, reason, message, "agent/" + opts_.node_name));
+}
+
+namespace {
+
+void SendLogError(HttpResponse& res, const Error& e) {
+  res.status = e.HttpStatus();
+  res.content_type = "application/json";
+  res.body = e.ToJson().dump() + "\n";
+}
+
+// The last `lines` lines of `text` (all of it for a negative count).
+std::string LastLines(const std::string& text, long lines) {
+  if (lines < 0) return text;
+  size_t end = text.size();
+  if (end && text[end - 1] == '\n') --end;
+  size_t pos = end;
+  for (long n = 0; n < lines; ++n) {
+    auto nl = pos == 0 ? std::string::npos : text.rfind('\n', pos - 1);
+    if (nl == std::string::npos) return text;
+    pos = nl;
+    if (n + 1 == lines) return text.substr(pos + 1);
+  }
+  return lines == 0 ? "" : text;
+}
+
+// Reads `path` from `offset` to its end; a file that shrank (a new allocation in the slot, or
+// a rotation) is read from its start again.
+std::string ReadFrom(const std::string& path, off_t* offset) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  struct stat st {};
+  fstat(fd, &st);
+  if (st.st_size < *offset) *offset = 0;
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::pread(fd, buf, sizeof(buf), *offset);
+    if (n <= 0) break;
+    out.append(buf, n);
+    *offset += n;
+    if (out.size() > (8 << 20)) break;  // the rest on the next read
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
+  // The caller proves who it is with its API token; the server says what it may do.
+  std::string auth = req.Header("authorization");
+  ClientOptions co;
+  co.token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+  co.ca_file = opts_.ca_file;
+  auto asker = ApiClient::Create(opts_.server, co);
+  if (!asker) return SendLogError(res, asker.error());
+  auto who = (*asker)->GetRaw("/v1/whoami");
+  if (!who) return SendLogError(res, who.error());
+  Json principal = Json::parse(*who, nullptr, false);
+  std::string role = principal.is_object() ? principal.value("role", "") : "";
+  if (role != "operator" && role != "admin") {
+    return SendLogError(res, Error(Code::kForbidden, "token \"" + principal.value("name", "") +
+                                                         "\" (role " + role +
+                                                         ") may not read logs; that needs the operator or admin role"));
+  }
+  std::string ns = req.Param("namespace").empty() ? std::string(kDefaultNamespace) : req.Param("namespace");
+  std::string name = req.matches[0];
+  std::string key = ns + "/" + name;
+  std::string stream = req.Param("stream").empty() ? "stdout" : req.Param("stream");
+  if (stream != "stdout" && stream != "stderr") {
+    return SendLogError(res, Error(Code::kInvalidArgument, "invalid stream",
+                                   {{"stream", 0, 0, "stdout or stderr, got \"" + stream + "\""}}));
+  }
+  std::string path = TaskDir(key) + "/" + stream + ".log";
+  if (::access(path.c_str(), F_OK) != 0) {
+    return SendLogError(res, NotFound("no logs for allocation " + key + " on node " + opts_.node_name).error());
+  }
+  off_t offset = 0;
+  std::string first;
+  if (req.HasParam("offset")) {
+    offset = std::atoll(req.Param("offset").c_str());
+    first = ReadFrom(path, &offset);
+  } else {
+    first = ReadFrom(path, &offset);
+    first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
+  }
+  res.content_type = "text/plain; charset=utf-8";
+  // Where in the file the body starts: a client that reconnects asks for ?offset= the byte
+  // after the last one it received, and loses nothing.
+  res.headers.emplace_back("X-Log-Start", std::to_string(offset - static_cast<off_t>(first.size())));
+  if (req.Param("follow") != "true") {
+    res.body = std::move(first);
+    return;
+  }
+  res.stream = [path, offset, first](const std::shared_ptr<HttpStream>& s) mutable {
+    if (!first.empty()) s->Write(first);
+    auto at = std::make_shared<off_t>(offset);
+    // Polled, like `tail -F`: the file is appended by the workload, truncated or replaced when
+    // a new allocation takes the slot, and may vanish for a while between the two.
+    s->Every(std::chrono::milliseconds(200), [w = std::weak_ptr<HttpStream>(s), path, at] {
+      auto s = w.lock();
+      if (!s || !s->open() || s->Pending() > (1 << 20)) return;
+      std::string more = ReadFrom(path, at.get());
+      if (!more.empty()) s->Write(more);
+    });
+  };
 }
 
 void Agent::FlushEvents() {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "apis/client.h"
+#include "cmd/mentat-server/http_server.h"
 #include "controllers/workqueue.h"
 #include "runtimes/driver.h"
 
@@ -25,6 +26,12 @@ struct AgentOptions {
   std::string ca_file;    // verifies an https:// server; "" = the system's CAs
   std::string node_name;  // defaults to the host name
   std::string data_dir;   // handles and logs live under it
+  // The agent's own endpoint (allocation logs): HOST:PORT, port 0 for any. Plain HTTP unless
+  // tls_cert/tls_key are set; callers authenticate with their API token, which the agent checks
+  // with the server.
+  std::string listen = "127.0.0.1:0";
+  std::string advertise;  // the URL others use to reach it; default from the bound address
+  std::string tls_cert, tls_key;
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds heartbeat{5000};
 };
@@ -71,6 +78,9 @@ class Agent {
   void EmitLocked(const std::string& key, const char* type, const std::string& reason,
                   const std::string& message);
   void FlushEvents();
+  // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines or
+  // from ?offset=BYTES, and with ?follow=true everything written after, across restarts.
+  void ServeLogs(const HttpRequest& req, HttpResponse& res);
   Status Reconcile(const std::string& key);
   Status RegisterNode();
   void RecoverTasks();
@@ -78,6 +88,8 @@ class Agent {
   Status WriteHandle(const std::string& key, const LocalTask& t);
   void RemoveTaskDir(const std::string& key);
   Json BuildStatus(const std::string& key);
+  std::unique_ptr<HttpServer> http_;
+  std::string address_;  // advertised in the Node's status as agentAddress
   std::mutex events_mu_;
   std::vector<Json> events_;  // MakeEvent objects waiting to be sent
   std::string TaskDir(const std::string& key) const;
