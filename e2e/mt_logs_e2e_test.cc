@@ -55,6 +55,19 @@ TEST(MtLogs, TailAndFollowAcrossRestartsAndNewAllocations) {
       << ReadFile(dir + "/follow.out");
   EXPECT_TRUE(follow.Running()) << "mt logs -f stopped";
 
+  // The agent's endpoint refuses hostile names and counts with a 400 naming the field.
+  auto node = Json::parse(HttpGet(port, "/v1/nodes/logs-node").second);
+  std::string agent = node["status"].value("agentAddress", "");
+  ASSERT_EQ(agent.rfind("http://127.0.0.1:", 0), 0u) << node.dump();
+  int agent_port = std::atoi(agent.c_str() + agent.rfind(':') + 1);
+  for (const std::string& bad : {"/v1/allocations/ticker-0/logs?namespace=..%2F..%2Fetc",
+                                 "/v1/allocations/ticker-0/logs?tail=-3",
+                                 "/v1/allocations/ticker-0/logs?offset=abc",
+                                 "/v1/allocations/..%2E/logs"}) {
+    auto [code, body] = HttpGet(agent_port, bad);
+    EXPECT_EQ(code, 400) << bad << ": " << body;
+  }
+
   auto missing = mt({"logs", "nope"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("no allocation or service named \"nope\""), std::string::npos) << missing.err;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "apis/event.h"
+#include "apis/service.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -624,6 +625,21 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   }
   std::string ns = req.Param("namespace").empty() ? std::string(kDefaultNamespace) : req.Param("namespace");
   std::string name = req.matches[0];
+  // Names become a path under the data dir: only DNS labels; counts: only non-negative numbers.
+  for (const auto& [field, value] : {std::pair<std::string, std::string>{"namespace", ns}, {"name", name}}) {
+    if (!IsDnsLabel(value)) {
+      return SendLogError(res, Error(Code::kInvalidArgument, "invalid " + field,
+                                     {{field, 0, 0, "must be a DNS label, got \"" + value + "\""}}));
+    }
+  }
+  for (const char* field : {"tail", "offset"}) {
+    if (!req.HasParam(field)) continue;
+    const std::string v = req.Param(field);
+    if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+      return SendLogError(res, Error(Code::kInvalidArgument, std::string("invalid ") + field,
+                                     {{field, 0, 0, "must be a non-negative integer, got \"" + v + "\""}}));
+    }
+  }
   std::string key = ns + "/" + name;
   std::string stream = req.Param("stream").empty() ? "stdout" : req.Param("stream");
   if (stream != "stdout" && stream != "stderr") {
