@@ -25,33 +25,12 @@ namespace fs = std::filesystem;
 constexpr const char* kGoodToken = "s3cret-token";
 constexpr const char* kReaderToken = "reader-token";
 
-// Writes ca.pem (+ its key) and a server certificate for IP 127.0.0.1 signed by it into dir;
-// with prefix "other-", a second CA that signed nothing we serve.
-void MakeCa(const std::string& dir, const std::string& prefix) {
-  auto run = [](std::vector<std::string> argv) {
-    auto r = RunCommand(argv);
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  };
-  std::string ca = dir + "/" + prefix + "ca";
-  run({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-       "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", ca + ".key", "-out", ca + ".pem",
-       "-days", "2", "-subj", "/CN=mentat test " + prefix + "ca"});
-  if (!prefix.empty()) return;
-  WriteFile(dir + "/san.ext", "subjectAltName=IP:127.0.0.1\n");
-  run({"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-       "-nodes", "-keyout", dir + "/server.key", "-out", dir + "/server.csr", "-subj",
-       "/CN=127.0.0.1"});
-  run({"/usr/bin/openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", ca + ".pem", "-CAkey",
-       ca + ".key", "-CAcreateserial", "-out", dir + "/server.pem", "-days", "2", "-extfile",
-       dir + "/san.ext"});
-}
-
 // The front: https (or http), checks "Authorization: Bearer", forwards to the real server.
 class AuthFront {
  public:
   AuthFront(const std::string& dir, int upstream, bool tls) : upstream_(upstream) {
     if (tls) {
-      server_ = std::make_unique<httplib::SSLServer>((dir + "/server.pem").c_str(),
+      server_ = std::make_unique<httplib::SSLServer>((dir + "/server.crt").c_str(),
                                                      (dir + "/server.key").c_str());
     } else {
       server_ = std::make_unique<httplib::Server>();
@@ -281,8 +260,10 @@ TEST_F(MtConfigTest, TokenIsSentAsBearerAndRefusalsAreClear) {
 }
 
 TEST_F(MtConfigTest, HttpsVerifiesTheServerWithTheGivenCa) {
-  MakeCa(dir_, "");
-  MakeCa(dir_, "other-");
+  ASSERT_EQ(MakeTestCertificates(dir_), "");
+  // A second CA that signed nothing we serve.
+  std::filesystem::create_directories(dir_ + "/other");
+  ASSERT_EQ(MakeTestCertificates(dir_ + "/other"), "");
   AuthFront front(dir_, port_, /*tls=*/true);
   std::string https = Url(front.port(), "https");
   std::vector<std::string> token = {std::string("MENTAT_TOKEN=") + kGoodToken};
@@ -292,24 +273,24 @@ TEST_F(MtConfigTest, HttpsVerifiesTheServerWithTheGivenCa) {
   };
 
   // --ca-file.
-  auto r = Mt({"--server", https, "--ca-file", dir_ + "/ca.pem", "apply", "-f", dir_ + "/web.yaml"},
+  auto r = Mt({"--server", https, "--ca-file", dir_ + "/ca.crt", "apply", "-f", dir_ + "/web.yaml"},
               token);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "service/web created\n");
   // MENTAT_CA_FILE.
   r = Mt({"get", "services", "-o", "name"},
-         with({"MENTAT_ADDR=" + https, "MENTAT_CA_FILE=" + dir_ + "/ca.pem"}));
+         with({"MENTAT_ADDR=" + https, "MENTAT_CA_FILE=" + dir_ + "/ca.crt"}));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "service/web\n");
   // ca_file: in the config file, with the server there too.
-  Config("server: " + https + "\nca_file: " + dir_ + "/ca.pem\n");
+  Config("server: " + https + "\nca_file: " + dir_ + "/ca.crt\n");
   r = Mt({"get", "services", "web", "-o", "name"}, token);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "service/web\n");
 
   // A CA that did not sign the certificate, or none (the system's CAs): refused, never sent.
   size_t sent = front.Seen().size();
-  r = Mt({"--ca-file", dir_ + "/other-ca.pem", "get", "services"}, token);
+  r = Mt({"--ca-file", dir_ + "/other/ca.crt", "get", "services"}, token);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("cannot verify the TLS certificate of " + https), std::string::npos)
       << r.err;
