@@ -4,11 +4,62 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <random>
 
 namespace mentat {
+
+Result<std::chrono::milliseconds> ParseDuration(const std::string& text) {
+  auto bad = [&] {
+    return InvalidArgument("invalid duration \"" + text + "\": use e.g. 90s, 2m, 1h or 1m30s");
+  };
+  if (text.empty()) return bad();
+  double total_ms = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+      ++i;
+    if (i == start) return bad();
+    double value;
+    try {
+      value = std::stod(text.substr(start, i - start));
+    } catch (...) {
+      return bad();
+    }
+    size_t unit_start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    std::string unit = text.substr(unit_start, i - unit_start);
+    if (unit.empty() && unit_start == text.size() && start == 0) unit = "s";
+    double scale = unit == "ms"  ? 1
+                   : unit == "s" ? 1000
+                   : unit == "m" ? 60000
+                   : unit == "h" ? 3600000
+                                 : -1;
+    if (scale < 0) return bad();
+    total_ms += value * scale;
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(total_ms)));
+}
+
+std::string FormatDuration(std::chrono::milliseconds d) {
+  int64_t ms = d.count();
+  if (ms % 1000 != 0) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%.1fs", ms / 1000.0);
+    return buf;
+  }
+  int64_t s = ms / 1000;
+  std::string out;
+  if (s >= 3600) out += std::to_string(s / 3600) + "h", s %= 3600;
+  if (s >= 60) out += std::to_string(s / 60) + "m", s %= 60;
+  if (s > 0 || out.empty()) out += std::to_string(s) + "s";
+  return out;
+}
+
 
 const std::vector<KindInfo>& Kinds() {
   static const std::vector<KindInfo> kinds = {
@@ -17,6 +68,7 @@ const std::vector<KindInfo>& Kinds() {
       {"Node", "nodes", false},
       {"SecurityProfile", "securityprofiles", false},
       {"Event", "events", true},
+      {"ServiceRevision", "servicerevisions", true},
   };
   return kinds;
 }
@@ -34,6 +86,7 @@ std::optional<KindInfo> KindByName(std::string_view name) {
   static const std::vector<std::pair<std::string_view, std::string_view>> aliases = {
       {"svc", "services"}, {"alloc", "allocations"}, {"allocs", "allocations"},
       {"no", "nodes"},     {"profile", "securityprofiles"}, {"profiles", "securityprofiles"},
+      {"rev", "servicerevisions"}, {"revision", "servicerevisions"}, {"revisions", "servicerevisions"},
   };
   for (const auto& [alias, plural] : aliases) {
     if (lower == alias) return KindByPlural(plural);
@@ -134,6 +187,17 @@ Json MakeCondition(const std::string& type, bool ok, const std::string& reason,
   return {{"type", type},       {"status", status},   {"reason", reason},
           {"message", message}, {"lastTransitionTime", since},
           {"observedGeneration", observed_generation}};
+}
+
+std::string ContentHash(const Json& obj) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : obj.dump()) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 std::string NewUid() {

@@ -60,6 +60,10 @@ std::string LabelOf(const Json& obj, std::string_view label);
 std::string FormatTime(std::chrono::system_clock::time_point t);
 std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string& s);
 std::string NowRfc3339();
+// "500ms", "90s", "2m", "1h", "1m30s"; a bare number is seconds. Errors: kInvalidArgument.
+Result<std::chrono::milliseconds> ParseDuration(const std::string& text);
+// The inverse, for messages: "60s", "2m30s", "1.5s".
+std::string FormatDuration(std::chrono::milliseconds d);
 // "5s", "3m", "2h", "4d": the AGE column of kubectl.
 std::string HumanAge(std::chrono::system_clock::duration d);
 
@@ -68,6 +72,9 @@ std::string HumanAge(std::chrono::system_clock::duration d);
 // from `previous` (a conditions list) while the status stays the same.
 Json MakeCondition(const std::string& type, bool ok, const std::string& reason,
                    const std::string& message, int64_t observed_generation, const Json& previous);
+
+// 16 hex digits (FNV-1a) of the object's compact JSON: a change detector, not a security hash.
+std::string ContentHash(const Json& obj);
 
 // A random RFC 4122 version-4 UUID.
 std::string NewUid();

@@ -1047,6 +1047,24 @@ Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& 
   return out;
 }
 
+namespace {
+constexpr const char* kServiceWideFields[] = {"count", "scale", "deploy"};
+}  // namespace
+
+Json TaskTemplate(const Json& spec) {
+  Json t = spec;
+  for (const char* f : kServiceWideFields) t.erase(f);
+  return t;
+}
+
+Json WithTaskTemplate(const Json& spec, const Json& task_template) {
+  Json out = task_template;
+  for (const char* f : kServiceWideFields) {
+    if (spec.contains(f)) out[f] = spec[f];
+  }
+  return out;
+}
+
 Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
   if (!input.is_object()) {
     Mark m = FindMark(marks, "");

@@ -34,6 +34,13 @@ struct ServiceSpec {
 
 inline constexpr int kMaxCount = 1000;
 
+// A Service spec's task template: the spec less what concerns the whole service (count, scale,
+// deploy). Allocations run it; a change to it is a new revision and rolls out.
+Json TaskTemplate(const Json& spec);
+// `spec` with its task template replaced by `task_template` (count, scale and deploy kept):
+// an undo or a revert.
+Json WithTaskTemplate(const Json& spec, const Json& task_template);
+
 // Canonical drivers.
 const std::vector<std::string>& KnownDrivers();
 

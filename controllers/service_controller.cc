@@ -1,11 +1,13 @@
 #include "controllers/service_controller.h"
 
-#include "controllers/events.h"
-
 #include <algorithm>
 #include <map>
 
 #include <spdlog/spdlog.h>
+
+#include "controllers/events.h"
+#include "controllers/revisions.h"
+#include "controllers/rollout.h"
 
 namespace mentat {
 namespace {
@@ -21,15 +23,6 @@ bool NodeReady(const Json& node) {
   if (!st.value("ready", false)) return false;
   auto hb = ParseTime(st.value("lastHeartbeat", ""));
   return hb && std::chrono::system_clock::now() - *hb < std::chrono::seconds(30);
-}
-
-// What an allocation runs: the spec less what only concerns the whole service (how many),
-// so that scaling never replaces running allocations.
-Json TaskTemplate(const Json& spec) {
-  Json t = spec;
-  t.erase("count");
-  t.erase("scale");
-  return t;
 }
 
 }  // namespace
@@ -109,41 +102,92 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   auto svc = store_->Get({"Service", ns, name});
   if (!svc) {
     if (svc.error().code() != Code::kNotFound) return std::unexpected(svc.error());
-    // The service is gone: so are its allocations.
+    // The service is gone: so are its allocations and its history.
     for (const auto& [aname, a] : by_name) {
       auto st = store_->Delete({"Allocation", ns, aname});
       if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
     }
+    MT_RETURN_IF_ERROR(DeleteRevisions(store_, ns, name));
     return ReconcileResult{};
   }
-  const Json spec = TaskTemplate((*svc)["spec"]);
+  const Json& svc_spec = (*svc)["spec"];
+  const Json tmpl = TaskTemplate(svc_spec);
   int64_t generation = (*svc)["metadata"].value("generation", int64_t{1});
-  int count = (*svc)["spec"].value("count", 1);
-  std::string driver = spec.value("driver", "");
+  int count = svc_spec.value("count", 1);
+  std::string driver = tmpl.value("driver", "");
+  const DeployPolicy policy = DeployPolicy::FromSpec(svc_spec);
+  const Json& last_status = (*svc).value("status", Json::object());
+  Json rollout = last_status.value("rollout", Json::object());
+  std::string stable = last_status.value("stableRevision", "");
+  auto now = std::chrono::system_clock::now();
 
-  std::string placement_problem;
-  bool replacing = false;
-  // Slots beyond the count go away; outdated ones are replaced one at a time (max_parallel 1).
-  for (const auto& [aname, a] : by_name) {
-    int index = a["spec"].value("index", -1);
-    bool outdated = a["spec"].value("task", Json()) != spec;
-    if (index < 0 || index >= count) {
-      auto st = store_->Delete({"Allocation", ns, aname});
-      if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
-    } else if (outdated && !replacing) {
-      replacing = true;
-      auto st = store_->Delete({"Allocation", ns, aname});
-      if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
-    } else if (outdated) {
-      replacing = true;
+  // The revision this spec is; a new one starts a rollout.
+  MT_ASSIGN_OR_RETURN(Json revision, CurrentRevision(*svc, tmpl, rollout, stable));
+  int64_t rev_number = RevisionNumber(revision);
+  if (rollout.value("revisionName", "") != NameOf(revision)) {
+    rollout = {{"revisionName", NameOf(revision)},
+               {"state", "Progressing"},
+               {"startedAt", NowRfc3339()},
+               {"message", ""}};
+  }
+  rollout["revision"] = rev_number;
+  const std::string rev_label = "revision " + std::to_string(rev_number);
+
+  // Slots beyond the count go.
+  for (auto it = by_name.begin(); it != by_name.end();) {
+    int index = it->second["spec"].value("index", -1);
+    if (index >= 0 && index < count) {
+      ++it;
+      continue;
+    }
+    auto st = store_->Delete({"Allocation", ns, it->first});
+    if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+    it = by_name.erase(it);
+  }
+
+  // Which slots to move to the current template now.
+  std::vector<Slot> slots;
+  for (int i = 0; i < count; ++i) {
+    auto it = by_name.find(name + "-" + std::to_string(i));
+    if (it == by_name.end()) {
+      Slot s;
+      s.index = i;
+      slots.push_back(s);
+    } else {
+      slots.push_back(Slot::FromAllocation(i, it->second, it->second["spec"].value("task", Json()) == tmpl));
     }
   }
+  const RolloutPlan plan = PlanRollout(slots, policy, rollout.value("state", "") == "Failed", now);
+  std::string replaced;
+  for (int i : plan.replace) {
+    std::string aname = name + "-" + std::to_string(i);
+    WriteOptions wo;
+    wo.expected_revision = ResourceVersionOf(by_name[aname]);
+    auto st = store_->Delete({"Allocation", ns, aname}, wo);
+    if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+    by_name.erase(aname);
+    replaced += (replaced.empty() ? "" : ", ") + aname;
+  }
+  if (!replaced.empty()) {
+    RecordEvent(store_, *svc, kEventNormal, "RolloutStep",
+                rev_label + ": replacing " + replaced + " (" + std::to_string(plan.updated) + "/" +
+                    std::to_string(count) + " updated before this step)",
+                "service-controller");
+  }
+
+  // Create missing allocations from the current template and place unplaced ones.
+  std::string placement_problem;
   for (int i = 0; i < count; ++i) {
     std::string aname = name + "-" + std::to_string(i);
     auto it = by_name.find(aname);
-    bool exists = it != by_name.end() && it->second["spec"].value("task", Json()) == spec;
-    if (it != by_name.end() && !exists) continue;  // being replaced
+    bool exists = it != by_name.end();
     if (exists && !it->second["spec"].value("nodeName", "").empty()) continue;
+    // An unplaced allocation of an older template is not worth placing: start it anew.
+    if (exists && it->second["spec"].value("task", Json()) != tmpl) {
+      auto st = store_->Delete({"Allocation", ns, aname});
+      if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+      exists = false;
+    }
     std::string why;
     MT_ASSIGN_OR_RETURN(std::string node, PickNode(driver, &why));
     if (node.empty()) placement_problem = why;
@@ -157,17 +201,17 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
                     {"index", i},
                     {"nodeName", node},
                     {"serviceGeneration", generation},
-                    {"task", spec}}}};
+                    {"revision", rev_number},
+                    {"task", tmpl}}}};
     bool placed = false;
+    WriteOptions wo;
     if (exists) {
       // Placing an unplaced allocation: conditional on what we read.
-      WriteOptions wo;
       wo.expected_revision = ResourceVersionOf(it->second);
       auto st = store_->Put(alloc, wo);
       if (!st) return std::unexpected(st.error());
       placed = !node.empty();
     } else {
-      WriteOptions wo;
       wo.create_only = true;
       auto st = store_->Put(alloc, wo);
       if (!st && st.error().code() != Code::kAlreadyExists) return std::unexpected(st.error());
@@ -185,7 +229,6 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
                 "cannot place allocations: " + placement_problem, "service-controller");
   }
   // A change of count since the last rollup is a scale.
-  const Json& last_status = (*svc).value("status", Json::object());
   if (last_status.contains("desiredReplicas") && last_status["desiredReplicas"].is_number_integer() &&
       last_status["desiredReplicas"].get<int>() != count) {
     RecordEvent(store_, *svc, kEventNormal, "Scaled",
@@ -194,15 +237,50 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
                 "service-controller");
   }
 
+  // How the rollout stands. A failed one stays failed (nothing more is replaced) until the spec
+  // changes; with auto_revert the spec goes back to the last stable revision.
+  std::optional<Json> revert_to;
+  if (rollout["state"] == "Progressing") {
+    if (plan.failure) {
+      std::string why = "rollout of " + rev_label + " failed: " + *plan.failure;
+      rollout["state"] = "Failed";
+      rollout["finishedAt"] = NowRfc3339();
+      RecordOutcome(store_, revision, "Failed", *plan.failure);
+      if (policy.auto_revert && !stable.empty() && stable != NameOf(revision)) {
+        auto target = store_->Get({"ServiceRevision", ns, stable});
+        if (target) {
+          revert_to = *target;
+          why += "; reverting to revision " + std::to_string(RevisionNumber(*target));
+        } else {
+          why += "; cannot revert: the last stable revision " + stable + " is gone";
+        }
+      } else if (policy.auto_revert) {
+        why += "; no earlier revision was ever healthy to revert to";
+      }
+      rollout["message"] = why;
+      RecordEvent(store_, *svc, kEventWarning, revert_to ? "RolloutReverted" : "RolloutFailed", why,
+                  "service-controller");
+    } else if (plan.complete) {
+      rollout["state"] = "Complete";
+      rollout["finishedAt"] = NowRfc3339();
+      rollout["message"] = rev_label + " rolled out: " + std::to_string(count) + "/" +
+                           std::to_string(count) + " healthy";
+      stable = NameOf(revision);
+      RecordOutcome(store_, revision, "Complete", "");
+      RecordEvent(store_, *svc, kEventNormal, "RolloutComplete", rollout["message"],
+                  "service-controller");
+    }
+  }
+
   // Status rollup from the allocations as they are now.
-  MT_ASSIGN_OR_RETURN(auto now, store_->List("Allocation", lo));
+  MT_ASSIGN_OR_RETURN(auto now_allocs, store_->List("Allocation", lo));
   int replicas = 0, ready = 0, updated = 0, failed = 0, complete = 0;
   std::string failure;
-  for (const auto& a : now.items) {
+  for (const auto& a : now_allocs.items) {
     if (a["spec"].value("index", -1) >= count) continue;
     ++replicas;
     const Json& st = a.value("status", Json::object());
-    bool is_updated = a["spec"].value("task", Json()) == spec;
+    bool is_updated = a["spec"].value("task", Json()) == tmpl;
     if (is_updated) ++updated;
     if (is_updated && st.value("ready", false)) ++ready;
     std::string phase = st.value("phase", "");
@@ -212,7 +290,12 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
       failure = NameOf(a) + ": " + st.value("message", phase);
     }
   }
-  const Json& prev = (*svc).value("status", Json::object()).value("conditions", Json::array());
+  if (rollout["state"] == "Progressing") {
+    rollout["message"] = rev_label + ": " + std::to_string(updated) + "/" + std::to_string(count) +
+                         " updated, " + std::to_string(plan.healthy) + " healthy";
+  }
+  const bool rollout_failed = rollout["state"] == "Failed";
+  const Json& prev = last_status.value("conditions", Json::array());
   std::string phase;
   std::string message;
   if (count == 0) {
@@ -227,6 +310,9 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   } else if (!placement_problem.empty()) {
     phase = "Pending";
     message = "cannot place allocations: " + placement_problem;
+  } else if (rollout_failed) {
+    phase = "Degraded";
+    message = rollout.value("message", "");
   } else if (failed > 0) {
     phase = "Degraded";
     message = failure;
@@ -235,6 +321,10 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
     message = std::to_string(ready) + "/" + std::to_string(count) + " ready";
   }
   bool available = ready == count;
+  bool degraded = failed > 0 || !placement_problem.empty() || rollout_failed;
+  std::string progress_reason = rollout["state"] == "Progressing" ? "RollingUpdate"
+                                : rollout_failed                  ? "RolloutFailed"
+                                                                  : "RolloutComplete";
   Json status = {
       {"observedGeneration", generation},
       {"desiredReplicas", count},
@@ -243,27 +333,58 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
       {"updatedReplicas", updated},
       {"phase", phase},
       {"message", message},
+      {"rollout", rollout},
       {"conditions",
        Json::array({MakeCondition("Ready", available, available ? "AllReplicasReady" : phase, message,
-                              generation, prev),
-                    MakeCondition("Progressing", updated < count || ready < count,
-                              updated < count ? "RollingUpdate" : "Stable", message, generation,
-                              prev),
-                    MakeCondition("Degraded", failed > 0 || !placement_problem.empty(),
-                              !placement_problem.empty() ? "PlacementFailed"
-                              : failed > 0               ? "AllocationFailing"
-                                                         : "Healthy",
-                              failed > 0 || !placement_problem.empty() ? message : "", generation,
-                              prev)})}};
+                                  generation, prev),
+                    MakeCondition("Progressing", rollout["state"] == "Progressing", progress_reason,
+                                  rollout.value("message", ""), generation, prev),
+                    MakeCondition("Degraded", degraded,
+                                  !placement_problem.empty() ? "PlacementFailed"
+                                  : rollout_failed           ? "RolloutFailed"
+                                  : failed > 0               ? "AllocationFailing"
+                                                             : "Healthy",
+                                  degraded ? message : "", generation, prev)})}};
+  if (!stable.empty()) status["stableRevision"] = stable;
   Json update = *svc;
   update["status"] = status;
-  auto st = store_->UpdateStatus(update);
-  if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+  auto written = store_->UpdateStatus(update);
+  if (!written && written.error().code() != Code::kNotFound) return std::unexpected(written.error());
+
+  if (revert_to && written) {
+    // Nomad's auto_revert: the spec becomes the stable revision's template again (count, scale
+    // and deploy stay as they are), and that rolls out as a new revision.
+    Json reverted = *written;
+    reverted["spec"] = WithTaskTemplate(svc_spec, (*revert_to)["spec"]["template"]);
+    WriteOptions wo;
+    wo.expected_revision = ResourceVersionOf(*written);
+    auto st = store_->Put(reverted, wo);
+    if (!st && st.error().code() != Code::kConflict) return std::unexpected(st.error());
+    if (st) spdlog::info("service-controller: {}/{} reverted to {}", ns, name, NameOf(*revert_to));
+  }
+
   ReconcileResult r;
   // Unplaced allocations retry when a node appears (Node events) and also on a timer, since a
-  // node going stale emits no event.
+  // node going stale emits no event. Health milestones of a rollout pass without events too.
   if (!placement_problem.empty()) r.requeue_after = std::chrono::seconds(5);
+  if (plan.recheck_at && rollout["state"] == "Progressing") {
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*plan.recheck_at - now) +
+                std::chrono::milliseconds(50);
+    if (!r.requeue_after || wait < *r.requeue_after) r.requeue_after = wait;
+  }
   return r;
+}
+
+Result<Json> ServiceController::CurrentRevision(const Json& svc, const Json& tmpl,
+                                                const Json& rollout, const std::string& stable) {
+  // The common case, a reconcile with no spec change: one point read.
+  std::string name = RevisionName(NameOf(svc), tmpl);
+  if (rollout.value("revisionName", "") == name) {
+    auto r = store_->Get({"ServiceRevision", NamespaceOf(svc), name});
+    if (r) return *r;
+    if (r.error().code() != Code::kNotFound) return std::unexpected(r.error());
+  }
+  return EnsureRevision(store_, svc, tmpl, stable);
 }
 
 }  // namespace mentat

@@ -1,7 +1,8 @@
 // The Service controller: turns a Service's desired count into Allocation objects named
 // <service>-<slot> (so a retried or crashed reconcile can never create duplicates), places
-// unplaced ones on a Ready node, replaces allocations whose spec is outdated one at a time,
-// and rolls Allocation status up into Service status.
+// unplaced ones on a Ready node, rolls spec changes out by the service's deploy policy
+// (rollout.h), keeps its spec revisions (revisions.h), and rolls Allocation status up into
+// Service status, with status.rollout saying how the current revision's rollout stands.
 #pragma once
 
 #include <map>
@@ -23,6 +24,9 @@ class ServiceController : public Reconciler {
  private:
   // Picks a node for a new allocation: a Ready node with the driver, fewest allocations first.
   Result<std::string> PickNode(const std::string& driver, std::string* why_not);
+  // The ServiceRevision of the service's current template, made if need be.
+  Result<Json> CurrentRevision(const Json& svc, const Json& tmpl, const Json& rollout,
+                               const std::string& stable);
 
   Store* store_;
   std::mutex nodes_mu_;

@@ -148,7 +148,8 @@ TEST_F(MtShellTest, BashCompletion) {
             0);
   EXPECT_EQ(Complete("g"), "get ");
   EXPECT_EQ(Complete("d"), "delete describe diff ");
-  EXPECT_EQ(Complete("get s"), "securityprofiles services ");
+  EXPECT_EQ(Complete("get s"), "securityprofiles servicerevisions services ");
+  EXPECT_EQ(Complete("rollout "), "history status undo ");
   EXPECT_EQ(Complete("get services w"), "web worker ");
   EXPECT_EQ(Complete("describe service/w"), "service/web service/worker ");
   EXPECT_EQ(Complete("-n staging get services "), "other ");

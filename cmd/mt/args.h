@@ -1,5 +1,4 @@
-// Command-line values that several commands share: durations ("90s", "2m"), kinds with their
-// aliases, and object references in either kubectl form: "service/web" or "services web".
+// Command-line values that several commands share: kinds with their aliases, and object references in either kubectl form: "service/web" or "services web".
 #pragma once
 
 #include <chrono>
@@ -10,11 +9,6 @@
 #include "apis/object.h"
 
 namespace mentat::mt {
-
-// "500ms", "90s", "2m", "1h", "1m30s"; a bare number is seconds. Errors: kInvalidArgument.
-Result<std::chrono::milliseconds> ParseDuration(const std::string& text);
-// The inverse, for messages: "60s", "2m30s", "1.5s".
-std::string FormatDuration(std::chrono::milliseconds d);
 
 // "svc", "service", "Services", ... Errors: kInvalidArgument naming the known kinds.
 Result<KindInfo> ParseKind(const std::string& text);

@@ -84,6 +84,16 @@ struct LogsFlags {
 // Reads logs from the agents, with the server's token and CA (`co`).
 int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f);
 
+struct RolloutFlags {
+  std::string action;  // status, history or undo
+  std::string name;    // the service
+  std::string ns;
+  std::string timeout;      // status: give up after this long ("" or 0: never)
+  int64_t revision = 0;     // history: show this revision's template
+  int64_t to_revision = 0;  // undo: this revision instead of the previous one
+};
+int RunRollout(ApiClient& client, const RolloutFlags& f);
+
 // A bash completion script generated from the command line's own definition.
 std::string BashCompletion(const CLI::App& app);
 

@@ -142,6 +142,25 @@ int main(int argc, char** argv) {
   wait->add_option("--timeout", wait_flags.timeout, "give up after this long (e.g. 90s, 5m)")
       ->capture_default_str();
 
+  RolloutFlags rollout_flags;
+  auto* rollout = app.add_subcommand("rollout", "follow, list or undo a service's spec rollouts");
+  rollout->require_subcommand(1);
+  auto* rollout_status =
+      rollout->add_subcommand("status", "wait until the service's current rollout completes or fails");
+  rollout_status->add_option("service", rollout_flags.name, "the service")->required();
+  rollout_status->add_option("--timeout", rollout_flags.timeout,
+                             "give up after this long (e.g. 5m; default: wait as long as it takes)");
+  auto* rollout_history = rollout->add_subcommand("history", "list the service's spec revisions");
+  rollout_history->add_option("service", rollout_flags.name, "the service")->required();
+  rollout_history->add_option("--revision", rollout_flags.revision,
+                              "print this revision's spec template")
+      ->check(CLI::PositiveNumber);
+  auto* rollout_undo =
+      rollout->add_subcommand("undo", "roll the service back to its previous (or a given) revision");
+  rollout_undo->add_option("service", rollout_flags.name, "the service")->required();
+  rollout_undo->add_option("--to-revision", rollout_flags.to_revision, "the revision to go back to")
+      ->check(CLI::PositiveNumber);
+
   auto* completion = app.add_subcommand("completion", "print a shell completion script");
   std::string shell;
   completion->add_option("shell", shell, "bash")->required();
@@ -249,6 +268,13 @@ int main(int argc, char** argv) {
   if (diff->parsed()) {
     diff_flags.ns = ns_explicit ? namespace_ : "";
     return RunDiff(c, diff_flags);
+  }
+  if (rollout->parsed()) {
+    rollout_flags.ns = namespace_;
+    rollout_flags.action = rollout_status->parsed()    ? "status"
+                           : rollout_history->parsed() ? "history"
+                                                       : "undo";
+    return RunRollout(c, rollout_flags);
   }
   if (wait->parsed()) {
     wait_flags.ns = namespace_;

@@ -1,0 +1,228 @@
+// Rolling deploys against a real server with its in-process agent and real processes:
+// a rolling update never has more than max_parallel slots unavailable (checked on the exact
+// sequence of allocation changes, replayed from the store's watch history); a new version
+// whose health check never passes is rolled back by auto_revert; `mt rollout status`,
+// `history` and `undo` report and drive it.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "e2e/harness.h"
+
+namespace mentat::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+bool Has(const std::string& text, const std::string& pattern) {
+  return std::regex_search(text, std::regex(pattern));
+}
+
+class RolloutTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("rollout");
+    port_ = FreePort();
+    server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log",
+                          {"--dev", "--node-name", "e2e-node"});
+    ASSERT_TRUE(server_) << ReadFile(dir_ + "/server.log");
+  }
+  void TearDown() override {
+    Mt({"delete", "services", "--all"});
+    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
+  }
+  CommandResult Mt(std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
+                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
+                                     Runfile("cmd/mt/mt")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+  void Apply(const std::string& manifest) {
+    std::string f = dir_ + "/svc.yaml";
+    WriteFile(f, manifest);
+    auto r = Mt({"apply", "-f", f});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  int64_t Revision() {
+    auto [code, body] = HttpGet(port_, "/v1/services");
+    EXPECT_EQ(code, 200) << body;
+    return std::stoll(Json::parse(body)["resourceVersion"].get<std::string>());
+  }
+  // Every Allocation change after `from`, in order, from the store's watch history.
+  std::vector<Json> AllocationChangesSince(int64_t from) {
+    auto r = RunCommand({"/usr/bin/curl", "-sN", "--max-time", "2",
+                         "http://127.0.0.1:" + std::to_string(port_) +
+                             "/v1/allocations?watch=true&resourceVersion=" + std::to_string(from)});
+    std::vector<Json> events;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.empty()) continue;
+      Json ev = Json::parse(line);
+      if (ev["type"] != "BOOKMARK") events.push_back(ev);
+    }
+    return events;
+  }
+  Json Service(const std::string& name) {
+    auto [code, body] = HttpGet(port_, "/v1/services/" + name);
+    EXPECT_EQ(code, 200) << body;
+    return code == 200 ? Json::parse(body) : Json::object();
+  }
+  std::string Events() {
+    auto [code, body] = HttpGet(port_, "/v1/events?namespace=default");
+    return body;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  std::unique_ptr<Process> server_;
+};
+
+// The most slots without a Ready allocation at any point of the change sequence.
+int MaxUnavailable(const std::vector<Json>& events, int count, std::map<std::string, bool> ready) {
+  int worst = 0;
+  for (const auto& ev : events) {
+    std::string name = ev["object"]["metadata"]["name"];
+    if (ev["type"] == "DELETED") {
+      ready.erase(name);
+    } else {
+      ready[name] = ev["object"].value("status", Json::object()).value("ready", false);
+    }
+    int up = 0;
+    for (const auto& [n, r] : ready) up += r;
+    worst = std::max(worst, count - up);
+  }
+  return worst;
+}
+
+TEST_F(RolloutTest, RollingUpdateNeverHasMoreThanMaxParallelUnavailable) {
+  const std::string base =
+      "name: web\ndriver: exec\ncommand: /bin/sleep\ncount: 4\n"
+      "deploy: {max_parallel: 2, min_healthy_time: 1s, healthy_deadline: 30s}\n";
+  Apply(base + "args: ['301']\n");
+  auto st = Mt({"rollout", "status", "web", "--timeout", "60s"});
+  ASSERT_EQ(st.exit_code, 0) << st.out << st.err;
+  EXPECT_TRUE(Has(st.out, "service/web: revision 1 rolled out: 4/4 healthy\n$")) << st.out;
+
+  int64_t before = Revision();
+  std::map<std::string, bool> ready;
+  for (int i = 0; i < 4; ++i) ready["web-" + std::to_string(i)] = true;
+  Apply(base + "args: ['302']\n");
+  st = Mt({"rollout", "status", "web", "--timeout", "60s"});
+  ASSERT_EQ(st.exit_code, 0) << st.out << st.err;
+  EXPECT_TRUE(Has(st.out, "Waiting for the rollout of service/web to finish: revision 2: ")) << st.out;
+  EXPECT_TRUE(Has(st.out, "service/web: revision 2 rolled out: 4/4 healthy\n$")) << st.out;
+
+  auto events = AllocationChangesSince(before);
+  ASSERT_FALSE(events.empty());
+  // Exactly max_parallel at the worst moment: the rollout used its budget and never more.
+  EXPECT_EQ(MaxUnavailable(events, 4, ready), 2);
+  // Every slot now runs the new args, each replaced exactly once.
+  int deletions = 0;
+  for (const auto& ev : events) deletions += ev["type"] == "DELETED";
+  EXPECT_EQ(deletions, 4);
+  auto [code, body] = HttpGet(port_, "/v1/allocations?namespace=default");
+  for (const auto& a : Json::parse(body)["items"]) EXPECT_EQ(a["spec"]["task"]["args"][0], "302");
+  EXPECT_TRUE(Has(Events(), "RolloutStep")) << Events();
+  EXPECT_TRUE(Has(Events(), "revision 2: replacing web-[0-9], web-[0-9]")) << Events();
+}
+
+TEST_F(RolloutTest, MaxParallelOneReplacesOneSlotAtATime) {
+  const std::string base =
+      "name: one\ndriver: exec\ncommand: /bin/sleep\ncount: 3\n"
+      "deploy: {min_healthy_time: 1s, healthy_deadline: 30s}\n";
+  Apply(base + "args: ['301']\n");
+  ASSERT_EQ(Mt({"rollout", "status", "one", "--timeout", "60s"}).exit_code, 0);
+  int64_t before = Revision();
+  std::map<std::string, bool> ready;
+  for (int i = 0; i < 3; ++i) ready["one-" + std::to_string(i)] = true;
+  Apply(base + "args: ['302']\n");
+  auto st = Mt({"rollout", "status", "one", "--timeout", "60s"});
+  ASSERT_EQ(st.exit_code, 0) << st.out << st.err;
+  EXPECT_EQ(MaxUnavailable(AllocationChangesSince(before), 3, ready), 1);
+}
+
+TEST_F(RolloutTest, AFailingHealthCheckOnTheNewVersionAutoReverts) {
+  int app_port = FreePort();
+  const std::string base =
+      "name: api\ndriver: exec\ncount: 1\nport: " + std::to_string(app_port) +
+      "\ndeploy: {min_healthy_time: 1s, healthy_deadline: 4s, auto_revert: true}\n";
+  const std::string good = base + "command: /usr/bin/python3\nargs: ['-m', 'http.server', '--bind', "
+                                  "'127.0.0.1', '" + std::to_string(app_port) + "']\n";
+  Apply(good);
+  auto st = Mt({"rollout", "status", "api", "--timeout", "60s"});
+  ASSERT_EQ(st.exit_code, 0) << st.out << st.err << ReadFile(dir_ + "/server.log");
+
+  // The new version never listens on its port: its readiness check never passes.
+  Apply(base + "command: /bin/sleep\nargs: ['300']\n");
+  st = Mt({"rollout", "status", "api", "--timeout", "60s"});
+  EXPECT_EQ(st.exit_code, 1) << st.out << st.err;
+  EXPECT_TRUE(Has(st.err, "error: service/api: rollout of revision 2 failed: api-0 was not healthy "
+                          "within 4s \\(Running: running, waiting for port [0-9]+\\); reverting to "
+                          "revision 1\n"))
+      << st.err;
+
+  // The spec is the good one again, rolled out as revision 3.
+  ASSERT_TRUE(WaitFor([&] { return Service("api")["spec"]["command"] == "/usr/bin/python3"; }, 10s))
+      << Service("api").dump();
+  st = Mt({"rollout", "status", "api", "--timeout", "60s"});
+  ASSERT_EQ(st.exit_code, 0) << st.out << st.err;
+  EXPECT_TRUE(Has(st.out, "service/api: revision 3 rolled out: 1/1 healthy\n$")) << st.out;
+  EXPECT_TRUE(Has(Events(), "RolloutReverted")) << Events();
+
+  auto h = Mt({"rollout", "history", "api"});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  EXPECT_TRUE(Has(h.out,
+                  "^service/api\nREVISION +ROLLOUT +AGE +CHANGE\n"
+                  "2 +Failed +[0-9]+s +exec /bin/sleep 300\n"
+                  "3 +Complete \\(current\\) +[0-9]+s +args, command\n$"))
+      << h.out;
+}
+
+TEST_F(RolloutTest, UndoGoesBackToThePreviousOrAGivenRevision) {
+  const std::string base = "name: undo\ndriver: exec\ncommand: /bin/sleep\ncount: 2\n"
+                           "deploy: {max_parallel: 2, min_healthy_time: 1s, healthy_deadline: 30s}\n";
+  Apply(base + "args: ['301']\n");
+  ASSERT_EQ(Mt({"rollout", "status", "undo", "--timeout", "60s"}).exit_code, 0);
+  Apply("env: {COLOUR: blue}\n" + base + "args: ['302']\n");
+  ASSERT_EQ(Mt({"rollout", "status", "undo", "--timeout", "60s"}).exit_code, 0);
+
+  auto h = Mt({"rollout", "history", "undo"});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  EXPECT_TRUE(Has(h.out, "\n1 +Complete \\(stable\\)|\n1 +Complete +")) << h.out;
+  EXPECT_TRUE(Has(h.out, "\n2 +Complete \\(current\\) +[0-9]+s +args, env\n$")) << h.out;
+  auto one = Mt({"rollout", "history", "undo", "--revision", "1"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_TRUE(Has(one.out, "^service/undo revision 1\nargs:\n  - \"301\"\n")) << one.out;
+
+  auto u = Mt({"rollout", "undo", "undo"});
+  ASSERT_EQ(u.exit_code, 0) << u.err;
+  EXPECT_EQ(u.out, "service/undo rolled back to revision 1\n");
+  Json svc = Service("undo");
+  EXPECT_EQ(svc["spec"]["args"][0], "301");
+  EXPECT_FALSE(svc["spec"].contains("env")) << svc["spec"].dump();
+  EXPECT_EQ(svc["spec"]["count"], 2) << "undo keeps the count";
+  auto st = Mt({"rollout", "status", "undo", "--timeout", "60s"});
+  ASSERT_EQ(st.exit_code, 0) << st.out << st.err;
+  EXPECT_TRUE(Has(st.out, "revision 3 rolled out")) << st.out;  // revision 1, renumbered
+
+  u = Mt({"rollout", "undo", "undo", "--to-revision", "2"});
+  ASSERT_EQ(u.exit_code, 0) << u.err;
+  EXPECT_EQ(Service("undo")["spec"]["args"][0], "302");
+
+  // Errors say what is wrong.
+  auto missing = Mt({"rollout", "undo", "undo", "--to-revision", "9"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_TRUE(Has(missing.err, "service/undo has no revision 9")) << missing.err;
+  auto nope = Mt({"rollout", "status", "nope"});
+  EXPECT_EQ(nope.exit_code, 1);
+  EXPECT_TRUE(Has(nope.err, "Service \"nope\" not found")) << nope.err;
+  auto usage = Mt({"rollout", "frobnicate", "undo"});
+  EXPECT_EQ(usage.exit_code, 2) << usage.err;
+}
+
+}  // namespace
+}  // namespace mentat::e2e
