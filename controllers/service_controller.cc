@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "controllers/events.h"
+#include "controllers/node_controller.h"
 #include "controllers/revisions.h"
 #include "controllers/rollout.h"
 
@@ -15,14 +16,6 @@ namespace {
 std::pair<std::string, std::string> SplitKey(const std::string& key) {
   auto slash = key.find('/');
   return {key.substr(0, slash), key.substr(slash + 1)};
-}
-
-// A node counts as Ready when its agent said so and its last heartbeat is recent.
-bool NodeReady(const Json& node) {
-  const Json& st = node.value("status", Json::object());
-  if (!st.value("ready", false)) return false;
-  auto hb = ParseTime(st.value("lastHeartbeat", ""));
-  return hb && std::chrono::system_clock::now() - *hb < std::chrono::seconds(30);
 }
 
 }  // namespace
@@ -37,7 +30,7 @@ std::vector<std::string> ServiceController::KeysFor(const WatchEvent& ev) {
   }
   if (kind == "Node") {
     // Heartbeats arrive every few seconds; only a change of readiness can change placement.
-    bool ready = ev.type != EventType::kDeleted && NodeReady(ev.object);
+    bool ready = ev.type != EventType::kDeleted && NodeIsReady(ev.object, heartbeat_timeout_);
     {
       std::lock_guard<std::mutex> lock(nodes_mu_);
       auto [it, inserted] = node_ready_.emplace(NameOf(ev.object), ready);
@@ -65,7 +58,7 @@ Result<std::string> ServiceController::PickNode(const std::string& driver, std::
   std::string best;
   int not_ready = 0, no_driver = 0;
   for (const auto& n : nodes.items) {
-    if (!NodeReady(n)) {
+    if (!NodeIsReady(n, heartbeat_timeout_)) {
       ++not_ready;
       continue;
     }
@@ -142,6 +135,21 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
     }
     auto st = store_->Delete({"Allocation", ns, it->first});
     if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+    it = by_name.erase(it);
+  }
+
+  // Allocations on a node that stopped heartbeating are gone: place them again.
+  for (auto it = by_name.begin(); it != by_name.end();) {
+    const Json& st = it->second.value("status", Json::object());
+    if (st.value("phase", "") != "Lost") {
+      ++it;
+      continue;
+    }
+    WriteOptions wo;
+    wo.expected_revision = ResourceVersionOf(it->second);
+    auto del = store_->Delete({"Allocation", ns, it->first}, wo);
+    if (!del && del.error().code() != Code::kNotFound) return std::unexpected(del.error());
+    spdlog::info("service-controller: replacing lost allocation {}/{}", ns, it->first);
     it = by_name.erase(it);
   }
 

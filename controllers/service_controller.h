@@ -5,6 +5,7 @@
 // Service status, with status.rollout saying how the current revision's rollout stands.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <mutex>
 
@@ -14,7 +15,10 @@ namespace mentat {
 
 class ServiceController : public Reconciler {
  public:
-  explicit ServiceController(Store* store) : store_(store) {}
+  // heartbeat_timeout: how recent a node's heartbeat must be for it to receive allocations.
+  explicit ServiceController(Store* store,
+                             std::chrono::milliseconds heartbeat_timeout = std::chrono::seconds(15))
+      : store_(store), heartbeat_timeout_(heartbeat_timeout) {}
 
   std::string Name() const override { return "service-controller"; }
   Result<ReconcileResult> Reconcile(const std::string& key) override;
@@ -29,6 +33,7 @@ class ServiceController : public Reconciler {
                                const std::string& stable);
 
   Store* store_;
+  std::chrono::milliseconds heartbeat_timeout_;
   std::mutex nodes_mu_;
   std::map<std::string, bool> node_ready_;  // readiness last seen per node
 };

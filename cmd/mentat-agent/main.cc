@@ -33,10 +33,22 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", opts.tls_cert, "serve that endpoint over HTTPS with this certificate")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", opts.tls_key, "the key of --tls-cert")->check(CLI::ExistingFile);
+  std::string heartbeat = "5s";
+  app.add_option("--heartbeat-interval", heartbeat,
+                 "how often the node's status is posted (the server's --node-heartbeat-timeout "
+                 "must be a few of these)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
+  if (auto d = mentat::ParseDuration(heartbeat); d && d->count() > 0) {
+    opts.heartbeat = *d;
+  } else {
+    std::cerr << "mentat-agent: --heartbeat-interval: \"" << heartbeat
+              << "\" is not a positive duration such as 5s or 500ms\n";
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 

@@ -7,14 +7,16 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 #include <iostream>
+#include <thread>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "apis/security_profile.h"
 #include "cmd/mentat-server/api_server.h"
+#include "controllers/node_controller.h"
 #include "controllers/reconciler.h"
 #include "controllers/service_controller.h"
 #include "runtimes/agent/agent.h"
@@ -146,12 +148,35 @@ int main(int argc, char** argv) {
                  "seconds between BOOKMARK events on a quiet watch stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  std::string node_heartbeat_timeout = "15s", node_lost_after = "60s";
+  app.add_option("--node-heartbeat-timeout", node_heartbeat_timeout,
+                 "a node whose agent is silent this long is NotReady (e.g. 15s)")
+      ->capture_default_str();
+  app.add_option("--node-lost-after", node_lost_after,
+                 "a node silent this long loses its allocations to other nodes (e.g. 60s)")
+      ->capture_default_str();
   // For tests that prove the power-loss test can fail: acknowledgements without fsync.
   app.add_flag("--unsafe-no-fsync", unsafe_no_fsync)->group("");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  NodeLifecycleOptions lifecycle;
+  for (auto [flag, text, out] : {std::tuple{"--node-heartbeat-timeout", &node_heartbeat_timeout,
+                                             &lifecycle.heartbeat_timeout},
+                                  std::tuple{"--node-lost-after", &node_lost_after, &lifecycle.lost_after}}) {
+    auto d = ParseDuration(*text);
+    if (!d || d->count() <= 0) {
+      return Fail(Error(Code::kInvalidArgument, std::string(flag) + ": \"" + *text +
+                                                    "\" is not a positive duration such as 15s or 1m"));
+    }
+    *out = *d;
+  }
+  if (lifecycle.lost_after < lifecycle.heartbeat_timeout) {
+    return Fail(Error(Code::kInvalidArgument,
+                      "--node-lost-after must be at least --node-heartbeat-timeout"));
+  }
 
   auto hp = ParseListen(listen);
   if (!hp) return Fail(hp.error());
@@ -267,7 +292,8 @@ int main(int argc, char** argv) {
   auto bound = api.Start();
   if (!bound) return Fail(bound.error());
 
-  controllers.Add(std::make_unique<ServiceController>(store->get()));
+  controllers.Add(std::make_unique<ServiceController>(store->get(), lifecycle.heartbeat_timeout));
+  controllers.Add(std::make_unique<NodeController>(store->get(), lifecycle));
   if (auto st = controllers.Start(); !st) return Fail(st.error());
 
   std::unique_ptr<Agent> agent;

@@ -1,0 +1,149 @@
+// Node lifecycle with two real agents: when one is killed (kill -9: its workloads keep
+// running, as after a node's agent crash), its node turns NotReady after the heartbeat
+// timeout, its allocations are marked Lost and placed on the other node after --node-lost-after;
+// when the agent comes back it finds them placed elsewhere and stops its own copies, so every
+// slot runs exactly once.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <regex>
+#include <set>
+
+#include "e2e/harness.h"
+
+namespace mentat::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+class NodeLifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("nodes");
+    port_ = FreePort();
+    server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log",
+                          {"--node-heartbeat-timeout", "2s", "--node-lost-after", "4s"});
+    ASSERT_TRUE(server_) << ReadFile(dir_ + "/server.log");
+  }
+  void TearDown() override {
+    Mt({"delete", "services", "--all"});
+    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
+  }
+  std::unique_ptr<Process> StartAgent(const std::string& node) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{Runfile("cmd/mentat-agent/mentat-agent"), "--server",
+                                 "http://127.0.0.1:" + std::to_string(port_), "--node-name", node,
+                                 "--data-dir", dir_ + "/" + node, "--heartbeat-interval", "300ms"},
+        dir_ + "/" + node + ".log");
+  }
+  CommandResult Mt(std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
+                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
+                                     Runfile("cmd/mt/mt")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+  Json Get(const std::string& path) {
+    auto [code, body] = HttpGet(port_, path);
+    return code == 200 ? Json::parse(body) : Json();
+  }
+  // name -> {node, pid, ready} for every allocation of the service.
+  struct Placement {
+    std::string node;
+    int pid = 0;
+    bool ready = false;
+  };
+  std::map<std::string, Placement> Allocations() {
+    std::map<std::string, Placement> out;
+    Json list = Get("/v1/allocations?namespace=default");
+    if (!list.is_object()) return out;
+    for (const auto& a : list["items"]) {
+      const Json& st = a.value("status", Json::object());
+      out[a["metadata"]["name"]] = {a["spec"].value("nodeName", ""), st.value("pid", 0),
+                                    st.value("ready", false)};
+    }
+    return out;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  std::unique_ptr<Process> server_;
+};
+
+TEST_F(NodeLifecycleTest, ASilentNodesAllocationsMoveAndComeBackWithoutDuplicates) {
+  auto a = StartAgent("node-a");
+  auto b = StartAgent("node-b");
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = Mt({"get", "nodes"});
+    return std::regex_search(r.out, std::regex("node-a +Ready")) &&
+           std::regex_search(r.out, std::regex("node-b +Ready"));
+  }, 15s)) << a->Log() << b->Log();
+
+  std::string f = dir_ + "/web.yaml";
+  WriteFile(f, "name: web\ndriver: exec\ncommand: /bin/sleep\nargs: ['3600']\ncount: 2\n");
+  ASSERT_EQ(Mt({"apply", "-f", f}).exit_code, 0);
+  std::map<std::string, Placement> before;
+  ASSERT_TRUE(WaitFor([&] {
+    before = Allocations();
+    int ready = 0;
+    for (const auto& [n, p] : before) ready += p.ready && p.pid > 0;
+    return ready == 2;
+  }, 20s)) << Mt({"get", "allocations", "-o", "wide"}).out;
+  // Spread: one on each node.
+  std::string on_a;
+  for (const auto& [n, p] : before) {
+    if (p.node == "node-a") on_a = n;
+  }
+  ASSERT_FALSE(on_a.empty()) << "expected one allocation per node";
+  const int stranded_pid = before[on_a].pid;
+
+  // The agent on node-a dies; its workload keeps running, unseen.
+  a->Signal(SIGKILL);
+  ASSERT_TRUE(a->Wait(5s).has_value());
+  auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] {
+    Json node = Get("/v1/nodes/node-a");
+    return node.is_object() && !node["status"].value("ready", true);
+  }, 10s)) << ReadFile(dir_ + "/server.log");
+  auto nodes = Mt({"get", "nodes"});
+  EXPECT_TRUE(std::regex_search(nodes.out, std::regex("node-a +NotReady"))) << nodes.out;
+
+  // Within the grace period (4 s after the last heartbeat) plus scheduling, the allocation runs
+  // on node-b.
+  ASSERT_TRUE(WaitFor([&] {
+    auto now = Allocations();
+    return now.size() == 2 && now[on_a].node == "node-b" && now[on_a].ready && now[on_a].pid > 0;
+  }, 15s)) << Mt({"get", "allocations", "-o", "wide"}).out << ReadFile(dir_ + "/server.log");
+  // Not before the grace period: the last heartbeat was at most 300 ms before the kill.
+  auto moved_after = std::chrono::steady_clock::now() - killed_at;
+  EXPECT_GE(moved_after, 3700ms);
+  EXPECT_LT(moved_after, 12s);
+  auto events = HttpGet(port_, "/v1/events?namespace=default").second;
+  EXPECT_NE(events.find("AllocationLost"), std::string::npos) << events;
+  EXPECT_TRUE(ProcessAlive(stranded_pid)) << "nothing on node-a could have stopped it";
+
+  // node-a's agent returns: it sees its allocation placed elsewhere and stops its copy.
+  a = StartAgent("node-a");
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(stranded_pid); }, 15s))
+      << "the stranded copy still runs: a duplicate\n"
+      << a->Log();
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = Mt({"get", "nodes"});
+    return std::regex_search(r.out, std::regex("node-a +Ready"));
+  }, 15s));
+  // Exactly one running copy per slot, both on node-b, unchanged by node-a's return.
+  auto after = Allocations();
+  ASSERT_EQ(after.size(), 2u);
+  std::set<int> pids;
+  for (const auto& [n, p] : after) {
+    EXPECT_EQ(p.node, "node-b") << n;
+    EXPECT_TRUE(p.ready) << n;
+    EXPECT_TRUE(ProcessAlive(p.pid)) << n;
+    pids.insert(p.pid);
+  }
+  EXPECT_EQ(pids.size(), 2u);
+}
+
+}  // namespace
+}  // namespace mentat::e2e
