@@ -9,6 +9,7 @@
 #include "controllers/node_controller.h"
 #include "controllers/revisions.h"
 #include "controllers/rollout.h"
+#include "controllers/scheduler.h"
 
 namespace mentat {
 namespace {
@@ -50,34 +51,23 @@ Result<std::vector<std::string>> ServiceController::AllKeys() {
   return keys;
 }
 
-Result<std::string> ServiceController::PickNode(const std::string& driver, std::string* why_not) {
-  MT_ASSIGN_OR_RETURN(auto nodes, store_->List("Node", {}));
-  MT_ASSIGN_OR_RETURN(auto allocs, store_->List("Allocation", {}));
-  std::map<std::string, int> load;
-  for (const auto& a : allocs.items) load[a.value("spec", Json::object()).value("nodeName", "")]++;
-  std::string best;
-  int not_ready = 0, no_driver = 0;
-  for (const auto& n : nodes.items) {
-    if (!NodeIsReady(n, heartbeat_timeout_)) {
-      ++not_ready;
-      continue;
+Result<PlacementRequest> ServiceController::RequestFor(const std::string& key, const Json& tmpl) {
+  PlacementRequest req;
+  req.service = key;
+  req.driver = tmpl.value("driver", "");
+  req.profile = tmpl.value("security", Json::object()).value("profile", "");
+  if (!req.profile.empty()) {
+    // The profile's allowed_nodes constrain placement (seed 001: exec-internal only on nodes
+    // labelled internal-only). Admission already checked that the profile exists.
+    auto profile = store_->Get({"SecurityProfile", "", req.profile});
+    if (!profile && profile.error().code() != Code::kNotFound) return std::unexpected(profile.error());
+    if (profile) {
+      for (const auto& l : (*profile)["spec"].value("allowed_nodes", Json::array())) {
+        if (l.is_string()) req.allowed_nodes.push_back(l);
+      }
     }
-    const Json& drivers = n["status"].value("drivers", Json::object());
-    if (!drivers.contains(driver) || !drivers[driver].value("healthy", false)) {
-      ++no_driver;
-      continue;
-    }
-    if (best.empty() || load[NameOf(n)] < load[best]) best = NameOf(n);
   }
-  if (best.empty()) {
-    *why_not = std::to_string(0) + "/" + std::to_string(nodes.items.size()) + " nodes available";
-    std::vector<std::string> parts;
-    if (not_ready) parts.push_back(std::to_string(not_ready) + " not ready");
-    if (no_driver) parts.push_back(std::to_string(no_driver) + " lack driver " + driver);
-    if (nodes.items.empty()) parts.push_back("no agent has registered");
-    for (size_t i = 0; i < parts.size(); ++i) *why_not += (i ? ", " : ": ") + parts[i];
-  }
-  return best;
+  return req;
 }
 
 Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
@@ -107,7 +97,6 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   const Json tmpl = TaskTemplate(svc_spec);
   int64_t generation = (*svc)["metadata"].value("generation", int64_t{1});
   int count = svc_spec.value("count", 1);
-  std::string driver = tmpl.value("driver", "");
   const DeployPolicy policy = DeployPolicy::FromSpec(svc_spec);
   const Json& last_status = (*svc).value("status", Json::object());
   Json rollout = last_status.value("rollout", Json::object());
@@ -185,6 +174,8 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
 
   // Create missing allocations from the current template and place unplaced ones.
   std::string placement_problem;
+  std::optional<Scheduler> scheduler;  // made when something needs placing
+  PlacementRequest request;
   for (int i = 0; i < count; ++i) {
     std::string aname = name + "-" + std::to_string(i);
     auto it = by_name.find(aname);
@@ -196,9 +187,16 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
       if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
       exists = false;
     }
+    if (!scheduler) {
+      MT_ASSIGN_OR_RETURN(auto nodes, store_->List("Node", {}));
+      MT_ASSIGN_OR_RETURN(auto placed, store_->List("Allocation", {}));
+      scheduler.emplace(nodes.items, placed.items, heartbeat_timeout_);
+      MT_ASSIGN_OR_RETURN(request, RequestFor(key, tmpl));
+    }
     std::string why;
-    MT_ASSIGN_OR_RETURN(std::string node, PickNode(driver, &why));
+    std::string node = scheduler->Place(request, tmpl, &why);
     if (node.empty()) placement_problem = why;
+    if (!node.empty()) scheduler->Commit(node, key, tmpl);
     Json labels = {{std::string(kLabelService), name}};
     if (!node.empty()) labels[std::string(kLabelNode)] = node;
     Json alloc = {{"apiVersion", std::string(kApiVersion)},

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "controllers/reconciler.h"
+#include "controllers/scheduler.h"
 
 namespace mentat {
 
@@ -26,8 +27,8 @@ class ServiceController : public Reconciler {
   Result<std::vector<std::string>> AllKeys() override;
 
  private:
-  // Picks a node for a new allocation: a Ready node with the driver, fewest allocations first.
-  Result<std::string> PickNode(const std::string& driver, std::string* why_not);
+  // What placing the service's allocations asks of a node (scheduler.h).
+  Result<PlacementRequest> RequestFor(const std::string& key, const Json& tmpl);
   // The ServiceRevision of the service's current template, made if need be.
   Result<Json> CurrentRevision(const Json& svc, const Json& tmpl, const Json& rollout,
                                const std::string& stable);

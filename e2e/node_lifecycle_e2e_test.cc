@@ -30,12 +30,19 @@ class NodeLifecycleTest : public ::testing::Test {
     Mt({"delete", "services", "--all"});
     WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
   }
-  std::unique_ptr<Process> StartAgent(const std::string& node) {
-    return std::make_unique<Process>(
-        std::vector<std::string>{Runfile("cmd/mentat-agent/mentat-agent"), "--server",
-                                 "http://127.0.0.1:" + std::to_string(port_), "--node-name", node,
-                                 "--data-dir", dir_ + "/" + node, "--heartbeat-interval", "300ms"},
-        dir_ + "/" + node + ".log");
+  std::unique_ptr<Process> StartAgent(const std::string& node, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {Runfile("cmd/mentat-agent/mentat-agent"), "--server",
+                                     "http://127.0.0.1:" + std::to_string(port_), "--node-name", node,
+                                     "--data-dir", dir_ + "/" + node, "--heartbeat-interval", "300ms"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(argv, dir_ + "/" + node + ".log");
+  }
+  bool NodesReady(std::vector<std::string> names) {
+    auto r = Mt({"get", "nodes"});
+    for (const auto& n : names) {
+      if (!std::regex_search(r.out, std::regex(n + " +Ready"))) return false;
+    }
+    return true;
   }
   CommandResult Mt(std::vector<std::string> args) {
     std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
@@ -143,6 +150,45 @@ TEST_F(NodeLifecycleTest, ASilentNodesAllocationsMoveAndComeBackWithoutDuplicate
     pids.insert(p.pid);
   }
   EXPECT_EQ(pids.size(), 2u);
+}
+
+TEST_F(NodeLifecycleTest, PlacementFollowsProfilesResourcesAndSaysWhyNot) {
+  auto a = StartAgent("public-1");
+  ASSERT_TRUE(WaitFor([&] { return NodesReady({"public-1"}); }, 15s)) << a->Log();
+  Json node = Get("/v1/nodes/public-1");
+  // The fingerprint the scheduler uses.
+  const Json& cap = node["status"]["capacity"];
+  EXPECT_GT(cap.value("cpus", 0), 0) << cap.dump();
+  EXPECT_GT(cap.value("memory_mb", 0), 0) << cap.dump();
+  EXPECT_GT(cap.value("disk_mb", 0), 0) << cap.dump();
+
+  // exec-internal runs only on nodes labelled internal-only (seed 001): none yet.
+  std::string f = dir_ + "/collector.yaml";
+  WriteFile(f, "name: collector\ndriver: exec\ncommand: /bin/sleep\nargs: ['3600']\n"
+               "security: {profile: exec-internal}\n");
+  ASSERT_EQ(Mt({"apply", "-f", f}).exit_code, 0);
+  const std::string why = "0/1 nodes available: 1 not labelled internal-only \\(profile exec-internal\\)";
+  ASSERT_TRUE(WaitFor([&] {
+    return std::regex_search(Mt({"describe", "service", "collector"}).out, std::regex(why));
+  }, 15s)) << Mt({"describe", "service", "collector"}).out;
+
+  // An internal-only node joins: the collector lands there, and only there.
+  auto ops = StartAgent("ops-1", {"--label", "internal-only=true"});
+  ASSERT_TRUE(WaitFor([&] {
+    Json alloc = Get("/v1/allocations/collector-0");
+    return alloc.is_object() && alloc["spec"]["nodeName"] == "ops-1" &&
+           alloc.value("status", Json::object()).value("ready", false);
+  }, 20s)) << Mt({"get", "allocations", "-o", "wide"}).out << ops->Log();
+  EXPECT_EQ(Get("/v1/nodes/ops-1")["metadata"]["labels"]["internal-only"], "true");
+
+  // A request no node can hold is refused with the reason, per node.
+  std::string big = dir_ + "/big.yaml";
+  WriteFile(big, "name: big\ndriver: exec\ncommand: /bin/sleep\nargs: ['3600']\nmemory_mb: 1048576\n");
+  ASSERT_EQ(Mt({"apply", "-f", big}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    return std::regex_search(Mt({"describe", "service", "big"}).out,
+                             std::regex("0/2 nodes available: 2 insufficient memory"));
+  }, 15s)) << Mt({"describe", "service", "big"}).out;
 }
 
 }  // namespace

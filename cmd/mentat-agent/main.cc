@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", opts.tls_cert, "serve that endpoint over HTTPS with this certificate")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", opts.tls_key, "the key of --tls-cert")->check(CLI::ExistingFile);
+  std::vector<std::string> labels;
+  app.add_option("--label", labels,
+                 "KEY=VALUE label of this node, repeatable (e.g. internal-only=true for the "
+                 "exec-internal profile)");
   std::string heartbeat = "5s";
   app.add_option("--heartbeat-interval", heartbeat,
                  "how often the node's status is posted (the server's --node-heartbeat-timeout "
@@ -48,6 +52,15 @@ int main(int argc, char** argv) {
     std::cerr << "mentat-agent: --heartbeat-interval: \"" << heartbeat
               << "\" is not a positive duration such as 5s or 500ms\n";
     return 2;
+  }
+  for (const auto& l : labels) {
+    auto eq = l.find('=');
+    std::string key = l.substr(0, eq);
+    if (key.empty() || key.size() > 253) {
+      std::cerr << "mentat-agent: --label \"" << l << "\": want KEY=VALUE\n";
+      return 2;
+    }
+    opts.labels[key] = eq == std::string::npos ? "" : l.substr(eq + 1);
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

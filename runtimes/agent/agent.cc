@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "runtimes/agent/fingerprint.h"
 #include "runtimes/exec/exec_driver.h"
 
 namespace mentat {
@@ -208,9 +209,20 @@ Status Agent::RegisterNode() {
       if (existing.error().code() != Code::kNotFound) return std::unexpected(existing.error());
       Json node = {{"apiVersion", std::string(kApiVersion)},
                    {"kind", "Node"},
-                   {"metadata", {{"name", opts_.node_name}}},
+                   {"metadata", {{"name", opts_.node_name}, {"labels", opts_.labels}}},
                    {"spec", Json::object()}};
       MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+    } else {
+      // Labels set by others stay; ours are added or corrected.
+      Json labels = (*existing)["metadata"].value("labels", Json::object());
+      Json merged = labels;
+      for (const auto& [k, v] : opts_.labels) merged[k] = v;
+      if (merged != labels) {
+        Json node = *existing;
+        node["metadata"]["labels"] = merged;
+        node.erase("status");
+        MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+      }
     }
     node_registered_ = true;
   }
@@ -227,7 +239,7 @@ Status Agent::RegisterNode() {
                  {"lastHeartbeat", NowRfc3339()},
                  {"agentAddress", address_},
                  {"drivers", drivers},
-                 {"capacity", {{"cpus", std::thread::hardware_concurrency()}}}}}};
+                 {"capacity", HostCapacity(opts_.data_dir)}}}};
   auto written = client_->PutStatus("nodes", opts_.node_name, node);
   if (!written) {
     if (written.error().code() == Code::kNotFound) node_registered_ = false;  // recreate next time

@@ -25,6 +25,9 @@ struct AgentOptions {
   std::string token;
   std::string ca_file;    // verifies an https:// server; "" = the system's CAs
   std::string node_name;  // defaults to the host name
+  // Labels of this node (e.g. internal-only for the exec-internal profile), merged into the
+  // Node's labels when the agent starts.
+  std::map<std::string, std::string> labels;
   std::string data_dir;   // handles and logs live under it
   // The agent's own endpoint (allocation logs): HOST:PORT, port 0 for any. Plain HTTP unless
   // tls_cert/tls_key are set; callers authenticate with their API token, which the agent checks
