@@ -84,6 +84,17 @@ struct LogsFlags {
 // Reads logs from the agents, with the server's token and CA (`co`).
 int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f);
 
+struct ExecFlags {
+  std::string target;                // an allocation, or a service (its first running one)
+  std::vector<std::string> command;  // after --
+  bool stdin = false;                // -i: forward stdin
+  bool tty = false;                  // -t: a terminal (raw mode locally when stdin is one)
+  std::string ns;
+};
+// Runs a command in an allocation through its agent. Returns the command's exit code, or
+// mt's own (output.h) when it could not be run.
+int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& f);
+
 // A bash completion script generated from the command line's own definition.
 std::string BashCompletion(const CLI::App& app);
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "apis/object.h"
+#include "cmd/mt/agents.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
 
@@ -29,32 +30,18 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
                  const std::atomic<bool>& stop) {
   int64_t next = -1;    // the byte to resume from; -1 until the agent has said where we are
   std::string partial;  // a line not yet ended
-  RequestOptions ro;
-  ro.ns = ns;
   bool printed_any = false;
   while (!stop) {
-    auto a = server.Get("allocations", alloc, ro);
-    if (!a) {
-      if (a.error().code() == Code::kNotFound && printed_any) return {};  // it is gone
-      return std::unexpected(a.error());
-    }
-    std::string node = (*a)["spec"].value("nodeName", "");
-    std::string address;
-    if (!node.empty()) {
-      auto n = server.Get("nodes", node);
-      if (n) address = (*n).value("status", Json::object()).value("agentAddress", "");
-    }
-    if (address.empty()) {
-      if (!f.follow) {
-        return MakeError(Code::kUnavailable,
-                         "allocation " + alloc +
-                             (node.empty() ? " is not placed on a node"
-                                           : " is on node " + node + ", whose agent publishes no address"));
+    auto address = AgentAddress(server, ns, alloc);
+    if (!address) {
+      if (address.error().code() == Code::kNotFound && printed_any) return {};  // it is gone
+      if (!f.follow || address.error().code() != Code::kUnavailable) {
+        return std::unexpected(address.error());
       }
       std::this_thread::sleep_for(500ms);  // placement or agent pending: poll for it
       continue;
     }
-    auto agent = ApiClient::Create(address, co);
+    auto agent = ApiClient::Create(*address, co);
     if (!agent) return std::unexpected(agent.error());
     std::string path = "/v1/allocations/" + alloc + "/logs?namespace=" + ns +
                        "&stream=" + (f.stderr_ ? "stderr" : "stdout");
