@@ -60,6 +60,9 @@ std::string LabelOf(const Json& obj, std::string_view label);
 std::string FormatTime(std::chrono::system_clock::time_point t);
 std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string& s);
 std::string NowRfc3339();
+// An RFC 3339 time ("2026-11-22T06:20:48Z", "2026-11-22T06:20:48.250+01:00") as milliseconds
+// since the Unix epoch; nullopt for anything else, trailing text included.
+std::optional<int64_t> ParseRfc3339Millis(const std::string& s);
 // "5s", "3m", "2h", "4d": the AGE column of kubectl.
 std::string HumanAge(std::chrono::system_clock::duration d);
 

@@ -79,6 +79,7 @@ struct LogsFlags {
   bool follow = false;
   long tail = -1;     // the last N lines; -1: all
   bool stderr_ = false;
+  std::string since;  // --since: a duration back from now ("5m") or an RFC 3339 time
   std::string ns;
 };
 // Reads logs from the agents, with the server's token and CA (`co`).

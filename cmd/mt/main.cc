@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
                  "keep printing: across restarts, new allocations and agent restarts");
   logs->add_option("--tail", logs_flags.tail, "only the last N lines (then, with -f, what follows)");
   logs->add_flag("--stderr", logs_flags.stderr_, "the standard error stream instead of stdout");
+  logs->add_option("--since", logs_flags.since,
+                   "only what was written since: a duration (5m, 1h) or an RFC 3339 time");
 
   ExecFlags exec_flags;
   auto* exec = app.add_subcommand(

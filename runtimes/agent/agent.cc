@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "runtimes/agent/log_index.h"
 #include "runtimes/exec/exec_driver.h"
 
 namespace mentat {
@@ -721,6 +722,19 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
     return SendError(res, Error(Code::kInvalidArgument, "invalid stream",
                                    {{"stream", 0, 0, "stdout or stderr, got \"" + stream + "\""}}));
   }
+  std::optional<int64_t> since_ms;
+  if (req.HasParam("since")) {
+    const std::string v = req.Param("since");
+    if (!v.empty() && v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos) {
+      since_ms = std::stoll(v);
+    } else {
+      since_ms = ParseRfc3339Millis(v);
+    }
+    if (!since_ms) {
+      return SendError(res, Error(Code::kInvalidArgument, "invalid since",
+                                  {{"since", 0, 0, "Unix milliseconds or an RFC 3339 time, got \"" + v + "\""}}));
+    }
+  }
   std::string path = TaskDir(*key) + "/" + stream + ".log";
   if (::access(path.c_str(), F_OK) != 0) {
     return SendError(res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
@@ -730,6 +744,11 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   if (req.HasParam("offset")) {
     offset = std::atoll(req.Param("offset").c_str());
     first = ReadFrom(path, &offset);
+  } else if (since_ms) {
+    // From the time index (log_index.h): exact to within its sampling period.
+    offset = LogOffsetSince(path, TaskDir(*key) + "/" + stream + ".idx", *since_ms);
+    first = ReadFrom(path, &offset);
+    first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
   } else {
     first = ReadFrom(path, &offset);
     first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
@@ -756,6 +775,22 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   };
 }
 
+void Agent::SampleLogs() {
+  std::vector<std::string> dirs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, t] : tasks_) dirs.push_back(TaskDir(key));
+  }
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  for (const auto& dir : dirs) {
+    for (const char* stream : {"stdout", "stderr"}) {
+      SampleLogSize(dir + "/" + stream + ".log", dir + "/" + stream + ".idx", now_ms);
+    }
+  }
+}
+
 void Agent::FlushEvents() {
   std::vector<Json> batch;
   {
@@ -779,7 +814,12 @@ void Agent::FlushEvents() {
 
 void Agent::ProbeLoop() {
   auto last_heartbeat = std::chrono::steady_clock::now();
+  auto last_log_sample = std::chrono::steady_clock::time_point();
   while (!stop_) {
+    if (std::chrono::steady_clock::now() - last_log_sample >= std::chrono::milliseconds(kLogIndexPeriodMs)) {
+      last_log_sample = std::chrono::steady_clock::now();
+      SampleLogs();
+    }
     std::vector<std::pair<std::string, int>> probes;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -79,8 +79,10 @@ class Agent {
   void EmitLocked(const std::string& key, const char* type, const std::string& reason,
                   const std::string& message);
   void FlushEvents();
-  // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines or
-  // from ?offset=BYTES, and with ?follow=true everything written after, across restarts.
+  // Appends to each task's log time index (log_index.h); from the probe loop, once a second.
+  void SampleLogs();
+  // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines, from
+  // ?offset=BYTES or from ?since=TIME (Unix ms or RFC 3339; see log_index.h), and with ?follow=true everything written after, across restarts.
   void ServeLogs(const HttpRequest& req, HttpResponse& res);
   // POST /v1/allocations/NAME/exec: starts a command in the running task (ExecSessions), then
   // GET /v1/exec/ID/output, POST /v1/exec/ID/input and POST /v1/exec/ID/resize.
