@@ -188,10 +188,12 @@ TEST_F(MtExecTest, DashTGivesATerminalOfTheLocalSizeAndFollowsResizes) {
   EXPECT_NE(run.before.c_lflag & ICANON, 0u);
 }
 
-TEST_F(MtExecTest, TheTerminalIsRestoredWhenMtIsKilled) {
+TEST_F(MtExecTest, TheTerminalIsRestoredWhenMtIsKilledAndTheSessionEnds) {
   pid_t mt_pid = 0;
   bool killed = false;
-  auto run = RunUnderPty({Runfile("cmd/mt/mt"), "exec", "-t", "-i", "svc-0", "--", "sh", "-c", "echo ready; sleep 600"},
+  std::string pid_file = dir_ + "/remote.pid";
+  auto run = RunUnderPty({Runfile("cmd/mt/mt"), "exec", "-t", "-i", "svc-0", "--", "sh", "-c",
+                          "echo $$ > " + pid_file + "; echo ready; exec sleep 600"},
                          env_, 24, 80, [&](int master, const std::string& out) {
                            if (!killed && out.find("ready") != std::string::npos) {
                              // mt is the terminal's foreground process group.
@@ -203,6 +205,10 @@ TEST_F(MtExecTest, TheTerminalIsRestoredWhenMtIsKilled) {
   EXPECT_EQ(run.exit_code, 128 + SIGTERM);
   EXPECT_NE(run.after.c_lflag & ICANON, 0u) << "mt left the terminal in raw mode";
   EXPECT_NE(run.after.c_lflag & ECHO, 0u);
+  // The agent saw its reader go and ended the session: the command is killed and reaped.
+  int remote = std::atoi(ReadFile(pid_file).c_str());
+  ASSERT_GT(remote, 0);
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(remote); }, 10s)) << "the abandoned command still runs";
 }
 
 TEST(MtExecAuth, ReadOnlyTokensAreRefusedAndSessionsBelongToTheirCreator) {
