@@ -195,6 +195,8 @@ void Agent::RecoverTasks() {
     if (st) {
       t.running = true;
       t.ready = t.port == 0;  // with a port, the probe decides
+      // The event needs the Allocation, which the sync loop has not listed yet: Reconcile emits it.
+      t.adopted_event_due = true;
       spdlog::info("agent: recovered {} (pid {}) without restarting it", key, t.pid);
     } else {
       t.running = false;
@@ -458,6 +460,12 @@ Status Agent::Reconcile(const std::string& key) {
     task_it = tasks_.emplace(key, std::move(t)).first;
   }
   LocalTask& t = task_it->second;
+  if (t.adopted_event_due) {
+    t.adopted_event_due = false;
+    EmitLocked(key, kEventNormal, "Adopted",
+               "the agent on node " + opts_.node_name + " restarted and adopted the running task " +
+                   "(driver " + t.driver + ", pid " + std::to_string(t.pid) + ") without restarting it");
+  }
 
   // Restart policy for a task that exited.
   if (!t.running && t.last_exit) {

@@ -69,6 +69,7 @@ class Agent {
     std::chrono::steady_clock::time_point restart_at;  // when a restart is due
     bool restart_pending = false;
     int backoff_exp = 0;
+    bool adopted_event_due = false;  // recovered from its handle: say so once its Allocation is known
   };
 
   explicit Agent(AgentOptions opts) : opts_(std::move(opts)) {}
