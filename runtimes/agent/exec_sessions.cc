@@ -1,12 +1,11 @@
 #include "runtimes/agent/exec_sessions.h"
 
-#include <sys/random.h>
-
 #include <condition_variable>
 #include <deque>
 #include <vector>
 
 #include "apis/base64.h"
+#include "apis/object.h"
 
 namespace mentat {
 namespace {
@@ -34,22 +33,6 @@ Result<unsigned short> Dimension(const Json& j, const std::string& field, unsign
     return FieldInvalid(field, "must be an integer from 1 to 65535, got " + v.dump());
   }
   return static_cast<unsigned short>(v.get<int64_t>());
-}
-
-std::string NewSessionId() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string id;
-  for (unsigned char b : bytes) {
-    id += hex[b >> 4];
-    id += hex[b & 15];
-  }
-  return id;
 }
 
 // Tokens are compared in constant time: the comparison must not tell how much of one matched.
@@ -218,7 +201,7 @@ Result<std::string> ExecSessions::Create(Driver& driver, const std::string& task
   ch->max_buffered = limits_.max_buffered;
   ch->owner = owner;
   ch->stdin = options.stdin;
-  std::string id = NewSessionId();
+  std::string id = NewUid();  // random (122 bits); the owner check is what guards it
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (channels_.size() >= limits_.max_sessions) {

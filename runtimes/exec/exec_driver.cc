@@ -181,14 +181,7 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
     ::close(errpipe[0]);
     return ErrnoError("exec: fork", fork_errno);
   }
-  int child_err = 0;
-  ssize_t n;
-  do {
-    n = ::read(errpipe[0], &child_err, sizeof(child_err));
-  } while (n < 0 && errno == EINTR);
-  ::close(errpipe[0]);
-  if (n > 0) {
-    ::waitpid(pid, nullptr, 0);
+  if (int child_err = ChildExecError(errpipe[0], pid); child_err != 0) {
     return MakeError(child_err == ENOENT ? Code::kInvalidArgument : Code::kInternal,
                      "exec: cannot run " + config.command +
                          (cwd ? " in " + config.cwd : std::string()) + ": " +

@@ -242,6 +242,18 @@ void ResetSignalsInChild() {
   for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
 }
 
+int ChildExecError(int errpipe_read, pid_t pid) {
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(errpipe_read, &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(errpipe_read);
+  if (n <= 0) return 0;
+  ::waitpid(pid, nullptr, 0);
+  return child_errno == 0 ? EIO : child_errno;
+}
+
 Result<ProcessContext> ReadProcessContext(int pid) {
   ProcessContext ctx;
   std::string proc = "/proc/" + std::to_string(pid);
@@ -395,14 +407,7 @@ Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const Exe
     close_all();
     return ErrnoError("exec: fork", fork_errno);
   }
-  int child_err_no = 0;
-  ssize_t n;
-  do {
-    n = ::read(errpipe[0], &child_err_no, sizeof(child_err_no));
-  } while (n < 0 && errno == EINTR);
-  ::close(errpipe[0]);
-  if (n > 0) {
-    ::waitpid(pid, nullptr, 0);
+  if (int child_err_no = ChildExecError(errpipe[0], pid); child_err_no != 0) {
     close_all();
     return MakeError(child_err_no == ENOENT || child_err_no == EACCES ? Code::kInvalidArgument
                                                                        : Code::kInternal,

@@ -33,6 +33,11 @@ std::string ResolveOnPath(const std::string& command, const std::string& path_en
 // In a freshly forked child: no blocked signals, every handler back to its default.
 void ResetSignalsInChild();
 
+// After fork, in the parent: waits on the close-on-exec pipe through which the child reports
+// why it could not exec. Returns that errno (the child has exited and is reaped), or 0 when the
+// exec succeeded. Closes `errpipe_read`.
+int ChildExecError(int errpipe_read, pid_t pid);
+
 // Forks and execs `options.command` in `context`, in a new session (a process group of its own,
 // killed as a whole), with pipes or a pseudo-terminal. One thread per session pumps its output
 // to `callbacks` and reaps it.
