@@ -174,6 +174,12 @@ Result<Json> ApiClient::Apply(const Json& documents, const ApplyOptions& a) {
                 server_);
 }
 
+Result<Json> ApiClient::PostRaw(const std::string& path, const std::string& body,
+                               const std::string& content_type) {
+  auto cli = NewClient();
+  return Decode(cli->Post(path, body, content_type), *cli, server_);
+}
+
 Result<std::string> ApiClient::GetRaw(const std::string& path) {
   auto cli = NewClient();
   cli->set_read_timeout(300, 0);

@@ -64,6 +64,9 @@ class ApiClient {
                       const RequestOptions& o = {});
   // GET a raw (non-JSON) resource, e.g. /v1/snapshot.
   Result<std::string> GetRaw(const std::string& path);
+  // POST `body` to a raw `path` (with its query) and decode the JSON answer (any 2xx).
+  Result<Json> PostRaw(const std::string& path, const std::string& body,
+                       const std::string& content_type = "application/json");
   // GET `path` and hand the body to `on_data` as it arrives (a log that follows), until the
   // response ends, `on_data` returns false, or `stop` becomes true. A non-200 answer is an
   // Error decoded from its body.

@@ -1,5 +1,7 @@
 #include "apis/object.h"
 
+#include <cstring>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -160,6 +162,34 @@ std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string
   std::tm tm{};
   if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return std::nullopt;
   return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+std::optional<int64_t> ParseRfc3339Millis(const std::string& s) {
+  std::tm tm{};
+  const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr || s.size() < 19 || (s[10] != 'T' && s[10] != 't')) return std::nullopt;
+  int64_t ms = static_cast<int64_t>(timegm(&tm)) * 1000;
+  if (*rest == '.') {
+    ++rest;
+    int digits = 0, frac = 0;
+    while (*rest >= '0' && *rest <= '9') {
+      if (digits < 3) frac = frac * 10 + (*rest - '0');
+      ++digits;
+      ++rest;
+    }
+    if (digits == 0) return std::nullopt;
+    for (int d = digits; d < 3; ++d) frac *= 10;
+    ms += frac;
+  }
+  if (*rest == 'Z' || *rest == 'z') return rest[1] == '\0' ? std::optional<int64_t>(ms) : std::nullopt;
+  int hh = 0, mm = 0;
+  char sign = *rest;
+  if ((sign != '+' && sign != '-') || std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2 ||
+      std::strlen(rest) != 6 || hh > 23 || mm > 59) {
+    return std::nullopt;
+  }
+  int64_t offset = (hh * 60 + mm) * 60000LL;
+  return sign == '+' ? ms - offset : ms + offset;
 }
 
 std::string NowRfc3339() { return FormatTime(std::chrono::system_clock::now()); }

@@ -64,6 +64,9 @@ std::string NowRfc3339();
 Result<std::chrono::milliseconds> ParseDuration(const std::string& text);
 // The inverse, for messages: "60s", "2m30s", "1.5s".
 std::string FormatDuration(std::chrono::milliseconds d);
+// An RFC 3339 time ("2026-11-22T06:20:48Z", "2026-11-22T06:20:48.250+01:00") as milliseconds
+// since the Unix epoch; nullopt for anything else, trailing text included.
+std::optional<int64_t> ParseRfc3339Millis(const std::string& s);
 // "5s", "3m", "2h", "4d": the AGE column of kubectl.
 std::string HumanAge(std::chrono::system_clock::duration d);
 

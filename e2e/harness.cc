@@ -79,8 +79,9 @@ bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadli
 
 namespace {
 
+// in_fd -1: stdin is /dev/null.
 pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
-            int out_fd, int err_fd) {
+            int out_fd, int err_fd, int in_fd = -1) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -92,8 +93,7 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
-    int null_fd = open("/dev/null", O_RDONLY);
-    dup2(null_fd, 0);
+    dup2(in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY), 0);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
     execve(args[0], args.data(), envp.data());
@@ -114,10 +114,24 @@ std::string Slurp(int fd) {
 }  // namespace
 
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  return RunCommandWithInput(argv, std::nullopt, env);
+}
+
+CommandResult RunCommandWithInput(const std::vector<std::string>& argv,
+                                  const std::optional<std::string>& input,
+                                  const std::vector<std::string>& env) {
   FILE* out = tmpfile();
   FILE* err = tmpfile();
+  FILE* in = nullptr;
+  if (input) {
+    in = tmpfile();
+    fwrite(input->data(), 1, input->size(), in);
+    fflush(in);
+    rewind(in);
+  }
   CommandResult r;
-  pid_t pid = Spawn(argv, env, fileno(out), fileno(err));
+  pid_t pid = Spawn(argv, env, fileno(out), fileno(err), in ? fileno(in) : -1);
+  if (in) fclose(in);
   int status = 0;
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

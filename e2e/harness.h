@@ -40,6 +40,11 @@ struct CommandResult {
 // Runs a command to completion, with optional extra environment ("K=V").
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
+// The same, with `input` (when given) as its stdin rather than /dev/null.
+CommandResult RunCommandWithInput(const std::vector<std::string>& argv,
+                                  const std::optional<std::string>& input,
+                                  const std::vector<std::string>& env = {});
+
 // A long-running child process (a server or an agent), killed when destroyed.
 class Process {
  public:

@@ -1,6 +1,10 @@
 // mt logs against a real server and agent: --tail, and -f that keeps going across a restart of
-// the workload and picks up a new allocation of the service as it appears.
+// the workload and picks up a new allocation of the service as it appears; --since a point in
+// time, from the agent's log time index.
 #include <signal.h>
+#include <sys/stat.h>
+
+#include <ctime>
 
 #include <gtest/gtest.h>
 
@@ -71,6 +75,70 @@ TEST(MtLogs, TailAndFollowAcrossRestartsAndNewAllocations) {
   auto missing = mt({"logs", "nope"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("no allocation or service named \"nope\""), std::string::npos) << missing.err;
+}
+
+// Now as RFC 3339 with milliseconds, as a user could write it.
+std::string NowRfc3339Millis() {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::time_t secs = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char frac[8];
+  std::snprintf(frac, sizeof(frac), ".%03dZ", static_cast<int>(ms % 1000));
+  return std::string(buf) + frac;
+}
+
+TEST(MtLogs, SinceAPointInTimeShowsExactlyWhatCameAfter) {
+  std::string dir = TempDir("mt-logs-since");
+  int port = FreePort();
+  auto server = StartServer(port, dir + "/data", dir + "/server.log", {"--dev", "--node-name", "since-node"});
+  ASSERT_TRUE(server);
+  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
+  auto mt = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), Runfile("cmd/mt/mt"));
+    return RunCommand(args, env);
+  };
+  // Five lines, a pause until the test says go, five more.
+  WriteFile(dir + "/since.yaml",
+            "name: phases\ndriver: exec\ncommand: /bin/sh\nargs: [\"-c\", \"for i in 0 1 2 3 4; do echo before $i; done; "
+            "while [ ! -f " + dir + "/go ]; do sleep 0.05; done; for i in 0 1 2 3 4; do echo after $i; done; "
+            "exec sleep 600\"]\n");
+  ASSERT_EQ(mt({"apply", "-f", dir + "/since.yaml"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return mt({"logs", "phases-0"}).out.find("before 4\n") != std::string::npos; }, 20s));
+
+  // The point in time: once the agent has sampled the log after the first phase, a --since of
+  // "now" shows nothing of it (before that it may show up to one sampling period's worth).
+  std::string point;
+  ASSERT_TRUE(WaitFor([&] {
+    point = NowRfc3339Millis();
+    auto r = mt({"logs", "phases-0", "--since", point});
+    return r.exit_code == 0 && r.out.empty();
+  }, 10s)) << "a --since of now kept showing older lines";
+
+  WriteFile(dir + "/go", "");
+  ASSERT_TRUE(WaitFor([&] { return mt({"logs", "phases-0"}).out.find("after 4\n") != std::string::npos; }, 10s));
+  auto since = mt({"logs", "phases-0", "--since", point});
+  EXPECT_EQ(since.exit_code, 0) << since.err;
+  EXPECT_EQ(since.out, "after 0\nafter 1\nafter 2\nafter 3\nafter 4\n");
+  // With --tail, the last lines of that.
+  EXPECT_EQ(mt({"logs", "phases-0", "--since", point, "--tail", "1"}).out, "after 4\n");
+  // A duration reaching back before the start: everything.
+  auto hour = mt({"logs", "phases", "--since", "1h"});
+  EXPECT_EQ(hour.exit_code, 0) << hour.err;
+  EXPECT_EQ(std::count(hour.out.begin(), hour.out.end(), '\n'), 10) << hour.out;
+
+  auto bad = mt({"logs", "phases-0", "--since", "yesterday"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--since"), std::string::npos) << bad.err;
+  auto node = Json::parse(HttpGet(port, "/v1/nodes/since-node").second);
+  std::string agent = node["status"].value("agentAddress", "");
+  int agent_port = std::atoi(agent.c_str() + agent.rfind(':') + 1);
+  auto [code, body] = HttpGet(agent_port, "/v1/allocations/phases-0/logs?since=2026-13-99");
+  EXPECT_EQ(code, 400) << body;
+  EXPECT_NE(body.find("\"field\":\"since\""), std::string::npos) << body;
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The walking skeleton, end to end, with the real binaries: mentat-server --dev on a free port
 // and a temp dir, `mt apply` of the quickstart example, Ready, a page served by the workload,
 // a server restart that keeps the service stored and its process running, and a delete that
-// removes the process. Also: the agent as a separate process, recovering after kill -9.
+// removes the process. Also: the agent as a separate process, recovering after kill -9 (and
+// reporting it with an Adopted event).
 #include <signal.h>
 
 #include <regex>
@@ -152,6 +153,28 @@ TEST_F(QuickstartTest, SeparateAgentRunsAndRecoversAfterKill9) {
       << agent->Log();
   EXPECT_EQ(AllocationPid(), workload_pid_);
   EXPECT_EQ(HttpGet(app_port_, "/").first, 200);
+  // ... and says so: an Adopted event (Normal) naming the driver and the pid.
+  Json adopted;
+  EXPECT_TRUE(WaitFor([&] {
+    auto [code, body] = HttpGet(server_port_, "/v1/events?namespace=default");
+    if (code != 200) return false;
+    Json list = Json::parse(body, nullptr, false);
+    if (!list.is_object()) return false;
+    for (const auto& e : list["items"]) {
+      if (e["spec"].value("reason", "") == "Adopted" &&
+          e["spec"]["involvedObject"].value("name", "") == "hello-0") {
+        adopted = e;
+        return true;
+      }
+    }
+    return false;
+  }, 15s)) << HttpGet(server_port_, "/v1/events?namespace=default").second;
+  ASSERT_TRUE(adopted.is_object());
+  EXPECT_EQ(adopted["spec"].value("type", ""), "Normal");
+  std::string message = adopted["spec"].value("message", "");
+  EXPECT_NE(message.find("driver exec"), std::string::npos) << message;
+  EXPECT_NE(message.find("pid " + std::to_string(workload_pid_)), std::string::npos) << message;
+  EXPECT_EQ(adopted["spec"].value("source", ""), "agent/worker-1");
 
   // The server restarts under the agent: the agent rides it out (a regression: it used to
   // abort on the stream's closing ERROR event) and the workload is untouched.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "apis/error.h"
@@ -54,6 +55,43 @@ struct TaskStatus {
   std::optional<ExitResult> exit;
 };
 
+// A command run inside a running task's context (Nomad's ExecTaskStreaming, `docker exec`).
+struct ExecOptions {
+  std::vector<std::string> command;  // argv; argv[0] is looked up on the task's PATH
+  bool tty = false;    // a pseudo-terminal for stdin, stdout and stderr (output is all stdout)
+  bool stdin = false;  // false: stdin is /dev/null (with tty: nothing is ever typed)
+  unsigned short rows = 24, cols = 80;  // the terminal's first size, with tty
+};
+
+enum class ExecStream { kStdout, kStderr };
+
+// What a session reports, from a driver thread. `output` runs for every chunk, in order; it
+// may block (the command then blocks writing: back-pressure, nothing is dropped). `exit` runs
+// once, after the last output.
+struct ExecCallbacks {
+  std::function<void(ExecStream stream, std::string_view data)> output;
+  std::function<void(const ExitResult& exit)> exit;
+};
+
+// One command started by Driver::Exec. Destroying it kills what is left of the command (its
+// whole process group, or the driver's equivalent) and reaps it; it must not be destroyed from
+// inside its own callbacks.
+class ExecSession {
+ public:
+  virtual ~ExecSession() = default;
+  // Blocks while the command is not reading, up to a few seconds (then kUnavailable).
+  virtual Status WriteStdin(std::string_view data) = 0;
+  // End of input: the pipe is closed; on a tty, an end-of-file character (^D) is typed.
+  virtual Status CloseStdin() = 0;
+  // kFailedPrecondition without a tty.
+  virtual Status Resize(unsigned short rows, unsigned short cols) = 0;
+  // Kills the command; `exit` then reports the signal.
+  virtual void Kill() = 0;
+  // The exit, or nullopt when `timeout` passes first.
+  virtual std::optional<ExitResult> Wait(std::chrono::milliseconds timeout) = 0;
+};
+using ExecSessionPtr = std::unique_ptr<ExecSession>;
+
 class Driver {
  public:
   using ExitHandler = std::function<void(const std::string& id, const ExitResult&)>;
@@ -75,6 +113,11 @@ class Driver {
   virtual Status Destroy(const std::string& id, bool force) = 0;
   virtual Result<TaskStatus> Inspect(const std::string& id) = 0;
   virtual Status Signal(const std::string& id, int signal) = 0;
+  // Runs a command inside the running task `id`: its environment, working directory and user
+  // (and, for isolating drivers, its namespaces and cgroup). kNotFound when the task does not
+  // run; kInvalidArgument when the command cannot be started (e.g. no such file).
+  virtual Result<ExecSessionPtr> Exec(const std::string& id, const ExecOptions& options,
+                                      ExecCallbacks callbacks) = 0;
   // What this host supports for the driver: {"healthy": bool, "detail": ..., ...}.
   virtual Json Fingerprint() = 0;
 

@@ -79,6 +79,7 @@ struct LogsFlags {
   bool follow = false;
   long tail = -1;     // the last N lines; -1: all
   bool stderr_ = false;
+  std::string since;  // --since: a duration back from now ("5m") or an RFC 3339 time
   std::string ns;
 };
 // Reads logs from the agents, with the server's token and CA (`co`).
@@ -93,6 +94,17 @@ struct RolloutFlags {
   int64_t to_revision = 0;  // undo: this revision instead of the previous one
 };
 int RunRollout(ApiClient& client, const RolloutFlags& f);
+
+struct ExecFlags {
+  std::string target;                // an allocation, or a service (its first running one)
+  std::vector<std::string> command;  // after --
+  bool stdin = false;                // -i: forward stdin
+  bool tty = false;                  // -t: a terminal (raw mode locally when stdin is one)
+  std::string ns;
+};
+// Runs a command in an allocation through its agent. Returns the command's exit code, or
+// mt's own (output.h) when it could not be run.
+int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& f);
 
 // A bash completion script generated from the command line's own definition.
 std::string BashCompletion(const CLI::App& app);

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "apis/object.h"
+#include "cmd/mt/agents.h"
+#include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
 
@@ -25,44 +27,31 @@ std::mutex out_mu;  // lines of several allocations never interleave mid-line
 // when the log ends (without follow), or, with follow, when `stop` is set or the allocation
 // is gone.
 Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
-                 const std::string& ns, const std::string& alloc, const std::string& prefix,
-                 const std::atomic<bool>& stop) {
+                 std::optional<int64_t> since_ms, const std::string& ns, const std::string& alloc,
+                 const std::string& prefix, const std::atomic<bool>& stop) {
   int64_t next = -1;    // the byte to resume from; -1 until the agent has said where we are
   std::string partial;  // a line not yet ended
-  RequestOptions ro;
-  ro.ns = ns;
   bool printed_any = false;
   while (!stop) {
-    auto a = server.Get("allocations", alloc, ro);
-    if (!a) {
-      if (a.error().code() == Code::kNotFound && printed_any) return {};  // it is gone
-      return std::unexpected(a.error());
-    }
-    std::string node = (*a)["spec"].value("nodeName", "");
-    std::string address;
-    if (!node.empty()) {
-      auto n = server.Get("nodes", node);
-      if (n) address = (*n).value("status", Json::object()).value("agentAddress", "");
-    }
-    if (address.empty()) {
-      if (!f.follow) {
-        return MakeError(Code::kUnavailable,
-                         "allocation " + alloc +
-                             (node.empty() ? " is not placed on a node"
-                                           : " is on node " + node + ", whose agent publishes no address"));
+    auto address = AgentAddress(server, ns, alloc);
+    if (!address) {
+      if (address.error().code() == Code::kNotFound && printed_any) return {};  // it is gone
+      if (!f.follow || address.error().code() != Code::kUnavailable) {
+        return std::unexpected(address.error());
       }
       std::this_thread::sleep_for(500ms);  // placement or agent pending: poll for it
       continue;
     }
-    auto agent = ApiClient::Create(address, co);
+    auto agent = ApiClient::Create(*address, co);
     if (!agent) return std::unexpected(agent.error());
     std::string path = "/v1/allocations/" + alloc + "/logs?namespace=" + ns +
                        "&stream=" + (f.stderr_ ? "stderr" : "stdout");
     if (f.follow) path += "&follow=true";
     if (next >= 0) {
       path += "&offset=" + std::to_string(next);
-    } else if (f.tail >= 0) {
-      path += "&tail=" + std::to_string(f.tail);
+    } else {
+      if (since_ms) path += "&since=" + std::to_string(*since_ms);
+      if (f.tail >= 0) path += "&tail=" + std::to_string(f.tail);
     }
     std::map<std::string, std::string> headers;
     int64_t received = 0;
@@ -102,6 +91,19 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
 }  // namespace
 
 int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f) {
+  std::optional<int64_t> since_ms;
+  if (!f.since.empty()) {
+    // Sent as Unix milliseconds: "5m" means 5 minutes before now on this machine's clock.
+    auto ago = ParseDuration(f.since);
+    int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    since_ms = ago ? std::optional<int64_t>(now_ms - ago->count()) : ParseRfc3339Millis(f.since);
+    if (!since_ms) {
+      return UsageError("--since must be a duration (30s, 5m, 1h) or an RFC 3339 time "
+                        "(2026-11-22T06:20:48Z), got \"" + f.since + "\"");
+    }
+  }
   RequestOptions ro;
   ro.ns = f.ns;
   // NAME is an allocation, or else a service whose allocations are followed together.
@@ -135,7 +137,7 @@ int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f) {
     if (!started.insert(alloc).second) return;
     std::string prefix = service ? "[" + alloc + "] " : "";
     threads.emplace_back([&, alloc, prefix] {
-      auto st = StreamOne(client, co, f, f.ns, alloc, prefix, stop);
+      auto st = StreamOne(client, co, f, since_ms, f.ns, alloc, prefix, stop);
       if (!st) {
         std::lock_guard<std::mutex> lock(mu);
         if (!failure) failure = st.error();

@@ -111,6 +111,17 @@ int main(int argc, char** argv) {
                  "keep printing: across restarts, new allocations and agent restarts");
   logs->add_option("--tail", logs_flags.tail, "only the last N lines (then, with -f, what follows)");
   logs->add_flag("--stderr", logs_flags.stderr_, "the standard error stream instead of stdout");
+  logs->add_option("--since", logs_flags.since,
+                   "only what was written since: a duration (5m, 1h) or an RFC 3339 time");
+
+  ExecFlags exec_flags;
+  auto* exec = app.add_subcommand(
+      "exec", "run a command in an allocation, or a service's first running one");
+  exec->add_option("name", exec_flags.target, "an allocation, or a service")->required();
+  exec->add_option("command", exec_flags.command, "the command and its arguments, after --");
+  exec->add_flag("-i,--stdin", exec_flags.stdin, "forward stdin to the command");
+  exec->add_flag("-t,--tty", exec_flags.tty,
+                 "a terminal for the command (the local one in raw mode while it runs)");
 
   DeleteFlags delete_flags;
   auto* del = app.add_subcommand("delete", "delete objects by name, selector or manifest");
@@ -251,6 +262,10 @@ int main(int argc, char** argv) {
   if (logs->parsed()) {
     logs_flags.ns = namespace_;
     return RunLogs(c, co, logs_flags);
+  }
+  if (exec->parsed()) {
+    exec_flags.ns = namespace_;
+    return RunExec(c, co, exec_flags);
   }
   if (describe->parsed()) {
     describe_flags.ns = namespace_;

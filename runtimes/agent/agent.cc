@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "runtimes/agent/fingerprint.h"
+#include "runtimes/agent/log_index.h"
 #include "runtimes/exec/exec_driver.h"
 
 namespace mentat {
@@ -133,6 +134,13 @@ Status Agent::Start() {
   http_ = std::make_unique<HttpServer>(ho);
   http_->Route("GET", "/v1/allocations/:name/logs",
                [this](const HttpRequest& req, HttpResponse& res) { ServeLogs(req, res); });
+  http_->Route("POST", "/v1/allocations/:name/exec",
+               [this](const HttpRequest& req, HttpResponse& res) { ServeExecCreate(req, res); });
+  auto session = [this](const HttpRequest& req, HttpResponse& res) { ServeExecSession(req, res); };
+  http_->Route("GET", "/v1/exec/:id/output", session);
+  http_->Route("POST", "/v1/exec/:id/input", session);
+  http_->Route("POST", "/v1/exec/:id/resize", session);
+  exec_sessions_ = std::make_unique<ExecSessions>(http_.get(), ExecSessionLimits{});
   MT_ASSIGN_OR_RETURN(int port, http_->Start());
   address_ = !opts_.advertise.empty()
                  ? opts_.advertise
@@ -154,6 +162,7 @@ void Agent::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  exec_sessions_.reset();  // exec'd commands end with the agent; workloads do not
 }
 
 void Agent::RecoverTasks() {
@@ -187,6 +196,8 @@ void Agent::RecoverTasks() {
     if (st) {
       t.running = true;
       t.ready = t.port == 0;  // with a port, the probe decides
+      // The event needs the Allocation, which the sync loop has not listed yet: Reconcile emits it.
+      t.adopted_event_due = true;
       spdlog::info("agent: recovered {} (pid {}) without restarting it", key, t.pid);
     } else {
       t.running = false;
@@ -461,6 +472,12 @@ Status Agent::Reconcile(const std::string& key) {
     task_it = tasks_.emplace(key, std::move(t)).first;
   }
   LocalTask& t = task_it->second;
+  if (t.adopted_event_due) {
+    t.adopted_event_due = false;
+    EmitLocked(key, kEventNormal, "Adopted",
+               "the agent on node " + opts_.node_name + " restarted and adopted the running task " +
+                   "(driver " + t.driver + ", pid " + std::to_string(t.pid) + ") without restarting it");
+  }
 
   // Restart policy for a task that exited.
   if (!t.running && t.last_exit) {
@@ -574,7 +591,7 @@ void Agent::EmitLocked(const std::string& key, const char* type, const std::stri
 
 namespace {
 
-void SendLogError(HttpResponse& res, const Error& e) {
+void SendError(HttpResponse& res, const Error& e) {
   res.status = e.HttpStatus();
   res.content_type = "application/json";
   res.body = e.ToJson().dump() + "\n";
@@ -618,55 +635,140 @@ std::string ReadFrom(const std::string& path, off_t* offset) {
 
 }  // namespace
 
-void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
+Result<std::string> Agent::Authorize(const HttpRequest& req, const std::string& action) {
   // The caller proves who it is with its API token; the server says what it may do.
   std::string auth = req.Header("authorization");
   ClientOptions co;
   co.token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
   co.ca_file = opts_.ca_file;
-  auto asker = ApiClient::Create(opts_.server, co);
-  if (!asker) return SendLogError(res, asker.error());
-  auto who = (*asker)->GetRaw("/v1/whoami");
-  if (!who) return SendLogError(res, who.error());
-  Json principal = Json::parse(*who, nullptr, false);
+  MT_ASSIGN_OR_RETURN(auto asker, ApiClient::Create(opts_.server, co));
+  MT_ASSIGN_OR_RETURN(auto who, asker->GetRaw("/v1/whoami"));
+  Json principal = Json::parse(who, nullptr, false);
   std::string role = principal.is_object() ? principal.value("role", "") : "";
   if (role != "operator" && role != "admin") {
-    return SendLogError(res, Error(Code::kForbidden, "token \"" + principal.value("name", "") +
-                                                         "\" (role " + role +
-                                                         ") may not read logs; that needs the operator or admin role"));
+    return MakeError(Code::kForbidden, "token \"" + principal.value("name", "") + "\" (role " + role +
+                                           ") may not " + action +
+                                           "; that needs the operator or admin role");
   }
+  return co.token;
+}
+
+Result<std::string> Agent::RequestedKey(const HttpRequest& req) {
   std::string ns = req.Param("namespace").empty() ? std::string(kDefaultNamespace) : req.Param("namespace");
   std::string name = req.matches[0];
-  // Names become a path under the data dir: only DNS labels; counts: only non-negative numbers.
   for (const auto& [field, value] : {std::pair<std::string, std::string>{"namespace", ns}, {"name", name}}) {
     if (!IsDnsLabel(value)) {
-      return SendLogError(res, Error(Code::kInvalidArgument, "invalid " + field,
-                                     {{field, 0, 0, "must be a DNS label, got \"" + value + "\""}}));
+      return MakeError(Code::kInvalidArgument, "invalid " + field,
+                       {{field, 0, 0, "must be a DNS label, got \"" + value + "\""}});
     }
   }
+  return ns + "/" + name;
+}
+
+void Agent::ServeExecCreate(const HttpRequest& req, HttpResponse& res) {
+  auto token = Authorize(req, "run commands in allocations");
+  if (!token) return SendError(res, token.error());
+  auto key = RequestedKey(req);
+  if (!key) return SendError(res, key.error());
+  auto options = ParseExecRequest(req.body);
+  if (!options) return SendError(res, options.error());
+  Driver* driver = nullptr;
+  std::string task_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(*key);
+    if (it != tasks_.end() && it->second.running) {
+      driver = DriverFor(it->second.driver);
+      task_id = it->second.handle.id;
+    }
+  }
+  if (!driver) {
+    return SendError(res, Error(Code::kNotFound, "allocation " + *key + " is not running on node " +
+                                                        opts_.node_name));
+  }
+  auto id = exec_sessions_->Create(*driver, task_id, *options, *token);
+  if (!id) {
+    Error e = id.error();
+    // The driver could not start it (no such file, not executable): the command is at fault.
+    if (e.code() == Code::kInvalidArgument && e.details().empty()) {
+      e.mutable_details().push_back({"command[0]", 0, 0, e.message()});
+    }
+    return SendError(res, e);
+  }
+  res.status = 201;
+  res.body = Json{{"id", *id}}.dump() + "\n";
+}
+
+void Agent::ServeExecSession(const HttpRequest& req, HttpResponse& res) {
+  // Only the creator's token may use a session; its role was checked when it was created.
+  std::string auth = req.Header("authorization");
+  std::string token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+  const std::string& id = req.matches[0];
+  std::string what = req.path.substr(req.path.rfind('/') + 1);
+  Status st;
+  if (what == "output") {
+    st = exec_sessions_->Attach(id, token, res);
+  } else if (what == "input") {
+    std::string eof = req.Param("eof");
+    if (eof != "" && eof != "true" && eof != "false") {
+      return SendError(res, Error(Code::kInvalidArgument, "invalid eof",
+                                     {{"eof", 0, 0, "true or false, got \"" + eof + "\""}}));
+    }
+    st = exec_sessions_->Input(id, token, req.body, eof == "true");
+  } else {
+    auto size = ParseResizeRequest(req.body);
+    if (!size) return SendError(res, size.error());
+    st = exec_sessions_->Resize(id, token, size->first, size->second);
+  }
+  if (!st) return SendError(res, st.error());
+  if (!res.stream) res.body = "{}\n";
+}
+
+void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
+  auto token = Authorize(req, "read logs");
+  if (!token) return SendError(res, token.error());
+  auto key = RequestedKey(req);
+  if (!key) return SendError(res, key.error());
   for (const char* field : {"tail", "offset"}) {
     if (!req.HasParam(field)) continue;
     const std::string v = req.Param(field);
     if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
-      return SendLogError(res, Error(Code::kInvalidArgument, std::string("invalid ") + field,
+      return SendError(res, Error(Code::kInvalidArgument, std::string("invalid ") + field,
                                      {{field, 0, 0, "must be a non-negative integer, got \"" + v + "\""}}));
     }
   }
-  std::string key = ns + "/" + name;
   std::string stream = req.Param("stream").empty() ? "stdout" : req.Param("stream");
   if (stream != "stdout" && stream != "stderr") {
-    return SendLogError(res, Error(Code::kInvalidArgument, "invalid stream",
+    return SendError(res, Error(Code::kInvalidArgument, "invalid stream",
                                    {{"stream", 0, 0, "stdout or stderr, got \"" + stream + "\""}}));
   }
-  std::string path = TaskDir(key) + "/" + stream + ".log";
+  std::optional<int64_t> since_ms;
+  if (req.HasParam("since")) {
+    const std::string v = req.Param("since");
+    if (!v.empty() && v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos) {
+      since_ms = std::stoll(v);
+    } else {
+      since_ms = ParseRfc3339Millis(v);
+    }
+    if (!since_ms) {
+      return SendError(res, Error(Code::kInvalidArgument, "invalid since",
+                                  {{"since", 0, 0, "Unix milliseconds or an RFC 3339 time, got \"" + v + "\""}}));
+    }
+  }
+  std::string path = TaskDir(*key) + "/" + stream + ".log";
   if (::access(path.c_str(), F_OK) != 0) {
-    return SendLogError(res, NotFound("no logs for allocation " + key + " on node " + opts_.node_name).error());
+    return SendError(res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
   }
   off_t offset = 0;
   std::string first;
   if (req.HasParam("offset")) {
     offset = std::atoll(req.Param("offset").c_str());
     first = ReadFrom(path, &offset);
+  } else if (since_ms) {
+    // From the time index (log_index.h): exact to within its sampling period.
+    offset = LogOffsetSince(path, TaskDir(*key) + "/" + stream + ".idx", *since_ms);
+    first = ReadFrom(path, &offset);
+    first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
   } else {
     first = ReadFrom(path, &offset);
     first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
@@ -693,6 +795,22 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   };
 }
 
+void Agent::SampleLogs() {
+  std::vector<std::string> dirs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, t] : tasks_) dirs.push_back(TaskDir(key));
+  }
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  for (const auto& dir : dirs) {
+    for (const char* stream : {"stdout", "stderr"}) {
+      SampleLogSize(dir + "/" + stream + ".log", dir + "/" + stream + ".idx", now_ms);
+    }
+  }
+}
+
 void Agent::FlushEvents() {
   std::vector<Json> batch;
   {
@@ -716,7 +834,12 @@ void Agent::FlushEvents() {
 
 void Agent::ProbeLoop() {
   auto last_heartbeat = std::chrono::steady_clock::now();
+  auto last_log_sample = std::chrono::steady_clock::time_point();
   while (!stop_) {
+    if (std::chrono::steady_clock::now() - last_log_sample >= std::chrono::milliseconds(kLogIndexPeriodMs)) {
+      last_log_sample = std::chrono::steady_clock::now();
+      SampleLogs();
+    }
     std::vector<std::pair<std::string, int>> probes;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -748,6 +871,7 @@ void Agent::ProbeLoop() {
       }
     }
     FlushEvents();
+    exec_sessions_->Sweep();
     // The probe period: how quickly a port that opens is seen as Ready.
     std::this_thread::sleep_for(probes.empty() ? 200ms : 50ms);
   }

@@ -16,6 +16,7 @@
 #include "apis/client.h"
 #include "cmd/mentat-server/http_server.h"
 #include "controllers/workqueue.h"
+#include "runtimes/agent/exec_sessions.h"
 #include "runtimes/driver.h"
 
 namespace mentat {
@@ -71,6 +72,7 @@ class Agent {
     std::chrono::steady_clock::time_point restart_at;  // when a restart is due
     bool restart_pending = false;
     int backoff_exp = 0;
+    bool adopted_event_due = false;  // recovered from its handle: say so once its Allocation is known
   };
 
   explicit Agent(AgentOptions opts) : opts_(std::move(opts)) {}
@@ -81,9 +83,21 @@ class Agent {
   void EmitLocked(const std::string& key, const char* type, const std::string& reason,
                   const std::string& message);
   void FlushEvents();
-  // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines or
-  // from ?offset=BYTES, and with ?follow=true everything written after, across restarts.
+  // Appends to each task's log time index (log_index.h); from the probe loop, once a second.
+  void SampleLogs();
+  // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines, from
+  // ?offset=BYTES or from ?since=TIME (Unix ms or RFC 3339; see log_index.h), and with ?follow=true everything written after, across restarts.
   void ServeLogs(const HttpRequest& req, HttpResponse& res);
+  // POST /v1/allocations/NAME/exec: starts a command in the running task (ExecSessions), then
+  // GET /v1/exec/ID/output, POST /v1/exec/ID/input and POST /v1/exec/ID/resize.
+  void ServeExecCreate(const HttpRequest& req, HttpResponse& res);
+  void ServeExecSession(const HttpRequest& req, HttpResponse& res);
+  // The caller's token when the server says it is an operator's or an admin's; `action` words
+  // the refusal ("read logs").
+  Result<std::string> Authorize(const HttpRequest& req, const std::string& action);
+  // The "ns/name" key of the allocation a request names (?namespace=, the :name segment), each
+  // a DNS label: they become paths under the data dir.
+  Result<std::string> RequestedKey(const HttpRequest& req);
   Status Reconcile(const std::string& key);
   Status RegisterNode();
   void RecoverTasks();
@@ -92,6 +106,7 @@ class Agent {
   void RemoveTaskDir(const std::string& key);
   Json BuildStatus(const std::string& key);
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<ExecSessions> exec_sessions_;  // after http_: it posts to the server's loop
   std::string address_;  // advertised in the Node's status as agentAddress
   std::mutex events_mu_;
   std::vector<Json> events_;  // MakeEvent objects waiting to be sent

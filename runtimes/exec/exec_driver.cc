@@ -1,5 +1,7 @@
 #include "runtimes/exec/exec_driver.h"
 
+#include "runtimes/exec/exec_session.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -27,23 +29,6 @@ namespace {
 int PidfdOpen(int pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 int PidfdSendSignal(int pidfd, int sig) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
-
-// Resolves a command like execvp would, but before fork: the child may only call
-// async-signal-safe functions.
-std::string ResolveCommand(const std::string& command, const std::vector<EnvVar>& env) {
-  if (command.find('/') != std::string::npos) return command;
-  std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  for (const auto& e : env) {
-    if (e.name == "PATH") path = e.value;
-  }
-  std::stringstream ss(path);
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + command;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return command;
 }
 
 }  // namespace
@@ -127,7 +112,11 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   }
 
   // Everything the child needs is built before fork.
-  std::string path = ResolveCommand(config.command, config.env);
+  std::string path_env;
+  for (const auto& e : config.env) {
+    if (e.name == "PATH") path_env = e.value;
+  }
+  std::string path = ResolveOnPath(config.command, path_env);
   std::vector<std::string> argv_s = {config.command};
   argv_s.insert(argv_s.end(), config.args.begin(), config.args.end());
   std::vector<char*> argv;
@@ -166,10 +155,7 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   if (pid == 0) {
     // Child: async-signal-safe calls only.
     ::setsid();  // own session and process group: Stop kills the whole group
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
+    ResetSignalsInChild();
     ::dup2(null_fd, 0);
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);
@@ -195,14 +181,7 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
     ::close(errpipe[0]);
     return ErrnoError("exec: fork", fork_errno);
   }
-  int child_err = 0;
-  ssize_t n;
-  do {
-    n = ::read(errpipe[0], &child_err, sizeof(child_err));
-  } while (n < 0 && errno == EINTR);
-  ::close(errpipe[0]);
-  if (n > 0) {
-    ::waitpid(pid, nullptr, 0);
+  if (int child_err = ChildExecError(errpipe[0], pid); child_err != 0) {
     return MakeError(child_err == ENOENT ? Code::kInvalidArgument : Code::kInternal,
                      "exec: cannot run " + config.command +
                          (cwd ? " in " + config.cwd : std::string()) + ": " +
@@ -408,6 +387,32 @@ Status ExecDriver::Destroy(const std::string& id, bool force) {
     tasks_.erase(it);
   }
   return {};
+}
+
+Result<ExecSessionPtr> ExecDriver::Exec(const std::string& id, const ExecOptions& options,
+                                        ExecCallbacks callbacks) {
+  int pid = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.exit || it->second.pidfd < 0) {
+      return NotFound("exec: task " + id + " is not running");
+    }
+    pid = it->second.pid;
+  }
+  // The task's context is read from the live process, so a recovered task (whose TaskConfig
+  // is gone with the old agent) gets the same environment, directory and user as a fresh one.
+  // The start time is checked after the read: a pid recycled meanwhile is not mistaken for it.
+  auto context = ReadProcessContext(pid);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(id);
+    if (!context || it == tasks_.end() || it->second.exit ||
+        ProcessStartTicks(pid) != std::optional<uint64_t>(it->second.start_ticks)) {
+      return NotFound("exec: task " + id + " is not running");
+    }
+  }
+  return StartExecSession(*context, options, std::move(callbacks));
 }
 
 Result<TaskStatus> ExecDriver::Inspect(const std::string& id) {

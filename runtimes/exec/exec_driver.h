@@ -27,6 +27,8 @@ class ExecDriver : public Driver {
   Status Destroy(const std::string& id, bool force) override;
   Result<TaskStatus> Inspect(const std::string& id) override;
   Status Signal(const std::string& id, int signal) override;
+  Result<ExecSessionPtr> Exec(const std::string& id, const ExecOptions& options,
+                              ExecCallbacks callbacks) override;
   Json Fingerprint() override;
   void SetExitHandler(ExitHandler handler) override;
 

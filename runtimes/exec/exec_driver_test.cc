@@ -1,16 +1,21 @@
 // The exec driver with real processes: args/env/cwd, captured logs, exit codes, stopping the
-// whole process group, recovery by a new driver object, and refusing a recycled pid.
+// whole process group, recovery by a new driver object, and refusing a recycled pid. Exec:
+// commands in a running task's environment and directory, with pipes or a terminal, stdin,
+// exit codes, and nothing left behind when a session is abandoned.
 #include "runtimes/exec/exec_driver.h"
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
+
+#include "runtimes/exec/exec_session.h"
 
 namespace mentat {
 namespace {
@@ -165,6 +170,150 @@ TEST_F(ExecDriverTest, RecoverOfAnExitedTaskIsNotFound) {
   auto st = driver_->Recover(*h);
   // Already tracked as exited: re-attaching is refused because the process is gone.
   EXPECT_FALSE(st);
+}
+
+// What an exec session printed, and how it ended.
+struct Captured {
+  std::mutex mu;
+  std::string out, err;
+  std::optional<ExitResult> exit;
+  ExecCallbacks Callbacks() {
+    return {[this](ExecStream s, std::string_view d) {
+              std::lock_guard<std::mutex> lock(mu);
+              (s == ExecStream::kStdout ? out : err).append(d);
+            },
+            [this](const ExitResult& r) {
+              std::lock_guard<std::mutex> lock(mu);
+              exit = r;
+            }};
+  }
+  std::string Out() {
+    std::lock_guard<std::mutex> lock(mu);
+    return out;
+  }
+};
+
+class ExecSessionTest : public ExecDriverTest {
+ protected:
+  void SetUp() override {
+    ExecDriverTest::SetUp();
+    TaskConfig c = Config("svc", "sleep 300");
+    c.env = {{"SOME_ENV", "from-the-task"}};
+    c.cwd = dir_;
+    auto h = driver_->Start(c);
+    ASSERT_TRUE(h) << h.error().ToString();
+    task_pid_ = h->state["pid"];
+  }
+  void TearDown() override { driver_->Stop("svc", 1s, SIGKILL); }
+  int task_pid_ = 0;
+};
+
+TEST_F(ExecSessionTest, RunsInTheTasksEnvAndDirectoryAndReportsTheExitCode) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"sh", "-c", "echo \"$SOME_ENV in $(pwd)\"; echo to-stderr >&2; exit 7"};
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_TRUE(s) << s.error().ToString();
+  auto exit = (*s)->Wait(5s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->exit_code, 7);
+  std::lock_guard<std::mutex> lock(c.mu);
+  EXPECT_EQ(c.out, "from-the-task in " + dir_ + "\n");
+  EXPECT_EQ(c.err, "to-stderr\n");
+  ASSERT_TRUE(c.exit) << "the exit callback runs before Wait returns";
+  EXPECT_EQ(c.exit->exit_code, 7);
+}
+
+TEST_F(ExecSessionTest, StdinRoundTripsAndEndsWithCloseStdin) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"cat"};
+  o.stdin = true;
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_TRUE(s) << s.error().ToString();
+  ASSERT_TRUE((*s)->WriteStdin("line one\n"));
+  ASSERT_TRUE(WaitFor([&] { return c.Out() == "line one\n"; }, 5s)) << c.Out();
+  std::string big(1 << 20, 'x');  // more than a pipe holds: written as cat drains it
+  ASSERT_TRUE((*s)->WriteStdin(big));
+  ASSERT_TRUE((*s)->CloseStdin());
+  auto exit = (*s)->Wait(10s);
+  ASSERT_TRUE(exit) << "cat did not see the end of its input";
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_EQ(c.Out().size(), 9u + big.size());
+  EXPECT_FALSE((*s)->WriteStdin("late")) << "stdin is closed";
+}
+
+TEST_F(ExecSessionTest, WithoutStdinTheCommandReadsNothing) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"cat"};
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_TRUE(s);
+  auto exit = (*s)->Wait(5s);
+  ASSERT_TRUE(exit) << "cat on /dev/null ends at once";
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_FALSE((*s)->WriteStdin("x"));
+}
+
+TEST_F(ExecSessionTest, ATerminalHasAPtsPathItsSizeAndResizes) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"sh", "-c", "tty; stty size; read line; stty size; echo \"got $line\"; echo $SOME_ENV"};
+  o.tty = true;
+  o.stdin = true;
+  o.rows = 33;
+  o.cols = 101;
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_TRUE(s) << s.error().ToString();
+  ASSERT_TRUE(WaitFor([&] { return c.Out().find("33 101") != std::string::npos; }, 5s)) << c.Out();
+  EXPECT_EQ(c.Out().rfind("/dev/pts/", 0), 0u) << c.Out();
+  ASSERT_TRUE((*s)->Resize(40, 120));
+  ASSERT_TRUE((*s)->WriteStdin("hello\r"));  // Enter on a terminal
+  auto exit = (*s)->Wait(5s);
+  ASSERT_TRUE(exit) << c.Out();
+  EXPECT_EQ(exit->exit_code, 0);
+  std::string out = c.Out();
+  EXPECT_NE(out.find("40 120"), std::string::npos) << out;
+  EXPECT_NE(out.find("got hello"), std::string::npos) << out;
+  EXPECT_NE(out.find("from-the-task"), std::string::npos) << out;
+  EXPECT_NE(out.find("\r\n"), std::string::npos) << "a terminal translates newlines";
+  std::lock_guard<std::mutex> lock(c.mu);
+  EXPECT_EQ(c.err, "") << "a terminal has one output stream";
+}
+
+TEST_F(ExecSessionTest, AnAbandonedSessionLeavesNothingRunning) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"sh", "-c", "sleep 300 & echo $!; wait"};
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(WaitFor([&] { return c.Out().find('\n') != std::string::npos; }, 5s));
+  int child = std::stoi(c.Out());
+  ASSERT_TRUE(Alive(child));
+  s->reset();  // abandoned: killed and reaped
+  EXPECT_TRUE(WaitFor([&] { return !Alive(child); }, 2s)) << "the session's process group survived";
+  EXPECT_TRUE(Alive(task_pid_)) << "the task itself is not touched";
+}
+
+TEST_F(ExecSessionTest, ErrorsNameTheProblem) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"/no/such/tool"};
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(s.error().message().find("No such file or directory"), std::string::npos);
+  o.command = {};
+  EXPECT_FALSE(driver_->Exec("svc", o, c.Callbacks()));
+  o.command = {"true"};
+  auto missing = driver_->Exec("nope", o, c.Callbacks());
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Code::kNotFound);
+  o.command = {"true"};
+  ASSERT_TRUE(driver_->Stop("svc", 1s, SIGKILL));
+  auto stopped = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().code(), Code::kNotFound);
 }
 
 }  // namespace
