@@ -103,6 +103,43 @@ TEST(Validate, ReportsEveryProblemWithFieldAndLine) {
   }
 }
 
+TEST(Normalize, ChecksGetTheirDefaultsAndTheServicePort) {
+  Json spec = Canonical(
+      "name: web\ndriver: exec\ncommand: /a\nport: 8080\nchecks:\n"
+      "  - type: http\n    path: /healthz\n  - {type: tcp, port: 9090, interval: 500ms}\n"
+      "  - {type: exec, command: /bin/check, failure_threshold: 5}\n")["spec"];
+  ASSERT_EQ(spec["checks"].size(), 3u) << spec.dump();
+  EXPECT_EQ(spec["checks"][0], Json::parse(R"({"type":"http","port":8080,"path":"/healthz","interval":"10s",
+      "timeout":"1s","success_threshold":1,"failure_threshold":3})"));
+  EXPECT_EQ(spec["checks"][1]["port"], 9090);
+  EXPECT_EQ(spec["checks"][1]["interval"], "500ms");
+  EXPECT_EQ(spec["checks"][2]["command"], Json::array({"/bin/check"}));
+  EXPECT_EQ(spec["checks"][2]["failure_threshold"], 5);
+}
+
+TEST(Validate, BadChecksNameTheFieldAndLine) {
+  Error e = Rejected(
+      "name: web\ndriver: exec\ncommand: /a\n"  // 1-3
+      "checks:\n"                                 // 4
+      "  - type: htp\n"                           // 5
+      "  - type: tcp\n"                           // 6: no port anywhere
+      "  - type: http\n    port: 80\n    path: healthz\n"  // 7-9
+      "  - type: exec\n"                          // 10: no command
+      "  - type: tcp\n    port: 1\n    interval: 1ms\n    retries: 3\n");  // 11-14
+  ASSERT_TRUE(Detail(e, "checks[0].type")) << e.ToString();
+  EXPECT_EQ(Detail(e, "checks[0].type")->line, 5);
+  EXPECT_NE(Detail(e, "checks[0].type")->message.find("did you mean \"http\""), std::string::npos);
+  ASSERT_TRUE(Detail(e, "checks[1].port")) << e.ToString();
+  EXPECT_NE(Detail(e, "checks[1].port")->message.find("the service sets none"), std::string::npos);
+  ASSERT_TRUE(Detail(e, "checks[2].path"));
+  EXPECT_EQ(Detail(e, "checks[2].path")->line, 9);
+  EXPECT_NE(Detail(e, "checks[2].path")->message.find("must start with /"), std::string::npos);
+  ASSERT_TRUE(Detail(e, "checks[3].command"));
+  ASSERT_TRUE(Detail(e, "checks[4].interval"));
+  ASSERT_TRUE(Detail(e, "checks[4].retries"));
+  EXPECT_EQ(Detail(e, "checks[4].retries")->line, 14);
+}
+
 TEST(Validate, UnknownMetadataFieldsAreRefused) {
   Error e = Rejected("kind: Service\nmetadata:\n  name: web\n  lables:\n    a: b\nspec:\n  driver: exec\n"
                      "  command: /a\n");

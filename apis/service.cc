@@ -20,7 +20,7 @@ const std::vector<std::string>& SpecFields() {
       "command", "args",     "env",         "cwd",     "user",      "port",     "ports",
       "volumes", "resources", "memory",     "memory_mb", "cpu",     "cpu_percent", "cpu_mhz",
       "disk_mb", "max_pids", "pids",        "vcpus",   "security",  "deploy",   "ingress",
-      "restart", "manifest", "binary",      "adopt",
+      "restart", "manifest", "binary",      "adopt",   "checks",
   };
   return f;
 }
@@ -451,6 +451,95 @@ class Normalizer {
     return out;
   }
 
+  // Health checks: [{type: tcp|http|exec, port, path, command, interval, timeout,
+  // success_threshold, failure_threshold}], stored with every default filled in.
+  Json Checks(const Json& list, const std::string& path, const Json& spec_port) {
+    Json out = Json::array();
+    if (!list.is_array()) {
+      Fail(path, "must be a list of checks, e.g. [{type: http, path: /healthz}]");
+      return out;
+    }
+    static const std::vector<std::string> keys = {"type",     "port",    "path",
+                                                  "command",  "interval", "timeout",
+                                                  "success_threshold", "failure_threshold"};
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Json& c = list[i];
+      std::string cp = path + "[" + std::to_string(i) + "]";
+      if (!c.is_object()) {
+        Fail(cp, "must be a map, e.g. {type: tcp}");
+        continue;
+      }
+      for (auto it = c.begin(); it != c.end(); ++it) {
+        if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) Unknown(cp + "." + it.key(), it.key(), keys);
+      }
+      Json check = Json::object();
+      std::string type;
+      if (!c.contains("type")) {
+        Fail(cp + ".type", "is required: tcp, http or exec");
+      } else if (auto t = Str(c["type"], cp + ".type")) {
+        if (*t != "tcp" && *t != "http" && *t != "exec") {
+          std::string hint = ClosestMatch(*t, {"tcp", "http", "exec"});
+          Fail(cp + ".type", "must be tcp, http or exec" + (hint.empty() ? "" : ", did you mean \"" + hint + "\"?"));
+        }
+        type = *t;
+      }
+      check["type"] = type;
+      if (type == "tcp" || type == "http") {
+        if (c.contains("port")) {
+          if (auto p = Int(c["port"], cp + ".port", 1, 65535)) check["port"] = *p;
+        } else if (spec_port.is_number_integer()) {
+          check["port"] = spec_port;
+        } else {
+          Fail(cp + ".port", "is required: the check has no port, and the service sets none");
+        }
+      } else if (c.contains("port")) {
+        Fail(cp + ".port", "applies to tcp and http checks only");
+      }
+      if (type == "http") {
+        std::string p = "/";
+        if (c.contains("path")) {
+          auto v = Str(c["path"], cp + ".path");
+          if (v && (*v)[0] != '/') Fail(cp + ".path", "must start with /");
+          if (v) p = *v;
+        }
+        check["path"] = p;
+      } else if (c.contains("path")) {
+        Fail(cp + ".path", "applies to http checks only");
+      }
+      if (type == "exec") {
+        Json argv = Json::array();
+        if (!c.contains("command")) {
+          Fail(cp + ".command", "is required for an exec check, e.g. [/bin/check, --quick]");
+        } else if (c["command"].is_string()) {
+          if (auto v = Str(c["command"], cp + ".command")) argv.push_back(*v);
+        } else if (c["command"].is_array() && !c["command"].empty()) {
+          for (size_t j = 0; j < c["command"].size(); ++j) {
+            if (auto v = Str(c["command"][j], cp + ".command[" + std::to_string(j) + "]")) argv.push_back(*v);
+          }
+        } else {
+          Fail(cp + ".command", "must be a program, or a list of a program and its arguments");
+        }
+        check["command"] = argv;
+      } else if (c.contains("command")) {
+        Fail(cp + ".command", "applies to exec checks only");
+      }
+      auto interval = c.contains("interval") ? DurationMs(c["interval"], cp + ".interval") : std::optional<int64_t>(10000);
+      auto timeout = c.contains("timeout") ? DurationMs(c["timeout"], cp + ".timeout") : std::optional<int64_t>(1000);
+      if (interval && *interval < 100) Fail(cp + ".interval", "must be at least 100ms");
+      if (timeout && *timeout < 10) Fail(cp + ".timeout", "must be at least 10ms");
+      if (interval) check["interval"] = FormatDurationMs(*interval);
+      if (timeout) check["timeout"] = FormatDurationMs(*timeout);
+      auto ok_n = c.contains("success_threshold") ? Int(c["success_threshold"], cp + ".success_threshold", 1, 100)
+                                                  : std::optional<int64_t>(1);
+      auto fail_n = c.contains("failure_threshold") ? Int(c["failure_threshold"], cp + ".failure_threshold", 1, 100)
+                                                    : std::optional<int64_t>(3);
+      if (ok_n) check["success_threshold"] = *ok_n;
+      if (fail_n) check["failure_threshold"] = *fail_n;
+      out.push_back(check);
+    }
+    return out;
+  }
+
   Json Deploy(const Json& d, const std::string& path) {
     Json out = Json::object();
     if (!d.is_object()) {
@@ -809,6 +898,9 @@ class Normalizer {
     if (fields.contains("security")) out["security"] = Security(fields["security"], src["security"]);
     if (fields.contains("deploy")) out["deploy"] = Deploy(fields["deploy"], src["deploy"]);
     if (fields.contains("ingress")) out["ingress"] = Ingress(fields["ingress"], src["ingress"]);
+    if (fields.contains("checks")) {
+      out["checks"] = Checks(fields["checks"], src["checks"], out.value("port", Json()));
+    }
     out["restart"] = "always";
     if (fields.contains("restart")) {
       auto r = Str(fields["restart"], src["restart"]);

@@ -1,23 +1,19 @@
 #include "runtimes/agent/agent.h"
 
-#include <sys/stat.h>
-
-#include "apis/event.h"
-#include "apis/service.h"
-
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <filesystem>
 #include <fstream>
 
 #include <spdlog/spdlog.h>
 
+#include "apis/event.h"
+#include "apis/service.h"
 #include "runtimes/agent/fingerprint.h"
 #include "runtimes/agent/log_index.h"
 #include "runtimes/exec/exec_driver.h"
@@ -45,29 +41,6 @@ std::string SpecHash(const Json& task_spec) {
 
 std::string KeyOfAlloc(const Json& alloc) { return NamespaceOf(alloc) + "/" + NameOf(alloc); }
 
-// A TCP connect to 127.0.0.1:port within 200 ms.
-bool TcpProbe(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = false;
-  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  if (rc == 0) {
-    ok = true;
-  } else if (errno == EINPROGRESS) {
-    pollfd p{fd, POLLOUT, 0};
-    if (::poll(&p, 1, 200) == 1) {
-      int err = 0;
-      socklen_t len = sizeof(err);
-      ok = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
-    }
-  }
-  ::close(fd);
-  return ok;
-}
 
 std::string HostName() {
   char buf[256] = {0};
@@ -141,6 +114,7 @@ Status Agent::Start() {
   http_->Route("POST", "/v1/exec/:id/input", session);
   http_->Route("POST", "/v1/exec/:id/resize", session);
   exec_sessions_ = std::make_unique<ExecSessions>(http_.get(), ExecSessionLimits{});
+  checks_ = std::make_unique<CheckRunner>();
   MT_ASSIGN_OR_RETURN(int port, http_->Start());
   address_ = !opts_.advertise.empty()
                  ? opts_.advertise
@@ -163,6 +137,7 @@ void Agent::Stop() {
   }
   threads_.clear();
   exec_sessions_.reset();  // exec'd commands end with the agent; workloads do not
+  checks_.reset();
 }
 
 void Agent::RecoverTasks() {
@@ -185,6 +160,7 @@ void Agent::RecoverTasks() {
     t.alloc_uid = j.value("allocUid", "");
     t.spec_hash = j.value("specHash", "");
     t.port = j.value("port", 0);
+    t.checks_spec = j.value("checks", Json{{"port", t.port}});
     t.restart_policy = j.value("restart", "always");
     t.restarts = j.value("restarts", 0);
     t.pid = handle->state.value("pid", 0);
@@ -195,7 +171,7 @@ void Agent::RecoverTasks() {
                      : Status(InvalidArgument("no driver " + t.driver + " on this agent"));
     if (st) {
       t.running = true;
-      t.ready = t.port == 0;  // with a port, the probe decides
+      ResetChecks(t);  // with checks, they decide
       // The event needs the Allocation, which the sync loop has not listed yet: Reconcile emits it.
       t.adopted_event_due = true;
       spdlog::info("agent: recovered {} (pid {}) without restarting it", key, t.pid);
@@ -362,7 +338,7 @@ Status Agent::WriteHandle(const std::string& key, const LocalTask& t) {
   fs::create_directories(dir, ec);
   Json j = {{"key", key},          {"handle", t.handle.ToJson()}, {"allocUid", t.alloc_uid},
             {"specHash", t.spec_hash}, {"port", t.port},          {"restart", t.restart_policy},
-            {"restarts", t.restarts}};
+            {"restarts", t.restarts}, {"checks", t.checks_spec}};
   // Write-then-rename so a crash never leaves a torn handle.
   std::string tmp = dir + "/handle.json.tmp";
   {
@@ -394,7 +370,16 @@ Json Agent::BuildStatus(const std::string& key) {
     s["phase"] = "Running";
     s["pid"] = t.pid;
     s["startedAt"] = t.started_at;
-    s["message"] = t.ready ? "running" : "running, waiting for port " + std::to_string(t.port);
+    s["message"] = "running";
+    for (const auto& c : t.checks) {
+      if (c.passing) continue;
+      bool implicit = t.checks.size() == 1 && !t.checks_spec.contains("checks");
+      s["message"] = implicit ? "running, waiting for port " + std::to_string(c.spec.port)
+                     : c.last_error.empty()
+                         ? "running, waiting for check " + c.spec.Describe()
+                         : "running, check " + c.spec.Describe() + " failing: " + c.last_error;
+      break;
+    }
   } else if (t.restart_pending) {
     s["phase"] = "Restarting";
     s["message"] = t.message;
@@ -406,7 +391,7 @@ Json Agent::BuildStatus(const std::string& key) {
     s["phase"] = "Pending";
     s["message"] = t.message;
   }
-  std::string reason = t.running ? (t.ready ? "Running" : "WaitingForPort")
+  std::string reason = t.running ? (t.ready ? "Running" : "ChecksNotPassing")
                       : t.restart_pending ? "Restarting"
                       : t.last_exit       ? "Exited"
                                           : "Pending";
@@ -468,6 +453,8 @@ Status Agent::Reconcile(const std::string& key) {
     t.spec_hash = hash;
     t.generation = alloc->at("metadata").value("generation", int64_t{1});
     t.port = spec->port;
+    t.checks_spec = {{"port", spec->port}};
+    if (task_spec.contains("checks")) t.checks_spec["checks"] = task_spec["checks"];
     t.restart_policy = spec->restart;
     task_it = tasks_.emplace(key, std::move(t)).first;
   }
@@ -539,7 +526,7 @@ Status Agent::Reconcile(const std::string& key) {
           lt.last_exit = st->exit;
           queue_.Add(key);
         }
-        lt.ready = lt.running && lt.port == 0;
+        ResetChecks(lt);
         lt.pid = handle->state.value("pid", 0);
         lt.started_at = handle->state.value("startedAt", "");
         lt.started_mono = std::chrono::steady_clock::now();
@@ -840,30 +827,7 @@ void Agent::ProbeLoop() {
       last_log_sample = std::chrono::steady_clock::now();
       SampleLogs();
     }
-    std::vector<std::pair<std::string, int>> probes;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& [k, t] : tasks_) {
-        if (t.running && t.port > 0) probes.emplace_back(k, t.port);
-      }
-    }
-    for (const auto& [key, port] : probes) {
-      bool ok = TcpProbe(port);
-      bool changed = false;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto it = tasks_.find(key);
-        if (it != tasks_.end() && it->second.running && it->second.ready != ok) {
-          if (!ok) {
-            EmitLocked(key, kEventWarning, "Unhealthy",
-                       "port " + std::to_string(port) + " stopped accepting connections");
-          }
-          it->second.ready = ok;
-          changed = true;
-        }
-      }
-      if (changed) queue_.Add(key);
-    }
+    RunDueChecks();
     if (std::chrono::steady_clock::now() - last_heartbeat >= opts_.heartbeat) {
       last_heartbeat = std::chrono::steady_clock::now();
       if (auto st = RegisterNode(); !st) {
@@ -872,9 +836,61 @@ void Agent::ProbeLoop() {
     }
     FlushEvents();
     exec_sessions_->Sweep();
-    // The probe period: how quickly a port that opens is seen as Ready.
-    std::this_thread::sleep_for(probes.empty() ? 200ms : 50ms);
+    // The loop's period bounds how late a check runs (the implicit port check is every 50 ms).
+    std::this_thread::sleep_for(50ms);
   }
+}
+
+void Agent::ResetChecks(LocalTask& t) {
+  t.checks.clear();
+  for (auto& spec : CheckSpec::ForSpec(t.checks_spec)) {
+    CheckState c;
+    c.spec = std::move(spec);
+    t.checks.push_back(std::move(c));
+  }
+  t.ready = t.running && t.checks.empty();
+}
+
+void Agent::RunDueChecks() {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [key, t] : tasks_) {
+    if (!t.running) continue;
+    Driver* driver = DriverFor(t.driver);
+    for (size_t i = 0; i < t.checks.size(); ++i) {
+      CheckState& c = t.checks[i];
+      if (c.in_flight || now < c.due) continue;
+      c.in_flight = true;
+      c.due = now + c.spec.interval;
+      checks_->Submit([this, key = key, uid = t.alloc_uid, i, spec = c.spec, driver,
+                       id = t.handle.id] { OnCheck(key, uid, i, RunCheck(spec, driver, id)); });
+    }
+  }
+}
+
+void Agent::OnCheck(const std::string& key, const std::string& alloc_uid, size_t index,
+                    const CheckResult& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(key);
+  // The task may have been replaced while the check ran: its result is then stale.
+  if (it == tasks_.end() || it->second.alloc_uid != alloc_uid || index >= it->second.checks.size()) return;
+  LocalTask& t = it->second;
+  CheckState& c = t.checks[index];
+  c.in_flight = false;
+  if (!t.running) return;
+  const std::string error_before = c.last_error;
+  bool flipped = c.Record(r.ok, r.error);
+  bool ready = std::all_of(t.checks.begin(), t.checks.end(), [](const CheckState& s) { return s.passing; });
+  if (flipped && !c.passing) {
+    bool implicit = !t.checks_spec.contains("checks");
+    EmitLocked(key, kEventWarning, "Unhealthy",
+               implicit ? "port " + std::to_string(c.spec.port) + " stopped accepting connections"
+                        : "check " + c.spec.Describe() + " failed " + std::to_string(c.failures) +
+                              " times in a row: " + r.error);
+  }
+  // A new readiness, or a new reason for failing: the status says it.
+  if (flipped || ready != t.ready || c.last_error != error_before) queue_.Add(key);
+  t.ready = ready;
 }
 
 }  // namespace mentat

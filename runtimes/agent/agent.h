@@ -17,6 +17,7 @@
 #include "cmd/mentat-server/http_server.h"
 #include "controllers/workqueue.h"
 #include "runtimes/agent/exec_sessions.h"
+#include "runtimes/agent/health.h"
 #include "runtimes/driver.h"
 
 namespace mentat {
@@ -60,6 +61,8 @@ class Agent {
     std::string spec_hash;
     int64_t generation = 1;
     int port = 0;
+    Json checks_spec = Json::object();  // {port, checks} of the spec: persisted for recovery
+    std::vector<CheckState> checks;     // Ready needs every one passing
     std::string restart_policy = "always";
     bool running = false;
     bool ready = false;
@@ -79,6 +82,11 @@ class Agent {
   void SyncLoop();
   void WorkLoop();
   void ProbeLoop();
+  // Submits the checks that are due; their results come back through OnCheck.
+  void RunDueChecks();
+  void OnCheck(const std::string& key, const std::string& alloc_uid, size_t index, const CheckResult& r);
+  // (Re)arms a task's checks from checks_spec when it starts or is recovered: all failing.
+  static void ResetChecks(LocalTask& t);
   // Queues an Event about the allocation behind `key` (sent by FlushEvents, off the lock).
   void EmitLocked(const std::string& key, const char* type, const std::string& reason,
                   const std::string& message);
@@ -114,6 +122,7 @@ class Agent {
   Driver* DriverFor(const std::string& name);
 
   AgentOptions opts_;
+  std::unique_ptr<CheckRunner> checks_;
   std::unique_ptr<ApiClient> client_;
   std::map<std::string, DriverPtr> drivers_;
   WorkQueue queue_;
