@@ -16,6 +16,7 @@
 #include "apis/service.h"
 #include "runtimes/agent/fingerprint.h"
 #include "runtimes/agent/log_index.h"
+#include "runtimes/agent/orphans.h"
 #include "runtimes/exec/exec_driver.h"
 
 namespace mentat {
@@ -141,6 +142,37 @@ void Agent::Stop() {
 }
 
 void Agent::RecoverTasks() {
+  RecoverHandles();
+  // Starts a crash interrupted: kill what they left running that no handle records.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(opts_.data_dir + "/tasks", ec)) {
+    std::ifstream marker(entry.path() / kStartingMarker);
+    std::string task_id;
+    if (!marker || !std::getline(marker, task_id) || task_id.empty()) continue;
+    int keep = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [key, t] : tasks_) {
+        if (t.handle.id == task_id && t.running) keep = t.pid;
+      }
+    }
+    KillUnrecordedProcesses(task_id, keep);
+    fs::remove(entry.path() / kStartingMarker, ec);
+  }
+}
+
+Status Agent::WriteMarker(const std::string& key, const std::string& task_id) {
+  std::string dir = TaskDir(key);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::ofstream f(dir + "/" + kStartingMarker, std::ios::trunc);
+  f << task_id << "\n";
+  f.flush();
+  if (!f) return Internal("writing " + dir + "/" + kStartingMarker);
+  return {};
+}
+
+void Agent::RecoverHandles() {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(opts_.data_dir + "/tasks", ec)) {
     std::ifstream f(entry.path() / "handle.json");
@@ -502,8 +534,12 @@ Status Agent::Reconcile(const std::string& key) {
       cfg.cwd = spec->cwd;
       cfg.task_dir = TaskDir(key);
       cfg.spec = task_spec;
+      cfg.env.push_back({kTaskIdEnv, cfg.id});
       bool was_restart = t.last_exit.has_value();
       lock.unlock();
+      // Until the handle is written, a crash would leave a process no handle knows: the marker
+      // lets the next agent find and kill it (orphans.h).
+      MT_RETURN_IF_ERROR(WriteMarker(key, cfg.id));
       auto handle = driver->Start(cfg);
       lock.lock();
       auto again = tasks_.find(key);
@@ -534,6 +570,7 @@ Status Agent::Reconcile(const std::string& key) {
         lt.message.clear();
         if (was_restart) lt.restarts++;
         MT_RETURN_IF_ERROR(WriteHandle(key, lt));
+        std::filesystem::remove(TaskDir(key) + "/" + kStartingMarker);
         spdlog::info("agent: started {} (pid {})", key, lt.pid);
         if (was_restart) {
           EmitLocked(key, kEventWarning, "Restarted",

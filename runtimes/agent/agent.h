@@ -108,7 +108,11 @@ class Agent {
   Result<std::string> RequestedKey(const HttpRequest& req);
   Status Reconcile(const std::string& key);
   Status RegisterNode();
+  // Recovers the persisted tasks, then kills what interrupted starts left behind (orphans.h).
   void RecoverTasks();
+  void RecoverHandles();
+  // The `starting` marker of orphans.h, written before a driver starts the task.
+  Status WriteMarker(const std::string& key, const std::string& task_id);
   void OnExit(const std::string& task_id, const ExitResult& exit);
   Status WriteHandle(const std::string& key, const LocalTask& t);
   void RemoveTaskDir(const std::string& key);
