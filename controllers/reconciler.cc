@@ -67,7 +67,13 @@ void ControllerManager::WatchLoop() {
 void ControllerManager::Worker(Controller* c) {
   while (auto key = c->queue.Get()) {
     spdlog::debug("{}: reconciling {}", c->reconciler->Name(), *key);
+    auto started = std::chrono::steady_clock::now();
     auto res = c->reconciler->Reconcile(*key);
+    {
+      std::lock_guard<std::mutex> lock(c->stats_mu);
+      (res ? c->stats.successes : c->stats.errors)++;
+      c->stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    }
     if (!res) {
       spdlog::warn("{}: reconcile {}: {}", c->reconciler->Name(), *key, res.error().message());
       c->queue.Done(*key);
@@ -78,6 +84,16 @@ void ControllerManager::Worker(Controller* c) {
     c->queue.Done(*key);
     if (res->requeue_after) c->queue.AddAfter(*key, *res->requeue_after);
   }
+}
+
+std::vector<ControllerManager::ReconcileStats> ControllerManager::Stats() {
+  std::vector<ReconcileStats> out;
+  for (auto& c : controllers_) {
+    std::lock_guard<std::mutex> lock(c->stats_mu);
+    out.push_back(c->stats);
+    out.back().controller = c->reconciler->Name();
+  }
+  return out;
 }
 
 std::vector<ControllerManager::QueueDepth> ControllerManager::QueueDepths() {

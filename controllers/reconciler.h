@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -53,10 +54,21 @@ class ControllerManager {
   // Keys waiting in each controller's queue, for /metrics.
   std::vector<QueueDepth> QueueDepths();
 
+  struct ReconcileStats {
+    std::string controller;
+    uint64_t successes = 0;
+    uint64_t errors = 0;
+    double seconds = 0;  // total time spent reconciling
+  };
+  // Reconciles done by each controller so far, for /metrics.
+  std::vector<ReconcileStats> Stats();
+
  private:
   struct Controller {
     ReconcilerPtr reconciler;
     WorkQueue queue;
+    std::mutex stats_mu;
+    ReconcileStats stats;
   };
   void WatchLoop();
   void Worker(Controller* c);

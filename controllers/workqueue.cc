@@ -45,6 +45,17 @@ void WorkQueue::AddRateLimited(const std::string& key) {
     int n = failures_[key]++;
     auto d = kBaseDelay * (int64_t{1} << std::min(n, 30));
     delay = std::min<Clock::duration>(d, kMaxDelay);
+    // The overall bucket: however many keys fail at once, retries go out at no more than
+    // retry_qps (after a burst), so a failing dependency is not hammered.
+    auto now = Clock::now();
+    double elapsed = std::chrono::duration<double>(now - refilled_).count();
+    refilled_ = now;
+    tokens_ = std::min(static_cast<double>(retry_burst_), tokens_ + elapsed * retry_qps_);
+    tokens_ -= 1;  // may go negative: a reservation further in the future
+    if (tokens_ < 0) {
+      auto wait = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens_ / retry_qps_));
+      delay = std::max(delay, wait);
+    }
   }
   AddAfter(key, delay);
 }

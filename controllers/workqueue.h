@@ -1,7 +1,8 @@
 // A fair and stingy work queue (after client-go's): keys come out first in, first out; a key
 // added many times while waiting is processed once; a key is never handed to two workers at
 // once (added while processing, it is requeued when Done). Requeues back off per key
-// exponentially, from 5 ms up to ~17 minutes.
+// exponentially, from 5 ms up to ~17 minutes, and all of a queue's requeues together are
+// limited by a token bucket (client-go's default: 10 per second after a burst of 100).
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,9 @@ namespace mentat {
 class WorkQueue {
  public:
   using Clock = std::chrono::steady_clock;
+
+  explicit WorkQueue(double retry_qps = 10, int retry_burst = 100)
+      : retry_qps_(retry_qps), retry_burst_(retry_burst), tokens_(retry_burst) {}
 
   void Add(const std::string& key);
   void AddAfter(const std::string& key, Clock::duration delay);
@@ -49,6 +53,10 @@ class WorkQueue {
   // (every reconcile that requeues it, say) does not pile up repeat runs.
   std::map<std::string, Clock::time_point> delayed_until_;
   std::map<std::string, int> failures_;
+  const double retry_qps_;
+  const int retry_burst_;
+  double tokens_;
+  Clock::time_point refilled_ = Clock::now();
   bool shutdown_ = false;
 };
 

@@ -69,6 +69,20 @@ TEST(WorkQueue, ADelayedKeyWaitsOnceForItsEarliestDeadline) {
   EXPECT_EQ(*q.Get(), "marker");
 }
 
+TEST(WorkQueue, RetriesOfManyKeysAreRateLimitedTogether) {
+  // 20 retries a second after a burst of 5: 25 failing keys take about a second to all come
+  // back, though each key's own backoff is only 5 ms.
+  WorkQueue q(20, 5);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 25; ++i) q.AddRateLimited("k" + std::to_string(i));
+  for (int i = 0; i < 5; ++i) q.Done(*q.Get());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms) << "the burst goes at once";
+  for (int i = 5; i < 25; ++i) q.Done(*q.Get());
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 950ms);
+  EXPECT_LT(took, 3s);
+}
+
 TEST(WorkQueue, ShutDownReleasesWaitingWorkers) {
   WorkQueue q;
   std::optional<std::string> got = "unset";

@@ -51,6 +51,11 @@ TEST(Metrics, RequestsRevisionWatchersAndQueueDepthInPrometheusText) {
   EXPECT_NE(text.find("mentat_http_request_duration_seconds_count{route=\"/v1/:kind/:name\",method=\"PUT\"} 1\n"),
             std::string::npos) << text;
   EXPECT_NE(text.find("mentat_reconcile_queue_depth{controller=\""), std::string::npos) << text;
+  EXPECT_TRUE(std::regex_search(
+      text, std::regex("\nmentat_reconcile_total\\{controller=\"service-controller\",result=\"success\"\\} [1-9]")))
+      << text;
+  EXPECT_NE(text.find("\nmentat_reconcile_seconds_total{controller=\"node-controller\"} "), std::string::npos)
+      << text;
   auto health = nlohmann::json::parse(HttpGet(port, "/healthz").second);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(text, m, std::regex("mentat_store_revision (\\d+)"))) << text;

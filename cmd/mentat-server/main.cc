@@ -283,6 +283,19 @@ int main(int argc, char** argv) {
                      "gauge", "controller=\"" + q.controller + "\"",
                      static_cast<double>(q.depth)});
     }
+    // Each family's samples together, as the exposition format wants.
+    auto stats = controllers.Stats();
+    for (const auto& st : stats) {
+      std::string l = "controller=\"" + st.controller + "\"";
+      out.push_back({"mentat_reconcile_total", "Reconciles by controller and result.", "counter",
+                     l + ",result=\"success\"", static_cast<double>(st.successes)});
+      out.push_back({"mentat_reconcile_total", "Reconciles by controller and result.", "counter",
+                     l + ",result=\"error\"", static_cast<double>(st.errors)});
+    }
+    for (const auto& st : stats) {
+      out.push_back({"mentat_reconcile_seconds_total", "Time spent reconciling, by controller.",
+                     "counter", "controller=\"" + st.controller + "\"", st.seconds});
+    }
     out.push_back({"mentat_store_compacted_revision",
                    "Watch history at and below this revision is compacted (a watch from there gets 410).",
                    "gauge", "", static_cast<double>(s->CompactedRevision())});
