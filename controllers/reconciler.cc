@@ -15,6 +15,7 @@ void ControllerManager::Add(ReconcilerPtr r) {
 Status ControllerManager::Start(int workers_per_controller) {
   // Subscribe before listing keys, so no change falls between the two.
   MT_ASSIGN_OR_RETURN(watcher_, store_->Watch("", store_->CurrentRevision()));
+  MT_RETURN_IF_ERROR(cache_.Fill(store_));
   for (auto& c : controllers_) {
     MT_ASSIGN_OR_RETURN(auto keys, c->reconciler->AllKeys());
     for (const auto& k : keys) c->queue.Add(k);
@@ -48,6 +49,7 @@ void ControllerManager::WatchLoop() {
       auto w = store_->Watch("", store_->CurrentRevision());
       if (!w) return;
       watcher_ = std::move(*w);
+      if (auto st = cache_.Fill(store_); !st) spdlog::warn("controllers: re-list: {}", st.error().message());
       for (auto& c : controllers_) {
         if (auto keys = c->reconciler->AllKeys()) {
           for (const auto& k : *keys) c->queue.Add(k);
@@ -58,6 +60,7 @@ void ControllerManager::WatchLoop() {
     if (!ev->has_value()) continue;
     spdlog::debug("controllers: {} {} at revision {}", EventTypeName((**ev).type),
                   KeyOf((**ev).object).ToString(), (**ev).revision);
+    cache_.Apply(**ev);
     for (auto& c : controllers_) {
       for (const auto& k : c->reconciler->KeysFor(**ev)) c->queue.Add(k);
     }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "apis/error.h"
+#include "controllers/cache.h"
 #include "controllers/workqueue.h"
 #include "store/store.h"
 
@@ -39,10 +40,15 @@ using ReconcilerPtr = std::unique_ptr<Reconciler>;
 
 class ControllerManager {
  public:
-  explicit ControllerManager(Store* store) : store_(store) {}
+  // The informer cache holds Services, Allocations and Nodes for the reconcilers to read.
+  explicit ControllerManager(Store* store)
+      : store_(store), cache_(std::vector<std::string>{"Service", "Allocation", "Node"}) {}
   ~ControllerManager();
 
   void Add(ReconcilerPtr r);
+  // Filled by Start and kept current by the watch: each event is in it before any reconcile
+  // it triggers runs.
+  const ObjectCache* cache() const { return &cache_; }
   // Starts one watch feeding every reconciler's queue, and the workers.
   Status Start(int workers_per_controller = 2);
   void Stop();
@@ -74,6 +80,7 @@ class ControllerManager {
   void Worker(Controller* c);
 
   Store* store_;
+  ObjectCache cache_;
   std::vector<std::unique_ptr<Controller>> controllers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};

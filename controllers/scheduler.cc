@@ -28,10 +28,11 @@ Resources RequestedResources(const Json& task_template, int64_t mhz_per_core) {
   return out;
 }
 
-Scheduler::Scheduler(const std::vector<Json>& nodes, const std::vector<Json>& allocations,
+Scheduler::Scheduler(const std::vector<const Json*>& nodes, const std::vector<const Json*>& allocations,
                      std::chrono::milliseconds heartbeat_timeout) {
   auto now = std::chrono::system_clock::now();
-  for (const auto& n : nodes) {
+  for (const Json* node : nodes) {
+    const Json& n = *node;
     NodeInfo info;
     info.name = NameOf(n);
     info.labels = n.value("metadata", Json::object()).value("labels", Json::object());
@@ -50,7 +51,8 @@ Scheduler::Scheduler(const std::vector<Json>& nodes, const std::vector<Json>& al
     nodes_.push_back(std::move(info));
   }
   std::sort(nodes_.begin(), nodes_.end(), [](const NodeInfo& a, const NodeInfo& b) { return a.name < b.name; });
-  for (const auto& a : allocations) {
+  for (const Json* alloc : allocations) {
+    const Json& a = *alloc;
     const Json& spec = a.value("spec", Json::object());
     std::string node = spec.value("nodeName", "");
     if (node.empty()) continue;

@@ -50,7 +50,7 @@ class Scheduler {
  public:
   // `nodes` from Node objects, `allocations` the placed ones (their requests count as used).
   // A node is ready when NodeIsReady says so with this heartbeat timeout.
-  Scheduler(const std::vector<Json>& nodes, const std::vector<Json>& allocations,
+  Scheduler(const std::vector<const Json*>& nodes, const std::vector<const Json*>& allocations,
             std::chrono::milliseconds heartbeat_timeout);
 
   // The node to place on, or "" with `why_not` saying why no node fits.

@@ -41,6 +41,13 @@ Json Task(const std::string& driver, int64_t memory_mb = 0) {
   return t;
 }
 
+// The scheduler reads objects it does not own: these keep them alive for a test.
+std::vector<const Json*> Ptrs(const std::vector<Json>& v) {
+  std::vector<const Json*> out;
+  for (const auto& j : v) out.push_back(&j);
+  return out;
+}
+
 PlacementRequest Request(const std::string& service, const std::string& driver) {
   PlacementRequest r;
   r.service = "default/" + service;
@@ -49,9 +56,9 @@ PlacementRequest Request(const std::string& service, const std::string& driver) 
 }
 
 TEST(Scheduler, SaysWhyNoNodeFitsPerKindOfNode) {
-  Scheduler s({Node("a", Healthy({"exec"}), 4096), Node("b", Healthy({"exec"}), 4096),
-               Node("c", Healthy({"exec", "firecracker"}), 512)},
-              {}, 15s);
+  std::vector<Json> nodes = {Node("a", Healthy({"exec"}), 4096), Node("b", Healthy({"exec"}), 4096),
+                            Node("c", Healthy({"exec", "firecracker"}), 512)};
+  Scheduler s(Ptrs(nodes), {}, 15s);
   std::string why;
   EXPECT_EQ(s.Place(Request("vm", "firecracker"), Task("firecracker", 1024), &why), "");
   EXPECT_EQ(why, "0/3 nodes available: 2 lack driver firecracker, 1 insufficient memory");
@@ -62,15 +69,17 @@ TEST(Scheduler, NotReadyNodesAndAnEmptyClusterAreNamed) {
   Scheduler empty({}, {}, 15s);
   EXPECT_EQ(empty.Place(Request("web", "exec"), Task("exec"), &why), "");
   EXPECT_EQ(why, "0/0 nodes available: no agent has registered");
-  Scheduler down({Node("a", Healthy({"exec"}), 4096, Json::object(), false)}, {}, 15s);
+  std::vector<Json> down_nodes = {Node("a", Healthy({"exec"}), 4096, Json::object(), false)};
+  Scheduler down(Ptrs(down_nodes), {}, 15s);
   EXPECT_EQ(down.Place(Request("web", "exec"), Task("exec"), &why), "");
   EXPECT_EQ(why, "0/1 nodes available: 1 not ready");
 }
 
 TEST(Scheduler, SpreadsAServiceThenPacks) {
   // "a" already holds 3 GB of another service: packing prefers it for a new service ...
-  Scheduler s({Node("a", Healthy({"exec"}), 4096), Node("b", Healthy({"exec"}), 4096)},
-              {Alloc("db", "a", 3072)}, 15s);
+  std::vector<Json> nodes = {Node("a", Healthy({"exec"}), 4096), Node("b", Healthy({"exec"}), 4096)};
+  std::vector<Json> allocs = {Alloc("db", "a", 3072)};
+  Scheduler s(Ptrs(nodes), Ptrs(allocs), 15s);
   std::string why;
   std::string first = s.Place(Request("web", "exec"), Task("exec", 512), &why);
   EXPECT_EQ(first, "a");
@@ -80,7 +89,8 @@ TEST(Scheduler, SpreadsAServiceThenPacks) {
 }
 
 TEST(Scheduler, CommittedRequestsUseUpCapacity) {
-  Scheduler s({Node("a", Healthy({"exec"}), 1024)}, {}, 15s);
+  std::vector<Json> nodes = {Node("a", Healthy({"exec"}), 1024)};
+  Scheduler s(Ptrs(nodes), {}, 15s);
   std::string why;
   ASSERT_EQ(s.Place(Request("web", "exec"), Task("exec", 600), &why), "a");
   s.Commit("a", "default/web", Task("exec", 600));
@@ -90,7 +100,8 @@ TEST(Scheduler, CommittedRequestsUseUpCapacity) {
 
 TEST(Scheduler, CpuPercentCountsAgainstTheNodesMhz) {
   // 2 cores of 2000 MHz: 4000 MHz in all; 150% of a core is 3000 MHz.
-  Scheduler s({Node("a", Healthy({"exec"}), 4096)}, {}, 15s);
+  std::vector<Json> nodes = {Node("a", Healthy({"exec"}), 4096)};
+  Scheduler s(Ptrs(nodes), {}, 15s);
   Json task = {{"driver", "exec"}, {"resources", {{"cpu_percent", 150}}}};
   std::string why;
   ASSERT_EQ(s.Place(Request("web", "exec"), task, &why), "a");
@@ -100,16 +111,17 @@ TEST(Scheduler, CpuPercentCountsAgainstTheNodesMhz) {
 }
 
 TEST(Scheduler, ProfileAllowedNodesNeedTheLabel) {
-  Scheduler s({Node("public", Healthy({"exec"}), 4096),
-               Node("ops", Healthy({"exec"}), 4096, {{"internal-only", "true"}})},
-              {}, 15s);
+  std::vector<Json> nodes = {Node("public", Healthy({"exec"}), 4096),
+                            Node("ops", Healthy({"exec"}), 4096, {{"internal-only", "true"}})};
+  Scheduler s(Ptrs(nodes), {}, 15s);
   PlacementRequest req = Request("collector", "exec");
   req.allowed_nodes = {"internal-only"};
   req.profile = "exec-internal";
   std::string why;
   EXPECT_EQ(s.Place(req, Task("exec"), &why), "ops");
 
-  Scheduler none({Node("public", Healthy({"exec"}), 4096)}, {}, 15s);
+  std::vector<Json> public_only = {Node("public", Healthy({"exec"}), 4096)};
+  Scheduler none(Ptrs(public_only), {}, 15s);
   EXPECT_EQ(none.Place(req, Task("exec"), &why), "");
   EXPECT_EQ(why, "0/1 nodes available: 1 not labelled internal-only (profile exec-internal)");
 }

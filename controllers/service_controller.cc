@@ -45,10 +45,31 @@ std::vector<std::string> ServiceController::KeysFor(const WatchEvent& ev) {
 }
 
 Result<std::vector<std::string>> ServiceController::AllKeys() {
+  if (cache_) {
+    std::vector<std::string> keys;
+    for (const auto& s : cache_->List("Service")) keys.push_back(NamespaceOf(*s) + "/" + NameOf(*s));
+    return keys;
+  }
   MT_ASSIGN_OR_RETURN(auto list, store_->List("Service", {}));
   std::vector<std::string> keys;
   for (const auto& s : list.items) keys.push_back(NamespaceOf(s) + "/" + NameOf(s));
   return keys;
+}
+
+Result<Scheduler> ServiceController::MakeScheduler() {
+  std::vector<const Json*> nodes, allocs;
+  if (cache_) {
+    auto node_objs = cache_->List("Node");
+    auto alloc_objs = cache_->List("Allocation");
+    for (const auto& n : node_objs) nodes.push_back(n.get());
+    for (const auto& a : alloc_objs) allocs.push_back(a.get());
+    return Scheduler(nodes, allocs, heartbeat_timeout_);
+  }
+  MT_ASSIGN_OR_RETURN(auto node_list, store_->List("Node", {}));
+  MT_ASSIGN_OR_RETURN(auto alloc_list, store_->List("Allocation", {}));
+  for (const auto& n : node_list.items) nodes.push_back(&n);
+  for (const auto& a : alloc_list.items) allocs.push_back(&a);
+  return Scheduler(nodes, allocs, heartbeat_timeout_);
 }
 
 Result<PlacementRequest> ServiceController::RequestFor(const std::string& key, const Json& tmpl) {
@@ -75,14 +96,24 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   ListOptions lo;
   lo.ns = ns;
   MT_ASSIGN_OR_RETURN(lo.selector, LabelSelector::Parse(std::string(kLabelService) + "=" + name));
-  MT_ASSIGN_OR_RETURN(auto allocs, store_->List("Allocation", lo));
+  // The service's allocations by name, kept current with this reconcile's own writes.
   std::map<std::string, Json> by_name;
-  for (auto& a : allocs.items) {
-    std::string aname = NameOf(a);  // read before the move below: operands of = are unordered
-    by_name[aname] = std::move(a);
+  if (cache_) {
+    for (const auto& a : cache_->AllocationsOf(ns, name)) by_name[NameOf(*a)] = *a;
+  } else {
+    MT_ASSIGN_OR_RETURN(auto allocs, store_->List("Allocation", lo));
+    for (auto& a : allocs.items) {
+      std::string aname = NameOf(a);  // read before the move below: operands of = are unordered
+      by_name[aname] = std::move(a);
+    }
   }
 
-  auto svc = store_->Get({"Service", ns, name});
+  Result<Json> svc = MakeError(Code::kNotFound, "service " + key);
+  if (!cache_) {
+    svc = store_->Get({"Service", ns, name});
+  } else if (auto cached = cache_->Get("Service", ns, name)) {
+    svc = *cached;
+  }
   if (!svc) {
     if (svc.error().code() != Code::kNotFound) return std::unexpected(svc.error());
     // The service is gone: so are its allocations and its history.
@@ -185,12 +216,11 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
     if (exists && it->second["spec"].value("task", Json()) != tmpl) {
       auto st = store_->Delete({"Allocation", ns, aname});
       if (!st && st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+      by_name.erase(it);
       exists = false;
     }
     if (!scheduler) {
-      MT_ASSIGN_OR_RETURN(auto nodes, store_->List("Node", {}));
-      MT_ASSIGN_OR_RETURN(auto placed, store_->List("Allocation", {}));
-      scheduler.emplace(nodes.items, placed.items, heartbeat_timeout_);
+      MT_ASSIGN_OR_RETURN(scheduler, MakeScheduler());
       MT_ASSIGN_OR_RETURN(request, RequestFor(key, tmpl));
     }
     std::string why;
@@ -217,13 +247,19 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
       auto st = store_->Put(alloc, wo);
       if (!st) return std::unexpected(st.error());
       placed = !node.empty();
+      by_name[aname] = *st;
     } else {
       wo.create_only = true;
       auto st = store_->Put(alloc, wo);
       if (!st && st.error().code() != Code::kAlreadyExists) return std::unexpected(st.error());
       placed = st && !node.empty();
-      if (st) spdlog::info("service-controller: created allocation {}/{} on node {}", ns, aname,
-                           node.empty() ? "(none)" : node);
+      if (st) {
+        spdlog::info("service-controller: created allocation {}/{} on node {}", ns, aname,
+                     node.empty() ? "(none)" : node);
+        by_name[aname] = *st;
+      } else if (auto existing = store_->Get({"Allocation", ns, aname})) {
+        by_name[aname] = *existing;  // the cache had not seen it yet
+      }
     }
     if (placed) {
       RecordEvent(store_, alloc, kEventNormal, "Scheduled",
@@ -279,10 +315,9 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   }
 
   // Status rollup from the allocations as they are now.
-  MT_ASSIGN_OR_RETURN(auto now_allocs, store_->List("Allocation", lo));
   int replicas = 0, ready = 0, updated = 0, failed = 0, complete = 0;
   std::string failure;
-  for (const auto& a : now_allocs.items) {
+  for (const auto& [aname, a] : by_name) {
     if (a["spec"].value("index", -1) >= count) continue;
     ++replicas;
     const Json& st = a.value("status", Json::object());

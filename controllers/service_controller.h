@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 
+#include "controllers/cache.h"
 #include "controllers/reconciler.h"
 #include "controllers/scheduler.h"
 
@@ -17,9 +18,12 @@ namespace mentat {
 class ServiceController : public Reconciler {
  public:
   // heartbeat_timeout: how recent a node's heartbeat must be for it to receive allocations.
+  // `cache`, when given, is where it reads Services, Allocations and Nodes (the manager's
+  // informer cache); without it, it reads the store.
   explicit ServiceController(Store* store,
-                             std::chrono::milliseconds heartbeat_timeout = std::chrono::seconds(15))
-      : store_(store), heartbeat_timeout_(heartbeat_timeout) {}
+                             std::chrono::milliseconds heartbeat_timeout = std::chrono::seconds(15),
+                             const ObjectCache* cache = nullptr)
+      : store_(store), heartbeat_timeout_(heartbeat_timeout), cache_(cache) {}
 
   std::string Name() const override { return "service-controller"; }
   Result<ReconcileResult> Reconcile(const std::string& key) override;
@@ -27,6 +31,8 @@ class ServiceController : public Reconciler {
   Result<std::vector<std::string>> AllKeys() override;
 
  private:
+  // A scheduler over every node and placed allocation, as read now.
+  Result<Scheduler> MakeScheduler();
   // What placing the service's allocations asks of a node (scheduler.h).
   Result<PlacementRequest> RequestFor(const std::string& key, const Json& tmpl);
   // The ServiceRevision of the service's current template, made if need be.
@@ -35,6 +41,7 @@ class ServiceController : public Reconciler {
 
   Store* store_;
   std::chrono::milliseconds heartbeat_timeout_;
+  const ObjectCache* cache_;
   std::mutex nodes_mu_;
   std::map<std::string, bool> node_ready_;  // readiness last seen per node
 };

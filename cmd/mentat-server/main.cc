@@ -305,7 +305,8 @@ int main(int argc, char** argv) {
   auto bound = api.Start();
   if (!bound) return Fail(bound.error());
 
-  controllers.Add(std::make_unique<ServiceController>(store->get(), lifecycle.heartbeat_timeout));
+  controllers.Add(std::make_unique<ServiceController>(store->get(), lifecycle.heartbeat_timeout,
+                                                     controllers.cache()));
   controllers.Add(std::make_unique<NodeController>(store->get(), lifecycle));
   if (auto st = controllers.Start(); !st) return Fail(st.error());
 
