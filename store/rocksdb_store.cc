@@ -7,6 +7,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 
 namespace mentat {
@@ -222,12 +223,22 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "revision", &value);
   if (s.ok()) store->revision_ = std::stoll(value);
   store->durable_revision_ = store->revision_;  // what is on disk at open is durable
+  store->requested_revision_ = store->revision_;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "compacted", &value);
   if (s.ok()) store->compacted_ = std::stoll(value);
+  store->syncer_ = std::thread([s = store.get()] { s->SyncLoop(); });
   return store;
 }
 
 RocksStore::~RocksStore() {
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      stopping_sync_ = true;
+    }
+    sync_cv_.notify_one();
+    syncer_.join();
+  }
   CloseWatchers();
   if (db_) {
     for (auto& [rev, ls] : list_snapshots_) {
@@ -452,7 +463,7 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   // The applied revision commits in the same batch as the data (a Raft apply will pass its
   // index here), so a crash can never leave one without the other.
   batch.Put(meta_, "revision", std::to_string(rev));
-  // Group commit: the batch is written now and made durable by WaitDurable, one fsync for
+  // Group commit: the batch is written now and made durable by the sync thread, one fsync for
   // every writer that arrived meanwhile. Nobody is acknowledged, and no watcher hears of it,
   // before that fsync.
   rocksdb::WriteOptions wo;
@@ -484,23 +495,47 @@ Result<T> RocksStore::Durably(F&& locked) {
 Status RocksStore::WaitDurable(int64_t rev) {
   if (rev == 0) return {};
   std::unique_lock<std::mutex> lock(sync_mu_);
-  while (durable_revision_ < rev) {
-    if (sync_error_) return Internal(*sync_error_);
-    if (syncing_) {
-      sync_cv_.wait(lock);
-      continue;
+  if (rev > requested_revision_) {
+    requested_revision_ = rev;
+    sync_cv_.notify_one();
+  }
+  durable_cv_.wait(lock, [&] { return durable_revision_ >= rev || sync_error_; });
+  if (durable_revision_ >= rev) return {};
+  return Internal(*sync_error_);
+}
+
+void RocksStore::WhenDurable(int64_t rev, std::function<void(Status)> done) {
+  Status status;
+  {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    if (durable_revision_ < rev && !sync_error_) {
+      completions_.push_back({rev, std::move(done)});
+      if (rev > requested_revision_) {
+        requested_revision_ = rev;
+        sync_cv_.notify_one();
+      }
+      return;
     }
-    // This waiter syncs for everyone written so far.
-    syncing_ = true;
-    int64_t target;
-    {
-      std::lock_guard<std::mutex> w(write_mu_);
-      target = revision_;
-    }
+    if (durable_revision_ < rev) status = Internal(*sync_error_);
+  }
+  done(status);
+}
+
+void RocksStore::SyncLoop() {
+  std::unique_lock<std::mutex> lock(sync_mu_);
+  for (;;) {
+    sync_cv_.wait(lock, [&] {
+      return stopping_sync_ || (requested_revision_ > durable_revision_ && !sync_error_);
+    });
+    // On shutdown, what writers still wait for is synced first.
+    if (sync_error_ || requested_revision_ <= durable_revision_) return;
+    // Revisions are written in order, so every one up to the highest a writer waits for is in
+    // the WAL already: one sync makes them all durable.
+    int64_t target = requested_revision_;
     lock.unlock();
     rocksdb::Status s = opts_.sync ? db_->SyncWAL() : rocksdb::Status::OK();
     lock.lock();
-    syncing_ = false;
+    std::vector<Completion> ready;
     if (!s.ok()) {
       // After a failed fsync the kernel may have dropped the dirty pages: nothing written since
       // the last good sync can be trusted, so the store refuses further writes.
@@ -511,23 +546,32 @@ Status RocksStore::WaitDurable(int64_t rev) {
         broken_ = true;
         broken_reason_ = *sync_error_;
       }
-      sync_cv_.notify_all();
-      return Internal(*sync_error_);
-    }
-    // Publish in revision order; only the syncer publishes, and syncers take turns.
-    std::deque<WatchEventPtr> ready;
-    {
-      std::lock_guard<std::mutex> p(pending_mu_);
-      while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
-        ready.push_back(std::move(pending_events_.front()));
-        pending_events_.pop_front();
+      ready.swap(completions_);
+    } else {
+      // Publish in revision order, under sync_mu_ so that Watch never sees an event both in
+      // the log it replays and in publication.
+      std::deque<WatchEventPtr> events;
+      {
+        std::lock_guard<std::mutex> p(pending_mu_);
+        while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
+          events.push_back(std::move(pending_events_.front()));
+          pending_events_.pop_front();
+        }
       }
+      for (const auto& ev : events) Publish(ev);
+      durable_revision_ = target;
+      auto later = std::partition(completions_.begin(), completions_.end(),
+                                  [&](const Completion& c) { return c.revision > target; });
+      std::move(later, completions_.end(), std::back_inserter(ready));
+      completions_.erase(later, completions_.end());
     }
-    for (const auto& ev : ready) Publish(ev);
-    durable_revision_ = target;
-    sync_cv_.notify_all();
+    durable_cv_.notify_all();
+    Status status;
+    if (sync_error_) status = Internal(*sync_error_);
+    lock.unlock();
+    for (auto& c : ready) c.done(status);
+    lock.lock();
   }
-  return {};
 }
 
 void RocksStore::Publish(const WatchEventPtr& ev) {
@@ -622,6 +666,21 @@ Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bo
                                                const std::vector<ObjectKey>& deletes) {
   return Durably<std::vector<TxnResult>>(
       [&](int64_t* rev) { return TxnLocked(puts, dry_run, deletes, rev); });
+}
+
+void RocksStore::TxnAsync(const std::vector<Json>& puts, bool dry_run,
+                          const std::vector<ObjectKey>& deletes,
+                          std::function<void(Result<std::vector<TxnResult>>)> done) {
+  int64_t rev = 0;
+  Result<std::vector<TxnResult>> result = [&] {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return TxnLocked(puts, dry_run, deletes, &rev);
+  }();
+  if (!result || rev == 0) return done(std::move(result));
+  WhenDurable(rev, [result = std::move(result), done = std::move(done)](Status status) mutable {
+    if (!status) return done(std::unexpected(status.error()));
+    done(std::move(result));
+  });
 }
 
 Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& puts, bool dry_run,
@@ -794,6 +853,7 @@ Status RocksStore::ImportAll(const std::vector<Json>& objects, int64_t revision)
   {
     std::lock_guard<std::mutex> sync_lock(sync_mu_);
     durable_revision_ = revision;
+    requested_revision_ = revision;
   }
   return {};
 }

@@ -96,6 +96,13 @@ class Store {
   Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) {
     return Txn(puts, dry_run, {});
   }
+  // Txn without blocking the caller until the write is durable: the transaction is prepared and
+  // written now, and `done` gets its result once it is durable, on the store's own thread (it
+  // must only hand the result on), or at once, on the caller's thread, when it failed or wrote
+  // nothing.
+  virtual void TxnAsync(const std::vector<Json>& puts, bool dry_run,
+                        const std::vector<ObjectKey>& deletes,
+                        std::function<void(Result<std::vector<TxnResult>>)> done) = 0;
 
   // Every change to `kind` ("" = all kinds) after `from_revision`, in order. 0 = from now.
   // kGone when from_revision has been compacted away.

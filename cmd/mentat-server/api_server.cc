@@ -592,17 +592,28 @@ void ApiServer::Routes() {
       return SendError(res, Error(Code::kInvalidArgument, "invalid metadata.resourceVersion"));
     }
     // A one-object transaction: it says whether it created the object (201) without a
-    // second read, and honours metadata.resourceVersion as the precondition.
+    // second read, and honours metadata.resourceVersion as the precondition. The answer
+    // waits for the fsync; this worker does not.
     std::vector<Json> puts;
     puts.push_back(std::move(*obj));
-    auto written = store_->Txn(puts, wo.dry_run);
-    if (!written) return SendError(res, written.error());
-    auto& result = (*written)[0];
-    int status = result.action == TxnResult::kCreated ? 201 : 200;
-    if (result.json.empty()) return SendJson(res, status, result.object);
-    res.status = status;  // the stored text, not serialized a second time
-    res.body = std::move(result.json);
-    res.body += '\n';
+    store_->TxnAsync(puts, wo.dry_run, {},
+                     [respond = res.Defer()](Result<std::vector<TxnResult>> written) {
+                       HttpResponse out;
+                       if (!written) {
+                         SendError(out, written.error());
+                         return respond(std::move(out));
+                       }
+                       auto& result = (*written)[0];
+                       int status = result.action == TxnResult::kCreated ? 201 : 200;
+                       if (result.json.empty()) {
+                         SendJson(out, status, result.object);
+                         return respond(std::move(out));
+                       }
+                       out.status = status;  // the stored text, not serialized a second time
+                       out.body = std::move(result.json);
+                       out.body += '\n';
+                       respond(std::move(out));
+                     });
   });
 
   // Apply a set of manifests as one transaction: every document of every file is decoded,
