@@ -55,10 +55,11 @@ struct WriteOptions {
 class Watcher {
  public:
   virtual ~Watcher() = default;
-  // Waits up to `timeout` for the next event. nullopt on timeout; an error once the watch
-  // is closed (store shut down, or this watcher fell behind its bounded buffer).
-  virtual Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds timeout) = 0;
-  // The next event without waiting and without copying it; nullopt when none is queued.
+  // Waits up to `timeout` for the next event (shared with every other watcher, not copied).
+  // nullopt on timeout; an error once the watch is closed (store shut down, or this watcher fell
+  // behind its bounded buffer).
+  virtual Result<std::optional<WatchEventPtr>> Next(std::chrono::milliseconds timeout) = 0;
+  // The next event without waiting; nullopt when none is queued.
   virtual Result<std::optional<WatchEventPtr>> TryNext() = 0;
   // Called (from the publishing thread, with store locks held: it must only schedule work)
   // whenever an event is queued or the watch closes. For event loops that hold no thread per

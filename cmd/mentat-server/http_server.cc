@@ -466,8 +466,10 @@ void HttpServer::WorkerLoop() {
       response.status = 500;
       response.body = error_body_(500, std::string("internal error: ") + e.what());
     }
-    spdlog::debug("{} {} -> {}", job.request.method, job.request.path,
-                  deferred ? "deferred" : std::to_string(response.status));
+    if (spdlog::should_log(spdlog::level::debug)) {  // the arguments cost more than the check
+      spdlog::debug("{} {} -> {}", job.request.method, job.request.path,
+                    deferred ? "deferred" : std::to_string(response.status));
+    }
     if (deferred) continue;
     Responder(job.req, std::move(route), std::move(job.request.method), job.arrived)(
         std::move(response));
