@@ -10,6 +10,8 @@
 #include <iterator>
 #include <set>
 
+#include "apis/json_text.h"
+
 namespace mentat {
 
 std::string EventTypeName(EventType t) {
@@ -442,7 +444,8 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   for (size_t i = 0; i < changes.size(); ++i) {
     auto& c = changes[i];
     std::string skey = StoreKey(c.key);
-    std::string text = c.object.dump();
+    std::string text;
+    AppendJson(c.object, &text);
     if (c.type == EventType::kDeleted) {
       batch.Delete(objects_, skey);
     } else {
