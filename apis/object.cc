@@ -1,13 +1,12 @@
 #include "apis/object.h"
 
-#include <cstring>
-
-#include <fcntl.h>
-#include <unistd.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -231,21 +230,30 @@ std::string ContentHash(const Json& obj) {
 }
 
 std::string NewUid() {
+  // One getrandom(2) call: uids are minted under the store's write lock, where opening,
+  // reading and closing /dev/urandom for each showed in profiles.
   unsigned char b[16];
-  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  bool ok = fd >= 0 && ::read(fd, b, sizeof(b)) == static_cast<ssize_t>(sizeof(b));
-  if (fd >= 0) ::close(fd);
-  if (!ok) {
+  size_t got = 0;
+  while (got < sizeof(b)) {
+    ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof(b)) {
     std::random_device rd;
     for (auto& c : b) c = static_cast<unsigned char>(rd());
   }
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
-  char out[37];
-  std::snprintf(out, sizeof(out),
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                b[14], b[15]);
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += digits[b[i] >> 4];
+    out += digits[b[i] & 15];
+  }
   return out;
 }
 

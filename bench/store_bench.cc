@@ -1,6 +1,8 @@
 // The store, measured against etcd 3.4 in the same run. Both durable (fsync on commit), both
 // driven over HTTP/JSON on 127.0.0.1 (mentat's API, etcd's v3 JSON gateway), ~1 KiB objects:
 //   - writes/s and p50/p99 latency with 1, 16 and 64 concurrent clients
+//   - the server's CPU time per 1,000 writes (user + system, from /proc): on a shared 2-core
+//     machine far steadier than writes/s, which moves with whatever else runs
 //   - watch delivery p99 (write acknowledged -> event received)
 //   - listing 10,000 objects
 //
@@ -61,6 +63,7 @@ Target Etcd(int port) {
 
 struct WriteResult {
   double per_sec = 0, p50_ms = 0, p99_ms = 0;
+  double cpu_ms_per_1000 = 0;  // the server's CPU time per 1,000 writes
   bool ok = false;
 };
 
@@ -114,7 +117,7 @@ double WrkMs(const std::string& v) {
   return x;
 }
 
-WriteResult WriteRun(const Target& t, bool etcd, int clients, double seconds,
+WriteResult WriteRun(const Target& t, pid_t server, bool etcd, int clients, double seconds,
                      const std::string& prefix, const std::string& dir) {
   std::string script = dir + (etcd ? "/etcd.lua" : "/mentat.lua");
   WriteFile(script, etcd ? kEtcdLua : kMentatLua);
@@ -133,7 +136,9 @@ WriteResult WriteRun(const Target& t, bool etcd, int clients, double seconds,
   } else {
     argv.push_back(prefix);
   }
+  double cpu_before = CpuSeconds(server);
   auto r = RunCommand(argv);
+  double cpu_after = CpuSeconds(server);
   WriteResult w;
   auto field = [&](const std::string& label) -> std::string {
     auto at = r.out.find(label);
@@ -145,6 +150,11 @@ WriteResult WriteRun(const Target& t, bool etcd, int clients, double seconds,
   w.per_sec = std::atof(field("Requests/sec:").c_str());
   w.p50_ms = WrkMs(field(" 50%"));
   w.p99_ms = WrkMs(field(" 99%"));
+  // "  123456 requests in 5.00s, ..."
+  auto in = r.out.find(" requests in ");
+  auto start = r.out.rfind('\n', in);
+  double requests = in == std::string::npos ? 0 : std::atof(r.out.c_str() + start + 1);
+  if (requests > 0) w.cpu_ms_per_1000 = (cpu_after - cpu_before) * 1000 * 1000 / requests;
   w.ok = r.exit_code == 0 && w.per_sec > 0 && r.out.find("Non-2xx") == std::string::npos &&
          r.out.find("Socket errors") == std::string::npos;
   if (!w.ok) fprintf(stderr, "%s: wrk reported errors:\n%s%s\n", t.name.c_str(), r.out.c_str(), r.err.c_str());
@@ -301,12 +311,15 @@ int main(int argc, char** argv) {
   for (int clients : {1, 16, 64}) {
     WriteResult r[2];
     for (int i = 0; i < 2; ++i) {
-      r[i] = WriteRun(targets[i], i == 1, clients, seconds, "w" + std::to_string(clients), dir);
+      r[i] = WriteRun(targets[i], i == 0 ? mentat.pid() : etcd.pid(), i == 1, clients, seconds,
+                      "w" + std::to_string(clients), dir);
     }
     printf("%-22s %12.0f %12.0f %7.2fx\n", ("writes/s, " + std::to_string(clients) + " clients").c_str(),
            r[0].per_sec, r[1].per_sec, r[0].per_sec / r[1].per_sec);
     printf("%-22s %12.2f %12.2f %7.2fx\n", "  p50 ms", r[0].p50_ms, r[1].p50_ms, r[0].p50_ms / r[1].p50_ms);
     printf("%-22s %12.2f %12.2f %7.2fx\n", "  p99 ms", r[0].p99_ms, r[1].p99_ms, r[0].p99_ms / r[1].p99_ms);
+    printf("%-22s %12.1f %12.1f %7.2fx\n", "  CPU ms/1000 writes", r[0].cpu_ms_per_1000,
+           r[1].cpu_ms_per_1000, r[0].cpu_ms_per_1000 / r[1].cpu_ms_per_1000);
   }
   double w[2] = {WatchP99(targets[0], false, 300), WatchP99(targets[1], true, 300)};
   printf("%-22s %12.2f %12.2f %7.2fx\n", "watch delivery p99 ms", w[0], w[1], w[0] / w[1]);

@@ -58,11 +58,14 @@ void ControllerManager::WatchLoop() {
       continue;
     }
     if (!ev->has_value()) continue;
-    spdlog::debug("controllers: {} {} at revision {}", EventTypeName((**ev).type),
-                  KeyOf((**ev).object).ToString(), (**ev).revision);
-    cache_.Apply(**ev);
+    const WatchEvent& event = ***ev;
+    if (spdlog::should_log(spdlog::level::debug)) {  // the arguments cost more than the check
+      spdlog::debug("controllers: {} {} at revision {}", EventTypeName(event.type),
+                    KeyOf(event.object).ToString(), event.revision);
+    }
+    cache_.Apply(event);
     for (auto& c : controllers_) {
-      for (const auto& k : c->reconciler->KeysFor(**ev)) c->queue.Add(k);
+      for (const auto& k : c->reconciler->KeysFor(event)) c->queue.Add(k);
     }
   }
 }

@@ -7,7 +7,10 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <iterator>
 #include <set>
+
+#include "apis/json_text.h"
 
 namespace mentat {
 
@@ -62,16 +65,16 @@ class RocksStore::WatcherImpl : public Watcher {
       : store_(store), kind_(std::move(kind)), limit_(limit) {}
   ~WatcherImpl() override { Close(); }
 
-  Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds timeout) override {
+  Result<std::optional<WatchEventPtr>> Next(std::chrono::milliseconds timeout) override {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
     if (!queue_.empty()) {
       WatchEventPtr ev = std::move(queue_.front());
       queue_.pop_front();
-      return std::optional<WatchEvent>(*ev);
+      return std::optional<WatchEventPtr>(std::move(ev));
     }
     if (closed_) return MakeError(close_code_, close_reason_);
-    return std::optional<WatchEvent>();
+    return std::optional<WatchEventPtr>();
   }
 
   Result<std::optional<WatchEventPtr>> TryNext() override {
@@ -201,6 +204,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
+  // Writes only fill the WAL's buffer; the sync thread writes it out and syncs it once per
+  // group commit (FlushWAL), instead of one write(2) per revision.
+  db_opts.manual_wal_flush = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"objects", ObjectsOptions()},
@@ -222,12 +228,22 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "revision", &value);
   if (s.ok()) store->revision_ = std::stoll(value);
   store->durable_revision_ = store->revision_;  // what is on disk at open is durable
+  store->requested_revision_ = store->revision_;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "compacted", &value);
   if (s.ok()) store->compacted_ = std::stoll(value);
+  store->syncer_ = std::thread([s = store.get()] { s->SyncLoop(); });
   return store;
 }
 
 RocksStore::~RocksStore() {
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      stopping_sync_ = true;
+    }
+    sync_cv_.notify_one();
+    syncer_.join();
+  }
   CloseWatchers();
   if (db_) {
     for (auto& [rev, ls] : list_snapshots_) {
@@ -428,7 +444,8 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   for (size_t i = 0; i < changes.size(); ++i) {
     auto& c = changes[i];
     std::string skey = StoreKey(c.key);
-    std::string text = c.object.dump();
+    std::string text;
+    AppendJson(c.object, &text);
     if (c.type == EventType::kDeleted) {
       batch.Delete(objects_, skey);
     } else {
@@ -452,8 +469,8 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   // The applied revision commits in the same batch as the data (a Raft apply will pass its
   // index here), so a crash can never leave one without the other.
   batch.Put(meta_, "revision", std::to_string(rev));
-  // Group commit: the batch is written now and made durable by WaitDurable, one fsync for
-  // every writer that arrived meanwhile. Nobody is acknowledged, and no watcher hears of it,
+  // Group commit: the batch is written now (to the WAL's buffer and the memtables) and made
+  // durable by the sync thread, one write and fsync for every writer that arrived meanwhile. Nobody is acknowledged, and no watcher hears of it,
   // before that fsync.
   rocksdb::WriteOptions wo;
   wo.sync = false;
@@ -484,23 +501,47 @@ Result<T> RocksStore::Durably(F&& locked) {
 Status RocksStore::WaitDurable(int64_t rev) {
   if (rev == 0) return {};
   std::unique_lock<std::mutex> lock(sync_mu_);
-  while (durable_revision_ < rev) {
-    if (sync_error_) return Internal(*sync_error_);
-    if (syncing_) {
-      sync_cv_.wait(lock);
-      continue;
+  if (rev > requested_revision_) {
+    requested_revision_ = rev;
+    sync_cv_.notify_one();
+  }
+  durable_cv_.wait(lock, [&] { return durable_revision_ >= rev || sync_error_; });
+  if (durable_revision_ >= rev) return {};
+  return Internal(*sync_error_);
+}
+
+void RocksStore::WhenDurable(int64_t rev, std::function<void(Status)> done) {
+  Status status;
+  {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    if (durable_revision_ < rev && !sync_error_) {
+      completions_.push_back({rev, std::move(done)});
+      if (rev > requested_revision_) {
+        requested_revision_ = rev;
+        sync_cv_.notify_one();
+      }
+      return;
     }
-    // This waiter syncs for everyone written so far.
-    syncing_ = true;
-    int64_t target;
-    {
-      std::lock_guard<std::mutex> w(write_mu_);
-      target = revision_;
-    }
+    if (durable_revision_ < rev) status = Internal(*sync_error_);
+  }
+  done(status);
+}
+
+void RocksStore::SyncLoop() {
+  std::unique_lock<std::mutex> lock(sync_mu_);
+  for (;;) {
+    sync_cv_.wait(lock, [&] {
+      return stopping_sync_ || (requested_revision_ > durable_revision_ && !sync_error_);
+    });
+    // On shutdown, what writers still wait for is synced first.
+    if (sync_error_ || requested_revision_ <= durable_revision_) return;
+    // Revisions are written in order, so every one up to the highest a writer waits for is in
+    // the WAL already: one sync makes them all durable.
+    int64_t target = requested_revision_;
     lock.unlock();
-    rocksdb::Status s = opts_.sync ? db_->SyncWAL() : rocksdb::Status::OK();
+    rocksdb::Status s = db_->FlushWAL(/*sync=*/opts_.sync);
     lock.lock();
-    syncing_ = false;
+    std::vector<Completion> ready;
     if (!s.ok()) {
       // After a failed fsync the kernel may have dropped the dirty pages: nothing written since
       // the last good sync can be trusted, so the store refuses further writes.
@@ -511,23 +552,32 @@ Status RocksStore::WaitDurable(int64_t rev) {
         broken_ = true;
         broken_reason_ = *sync_error_;
       }
-      sync_cv_.notify_all();
-      return Internal(*sync_error_);
-    }
-    // Publish in revision order; only the syncer publishes, and syncers take turns.
-    std::deque<WatchEventPtr> ready;
-    {
-      std::lock_guard<std::mutex> p(pending_mu_);
-      while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
-        ready.push_back(std::move(pending_events_.front()));
-        pending_events_.pop_front();
+      ready.swap(completions_);
+    } else {
+      // Publish in revision order, under sync_mu_ so that Watch never sees an event both in
+      // the log it replays and in publication.
+      std::deque<WatchEventPtr> events;
+      {
+        std::lock_guard<std::mutex> p(pending_mu_);
+        while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
+          events.push_back(std::move(pending_events_.front()));
+          pending_events_.pop_front();
+        }
       }
+      for (const auto& ev : events) Publish(ev);
+      durable_revision_ = target;
+      auto later = std::partition(completions_.begin(), completions_.end(),
+                                  [&](const Completion& c) { return c.revision > target; });
+      std::move(later, completions_.end(), std::back_inserter(ready));
+      completions_.erase(later, completions_.end());
     }
-    for (const auto& ev : ready) Publish(ev);
-    durable_revision_ = target;
-    sync_cv_.notify_all();
+    durable_cv_.notify_all();
+    Status status;
+    if (sync_error_) status = Internal(*sync_error_);
+    lock.unlock();
+    for (auto& c : ready) c.done(status);
+    lock.lock();
   }
-  return {};
 }
 
 void RocksStore::Publish(const WatchEventPtr& ev) {
@@ -622,6 +672,21 @@ Result<std::vector<TxnResult>> RocksStore::Txn(const std::vector<Json>& puts, bo
                                                const std::vector<ObjectKey>& deletes) {
   return Durably<std::vector<TxnResult>>(
       [&](int64_t* rev) { return TxnLocked(puts, dry_run, deletes, rev); });
+}
+
+void RocksStore::TxnAsync(const std::vector<Json>& puts, bool dry_run,
+                          const std::vector<ObjectKey>& deletes,
+                          std::function<void(Result<std::vector<TxnResult>>)> done) {
+  int64_t rev = 0;
+  Result<std::vector<TxnResult>> result = [&] {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return TxnLocked(puts, dry_run, deletes, &rev);
+  }();
+  if (!result || rev == 0) return done(std::move(result));
+  WhenDurable(rev, [result = std::move(result), done = std::move(done)](Status status) mutable {
+    if (!status) return done(std::unexpected(status.error()));
+    done(std::move(result));
+  });
 }
 
 Result<std::vector<TxnResult>> RocksStore::TxnLocked(const std::vector<Json>& puts, bool dry_run,
@@ -794,6 +859,7 @@ Status RocksStore::ImportAll(const std::vector<Json>& objects, int64_t revision)
   {
     std::lock_guard<std::mutex> sync_lock(sync_mu_);
     durable_revision_ = revision;
+    requested_revision_ = revision;
   }
   return {};
 }
@@ -894,7 +960,7 @@ Result<WatcherPtr> RocksStore::Watch(const std::string& kind, int64_t from_revis
     std::shared_ptr<WatcherImpl> impl;
     explicit Handle(std::shared_ptr<WatcherImpl> i) : impl(std::move(i)) {}
     ~Handle() override { impl->Close(); }
-    Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds t) override {
+    Result<std::optional<WatchEventPtr>> Next(std::chrono::milliseconds t) override {
       return impl->Next(t);
     }
     Result<std::optional<WatchEventPtr>> TryNext() override { return impl->TryNext(); }

@@ -2,7 +2,9 @@
 //   objects: "<Kind>/<namespace>/<name>" -> object JSON
 //   log:     8-byte big-endian revision  -> {"type", "object"} (the change log watch resumes from)
 //   default: "revision" -> last applied revision, "compacted" -> oldest revision kept in log
-// Every mutation is one WriteBatch at one revision, written with sync=true before it is acked.
+// Every mutation is one WriteBatch at one revision. It is acknowledged only once its WAL record is
+// synced: a sync thread flushes and fsyncs the WAL once for every write that arrived meanwhile
+// (group commit), then publishes their watch events and completes their writers.
 #pragma once
 
 #include <chrono>
@@ -15,6 +17,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "store/store.h"
 
@@ -49,6 +53,8 @@ class RocksStore : public Store {
   using Store::Txn;
   Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run,
                                      const std::vector<ObjectKey>& deletes) override;
+  void TxnAsync(const std::vector<Json>& puts, bool dry_run, const std::vector<ObjectKey>& deletes,
+                std::function<void(Result<std::vector<TxnResult>>)> done) override;
   Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
   int64_t CurrentRevision() override;
   Status Compact(int64_t revision) override;
@@ -93,12 +99,16 @@ class RocksStore : public Store {
   // The change a Put would make; nullopt (and *current set) when it changes nothing.
   Result<std::optional<Change>> PreparePutLocked(const Json& in, const WriteOptions& opts,
                                                  Json* current);
-  // Writes every change as the next revision, in one batch (not yet synced), and queues its
-  // events. Returns the revision (0 when nothing was written).
+  // Writes every change as the next revision, in one batch (in the WAL buffer, not yet synced),
+  // and queues its events. Returns the revision (0 when nothing was written).
   Result<int64_t> CommitLocked(std::vector<Change>& changes, bool dry_run, int64_t index = 0);
-  // Group commit: returns once `rev` is on disk, syncing the WAL for every waiter at once, and
-  // publishes the events that sync made durable, in revision order.
+  // Returns once `rev` is on disk (or the WAL could not be synced).
   Status WaitDurable(int64_t rev);
+  // Runs `done` on the sync thread once `rev` is on disk, or at once if it already is.
+  void WhenDurable(int64_t rev, std::function<void(Status)> done);
+  // The group committer: flushes and syncs the WAL for every revision written so far, publishes
+  // their events in revision order, then completes their writers.
+  void SyncLoop();
   template <class T, class F>
   Result<T> Durably(F&& locked);
   Result<std::vector<TxnResult>> TxnLocked(const std::vector<Json>& puts, bool dry_run,
@@ -122,11 +132,19 @@ class RocksStore : public Store {
   std::string broken_reason_;
 
   // Group commit.
+  struct Completion {
+    int64_t revision;
+    std::function<void(Status)> done;
+  };
   std::mutex sync_mu_;
-  std::condition_variable sync_cv_;
-  bool syncing_ = false;
-  int64_t durable_revision_ = 0;  // last revision known to be on disk and published
+  std::condition_variable sync_cv_;     // wakes the sync thread
+  std::condition_variable durable_cv_;  // wakes writers waiting in WaitDurable
+  int64_t requested_revision_ = 0;  // highest revision a writer waits for
+  int64_t durable_revision_ = 0;    // last revision known to be on disk and published
+  std::vector<Completion> completions_;  // asynchronous writers not yet durable
+  bool stopping_sync_ = false;
   std::optional<std::string> sync_error_;
+  std::thread syncer_;
   std::mutex pending_mu_;
   std::deque<WatchEventPtr> pending_events_;  // written, not yet durable, in revision order
 

@@ -55,10 +55,11 @@ struct WriteOptions {
 class Watcher {
  public:
   virtual ~Watcher() = default;
-  // Waits up to `timeout` for the next event. nullopt on timeout; an error once the watch
-  // is closed (store shut down, or this watcher fell behind its bounded buffer).
-  virtual Result<std::optional<WatchEvent>> Next(std::chrono::milliseconds timeout) = 0;
-  // The next event without waiting and without copying it; nullopt when none is queued.
+  // Waits up to `timeout` for the next event (shared with every other watcher, not copied).
+  // nullopt on timeout; an error once the watch is closed (store shut down, or this watcher fell
+  // behind its bounded buffer).
+  virtual Result<std::optional<WatchEventPtr>> Next(std::chrono::milliseconds timeout) = 0;
+  // The next event without waiting; nullopt when none is queued.
   virtual Result<std::optional<WatchEventPtr>> TryNext() = 0;
   // Called (from the publishing thread, with store locks held: it must only schedule work)
   // whenever an event is queued or the watch closes. For event loops that hold no thread per
@@ -96,6 +97,13 @@ class Store {
   Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run) {
     return Txn(puts, dry_run, {});
   }
+  // Txn without blocking the caller until the write is durable: the transaction is prepared and
+  // written now, and `done` gets its result once it is durable, on the store's own thread (it
+  // must only hand the result on), or at once, on the caller's thread, when it failed or wrote
+  // nothing.
+  virtual void TxnAsync(const std::vector<Json>& puts, bool dry_run,
+                        const std::vector<ObjectKey>& deletes,
+                        std::function<void(Result<std::vector<TxnResult>>)> done) = 0;
 
   // Every change to `kind` ("" = all kinds) after `from_revision`, in order. 0 = from now.
   // kGone when from_revision has been compacted away.

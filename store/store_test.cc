@@ -166,7 +166,7 @@ TEST_F(StoreTest, WatchDeliversEveryChangeInOrderAndResumes) {
     auto ev = (*w)->Next(2s);
     ASSERT_TRUE(ev);
     ASSERT_TRUE(ev->has_value()) << "timed out after " << got.size() << " events";
-    got.emplace_back((*ev)->type, (*ev)->revision);
+    got.emplace_back((**ev)->type, (**ev)->revision);
   }
   EXPECT_EQ(got[0], std::make_pair(EventType::kAdded, int64_t{1}));
   EXPECT_EQ(got[1], std::make_pair(EventType::kModified, int64_t{2}));
@@ -182,7 +182,7 @@ TEST_F(StoreTest, WatchDeliversEveryChangeInOrderAndResumes) {
     auto ev = (*resumed)->Next(100ms);
     ASSERT_TRUE(ev);
     if (!ev->has_value()) break;
-    revs.push_back((*ev)->revision);
+    revs.push_back((**ev)->revision);
   }
   EXPECT_EQ(revs, (std::vector<int64_t>{3, 4, 5}));
 }
@@ -201,7 +201,7 @@ TEST_F(StoreTest, CompactedHistoryGivesGoneAndTheRestStillResumes) {
     auto ev = (*w)->Next(100ms);
     ASSERT_TRUE(ev);
     if (!ev->has_value()) break;
-    revs.push_back((*ev)->revision);
+    revs.push_back((**ev)->revision);
   }
   ASSERT_EQ(revs.size(), 10u);
   EXPECT_EQ(revs.front(), 11);
@@ -257,7 +257,7 @@ TEST_F(StoreTest, GroupCommitDeliversEveryWriteOnceInOrder) {
     while (true) {
       auto ev = watcher.Next(200ms);
       if (!ev || !ev->has_value()) break;
-      revs.push_back((*ev)->revision);
+      revs.push_back((**ev)->revision);
     }
     return revs;
   };
@@ -299,7 +299,7 @@ TEST_F(StoreTest, FinalizersBlockDeletionUntilRemoved) {
   EXPECT_EQ(store_->Get({"Service", "default", "f"}).error().code(), Code::kNotFound);
   auto ev = (*w)->Next(1s);
   ASSERT_TRUE(ev && ev->has_value());
-  EXPECT_EQ((*ev)->type, EventType::kDeleted);
+  EXPECT_EQ((**ev)->type, EventType::kDeleted);
 }
 
 TEST_F(StoreTest, ApplyAtIndexIsIdempotentForLogReplay) {

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apis/json_text.h"
 #include "apis/security_profile.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
@@ -112,10 +113,12 @@ class GuardedJsonSax {
   std::vector<std::vector<std::string>> keys_;  // per open object: the keys seen so far
 };
 
-// Parses a JSON body fast (nlohmann), but only if it passes the same guards as the YAML
-// decoder. Anything else is left to the YAML decoder, which reports it with a line.
+// Parses a JSON body fast (the plain-JSON parser, else nlohmann), but only if it passes the same
+// guards as the YAML decoder. Anything else is left to the YAML decoder, which reports it with a
+// line.
 std::optional<Json> FastJson(const std::string& body) {
   if (body.empty() || body.front() != '{' || body.size() > kMaxManifestBytes) return std::nullopt;
+  if (auto plain = ParsePlainJson(body, kMaxManifestDepth)) return plain;
   Json parsed;
   GuardedJsonSax sax(parsed);
   if (!Json::sax_parse(body, &sax) || !parsed.is_object()) return std::nullopt;
@@ -592,17 +595,28 @@ void ApiServer::Routes() {
       return SendError(res, Error(Code::kInvalidArgument, "invalid metadata.resourceVersion"));
     }
     // A one-object transaction: it says whether it created the object (201) without a
-    // second read, and honours metadata.resourceVersion as the precondition.
+    // second read, and honours metadata.resourceVersion as the precondition. The answer
+    // waits for the fsync; this worker does not.
     std::vector<Json> puts;
     puts.push_back(std::move(*obj));
-    auto written = store_->Txn(puts, wo.dry_run);
-    if (!written) return SendError(res, written.error());
-    auto& result = (*written)[0];
-    int status = result.action == TxnResult::kCreated ? 201 : 200;
-    if (result.json.empty()) return SendJson(res, status, result.object);
-    res.status = status;  // the stored text, not serialized a second time
-    res.body = std::move(result.json);
-    res.body += '\n';
+    store_->TxnAsync(puts, wo.dry_run, {},
+                     [respond = res.Defer()](Result<std::vector<TxnResult>> written) {
+                       HttpResponse out;
+                       if (!written) {
+                         SendError(out, written.error());
+                         return respond(std::move(out));
+                       }
+                       auto& result = (*written)[0];
+                       int status = result.action == TxnResult::kCreated ? 201 : 200;
+                       if (result.json.empty()) {
+                         SendJson(out, status, result.object);
+                         return respond(std::move(out));
+                       }
+                       out.status = status;  // the stored text, not serialized a second time
+                       out.body = std::move(result.json);
+                       out.body += '\n';
+                       respond(std::move(out));
+                     });
   });
 
   // Apply a set of manifests as one transaction: every document of every file is decoded,

@@ -29,7 +29,7 @@ struct ApiServerOptions {
   std::string host = "127.0.0.1";
   int port = 4646;  // 0 picks a free port
   std::chrono::seconds bookmark_interval{5};
-  int workers = 64;  // request handlers; watch streams take none
+  int workers = 8;  // request handlers; watch streams and PUTs waiting for fsync take none
   std::chrono::seconds idle_timeout{120};
   std::string tls_cert;  // HTTPS when both are set
   std::string tls_key;

@@ -198,7 +198,9 @@ void HttpStream::OnClose(std::function<void()> fn) {
 // ---------------------------------------------------------------------------------------------
 // HttpServer
 
-HttpServer::HttpServer(HttpServerOptions opts) : opts_(std::move(opts)) {
+HttpServer::HttpServer(HttpServerOptions opts)
+    : opts_(std::move(opts)), gate_(std::make_shared<ResponderGate>()) {
+  gate_->server = this;
   error_body_ = [](int status, const std::string& message) {
     return std::string("{\"code\":") + std::to_string(status) + ",\"message\":\"" + message + "\"}\n";
   };
@@ -344,6 +346,10 @@ void HttpServer::Stop() {
     accepting_posts_ = false;
     dropped.swap(posted_);
   }
+  {
+    std::lock_guard<std::mutex> lock(gate_->mu);
+    gate_->server = nullptr;
+  }
   if (http_) evhttp_free(http_);
   http_ = nullptr;
   streams_.clear();
@@ -440,23 +446,50 @@ void HttpServer::WorkerLoop() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    auto response = std::make_shared<HttpResponse>();
+    HttpResponse response;
     std::string route;
+    bool deferred = false;
+    response.defer_ = [&] {
+      deferred = true;
+      return Responder(job.req, route, job.request.method, job.arrived);
+    };
     try {
-      route = Dispatch(job.request, *response);
+      Dispatch(job.request, response, &route);
     } catch (const std::exception& e) {
-      *response = HttpResponse();
-      response->status = 500;
-      response->body = error_body_(500, std::string("internal error: ") + e.what());
+      if (deferred) {
+        // The responder is out; answering here too would reply twice.
+        spdlog::error("{} {}: handler threw after deferring its response: {}",
+                      job.request.method, job.request.path, e.what());
+        continue;
+      }
+      response = HttpResponse();
+      response.status = 500;
+      response.body = error_body_(500, std::string("internal error: ") + e.what());
     }
-    spdlog::debug("{} {} -> {}", job.request.method, job.request.path, response->status);
-    Post([this, req = job.req, response, route = std::move(route),
-          method = std::move(job.request.method), arrived = job.arrived] {
-      int status = response->status;
-      Reply(req, std::move(*response));
-      Observe(route, method, status, arrived);
-    });
+    if (spdlog::should_log(spdlog::level::debug)) {  // the arguments cost more than the check
+      spdlog::debug("{} {} -> {}", job.request.method, job.request.path,
+                    deferred ? "deferred" : std::to_string(response.status));
+    }
+    if (deferred) continue;
+    Responder(job.req, std::move(route), std::move(job.request.method), job.arrived)(
+        std::move(response));
   }
+}
+
+HttpResponder HttpServer::Responder(evhttp_request* req, std::string route, std::string method,
+                                    std::chrono::steady_clock::time_point arrived) {
+  return [gate = gate_, req, route = std::move(route), method = std::move(method),
+          arrived](HttpResponse response) {
+    auto held = std::make_shared<HttpResponse>(std::move(response));
+    std::lock_guard<std::mutex> lock(gate->mu);
+    HttpServer* server = gate->server;
+    if (!server) return;
+    server->Post([server, req, held, route, method, arrived] {
+      int status = held->status;
+      server->Reply(req, std::move(*held));
+      server->Observe(route, method, status, arrived);
+    });
+  };
 }
 
 void HttpServer::Observe(const std::string& route, const std::string& method, int status,
@@ -466,7 +499,7 @@ void HttpServer::Observe(const std::string& route, const std::string& method, in
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
 }
 
-std::string HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
+void HttpServer::Dispatch(HttpRequest& request, HttpResponse& response, std::string* route_out) {
   auto segments = Segments(request.path);
   std::string method = request.method == "HEAD" ? "GET" : request.method;
   std::vector<std::string> allowed;
@@ -488,8 +521,9 @@ std::string HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
       continue;
     }
     request.matches = std::move(matches);
+    *route_out = route.pattern;
     route.handler(request, response);
-    return route.pattern;
+    return;
   }
   if (!allowed.empty()) {
     response.status = 405;
@@ -498,11 +532,10 @@ std::string HttpServer::Dispatch(HttpRequest& request, HttpResponse& response) {
     response.headers.emplace_back("Allow", list);
     response.body = error_body_(405, request.method + " is not allowed on " + request.path +
                                          "; allowed: " + list);
-    return "";
+    return;
   }
   response.status = 404;
   response.body = error_body_(404, "no route for " + request.method + " " + request.path);
-  return "";
 }
 
 void HttpServer::Reply(evhttp_request* req, HttpResponse response) {

@@ -3,7 +3,9 @@
 // they are HttpStreams, written from the loop thread when there is something to send.
 //
 // Threading rules:
-//   - Handlers run on worker threads; they may block (a write waits for its fsync).
+//   - Handlers run on worker threads. They may block, but one that waits on something slow (a
+//     write's fsync) should defer its response instead (HttpResponse::Defer) and let its worker
+//     go.
 //   - An HttpStream is used on the loop thread only. Other threads reach it through
 //     HttpStream::Post, which runs a function on the loop thread while the stream is open.
 #pragma once
@@ -45,6 +47,10 @@ struct HttpRequest {
 };
 
 class HttpStream;
+struct HttpResponse;
+
+// Sends a deferred response (HttpResponse::Defer). Any thread; call it exactly once.
+using HttpResponder = std::function<void(HttpResponse)>;
 
 struct HttpResponse {
   int status = 200;
@@ -54,6 +60,15 @@ struct HttpResponse {
   // Set to answer with a stream instead of a body: the status and headers go out, then this
   // runs on the loop thread with the open stream (chunked transfer encoding).
   std::function<void(const std::shared_ptr<HttpStream>&)> stream;
+
+  // For a handler that answers later without holding its worker thread (until a write is
+  // durable, say): it calls Defer(), returns, and later sends the response through the
+  // responder. Nothing set on this object is sent then. The handler must not throw after Defer.
+  HttpResponder Defer() { return defer_(); }
+
+ private:
+  friend class HttpServer;
+  std::function<HttpResponder()> defer_;  // set by the server while the handler runs
 };
 
 // A chunked response in progress. Loop thread only, except Post.
@@ -99,7 +114,10 @@ using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0 picks a free port
-  int workers = 64;  // handler threads; a write holds one until its fsync
+  // Handler threads. Handlers that wait for a write's fsync defer their response and do not
+  // hold one, so the pool is sized for CPU work plus the handlers that still block: more
+  // runnable threads than cores only adds hand-offs.
+  int workers = 8;
   size_t max_body_bytes = 8 << 20;
   std::chrono::seconds idle_timeout{120};
   // HTTPS when both are set: a PEM certificate chain and its private key.
@@ -149,8 +167,12 @@ class HttpServer {
 
   static void OnRequest(evhttp_request* req, void* self);
   static void OnWake(int, short, void* self);
-  // Runs the matching route's handler; returns its pattern ("" when none matched).
-  std::string Dispatch(HttpRequest& request, HttpResponse& response);
+  // Runs the matching route's handler. Sets *route to its pattern ("" when none matched)
+  // before the handler runs.
+  void Dispatch(HttpRequest& request, HttpResponse& response, std::string* route);
+  // Sends a handler's response to `req` from any thread, through the loop thread.
+  HttpResponder Responder(evhttp_request* req, std::string route, std::string method,
+                          std::chrono::steady_clock::time_point arrived);
   void Observe(const std::string& route, const std::string& method, int status,
                std::chrono::steady_clock::time_point arrived);
   void Reply(evhttp_request* req, HttpResponse response);
@@ -172,6 +194,14 @@ class HttpServer {
   std::mutex post_mu_;
   std::deque<std::function<void()>> posted_;
   bool accepting_posts_ = false;  // while the loop runs
+
+  // How deferred responders reach the server: they may outlive it (a write completing during
+  // shutdown), so they hold this, and Stop clears `server` under `mu`.
+  struct ResponderGate {
+    std::mutex mu;
+    HttpServer* server;
+  };
+  std::shared_ptr<ResponderGate> gate_;
 
   std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;

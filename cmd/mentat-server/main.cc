@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   int idle_timeout = 120;
   int bookmark_interval = 5;
   int event_ttl = 3600;
-  int http_workers = 64;
+  int http_workers = 8;
   std::string auth = "tokens";
   std::string tokens_file;
   bool bootstrap_token = false;
@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
   app.add_option("--http-workers", http_workers,
-                 "threads that run API requests (a write holds one until its fsync; watch "
-                 "streams hold none)")
+                 "threads that run API requests (object writes and watch streams hold none "
+                 "while they wait)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
   app.add_option("--event-ttl", event_ttl, "seconds an Event is kept after it last happened")
