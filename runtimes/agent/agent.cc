@@ -864,7 +864,7 @@ void Agent::ProbeLoop() {
       last_log_sample = std::chrono::steady_clock::now();
       SampleLogs();
     }
-    RunDueChecks();
+    auto next_check = RunDueChecks();
     if (std::chrono::steady_clock::now() - last_heartbeat >= opts_.heartbeat) {
       last_heartbeat = std::chrono::steady_clock::now();
       if (auto st = RegisterNode(); !st) {
@@ -873,8 +873,8 @@ void Agent::ProbeLoop() {
     }
     FlushEvents();
     exec_sessions_->Sweep();
-    // The loop's period bounds how late a check runs (the implicit port check is every 50 ms).
-    std::this_thread::sleep_for(50ms);
+    // Until the next check is due (the implicit port check: every 50 ms), at most 200 ms.
+    std::this_thread::sleep_until(std::max(next_check, std::chrono::steady_clock::now() + 10ms));
   }
 }
 
@@ -888,21 +888,28 @@ void Agent::ResetChecks(LocalTask& t) {
   t.ready = t.running && t.checks.empty();
 }
 
-void Agent::RunDueChecks() {
+std::chrono::steady_clock::time_point Agent::RunDueChecks() {
   auto now = std::chrono::steady_clock::now();
+  auto next = now + 200ms;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [key, t] : tasks_) {
     if (!t.running) continue;
     Driver* driver = DriverFor(t.driver);
     for (size_t i = 0; i < t.checks.size(); ++i) {
       CheckState& c = t.checks[i];
-      if (c.in_flight || now < c.due) continue;
+      if (c.in_flight) continue;
+      if (now < c.due) {
+        next = std::min(next, c.due);
+        continue;
+      }
       c.in_flight = true;
       c.due = now + c.spec.interval;
+      next = std::min(next, c.due);
       checks_->Submit([this, key = key, uid = t.alloc_uid, i, spec = c.spec, driver,
                        id = t.handle.id] { OnCheck(key, uid, i, RunCheck(spec, driver, id)); });
     }
   }
+  return next;
 }
 
 void Agent::OnCheck(const std::string& key, const std::string& alloc_uid, size_t index,

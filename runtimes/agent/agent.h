@@ -82,8 +82,9 @@ class Agent {
   void SyncLoop();
   void WorkLoop();
   void ProbeLoop();
-  // Submits the checks that are due; their results come back through OnCheck.
-  void RunDueChecks();
+  // Submits the checks that are due; their results come back through OnCheck. Returns when
+  // the next one is due (at most 200 ms away).
+  std::chrono::steady_clock::time_point RunDueChecks();
   void OnCheck(const std::string& key, const std::string& alloc_uid, size_t index, const CheckResult& r);
   // (Re)arms a task's checks from checks_spec when it starts or is recovered: all failing.
   static void ResetChecks(LocalTask& t);
