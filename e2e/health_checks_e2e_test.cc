@@ -6,7 +6,7 @@
 
 #include <regex>
 
-#include "e2e/harness.h"
+#include "e2e/server_fixture.h"
 
 namespace mentat::e2e {
 namespace {
@@ -14,44 +14,13 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-class HealthChecksTest : public ::testing::Test {
+class HealthChecksTest : public ServerFixture {
  protected:
-  void SetUp() override {
-    dir_ = TempDir("checks");
-    port_ = FreePort();
-    server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log",
-                          {"--dev", "--node-name", "e2e-node"});
-    ASSERT_TRUE(server_) << ReadFile(dir_ + "/server.log");
-  }
-  void TearDown() override {
-    Mt({"delete", "services", "--all"});
-    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
-  }
-  CommandResult Mt(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
-                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
-                                     Runfile("cmd/mt/mt")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-  void Apply(const std::string& manifest) {
-    std::string f = dir_ + "/svc.yaml";
-    WriteFile(f, manifest);
-    auto r = Mt({"apply", "-f", f});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-  Json Get(const std::string& path) {
-    auto [code, body] = HttpGet(port_, path);
-    return code == 200 ? Json::parse(body) : Json();
-  }
+  void SetUp() override { StartWith("checks", {"--dev", "--node-name", "e2e-node"}); }
   bool AllocReady(const std::string& name) {
     Json a = Get("/v1/allocations/" + name);
     return a.is_object() && a.value("status", Json::object()).value("ready", false);
   }
-
-  std::string dir_;
-  int port_ = 0;
-  std::unique_ptr<Process> server_;
 };
 
 TEST_F(HealthChecksTest, AnExecCheckGatesReadyWithThresholds) {

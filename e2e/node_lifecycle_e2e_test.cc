@@ -9,7 +9,7 @@
 #include <regex>
 #include <set>
 
-#include "e2e/harness.h"
+#include "e2e/server_fixture.h"
 
 namespace mentat::e2e {
 namespace {
@@ -17,18 +17,10 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-class NodeLifecycleTest : public ::testing::Test {
+class NodeLifecycleTest : public ServerFixture {
  protected:
   void SetUp() override {
-    dir_ = TempDir("nodes");
-    port_ = FreePort();
-    server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log",
-                          {"--node-heartbeat-timeout", "2s", "--node-lost-after", "4s"});
-    ASSERT_TRUE(server_) << ReadFile(dir_ + "/server.log");
-  }
-  void TearDown() override {
-    Mt({"delete", "services", "--all"});
-    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
+    StartWith("nodes", {"--node-heartbeat-timeout", "2s", "--node-lost-after", "4s"});
   }
   std::unique_ptr<Process> StartAgent(const std::string& node, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv = {Runfile("cmd/mentat-agent/mentat-agent"), "--server",
@@ -43,17 +35,6 @@ class NodeLifecycleTest : public ::testing::Test {
       if (!std::regex_search(r.out, std::regex(n + " +Ready"))) return false;
     }
     return true;
-  }
-  CommandResult Mt(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
-                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
-                                     Runfile("cmd/mt/mt")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-  Json Get(const std::string& path) {
-    auto [code, body] = HttpGet(port_, path);
-    return code == 200 ? Json::parse(body) : Json();
   }
   // name -> {node, pid, ready} for every allocation of the service.
   struct Placement {
@@ -72,10 +53,6 @@ class NodeLifecycleTest : public ::testing::Test {
     }
     return out;
   }
-
-  std::string dir_;
-  int port_ = 0;
-  std::unique_ptr<Process> server_;
 };
 
 TEST_F(NodeLifecycleTest, ASilentNodesAllocationsMoveAndComeBackWithoutDuplicates) {

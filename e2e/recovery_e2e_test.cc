@@ -11,7 +11,7 @@
 #include <map>
 #include <regex>
 
-#include "e2e/harness.h"
+#include "e2e/server_fixture.h"
 
 namespace mentat::e2e {
 namespace {
@@ -20,28 +20,14 @@ using namespace std::chrono_literals;
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
-class RecoveryTest : public ::testing::Test {
+class RecoveryTest : public ServerFixture {
  protected:
   void SetUp() override {
-    dir_ = TempDir("recovery");
-    port_ = FreePort();
-    marker_ = "MENTAT_E2E_MARKER=" + std::to_string(getpid()) + "-" + std::to_string(port_);
+    marker_ = "MENTAT_E2E_MARKER=" + std::to_string(getpid()) + "-" + std::to_string(::time(nullptr));
   }
   void TearDown() override {
-    if (!server_ || !server_->Running()) server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log", extra_);
-    Mt({"delete", "services", "--all"});
-    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 30s);
-  }
-  CommandResult Mt(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
-                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
-                                     Runfile("cmd/mt/mt")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-  Json Get(const std::string& path) {
-    auto [code, body] = HttpGet(port_, path);
-    return code == 200 ? Json::parse(body) : Json();
+    if (server_ && !server_->Running()) Restart();
+    ServerFixture::TearDown();
   }
   // n services of `count` sleeping replicas, each process marked in its environment.
   std::string Manifests(int n, int count) {
@@ -81,16 +67,11 @@ class RecoveryTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  int port_ = 0;
   std::string marker_;
-  std::vector<std::string> extra_;
-  std::unique_ptr<Process> server_;
 };
 
 TEST_F(RecoveryTest, Kill9OfTheAgentWithFiveServicesKeepsEveryPid) {
-  server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log", extra_);
-  ASSERT_TRUE(server_);
+  StartWith("recovery-agent", {});
   std::vector<std::string> agent_argv = {Runfile("cmd/mentat-agent/mentat-agent"), "--server",
                                          "http://127.0.0.1:" + std::to_string(port_), "--node-name",
                                          "worker", "--data-dir", dir_ + "/agent"};
@@ -126,16 +107,14 @@ TEST_F(RecoveryTest, Kill9OfTheAgentWithFiveServicesKeepsEveryPid) {
   server_->Signal(SIGTERM);
   server_->Wait(10s);
   // Clean up with an agent, so the workloads are stopped.
-  server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log", extra_);
+  Restart();
   agent = std::make_unique<Process>(agent_argv, dir_ + "/agent.log");
   Mt({"delete", "services", "--all"});
   EXPECT_TRUE(WaitFor([&] { return MarkedProcesses().empty(); }, 30s));
 }
 
 TEST_F(RecoveryTest, Kill9OfTheServerMidApplyLeavesNoDuplicateOrMissingAllocation) {
-  extra_ = {"--dev", "--node-name", "e2e-node"};
-  server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log", extra_);
-  ASSERT_TRUE(server_);
+  StartWith("recovery-server", {"--dev", "--node-name", "e2e-node"});
   WriteFile(dir_ + "/many.yaml", Manifests(20, 2));
   ASSERT_EQ(Mt({"apply", "-f", dir_ + "/many.yaml"}).exit_code, 0);
   // kill -9 while the controller is part-way through creating the 40 allocations.
@@ -148,8 +127,7 @@ TEST_F(RecoveryTest, Kill9OfTheServerMidApplyLeavesNoDuplicateOrMissingAllocatio
   size_t at_kill = MarkedProcesses().size();
   EXPECT_LT(at_kill, 20u) << "the kill came too late to be mid-apply";
 
-  server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log", extra_);
-  ASSERT_TRUE(server_);
+  Restart();
   ASSERT_TRUE(WaitFor([&] { return ReadyPids(40).has_value(); }, 60s))
       << Mt({"get", "allocations"}).out << server_->Log();
   // The slots are exactly svc-N-0 and svc-N-1, and each runs exactly one process.

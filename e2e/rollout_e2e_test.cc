@@ -9,7 +9,7 @@
 #include <regex>
 #include <sstream>
 
-#include "e2e/harness.h"
+#include "e2e/server_fixture.h"
 
 namespace mentat::e2e {
 namespace {
@@ -21,32 +21,9 @@ bool Has(const std::string& text, const std::string& pattern) {
   return std::regex_search(text, std::regex(pattern));
 }
 
-class RolloutTest : public ::testing::Test {
+class RolloutTest : public ServerFixture {
  protected:
-  void SetUp() override {
-    dir_ = TempDir("rollout");
-    port_ = FreePort();
-    server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log",
-                          {"--dev", "--node-name", "e2e-node"});
-    ASSERT_TRUE(server_) << ReadFile(dir_ + "/server.log");
-  }
-  void TearDown() override {
-    Mt({"delete", "services", "--all"});
-    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
-  }
-  CommandResult Mt(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
-                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
-                                     Runfile("cmd/mt/mt")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-  void Apply(const std::string& manifest) {
-    std::string f = dir_ + "/svc.yaml";
-    WriteFile(f, manifest);
-    auto r = Mt({"apply", "-f", f});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
+  void SetUp() override { StartWith("rollout", {"--dev", "--node-name", "e2e-node"}); }
   int64_t Revision() {
     auto [code, body] = HttpGet(port_, "/v1/services");
     EXPECT_EQ(code, 200) << body;
@@ -66,19 +43,8 @@ class RolloutTest : public ::testing::Test {
     }
     return events;
   }
-  Json Service(const std::string& name) {
-    auto [code, body] = HttpGet(port_, "/v1/services/" + name);
-    EXPECT_EQ(code, 200) << body;
-    return code == 200 ? Json::parse(body) : Json::object();
-  }
-  std::string Events() {
-    auto [code, body] = HttpGet(port_, "/v1/events?namespace=default");
-    return body;
-  }
-
-  std::string dir_;
-  int port_ = 0;
-  std::unique_ptr<Process> server_;
+  Json Service(const std::string& name) { return Get("/v1/services/" + name); }
+  std::string Events() { return HttpGet(port_, "/v1/events?namespace=default").second; }
 };
 
 // The most slots without a Ready allocation at any point of the change sequence.
