@@ -315,12 +315,13 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
   }
 
   // Status rollup from the allocations as they are now.
-  int replicas = 0, ready = 0, updated = 0, failed = 0, complete = 0;
+  int replicas = 0, ready = 0, updated = 0, failed = 0, complete = 0, serving = 0;
   std::string failure;
   for (const auto& [aname, a] : by_name) {
     if (a["spec"].value("index", -1) >= count) continue;
     ++replicas;
     const Json& st = a.value("status", Json::object());
+    if (st.value("ready", false)) ++serving;  // of any revision
     bool is_updated = a["spec"].value("task", Json()) == tmpl;
     if (is_updated) ++updated;
     if (is_updated && st.value("ready", false)) ++ready;
@@ -362,6 +363,7 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
     message = std::to_string(ready) + "/" + std::to_string(count) + " ready";
   }
   bool available = ready == count;
+  const int min_serving = std::max(0, count - policy.max_parallel);
   bool degraded = failed > 0 || !placement_problem.empty() || rollout_failed;
   std::string progress_reason = rollout["state"] == "Progressing" ? "RollingUpdate"
                                 : rollout_failed                  ? "RolloutFailed"
@@ -377,6 +379,13 @@ Result<ReconcileResult> ServiceController::Reconcile(const std::string& key) {
       {"rollout", rollout},
       {"conditions",
        Json::array({MakeCondition("Ready", available, available ? "AllReplicasReady" : phase, message,
+                                  generation, prev),
+                    // Kubernetes' minimum availability: a rollout may take max_parallel away.
+                    MakeCondition("Available", serving >= min_serving,
+                                  serving >= min_serving ? "MinimumReplicasAvailable"
+                                                         : "MinimumReplicasUnavailable",
+                                  std::to_string(serving) + "/" + std::to_string(count) +
+                                      " serving, at least " + std::to_string(min_serving) + " needed",
                                   generation, prev),
                     MakeCondition("Progressing", rollout["state"] == "Progressing", progress_reason,
                                   rollout.value("message", ""), generation, prev),

@@ -202,6 +202,13 @@ TEST_F(ServiceControllerTest, RollingUpdateReplacesOneSlotAtATime) {
   svc = Service();
   EXPECT_EQ(svc["status"]["rollout"]["state"], "Complete") << svc["status"].dump();
   EXPECT_NE(svc["status"]["stableRevision"], stable);
+  const Json* available = nullptr;
+  for (const auto& c : svc["status"]["conditions"]) {
+    if (c["type"] == "Available") available = &c;
+  }
+  ASSERT_TRUE(available) << svc["status"].dump();
+  EXPECT_EQ((*available)["status"], "True");
+  EXPECT_EQ((*available)["message"], "3/3 serving, at least 2 needed");
 }
 
 TEST_F(ServiceControllerTest, AFailedRolloutRevertsToTheStableSpecWithAutoRevert) {

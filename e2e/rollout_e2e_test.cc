@@ -190,5 +190,43 @@ TEST_F(RolloutTest, UndoGoesBackToThePreviousOrAGivenRevision) {
   EXPECT_EQ(usage.exit_code, 2) << usage.err;
 }
 
+// name -> pid of the service's allocations once all `want` are Ready; empty until then.
+std::map<std::string, int> ReadyPids(const nlohmann::json& list, size_t want) {
+  std::map<std::string, int> out;
+  if (!list.is_object() || list["items"].size() != want) return {};
+  for (const auto& a : list["items"]) {
+    const auto& st = a.value("status", nlohmann::json::object());
+    if (!st.value("ready", false) || st.value("pid", 0) <= 0) return {};
+    out[a["metadata"]["name"]] = st["pid"];
+  }
+  return out;
+}
+
+TEST_F(RolloutTest, ScalingAddsAndRemovesSlotsAndReplacesNothing) {
+  const std::string base = "name: scale\ndriver: exec\ncommand: /bin/sleep\nargs: ['303']\n";
+  Apply(base + "count: 2\n");
+  std::map<std::string, int> two, five, one;
+  ASSERT_TRUE(WaitFor([&] { return !(two = ReadyPids(Get("/v1/allocations?namespace=default"), 2)).empty(); }, 20s));
+
+  Apply(base + "count: 5\n");
+  ASSERT_TRUE(WaitFor([&] { return !(five = ReadyPids(Get("/v1/allocations?namespace=default"), 5)).empty(); }, 20s))
+      << Mt({"get", "allocations"}).out;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(five.count("scale-" + std::to_string(i)), 1u);
+  EXPECT_EQ(five["scale-0"], two["scale-0"]) << "scaling up replaced a running allocation";
+  EXPECT_EQ(five["scale-1"], two["scale-1"]);
+  EXPECT_TRUE(WaitFor([&] { return Has(Events(), "scaled from 2 to 5 replicas"); }, 10s)) << Events();
+
+  Apply(base + "count: 1\n");
+  ASSERT_TRUE(WaitFor([&] { return !(one = ReadyPids(Get("/v1/allocations?namespace=default"), 1)).empty(); }, 20s))
+      << Mt({"get", "allocations"}).out;
+  EXPECT_EQ(one, (std::map<std::string, int>{{"scale-0", two["scale-0"]}}));
+  for (int i = 1; i < 5; ++i) {
+    int pid = five["scale-" + std::to_string(i)];
+    EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid); }, 10s)) << "scale-" << i << " still runs";
+  }
+  // No revision for a count change.
+  EXPECT_EQ(Get("/v1/servicerevisions?namespace=default")["items"].size(), 1u);
+}
+
 }  // namespace
 }  // namespace mentat::e2e
