@@ -101,7 +101,10 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   co.token = agent->opts_.token;
   co.ca_file = agent->opts_.ca_file;
   MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, co));
-  MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create());
+  ExecDriverOptions exec_opts;
+  // resources.cpu_mhz becomes a share of one core at this host's clock.
+  exec_opts.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
+  MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create(std::move(exec_opts)));
   agent->drivers_["exec"] = std::move(exec);
   for (auto& [name, driver] : agent->drivers_) {
     driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {

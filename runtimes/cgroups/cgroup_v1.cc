@@ -83,6 +83,8 @@ class CgroupV1 : public Cgroup {
     if (auto d = Dir("pids")) {
       MT_ASSIGN_OR_RETURN(auto n, cfs::ReadUint(*d + "/pids.current"));
       s.pids = n.value_or(0);
+      // "max N" in pids.events: how many forks pids.max refused.
+      s.pids_limit_hits = cfs::ReadKey(*d + "/pids.events", "max").value_or(0);
     } else {
       MT_ASSIGN_OR_RETURN(auto pids, Pids());
       s.pids = pids.size();

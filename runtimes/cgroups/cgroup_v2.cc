@@ -58,6 +58,7 @@ class CgroupV2 : public Cgroup {
     if (cfs::Exists(dir_ + "/pids.current")) {
       MT_ASSIGN_OR_RETURN(auto n, cfs::ReadUint(dir_ + "/pids.current"));
       s.pids = n.value_or(0);
+      s.pids_limit_hits = cfs::ReadKey(dir_ + "/pids.events", "max").value_or(0);
     } else {
       MT_ASSIGN_OR_RETURN(auto pids, Pids());
       s.pids = pids.size();

@@ -30,6 +30,7 @@ struct CgroupStats {
   uint64_t memory_peak_bytes = 0;  // highest charge seen (0 where the kernel does not say)
   uint64_t cpu_usage_ns = 0;       // CPU time used by every member, ever
   uint64_t pids = 0;               // processes and threads now
+  uint64_t pids_limit_hits = 0;    // forks and clones refused by pids.max, ever
 };
 
 // The controllers a limit needs.

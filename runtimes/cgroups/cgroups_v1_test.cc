@@ -136,6 +136,7 @@ TEST_F(CgroupV1Test, PidsMaxStopsAForkBomb) {
   auto stats = group_->Stats();
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->pids, 8u);
+  EXPECT_EQ(stats->pids_limit_hits, 1u) << "the one fork refused";
   ASSERT_TRUE(group_->KillAll());
   ::waitpid(pid, nullptr, 0);
 }

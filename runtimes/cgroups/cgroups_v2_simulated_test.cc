@@ -49,6 +49,7 @@ class CgroupV2SimulatedTest : public ::testing::Test {
     Put(d + "/memory.peak", "2097152\n");
     Put(d + "/cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n");
     Put(d + "/pids.current", "3\n");
+    Put(d + "/pids.events", "max 7\n");
     Put(d + "/memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n");
   }
   std::string root_;
@@ -84,6 +85,7 @@ TEST_F(CgroupV2SimulatedTest, StatsOomKillsAndKillAllReadAndWriteTheV2Files) {
   EXPECT_EQ(stats->memory_peak_bytes, 2097152u);
   EXPECT_EQ(stats->cpu_usage_ns, 1500000u);
   EXPECT_EQ(stats->pids, 3u);
+  EXPECT_EQ(stats->pids_limit_hits, 7u) << "pids.events max";
   EXPECT_EQ(*(*g)->OomKills(), 2u) << "memory.events oom_kill, not oom";
   ASSERT_TRUE((*g)->KillAll());  // the simulated cgroup.procs is empty: done at once
   EXPECT_EQ(Slurp(root_ + "/mentat/web-1/cgroup.kill"), "1");
