@@ -540,6 +540,8 @@ Status Agent::Reconcile(const std::string& key) {
         if (auto st = driver->Inspect(handle->id); st && st->exit) {
           lt.running = false;
           lt.last_exit = st->exit;
+          // A memory hog can be killed before Start has even returned.
+          if (st->exit->oom_killed) EmitLocked(key, kEventWarning, "OOMKilled", st->exit->message);
           queue_.Add(key);
         }
         lt.ready = lt.running && lt.port == 0;
