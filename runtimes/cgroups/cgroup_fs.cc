@@ -144,6 +144,13 @@ Status KillUntilEmpty(const std::function<Result<std::vector<pid_t>>()>& members
   }
 }
 
+Status CheckVacant(const std::string& path, const Result<std::vector<pid_t>>& members) {
+  if (!members) return std::unexpected(members.error());
+  if (members->empty()) return {};
+  return MakeError(Code::kAlreadyExists, "cgroup " + path + " already exists and has " +
+                                             std::to_string(members->size()) + " member(s)");
+}
+
 Status CheckGroupPath(const std::string& rel) {
   if (rel.empty() || rel.front() == '/') {
     return InvalidArgument("cgroup path \"" + rel + "\" must be relative and not empty");

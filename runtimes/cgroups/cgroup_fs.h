@@ -38,6 +38,10 @@ Status Writable(const std::string& dir);
 Status KillUntilEmpty(const std::function<Result<std::vector<pid_t>>()>& members,
                       std::chrono::milliseconds deadline, const std::string& what);
 
+// A group found at `path` by Create (left behind by a crash) is reused only when `members`, its
+// members, is empty; otherwise kAlreadyExists.
+Status CheckVacant(const std::string& path, const Result<std::vector<pid_t>>& members);
+
 // A relative group path must not climb out of the hierarchy ("..") or be empty.
 Status CheckGroupPath(const std::string& rel);
 

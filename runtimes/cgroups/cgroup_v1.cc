@@ -158,11 +158,7 @@ class CgroupV1Backend : public CgroupHost {
   }
 
   Json Describe() const override {
-    Json controllers = Json::object();
-    for (auto c : {CgroupController::kMemory, CgroupController::kCpu, CgroupController::kPids}) {
-      auto st = Usable(c);
-      controllers[ControllerName(c)] = st ? "ok" : st.error().message();
-    }
+    Json controllers = DescribeControllers();
     return {{"version", "v1"},
             {"controllers", controllers},
             {"killAll", UsableByName("freezer") ? "freezer" : "signal loop"}};
@@ -170,10 +166,7 @@ class CgroupV1Backend : public CgroupHost {
 
   Result<CgroupPtr> Create(const std::string& path, const CgroupLimits& limits) override {
     MT_RETURN_IF_ERROR(cfs::CheckGroupPath(path));
-    if (limits.memory_bytes) MT_RETURN_IF_ERROR(Usable(CgroupController::kMemory));
-    if (limits.cpu_percent) MT_RETURN_IF_ERROR(Usable(CgroupController::kCpu));
-    if (limits.pids_max) MT_RETURN_IF_ERROR(Usable(CgroupController::kPids));
-    MT_RETURN_IF_ERROR(UsableForTracking());
+    MT_RETURN_IF_ERROR(CheckUsable(limits));
 
     std::map<std::string, std::string> dirs;
     std::vector<std::string> made;
@@ -188,13 +181,7 @@ class CgroupV1Backend : public CgroupHost {
       dirs[c] = mount + "/" + path;
     }
     auto group = std::make_unique<CgroupV1>(path, dirs);
-    // A group left behind by a crash is reused only when nothing runs in it.
-    auto members = group->Pids();
-    if (!members) return fail(members.error());
-    if (!members->empty()) {
-      return fail(Error(Code::kAlreadyExists, "cgroup " + path + " already exists and has " +
-                                                  std::to_string(members->size()) + " member(s)"));
-    }
+    if (auto st = cfs::CheckVacant(path, group->Pids()); !st) return fail(st.error());
     if (limits.memory_bytes) {
       const std::string& d = dirs.at("memory");
       std::string bytes = std::to_string(*limits.memory_bytes);

@@ -117,11 +117,7 @@ class CgroupV2Backend : public CgroupHost {
   Status UsableForTracking() const override { return cfs::Writable(root_); }
 
   Json Describe() const override {
-    Json controllers = Json::object();
-    for (auto c : {CgroupController::kMemory, CgroupController::kCpu, CgroupController::kPids}) {
-      auto st = Usable(c);
-      controllers[ControllerName(c)] = st ? "ok" : st.error().message();
-    }
+    Json controllers = DescribeControllers();
     // The root has no cgroup.kill of its own; Linux 5.14+ puts one in every other group.
     return {{"version", "v2"},
             {"controllers", controllers},
@@ -130,10 +126,7 @@ class CgroupV2Backend : public CgroupHost {
 
   Result<CgroupPtr> Create(const std::string& path, const CgroupLimits& limits) override {
     MT_RETURN_IF_ERROR(cfs::CheckGroupPath(path));
-    if (limits.memory_bytes) MT_RETURN_IF_ERROR(Usable(CgroupController::kMemory));
-    if (limits.cpu_percent) MT_RETURN_IF_ERROR(Usable(CgroupController::kCpu));
-    if (limits.pids_max) MT_RETURN_IF_ERROR(Usable(CgroupController::kPids));
-    MT_RETURN_IF_ERROR(UsableForTracking());
+    MT_RETURN_IF_ERROR(CheckUsable(limits));
 
     std::vector<std::string> made;
     auto fail = [&](Error e) -> Result<CgroupPtr> {
@@ -170,12 +163,7 @@ class CgroupV2Backend : public CgroupHost {
       }
     }
     auto group = std::make_unique<CgroupV2>(path, dir);
-    auto members = group->Pids();
-    if (!members) return fail(members.error());
-    if (!members->empty()) {
-      return fail(Error(Code::kAlreadyExists, "cgroup " + path + " already exists and has " +
-                                                  std::to_string(members->size()) + " member(s)"));
-    }
+    if (auto st = cfs::CheckVacant(path, group->Pids()); !st) return fail(st.error());
     if (limits.memory_bytes) {
       if (auto st = cfs::Write(dir + "/memory.max", std::to_string(*limits.memory_bytes)); !st) {
         return fail(st.error());

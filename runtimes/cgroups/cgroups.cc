@@ -30,6 +30,22 @@ int64_t CpuQuotaUs(int64_t cpu_percent) {
   return std::max<int64_t>(1000, cpu_percent * kCpuPeriodUs / 100);
 }
 
+Json CgroupHost::DescribeControllers() const {
+  Json controllers = Json::object();
+  for (auto c : {CgroupController::kMemory, CgroupController::kCpu, CgroupController::kPids}) {
+    auto st = Usable(c);
+    controllers[ControllerName(c)] = st ? "ok" : st.error().message();
+  }
+  return controllers;
+}
+
+Status CgroupHost::CheckUsable(const CgroupLimits& limits) const {
+  if (limits.memory_bytes) MT_RETURN_IF_ERROR(Usable(CgroupController::kMemory));
+  if (limits.cpu_percent) MT_RETURN_IF_ERROR(Usable(CgroupController::kCpu));
+  if (limits.pids_max) MT_RETURN_IF_ERROR(Usable(CgroupController::kPids));
+  return UsableForTracking();
+}
+
 int JoinCgroupInChild(const std::vector<int>& procs_fds) noexcept {
   for (int fd : procs_fds) {
     // "0" is the writer itself, in v1 and v2 alike: no pid formatting in the child.

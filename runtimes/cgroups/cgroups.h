@@ -99,6 +99,12 @@ class CgroupHost {
   virtual Result<CgroupPtr> Create(const std::string& path, const CgroupLimits& limits) = 0;
   // Re-opens an existing group (after an agent restart). kNotFound when it is gone.
   virtual Result<CgroupPtr> Open(const std::string& path) = 0;
+
+ protected:
+  // Usable() of each controller: {name: "ok" | why not}.
+  Json DescribeControllers() const;
+  // The first limit in `limits` whose controller is not Usable(), as its error.
+  Status CheckUsable(const CgroupLimits& limits) const;
 };
 using CgroupHostPtr = std::unique_ptr<CgroupHost>;
 

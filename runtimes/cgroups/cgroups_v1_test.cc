@@ -14,27 +14,12 @@
 #include <vector>
 
 #include "runtimes/cgroups/cgroups.h"
+#include "runtimes/process_testing.h"
 
 namespace mentat {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool Alive(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(f, stat)) return false;
-  return stat[stat.rfind(')') + 2] != 'Z';
-}
-
-bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return cond();
-}
 
 class CgroupV1Test : public ::testing::Test {
  protected:
@@ -69,6 +54,18 @@ class CgroupV1Test : public ::testing::Test {
     }
     for (int fd : *fds) ::close(fd);
     return pid;
+  }
+
+  // A child that waits for a signal, moved into the group from outside (AddProcess).
+  pid_t AddPausedMember() {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::pause();
+      _exit(0);
+    }
+    auto st = group_->AddProcess(pid);
+    EXPECT_TRUE(st) << st.error().message();
+    return st ? pid : -1;
   }
 
   CgroupHostPtr host_;
@@ -230,12 +227,8 @@ TEST_F(CgroupV1Test, OpenReattachesToAGroupAndReadsItsUsage) {
   auto g = host_->Create(path_, {.memory_bytes = 64 << 20});
   ASSERT_TRUE(g) << g.error().message();
   group_ = std::move(*g);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::pause();
-    _exit(0);
-  }
-  ASSERT_TRUE(group_->AddProcess(pid));
+  pid_t pid = AddPausedMember();
+  ASSERT_GT(pid, 0);
   // A new host object, as after an agent restart.
   auto reopened = CgroupHost::Probe()->Open(path_);
   ASSERT_TRUE(reopened) << reopened.error().message();
@@ -248,7 +241,7 @@ TEST_F(CgroupV1Test, OpenReattachesToAGroupAndReadsItsUsage) {
   ASSERT_TRUE((*reopened)->KillAll());
   ::waitpid(pid, nullptr, 0);
 
-  // An occupied group is not silently reused; a gone one is kNotFound.
+  // A gone group is kNotFound; a path out of the hierarchy is refused.
   auto missing = host_->Open("mentat/no-such-group-" + std::to_string(::getpid()));
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), Code::kNotFound);
@@ -261,12 +254,8 @@ TEST_F(CgroupV1Test, AGroupLeftWithMembersIsNotReused) {
   auto g = host_->Create(path_, {});
   ASSERT_TRUE(g) << g.error().message();
   group_ = std::move(*g);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::pause();
-    _exit(0);
-  }
-  ASSERT_TRUE(group_->AddProcess(pid));
+  pid_t pid = AddPausedMember();
+  ASSERT_GT(pid, 0);
   auto again = host_->Create(path_, {.memory_bytes = 8 << 20});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code(), Code::kAlreadyExists);
