@@ -365,11 +365,29 @@ Status ExecDriver::Recover(const TaskHandle& handle) {
   task.start_ticks = want;
   task.started_at = handle.state.value("startedAt", "");
   // Open the pidfd first, then check identity: after that the pid cannot be recycled under us.
+  // A task that ended while no agent watched it: its group is removed when empty. Members are
+  // never killed on a handle's word alone (a stale or copied handle must not kill anything).
+  auto release_stale = [&] {
+    if (!handle.state.contains("cgroup") || !handle.state["cgroup"].is_string()) return;
+    auto g = opts_.cgroups->Open(handle.state["cgroup"].get<std::string>());
+    if (!g) return;
+    auto members = (*g)->Pids();
+    if (members && members->empty()) {
+      (*g)->Destroy();
+    } else if (members) {
+      spdlog::warn("exec: task {} is gone but its cgroup {} still has {} member(s); left as is",
+                   handle.id, (*g)->path(), members->size());
+    }
+  };
   task.pidfd = PidfdOpen(pid);
-  if (task.pidfd < 0) return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone");
+  if (task.pidfd < 0) {
+    release_stale();
+    return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone");
+  }
   auto ticks = ProcessStartTicks(pid);
   if (!ticks || *ticks != want) {
     ::close(task.pidfd);
+    release_stale();
     return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone" +
                     (ticks ? "; the pid now belongs to another process" : ""));
   }

@@ -399,6 +399,22 @@ TEST_F(ExecDriverTest, StopKillsADaemonizedGrandchildEvenAfterRecovery) {
   EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " is left behind";
 }
 
+TEST_F(ExecDriverTest, RecoveringATaskThatEndedUnwatchedRemovesItsCgroup) {
+  auto h = driver_->Start(Config("gone", "sleep 300"));
+  ASSERT_TRUE(h) << h.error().ToString();
+  int pid = h->state["pid"];
+  std::string dir = "/sys/fs/cgroup/memory/" + h->state["cgroup"].get<std::string>();
+  driver_.reset();  // the agent went away...
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);  // ...and the task ended meanwhile
+  ASSERT_TRUE(WaitFor([&] { return !Alive(pid); }, 5s));
+  ASSERT_EQ(::access(dir.c_str(), F_OK), 0) << "nobody has removed it yet";
+  driver_ = std::move(*ExecDriver::Create());
+  auto st = driver_->Recover(*TaskHandle::FromJson(h->ToJson()));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kNotFound);
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " outlived its task";
+}
+
 TEST_F(ExecDriverTest, StatsReadsTheTasksMemoryAndPids) {
   // The shell holds ~8 MB in a variable while it sleeps.
   TaskConfig c = Config("stats", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 300");
