@@ -48,6 +48,15 @@ struct ExitResult {
 
 enum class TaskState { kRunning, kExited };
 
+// Usage of a task's whole process tree, from its cgroup.
+struct TaskStats {
+  uint64_t memory_bytes = 0;
+  uint64_t memory_peak_bytes = 0;  // 0 where the kernel does not say
+  uint64_t cpu_usage_ns = 0;       // CPU time used since the task started
+  uint64_t pids = 0;               // processes and threads now
+  uint64_t pids_limit_hits = 0;    // forks refused by the task's pids limit
+};
+
 struct TaskStatus {
   TaskState state = TaskState::kRunning;
   int pid = 0;
@@ -112,6 +121,9 @@ class Driver {
   // Forgets the task and frees its resources; `force` kills it first if it still runs.
   virtual Status Destroy(const std::string& id, bool force) = 0;
   virtual Result<TaskStatus> Inspect(const std::string& id) = 0;
+  // kNotFound for an unknown task; kFailedPrecondition when the task has no cgroup to read
+  // (cgroups are not usable on this host), saying why.
+  virtual Result<TaskStats> Stats(const std::string& id) = 0;
   virtual Status Signal(const std::string& id, int signal) = 0;
   // Runs a command inside the running task `id`: its environment, working directory and user
   // (and, for isolating drivers, its namespaces and cgroup). kNotFound when the task does not

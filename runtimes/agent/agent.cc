@@ -75,7 +75,10 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   co.token = agent->opts_.token;
   co.ca_file = agent->opts_.ca_file;
   MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, co));
-  MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create());
+  ExecDriverOptions exec_opts;
+  // resources.cpu_mhz becomes a share of one core at this host's clock.
+  exec_opts.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
+  MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create(std::move(exec_opts)));
   agent->drivers_["exec"] = std::move(exec);
   for (auto& [name, driver] : agent->drivers_) {
     driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {
@@ -560,6 +563,8 @@ Status Agent::Reconcile(const std::string& key) {
         if (auto st = driver->Inspect(handle->id); st && st->exit) {
           lt.running = false;
           lt.last_exit = st->exit;
+          // A memory hog can be killed before Start has even returned.
+          if (st->exit->oom_killed) EmitLocked(key, kEventWarning, "OOMKilled", st->exit->message);
           queue_.Add(key);
         }
         ResetChecks(lt);

@@ -31,7 +31,36 @@ int PidfdSendSignal(int pidfd, int sig) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
+void CloseAll(std::vector<int>& fds) {
+  for (int fd : fds) ::close(fd);
+  fds.clear();
+}
+
 }  // namespace
+
+Result<CgroupLimits> LimitsFromSpec(const Json& spec, int64_t core_mhz) {
+  CgroupLimits limits;
+  if (!spec.is_object() || !spec.contains("resources") || !spec["resources"].is_object()) {
+    return limits;
+  }
+  const Json& res = spec["resources"];
+  auto field = [&](const char* key) -> std::optional<int64_t> {
+    if (!res.contains(key) || !res[key].is_number_integer()) return std::nullopt;
+    return res[key].get<int64_t>();
+  };
+  if (auto mb = field("memory_mb")) limits.memory_bytes = *mb << 20;
+  if (auto pct = field("cpu_percent")) {
+    limits.cpu_percent = *pct;
+  } else if (auto mhz = field("cpu_mhz")) {
+    if (core_mhz <= 0) {
+      return FailedPrecondition("resources.cpu_mhz: cannot enforce: this host's MHz per core is "
+                                "unknown; give cpu (a share of a core) instead");
+    }
+    limits.cpu_percent = std::max<int64_t>(1, (*mhz * 100 + core_mhz - 1) / core_mhz);
+  }
+  if (auto pids = field("pids")) limits.pids_max = *pids;
+  return limits;
+}
 
 std::optional<uint64_t> ProcessStartTicks(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
@@ -52,8 +81,26 @@ std::optional<uint64_t> ProcessStartTicks(int pid) {
   return std::stoull(field);
 }
 
-Result<std::unique_ptr<ExecDriver>> ExecDriver::Create() {
-  std::unique_ptr<ExecDriver> d(new ExecDriver());
+Result<std::unique_ptr<ExecDriver>> ExecDriver::Create(ExecDriverOptions options) {
+  if (!options.cgroups) options.cgroups = CgroupHost::Probe();
+  std::unique_ptr<ExecDriver> d(new ExecDriver(std::move(options)));
+  CgroupHost& cg = *d->opts_.cgroups;
+  if (auto st = cg.UsableForTracking(); !st) {
+    d->cgroups_unusable_ = st.error().message();
+    spdlog::warn("exec: cgroups are not usable ({}): tasks run without limits and stop by "
+                 "process group only; a task that asks for resources fails to start",
+                 d->cgroups_unusable_);
+  } else {
+    for (auto c : {CgroupController::kMemory, CgroupController::kCpu, CgroupController::kPids}) {
+      if (auto u = cg.Usable(c); !u) {
+        spdlog::warn("exec: cgroup {} limits cannot be enforced ({}); tasks asking for them fail "
+                     "to start",
+                     ControllerName(c), u.error().message());
+      }
+    }
+    spdlog::info("exec: tasks run in cgroup {} groups under {}", cg.Version(),
+                 d->opts_.cgroup_parent);
+  }
   d->epfd_ = epoll_create1(EPOLL_CLOEXEC);
   if (d->epfd_ < 0) return ErrnoError("epoll_create1", errno);
   d->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -89,18 +136,60 @@ void ExecDriver::SetExitHandler(ExitHandler handler) {
 }
 
 Json ExecDriver::Fingerprint() {
-  return {{"healthy", true}, {"detail", "host processes"}};
+  Json cgroups = opts_.cgroups->Describe();
+  std::string detail = "host processes";
+  if (!cgroups_unusable_.empty()) {
+    cgroups["usable"] = false;
+    cgroups["reason"] = cgroups_unusable_;
+    detail += ", without cgroups (no limits): " + cgroups_unusable_;
+  } else {
+    cgroups["usable"] = true;
+    detail += ", limits through cgroup " + opts_.cgroups->Version();
+  }
+  return {{"healthy", true}, {"detail", detail}, {"cgroups", cgroups}};
+}
+
+void ExecDriver::ReleaseCgroup(const std::string& id, Cgroup* group) {
+  if (!group) return;
+  if (auto st = group->KillAll(); !st) {
+    spdlog::warn("exec: task {}: {}", id, st.error().message());
+  }
+  if (auto st = group->Destroy(); !st) {
+    spdlog::warn("exec: task {}: {}", id, st.error().message());
+  }
 }
 
 Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   if (config.command.empty()) return InvalidArgument("exec: command is required");
+  MT_ASSIGN_OR_RETURN(CgroupLimits limits, LimitsFromSpec(config.spec, opts_.core_mhz));
+  // Limits that were asked for are enforced, or the task does not start: never silently.
+  const Json res = config.spec.is_object() ? config.spec.value("resources", Json::object())
+                                           : Json::object();
+  auto enforceable = [&](bool wanted, CgroupController c, const std::string& field) -> Status {
+    if (!wanted) return {};
+    Status st = cgroups_unusable_.empty() ? opts_.cgroups->Usable(c)
+                                          : Status(FailedPrecondition(cgroups_unusable_));
+    if (!st) return FailedPrecondition(field + ": cannot enforce: " + st.error().message());
+    return {};
+  };
+  MT_RETURN_IF_ERROR(enforceable(limits.memory_bytes.has_value(), CgroupController::kMemory,
+                                 "resources.memory_mb"));
+  MT_RETURN_IF_ERROR(enforceable(limits.cpu_percent.has_value(), CgroupController::kCpu,
+                                 res.contains("cpu_percent") ? "resources.cpu_percent"
+                                                             : "resources.cpu_mhz"));
+  MT_RETURN_IF_ERROR(
+      enforceable(limits.pids_max.has_value(), CgroupController::kPids, "resources.pids"));
+  std::shared_ptr<Cgroup> previous;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(config.id);
     if (it != tasks_.end() && !it->second.exit) {
       return MakeError(Code::kAlreadyExists, "exec: task " + config.id + " is already running");
     }
+    if (it != tasks_.end()) previous = std::move(it->second.cgroup);
   }
+  // A restart: the last run's group goes before the new one is made.
+  ReleaseCgroup(config.id, previous.get());
   std::error_code ec;
   std::filesystem::create_directories(config.task_dir, ec);
   if (ec) return Internal("exec: creating " + config.task_dir + ": " + ec.message());
@@ -151,10 +240,44 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   }
   const char* cwd = config.cwd.empty() ? nullptr : config.cwd.c_str();
 
+  // The task's own group: a fresh name per run, so a restart never meets its predecessor's.
+  std::shared_ptr<Cgroup> group;
+  std::vector<int> join_fds;
+  auto abandon = [&](Error e) -> Result<TaskHandle> {
+    ::close(out_fd);
+    ::close(err_fd);
+    ::close(null_fd);
+    ::close(errpipe[0]);
+    ::close(errpipe[1]);
+    CloseAll(join_fds);
+    ReleaseCgroup(config.id, group.get());
+    return std::unexpected(std::move(e));
+  };
+  if (cgroups_unusable_.empty()) {
+    auto g = opts_.cgroups->Create(
+        opts_.cgroup_parent + "/" + config.id + "-" + NewUid().substr(0, 8), limits);
+    if (!g) {
+      return abandon(Error(g.error().code(),
+                           "exec: making the cgroup of " + config.id + ": " + g.error().message()));
+    }
+    group = std::move(*g);
+    auto fds = group->OpenProcsFiles();
+    if (!fds) return abandon(fds.error());
+    join_fds = std::move(*fds);
+  }
+
   pid_t pid = ::fork();
   if (pid == 0) {
     // Child: async-signal-safe calls only.
-    ::setsid();  // own session and process group: Stop kills the whole group
+    // First the cgroup: whatever the workload forks from here on is inside it. A failure is
+    // reported as a negative errno, apart from exec's own.
+    if (int e = JoinCgroupInChild(join_fds); e != 0) {
+      int neg = -e;
+      ssize_t w = ::write(errpipe[1], &neg, sizeof(neg));
+      (void)w;
+      _exit(127);
+    }
+    ::setsid();  // own session and process group: signals reach the whole group
     ResetSignalsInChild();
     ::dup2(null_fd, 0);
     ::dup2(out_fd, 1);
@@ -177,11 +300,17 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   ::close(out_fd);
   ::close(err_fd);
   ::close(null_fd);
+  CloseAll(join_fds);
   if (pid < 0) {
     ::close(errpipe[0]);
+    ReleaseCgroup(config.id, group.get());
     return ErrnoError("exec: fork", fork_errno);
   }
   if (int child_err = ChildExecError(errpipe[0], pid); child_err != 0) {
+    ReleaseCgroup(config.id, group.get());
+    if (child_err < 0) {
+      return Internal("exec: joining cgroup " + group->path() + ": " + std::strerror(-child_err));
+    }
     return MakeError(child_err == ENOENT ? Code::kInvalidArgument : Code::kInternal,
                      "exec: cannot run " + config.command +
                          (cwd ? " in " + config.cwd : std::string()) + ": " +
@@ -197,6 +326,7 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
     int e = errno;
     ::kill(-pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
+    ReleaseCgroup(config.id, group.get());
     return ErrnoError("exec: pidfd_open", e);
   }
   TaskHandle handle;
@@ -206,8 +336,17 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
                   {"startTicks", task.start_ticks},
                   {"startedAt", task.started_at},
                   {"taskDir", config.task_dir}};
+  if (group) handle.state["cgroup"] = group->path();
+  if (limits.memory_bytes) handle.state["memoryLimitBytes"] = *limits.memory_bytes;
+  task.cgroup = group;
+  task.memory_limit_bytes = limits.memory_bytes;
   MT_RETURN_IF_ERROR(Track(config.id, std::move(task)));
-  spdlog::debug("exec: started {} as pid {}", config.id, pid);
+  if (group) {
+    spdlog::debug("exec: started {} as pid {} in cgroup {}", config.id, pid, group->path());
+  } else {
+    spdlog::info("exec: started {} as pid {} without a cgroup ({})", config.id, pid,
+                 cgroups_unusable_);
+  }
   return handle;
 }
 
@@ -226,13 +365,45 @@ Status ExecDriver::Recover(const TaskHandle& handle) {
   task.start_ticks = want;
   task.started_at = handle.state.value("startedAt", "");
   // Open the pidfd first, then check identity: after that the pid cannot be recycled under us.
+  // A task that ended while no agent watched it: its group is removed when empty. Members are
+  // never killed on a handle's word alone (a stale or copied handle must not kill anything).
+  auto release_stale = [&] {
+    if (!handle.state.contains("cgroup") || !handle.state["cgroup"].is_string()) return;
+    auto g = opts_.cgroups->Open(handle.state["cgroup"].get<std::string>());
+    if (!g) return;
+    auto members = (*g)->Pids();
+    if (members && members->empty()) {
+      (*g)->Destroy();
+    } else if (members) {
+      spdlog::warn("exec: task {} is gone but its cgroup {} still has {} member(s); left as is",
+                   handle.id, (*g)->path(), members->size());
+    }
+  };
   task.pidfd = PidfdOpen(pid);
-  if (task.pidfd < 0) return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone");
+  if (task.pidfd < 0) {
+    release_stale();
+    return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone");
+  }
   auto ticks = ProcessStartTicks(pid);
   if (!ticks || *ticks != want) {
     ::close(task.pidfd);
+    release_stale();
     return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone" +
                     (ticks ? "; the pid now belongs to another process" : ""));
+  }
+  if (handle.state.contains("cgroup") && handle.state["cgroup"].is_string()) {
+    std::string path = handle.state["cgroup"].get<std::string>();
+    auto g = opts_.cgroups->Open(path);
+    if (g) {
+      task.cgroup = std::move(*g);
+    } else {
+      // Still running, so still adopted; but Stop can then only reach its process group.
+      spdlog::warn("exec: recovering {}: its cgroup {} cannot be re-opened: {}", handle.id, path,
+                   g.error().message());
+    }
+  }
+  if (handle.state.contains("memoryLimitBytes")) {
+    task.memory_limit_bytes = handle.state["memoryLimitBytes"].get<int64_t>();
   }
   return Track(handle.id, std::move(task));
 }
@@ -289,6 +460,41 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
   } else {
     result.message = "exit status unknown: the task was recovered after an agent restart";
   }
+  if (result.exit_code) {
+    result.message = "exited with code " + std::to_string(*result.exit_code);
+  } else if (result.signal) {
+    result.message = std::string("killed by signal ") + strsignal(*result.signal);
+  }
+  std::shared_ptr<Cgroup> group;
+  std::optional<int64_t> memory_limit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [tid, t] : tasks_) {
+      if (t.pidfd == pidfd) {
+        group = t.cgroup;
+        memory_limit = t.memory_limit_bytes;
+        break;
+      }
+    }
+  }
+  if (group) {
+    // The leader is gone: what it left running goes with it, as a container's processes go
+    // with its init. Then the group's OOM counter says whether the kernel killed anything.
+    if (auto st = group->KillAll(); !st) spdlog::warn("exec: {}", st.error().message());
+    auto kills = group->OomKills();
+    if (kills && *kills > 0) {
+      result.oom_killed = true;
+      result.message = "OOM-killed: exceeded its " +
+                       (memory_limit ? std::to_string(*memory_limit >> 20) + " MiB " : "") +
+                       "memory limit (" + result.message + ")";
+    } else if (!kills) {
+      spdlog::warn("exec: reading OOM kills of {}: {}", group->path(), kills.error().message());
+    }
+    if (auto stats = group->Stats(); stats && stats->pids_limit_hits > 0) {
+      result.message += "; its pids limit refused " + std::to_string(stats->pids_limit_hits) +
+                        " fork(s)";
+    }
+  }
   std::string id;
   ExitHandler handler;
   {
@@ -299,11 +505,6 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
         epoll_ctl(epfd_, EPOLL_CTL_DEL, pidfd, nullptr);
         ::close(pidfd);
         t.pidfd = -1;
-        if (result.exit_code) {
-          result.message = "exited with code " + std::to_string(*result.exit_code);
-        } else if (result.signal) {
-          result.message = std::string("killed by signal ") + strsignal(*result.signal);
-        }
         t.exit = result;
         break;
       }
@@ -343,27 +544,37 @@ Status ExecDriver::Signal(const std::string& id, int sig) {
 
 Status ExecDriver::Stop(const std::string& id, std::chrono::milliseconds grace, int sig) {
   auto st = Signal(id, sig);
-  if (!st) {
-    if (st.error().code() == Code::kFailedPrecondition) return {};
-    return st;
+  if (!st && st.error().code() != Code::kFailedPrecondition) return st;
+  if (st) MT_RETURN_IF_ERROR(Wait(id, grace));
+  // Whatever is left, the leader or what it left behind (even daemons that escaped its process
+  // group and session), is killed.
+  MT_RETURN_IF_ERROR(KillTree(id));
+  MT_ASSIGN_OR_RETURN(auto killed, Wait(id, std::chrono::seconds(5)));
+  if (!killed) {
+    return Internal("exec: task " + id + " (pid " +
+                    std::to_string(Inspect(id).value_or(TaskStatus{}).pid) + ") survived SIGKILL");
   }
-  MT_ASSIGN_OR_RETURN(auto exited, Wait(id, grace));
-  if (exited) {
-    // The leader is gone; make sure no stragglers of its group remain.
-    ::kill(-Inspect(id).value_or(TaskStatus{}).pid, SIGKILL);
-    return {};
-  }
-  int pid = 0;
+  return {};
+}
+
+Status ExecDriver::KillTree(const std::string& id) {
+  std::shared_ptr<Cgroup> group;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return {};
-    pid = it->second.pid;
-    ::kill(-pid, SIGKILL);
-    if (it->second.pidfd >= 0) PidfdSendSignal(it->second.pidfd, SIGKILL);
+    Task& t = it->second;
+    group = t.cgroup;
+    if (!t.exit) {
+      // The pidfd pins the leader while it runs, and with it its process group's id.
+      ::kill(-t.pid, SIGKILL);
+      if (t.pidfd >= 0) PidfdSendSignal(t.pidfd, SIGKILL);
+    } else if (!group) {
+      // No cgroup to go by: stragglers of its process group, as well as can be done.
+      ::kill(-t.pid, SIGKILL);
+    }
   }
-  MT_ASSIGN_OR_RETURN(auto killed, Wait(id, std::chrono::seconds(5)));
-  if (!killed) return Internal("exec: task " + id + " (pid " + std::to_string(pid) + ") survived SIGKILL");
+  if (group) return group->KillAll();
   return {};
 }
 
@@ -377,6 +588,20 @@ Status ExecDriver::Destroy(const std::string& id, bool force) {
     }
   }
   if (force) MT_RETURN_IF_ERROR(Stop(id, std::chrono::milliseconds(0), SIGKILL));
+  std::shared_ptr<Cgroup> group;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return {};
+    group = it->second.cgroup;
+  }
+  if (group) {
+    // Kept track of until its group is gone, so that a failed removal is retried.
+    MT_RETURN_IF_ERROR(group->KillAll());
+    if (auto st = group->Destroy(); !st) {
+      return MakeError(Code::kUnavailable, "exec: task " + id + ": " + st.error().message());
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
   if (it != tasks_.end()) {
@@ -392,6 +617,7 @@ Status ExecDriver::Destroy(const std::string& id, bool force) {
 Result<ExecSessionPtr> ExecDriver::Exec(const std::string& id, const ExecOptions& options,
                                         ExecCallbacks callbacks) {
   int pid = 0;
+  std::shared_ptr<Cgroup> group;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(id);
@@ -399,6 +625,7 @@ Result<ExecSessionPtr> ExecDriver::Exec(const std::string& id, const ExecOptions
       return NotFound("exec: task " + id + " is not running");
     }
     pid = it->second.pid;
+    group = it->second.cgroup;
   }
   // The task's context is read from the live process, so a recovered task (whose TaskConfig
   // is gone with the old agent) gets the same environment, directory and user as a fresh one.
@@ -412,7 +639,31 @@ Result<ExecSessionPtr> ExecDriver::Exec(const std::string& id, const ExecOptions
       return NotFound("exec: task " + id + " is not running");
     }
   }
-  return StartExecSession(*context, options, std::move(callbacks));
+  // The command joins the task's cgroup: its limits, its usage, and its fate on Stop.
+  std::vector<int> join_fds;
+  if (group) {
+    MT_ASSIGN_OR_RETURN(join_fds, group->OpenProcsFiles());
+  }
+  auto session = StartExecSession(*context, options, std::move(callbacks), join_fds);
+  CloseAll(join_fds);
+  return session;
+}
+
+Result<TaskStats> ExecDriver::Stats(const std::string& id) {
+  std::shared_ptr<Cgroup> group;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return NotFound("exec: no task " + id);
+    group = it->second.cgroup;
+  }
+  if (!group) {
+    return FailedPrecondition("exec: task " + id + " runs without a cgroup" +
+                              (cgroups_unusable_.empty() ? "" : ": " + cgroups_unusable_));
+  }
+  MT_ASSIGN_OR_RETURN(CgroupStats cs, group->Stats());
+  return TaskStats{cs.memory_bytes, cs.memory_peak_bytes, cs.cpu_usage_ns, cs.pids,
+                   cs.pids_limit_hits};
 }
 
 Result<TaskStatus> ExecDriver::Inspect(const std::string& id) {

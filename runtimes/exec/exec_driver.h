@@ -1,7 +1,9 @@
 // The exec driver (seed 000): a trusted host process with command, args, env and cwd, in its
 // own session and process group, stdout/stderr appended to files in the task directory.
 // Exits are observed through pidfds in one epoll thread, so recovered tasks (no longer our
-// children) are watched exactly like fresh ones.
+// children) are watched exactly like fresh ones. Each task runs in a cgroup of its own
+// (<parent>/<task-id>-<8 hex>) that the child joins before exec: spec.resources become kernel
+// limits, the whole tree (daemonized children too) is killed on stop, OOM kills are reported.
 #pragma once
 
 #include <condition_variable>
@@ -9,13 +11,28 @@
 #include <mutex>
 #include <thread>
 
+#include "runtimes/cgroups/cgroups.h"
 #include "runtimes/driver.h"
 
 namespace mentat {
 
+struct ExecDriverOptions {
+  // The host's cgroups; null: CgroupHost::Probe(). When they cannot be used (no root), tasks
+  // run without a cgroup, and a task that asks for limits fails to start, naming the field.
+  CgroupHostPtr cgroups;
+  // Where task groups are made, relative to each hierarchy's root.
+  std::string cgroup_parent = "mentat";
+  // MHz of one core, to turn resources.cpu_mhz into a quota; 0: unknown (cpu_mhz is refused).
+  int64_t core_mhz = 0;
+};
+
+// spec.resources (memory_mb, cpu_percent or cpu_mhz, pids) as cgroup limits. Errors name the
+// field, e.g. "resources.cpu_mhz: cannot enforce: this host's MHz per core is unknown".
+Result<CgroupLimits> LimitsFromSpec(const Json& spec, int64_t core_mhz);
+
 class ExecDriver : public Driver {
  public:
-  static Result<std::unique_ptr<ExecDriver>> Create();
+  static Result<std::unique_ptr<ExecDriver>> Create(ExecDriverOptions options = {});
   ~ExecDriver() override;
 
   std::string Name() const override { return "exec"; }
@@ -26,6 +43,7 @@ class ExecDriver : public Driver {
   Status Stop(const std::string& id, std::chrono::milliseconds grace, int signal) override;
   Status Destroy(const std::string& id, bool force) override;
   Result<TaskStatus> Inspect(const std::string& id) override;
+  Result<TaskStats> Stats(const std::string& id) override;
   Status Signal(const std::string& id, int signal) override;
   Result<ExecSessionPtr> Exec(const std::string& id, const ExecOptions& options,
                               ExecCallbacks callbacks) override;
@@ -39,15 +57,23 @@ class ExecDriver : public Driver {
     uint64_t start_ticks = 0;  // /proc/<pid>/stat field 22: with pid, the process identity
     std::string started_at;
     std::optional<ExitResult> exit;
+    std::shared_ptr<Cgroup> cgroup;  // null when cgroups are not usable here
+    std::optional<int64_t> memory_limit_bytes;
   };
 
-  ExecDriver() = default;
+  explicit ExecDriver(ExecDriverOptions options) : opts_(std::move(options)) {}
   void ReaperLoop();
+  // SIGKILLs everything of the task: its cgroup, or (without one) its process group.
+  Status KillTree(const std::string& id);
+  // Kills what is left in a finished task's group and removes the group.
+  static void ReleaseCgroup(const std::string& id, Cgroup* group);
   Status Track(const std::string& id, Task task);
   void OnPidfdReadable(int pidfd);
 
   int epfd_ = -1;
   int wake_fd_ = -1;
+  ExecDriverOptions opts_;
+  std::string cgroups_unusable_;  // why tasks run without a cgroup; empty when they have one
   std::thread reaper_;
   std::mutex mu_;
   std::condition_variable exited_cv_;

@@ -1,7 +1,10 @@
 // The exec driver with real processes: args/env/cwd, captured logs, exit codes, stopping the
 // whole process group, recovery by a new driver object, and refusing a recycled pid. Exec:
 // commands in a running task's environment and directory, with pipes or a terminal, stdin,
-// exit codes, and nothing left behind when a session is abandoned.
+// exit codes, and nothing left behind when a session is abandoned. Limits, for real through this
+// host's cgroups (root): an OOM kill reported, pids.max, a daemonized grandchild killed on Stop
+// (also after recovery), Stats, exec'd commands in the task's cgroup, and without usable cgroups
+// a clear refusal of limits.
 #include "runtimes/exec/exec_driver.h"
 
 #include <signal.h>
@@ -16,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "runtimes/exec/exec_session.h"
+#include "runtimes/process_testing.h"
 
 namespace mentat {
 namespace {
@@ -29,22 +33,6 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-bool Alive(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(f, stat)) return false;
-  return stat[stat.rfind(')') + 2] != 'Z';
-}
-
-bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return cond();
-}
-
 class ExecDriverTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -56,7 +44,14 @@ class ExecDriverTest : public ::testing::Test {
     ASSERT_TRUE(d);
     driver_ = std::move(*d);
   }
+  void TearDown() override {
+    // Every task's cgroup goes with it: nothing is left under /sys/fs/cgroup/*/mentat.
+    if (driver_) {
+      for (const auto& id : ids_) driver_->Destroy(id, /*force=*/true);
+    }
+  }
   TaskConfig Config(const std::string& id, const std::string& script) {
+    ids_.push_back(id);
     TaskConfig c;
     c.id = id;
     c.command = "/bin/sh";
@@ -65,6 +60,7 @@ class ExecDriverTest : public ::testing::Test {
     return c;
   }
   std::string dir_;
+  std::vector<std::string> ids_;
   std::unique_ptr<ExecDriver> driver_;
 };
 
@@ -204,7 +200,10 @@ class ExecSessionTest : public ExecDriverTest {
     ASSERT_TRUE(h) << h.error().ToString();
     task_pid_ = h->state["pid"];
   }
-  void TearDown() override { driver_->Stop("svc", 1s, SIGKILL); }
+  void TearDown() override {
+    driver_->Stop("svc", 1s, SIGKILL);
+    ExecDriverTest::TearDown();
+  }
   int task_pid_ = 0;
 };
 
@@ -314,6 +313,189 @@ TEST_F(ExecSessionTest, ErrorsNameTheProblem) {
   auto stopped = driver_->Exec("svc", o, c.Callbacks());
   ASSERT_FALSE(stopped);
   EXPECT_EQ(stopped.error().code(), Code::kNotFound);
+}
+
+TEST_F(ExecDriverTest, AMemoryHogIsOomKilledAndReportedSo) {
+  TaskConfig c = Config("oom", "");
+  // dd reads into one 256 MiB buffer: far over 32 MiB, and no swap to hide in.
+  c.command = "/bin/dd";
+  c.args = {"if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"};
+  c.spec = {{"resources", {{"memory_mb", 32}}}};
+  std::atomic<bool> handler_saw_oom{false};
+  driver_->SetExitHandler([&](const std::string& id, const ExitResult& r) {
+    if (id == "oom") handler_saw_oom = r.oom_killed;
+  });
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  ASSERT_TRUE(h->state.contains("cgroup"));
+  auto exit = driver_->Wait("oom", 10s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_TRUE((*exit)->oom_killed) << (*exit)->message;
+  EXPECT_EQ((*exit)->signal, SIGKILL);
+  EXPECT_EQ((*exit)->message,
+            "OOM-killed: exceeded its 32 MiB memory limit (killed by signal Killed)");
+  EXPECT_TRUE(handler_saw_oom);
+}
+
+TEST_F(ExecDriverTest, AnExitWithoutOomIsNotReportedAsOne) {
+  TaskConfig c = Config("fits", "exit 0");
+  c.spec = {{"resources", {{"memory_mb", 64}, {"cpu_percent", 50}, {"pids", 32}}}};
+  ASSERT_TRUE(driver_->Start(c));
+  auto exit = driver_->Wait("fits", 5s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_FALSE((*exit)->oom_killed);
+  EXPECT_EQ((*exit)->exit_code, 0);
+}
+
+TEST_F(ExecDriverTest, APidsLimitStopsForksAndTheExitSaysSo) {
+  // A fork bomb in slow motion: the shell and four sleeps fill 5 pids; the next fork fails,
+  // which a POSIX shell (dash) treats as fatal.
+  TaskConfig c = Config("pids", "i=0; while [ $i -lt 20 ]; do sleep 300 & i=$((i+1)); done; "
+                                "echo done; wait");
+  c.spec = {{"resources", {{"pids", 5}}}};
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto exit = driver_->Wait("pids", 5s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_EQ((*exit)->exit_code, 2);
+  EXPECT_EQ((*exit)->message, "exited with code 2; its pids limit refused 1 fork(s)");
+  EXPECT_NE(Slurp(c.task_dir + "/stderr.log").find("Cannot fork"), std::string::npos)
+      << Slurp(c.task_dir + "/stderr.log");
+  EXPECT_EQ(Slurp(c.task_dir + "/stdout.log"), "");
+  auto stats = driver_->Stats("pids");
+  ASSERT_TRUE(stats) << stats.error().ToString();
+  EXPECT_EQ(stats->pids_limit_hits, 1u);
+  // pids.current drops once the killed sleeps are reaped (by init: they are orphans).
+  EXPECT_TRUE(WaitFor([&] { return driver_->Stats("pids")->pids == 0; }, 5s))
+      << "the sleeps went with the shell: " << driver_->Stats("pids")->pids;
+}
+
+TEST_F(ExecDriverTest, StopKillsADaemonizedGrandchildEvenAfterRecovery) {
+  // Double fork and setsid: the daemon leaves the task's session and process group, and is
+  // reparented away from it. Only the cgroup still holds it.
+  TaskConfig c = Config("daemon", "(setsid sh -c 'sleep 300 & echo $! > daemon.pid' &); "
+                                  "exec sleep 300");
+  c.cwd = dir_;
+  c.spec = {{"resources", {{"memory_mb", 64}}}};
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  ASSERT_TRUE(WaitFor(
+      [&] { return Slurp(dir_ + "/daemon.pid").find('\n') != std::string::npos; }, 5s));
+  int daemon = std::stoi(Slurp(dir_ + "/daemon.pid"));
+  int pid = h->state["pid"];
+  ASSERT_TRUE(Alive(daemon));
+  EXPECT_NE(::getsid(daemon), ::getsid(pid)) << "the daemon escaped the task's session";
+  EXPECT_NE(::getpgid(daemon), pid) << "and its process group";
+  EXPECT_EQ(CgroupOf(daemon, "memory"), "/" + h->state["cgroup"].get<std::string>());
+
+  // A new driver (an agent restart) re-opens the cgroup from the handle.
+  driver_ = std::move(*ExecDriver::Create());
+  ASSERT_TRUE(driver_->Recover(*TaskHandle::FromJson(h->ToJson())));
+  ASSERT_TRUE(driver_->Stop("daemon", 300ms, SIGTERM));
+  EXPECT_FALSE(Alive(pid));
+  EXPECT_TRUE(WaitFor([&] { return !Alive(daemon); }, 2s)) << "the daemon survived Stop";
+  ASSERT_TRUE(driver_->Destroy("daemon", false));
+  std::string dir = "/sys/fs/cgroup/memory/" + h->state["cgroup"].get<std::string>();
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " is left behind";
+}
+
+TEST_F(ExecDriverTest, RecoveringATaskThatEndedUnwatchedRemovesItsCgroup) {
+  auto h = driver_->Start(Config("gone", "sleep 300"));
+  ASSERT_TRUE(h) << h.error().ToString();
+  int pid = h->state["pid"];
+  std::string dir = "/sys/fs/cgroup/memory/" + h->state["cgroup"].get<std::string>();
+  driver_.reset();  // the agent went away...
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);  // ...and the task ended meanwhile
+  ASSERT_TRUE(WaitFor([&] { return !Alive(pid); }, 5s));
+  ASSERT_EQ(::access(dir.c_str(), F_OK), 0) << "nobody has removed it yet";
+  driver_ = std::move(*ExecDriver::Create());
+  auto st = driver_->Recover(*TaskHandle::FromJson(h->ToJson()));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kNotFound);
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " outlived its task";
+}
+
+TEST_F(ExecDriverTest, StatsReadsTheTasksMemoryAndPids) {
+  // The shell holds ~8 MB in a variable while it sleeps.
+  TaskConfig c = Config("stats", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 300");
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  std::optional<TaskStats> last;
+  EXPECT_TRUE(WaitFor([&] {
+    auto s = driver_->Stats("stats");
+    if (s) last = *s;
+    return s && s->memory_bytes > 8000000 && s->pids >= 2;
+  }, 5s)) << (last ? std::to_string(last->memory_bytes) + " bytes, " +
+                           std::to_string(last->pids) + " pids"
+                     : "no stats");
+  EXPECT_GE(last->memory_peak_bytes, last->memory_bytes);
+  EXPECT_GT(last->cpu_usage_ns, 0u);
+  EXPECT_EQ(driver_->Stats("nope").error().code(), Code::kNotFound);
+  ASSERT_TRUE(driver_->Stop("stats", 1s, SIGTERM));
+}
+
+TEST_F(ExecSessionTest, AnExecdCommandRunsInTheTasksCgroup) {
+  Captured c;
+  ExecOptions o;
+  o.command = {"sh", "-c", "cat /proc/self/cgroup"};
+  auto s = driver_->Exec("svc", o, c.Callbacks());
+  ASSERT_TRUE(s) << s.error().ToString();
+  ASSERT_TRUE((*s)->Wait(5s));
+  std::string want = CgroupOf(task_pid_, "memory");
+  ASSERT_NE(want.find("/mentat/svc-"), std::string::npos) << want;
+  EXPECT_NE(c.Out().find("memory:" + want + "\n"), std::string::npos) << c.Out();
+}
+
+TEST_F(ExecDriverTest, WithoutUsableCgroupsLimitsAreRefusedByNameAndTasksStillRun) {
+  // What a non-root agent sees: no hierarchy it can write to.
+  ExecDriverOptions o;
+  o.cgroups = CgroupHost::V2(dir_ + "/no-cgroup-here");
+  driver_ = std::move(*ExecDriver::Create(std::move(o)));
+  TaskConfig limited = Config("limited", "exit 0");
+  limited.spec = {{"resources", {{"memory_mb", 64}}}};
+  auto h = driver_->Start(limited);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(h.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(h.error().message(),
+            "resources.memory_mb: cannot enforce: " + dir_ + "/no-cgroup-here does not exist");
+  TaskConfig plain = Config("plain", "exit 4");
+  ASSERT_TRUE(driver_->Start(plain));
+  auto exit = driver_->Wait("plain", 5s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_EQ((*exit)->exit_code, 4);
+  auto stats = driver_->Stats("plain");
+  ASSERT_FALSE(stats);
+  EXPECT_EQ(stats.error().code(), Code::kFailedPrecondition);
+  Json fp = driver_->Fingerprint();
+  EXPECT_EQ(fp["cgroups"]["usable"], false);
+  EXPECT_NE(fp["detail"].get<std::string>().find("without cgroups"), std::string::npos)
+      << fp.dump();
+}
+
+TEST_F(ExecDriverTest, FingerprintSaysWhichCgroupsWork) {
+  Json fp = driver_->Fingerprint();
+  EXPECT_EQ(fp["cgroups"]["version"], "v1") << fp.dump();
+  EXPECT_EQ(fp["cgroups"]["usable"], true);
+  EXPECT_EQ(fp["cgroups"]["controllers"]["memory"], "ok");
+  EXPECT_EQ(fp["cgroups"]["killAll"], "freezer");
+}
+
+TEST(LimitsFromSpecTest, TurnsResourcesIntoLimitsAndNamesWhatItCannotConvert) {
+  auto l =
+      LimitsFromSpec({{"resources", {{"memory_mb", 64}, {"cpu_percent", 50}, {"pids", 9}}}}, 0);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->memory_bytes, int64_t{64} << 20);
+  EXPECT_EQ(l->cpu_percent, 50);
+  EXPECT_EQ(l->pids_max, 9);
+  auto mhz = LimitsFromSpec({{"resources", {{"cpu_mhz", 1000}}}}, 2000);
+  ASSERT_TRUE(mhz);
+  EXPECT_EQ(mhz->cpu_percent, 50) << "1000 MHz of a 2000 MHz core";
+  auto unknown = LimitsFromSpec({{"resources", {{"cpu_mhz", 1000}}}}, 0);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().message().rfind("resources.cpu_mhz: cannot enforce", 0), 0u);
+  auto none = LimitsFromSpec(Json::object(), 0);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->memory_bytes || none->cpu_percent || none->pids_max);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "runtimes/exec/exec_session.h"
 
+#include "runtimes/cgroups/cgroups.h"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -272,7 +274,8 @@ Result<ProcessContext> ReadProcessContext(int pid) {
 }
 
 Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const ExecOptions& options,
-                                        ExecCallbacks callbacks) {
+                                        ExecCallbacks callbacks,
+                                        const std::vector<int>& cgroup_procs_fds) {
   if (options.command.empty() || options.command[0].empty()) {
     return InvalidArgument("exec: command is required");
   }
@@ -366,12 +369,13 @@ Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const Exe
   pid_t pid = ::fork();
   if (pid == 0) {
     // Child: async-signal-safe calls only.
+    // First the task's cgroup: nothing the command does from here on runs outside it.
+    int e = JoinCgroupInChild(cgroup_procs_fds);
     ::setsid();  // a session and process group of its own: killed as a whole
     ResetSignalsInChild();
-    int e = 0;
     if (tty) {
       // The terminal becomes the controlling terminal of the new session: job control, ^C.
-      if (::ioctl(child_out, TIOCSCTTY, 0) != 0) e = errno;
+      if (e == 0 && ::ioctl(child_out, TIOCSCTTY, 0) != 0) e = errno;
       ::dup2(child_out, 0);
       ::dup2(child_out, 1);
       ::dup2(child_out, 2);

@@ -41,7 +41,10 @@ int ChildExecError(int errpipe_read, pid_t pid);
 // Forks and execs `options.command` in `context`, in a new session (a process group of its own,
 // killed as a whole), with pipes or a pseudo-terminal. One thread per session pumps its output
 // to `callbacks` and reaps it.
+// `cgroup_procs_fds` (from Cgroup::OpenProcsFiles, may be empty): the child joins that cgroup
+// before exec, so the command counts against the task's limits and dies with its tree.
 Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const ExecOptions& options,
-                                        ExecCallbacks callbacks);
+                                        ExecCallbacks callbacks,
+                                        const std::vector<int>& cgroup_procs_fds = {});
 
 }  // namespace mentat

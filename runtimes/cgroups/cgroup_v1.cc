@@ -1,0 +1,251 @@
+// The cgroup v1 backend: one hierarchy per controller (memory, cpu, cpuacct, pids, freezer),
+// each possibly mounted on its own directory or co-mounted with others ("cpu,cpuacct"). A group
+// is the same relative path made in every hierarchy that is writable.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include "runtimes/cgroups/cgroup_fs.h"
+#include "runtimes/cgroups/cgroups.h"
+
+namespace mentat {
+namespace {
+
+namespace cfs = cgroupfs;
+using namespace std::chrono_literals;
+
+// The hierarchies a group joins: enforcement (memory, cpu, pids), accounting (cpuacct) and
+// the freezer, which stops a tree from forking while KillAll signals it.
+constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+
+class CgroupV1 : public Cgroup {
+ public:
+  // `dirs`: controller -> this group's directory in that controller's hierarchy.
+  CgroupV1(std::string path, std::map<std::string, std::string> dirs)
+      : path_(std::move(path)), dirs_(std::move(dirs)) {
+    std::set<std::string> unique;
+    for (auto& [c, d] : dirs_) {
+      if (unique.insert(d).second) hierarchies_.push_back(d);
+    }
+  }
+
+  const std::string& path() const override { return path_; }
+
+  Status AddProcess(pid_t pid) override {
+    for (const auto& d : hierarchies_) {
+      MT_RETURN_IF_ERROR(cfs::Write(d + "/cgroup.procs", std::to_string(pid)));
+    }
+    return {};
+  }
+
+  Result<std::vector<int>> OpenProcsFiles() override {
+    std::vector<int> fds;
+    for (const auto& d : hierarchies_) {
+      std::string f = d + "/cgroup.procs";
+      int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) {
+        int e = errno;
+        for (int x : fds) ::close(x);
+        return ErrnoError("opening " + f, e);
+      }
+      fds.push_back(fd);
+    }
+    return fds;
+  }
+
+  Result<std::vector<pid_t>> Pids() override {
+    std::set<pid_t> all;
+    for (const auto& d : hierarchies_) {
+      auto pids = cfs::ReadPids(d + "/cgroup.procs");
+      if (!pids && pids.error().code() == Code::kNotFound) continue;  // removed meanwhile
+      if (!pids) return std::unexpected(pids.error());
+      all.insert(pids->begin(), pids->end());
+    }
+    return std::vector<pid_t>(all.begin(), all.end());
+  }
+
+  Result<CgroupStats> Stats() override {
+    CgroupStats s;
+    if (auto d = Dir("memory")) {
+      MT_ASSIGN_OR_RETURN(auto cur, cfs::ReadUint(*d + "/memory.usage_in_bytes"));
+      MT_ASSIGN_OR_RETURN(auto peak, cfs::ReadUint(*d + "/memory.max_usage_in_bytes"));
+      s.memory_bytes = cur.value_or(0);
+      s.memory_peak_bytes = peak.value_or(0);
+    }
+    if (auto d = Dir("cpuacct")) {
+      MT_ASSIGN_OR_RETURN(auto ns, cfs::ReadUint(*d + "/cpuacct.usage"));
+      s.cpu_usage_ns = ns.value_or(0);
+    }
+    if (auto d = Dir("pids")) {
+      MT_ASSIGN_OR_RETURN(auto n, cfs::ReadUint(*d + "/pids.current"));
+      s.pids = n.value_or(0);
+      // "max N" in pids.events: how many forks pids.max refused.
+      s.pids_limit_hits = cfs::ReadKey(*d + "/pids.events", "max").value_or(0);
+    } else {
+      MT_ASSIGN_OR_RETURN(auto pids, Pids());
+      s.pids = pids.size();
+    }
+    return s;
+  }
+
+  Result<uint64_t> OomKills() override {
+    auto d = Dir("memory");
+    if (!d) return uint64_t{0};
+    // "oom_kill N" is in memory.oom_control since Linux 4.13.
+    auto n = cfs::ReadKey(*d + "/memory.oom_control", "oom_kill");
+    if (!n && n.error().code() == Code::kNotFound && cfs::Exists(*d)) {
+      return FailedPrecondition("this kernel does not count OOM kills in memory.oom_control");
+    }
+    return n;
+  }
+
+  Status KillAll() override {
+    auto freezer = Dir("freezer");
+    if (freezer) {
+      // Frozen, the tree cannot fork between our read of its members and the signals.
+      // Frozen tasks die only once thawed, so thaw right after signalling.
+      if (cfs::Write(*freezer + "/freezer.state", "FROZEN")) {
+        auto end = std::chrono::steady_clock::now() + 1s;
+        while (std::chrono::steady_clock::now() < end) {
+          auto state = cfs::Read(*freezer + "/freezer.state");
+          if (!state || state->rfind("FROZEN", 0) == 0) break;
+          std::this_thread::sleep_for(1ms);
+        }
+        if (auto pids = Pids()) {
+          for (pid_t p : *pids) ::kill(p, SIGKILL);
+        }
+        cfs::Write(*freezer + "/freezer.state", "THAWED");
+      }
+    }
+    return cfs::KillUntilEmpty([this] { return Pids(); }, 5s, "killing cgroup " + path_);
+  }
+
+  Status Destroy() override {
+    for (const auto& d : hierarchies_) MT_RETURN_IF_ERROR(cfs::RemoveDir(d));
+    return {};
+  }
+
+ private:
+  std::optional<std::string> Dir(const std::string& controller) const {
+    auto it = dirs_.find(controller);
+    if (it == dirs_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  std::string path_;
+  std::map<std::string, std::string> dirs_;
+  std::vector<std::string> hierarchies_;  // distinct directories, in a fixed order
+};
+
+class CgroupV1Backend : public CgroupHost {
+ public:
+  explicit CgroupV1Backend(std::map<std::string, std::string> mounts)
+      : mounts_(std::move(mounts)) {}
+
+  std::string Version() const override { return "v1"; }
+
+  Status Usable(CgroupController c) const override { return UsableByName(ControllerName(c)); }
+
+  Status UsableForTracking() const override {
+    for (const char* c : {"freezer", "memory", "pids", "cpu", "cpuacct"}) {
+      if (UsableByName(c)) return {};
+    }
+    return FailedPrecondition("no cgroup v1 hierarchy (memory, cpu, pids, freezer) is writable");
+  }
+
+  Json Describe() const override {
+    Json controllers = DescribeControllers();
+    return {{"version", "v1"},
+            {"controllers", controllers},
+            {"killAll", UsableByName("freezer") ? "freezer" : "signal loop"}};
+  }
+
+  Result<CgroupPtr> Create(const std::string& path, const CgroupLimits& limits) override {
+    MT_RETURN_IF_ERROR(cfs::CheckGroupPath(path));
+    MT_RETURN_IF_ERROR(CheckUsable(limits));
+
+    std::map<std::string, std::string> dirs;
+    std::vector<std::string> made;
+    auto fail = [&](Error e) -> Result<CgroupPtr> {
+      for (auto it = made.rbegin(); it != made.rend(); ++it) cfs::RemoveDir(*it);
+      return std::unexpected(std::move(e));
+    };
+    for (const char* c : kControllers) {
+      if (!UsableByName(c)) continue;
+      const std::string& mount = mounts_.at(c);
+      if (auto st = cfs::MakeDirs(mount, path, &made); !st) return fail(st.error());
+      dirs[c] = mount + "/" + path;
+    }
+    auto group = std::make_unique<CgroupV1>(path, dirs);
+    if (auto st = cfs::CheckVacant(path, group->Pids()); !st) return fail(st.error());
+    if (limits.memory_bytes) {
+      const std::string& d = dirs.at("memory");
+      std::string bytes = std::to_string(*limits.memory_bytes);
+      // memory+swap must stay >= memory: lift it, set memory, then pin memory+swap to the same
+      // value so the limit is met by reclaim and the OOM killer, never by swapping.
+      bool memsw = cfs::Exists(d + "/memory.memsw.limit_in_bytes");
+      if (memsw) {
+        if (auto st = cfs::Write(d + "/memory.memsw.limit_in_bytes", "-1"); !st)
+          return fail(st.error());
+      }
+      if (auto st = cfs::Write(d + "/memory.limit_in_bytes", bytes); !st) return fail(st.error());
+      if (memsw) {
+        if (auto st = cfs::Write(d + "/memory.memsw.limit_in_bytes", bytes); !st)
+          return fail(st.error());
+      }
+    }
+    if (limits.cpu_percent) {
+      const std::string& d = dirs.at("cpu");
+      if (auto st = cfs::Write(d + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs)); !st) {
+        return fail(st.error());
+      }
+      if (auto st =
+              cfs::Write(d + "/cpu.cfs_quota_us", std::to_string(CpuQuotaUs(*limits.cpu_percent)));
+          !st) {
+        return fail(st.error());
+      }
+    }
+    if (limits.pids_max) {
+      if (auto st = cfs::Write(dirs.at("pids") + "/pids.max", std::to_string(*limits.pids_max));
+          !st) {
+        return fail(st.error());
+      }
+    }
+    return CgroupPtr(std::move(group));
+  }
+
+  Result<CgroupPtr> Open(const std::string& path) override {
+    MT_RETURN_IF_ERROR(cfs::CheckGroupPath(path));
+    std::map<std::string, std::string> dirs;
+    for (const char* c : kControllers) {
+      auto it = mounts_.find(c);
+      if (it == mounts_.end()) continue;
+      std::string d = it->second + "/" + path;
+      if (cfs::Exists(d)) dirs[c] = d;
+    }
+    if (dirs.empty()) return NotFound("cgroup " + path + " does not exist");
+    return CgroupPtr(std::make_unique<CgroupV1>(path, std::move(dirs)));
+  }
+
+ private:
+  Status UsableByName(const std::string& c) const {
+    auto it = mounts_.find(c);
+    if (it == mounts_.end())
+      return FailedPrecondition("the cgroup v1 " + c + " controller is not mounted");
+    return cfs::Writable(it->second);
+  }
+
+  std::map<std::string, std::string> mounts_;
+};
+
+}  // namespace
+
+std::unique_ptr<CgroupHost> CgroupHost::V1(std::map<std::string, std::string> mounts) {
+  return std::make_unique<CgroupV1Backend>(std::move(mounts));
+}
+
+}  // namespace mentat
