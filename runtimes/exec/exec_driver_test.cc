@@ -8,11 +8,12 @@
 #include "runtimes/exec/exec_driver.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <mutex>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -407,6 +408,14 @@ TEST_F(ExecDriverTest, RecoveringATaskThatEndedUnwatchedRemovesItsCgroup) {
   driver_.reset();  // the agent went away...
   ASSERT_EQ(::kill(pid, SIGKILL), 0);  // ...and the task ended meanwhile
   ASSERT_TRUE(WaitFor([&] { return !Alive(pid); }, 5s));
+  // With the driver gone nobody reaps it (this test process is its parent, as the agent is), and
+  // a zombie may stay listed in the group: reap it, as init does once the agent has exited.
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    std::ifstream procs(dir + "/cgroup.procs");
+    std::string line;
+    return !std::getline(procs, line);
+  }, 5s)) << dir << " still has a member";
   ASSERT_EQ(::access(dir.c_str(), F_OK), 0) << "nobody has removed it yet";
   driver_ = std::move(*ExecDriver::Create());
   auto st = driver_->Recover(*TaskHandle::FromJson(h->ToJson()));
