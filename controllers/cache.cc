@@ -24,8 +24,6 @@ Status ObjectCache::Fill(Store* store) {
       auto& objs = objects_[kind];
       auto current = objs.find(key);
       if (current != objs.end() && ResourceVersionOf(*current->second) >= ResourceVersionOf(obj)) continue;
-      auto d = deleted_at_.find(kind + "/" + key);
-      if (d != deleted_at_.end() && d->second > list.revision) continue;
       Put(kind, key, std::make_shared<const Json>(std::move(obj)));
     }
     // Gone by the list's revision, unless the cache has seen it written since.
@@ -48,10 +46,8 @@ void ObjectCache::Apply(const WatchEvent& ev) {
   auto it = objs.find(key);
   if (it != objs.end() && ResourceVersionOf(*it->second) >= ev.revision) return;
   if (ev.type == EventType::kDeleted) {
-    deleted_at_[kind + "/" + key] = ev.revision;
     Erase(kind, key);
   } else {
-    deleted_at_.erase(kind + "/" + key);
     Put(kind, key, std::make_shared<const Json>(ev.object));
   }
 }

@@ -2,8 +2,9 @@
 // memory from one list and the watch that follows, so a reconcile reads maps instead of
 // parsing the store. Allocations are also indexed by their service. Events are applied only
 // when newer than what the cache holds (by resourceVersion), so a list and a watch that
-// overlap, or a re-list after the watch broke, never move an object backwards or resurrect a
-// deleted one.
+// overlap, or a re-list after the watch broke, never move an object backwards. Fill and Apply
+// run on the manager's watch thread, and each list is taken after its watch began, so a list
+// is never older than a deletion the cache has applied.
 //
 // A cache lags the store by the time its watch takes to deliver: controllers read it, write
 // to the store conditionally, and are woken again by the events of their own writes.
@@ -51,9 +52,6 @@ class ObjectCache {
   mutable std::shared_mutex mu_;
   std::map<std::string, std::map<std::string, ObjectPtr>> objects_;  // kind -> "ns/name" -> obj
   std::map<std::string, std::set<std::string>> by_service_;          // "ns/service" -> keys
-  // Deletions seen, by key, with their revision: a list older than a deletion does not
-  // bring the object back.
-  std::map<std::string, int64_t> deleted_at_;
 };
 
 }  // namespace mentat

@@ -25,20 +25,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-uint64_t Fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-std::string SpecHash(const Json& task_spec) {
-  char buf[17];
-  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(Fnv1a(task_spec.dump())));
-  return buf;
-}
+// A change detector for a task's spec (not a security hash).
+std::string SpecHash(const Json& task_spec) { return ContentHash(task_spec); }
 
 std::string KeyOfAlloc(const Json& alloc) { return NamespaceOf(alloc) + "/" + NameOf(alloc); }
 
