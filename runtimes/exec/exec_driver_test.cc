@@ -401,7 +401,8 @@ TEST_F(ExecDriverTest, StopKillsADaemonizedGrandchildEvenAfterRecovery) {
 }
 
 TEST_F(ExecDriverTest, RecoveringATaskThatEndedUnwatchedRemovesItsCgroup) {
-  auto h = driver_->Start(Config("gone", "sleep 300"));
+  // exec: dash forks a lone command, and a SIGKILLed shell would leave its sleep in the group.
+  auto h = driver_->Start(Config("gone", "exec sleep 300"));
   ASSERT_TRUE(h) << h.error().ToString();
   int pid = h->state["pid"];
   std::string dir = "/sys/fs/cgroup/memory/" + h->state["cgroup"].get<std::string>();
