@@ -297,6 +297,8 @@ TEST(Forms, CpuQuantities) {
   EXPECT_EQ(SpecOf(head + "resources:\n  cpu: 2\n")["resources"]["cpu_percent"], 200);
   EXPECT_EQ(SpecOf(head + "resources:\n  cpu_mhz: 2000\n")["resources"]["cpu_mhz"], 2000);
   EXPECT_EQ(SpecOf(head + "max_pids: 32\n")["resources"]["pids"], 32);
+  EXPECT_EQ(SpecOf(head + "logs:\n  max_file_mb: 5\n  max_files: 0\n")["logs"],
+            Json::parse(R"({"max_file_mb":5,"max_files":0})"));
 }
 
 TEST(Forms, PortsAndVolumesAtTopLevelOrUnderConfig) {
@@ -409,6 +411,9 @@ TEST(Rules, EachRuleNamesItsFieldAndLine) {
       {"name: web\ndriver: exec\ncommand: /a\ncwd: relative\n", "cwd", 4, "absolute"},
       {"name: web\ndriver: sandbox\nbase: node20\ncommand: /a\n", "base", 3, "did you mean \"node22\""},
       {"name: web\ndriver: exec\ncommand: /a\ncount: 1001\n", "count", 4, "out of range"},
+      {"name: web\ndriver: exec\ncommand: /a\nlogs:\n  max_file_mb: 0\n", "logs.max_file_mb", 5, "out of range"},
+      {"name: web\ndriver: exec\ncommand: /a\nlogs:\n  max_size: 10\n", "logs.max_size", 5, "unknown field"},
+      {"name: web\ndriver: exec\ncommand: /a\nlogs: 10m\n", "logs", 4, "must be a map"},
       {"name: web\ndriver: exec\ncommand: /a\nsecurity:\n  profile: Not_A_Name\n", "security.profile", 5, "not a profile name"},
   };
   for (const auto& c : cases) {

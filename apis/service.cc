@@ -20,7 +20,7 @@ const std::vector<std::string>& SpecFields() {
       "command", "args",     "env",         "cwd",     "user",      "port",     "ports",
       "volumes", "resources", "memory",     "memory_mb", "cpu",     "cpu_percent", "cpu_mhz",
       "disk_mb", "max_pids", "pids",        "vcpus",   "security",  "deploy",   "ingress",
-      "restart", "manifest", "binary",      "adopt",   "checks",
+      "restart", "manifest", "binary",      "adopt",   "checks",    "logs",
   };
   return f;
 }
@@ -540,6 +540,28 @@ class Normalizer {
     return out;
   }
 
+  // Log rotation: {max_file_mb, max_files}; what is absent comes from the agent's defaults.
+  Json Logs(const Json& l, const std::string& path) {
+    Json out = Json::object();
+    if (!l.is_object()) {
+      Fail(path, "must be a map, e.g. {max_file_mb: 10, max_files: 3}");
+      return out;
+    }
+    static const std::vector<std::string> keys = {"max_file_mb", "max_files"};
+    for (auto it = l.begin(); it != l.end(); ++it) {
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+        Unknown(path + "." + it.key(), it.key(), keys);
+      }
+    }
+    if (l.contains("max_file_mb")) {
+      if (auto v = Int(l["max_file_mb"], path + ".max_file_mb", 1, 1 << 20)) out["max_file_mb"] = *v;
+    }
+    if (l.contains("max_files")) {
+      if (auto v = Int(l["max_files"], path + ".max_files", 0, 100)) out["max_files"] = *v;
+    }
+    return out;
+  }
+
   Json Deploy(const Json& d, const std::string& path) {
     Json out = Json::object();
     if (!d.is_object()) {
@@ -898,6 +920,7 @@ class Normalizer {
     if (fields.contains("security")) out["security"] = Security(fields["security"], src["security"]);
     if (fields.contains("deploy")) out["deploy"] = Deploy(fields["deploy"], src["deploy"]);
     if (fields.contains("ingress")) out["ingress"] = Ingress(fields["ingress"], src["ingress"]);
+    if (fields.contains("logs")) out["logs"] = Logs(fields["logs"], src["logs"]);
     if (fields.contains("checks")) {
       out["checks"] = Checks(fields["checks"], src["checks"], out.value("port", Json()));
     }

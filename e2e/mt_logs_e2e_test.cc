@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 
 #include <ctime>
+#include <filesystem>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -139,6 +141,83 @@ TEST(MtLogs, SinceAPointInTimeShowsExactlyWhatCameAfter) {
   auto [code, body] = HttpGet(agent_port, "/v1/allocations/phases-0/logs?since=2026-13-99");
   EXPECT_EQ(code, 400) << body;
   EXPECT_NE(body.find("\"field\":\"since\""), std::string::npos) << body;
+}
+
+// The numbers of "n <i> ..." lines, in order (a "[alloc] " prefix is ignored).
+std::vector<long> Numbers(const std::string& text) {
+  std::vector<long> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    auto at = line.find("n ");
+    if (at == std::string::npos || (at != 0 && line[at - 1] != ' ')) continue;
+    out.push_back(std::atol(line.c_str() + at + 2));
+  }
+  return out;
+}
+
+TEST(MtLogs, RotationBoundsDiskAndFollowersMissNothing) {
+  std::string dir = TempDir("mt-logs-rotate");
+  int port = FreePort();
+  auto server = StartServer(port, dir + "/data", dir + "/server.log", {"--dev", "--node-name", "rot-node"});
+  ASSERT_TRUE(server);
+  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
+  auto mt = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), Runfile("cmd/mt/mt"));
+    return RunCommand(args, env);
+  };
+  // 100,000 lines of 70 bytes (about 7 MB) in bursts, once the test says go; rotated past 1 MB.
+  const long kLines = 100000;
+  WriteFile(dir + "/rot.yaml",
+            "name: rot\ndriver: exec\ncommand: /bin/sh\nlogs:\n  max_file_mb: 1\n  max_files: 2\n"
+            "args: [\"-c\", \"echo ready; while [ ! -f " + dir + "/go ]; do sleep 0.05; done; i=0; "
+            "while [ $i -lt " + std::to_string(kLines) + " ]; do "
+            "echo \\\"n $i of the output that must all arrive in order, padded to seventy\\\"; i=$((i+1)); "
+            "if [ $((i % 2000)) -eq 0 ]; then sleep 0.05; fi; done; echo done; exec sleep 600\"]\n");
+  ASSERT_EQ(mt({"apply", "-f", dir + "/rot.yaml"}).exit_code, 0);
+  ASSERT_EQ(mt({"wait", "--for=condition=Ready", "service/rot", "--timeout=30s"}).exit_code, 0);
+  Process follow({"/usr/bin/env", env[0], env[1], Runfile("cmd/mt/mt"), "logs", "rot-0", "-f"},
+                 dir + "/follow.out");
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir + "/follow.out").find("ready\n") != std::string::npos; }, 10s));
+  WriteFile(dir + "/go", "");
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir + "/follow.out").find("done\n") != std::string::npos; }, 60s))
+      << "the follower stopped at " << ReadFile(dir + "/follow.out").substr(std::max<size_t>(ReadFile(dir + "/follow.out").size(), 200) - 200);
+
+  // Every line, once, in order, although the log rotated several times under the follower.
+  auto followed = Numbers(ReadFile(dir + "/follow.out"));
+  ASSERT_EQ(followed.size(), static_cast<size_t>(kLines));
+  for (long i = 0; i < kLines; ++i) {
+    ASSERT_EQ(followed[i], i) << "line " << i << " of the followed output";
+  }
+
+  // On disk: the live part shrinks to the limit at the next sample; two archives of at most
+  // the limit; nothing older.
+  namespace fs = std::filesystem;
+  std::string log = dir + "/data/agent/tasks/default.rot-0/stdout.log";
+  auto disk = [&] {
+    struct stat st {};
+    ::stat(log.c_str(), &st);
+    return static_cast<int64_t>(st.st_blocks) * 512;
+  };
+  EXPECT_TRUE(WaitFor([&] { return disk() <= (1 << 20) + (64 << 10); }, 10s)) << disk() << " bytes on disk";
+  EXPECT_GT(fs::file_size(log), 6000000u) << "offsets count every byte written";
+  EXPECT_LE(fs::file_size(log + ".1"), 1u << 20);
+  EXPECT_LE(fs::file_size(log + ".2"), 1u << 20);
+  EXPECT_FALSE(fs::exists(log + ".3"));
+
+  // --tail reads the end; a plain read shows all that is kept, from a whole line, gap-free.
+  auto tail = mt({"logs", "rot-0", "--tail", "2"});
+  EXPECT_EQ(Numbers(tail.out), std::vector<long>{kLines - 1}) << tail.out;
+  EXPECT_NE(tail.out.find("\ndone\n"), std::string::npos) << tail.out;
+  auto all = mt({"logs", "rot-0"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  auto kept = Numbers(all.out);
+  ASSERT_GT(kept.size(), 20000u) << "about 3 MB should be kept";
+  EXPECT_EQ(all.out.rfind("n ", 0), 0u) << all.out.substr(0, 100);
+  for (size_t i = 1; i < kept.size(); ++i) {
+    ASSERT_EQ(kept[i], kept[i - 1] + 1) << "a gap in what is kept";
+  }
+  EXPECT_EQ(kept.back(), kLines - 1);
+  EXPECT_TRUE(follow.Running());
 }
 
 }  // namespace

@@ -42,10 +42,22 @@ int main(int argc, char** argv) {
                  "how often the node's status is posted (the server's --node-heartbeat-timeout "
                  "must be a few of these)")
       ->capture_default_str();
+  int log_max_file_mb = 10;
+  app.add_option("--log-max-file-mb", log_max_file_mb,
+                 "rotate a task's stdout.log or stderr.log past this many megabytes, unless its "
+                 "spec sets logs.max_file_mb")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--log-max-files", opts.logs.max_files,
+                 "rotated files kept per stream (stdout.log.1 .. .N), unless the spec sets "
+                 "logs.max_files")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
+  opts.logs.max_file_bytes = static_cast<int64_t>(log_max_file_mb) << 20;
   if (auto d = mentat::ParseDuration(heartbeat); d && d->count() > 0) {
     opts.heartbeat = *d;
   } else {

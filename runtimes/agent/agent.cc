@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -29,6 +30,18 @@ namespace {
 std::string SpecHash(const Json& task_spec) { return ContentHash(task_spec); }
 
 std::string KeyOfAlloc(const Json& alloc) { return NamespaceOf(alloc) + "/" + NameOf(alloc); }
+
+// The spec's (or a persisted handle's) `logs: {max_file_mb, max_files}` over the agent's defaults.
+LogLimits LogLimitsFor(const Json& logs, LogLimits limits) {
+  if (!logs.is_object()) return limits;
+  if (auto mb = logs.find("max_file_mb"); mb != logs.end() && mb->is_number_integer() && *mb > 0) {
+    limits.max_file_bytes = mb->get<int64_t>() << 20;
+  }
+  if (auto n = logs.find("max_files"); n != logs.end() && n->is_number_integer() && *n >= 0) {
+    limits.max_files = n->get<int>();
+  }
+  return limits;
+}
 
 
 std::string HostName() {
@@ -184,6 +197,7 @@ void Agent::RecoverHandles() {
     t.spec_hash = j.value("specHash", "");
     t.port = j.value("port", 0);
     t.checks_spec = j.value("checks", Json{{"port", t.port}});
+    t.logs = LogLimitsFor(j.value("logs", Json()), opts_.logs);
     t.restart_policy = j.value("restart", "always");
     t.restarts = j.value("restarts", 0);
     t.pid = handle->state.value("pid", 0);
@@ -361,7 +375,8 @@ Status Agent::WriteHandle(const std::string& key, const LocalTask& t) {
   fs::create_directories(dir, ec);
   Json j = {{"key", key},          {"handle", t.handle.ToJson()}, {"allocUid", t.alloc_uid},
             {"specHash", t.spec_hash}, {"port", t.port},          {"restart", t.restart_policy},
-            {"restarts", t.restarts}, {"checks", t.checks_spec}};
+            {"restarts", t.restarts}, {"checks", t.checks_spec},
+            {"logs", {{"max_file_mb", t.logs.max_file_bytes >> 20}, {"max_files", t.logs.max_files}}}};
   // Write-then-rename so a crash never leaves a torn handle.
   std::string tmp = dir + "/handle.json.tmp";
   {
@@ -478,6 +493,7 @@ Status Agent::Reconcile(const std::string& key) {
     t.port = spec->port;
     t.checks_spec = {{"port", spec->port}};
     if (task_spec.contains("checks")) t.checks_spec["checks"] = task_spec["checks"];
+    t.logs = LogLimitsFor(task_spec.value("logs", Json()), opts_.logs);
     t.restart_policy = spec->restart;
     task_it = tasks_.emplace(key, std::move(t)).first;
   }
@@ -629,24 +645,11 @@ std::string LastLines(const std::string& text, long lines) {
   return lines == 0 ? "" : text;
 }
 
-// Reads `path` from `offset` to its end; a file that shrank (a new allocation in the slot, or
-// a rotation) is read from its start again.
-std::string ReadFrom(const std::string& path, off_t* offset) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
-  struct stat st {};
-  fstat(fd, &st);
-  if (st.st_size < *offset) *offset = 0;
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::pread(fd, buf, sizeof(buf), *offset);
-    if (n <= 0) break;
-    out.append(buf, n);
-    *offset += n;
-    if (out.size() > (8 << 20)) break;  // the rest on the next read
-  }
-  ::close(fd);
+// Reads `path` from `offset` on, across rotations (log_rotate.h).
+std::string ReadFrom(const std::string& path, off_t* offset, size_t limit = 8 << 20) {
+  int64_t at = *offset;
+  std::string out = ReadLog(path, &at, limit);
+  *offset = static_cast<off_t>(at);
   return out;
 }
 
@@ -778,6 +781,7 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   }
   off_t offset = 0;
   std::string first;
+  const bool follow = req.Param("follow") == "true";
   if (req.HasParam("offset")) {
     offset = std::atoll(req.Param("offset").c_str());
     first = ReadFrom(path, &offset);
@@ -786,15 +790,19 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
     offset = LogOffsetSince(path, TaskDir(*key) + "/" + stream + ".idx", *since_ms);
     first = ReadFrom(path, &offset);
     first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
+  } else if (req.HasParam("tail")) {
+    int64_t end = 0;
+    first = ReadLogTail(path, std::atol(req.Param("tail").c_str()), &end);
+    offset = static_cast<off_t>(end);
   } else {
-    first = ReadFrom(path, &offset);
-    first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
+    // All that is kept: rotation bounds it (log_rotate.h).
+    first = ReadFrom(path, &offset, follow ? (8u << 20) : (256u << 20));
   }
   res.content_type = "text/plain; charset=utf-8";
   // Where in the file the body starts: a client that reconnects asks for ?offset= the byte
   // after the last one it received, and loses nothing.
   res.headers.emplace_back("X-Log-Start", std::to_string(offset - static_cast<off_t>(first.size())));
-  if (req.Param("follow") != "true") {
+  if (!follow) {
     res.body = std::move(first);
     return;
   }
@@ -813,17 +821,23 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
 }
 
 void Agent::SampleLogs() {
-  std::vector<std::string> dirs;
+  std::vector<std::pair<std::string, LogLimits>> dirs;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [key, t] : tasks_) dirs.push_back(TaskDir(key));
+    for (const auto& [key, t] : tasks_) dirs.emplace_back(TaskDir(key), t.logs);
   }
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  for (const auto& dir : dirs) {
+  for (const auto& [dir, limits] : dirs) {
     for (const char* stream : {"stdout", "stderr"}) {
-      SampleLogSize(dir + "/" + stream + ".log", dir + "/" + stream + ".idx", now_ms);
+      std::string log = dir + "/" + stream + ".log", index = dir + "/" + stream + ".idx";
+      SampleLogSize(log, index, now_ms);
+      if (auto rotated = RotateLog(log, index, limits); !rotated) {
+        spdlog::warn("agent: {}", rotated.error().message());
+      } else if (*rotated) {
+        spdlog::debug("agent: rotated {}", log);
+      }
     }
   }
 }

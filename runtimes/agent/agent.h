@@ -18,6 +18,7 @@
 #include "controllers/workqueue.h"
 #include "runtimes/agent/exec_sessions.h"
 #include "runtimes/agent/health.h"
+#include "runtimes/agent/log_rotate.h"
 #include "runtimes/driver.h"
 
 namespace mentat {
@@ -39,6 +40,8 @@ struct AgentOptions {
   std::string tls_cert, tls_key;
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds heartbeat{5000};
+  // Log rotation for tasks whose spec has no `logs` (log_rotate.h).
+  LogLimits logs;
 };
 
 class Agent {
@@ -62,6 +65,7 @@ class Agent {
     int64_t generation = 1;
     int port = 0;
     Json checks_spec = Json::object();  // {port, checks} of the spec: persisted for recovery
+    LogLimits logs;
     std::vector<CheckState> checks;     // Ready needs every one passing
     std::string restart_policy = "always";
     bool running = false;
