@@ -36,6 +36,8 @@ void CloseAll(std::vector<int>& fds) {
   fds.clear();
 }
 
+constexpr char kDefaultTaskPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 }  // namespace
 
 Result<CgroupLimits> LimitsFromSpec(const Json& spec, int64_t core_mhz) {
@@ -62,6 +64,17 @@ Result<CgroupLimits> LimitsFromSpec(const Json& spec, int64_t core_mhz) {
   return limits;
 }
 
+std::vector<std::string> EnvStrings(const std::vector<EnvVar>& env) {
+  std::vector<std::string> out;
+  bool has_path = false;
+  for (const auto& e : env) {
+    out.push_back(e.name + "=" + e.value);
+    has_path |= e.name == "PATH";
+  }
+  if (!has_path) out.push_back(std::string("PATH=") + kDefaultTaskPath);
+  return out;
+}
+
 std::optional<uint64_t> ProcessStartTicks(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;
@@ -82,46 +95,55 @@ std::optional<uint64_t> ProcessStartTicks(int pid) {
 }
 
 Result<std::unique_ptr<ExecDriver>> ExecDriver::Create(ExecDriverOptions options) {
-  if (!options.cgroups) options.cgroups = CgroupHost::Probe();
   std::unique_ptr<ExecDriver> d(new ExecDriver(std::move(options)));
-  CgroupHost& cg = *d->opts_.cgroups;
-  if (auto st = cg.UsableForTracking(); !st) {
-    d->cgroups_unusable_ = st.error().message();
-    spdlog::warn("exec: cgroups are not usable ({}): tasks run without limits and stop by "
-                 "process group only; a task that asks for resources fails to start",
-                 d->cgroups_unusable_);
-  } else {
-    for (auto c : {CgroupController::kMemory, CgroupController::kCpu, CgroupController::kPids}) {
-      if (auto u = cg.Usable(c); !u) {
-        spdlog::warn("exec: cgroup {} limits cannot be enforced ({}); tasks asking for them fail "
-                     "to start",
-                     ControllerName(c), u.error().message());
-      }
-    }
-    spdlog::info("exec: tasks run in cgroup {} groups under {}", cg.Version(),
-                 d->opts_.cgroup_parent);
-  }
-  d->epfd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (d->epfd_ < 0) return ErrnoError("epoll_create1", errno);
-  d->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (d->wake_fd_ < 0) return ErrnoError("eventfd", errno);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = d->wake_fd_;
-  epoll_ctl(d->epfd_, EPOLL_CTL_ADD, d->wake_fd_, &ev);
-  d->reaper_ = std::thread([p = d.get()] { p->ReaperLoop(); });
+  MT_RETURN_IF_ERROR(d->Init());
   return d;
 }
 
-ExecDriver::~ExecDriver() {
+Status ExecDriver::Init() {
+  if (!opts_.cgroups) opts_.cgroups = CgroupHost::Probe();
+  CgroupHost& cg = *opts_.cgroups;
+  if (auto st = cg.UsableForTracking(); !st) {
+    cgroups_unusable_ = st.error().message();
+    spdlog::warn("{}: cgroups are not usable ({}): tasks run without limits and stop by "
+                 "process group only; a task that asks for resources fails to start",
+                 Name(), cgroups_unusable_);
+  } else {
+    for (auto c : {CgroupController::kMemory, CgroupController::kCpu, CgroupController::kPids}) {
+      if (auto u = cg.Usable(c); !u) {
+        spdlog::warn("{}: cgroup {} limits cannot be enforced ({}); tasks asking for them fail "
+                     "to start",
+                     Name(), ControllerName(c), u.error().message());
+      }
+    }
+    spdlog::info("{}: tasks run in cgroup {} groups under {}", Name(), cg.Version(),
+                 opts_.cgroup_parent);
+  }
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return ErrnoError("epoll_create1", errno);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) return ErrnoError("eventfd", errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  reaper_ = std::thread([this] { ReaperLoop(); });
+  return {};
+}
+
+void ExecDriver::StopReaper() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   uint64_t one = 1;
-  if (::write(wake_fd_, &one, sizeof(one)) < 0) {
+  if (wake_fd_ >= 0 && ::write(wake_fd_, &one, sizeof(one)) < 0) {
   }
   if (reaper_.joinable()) reaper_.join();
+}
+
+ExecDriver::~ExecDriver() {
+  StopReaper();
   // Tasks keep running: the driver going away (agent restart) must not stop workloads.
   for (auto& [id, t] : tasks_) {
     if (t.pidfd >= 0) ::close(t.pidfd);
@@ -160,7 +182,7 @@ void ExecDriver::ReleaseCgroup(const std::string& id, Cgroup* group) {
 }
 
 Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
-  if (config.command.empty()) return InvalidArgument("exec: command is required");
+  if (config.command.empty()) return InvalidArgument(P() + "command is required");
   MT_ASSIGN_OR_RETURN(CgroupLimits limits, LimitsFromSpec(config.spec, opts_.core_mhz));
   // Limits that were asked for are enforced, or the task does not start: never silently.
   const Json res = config.spec.is_object() ? config.spec.value("resources", Json::object())
@@ -184,7 +206,7 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(config.id);
     if (it != tasks_.end() && !it->second.exit) {
-      return MakeError(Code::kAlreadyExists, "exec: task " + config.id + " is already running");
+      return MakeError(Code::kAlreadyExists, P() + "task " + config.id + " is already running");
     }
     if (it != tasks_.end()) previous = std::move(it->second.cgroup);
   }
@@ -192,14 +214,97 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   ReleaseCgroup(config.id, previous.get());
   std::error_code ec;
   std::filesystem::create_directories(config.task_dir, ec);
-  if (ec) return Internal("exec: creating " + config.task_dir + ": " + ec.message());
+  if (ec) return Internal(P() + "creating " + config.task_dir + ": " + ec.message());
+
+  std::string out_path = config.task_dir + "/stdout.log";
+  std::string err_path = config.task_dir + "/stderr.log";
+  SpawnIO io;
+  io.out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (io.out_fd < 0) return ErrnoError(P() + "opening " + out_path, errno);
+  io.err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (io.err_fd < 0) {
+    ::close(io.out_fd);
+    return ErrnoError(P() + "opening " + err_path, errno);
+  }
+  io.null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  // The task's own group: a fresh name per run, so a restart never meets its predecessor's.
+  std::shared_ptr<Cgroup> group;
+  std::vector<int> join_fds;
+  auto close_io = [&] {
+    ::close(io.out_fd);
+    ::close(io.err_fd);
+    ::close(io.null_fd);
+    CloseAll(join_fds);
+  };
+  if (cgroups_unusable_.empty()) {
+    auto g = opts_.cgroups->Create(
+        opts_.cgroup_parent + "/" + config.id + "-" + NewUid().substr(0, 8), limits);
+    if (!g) {
+      close_io();
+      return std::unexpected(Error(g.error().code(), P() + "making the cgroup of " + config.id +
+                                                        ": " + g.error().message()));
+    }
+    group = std::move(*g);
+    auto fds = group->OpenProcsFiles();
+    if (!fds) {
+      close_io();
+      ReleaseCgroup(config.id, group.get());
+      return std::unexpected(fds.error());
+    }
+    join_fds = std::move(*fds);
+  }
+  io.join_fds = &join_fds;
+  auto spawned = Spawn(config, io);
+  close_io();
+  if (!spawned) {
+    ReleaseCgroup(config.id, group.get());
+    return std::unexpected(spawned.error());
+  }
+  const pid_t pid = spawned->pid;
+
+  Task task;
+  task.pid = pid;
+  task.start_ticks = ProcessStartTicks(pid).value_or(0);
+  task.started_at = NowRfc3339();
+  task.pidfd = PidfdOpen(pid);
+  if (task.pidfd < 0) {
+    int e = errno;
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ReleaseCgroup(config.id, group.get());
+    return ErrnoError(P() + "pidfd_open", e);
+  }
+  TaskHandle handle;
+  handle.driver = Name();
+  handle.id = config.id;
+  handle.state = spawned->state;
+  handle.state.update(Json{{"pid", pid},
+                           {"startTicks", task.start_ticks},
+                           {"startedAt", task.started_at},
+                           {"taskDir", config.task_dir}});
+  if (group) handle.state["cgroup"] = group->path();
+  if (limits.memory_bytes) handle.state["memoryLimitBytes"] = *limits.memory_bytes;
+  task.cgroup = group;
+  task.memory_limit_bytes = limits.memory_bytes;
+  task.state = handle.state;
+  MT_RETURN_IF_ERROR(Track(config.id, std::move(task)));
+  if (group) {
+    spdlog::debug("{}: started {} as pid {} in cgroup {}", Name(), config.id, pid, group->path());
+  } else {
+    spdlog::info("{}: started {} as pid {} without a cgroup ({})", Name(), config.id, pid,
+                 cgroups_unusable_);
+  }
+  return handle;
+}
+
+Result<ExecDriver::Spawned> ExecDriver::Spawn(const TaskConfig& config, const SpawnIO& io) {
   if (!config.cwd.empty()) {
     struct stat st;
     if (::stat(config.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return InvalidArgument("exec: cwd " + config.cwd + " is not a directory on this node");
+      return InvalidArgument(P() + "cwd " + config.cwd + " is not a directory on this node");
     }
   }
-
   // Everything the child needs is built before fork.
   std::string path_env;
   for (const auto& e : config.env) {
@@ -211,60 +316,15 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::vector<std::string> env_s;
-  bool has_path = false;
-  for (const auto& e : config.env) {
-    env_s.push_back(e.name + "=" + e.value);
-    has_path |= e.name == "PATH";
-  }
-  if (!has_path) env_s.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  std::vector<std::string> env_s = EnvStrings(config.env);
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string out_path = config.task_dir + "/stdout.log";
-  std::string err_path = config.task_dir + "/stderr.log";
-  int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (out_fd < 0) return ErrnoError("exec: opening " + out_path, errno);
-  int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (err_fd < 0) {
-    ::close(out_fd);
-    return ErrnoError("exec: opening " + err_path, errno);
-  }
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   int errpipe[2];
-  if (::pipe2(errpipe, O_CLOEXEC) != 0) {
-    ::close(out_fd);
-    ::close(err_fd);
-    ::close(null_fd);
-    return ErrnoError("exec: pipe2", errno);
-  }
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) return ErrnoError(P() + "pipe2", errno);
   const char* cwd = config.cwd.empty() ? nullptr : config.cwd.c_str();
-
-  // The task's own group: a fresh name per run, so a restart never meets its predecessor's.
-  std::shared_ptr<Cgroup> group;
-  std::vector<int> join_fds;
-  auto abandon = [&](Error e) -> Result<TaskHandle> {
-    ::close(out_fd);
-    ::close(err_fd);
-    ::close(null_fd);
-    ::close(errpipe[0]);
-    ::close(errpipe[1]);
-    CloseAll(join_fds);
-    ReleaseCgroup(config.id, group.get());
-    return std::unexpected(std::move(e));
-  };
-  if (cgroups_unusable_.empty()) {
-    auto g = opts_.cgroups->Create(
-        opts_.cgroup_parent + "/" + config.id + "-" + NewUid().substr(0, 8), limits);
-    if (!g) {
-      return abandon(Error(g.error().code(),
-                           "exec: making the cgroup of " + config.id + ": " + g.error().message()));
-    }
-    group = std::move(*g);
-    auto fds = group->OpenProcsFiles();
-    if (!fds) return abandon(fds.error());
-    join_fds = std::move(*fds);
-  }
+  const std::vector<int>& join_fds = *io.join_fds;
+  const int out_fd = io.out_fd, err_fd = io.err_fd, null_fd = io.null_fd;
 
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -297,64 +357,25 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   }
   int fork_errno = errno;
   ::close(errpipe[1]);
-  ::close(out_fd);
-  ::close(err_fd);
-  ::close(null_fd);
-  CloseAll(join_fds);
   if (pid < 0) {
     ::close(errpipe[0]);
-    ReleaseCgroup(config.id, group.get());
-    return ErrnoError("exec: fork", fork_errno);
+    return ErrnoError(P() + "fork", fork_errno);
   }
   if (int child_err = ChildExecError(errpipe[0], pid); child_err != 0) {
-    ReleaseCgroup(config.id, group.get());
-    if (child_err < 0) {
-      return Internal("exec: joining cgroup " + group->path() + ": " + std::strerror(-child_err));
-    }
+    if (child_err < 0) return Internal(P() + "joining the task's cgroup: " + std::strerror(-child_err));
     return MakeError(child_err == ENOENT ? Code::kInvalidArgument : Code::kInternal,
-                     "exec: cannot run " + config.command +
+                     P() + "cannot run " + config.command +
                          (cwd ? " in " + config.cwd : std::string()) + ": " +
                          std::strerror(child_err));
   }
-
-  Task task;
-  task.pid = pid;
-  task.start_ticks = ProcessStartTicks(pid).value_or(0);
-  task.started_at = NowRfc3339();
-  task.pidfd = PidfdOpen(pid);
-  if (task.pidfd < 0) {
-    int e = errno;
-    ::kill(-pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    ReleaseCgroup(config.id, group.get());
-    return ErrnoError("exec: pidfd_open", e);
-  }
-  TaskHandle handle;
-  handle.driver = "exec";
-  handle.id = config.id;
-  handle.state = {{"pid", pid},
-                  {"startTicks", task.start_ticks},
-                  {"startedAt", task.started_at},
-                  {"taskDir", config.task_dir}};
-  if (group) handle.state["cgroup"] = group->path();
-  if (limits.memory_bytes) handle.state["memoryLimitBytes"] = *limits.memory_bytes;
-  task.cgroup = group;
-  task.memory_limit_bytes = limits.memory_bytes;
-  MT_RETURN_IF_ERROR(Track(config.id, std::move(task)));
-  if (group) {
-    spdlog::debug("exec: started {} as pid {} in cgroup {}", config.id, pid, group->path());
-  } else {
-    spdlog::info("exec: started {} as pid {} without a cgroup ({})", config.id, pid,
-                 cgroups_unusable_);
-  }
-  return handle;
+  return Spawned{pid, Json::object()};
 }
 
 Status ExecDriver::Recover(const TaskHandle& handle) {
-  if (handle.driver != "exec") return InvalidArgument("exec: handle belongs to " + handle.driver);
+  if (handle.driver != Name()) return InvalidArgument(P() + "handle belongs to " + handle.driver);
   int pid = handle.state.value("pid", 0);
   uint64_t want = handle.state.value("startTicks", uint64_t{0});
-  if (pid <= 0) return InvalidArgument("exec: handle has no pid");
+  if (pid <= 0) return InvalidArgument(P() + "handle has no pid");
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(handle.id);
@@ -362,6 +383,7 @@ Status ExecDriver::Recover(const TaskHandle& handle) {
   }
   Task task;
   task.pid = pid;
+  task.state = handle.state;
   task.start_ticks = want;
   task.started_at = handle.state.value("startedAt", "");
   // Open the pidfd first, then check identity: after that the pid cannot be recycled under us.
@@ -375,20 +397,20 @@ Status ExecDriver::Recover(const TaskHandle& handle) {
     if (members && members->empty()) {
       (*g)->Destroy();
     } else if (members) {
-      spdlog::warn("exec: task {} is gone but its cgroup {} still has {} member(s); left as is",
+      spdlog::warn("{}: task {} is gone but its cgroup {} still has {} member(s); left as is", Name(),
                    handle.id, (*g)->path(), members->size());
     }
   };
   task.pidfd = PidfdOpen(pid);
   if (task.pidfd < 0) {
     release_stale();
-    return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone");
+    return NotFound(P() + "task " + handle.id + " (pid " + std::to_string(pid) + ") is gone");
   }
   auto ticks = ProcessStartTicks(pid);
   if (!ticks || *ticks != want) {
     ::close(task.pidfd);
     release_stale();
-    return NotFound("exec: task " + handle.id + " (pid " + std::to_string(pid) + ") is gone" +
+    return NotFound(P() + "task " + handle.id + " (pid " + std::to_string(pid) + ") is gone" +
                     (ticks ? "; the pid now belongs to another process" : ""));
   }
   if (handle.state.contains("cgroup") && handle.state["cgroup"].is_string()) {
@@ -398,7 +420,7 @@ Status ExecDriver::Recover(const TaskHandle& handle) {
       task.cgroup = std::move(*g);
     } else {
       // Still running, so still adopted; but Stop can then only reach its process group.
-      spdlog::warn("exec: recovering {}: its cgroup {} cannot be re-opened: {}", handle.id, path,
+      spdlog::warn("{}: recovering {}: its cgroup {} cannot be re-opened: {}", Name(), handle.id, path,
                    g.error().message());
     }
   }
@@ -421,7 +443,7 @@ Status ExecDriver::Track(const std::string& id, Task task) {
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, task.pidfd, &ev) != 0) {
     int e = errno;
     ::close(task.pidfd);
-    return ErrnoError("exec: epoll_ctl", e);
+    return ErrnoError(P() + "epoll_ctl", e);
   }
   tasks_[id] = std::move(task);
   return {};
@@ -460,6 +482,16 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
   } else {
     result.message = "exit status unknown: the task was recovered after an agent restart";
   }
+  {
+    Json state;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [tid, t] : tasks_) {
+        if (t.pidfd == pidfd) state = t.state;
+      }
+    }
+    RefineExit(state, result);
+  }
   if (result.exit_code) {
     result.message = "exited with code " + std::to_string(*result.exit_code);
   } else if (result.signal) {
@@ -480,7 +512,7 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
   if (group) {
     // The leader is gone: what it left running goes with it, as a container's processes go
     // with its init. Then the group's OOM counter says whether the kernel killed anything.
-    if (auto st = group->KillAll(); !st) spdlog::warn("exec: {}", st.error().message());
+    if (auto st = group->KillAll(); !st) spdlog::warn("{}: {}", Name(), st.error().message());
     auto kills = group->OomKills();
     if (kills && *kills > 0) {
       result.oom_killed = true;
@@ -488,7 +520,7 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
                        (memory_limit ? std::to_string(*memory_limit >> 20) + " MiB " : "") +
                        "memory limit (" + result.message + ")";
     } else if (!kills) {
-      spdlog::warn("exec: reading OOM kills of {}: {}", group->path(), kills.error().message());
+      spdlog::warn("{}: reading OOM kills of {}: {}", Name(), group->path(), kills.error().message());
     }
     if (auto stats = group->Stats(); stats && stats->pids_limit_hits > 0) {
       result.message += "; its pids limit refused " + std::to_string(stats->pids_limit_hits) +
@@ -519,25 +551,25 @@ Result<std::optional<ExitResult>> ExecDriver::Wait(const std::string& id,
                                                    std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
-  if (it == tasks_.end()) return NotFound("exec: no task " + id);
+  if (it == tasks_.end()) return NotFound(P() + "no task " + id);
   exited_cv_.wait_for(lock, timeout, [&] {
     auto t = tasks_.find(id);
     return t == tasks_.end() || t->second.exit.has_value();
   });
   auto t = tasks_.find(id);
-  if (t == tasks_.end()) return NotFound("exec: task " + id + " was destroyed");
+  if (t == tasks_.end()) return NotFound(P() + "task " + id + " was destroyed");
   return t->second.exit;
 }
 
 Status ExecDriver::Signal(const std::string& id, int sig) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
-  if (it == tasks_.end()) return NotFound("exec: no task " + id);
-  if (it->second.exit) return FailedPrecondition("exec: task " + id + " has exited");
+  if (it == tasks_.end()) return NotFound(P() + "no task " + id);
+  if (it->second.exit) return FailedPrecondition(P() + "task " + id + " has exited");
   // The pidfd pins the identity of the leader; the group shares its pid as pgid.
-  if (PidfdSendSignal(it->second.pidfd, 0) != 0) return NotFound("exec: task " + id + " is gone");
+  if (PidfdSendSignal(it->second.pidfd, 0) != 0) return NotFound(P() + "task " + id + " is gone");
   if (::kill(-it->second.pid, sig) != 0 && PidfdSendSignal(it->second.pidfd, sig) != 0) {
-    return ErrnoError("exec: signalling " + id, errno);
+    return ErrnoError(P() + "signalling " + id, errno);
   }
   return {};
 }
@@ -551,7 +583,7 @@ Status ExecDriver::Stop(const std::string& id, std::chrono::milliseconds grace, 
   MT_RETURN_IF_ERROR(KillTree(id));
   MT_ASSIGN_OR_RETURN(auto killed, Wait(id, std::chrono::seconds(5)));
   if (!killed) {
-    return Internal("exec: task " + id + " (pid " +
+    return Internal(P() + "task " + id + " (pid " +
                     std::to_string(Inspect(id).value_or(TaskStatus{}).pid) + ") survived SIGKILL");
   }
   return {};
@@ -584,7 +616,7 @@ Status ExecDriver::Destroy(const std::string& id, bool force) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return {};
     if (!it->second.exit && !force) {
-      return FailedPrecondition("exec: task " + id + " is still running");
+      return FailedPrecondition(P() + "task " + id + " is still running");
     }
   }
   if (force) MT_RETURN_IF_ERROR(Stop(id, std::chrono::milliseconds(0), SIGKILL));
@@ -599,8 +631,17 @@ Status ExecDriver::Destroy(const std::string& id, bool force) {
     // Kept track of until its group is gone, so that a failed removal is retried.
     MT_RETURN_IF_ERROR(group->KillAll());
     if (auto st = group->Destroy(); !st) {
-      return MakeError(Code::kUnavailable, "exec: task " + id + ": " + st.error().message());
+      return MakeError(Code::kUnavailable, P() + "task " + id + ": " + st.error().message());
     }
+  }
+  {
+    Json state;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = tasks_.find(id);
+      if (it != tasks_.end()) state = it->second.state;
+    }
+    MT_RETURN_IF_ERROR(ReleaseTask(id, state));
   }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
@@ -622,7 +663,7 @@ Result<ExecSessionPtr> ExecDriver::Exec(const std::string& id, const ExecOptions
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(id);
     if (it == tasks_.end() || it->second.exit || it->second.pidfd < 0) {
-      return NotFound("exec: task " + id + " is not running");
+      return NotFound(P() + "task " + id + " is not running");
     }
     pid = it->second.pid;
     group = it->second.cgroup;
@@ -636,7 +677,7 @@ Result<ExecSessionPtr> ExecDriver::Exec(const std::string& id, const ExecOptions
     auto it = tasks_.find(id);
     if (!context || it == tasks_.end() || it->second.exit ||
         ProcessStartTicks(pid) != std::optional<uint64_t>(it->second.start_ticks)) {
-      return NotFound("exec: task " + id + " is not running");
+      return NotFound(P() + "task " + id + " is not running");
     }
   }
   // The command joins the task's cgroup: its limits, its usage, and its fate on Stop.
@@ -654,11 +695,11 @@ Result<TaskStats> ExecDriver::Stats(const std::string& id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(id);
-    if (it == tasks_.end()) return NotFound("exec: no task " + id);
+    if (it == tasks_.end()) return NotFound(P() + "no task " + id);
     group = it->second.cgroup;
   }
   if (!group) {
-    return FailedPrecondition("exec: task " + id + " runs without a cgroup" +
+    return FailedPrecondition(P() + "task " + id + " runs without a cgroup" +
                               (cgroups_unusable_.empty() ? "" : ": " + cgroups_unusable_));
   }
   MT_ASSIGN_OR_RETURN(CgroupStats cs, group->Stats());
@@ -669,7 +710,7 @@ Result<TaskStats> ExecDriver::Stats(const std::string& id) {
 Result<TaskStatus> ExecDriver::Inspect(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
-  if (it == tasks_.end()) return NotFound("exec: no task " + id);
+  if (it == tasks_.end()) return NotFound(P() + "no task " + id);
   TaskStatus s;
   s.pid = it->second.pid;
   s.started_at = it->second.started_at;

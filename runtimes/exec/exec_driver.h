@@ -50,7 +50,37 @@ class ExecDriver : public Driver {
   Json Fingerprint() override;
   void SetExitHandler(ExitHandler handler) override;
 
- private:
+ protected:
+  // The hooks a driver whose task is also a host process tree overrides (the sandbox driver):
+  // everything else (cgroups, exits through pidfds, Recover by pid and start time, Stop with
+  // grace, Destroy, Stats) is this class's.
+  explicit ExecDriver(ExecDriverOptions options) : opts_(std::move(options)) {}
+  // Probes cgroups and starts the exit watcher; Create() calls it, and so must a subclass's
+  // factory. A subclass's destructor calls StopReaper() first: the watcher calls its hooks.
+  Status Init();
+  void StopReaper();
+  // What Start gives Spawn: the task's log files and /dev/null (close-on-exec, to be dup'ed
+  // onto 0, 1 and 2), and the cgroup.procs files to join before anything else (may be empty).
+  struct SpawnIO {
+    int out_fd = -1, err_fd = -1, null_fd = -1;
+    const std::vector<int>* join_fds = nullptr;
+  };
+  struct Spawned {
+    pid_t pid = 0;
+    Json state = Json::object();  // merged into the handle's state
+  };
+  // Makes the task's first process, returning once it has exec'd the workload (or failed,
+  // with nothing left running). The default: a host process in a session of its own.
+  virtual Result<Spawned> Spawn(const TaskConfig& config, const SpawnIO& io);
+  // Called when a task's first process has exited, with its handle state, before the message
+  // is written: a driver that knows more (the sandbox's init reports its workload's status)
+  // corrects the exit code or signal.
+  virtual void RefineExit(const Json& state, ExitResult& result) {}
+  // Frees what a destroyed task held beyond its cgroup (the sandbox's writable layer).
+  virtual Status ReleaseTask(const std::string& id, const Json& state) { return {}; }
+  // "<name>: ", the prefix of every message.
+  std::string P() const { return Name() + ": "; }
+
   struct Task {
     int pid = 0;
     int pidfd = -1;
@@ -59,9 +89,9 @@ class ExecDriver : public Driver {
     std::optional<ExitResult> exit;
     std::shared_ptr<Cgroup> cgroup;  // null when cgroups are not usable here
     std::optional<int64_t> memory_limit_bytes;
+    Json state;  // the handle's state
   };
 
-  explicit ExecDriver(ExecDriverOptions options) : opts_(std::move(options)) {}
   void ReaperLoop();
   // SIGKILLs everything of the task: its cgroup, or (without one) its process group.
   Status KillTree(const std::string& id);
@@ -81,6 +111,9 @@ class ExecDriver : public Driver {
   ExitHandler on_exit_;
   bool stopping_ = false;
 };
+
+// "NAME=VALUE" strings of `env`, with a default PATH when it has none.
+std::vector<std::string> EnvStrings(const std::vector<EnvVar>& env);
 
 // /proc/<pid>/stat start time in clock ticks since boot; nullopt when the pid does not exist.
 std::optional<uint64_t> ProcessStartTicks(int pid);
