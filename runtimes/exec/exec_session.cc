@@ -226,13 +226,14 @@ Status ReadIds(int pid, ProcessContext* ctx) {
 
 }  // namespace
 
-std::string ResolveOnPath(const std::string& command, const std::string& path_env) {
+std::string ResolveOnPath(const std::string& command, const std::string& path_env,
+                          const std::string& root) {
   if (command.find('/') != std::string::npos) return command;
   std::stringstream ss(path_env.empty() ? std::string(kDefaultPath) : path_env);
   std::string dir;
   while (std::getline(ss, dir, ':')) {
     std::string candidate = (dir.empty() ? "." : dir) + "/" + command;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (::access((root + candidate).c_str(), X_OK) == 0) return candidate;
   }
   return command;
 }
@@ -275,7 +276,8 @@ Result<ProcessContext> ReadProcessContext(int pid) {
 
 Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const ExecOptions& options,
                                         ExecCallbacks callbacks,
-                                        const std::vector<int>& cgroup_procs_fds) {
+                                        const std::vector<int>& cgroup_procs_fds,
+                                        const std::function<int()>& enter) {
   if (options.command.empty() || options.command[0].empty()) {
     return InvalidArgument("exec: command is required");
   }
@@ -293,7 +295,7 @@ Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const Exe
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string path = ResolveOnPath(options.command[0], path_env);
+  std::string path = ResolveOnPath(options.command[0], path_env, context.root);
   std::vector<std::string> argv_s = options.command;
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -386,6 +388,7 @@ Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const Exe
     }
     // Nothing of the agent (listening sockets, the store, other sessions) may leak in.
     syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (e == 0 && enter) e = enter();
     if (e == 0 && cwd && ::chdir(cwd) != 0) e = errno;
     // Groups and gid before uid: after setuid there is no right left to change them.
     if (e == 0 && switch_user &&

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct ProcessContext {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+  // Where paths (the command, cwd) are looked up from the agent: empty for the host, or
+  // /proc/<pid>/root for a task with a root of its own.
+  std::string root;
 };
 
 // The context of process `pid` (its environment as it was exec'd, its current directory, its
@@ -28,7 +32,8 @@ Result<ProcessContext> ReadProcessContext(int pid);
 
 // `command` as execvp would find it on `path_env` (a default PATH when empty), resolved before
 // fork because the child may only call async-signal-safe functions.
-std::string ResolveOnPath(const std::string& command, const std::string& path_env);
+std::string ResolveOnPath(const std::string& command, const std::string& path_env,
+                          const std::string& root = "");
 
 // In a freshly forked child: no blocked signals, every handler back to its default.
 void ResetSignalsInChild();
@@ -43,8 +48,12 @@ int ChildExecError(int errpipe_read, pid_t pid);
 // to `callbacks` and reaps it.
 // `cgroup_procs_fds` (from Cgroup::OpenProcsFiles, may be empty): the child joins that cgroup
 // before exec, so the command counts against the task's limits and dies with its tree.
+// `enter` (may be empty) runs in the child just before it changes to the working directory and
+// user: a confining driver joins the task's namespaces and restrictions there. It returns 0 or
+// an errno, and must be async-signal-safe.
 Result<ExecSessionPtr> StartExecSession(const ProcessContext& context, const ExecOptions& options,
                                         ExecCallbacks callbacks,
-                                        const std::vector<int>& cgroup_procs_fds = {});
+                                        const std::vector<int>& cgroup_procs_fds = {},
+                                        const std::function<int()>& enter = {});
 
 }  // namespace mentat

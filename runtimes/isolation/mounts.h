@@ -1,0 +1,44 @@
+// The sandbox's filesystem: an overlay root (the app rootfs over the base, and a writable
+// layer of the allocation's own), pivot_root into it (not chroot: the old root is detached
+// and unreachable), a fresh /proc with the kernel's knobs read-only or masked, a minimal /dev
+// (null, zero, random, urandom and a /dev/shm tmpfs), and the service's volumes as bind mounts.
+// The plan is built and checked in the parent; SetupRootInChild only makes system calls.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "apis/error.h"
+#include "runtimes/isolation/child.h"
+
+namespace mentat {
+
+struct BindMount {
+  std::string source;  // canonical host path (no symlinks), checked in the parent
+  std::string target;  // absolute path inside the sandbox
+  bool read_only = false;
+  bool is_dir = true;
+  // Built by PlanRoot: target's components, each a path to mkdir ("/data", "/data/jobs").
+  std::vector<std::string> mkdirs;
+  std::string old_root_source;  // the source as seen after pivot_root, under the old root
+};
+
+struct RootPlan {
+  // Overlay layers, top first; at least one. Host directories.
+  std::vector<std::string> lower;
+  std::string upper, work, merged;  // host directories, created by PlanRoot
+  std::string hostname;
+  std::vector<BindMount> volumes;
+  // Built by PlanRoot.
+  std::string overlay_options;
+};
+
+// Checks the plan (absolute, existing, mount-option-safe paths) and creates upper, work and
+// merged. Errors name the field (`rootfs`, `volumes[1].source`).
+Status PlanRoot(RootPlan& plan);
+
+// In the child, in its new mount, PID and UTS namespaces: builds the root and pivots into it.
+// Returns 0, or the failed step with *error (and *index for a volume). Async-signal-safe.
+int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept;
+
+}  // namespace mentat

@@ -1,0 +1,386 @@
+#include "runtimes/sandbox/sandbox_driver.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "runtimes/exec/exec_session.h"
+#include "runtimes/isolation/child.h"
+#include "runtimes/isolation/mounts.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace mentat {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kStatusFd = 3;
+constexpr size_t kChildStack = 256 << 10;
+
+// Everything the cloned child needs, built before clone.
+struct ChildArgs {
+  const std::vector<int>* join_fds;
+  int out_fd, err_fd, null_fd, status_fd, init_fd, errpipe;
+  const RootPlan* root;
+  const char* cwd;
+  const LandlockPlan* landlock;
+  const CapsPlan* caps;
+  const SeccompProgram* seccomp;
+  char* const* argv;
+  char* const* envp;
+};
+
+// In the child: Landlock, then capabilities, no_new_privs and seccomp. Shared by Start and Exec.
+// `extra_exec_fd`: a file outside the root that must stay executable (sandbox-init), or -1.
+int Confine(const LandlockPlan& landlock, const CapsPlan& caps, const SeccompProgram& seccomp,
+            int extra_exec_fd, int* step) noexcept {
+  if (int e = ApplyLandlockInChild(landlock, extra_exec_fd); e != 0) {
+    *step = static_cast<int>(IsolationStep::kLandlock);
+    return e;
+  }
+  if (int e = DropAllCapsInChild(caps); e != 0) {
+    *step = static_cast<int>(IsolationStep::kCapabilities);
+    return e;
+  }
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    *step = static_cast<int>(IsolationStep::kNoNewPrivs);
+    return errno;
+  }
+  if (int e = InstallSeccompInChild(seccomp); e != 0) {
+    *step = static_cast<int>(IsolationStep::kSeccomp);
+    return e;
+  }
+  return 0;
+}
+
+int ChildMain(void* p) {
+  const ChildArgs& a = *static_cast<ChildArgs*>(p);
+  if (int e = JoinCgroupInChild(*a.join_fds); e != 0) FailChild(a.errpipe, IsolationStep::kCgroup, e);
+  if (::setsid() < 0) FailChild(a.errpipe, IsolationStep::kSession, errno);
+  ResetSignalsInChild();
+  if (::dup2(a.null_fd, 0) < 0 || ::dup2(a.out_fd, 1) < 0 || ::dup2(a.err_fd, 2) < 0 ||
+      ::dup2(a.status_fd, kStatusFd) < 0) {
+    FailChild(a.errpipe, IsolationStep::kSession, errno);
+  }
+  int error = 0, index = 0;
+  if (int step = SetupRootInChild(*a.root, &error, &index); step != 0) {
+    FailChild(a.errpipe, static_cast<IsolationStep>(step), error, index);
+  }
+  if (::chdir(a.cwd) != 0) FailChild(a.errpipe, IsolationStep::kCwd, errno);
+  // sandbox-init lives outside the root: Landlock must let it be executed.
+  int step = 0;
+  if (int e = Confine(*a.landlock, *a.caps, *a.seccomp, a.init_fd, &step); e != 0) {
+    FailChild(a.errpipe, static_cast<IsolationStep>(step), e);
+  }
+  // Nothing of the agent leaks in past 0-3; the pipe and init's fd close on exec.
+  syscall(SYS_close_range, kStatusFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+  syscall(SYS_execveat, a.init_fd, "", a.argv, a.envp, AT_EMPTY_PATH);
+  FailChild(a.errpipe, IsolationStep::kExec, errno);
+}
+
+std::string ProcRoot(int pid) { return "/proc/" + std::to_string(pid) + "/root"; }
+
+bool RunningAsRoot() { return ::geteuid() == 0; }
+
+bool HasOverlayfs() {
+  std::ifstream f("/proc/filesystems");
+  for (std::string line; std::getline(f, line);) {
+    if (line.find("\toverlay") != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string FindSandboxInit() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("MENTAT_SANDBOX_INIT"); env && *env) candidates.push_back(env);
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back((exe.parent_path() / "sandbox-init").string());
+    candidates.push_back((exe.parent_path().parent_path() / "sandbox-init" / "sandbox-init").string());
+    candidates.push_back(exe.string() + ".runfiles/mentat/cmd/sandbox-init/sandbox-init");
+    // A test binary: its runfiles hold the tree.
+    if (const char* src = std::getenv("TEST_SRCDIR"); src && *src) {
+      candidates.push_back(std::string(src) + "/mentat/cmd/sandbox-init/sandbox-init");
+    }
+  }
+  candidates.push_back("/usr/lib/mentat/sandbox-init");
+  for (const auto& c : candidates) {
+    if (::access(c.c_str(), X_OK) == 0) return fs::weakly_canonical(c, ec).string();
+  }
+  return "";
+}
+
+SandboxDriver::SandboxDriver(SandboxDriverOptions options)
+    : ExecDriver(std::move(options.process)), sopts_(std::move(options)) {}
+
+SandboxDriver::~SandboxDriver() { StopReaper(); }
+
+Result<std::unique_ptr<SandboxDriver>> SandboxDriver::Create(SandboxDriverOptions options) {
+  std::unique_ptr<SandboxDriver> d(new SandboxDriver(std::move(options)));
+  MT_RETURN_IF_ERROR(d->Init());
+  if (d->sopts_.init_path.empty()) d->sopts_.init_path = FindSandboxInit();
+  if (!RunningAsRoot()) {
+    d->unusable_ = "the agent is not running as root (namespaces, mounts and pivot_root need it)";
+  } else if (!HasOverlayfs()) {
+    d->unusable_ = "the kernel has no overlayfs";
+  } else if (d->sopts_.init_path.empty() || ::access(d->sopts_.init_path.c_str(), X_OK) != 0) {
+    d->unusable_ = "sandbox-init was not found (set MENTAT_SANDBOX_INIT or install it next to the agent)";
+  }
+  MT_ASSIGN_OR_RETURN(d->seccomp_, BuildSandboxSeccomp());
+  MT_ASSIGN_OR_RETURN(d->caps_, PlanDropAllCaps());
+  d->landlock_ = PlanLandlock();
+  if (!d->unusable_.empty()) {
+    spdlog::warn("sandbox: this node cannot run sandboxes: {}", d->unusable_);
+  } else {
+    spdlog::info("sandbox: sandbox-init {}, Landlock ABI {}, seccomp denies {} syscalls",
+                 d->sopts_.init_path, d->landlock_.abi, d->seccomp_.denied.size());
+  }
+  return d;
+}
+
+Json SandboxDriver::Fingerprint() {
+  Json fp = ExecDriver::Fingerprint();
+  fp["healthy"] = unusable_.empty();
+  fp["detail"] = unusable_.empty() ? "namespaces (pid, mount, uts, ipc), overlayfs root, no "
+                                     "capabilities, seccomp, Landlock ABI " +
+                                         std::to_string(landlock_.abi)
+                                   : unusable_;
+  fp["landlock"] = DescribeLandlock(landlock_);
+  fp["seccomp"] = {{"denied", seccomp_.denied}};
+  fp["init"] = sopts_.init_path;
+  if (sopts_.describe_bases) fp["bases"] = sopts_.describe_bases();
+  return fp;
+}
+
+Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const SpawnIO& io) {
+  if (!unusable_.empty()) return FailedPrecondition(P() + "cannot run on this node: " + unusable_);
+  const Json& spec = config.spec.is_object() ? config.spec : Json::object();
+  RootPlan plan;
+  // Layers, top first: the app's own files over the base.
+  if (spec.contains("rootfs") && spec["rootfs"].is_string()) {
+    std::string rootfs = spec["rootfs"].get<std::string>();
+    if (rootfs.empty() || rootfs[0] != '/') {
+      return InvalidArgument(P() + "rootfs " + rootfs + " is not a path on this node (a relative "
+                             "rootfs is packed and uploaded by mt apply)");
+    }
+    plan.lower.push_back(rootfs);
+  }
+  if (spec.contains("base") && spec["base"].is_string()) {
+    std::string base = spec["base"].get<std::string>();
+    if (!sopts_.resolve_base) return FailedPrecondition(P() + "base " + base + ": this agent has no bases");
+    auto dir = sopts_.resolve_base(base);
+    if (!dir) return std::unexpected(Error(dir.error().code(), P() + "base " + base + ": " + dir.error().message()));
+    plan.lower.push_back(*dir);
+  }
+  plan.upper = config.task_dir + "/upper";
+  plan.work = config.task_dir + "/work";
+  plan.merged = config.task_dir + "/root";
+  plan.hostname = config.id.substr(config.id.rfind('.') + 1).substr(0, 63);
+  if (spec.contains("volumes") && spec["volumes"].is_array()) {
+    for (const auto& v : spec["volumes"]) {
+      plan.volumes.push_back({v.value("source", ""), v.value("target", ""), v.value("read_only", false)});
+    }
+  }
+  MT_RETURN_IF_ERROR(PlanRoot(plan));
+  const std::string cwd = config.cwd.empty() ? "/" : config.cwd;
+
+  std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--",
+                                     config.command};
+  argv_s.insert(argv_s.end(), config.args.begin(), config.args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s = EnvStrings(config.env);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  const std::string status_path = config.task_dir + "/init-status";
+  int status_fd = ::open(status_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (status_fd < 0) return ErrnoError(P() + "opening " + status_path, errno);
+  int init_fd = ::open(sopts_.init_path.c_str(), O_PATH | O_CLOEXEC);
+  if (init_fd < 0) {
+    int e = errno;
+    ::close(status_fd);
+    return ErrnoError(P() + "opening " + sopts_.init_path, e);
+  }
+  int errpipe[2];
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) {
+    int e = errno;
+    ::close(status_fd);
+    ::close(init_fd);
+    return ErrnoError(P() + "pipe2", e);
+  }
+  void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    int e = errno;
+    for (int fd : {status_fd, init_fd, errpipe[0], errpipe[1]}) ::close(fd);
+    return ErrnoError(P() + "mmap", e);
+  }
+  ChildArgs args{io.join_fds, io.out_fd, io.err_fd, io.null_fd, status_fd, init_fd, errpipe[1],
+                 &plan, cwd.c_str(), &landlock_, caps_.get(), &seccomp_, argv.data(), envp.data()};
+  // CLONE_VFORK: this thread waits until the child has exec'd or died, so the plan it reads
+  // stays put, and nothing of the agent's memory is copied.
+  pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack,
+                      CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD,
+                      &args);
+  int clone_errno = errno;
+  ::munmap(stack, kChildStack);
+  ::close(errpipe[1]);
+  ::close(status_fd);
+  ::close(init_fd);
+  if (pid < 0) {
+    ::close(errpipe[0]);
+    return ErrnoError(P() + "clone", clone_errno);
+  }
+  ChildFailure failure;
+  if (ReadChildFailure(errpipe[0], &failure)) {
+    ::waitpid(pid, nullptr, 0);
+    auto step = static_cast<IsolationStep>(failure.step);
+    std::string what = StepName(step);
+    if (step == IsolationStep::kVolume && failure.index < static_cast<int>(plan.volumes.size())) {
+      what += " (volumes[" + std::to_string(failure.index) + "]: " + plan.volumes[failure.index].source +
+              " on " + plan.volumes[failure.index].target + ")";
+    } else if (step == IsolationStep::kCwd) {
+      what += " " + cwd;
+    }
+    Code code = step == IsolationStep::kCwd || step == IsolationStep::kVolume ? Code::kInvalidArgument
+                                                                             : Code::kInternal;
+    return MakeError(code, P() + "starting " + config.id + ": " + what + ": " + std::strerror(failure.error));
+  }
+  Json state = {{"root", plan.merged}, {"upper", plan.upper}, {"work", plan.work},
+                {"statusFile", status_path}, {"layers", plan.lower}, {"cwd", cwd}};
+  return Spawned{pid, state};
+}
+
+void SandboxDriver::RefineExit(const Json& state, ExitResult& result) {
+  // sandbox-init's report of its workload: exact even when init itself could only exit 128+N,
+  // and known for recovered tasks, whose status the kernel keeps for a parent that is gone.
+  std::ifstream f(state.value("statusFile", ""));
+  std::string line;
+  if (!f || !std::getline(f, line)) return;
+  Json j = Json::parse(line, nullptr, false);
+  if (!j.is_object()) return;
+  if (j.contains("signal") && j["signal"].is_number_integer()) {
+    result.signal = j["signal"].get<int>();
+    result.exit_code.reset();
+  } else if (j.contains("exit_code") && j["exit_code"].is_number_integer()) {
+    result.exit_code = j["exit_code"].get<int>();
+    result.signal.reset();
+  }
+}
+
+Status SandboxDriver::ReleaseTask(const std::string& id, const Json& state) {
+  // The overlay was mounted in the task's own mount namespace, gone with it: only the
+  // directories remain, the writable layer with what the workload wrote.
+  for (const char* key : {"upper", "work", "root"}) {
+    std::string dir = state.value(key, "");
+    if (dir.empty()) continue;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) return Internal(P() + "task " + id + ": removing " + dir + ": " + ec.message());
+  }
+  return {};
+}
+
+Status SandboxDriver::Signal(const std::string& id, int sig) {
+  auto st = Inspect(id);
+  if (!st) return std::unexpected(st.error());
+  if (st->exit) return FailedPrecondition(P() + "task " + id + " has exited");
+  // To init alone: it forwards to the workload (a group signal would reach the workload twice).
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, st->pid, 0));
+  if (pidfd < 0) return NotFound(P() + "task " + id + " is gone");
+  auto ticks = ProcessStartTicks(st->pid);
+  int rc = -1, err = ESRCH;
+  if (ticks) {
+    rc = static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+    err = errno;
+  }
+  ::close(pidfd);
+  if (rc != 0) return ErrnoError(P() + "signalling " + id, err);
+  return {};
+}
+
+Result<ExecSessionPtr> SandboxDriver::Exec(const std::string& id, const ExecOptions& options,
+                                           ExecCallbacks callbacks) {
+  auto st = Inspect(id);
+  if (!st || st->exit) return NotFound(P() + "task " + id + " is not running");
+  const int init = st->pid;
+  Json state;
+  std::shared_ptr<Cgroup> group;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.exit) return NotFound(P() + "task " + id + " is not running");
+    state = it->second.state;
+    group = it->second.cgroup;
+  }
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, init, 0));
+  if (pidfd < 0) return NotFound(P() + "task " + id + " is not running");
+  auto context = ReadProcessContext(init);
+  if (!context) {
+    ::close(pidfd);
+    return NotFound(P() + "task " + id + " is not running");
+  }
+  context->cwd = state.value("cwd", "/");
+  context->root = ProcRoot(init);
+  context->uid = ::geteuid();  // the workload's uid; confinement comes from the steps below
+  context->gid = ::getegid();
+  std::vector<int> join_fds;
+  if (group) {
+    auto fds = group->OpenProcsFiles();
+    if (!fds) {
+      ::close(pidfd);
+      return std::unexpected(fds.error());
+    }
+    join_fds = std::move(*fds);
+  }
+  const LandlockPlan* landlock = &landlock_;
+  const CapsPlan* caps = caps_.get();
+  const SeccompProgram* seccomp = &seccomp_;
+  // In the session's child: into the task's namespaces; the PID namespace takes effect for
+  // children only, so fork once more and relay the command's exit, as nsenter does.
+  auto enter = [pidfd, landlock, caps, seccomp]() noexcept -> int {
+    if (::setns(pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) != 0) return errno;
+    pid_t child = ::fork();
+    if (child < 0) return errno;
+    if (child > 0) {
+      syscall(SYS_close_range, 3, ~0U, 0);
+      int status = 0;
+      while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (WIFSIGNALED(status)) {
+        ::signal(WTERMSIG(status), SIG_DFL);
+        ::kill(::getpid(), WTERMSIG(status));
+        _exit(128 + WTERMSIG(status));
+      }
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+    }
+    int step = 0;
+    return Confine(*landlock, *caps, *seccomp, -1, &step);
+  };
+  auto session = StartExecSession(*context, options, std::move(callbacks), join_fds, enter);
+  for (int fd : join_fds) ::close(fd);
+  ::close(pidfd);
+  return session;
+}
+
+}  // namespace mentat
