@@ -1,0 +1,289 @@
+// One conformance suite, run against every driver through the Driver interface alone: start,
+// inspect, exit codes and signal deaths, signal, stop with a grace period and kill after it,
+// recover after the driver object is recreated (an agent restart), destroy, logs, exec, stats,
+// and limits enforced by the kernel (OOM kill reported, pids.max). Real processes, real
+// namespaces and real cgroups: it runs as root (tag no-sandbox).
+//
+// Each driver runs the same POSIX shell scripts: exec on the host's /bin/sh, sandbox on a
+// busybox root filesystem (the `static` base's contents) built for the test.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "runtimes/exec/exec_driver.h"
+#include "runtimes/process_testing.h"
+#include "runtimes/sandbox/sandbox_driver.h"
+#include "runtimes/sandbox/sandbox_testing.h"
+
+namespace mentat {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string TempRoot() {
+  const char* t = std::getenv("TEST_TMPDIR");
+  return t ? t : "/tmp";
+}
+
+struct DriverCase {
+  std::string name;
+  std::function<Result<std::unique_ptr<Driver>>()> make;
+  // The TaskConfig of a shell script under this driver.
+  std::function<TaskConfig(const std::string& id, const std::string& script, const std::string& task_dir)> config;
+};
+
+std::vector<DriverCase> Cases() {
+  DriverCase exec{
+      "exec",
+      []() -> Result<std::unique_ptr<Driver>> {
+        MT_ASSIGN_OR_RETURN(auto d, ExecDriver::Create());
+        return std::unique_ptr<Driver>(std::move(d));
+      },
+      [](const std::string& id, const std::string& script, const std::string& task_dir) {
+        TaskConfig c;
+        c.id = id;
+        c.command = "/bin/sh";
+        c.args = {"-c", script};
+        c.task_dir = task_dir;
+        c.spec = Json::object();
+        return c;
+      }};
+  DriverCase sandbox{
+      "sandbox",
+      []() -> Result<std::unique_ptr<Driver>> {
+        SandboxDriverOptions o;
+        MT_ASSIGN_OR_RETURN(auto d, SandboxDriver::Create(std::move(o)));
+        return std::unique_ptr<Driver>(std::move(d));
+      },
+      [](const std::string& id, const std::string& script, const std::string& task_dir) {
+        TaskConfig c;
+        c.id = id;
+        c.command = "/bin/sh";
+        c.args = {"-c", script};
+        c.task_dir = task_dir;
+        c.spec = {{"rootfs", BusyboxRoot()}};
+        return c;
+      }};
+  return {exec, sandbox};
+}
+
+class DriverConformance : public ::testing::TestWithParam<DriverCase> {
+ protected:
+  void SetUp() override {
+    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(test.begin(), test.end(), '/', '-');
+    dir_ = TempRoot() + "/conformance-" + test;
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    auto d = GetParam().make();
+    ASSERT_TRUE(d) << d.error().ToString();
+    driver_ = std::move(*d);
+  }
+  void TearDown() override {
+    if (driver_) {
+      for (const auto& id : ids_) driver_->Destroy(id, /*force=*/true);
+    }
+  }
+  TaskConfig Config(const std::string& id, const std::string& script) {
+    ids_.push_back(id);
+    return GetParam().config(id, script, dir_ + "/" + id);
+  }
+  Result<TaskHandle> Start(const TaskConfig& c) { return driver_->Start(c); }
+  ExitResult WaitExit(const std::string& id, std::chrono::milliseconds d = 10s) {
+    auto r = driver_->Wait(id, d);
+    EXPECT_TRUE(r) << (r ? "" : r.error().ToString());
+    EXPECT_TRUE(r && r->has_value()) << id << " did not exit within " << d.count() << " ms";
+    return r && r->has_value() ? **r : ExitResult{};
+  }
+  std::string Log(const std::string& id, const char* stream = "stdout") {
+    return Slurp(dir_ + "/" + id + "/" + stream + ".log");
+  }
+
+  std::string dir_;
+  std::vector<std::string> ids_;
+  std::unique_ptr<Driver> driver_;
+};
+
+TEST_P(DriverConformance, StartsInspectsAndReportsTheExitCodeAndLogs) {
+  auto h = Start(Config("t", "echo out; echo err >&2; exit 3"));
+  ASSERT_TRUE(h) << h.error().ToString();
+  EXPECT_EQ(h->driver, GetParam().name);
+  EXPECT_GT(h->state.value("pid", 0), 0);
+  auto exit = WaitExit("t");
+  EXPECT_EQ(exit.exit_code, 3) << exit.message;
+  EXPECT_FALSE(exit.signal.has_value());
+  EXPECT_EQ(exit.message, "exited with code 3");
+  auto st = driver_->Inspect("t");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, TaskState::kExited);
+  EXPECT_EQ(Log("t"), "out\n");
+  EXPECT_EQ(Log("t", "stderr"), "err\n");
+}
+
+TEST_P(DriverConformance, ASignalDeathIsReportedAsTheSignal) {
+  ASSERT_TRUE(Start(Config("sig", "kill -KILL $$")));
+  auto exit = WaitExit("sig");
+  EXPECT_EQ(exit.signal, SIGKILL) << exit.message;
+  EXPECT_FALSE(exit.exit_code.has_value()) << exit.message;
+}
+
+TEST_P(DriverConformance, SignalReachesTheWorkload) {
+  ASSERT_TRUE(Start(Config("usr1", "trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done")));
+  ASSERT_TRUE(WaitFor([&] { return Log("usr1").find("ready") != std::string::npos; }, 10s));
+  ASSERT_TRUE(driver_->Signal("usr1", SIGUSR1));
+  auto exit = WaitExit("usr1");
+  EXPECT_EQ(exit.exit_code, 7) << exit.message;
+  EXPECT_NE(Log("usr1").find("got-usr1"), std::string::npos);
+  // Once exited, signalling is a precondition failure, not a stranger's pid.
+  auto again = driver_->Signal("usr1", SIGUSR1);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), Code::kFailedPrecondition);
+}
+
+TEST_P(DriverConformance, StopGivesTheGracePeriodToExitCleanly) {
+  ASSERT_TRUE(Start(Config("grace", "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done")));
+  ASSERT_TRUE(WaitFor([&] { return Log("grace").find("ready") != std::string::npos; }, 10s));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(driver_->Stop("grace", 10s, SIGTERM));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "it exited on TERM; Stop need not wait out the grace";
+  auto exit = WaitExit("grace", 1s);
+  EXPECT_EQ(exit.exit_code, 0) << exit.message;
+  EXPECT_NE(Log("grace").find("bye"), std::string::npos);
+}
+
+TEST_P(DriverConformance, StopKillsWhatIgnoresTheSignalOnceTheGraceIsOver) {
+  ASSERT_TRUE(Start(Config("stubborn", "trap '' TERM; echo ready; while :; do sleep 0.05; done")));
+  ASSERT_TRUE(WaitFor([&] { return Log("stubborn").find("ready") != std::string::npos; }, 10s));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(driver_->Stop("stubborn", 300ms, SIGTERM));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
+  auto exit = WaitExit("stubborn", 1s);
+  EXPECT_EQ(exit.signal, SIGKILL) << exit.message;
+}
+
+TEST_P(DriverConformance, ARecreatedDriverRecoversTheRunningTask) {
+  auto h = Start(Config("mars", "echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(h) << h.error().ToString();
+  ASSERT_TRUE(WaitFor([&] { return Log("mars").find("ready") != std::string::npos; }, 10s));
+  int pid = h->state["pid"];
+  // The agent restarts: a new driver object, the handle as persisted.
+  auto persisted = TaskHandle::FromJson(Json::parse(h->ToJson().dump()));
+  ASSERT_TRUE(persisted);
+  driver_.reset();
+  ASSERT_TRUE(Alive(pid)) << "the task must outlive the driver";
+  auto d = GetParam().make();
+  ASSERT_TRUE(d);
+  driver_ = std::move(*d);
+  ASSERT_TRUE(driver_->Recover(*persisted));
+  auto st = driver_->Inspect("mars");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, TaskState::kRunning);
+  EXPECT_EQ(st->pid, pid) << "the same process, not a new one";
+  ASSERT_TRUE(driver_->Stop("mars", 2s, SIGTERM));
+  EXPECT_TRUE(WaitFor([&] { return !Alive(pid); }, 5s));
+  ASSERT_TRUE(driver_->Destroy("mars", false));
+  // Recovering a handle whose task is gone is NotFound, never an adoption of a stranger.
+  auto gone = driver_->Recover(*persisted);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), Code::kNotFound);
+}
+
+TEST_P(DriverConformance, DestroyForgetsTheTaskAndFreesItsCgroup) {
+  auto h = Start(Config("d", "while :; do sleep 0.05; done"));
+  ASSERT_TRUE(h) << h.error().ToString();
+  std::string cgroup = h->state.value("cgroup", "");
+  auto busy = driver_->Destroy("d", false);
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(driver_->Destroy("d", true));
+  auto st = driver_->Inspect("d");
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kNotFound);
+  if (!cgroup.empty()) {
+    EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/" + cgroup)) << cgroup << " left behind";
+  }
+}
+
+TEST_P(DriverConformance, ExecRunsACommandInTheTask) {
+  ASSERT_TRUE(Start(Config("x", "echo marker > /tmp/conformance-" + GetParam().name + "; while :; do sleep 0.05; done")));
+  ASSERT_TRUE(WaitFor([&] {
+    std::string out;
+    auto s = driver_->Exec("x", {.command = {"cat", "/tmp/conformance-" + GetParam().name}}, {});
+    return s.has_value();
+  }, 10s));
+  std::string out;
+  std::mutex mu;
+  ExecCallbacks cb;
+  cb.output = [&](ExecStream, std::string_view d) {
+    std::lock_guard<std::mutex> l(mu);
+    out.append(d);
+  };
+  auto s = driver_->Exec("x", {.command = {"sh", "-c", "cat /tmp/conformance-" + GetParam().name + "; exit 4"}}, cb);
+  ASSERT_TRUE(s) << s.error().ToString();
+  auto exit = (*s)->Wait(10s);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->exit_code, 4);
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(out, "marker\n") << "the command sees the task's files";
+}
+
+TEST_P(DriverConformance, StatsComeFromTheCgroup) {
+  // A tmpfs file is charged to the writer's cgroup and stays there while it exists.
+  const std::string fill = "/dev/shm/conformance-stats-" + GetParam().name;
+  TaskConfig c = Config("stats", "head -c 9000000 /dev/zero > " + fill + "; echo ready; sleep 300");
+  ASSERT_TRUE(Start(c));
+  ASSERT_TRUE(WaitFor([&] { return Log("stats").find("ready") != std::string::npos; }, 10s));
+  auto s = driver_->Stats("stats");
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_GT(s->memory_bytes, 8u << 20) << "the task's tmpfs file holds 9 MB";
+  EXPECT_GE(s->pids, 2u);
+  EXPECT_GT(s->cpu_usage_ns, 0u);
+  ASSERT_TRUE(driver_->Destroy("stats", true));
+  fs::remove(fill);
+}
+
+TEST_P(DriverConformance, AMemoryHogIsOomKilledAndReported) {
+  TaskConfig c = Config("oom", "dd if=/dev/zero of=/dev/null bs=256M count=1");
+  c.spec["resources"] = {{"memory_mb", 32}};
+  ASSERT_TRUE(Start(c));
+  auto exit = WaitExit("oom");
+  EXPECT_TRUE(exit.oom_killed) << exit.message;
+  EXPECT_NE(exit.message.find("OOM-killed"), std::string::npos) << exit.message;
+}
+
+TEST_P(DriverConformance, AForkBombStopsAtThePidsLimit) {
+  TaskConfig c = Config("bomb", "i=0; while [ $i -lt 64 ]; do (sleep 300) & i=$((i+1)); done; echo forked; wait");
+  c.spec["resources"] = {{"pids", 16}};
+  ASSERT_TRUE(Start(c));
+  ASSERT_TRUE(WaitFor([&] {
+    auto s = driver_->Stats("bomb");
+    return s && s->pids_limit_hits > 0;
+  }, 10s)) << "no fork was refused";
+  auto s = driver_->Stats("bomb");
+  ASSERT_TRUE(s);
+  EXPECT_LE(s->pids, 16u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, DriverConformance, ::testing::ValuesIn(Cases()),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace mentat
