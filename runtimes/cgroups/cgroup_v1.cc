@@ -43,9 +43,13 @@ class CgroupV1 : public Cgroup {
   }
 
   Result<std::vector<int>> OpenProcsFiles() override {
+    // `tasks`, not cgroup.procs: the joining child is single-threaded, so moving its one thread
+    // moves the process; and a cgroup.procs write takes the global threadgroup rwsem for
+    // writing, which waits out an RCU grace period per hierarchy (about 3-15 ms each here,
+    // most of a sandbox's start).
     std::vector<int> fds;
     for (const auto& d : hierarchies_) {
-      std::string f = d + "/cgroup.procs";
+      std::string f = d + "/tasks";
       int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
       if (fd < 0) {
         int e = errno;

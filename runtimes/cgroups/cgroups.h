@@ -47,8 +47,10 @@ class Cgroup {
 
   // Moves a running process (only that process; its future children follow it).
   virtual Status AddProcess(pid_t pid) = 0;
-  // The cgroup.procs files to join, opened close-on-exec, for a child between fork and exec:
-  // it calls JoinCgroupInChild on them, so nothing it forks ever runs outside the group.
+  // The files to join, opened close-on-exec, for a single-threaded child between fork and
+  // exec: it calls JoinCgroupInChild on them, so nothing it forks ever runs outside the group.
+  // (v1: each hierarchy's `tasks`, which moves the calling thread without the global rwsem
+  // that a cgroup.procs write takes; v2: cgroup.procs.)
   virtual Result<std::vector<int>> OpenProcsFiles() = 0;
   // Members now (every hierarchy's, merged).
   virtual Result<std::vector<pid_t>> Pids() = 0;
