@@ -1,0 +1,386 @@
+// sandbox-init as it runs in a sandbox: PID 1 of a fresh PID namespace (clone3 with
+// CLONE_NEWPID, so root), real workloads written in sh. The binary itself: small and static.
+// Exit codes and signal deaths with the status line, signals forwarded, orphans reaped while the
+// workload runs, exec failures (127, 126, PATH lookup), usage errors.
+#include <elf.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtimes/process_testing.h"
+
+namespace mentat {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string InitBinary() {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* ws = std::getenv("TEST_WORKSPACE");
+  std::string rel = "cmd/sandbox-init/sandbox-init";
+  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/" + rel;
+  return rel;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The pids of `pid`'s children, from /proc (the host's view of the namespace).
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t p; f >> p;) out.push_back(p);
+  return out;
+}
+
+char StateOf(pid_t pid) {
+  std::string stat = Slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+}
+
+// Every process below `pid`, depth first.
+std::vector<pid_t> DescendantsOf(pid_t pid) {
+  std::vector<pid_t> out;
+  for (pid_t c : ChildrenOf(pid)) {
+    out.push_back(c);
+    for (pid_t d : DescendantsOf(c)) out.push_back(d);
+  }
+  return out;
+}
+
+// One sandbox-init started as PID 1 of a new PID namespace. Its stderr goes to a file; with a
+// status pipe, the read end stays here and the write end is the child's fd 3.
+class InitProcess {
+ public:
+  struct Options {
+    bool status_fd = true;
+    std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+    int extra_fd = -1;  // dup2'ed to the child's fd 4 when set
+  };
+
+  InitProcess(const std::string& dir, std::vector<std::string> args, Options o)
+      : stderr_path_(dir + "/init.stderr") {
+    int status_pipe[2] = {-1, -1};
+    if (o.status_fd) {
+      EXPECT_EQ(pipe2(status_pipe, O_CLOEXEC), 0);
+      status_read_ = status_pipe[0];
+    }
+    std::vector<std::string> argv = {InitBinary()};
+    if (o.status_fd) argv.insert(argv.end(), {"--status-fd", "3"});
+    argv.push_back("--");
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv, cenv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : o.env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    int err = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // Copies above the child's 3 and 4, so that one dup2 cannot close the other's source.
+    int status_w = o.status_fd ? fcntl(status_pipe[1], F_DUPFD_CLOEXEC, 64) : -1;
+    int extra = o.extra_fd >= 0 ? fcntl(o.extra_fd, F_DUPFD_CLOEXEC, 64) : -1;
+
+    clone_args ca{};
+    ca.flags = CLONE_NEWPID;
+    ca.exit_signal = SIGCHLD;
+    pid_ = static_cast<pid_t>(syscall(SYS_clone3, &ca, sizeof(ca)));
+    if (pid_ == 0) {
+      // Only async-signal-safe calls from here to exec.
+      if (status_w >= 0) dup2(status_w, 3);
+      if (extra >= 0) dup2(extra, 4);
+      dup2(err, 2);
+      execve(cargv[0], cargv.data(), cenv.data());
+      _exit(99);
+    }
+    EXPECT_GT(pid_, 0) << strerror(errno);
+    close(err);
+    if (o.status_fd) close(status_pipe[1]);
+    if (status_w >= 0) close(status_w);
+    if (extra >= 0) close(extra);
+  }
+  ~InitProcess() {
+    if (!reaped_ && pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (status_read_ >= 0) close(status_read_);
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // The exit status (as waitpid reports it), or nullopt when it did not exit within `deadline`.
+  std::optional<int> Wait(std::chrono::milliseconds deadline) {
+    int st = 0;
+    bool done = WaitFor([&] { return waitpid(pid_, &st, WNOHANG) == pid_; }, deadline);
+    if (!done) return std::nullopt;
+    reaped_ = true;
+    return st;
+  }
+
+  // Everything written to the status fd (read to EOF: call after Wait).
+  std::string StatusText() {
+    std::string out;
+    char buf[256];
+    for (ssize_t n; (n = read(status_read_, buf, sizeof(buf))) > 0;) out.append(buf, n);
+    return out;
+  }
+
+  std::string Stderr() const { return Slurp(stderr_path_); }
+
+ private:
+  std::string stderr_path_;
+  pid_t pid_ = -1;
+  int status_read_ = -1;
+  bool reaped_ = false;
+};
+
+class SandboxInitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
+           "/sandbox-init-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  std::unique_ptr<InitProcess> Start(std::vector<std::string> args,
+                                     InitProcess::Options o = {}) {
+    return std::make_unique<InitProcess>(dir_, std::move(args), std::move(o));
+  }
+  std::unique_ptr<InitProcess> Sh(const std::string& script, InitProcess::Options o = {}) {
+    return Start({"/bin/sh", "-c", script}, std::move(o));
+  }
+  std::string dir_;
+};
+
+int ExitCode(std::optional<int> st) {
+  EXPECT_TRUE(st.has_value()) << "sandbox-init did not exit in time";
+  if (!st) return -1;
+  EXPECT_TRUE(WIFEXITED(*st)) << "sandbox-init itself was killed: status " << *st;
+  return WIFEXITED(*st) ? WEXITSTATUS(*st) : -1;
+}
+
+TEST(SandboxInitBinaryTest, IsSmallAndStatic) {
+  std::string path = InitBinary();
+  ASSERT_TRUE(fs::exists(path)) << path;
+  EXPECT_LE(fs::file_size(path), 64u * 1024) << "sandbox-init grew past 64 KB";
+  std::string elf = Slurp(path);
+  ASSERT_GE(elf.size(), sizeof(Elf64_Ehdr));
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, elf.data(), sizeof(eh));
+  ASSERT_EQ(std::memcmp(eh.e_ident, ELFMAG, SELFMAG), 0);
+  ASSERT_EQ(eh.e_ident[EI_CLASS], ELFCLASS64);
+  ASSERT_LE(eh.e_phoff + eh.e_phnum * sizeof(Elf64_Phdr), elf.size());
+  for (int i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    std::memcpy(&ph, elf.data() + eh.e_phoff + i * sizeof(Elf64_Phdr), sizeof(ph));
+    EXPECT_NE(ph.p_type, static_cast<Elf64_Word>(PT_INTERP)) << "dynamically linked";
+    EXPECT_NE(ph.p_type, static_cast<Elf64_Word>(PT_DYNAMIC)) << "has a dynamic section";
+  }
+}
+
+TEST_F(SandboxInitTest, RunsAsPidOneAndPropagatesTheExitCode) {
+  auto init = Sh("test $$ = 2 || { echo \"workload is pid $$\" >&2; exit 1; }; exit 42");
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 42) << init->Stderr();
+  EXPECT_EQ(init->StatusText(), "{\"exit_code\":42}\n");
+}
+
+TEST_F(SandboxInitTest, ExitZeroAndTheWorkloadKeepsItsEnvironment) {
+  InitProcess::Options o;
+  o.env = {"PATH=/usr/bin:/bin", "GREETING=hello"};
+  auto init = Sh("test \"$GREETING\" = hello", o);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 0) << init->Stderr();
+  EXPECT_EQ(init->StatusText(), "{\"exit_code\":0}\n");
+}
+
+TEST_F(SandboxInitTest, ASignalDeathIs128PlusNAndReportedAsSignal) {
+  auto init = Sh("kill -ABRT $$");
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 128 + SIGABRT) << init->Stderr();
+  EXPECT_EQ(init->StatusText(), "{\"signal\":" + std::to_string(SIGABRT) + "}\n");
+}
+
+TEST_F(SandboxInitTest, WithoutStatusFdOnlyTheExitCode) {
+  InitProcess::Options o;
+  o.status_fd = false;
+  auto init = Sh("exit 3", o);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 3) << init->Stderr();
+}
+
+TEST_F(SandboxInitTest, SigtermToInitReachesTheWorkload) {
+  std::string ready = dir_ + "/ready", got = dir_ + "/got";
+  // `wait` is interrupted by the trapped signal; a foreground sleep would delay the trap.
+  auto init = Sh("trap 'echo term > " + got + "; exit 0' TERM; sleep 1000 & echo > " + ready +
+                 "; wait");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(ready); }, 10s)) << init->Stderr();
+  ASSERT_EQ(kill(init->pid(), SIGTERM), 0);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 0) << init->Stderr();
+  EXPECT_EQ(Slurp(got), "term\n");
+  EXPECT_EQ(init->StatusText(), "{\"exit_code\":0}\n");
+}
+
+TEST_F(SandboxInitTest, ForwardsEveryCommonSignal) {
+  std::string ready = dir_ + "/ready", log = dir_ + "/log";
+  const std::vector<std::pair<int, std::string>> signals = {
+      {SIGHUP, "HUP"},   {SIGINT, "INT"},   {SIGQUIT, "QUIT"},   {SIGUSR1, "USR1"},
+      {SIGUSR2, "USR2"}, {SIGWINCH, "WINCH"}, {SIGALRM, "ALRM"}, {SIGCONT, "CONT"}};
+  std::string script;
+  for (const auto& [n, name] : signals) {
+    script += "trap 'echo " + name + " >> " + log + "' " + name + "; ";
+  }
+  // Each trap interrupts `wait`; the loop waits again until TERM ends it.
+  script += "trap 'exit 7' TERM; sleep 1000 & echo > " + ready + "; while :; do wait; done";
+  auto init = Sh(script);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(ready); }, 10s)) << init->Stderr();
+  std::string expected;
+  for (const auto& [n, name] : signals) {
+    ASSERT_EQ(kill(init->pid(), n), 0);
+    expected += name + "\n";
+    EXPECT_TRUE(WaitFor([&] { return Slurp(log) == expected; }, 10s))
+        << name << " was not forwarded; log: " << Slurp(log);
+  }
+  ASSERT_EQ(kill(init->pid(), SIGTERM), 0);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 7) << init->Stderr();
+}
+
+TEST_F(SandboxInitTest, AnUntrappedForwardedSignalKillsTheWorkload) {
+  auto init = Start({"/bin/sleep", "1000"});
+  // Forwarding starts once the exec is done, so the signal reaches sleep, not a half-made child.
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(init->pid()).size() == 1; }, 10s));
+  ASSERT_EQ(kill(init->pid(), SIGUSR1), 0);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 128 + SIGUSR1) << init->Stderr();
+  EXPECT_EQ(init->StatusText(), "{\"signal\":" + std::to_string(SIGUSR1) + "}\n");
+}
+
+TEST_F(SandboxInitTest, ReapsOrphansWhileTheWorkloadRuns) {
+  // Five orphans block reading a pipe this test holds the write end of; their parents (the
+  // subshells) exit at once, so they are reparented to init.
+  int gate[2];
+  ASSERT_EQ(pipe2(gate, O_CLOEXEC), 0);
+  InitProcess::Options o;
+  o.extra_fd = gate[0];
+  std::string ready = dir_ + "/ready";
+  auto init = Sh("for i in 1 2 3 4 5; do ( cat <&4 >/dev/null & ); done; exec 4<&-; echo > " +
+                     ready + "; exec sleep 1000",
+                 o);
+  close(gate[0]);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(ready); }, 10s)) << init->Stderr();
+  // Init's own children: the workload and the five orphans.
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(init->pid()).size() == 6; }, 10s))
+      << "children of init: " << ChildrenOf(init->pid()).size();
+  // The orphans exit; init must reap them while the workload goes on running.
+  close(gate[1]);
+  auto no_zombies = [&] {
+    auto all = DescendantsOf(init->pid());
+    if (all.size() != 1) return false;
+    for (pid_t p : all) {
+      if (StateOf(p) == 'Z') return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(WaitFor(no_zombies, 10s)) << [&] {
+    std::string s;
+    for (pid_t p : DescendantsOf(init->pid())) s += std::to_string(p) + ":" + StateOf(p) + " ";
+    return "left below init: " + s;
+  }();
+  auto kids = ChildrenOf(init->pid());
+  ASSERT_EQ(kids.size(), 1u);
+  EXPECT_EQ(Slurp("/proc/" + std::to_string(kids[0]) + "/comm"), "sleep\n");
+  EXPECT_TRUE(Alive(kids[0]));
+  ASSERT_EQ(kill(init->pid(), SIGTERM), 0);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 128 + SIGTERM) << init->Stderr();
+  EXPECT_EQ(init->StatusText(), "{\"signal\":" + std::to_string(SIGTERM) + "}\n");
+}
+
+TEST_F(SandboxInitTest, AMissingProgramIs127WithTheReason) {
+  auto init = Start({"/nonexistent/program", "arg"});
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 127);
+  EXPECT_EQ(init->Stderr(), "sandbox-init: /nonexistent/program: No such file or directory\n");
+  EXPECT_EQ(init->StatusText(),
+            "{\"exit_code\":127,\"exec_error\":\"No such file or directory\"}\n");
+}
+
+TEST_F(SandboxInitTest, ANameIsSearchedOnThePathOfTheEnvironment) {
+  InitProcess::Options o;
+  o.env = {"PATH=/nonexistent:/usr/bin:/bin"};
+  auto init = Start({"sh", "-c", "exit 5"}, o);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 5) << init->Stderr();
+
+  o.env = {"PATH=/nonexistent"};
+  auto missing = Start({"sh", "-c", "exit 5"}, o);
+  EXPECT_EQ(ExitCode(missing->Wait(10s)), 127);
+  EXPECT_EQ(missing->Stderr(), "sandbox-init: sh: No such file or directory\n");
+}
+
+TEST_F(SandboxInitTest, ANonExecutableProgramIs126) {
+  std::string script = dir_ + "/not-executable";
+  std::ofstream(script) << "#!/bin/sh\nexit 0\n";
+  fs::permissions(script, fs::perms::owner_read | fs::perms::owner_write);
+  auto init = Start({script});
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 126);
+  EXPECT_EQ(init->Stderr(), "sandbox-init: " + script + ": Permission denied\n");
+  EXPECT_EQ(init->StatusText(), "{\"exit_code\":126,\"exec_error\":\"Permission denied\"}\n");
+}
+
+TEST_F(SandboxInitTest, TheWorkloadDoesNotInheritTheStatusFd) {
+  auto init = Sh("test -e /proc/self/fd/3 && exit 1; exit 0");
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 0) << "fd 3 leaked into the workload";
+}
+
+// Runs sandbox-init directly (no namespace) and returns its exit code; stderr into `err`.
+int RunDirect(const std::string& dir, std::vector<std::string> args, std::string* err) {
+  std::vector<std::string> argv = {InitBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> c;
+  for (auto& a : argv) c.push_back(a.data());
+  c.push_back(nullptr);
+  std::string err_path = dir + "/direct.stderr";
+  int fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd, 2);
+    execv(c[0], c.data());
+    _exit(99);
+  }
+  close(fd);
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) return -1;
+  *err = Slurp(err_path);
+  return WEXITSTATUS(st);
+}
+
+TEST_F(SandboxInitTest, UsageErrorsExit2) {
+  std::string err;
+  EXPECT_EQ(RunDirect(dir_, {}, &err), 2);
+  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] -- PROGRAM [ARGS...]"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(RunDirect(dir_, {"/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("expected -- before the program"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--"}, &err), 2);
+  EXPECT_NE(err.find("no program given"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--status-fd", "x", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--status-fd needs a file descriptor number"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--status-fd", "9", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--status-fd is not an open file descriptor"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace mentat
