@@ -138,6 +138,21 @@ TEST_P(DriverConformance, StartsInspectsAndReportsTheExitCodeAndLogs) {
   EXPECT_EQ(Log("t", "stderr"), "err\n");
 }
 
+TEST_P(DriverConformance, AMissingProgramIsAClearError) {
+  TaskConfig c = Config("missing", "");
+  c.command = "/no/such/program";
+  c.args = {};
+  auto h = Start(c);
+  // exec refuses it at Start; the sandbox's init reports it as the workload's exit.
+  if (!h) {
+    EXPECT_NE(h.error().message().find("No such file or directory"), std::string::npos) << h.error().message();
+    return;
+  }
+  auto exit = WaitExit("missing");
+  EXPECT_EQ(exit.exit_code, 127);
+  EXPECT_NE(exit.message.find("No such file or directory"), std::string::npos) << exit.message;
+}
+
 TEST_P(DriverConformance, ASignalDeathIsReportedAsTheSignal) {
   ASSERT_TRUE(Start(Config("sig", "kill -KILL $$")));
   auto exit = WaitExit("sig");

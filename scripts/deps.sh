@@ -9,7 +9,7 @@ MENTAT_BUILD_PACKAGES=(
   libseccomp-dev libcap-dev libgtest-dev libgmock-dev libcli11-dev
   libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
   libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl
-  procps curl python3-jsonschema python3-yaml musl-tools busybox-static
+  procps curl python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
 )
 
 mentat_missing_packages() {

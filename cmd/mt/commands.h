@@ -106,6 +106,15 @@ struct ExecFlags {
 // mt's own (output.h) when it could not be run.
 int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& f);
 
+struct BaseFlags {
+  std::string action;  // build or list
+  std::string name;    // build: the base
+  std::string dir;     // --dir: where bases live (default: the agent's)
+  bool force = false;  // build: even when up to date
+};
+// Builds or lists the sandbox's bases on this machine; needs no server (and no client).
+int RunBase(const BaseFlags& f);
+
 // A bash completion script generated from the command line's own definition.
 std::string BashCompletion(const CLI::App& app);
 

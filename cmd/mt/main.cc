@@ -11,6 +11,7 @@
 #include "cmd/mt/commands.h"
 #include "cmd/mt/config.h"
 #include "cmd/mt/output.h"
+#include "runtimes/sandbox/bases.h"
 #include "store/snapshot.h"
 
 using namespace mentat;
@@ -38,6 +39,12 @@ int SnapshotSave(ApiClient& client, const std::string& file) {
   std::cout << "snapshot of " << info->objects << " objects at revision " << info->revision
             << " saved to " << file << "\n";
   return kExitOk;
+}
+
+std::string JoinBaseNames() {
+  std::string out;
+  for (const auto& n : KnownBases()) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 std::optional<std::string> Given(const CLI::Option* opt, const std::string& value) {
@@ -186,6 +193,18 @@ int main(int argc, char** argv) {
   std::string snapshot_file;
   snapshot_save->add_option("file", snapshot_file, "where to write it")->required();
 
+  BaseFlags base_flags;
+  base_flags.dir = kDefaultBasesDir;
+  auto* base = app.add_subcommand("base", "build or list the sandbox's bases on this machine");
+  base->require_subcommand(1);
+  auto* base_build = base->add_subcommand(
+      "build", "build a base from its recipe, unless it is built and up to date");
+  base_build->add_option("name", base_flags.name, "the base: " + JoinBaseNames())->required();
+  base_build->add_option("--dir", base_flags.dir, "where bases live")->capture_default_str();
+  base_build->add_flag("--force", base_flags.force, "rebuild even when up to date");
+  auto* base_list = base->add_subcommand("list", "the bases built on this machine");
+  base_list->add_option("--dir", base_flags.dir, "where bases live")->capture_default_str();
+
   auto* version = app.add_subcommand("version", "print the version");
   auto* schema = app.add_subcommand("schema", "print the JSON Schema of the Service manifest");
 
@@ -204,6 +223,10 @@ int main(int argc, char** argv) {
   if (schema->parsed()) {
     std::cout << ServiceManifestSchema().dump(2) << "\n";
     return kExitOk;
+  }
+  if (base->parsed()) {
+    base_flags.action = base_build->parsed() ? "build" : "list";
+    return RunBase(base_flags);
   }
   if (completion->parsed()) {
     if (shell != "bash")

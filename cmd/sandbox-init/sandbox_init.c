@@ -54,7 +54,9 @@ static void put_int(struct line* l, long v) {
   int i = sizeof(tmp);
   unsigned long u = v < 0 ? -(unsigned long)v : (unsigned long)v;
   tmp[--i] = 0;
-  do tmp[--i] = (char)('0' + u % 10); while ((u /= 10) && i > 1);
+  do {
+    tmp[--i] = (char)('0' + u % 10);
+  } while ((u /= 10) && i > 1);
   if (v < 0) tmp[--i] = '-';
   put(l, tmp + i);
 }

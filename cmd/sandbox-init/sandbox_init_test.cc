@@ -4,6 +4,7 @@
 // workload runs, exec failures (127, 126, PATH lookup), usage errors.
 #include <elf.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -18,8 +19,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "runtimes/process_testing.h"
 
@@ -161,8 +160,7 @@ class SandboxInitTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
-  std::unique_ptr<InitProcess> Start(std::vector<std::string> args,
-                                     InitProcess::Options o = {}) {
+  std::unique_ptr<InitProcess> Start(std::vector<std::string> args, InitProcess::Options o = {}) {
     return std::make_unique<InitProcess>(dir_, std::move(args), std::move(o));
   }
   std::unique_ptr<InitProcess> Sh(const std::string& script, InitProcess::Options o = {}) {
@@ -227,8 +225,8 @@ TEST_F(SandboxInitTest, WithoutStatusFdOnlyTheExitCode) {
 TEST_F(SandboxInitTest, SigtermToInitReachesTheWorkload) {
   std::string ready = dir_ + "/ready", got = dir_ + "/got";
   // `wait` is interrupted by the trapped signal; a foreground sleep would delay the trap.
-  auto init = Sh("trap 'echo term > " + got + "; exit 0' TERM; sleep 1000 & echo > " + ready +
-                 "; wait");
+  auto init =
+      Sh("trap 'echo term > " + got + "; exit 0' TERM; sleep 1000 & echo > " + ready + "; wait");
   ASSERT_TRUE(WaitFor([&] { return fs::exists(ready); }, 10s)) << init->Stderr();
   ASSERT_EQ(kill(init->pid(), SIGTERM), 0);
   EXPECT_EQ(ExitCode(init->Wait(10s)), 0) << init->Stderr();
@@ -239,7 +237,7 @@ TEST_F(SandboxInitTest, SigtermToInitReachesTheWorkload) {
 TEST_F(SandboxInitTest, ForwardsEveryCommonSignal) {
   std::string ready = dir_ + "/ready", log = dir_ + "/log";
   const std::vector<std::pair<int, std::string>> signals = {
-      {SIGHUP, "HUP"},   {SIGINT, "INT"},   {SIGQUIT, "QUIT"},   {SIGUSR1, "USR1"},
+      {SIGHUP, "HUP"},   {SIGINT, "INT"},     {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"},
       {SIGUSR2, "USR2"}, {SIGWINCH, "WINCH"}, {SIGALRM, "ALRM"}, {SIGCONT, "CONT"}};
   std::string script;
   for (const auto& [n, name] : signals) {
@@ -369,8 +367,7 @@ int RunDirect(const std::string& dir, std::vector<std::string> args, std::string
 TEST_F(SandboxInitTest, UsageErrorsExit2) {
   std::string err;
   EXPECT_EQ(RunDirect(dir_, {}, &err), 2);
-  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] -- PROGRAM [ARGS...]"),
-            std::string::npos)
+  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] -- PROGRAM [ARGS...]"), std::string::npos)
       << err;
   EXPECT_EQ(RunDirect(dir_, {"/bin/true"}, &err), 2);
   EXPECT_NE(err.find("expected -- before the program"), std::string::npos) << err;

@@ -482,6 +482,7 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
   } else {
     result.message = "exit status unknown: the task was recovered after an agent restart";
   }
+  std::string refined;  // what the driver's RefineExit adds to the message
   {
     Json state;
     {
@@ -490,13 +491,16 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
         if (t.pidfd == pidfd) state = t.state;
       }
     }
+    std::string before = result.message;
     RefineExit(state, result);
+    if (result.message != before) refined = result.message;
   }
   if (result.exit_code) {
     result.message = "exited with code " + std::to_string(*result.exit_code);
   } else if (result.signal) {
     result.message = std::string("killed by signal ") + strsignal(*result.signal);
   }
+  if (!refined.empty()) result.message += ": " + refined;
   std::shared_ptr<Cgroup> group;
   std::optional<int64_t> memory_limit;
   {

@@ -74,7 +74,7 @@ class ExecDriver : public Driver {
   virtual Result<Spawned> Spawn(const TaskConfig& config, const SpawnIO& io);
   // Called when a task's first process has exited, with its handle state, before the message
   // is written: a driver that knows more (the sandbox's init reports its workload's status)
-  // corrects the exit code or signal.
+  // corrects the exit code or signal; a message it sets is appended to the standard one.
   virtual void RefineExit(const Json& state, ExitResult& result) {}
   // Frees what a destroyed task held beyond its cgroup (the sandbox's writable layer).
   virtual Status ReleaseTask(const std::string& id, const Json& state) { return {}; }

@@ -286,6 +286,9 @@ void SandboxDriver::RefineExit(const Json& state, ExitResult& result) {
     result.exit_code = j["exit_code"].get<int>();
     result.signal.reset();
   }
+  if (j.contains("exec_error") && j["exec_error"].is_string()) {
+    result.message = "the workload could not be started: " + j["exec_error"].get<std::string>();
+  }
 }
 
 Status SandboxDriver::ReleaseTask(const std::string& id, const Json& state) {
