@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
                  "how often the node's status is posted (the server's --node-heartbeat-timeout "
                  "must be a few of these)")
       ->capture_default_str();
+  app.add_option("--sandbox-init", opts.sandbox_init,
+                 "the sandbox-init binary (default: next to this one, or $MENTAT_SANDBOX_INIT)")
+      ->check(CLI::ExistingFile);
   int log_max_file_mb = 10;
   app.add_option("--log-max-file-mb", log_max_file_mb,
                  "rotate a task's stdout.log or stderr.log past this many megabytes, unless its "

@@ -19,6 +19,8 @@
 #include "runtimes/agent/log_index.h"
 #include "runtimes/agent/orphans.h"
 #include "runtimes/exec/exec_driver.h"
+#include "runtimes/sandbox/bases.h"
+#include "runtimes/sandbox/sandbox_driver.h"
 
 namespace mentat {
 namespace fs = std::filesystem;
@@ -81,6 +83,24 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   exec_opts.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
   MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create(std::move(exec_opts)));
   agent->drivers_["exec"] = std::move(exec);
+  // Sandboxes: bases are built from their recipes on first use, under <data dir>/bases.
+  SandboxDriverOptions sandbox_opts;
+  sandbox_opts.process.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
+  sandbox_opts.init_path = agent->opts_.sandbox_init;
+  const std::string bases_dir = agent->opts_.data_dir + "/bases";
+  sandbox_opts.resolve_base = [bases_dir](const std::string& name) -> Result<std::string> {
+    MT_ASSIGN_OR_RETURN(BaseInfo base, EnsureBase(bases_dir, name));
+    return base.rootfs;
+  };
+  sandbox_opts.describe_bases = [bases_dir] {
+    Json out = Json::array();
+    if (auto bases = ListBases(bases_dir)) {
+      for (const auto& b : *bases) out.push_back({{"name", b.name}, {"version", b.version}});
+    }
+    return out;
+  };
+  MT_ASSIGN_OR_RETURN(auto sandbox, SandboxDriver::Create(std::move(sandbox_opts)));
+  agent->drivers_["sandbox"] = std::move(sandbox);
   for (auto& [name, driver] : agent->drivers_) {
     driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {
       a->OnExit(id, exit);

@@ -42,6 +42,8 @@ struct AgentOptions {
   std::chrono::milliseconds heartbeat{5000};
   // Log rotation for tasks whose spec has no `logs` (log_rotate.h).
   LogLimits logs;
+  // The sandbox-init binary; empty: found next to the agent (FindSandboxInit).
+  std::string sandbox_init;
 };
 
 class Agent {
