@@ -98,5 +98,38 @@ TEST_F(SandboxE2E, AFailedSandboxStartSaysWhichStepAndWhy) {
       << a.dump();
 }
 
+TEST_F(SandboxE2E, LimitHitsShowInTheAllocationStatus) {
+  // A fork bomb in slow motion against pids.max, and a memory hog against memory.max.
+  Apply("name: bomb\n"
+        "driver: sandbox\n"
+        "base: static\n"
+        "command: /bin/sh\n"
+        "args: [\"-c\", \"while :; do sleep 300 & done\"]\n"
+        "max_pids: 16\n"
+        "---\n"
+        "name: hog\n"
+        "driver: sandbox\n"
+        "base: static\n"
+        "command: /bin/dd\n"
+        "args: [\"if=/dev/zero\", \"of=/dev/null\", \"bs=256M\", \"count=1\"]\n"
+        "memory: 32m\n"
+        "restart: never\n");
+  EXPECT_TRUE(WaitFor([&] {
+    Json a = Get("/v1/allocations/bomb-0");
+    return a.is_object() && a["status"].value("pidsLimitHits", 0) > 0;
+  }, 60s)) << Get("/v1/allocations/bomb-0").dump();
+  auto events = [&] { return HttpGet(port_, "/v1/events?namespace=default").second; };
+  EXPECT_TRUE(WaitFor([&] { return events().find("\"reason\":\"PidsLimitReached\"") != std::string::npos; }, 20s))
+      << events();
+  EXPECT_TRUE(WaitFor([&] {
+    Json a = Get("/v1/allocations/hog-0");
+    return a.is_object() && a["status"].value("oomKilled", false);
+  }, 60s)) << Get("/v1/allocations/hog-0").dump();
+  Json hog = Get("/v1/allocations/hog-0");
+  EXPECT_NE(hog["status"].value("message", "").find("OOM-killed"), std::string::npos) << hog.dump();
+  EXPECT_TRUE(WaitFor([&] { return events().find("\"reason\":\"OOMKilled\"") != std::string::npos; }, 20s))
+      << events();
+}
+
 }  // namespace
 }  // namespace mentat::e2e

@@ -44,6 +44,7 @@ struct ExitResult {
   std::optional<int> signal;
   bool oom_killed = false;
   std::string message;
+  uint64_t pids_limit_hits = 0;  // forks the task's pids limit refused during this run
 };
 
 enum class TaskState { kRunning, kExited };

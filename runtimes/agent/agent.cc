@@ -379,6 +379,14 @@ void Agent::OnExit(const std::string& task_id, const ExitResult& exit) {
         t.last_exit = exit;
         key = k;
         if (exit.oom_killed) EmitLocked(k, kEventWarning, "OOMKilled", exit.message);
+        // Forks refused since the last sample (a shell dies at its first refused fork, before
+        // any sample may have seen it).
+        if (exit.pids_limit_hits > t.pids_limit_hits) {
+          EmitLocked(k, kEventWarning, "PidsLimitReached",
+                     "the pids limit refused " + std::to_string(exit.pids_limit_hits - t.pids_limit_hits) +
+                         " fork(s) (" + std::to_string(exit.pids_limit_hits) + " in this run)");
+          t.pids_limit_hits = exit.pids_limit_hits;
+        }
         break;
       }
     }
@@ -462,6 +470,7 @@ Json Agent::BuildStatus(const std::string& key) {
     if (t.last_exit->signal) s["signal"] = *t.last_exit->signal;
     if (t.last_exit->oom_killed) s["oomKilled"] = true;
   }
+  if (t.pids_limit_hits > 0) s["pidsLimitHits"] = t.pids_limit_hits;
   return s;
 }
 
@@ -515,6 +524,7 @@ Status Agent::Reconcile(const std::string& key) {
     if (task_spec.contains("checks")) t.checks_spec["checks"] = task_spec["checks"];
     t.logs = LogLimitsFor(task_spec.value("logs", Json()), opts_.logs);
     t.restart_policy = spec->restart;
+    t.pids_limit = task_spec.value("resources", Json::object()).value("pids", int64_t{0});
     task_it = tasks_.emplace(key, std::move(t)).first;
   }
   LocalTask& t = task_it->second;
@@ -583,6 +593,7 @@ Status Agent::Reconcile(const std::string& key) {
       } else {
         lt.handle = *handle;
         lt.running = true;
+        lt.pids_limit_hits = 0;  // a new run, a new cgroup: its own count
         // A task may exit before this point; its exit handler then found nothing running.
         if (auto st = driver->Inspect(handle->id); st && st->exit) {
           lt.running = false;
@@ -840,6 +851,33 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   };
 }
 
+void Agent::SampleLimits() {
+  // Only tasks with a pids limit: reading every task's cgroup each second would cost the idle
+  // node CPU for nothing.
+  std::vector<std::tuple<std::string, Driver*, std::string>> limited;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, t] : tasks_) {
+      if (t.running && t.pids_limit > 0) limited.emplace_back(key, DriverFor(t.driver), t.handle.id);
+    }
+  }
+  for (const auto& [key, driver, id] : limited) {
+    if (!driver) continue;
+    auto stats = driver->Stats(id);
+    if (!stats) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(key);
+    if (it == tasks_.end() || stats->pids_limit_hits <= it->second.pids_limit_hits) continue;
+    uint64_t more = stats->pids_limit_hits - it->second.pids_limit_hits;
+    it->second.pids_limit_hits = stats->pids_limit_hits;
+    EmitLocked(key, kEventWarning, "PidsLimitReached",
+               "the pids limit of " + std::to_string(it->second.pids_limit) + " refused " +
+                   std::to_string(more) + " fork(s) (" + std::to_string(stats->pids_limit_hits) +
+                   " in all)");
+    queue_.Add(key);
+  }
+}
+
 void Agent::SampleLogs() {
   std::vector<std::pair<std::string, LogLimits>> dirs;
   {
@@ -890,6 +928,7 @@ void Agent::ProbeLoop() {
     if (std::chrono::steady_clock::now() - last_log_sample >= std::chrono::milliseconds(kLogIndexPeriodMs)) {
       last_log_sample = std::chrono::steady_clock::now();
       SampleLogs();
+      SampleLimits();
     }
     auto next_check = RunDueChecks();
     if (std::chrono::steady_clock::now() - last_heartbeat >= opts_.heartbeat) {

@@ -68,6 +68,8 @@ class Agent {
     int port = 0;
     Json checks_spec = Json::object();  // {port, checks} of the spec: persisted for recovery
     LogLimits logs;
+    int64_t pids_limit = 0;         // spec resources.pids; 0: none
+    uint64_t pids_limit_hits = 0;   // forks its pids limit refused, as last read
     std::vector<CheckState> checks;     // Ready needs every one passing
     std::string restart_policy = "always";
     bool running = false;
@@ -100,6 +102,8 @@ class Agent {
   void FlushEvents();
   // Appends to each task's log time index (log_index.h); from the probe loop, once a second.
   void SampleLogs();
+  // Reads the pids-limit hits of tasks that have a limit: status pidsLimitHits and an event.
+  void SampleLimits();
   // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines, from
   // ?offset=BYTES or from ?since=TIME (Unix ms or RFC 3339; see log_index.h), and with ?follow=true everything written after, across restarts.
   void ServeLogs(const HttpRequest& req, HttpResponse& res);

@@ -527,6 +527,7 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
       spdlog::warn("{}: reading OOM kills of {}: {}", Name(), group->path(), kills.error().message());
     }
     if (auto stats = group->Stats(); stats && stats->pids_limit_hits > 0) {
+      result.pids_limit_hits = stats->pids_limit_hits;
       result.message += "; its pids limit refused " + std::to_string(stats->pids_limit_hits) +
                         " fork(s)";
     }
