@@ -157,6 +157,46 @@ TEST_F(SandboxEscape, TheWorkloadSeesItsOwnWorldOnly) {
   EXPECT_FALSE(fs::exists(c.task_dir + "/upper"));
 }
 
+TEST_F(SandboxEscape, VolumesAreBindMountsReadOnlyWhenAsked) {
+  std::string rw = dir_ + "/data", ro = dir_ + "/config";
+  fs::create_directories(rw);
+  fs::create_directories(ro);
+  std::ofstream(ro + "/app.conf") << "setting=1\n";
+  TaskConfig c = Config("vol", "/bin/sh",
+                        {"-c", "cat /etc/worker/app.conf; echo written > /data/jobs/out; "
+                               "echo nope > /etc/worker/app.conf || echo read-only-refused"});
+  c.spec["base"] = "static";
+  c.spec["volumes"] = Json::array({{{"source", rw}, {"target", "/data/jobs"}, {"read_only", false}},
+                                   {{"source", ro}, {"target", "/etc/worker"}, {"read_only", true}}});
+  auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
+    return BusyboxRoot();
+  }});
+  ASSERT_TRUE(d);
+  driver_ = std::move(*d);
+  ASSERT_TRUE(driver_->Start(c));
+  auto exit = driver_->Wait(c.id, 10s);
+  ASSERT_TRUE(exit && exit->has_value());
+  std::string out = Slurp(c.task_dir + "/stdout.log");
+  SCOPED_TRACE(out + Slurp(c.task_dir + "/stderr.log"));
+  EXPECT_NE(out.find("setting=1"), std::string::npos);
+  EXPECT_NE(out.find("read-only-refused"), std::string::npos);
+  EXPECT_EQ(Slurp(rw + "/out"), "written\n") << "the write reached the host directory";
+  EXPECT_EQ(Slurp(ro + "/app.conf"), "setting=1\n");
+
+  // A volume may not cover the sandbox's own trees, nor come from nowhere.
+  TaskConfig bad = Config("badvol", "/bin/true", {});
+  bad.spec["base"] = "static";
+  bad.spec["volumes"] = Json::array({{{"source", rw}, {"target", "/proc/sys"}, {"read_only", false}}});
+  auto h = driver_->Start(bad);
+  ASSERT_FALSE(h);
+  EXPECT_NE(h.error().message().find("volumes[0].target: /proc/sys is inside /proc"), std::string::npos)
+      << h.error().message();
+  bad.spec["volumes"] = Json::array({{{"source", dir_ + "/missing"}, {"target", "/x"}, {"read_only", false}}});
+  h = driver_->Start(bad);
+  ASSERT_FALSE(h);
+  EXPECT_NE(h.error().message().find("volumes[0].source"), std::string::npos) << h.error().message();
+}
+
 TEST_F(SandboxEscape, AForkBombIsStoppedByPidsMax) {
   TaskConfig c = Config("bomb", "/bin/sh", {"-c", "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived"});
   c.spec["base"] = "static";
