@@ -58,6 +58,10 @@ struct TaskStats {
   uint64_t pids_limit_hits = 0;    // forks refused by the task's pids limit
 };
 
+struct TaskLogs {
+  std::string stdout_path, stderr_path;
+};
+
 struct TaskStatus {
   TaskState state = TaskState::kRunning;
   int pid = 0;
@@ -133,6 +137,12 @@ class Driver {
                                       ExecCallbacks callbacks) = 0;
   // What this host supports for the driver: {"healthy": bool, "detail": ..., ...}.
   virtual Json Fingerprint() = 0;
+  // What the driver can do, whatever the host (Nomad's Capabilities): {"exec", "signal",
+  // "recover": bool, "isolation": "none" | "namespaces" | "vm", "limits": [...]}.
+  virtual Json Capabilities() const = 0;
+  // Where a task's output is: the files the workload writes (followed by the agent's log
+  // endpoint). kNotFound for an unknown task.
+  virtual Result<TaskLogs> Logs(const std::string& id) = 0;
 
   // Called from a driver thread whenever a task exits. Set once, before Start/Recover.
   virtual void SetExitHandler(ExitHandler handler) = 0;

@@ -136,6 +136,15 @@ TEST_P(DriverConformance, StartsInspectsAndReportsTheExitCodeAndLogs) {
   EXPECT_EQ(st->state, TaskState::kExited);
   EXPECT_EQ(Log("t"), "out\n");
   EXPECT_EQ(Log("t", "stderr"), "err\n");
+  // Logs says where they are; Capabilities what the driver can do.
+  auto logs = driver_->Logs("t");
+  ASSERT_TRUE(logs) << logs.error().ToString();
+  EXPECT_EQ(Slurp(logs->stdout_path), "out\n");
+  EXPECT_EQ(Slurp(logs->stderr_path), "err\n");
+  EXPECT_FALSE(driver_->Logs("nope"));
+  Json caps = driver_->Capabilities();
+  EXPECT_TRUE(caps.value("exec", false) && caps.value("signal", false) && caps.value("recover", false)) << caps;
+  EXPECT_EQ(caps["isolation"], GetParam().name == "sandbox" ? "namespaces" : "none");
 }
 
 TEST_P(DriverConformance, AMissingProgramIsAClearError) {

@@ -171,6 +171,19 @@ Json ExecDriver::Fingerprint() {
   return {{"healthy", true}, {"detail", detail}, {"cgroups", cgroups}};
 }
 
+Json ExecDriver::Capabilities() const {
+  return {{"exec", true}, {"signal", true}, {"recover", true}, {"isolation", "none"},
+          {"limits", Json::array({"memory", "cpu", "pids"})}};
+}
+
+Result<TaskLogs> ExecDriver::Logs(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return NotFound(P() + "no task " + id);
+  std::string dir = it->second.state.value("taskDir", "");
+  return TaskLogs{dir + "/stdout.log", dir + "/stderr.log"};
+}
+
 void ExecDriver::ReleaseCgroup(const std::string& id, Cgroup* group) {
   if (!group) return;
   if (auto st = group->KillAll(); !st) {

@@ -48,6 +48,8 @@ class ExecDriver : public Driver {
   Result<ExecSessionPtr> Exec(const std::string& id, const ExecOptions& options,
                               ExecCallbacks callbacks) override;
   Json Fingerprint() override;
+  Json Capabilities() const override;
+  Result<TaskLogs> Logs(const std::string& id) override;
   void SetExitHandler(ExitHandler handler) override;
 
  protected:

@@ -170,6 +170,16 @@ Json SandboxDriver::Fingerprint() {
   return fp;
 }
 
+Json SandboxDriver::Capabilities() const {
+  return {{"exec", true},
+          {"signal", true},
+          {"recover", true},
+          {"isolation", "namespaces"},
+          {"namespaces", Json::array({"pid", "mount", "uts", "ipc"})},
+          {"limits", Json::array({"memory", "cpu", "pids"})},
+          {"volumes", true}};
+}
+
 Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const SpawnIO& io) {
   if (!unusable_.empty()) return FailedPrecondition(P() + "cannot run on this node: " + unusable_);
   const Json& spec = config.spec.is_object() ? config.spec : Json::object();

@@ -48,6 +48,7 @@ class SandboxDriver : public ExecDriver {
 
   std::string Name() const override { return "sandbox"; }
   Json Fingerprint() override;
+  Json Capabilities() const override;
   // To sandbox-init, which forwards it to the workload.
   Status Signal(const std::string& id, int signal) override;
   // In the task's namespaces, cgroup and restrictions, with its environment.
