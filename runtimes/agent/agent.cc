@@ -87,6 +87,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   SandboxDriverOptions sandbox_opts;
   sandbox_opts.process.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
   sandbox_opts.init_path = agent->opts_.sandbox_init;
+  sandbox_opts.process.cgroup_parent = "mentat-sandbox";
   const std::string bases_dir = agent->opts_.data_dir + "/bases";
   sandbox_opts.resolve_base = [bases_dir](const std::string& name) -> Result<std::string> {
     MT_ASSIGN_OR_RETURN(BaseInfo base, EnsureBase(bases_dir, name));
@@ -146,6 +147,11 @@ Status Agent::Start() {
                  : std::string(opts_.tls_cert.empty() ? "http" : "https") + "://" + ho.host + ":" +
                        std::to_string(port);
   RecoverTasks();
+  // Empty groups an agent killed mid-start left behind (any agent on this host: only those
+  // older than a minute, so another agent's group made a moment ago is never taken).
+  for (auto& [name, d] : drivers_) {
+    if (auto* process = dynamic_cast<ExecDriver*>(d.get())) process->SweepEmptyGroups(std::chrono::seconds(60));
+  }
   threads_.emplace_back([this] { SyncLoop(); });
   for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { WorkLoop(); });
   threads_.emplace_back([this] { ProbeLoop(); });

@@ -1,5 +1,7 @@
 #include "runtimes/cgroups/cgroup_fs.h"
 
+#include <filesystem>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -163,6 +165,17 @@ Status CheckGroupPath(const std::string& rel) {
     }
   }
   return {};
+}
+
+void ListChildDirs(const std::string& dir, const std::string& parent, std::map<std::string, int64_t>& out) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_directory(ec)) continue;
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0) continue;
+    std::string rel = parent + "/" + e.path().filename().string();
+    out[rel] = std::max<int64_t>(out[rel], st.st_mtime);
+  }
 }
 
 }  // namespace mentat::cgroupfs

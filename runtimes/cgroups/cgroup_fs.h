@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -44,5 +45,8 @@ Status CheckVacant(const std::string& path, const Result<std::vector<pid_t>>& me
 
 // A relative group path must not climb out of the hierarchy ("..") or be empty.
 Status CheckGroupPath(const std::string& rel);
+
+// The directories under `dir`, merged into `out` as "<parent>/<name>" -> newest mtime.
+void ListChildDirs(const std::string& dir, const std::string& parent, std::map<std::string, int64_t>& out);
 
 }  // namespace mentat::cgroupfs

@@ -235,6 +235,18 @@ class CgroupV1Backend : public CgroupHost {
     return CgroupPtr(std::make_unique<CgroupV1>(path, std::move(dirs)));
   }
 
+  Result<std::vector<Child>> Children(const std::string& parent) override {
+    MT_RETURN_IF_ERROR(cfs::CheckGroupPath(parent));
+    std::map<std::string, int64_t> found;
+    for (const char* c : kControllers) {
+      auto it = mounts_.find(c);
+      if (it != mounts_.end()) cfs::ListChildDirs(it->second + "/" + parent, parent, found);
+    }
+    std::vector<Child> out;
+    for (const auto& [path, mtime] : found) out.push_back({path, mtime});
+    return out;
+  }
+
  private:
   Status UsableByName(const std::string& c) const {
     auto it = mounts_.find(c);

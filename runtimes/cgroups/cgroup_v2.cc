@@ -193,6 +193,15 @@ class CgroupV2Backend : public CgroupHost {
     return CgroupPtr(std::make_unique<CgroupV2>(path, dir));
   }
 
+  Result<std::vector<Child>> Children(const std::string& parent) override {
+    MT_RETURN_IF_ERROR(cfs::CheckGroupPath(parent));
+    std::map<std::string, int64_t> found;
+    cfs::ListChildDirs(root_ + "/" + parent, parent, found);
+    std::vector<Child> out;
+    for (const auto& [path, mtime] : found) out.push_back({path, mtime});
+    return out;
+  }
+
  private:
   std::string root_;
 };

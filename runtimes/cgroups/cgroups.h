@@ -101,6 +101,13 @@ class CgroupHost {
   virtual Result<CgroupPtr> Create(const std::string& path, const CgroupLimits& limits) = 0;
   // Re-opens an existing group (after an agent restart). kNotFound when it is gone.
   virtual Result<CgroupPtr> Open(const std::string& path) = 0;
+  // The groups directly under `parent` (relative paths, e.g. "mentat/web-0-3f2a9c1d"), in any
+  // hierarchy, with the newest modification time of their directories.
+  struct Child {
+    std::string path;
+    int64_t mtime_unix = 0;
+  };
+  virtual Result<std::vector<Child>> Children(const std::string& parent) = 0;
 
  protected:
   // Usable() of each controller: {name: "ok" | why not}.

@@ -200,9 +200,12 @@ TEST_F(CgroupV1Test, KillAllKillsATreeThatLeftItsSessionAndDestroyLeavesNoDirect
     ASSERT_TRUE(Alive(d));
     EXPECT_NE(::getsid(d), ::getsid(pid)) << "the daemon left the leader's session";
   }
-  auto members = group_->Pids();
-  ASSERT_TRUE(members);
-  EXPECT_EQ(members->size(), 4u) << "the leader and three daemons";
+  // The intermediate children exit right after their fork: wait until they have.
+  Result<std::vector<pid_t>> members;
+  EXPECT_TRUE(WaitFor([&] {
+    members = group_->Pids();
+    return members && members->size() == 4u;
+  }, 5s)) << "the leader and three daemons: " << (members ? members->size() : 0);
 
   auto st = group_->Destroy();
   ASSERT_FALSE(st) << "a group with members cannot be removed";

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
@@ -169,6 +170,32 @@ Json ExecDriver::Fingerprint() {
     detail += ", limits through cgroup " + opts_.cgroups->Version();
   }
   return {{"healthy", true}, {"detail", detail}, {"cgroups", cgroups}};
+}
+
+int ExecDriver::SweepEmptyGroups(std::chrono::seconds min_age) {
+  if (!cgroups_unusable_.empty()) return 0;
+  auto children = opts_.cgroups->Children(opts_.cgroup_parent);
+  if (!children) return 0;
+  std::set<std::string> owned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, t] : tasks_) {
+      if (t.cgroup) owned.insert(t.cgroup->path());
+    }
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  int removed = 0;
+  for (const auto& child : *children) {
+    if (owned.count(child.path) || now - child.mtime_unix < min_age.count()) continue;
+    auto group = opts_.cgroups->Open(child.path);
+    if (!group) continue;
+    auto members = (*group)->Pids();
+    if (!members || !members->empty()) continue;  // running: the orphan sweep's business
+    if ((*group)->Destroy()) ++removed;
+  }
+  if (removed > 0) spdlog::info("{}: removed {} empty cgroup(s) left under {}", Name(), removed, opts_.cgroup_parent);
+  return removed;
 }
 
 Json ExecDriver::Capabilities() const {

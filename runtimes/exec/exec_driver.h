@@ -52,6 +52,11 @@ class ExecDriver : public Driver {
   Result<TaskLogs> Logs(const std::string& id) override;
   void SetExitHandler(ExitHandler handler) override;
 
+  // Removes the empty groups under this driver's cgroup parent that no task of it owns and
+  // that are older than `min_age` (a group is made moments before its task joins it): what an
+  // agent killed mid-way left behind. After Recover; returns how many went.
+  int SweepEmptyGroups(std::chrono::seconds min_age);
+
  protected:
   // The hooks a driver whose task is also a host process tree overrides (the sandbox driver):
   // everything else (cgroups, exits through pidfds, Recover by pid and start time, Stop with

@@ -508,5 +508,38 @@ TEST(LimitsFromSpecTest, TurnsResourcesIntoLimitsAndNamesWhatItCannotConvert) {
   EXPECT_FALSE(none->memory_bytes || none->cpu_percent || none->pids_max);
 }
 
+TEST_F(ExecDriverTest, SweepRemovesOnlyEmptyGroupsNobodyOwns) {
+  ExecDriverOptions o;
+  o.cgroup_parent = "mentat-sweep-test";
+  o.cgroups = CgroupHost::Probe();
+  CgroupHost* host = o.cgroups.get();
+  auto d = ExecDriver::Create(std::move(o));
+  ASSERT_TRUE(d);
+  driver_ = std::move(*d);
+  auto h = driver_->Start(Config("owned", "exec sleep 300"));
+  ASSERT_TRUE(h) << h.error().ToString();
+  // Left behind by a crashed agent: one empty, one with a process still in it.
+  auto stale = host->Create("mentat-sweep-test/stale-1", {});
+  ASSERT_TRUE(stale) << stale.error().ToString();
+  auto busy = host->Create("mentat-sweep-test/busy-1", {});
+  ASSERT_TRUE(busy);
+  pid_t sleeper = fork();
+  if (sleeper == 0) {
+    execl("/bin/sleep", "sleep", "300", nullptr);
+    _exit(127);
+  }
+  ASSERT_TRUE((*busy)->AddProcess(sleeper));
+  // Too young to be swept: a group another agent has just made.
+  EXPECT_EQ(driver_->SweepEmptyGroups(std::chrono::seconds(3600)), 0);
+  EXPECT_EQ(driver_->SweepEmptyGroups(std::chrono::seconds(0)), 1);
+  EXPECT_FALSE(host->Open("mentat-sweep-test/stale-1")) << "the empty orphan group stays";
+  EXPECT_TRUE(host->Open("mentat-sweep-test/busy-1")) << "a group with a process in it is not the sweep's";
+  EXPECT_TRUE(host->Open(h->state["cgroup"].get<std::string>())) << "the driver's own task's group went";
+  ::kill(sleeper, SIGKILL);
+  ::waitpid(sleeper, nullptr, 0);
+  EXPECT_TRUE(WaitFor([&] { return (*busy)->Pids() && (*busy)->Pids()->empty(); }, 5s));
+  EXPECT_TRUE((*busy)->Destroy());
+}
+
 }  // namespace
 }  // namespace mentat
