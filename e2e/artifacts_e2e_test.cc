@@ -335,6 +335,54 @@ TEST_F(ArtifactsTest, OverTheLimitIs413NamingItAndLeavesNothing) {
   EXPECT_NE(Mt({"get", "services", "big"}).exit_code, 0);
 }
 
+// The peak resident memory of a process (VmHWM), in KiB.
+long PeakRssKb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+TEST_F(ArtifactsTest, ALargeUploadStreamsToDiskNotMemory) {
+  StartWith("artifacts-large", {"--max-artifact-mb", "256"});
+  // 160 MiB that do not compress, written to a file and sent from it.
+  std::string path = dir_ + "/large.bin";
+  std::string digest;
+  {
+    std::ofstream out(path, std::ios::binary);
+    mentat::Sha256 sha;
+    for (uint32_t i = 0; i < 160; ++i) {
+      std::string mib = Noise(1 << 20, i + 1);
+      sha.Update(mib.data(), mib.size());
+      out << mib;
+    }
+    digest = sha.Finish();
+  }
+  long before = PeakRssKb(server_->pid());
+  auto client = ApiClient::Create(Addr());
+  ASSERT_TRUE(client);
+  auto put = (*client)->PutArtifact(digest, path);
+  ASSERT_TRUE(put) << put.error().message();
+  EXPECT_EQ((*put)["size"], 160u << 20);
+  long after = PeakRssKb(server_->pid());
+  EXPECT_LT(after - before, 48 << 10) << "the server's peak memory grew by " << (after - before)
+                                      << " KiB for a 160 MiB upload";
+  EXPECT_EQ(fs::file_size(ArtifactFile(digest)), 160u << 20);
+  // And back, to a file, with the digest checked.
+  mentat::Sha256 back;
+  uint64_t got = 0;
+  ASSERT_TRUE((*client)->GetArtifact(digest, [&](const char* d, size_t n) {
+    back.Update(d, n);
+    got += n;
+    return true;
+  }));
+  EXPECT_EQ(got, 160u << 20);
+  EXPECT_EQ(back.Finish(), digest);
+  EXPECT_LT(PeakRssKb(server_->pid()) - before, 48 << 10) << "the download was buffered";
+}
+
 TEST_F(ArtifactsTest, TheAgentFetchesOnceForTwoAllocations) {
   StartWith("artifacts-agent", {"--dev"});
   std::string manifest = WriteApp("pair");
@@ -423,7 +471,10 @@ TEST_F(ArtifactsTest, GarbageCollectionSparesWhatIsReferenced) {
   EXPECT_TRUE(WaitFor([&] { return !fs::exists(ArtifactFile(loose)); }, 20s))
       << "an unreferenced artifact was never collected";
   EXPECT_TRUE(fs::exists(ArtifactFile(kept)));
-  EXPECT_NE(server_->Log().find("artifact " + loose + " deleted"), std::string::npos);
+  // Logged once the removal is durable, a moment after the file went.
+  EXPECT_TRUE(WaitFor([&] {
+    return server_->Log().find("artifact " + loose + " deleted") != std::string::npos;
+  }, 10s)) << server_->Log();
   // Once its Service (and the Service's Allocations) are gone, it goes too.
   ASSERT_EQ(Mt({"delete", "services", "kept"}).exit_code, 0);
   EXPECT_TRUE(WaitFor([&] { return !fs::exists(ArtifactFile(kept)); }, 30s));

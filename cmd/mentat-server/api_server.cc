@@ -524,7 +524,8 @@ void ApiServer::Routes() {
                         {"maxBytes", opts_.artifacts->max_bytes()},
                         {"items", items}});
   });
-  // GET downloads (sendfile where it can), HEAD answers whether it is stored and its size.
+  // GET downloads (a piece at a time as the client takes it), HEAD answers whether it is
+  // stored and its size.
   Get("/v1/artifacts/:digest", [this, artifacts_off](const HttpRequest& req, HttpResponse& res,
                                                      const Principal&) {
     if (artifacts_off(res)) return;
@@ -554,8 +555,7 @@ void ApiServer::Routes() {
     });
     uint64_t size = info->size;
     res.stream = [file, size](const std::shared_ptr<HttpStream>& stream) {
-      stream->WriteFile(std::exchange(*file, -1), 0, size);
-      stream->End();
+      stream->SendFile(std::exchange(*file, -1), 0, size);
     };
   });
   Put("/v1/artifacts/:digest", [this, artifacts_off](const HttpRequest& req, HttpResponse& res,

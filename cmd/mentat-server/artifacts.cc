@@ -47,9 +47,13 @@ std::string MiB(uint64_t bytes) {
 ArtifactUpload::ArtifactUpload(int fd, std::string path, uint64_t max_bytes)
     : fd_(fd), path_(std::move(path)), max_bytes_(max_bytes) {}
 
-ArtifactUpload::~ArtifactUpload() {
+ArtifactUpload::~ArtifactUpload() { Discard(); }
+
+void ArtifactUpload::Discard() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(path_.c_str());
+  fd_ = -1;
+  if (!finished_) ::unlink(path_.c_str());
+  finished_ = true;  // nothing left to remove
 }
 
 Status ArtifactUpload::Write(const char* data, size_t n) {
@@ -122,8 +126,7 @@ Result<ArtifactStore::Committed> ArtifactStore::Commit(ArtifactUpload& up,
   if (up.fd_ < 0) return Internal("artifact upload already finished");
   std::string got = up.sha_.Finish();
   if (got != digest) {
-    ::close(up.fd_);
-    up.fd_ = -1;  // the destructor removes the temp file
+    up.Discard();
     return MakeError(Code::kInvalidArgument,
                      "the body does not match its digest: it hashes to " + got + ", not " + digest,
                      {{"digest", 0, 0,
@@ -136,13 +139,14 @@ Result<ArtifactStore::Committed> ArtifactStore::Commit(ArtifactUpload& up,
   Committed out;
   if (auto existing = Stat(digest)) {
     out.info = *existing;  // the same bytes, stored already: keep the first copy
+    up.Discard();
   } else {
     // Artifacts are read-only from here on, for the server and everyone who fetches them.
     ::chmod(up.path_.c_str(), 0444);
     if (::rename(up.path_.c_str(), PathOf(digest).c_str()) != 0) {
       return ErrnoError("storing artifact " + digest, errno);
     }
-    up.committed_ = true;
+    up.finished_ = true;
     MT_RETURN_IF_ERROR(FsyncPath(dir_ + "/sha256"));
     out.created = true;
     auto info = Stat(digest);

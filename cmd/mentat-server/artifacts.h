@@ -37,13 +37,16 @@ class ArtifactUpload : public BodySink {
  private:
   friend class ArtifactStore;
   ArtifactUpload(int fd, std::string path, uint64_t max_bytes);
+  // Closes and removes the temp file now (not when the last reference goes, which may be
+  // after the answer has reached the client).
+  void Discard();
 
   int fd_;
   std::string path_;
   uint64_t max_bytes_;
   Sha256 sha_;
   uint64_t size_ = 0;
-  bool committed_ = false;
+  bool finished_ = false;  // committed, or its temp file removed
 };
 
 class ArtifactStore {

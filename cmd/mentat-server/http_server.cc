@@ -138,25 +138,36 @@ bool HttpStream::Write(const std::string& data) {
   return true;
 }
 
-bool HttpStream::WriteFile(int fd, uint64_t offset, uint64_t length) {
-  if (req_ && ClientGone()) Close(/*send_end=*/true);
-  if (!req_) {
-    ::close(fd);
-    return false;
+struct HttpStream::FileToSend {
+  FileToSend(int f, uint64_t o, uint64_t n) : fd(f), offset(o), left(n) {}
+  ~FileToSend() { ::close(fd); }
+  int fd;
+  uint64_t offset;
+  uint64_t left;
+};
+
+void HttpStream::SendFile(int fd, uint64_t offset, uint64_t length) {
+  SendPiece(std::make_shared<FileToSend>(fd, offset, length));
+}
+
+void HttpStream::SendPiece(const std::shared_ptr<FileToSend>& file) {
+  if (!req_) return;
+  if (file->left == 0) return End();
+  std::string piece(static_cast<size_t>(std::min<uint64_t>(file->left, 1 << 20)), '\0');
+  ssize_t n = ::pread(file->fd, piece.data(), piece.size(), static_cast<off_t>(file->offset));
+  if (n <= 0) {
+    // The client was promised more (Content-Length); it sees the body end short.
+    spdlog::error("sending a file: read at offset {}: {}", file->offset,
+                  n < 0 ? strerror(errno) : "end of file");
+    return End();
   }
-  evbuffer_file_segment* seg = evbuffer_file_segment_new(fd, static_cast<ev_off_t>(offset),
-                                                         static_cast<ev_off_t>(length),
-                                                         EVBUF_FS_CLOSE_ON_FREE);
-  if (!seg) {
-    ::close(fd);
-    return false;
-  }
-  evbuffer* buf = evbuffer_new();
-  int added = evbuffer_add_file_segment(buf, seg, 0, static_cast<ev_off_t>(length));
-  evbuffer_file_segment_free(seg);  // the buffer holds its own reference
-  if (added == 0) evhttp_send_reply_chunk(req_, buf);
-  evbuffer_free(buf);
-  return added == 0;
+  piece.resize(static_cast<size_t>(n));
+  file->offset += static_cast<uint64_t>(n);
+  file->left -= static_cast<uint64_t>(n);
+  WhenDrained([weak = weak_from_this(), file] {
+    if (auto self = weak.lock()) self->SendPiece(file);
+  });
+  Write(piece);
 }
 
 size_t HttpStream::Pending() const {

@@ -106,9 +106,10 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
   bool open() const { return req_ != nullptr; }
   // Sends one chunk. False if the stream is no longer open.
   bool Write(const std::string& data);
-  // Sends `length` bytes of the open file `fd` from `offset` (sendfile where the connection
-  // allows), and takes ownership of fd. False if the stream is no longer open (fd is closed).
-  bool WriteFile(int fd, uint64_t offset, uint64_t length);
+  // Sends `length` bytes of the open file `fd` from `offset`, then ends the stream. It takes
+  // ownership of fd. A piece of at most 1 MiB is read when the client has taken the one
+  // before, so a large file never sits in memory (or in a mapping).
+  void SendFile(int fd, uint64_t offset, uint64_t length);
   // Bytes written but not yet taken by the kernel: how far the client lags.
   size_t Pending() const;
   // Ends the response (the terminating chunk) and closes the stream.
@@ -126,6 +127,8 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
  private:
   friend class HttpServer;
   HttpStream(class HttpServer* server, evhttp_request* req) : server_(server), req_(req) {}
+  struct FileToSend;
+  void SendPiece(const std::shared_ptr<FileToSend>& file);
   // The client is gone or the server stops: free the request, run the close hooks.
   void Close(bool send_end);
   bool ClientGone() const;
