@@ -335,16 +335,6 @@ TEST_F(ArtifactsTest, OverTheLimitIs413NamingItAndLeavesNothing) {
   EXPECT_NE(Mt({"get", "services", "big"}).exit_code, 0);
 }
 
-// The peak resident memory of a process (VmHWM), in KiB.
-long PeakRssKb(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
-  }
-  return -1;
-}
-
 TEST_F(ArtifactsTest, ALargeUploadStreamsToDiskNotMemory) {
   StartWith("artifacts-large", {"--max-artifact-mb", "256"});
   // 160 MiB that do not compress, written to a file and sent from it.
