@@ -404,6 +404,11 @@ TEST(Rules, EachRuleNamesItsFieldAndLine) {
       {"name: web\ndriver: docker\nimage: x\nvolumes:\n  - source: /srv/../etc\n    target: /d\n", "volumes[0].source", 5, "\"..\""},
       {"name: web\ndriver: sandbox\nrootfs: /\ncommand: /a\n", "rootfs", 3, "host system path"},
       {"name: web\ndriver: sandbox\nrootfs: ../../etc\ncommand: /a\n", "rootfs", 3, "\"..\""},
+      {"name: web\ndriver: sandbox\nrootfs: ./app\ncommand: /a\n", "rootfs", 3, "mt apply -f"},
+      {"name: web\nconfig:\n  driver: sandbox\n  rootfs: app\n  command: /a\n", "config.rootfs", 4,
+       "relative to the manifest's folder"},
+      {"name: web\ndriver: sandbox\nrootfs: sha256:ABC\ncommand: /a\n", "rootfs", 3,
+       "not an artifact digest"},
       {"name: web\ndriver: exec\ncommand: /a\ndeploy:\n  strategy: rollin\n", "deploy.strategy", 5, "did you mean \"rolling\""},
       {"name: web\ndriver: exec\ncommand: /a\ningress:\n  host: \"bad host\"\n", "ingress.host", 5, "not a valid host name"},
       {"name: web\ndriver: exec\ncommand: /a\nimage: x\n", "image", 4, "applies to docker, firecracker and qemu only"},
@@ -458,7 +463,9 @@ TEST(Rules, AdmissionChecksTheProfile) {
 
 TEST(Forms, EverySeedShapeRoundTripsThroughItsCanonicalYaml) {
   const char* manifests[] = {
-      "name: a\ndriver: sandbox\nbase: node22\nrootfs: ./out\ncommand: /bin/sh\nresources:\n  memory: 256m\n  cpu: 50%\n"
+      "name: a\ndriver: sandbox\nbase: node22\nrootfs: sha256:"
+      "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+      "command: /bin/sh\nresources:\n  memory: 256m\n  cpu: 50%\n"
       "scale:\n  min: 1\n  max: 5\n  metric: cpu\n  scale_up_at: 70\n  scale_down_at: 20\n",
       "name: b\ndriver: docker\nimage: r/x:1\nports: [\"8080:80\"]\nvolumes:\n  - {source: /d, target: /t, read_only: true}\n"
       "deploy:\n  strategy: rolling\n  min_healthy_time: 30s\nsecurity:\n  profile: docker-hardened\n",

@@ -3,6 +3,11 @@
 #include <httplib.h>
 #include <openssl/x509.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
 
 namespace mentat {
@@ -223,6 +228,68 @@ Status ApiClient::GetStream(const std::string& path,
     return Unavailable("cannot reach " + server_ + ": " + httplib::to_string(res.error()));
   }
   return {};
+}
+
+Result<std::optional<uint64_t>> ApiClient::StatArtifact(const std::string& digest,
+                                                        uint64_t* max_bytes) {
+  auto cli = NewClient();
+  auto res = cli->Head("/v1/artifacts/" + digest);
+  if (!res) {
+    return std::unexpected(
+        TransportError(*cli, res.error(), server_, "cannot reach the Mentat server at"));
+  }
+  if (max_bytes) {
+    *max_bytes = 0;
+    if (res->has_header("X-Mentat-Artifact-Max-Bytes")) {
+      *max_bytes = std::strtoull(res->get_header_value("X-Mentat-Artifact-Max-Bytes").c_str(),
+                                 nullptr, 10);
+    }
+  }
+  if (res->status == 404) return std::optional<uint64_t>();
+  if (res->status != 200) {
+    // A HEAD answer has no body to say why: the status must do.
+    Error e = Error::FromJson(res->status, "");
+    return std::unexpected(Error(e.code(), "HEAD /v1/artifacts/" + digest + " on " + server_ +
+                                               " answered HTTP " + std::to_string(res->status) +
+                                               " (" + e.Reason() + ")"));
+  }
+  return std::optional<uint64_t>(
+      std::strtoull(res->get_header_value("Content-Length").c_str(), nullptr, 10));
+}
+
+Result<Json> ApiClient::PutArtifact(const std::string& digest, const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("opening " + path, errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError("stat " + path, err);
+  }
+  auto cli = NewClient();
+  // The server fsyncs all of it before it answers.
+  cli->set_read_timeout(300, 0);
+  std::string read_error;
+  auto res = cli->Put(
+      "/v1/artifacts/" + digest, static_cast<size_t>(st.st_size),
+      [&](size_t offset, size_t length, httplib::DataSink& sink) {
+        char buf[1 << 16];
+        ssize_t n = ::pread(fd, buf, std::min(length, sizeof(buf)), static_cast<off_t>(offset));
+        if (n <= 0) {
+          read_error = n < 0 ? std::strerror(errno) : "the file got shorter";
+          return false;
+        }
+        return sink.write(buf, static_cast<size_t>(n));
+      },
+      "application/octet-stream");
+  ::close(fd);
+  if (!read_error.empty()) return Internal("reading " + path + ": " + read_error);
+  return Decode(res, *cli, server_);
+}
+
+Status ApiClient::GetArtifact(const std::string& digest,
+                              const std::function<bool(const char*, size_t)>& on_data) {
+  return GetStream("/v1/artifacts/" + digest, on_data);
 }
 
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,

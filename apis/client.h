@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -76,6 +77,18 @@ class ApiClient {
   // POST /v1/apply: documents [{source, text}], applied as one transaction.
   Result<Json> Apply(const Json& documents, bool dry_run, const std::string& ns = "");
   Result<Json> Apply(const Json& documents, const ApplyOptions& o);
+
+  // Artifacts (/v1/artifacts/DIGEST, DIGEST = "sha256:<hex>"): app rootfs archives.
+  // StatArtifact (HEAD): the stored size, or nullopt when the server does not have it.
+  // `max_bytes`, when given, gets the server's limit on uploads (0 if it did not say).
+  Result<std::optional<uint64_t>> StatArtifact(const std::string& digest,
+                                               uint64_t* max_bytes = nullptr);
+  // PUT the file at `path` as the artifact `digest`, streamed from disk. The answer is
+  // {digest, size, createdAt, created}; created is false when the server had it already.
+  Result<Json> PutArtifact(const std::string& digest, const std::string& path);
+  // GET the artifact: its bytes go to `on_data` as they arrive (false from it stops).
+  Status GetArtifact(const std::string& digest,
+                     const std::function<bool(const char*, size_t)>& on_data);
 
   // Streams watch events ({type, object}) from `resource_version` until `on_event` returns
   // false, `stop` becomes true, or the stream ends (then an error says why).

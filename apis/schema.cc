@@ -87,7 +87,9 @@ Json SpecProperties() {
         {"additionalProperties", false}}},
       {"image", Str("docker image, or the VM image/binary for firecracker and qemu")},
       {"base", Enum("sandbox base", {"node22", "python312", "java21", "static"})},
-      {"rootfs", Str("root filesystem: a path on the node, or relative to the manifest (packed by mt apply)")},
+      {"rootfs", Str("root filesystem: a directory relative to the manifest (packed and "
+                     "uploaded by mt apply), sha256:HEX of an uploaded artifact, or an absolute "
+                     "path on the node")},
       {"command", Str("the program to run")},
       {"args", {{"type", "array"}, {"items", {{"type", Json::array({"string", "number", "boolean"})}}}}},
       {"env", env},

@@ -45,18 +45,6 @@ bool IsHostSystemRoot(const std::string& p) {
   return paths.count(q) > 0;
 }
 
-bool HasDotDot(const std::string& p) {
-  size_t pos = 0;
-  while (pos <= p.size()) {
-    size_t slash = p.find('/', pos);
-    std::string part = p.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
-    if (part == "..") return true;
-    if (slash == std::string::npos) break;
-    pos = slash + 1;
-  }
-  return false;
-}
-
 std::string FormatDurationMs(int64_t ms) {
   if (ms == 0) return "0s";
   if (ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
@@ -830,11 +818,22 @@ class Normalizer {
     }
     if (fields.contains("rootfs")) {
       if (auto r = Str(fields["rootfs"], src["rootfs"])) {
-        // A relative rootfs is the app's build output next to the manifest: `mt apply` packs
-        // and uploads it. An absolute one is a path on the node.
+        // Canonical: an absolute path on the node, or the digest of an uploaded artifact. A
+        // relative rootfs is the app's build output next to the manifest, which only `mt apply`
+        // can see: it packs and uploads it and sends the digest instead.
         if (HasDotDot(*r)) {
           Fail(src["rootfs"], "must not contain \"..\"");
-        } else if ((*r)[0] == '/' && IsHostSystemRoot(*r)) {
+        } else if (r->rfind(kArtifactDigestPrefix, 0) == 0) {
+          if (!IsArtifactDigest(*r)) {
+            Fail(src["rootfs"], "\"" + *r + "\" is not an artifact digest: sha256: and 64 " +
+                                    "lower-case hex digits");
+          }
+        } else if ((*r)[0] != '/') {
+          Fail(src["rootfs"], "\"" + *r + "\" is relative to the manifest's folder, which the " +
+                                  "server cannot see: apply the file with `mt apply -f`, which " +
+                                  "packs and uploads the directory, or upload it yourself " +
+                                  "(PUT /v1/artifacts/sha256:HEX) and give rootfs: sha256:HEX");
+        } else if (IsHostSystemRoot(*r)) {
           Fail(src["rootfs"], *r + " is a host system path and cannot be a workload's root");
         }
         out["rootfs"] = *r;
@@ -1091,6 +1090,25 @@ const std::vector<std::string>& KnownDrivers() {
   static const std::vector<std::string> d = {"exec", "sandbox", "hull", "docker", "firecracker",
                                              "qemu"};
   return d;
+}
+
+bool HasDotDot(const std::string& p) {
+  size_t pos = 0;
+  while (pos <= p.size()) {
+    size_t slash = p.find('/', pos);
+    std::string part = p.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    if (part == "..") return true;
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  return false;
+}
+
+bool IsArtifactDigest(const std::string& s) {
+  const size_t prefix = sizeof(kArtifactDigestPrefix) - 1;
+  if (s.size() != prefix + 64 || s.compare(0, prefix, kArtifactDigestPrefix) != 0) return false;
+  return std::all_of(s.begin() + prefix, s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool IsDnsLabel(const std::string& name) {

@@ -60,6 +60,14 @@ Result<Json> NormalizeManifestText(const std::string& text);
 // "did you mean" helper: the closest candidate within edit distance 2, or "".
 std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates);
 
+// A content-addressed artifact (an app rootfs uploaded by `mt apply`): "sha256:" and 64
+// lower-case hex digits. A canonical rootfs is this or an absolute path on the node.
+inline constexpr char kArtifactDigestPrefix[] = "sha256:";
+bool IsArtifactDigest(const std::string& s);
+
+// True when a path has a ".." segment.
+bool HasDotDot(const std::string& path);
+
 // DNS label: 1-63 chars of [a-z0-9-], starting and ending alphanumeric.
 bool IsDnsLabel(const std::string& name);
 

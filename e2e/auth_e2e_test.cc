@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "apis/sha256.h"
 #include "e2e/harness.h"
 
 namespace mentat::e2e {
@@ -39,7 +40,10 @@ class AuthTest : public ::testing::Test {
     cli.set_default_headers({{"Accept-Encoding", "identity"}});
     if (!token.empty()) cli.set_bearer_token_auth(token.c_str());
     if (method == "GET") return cli.Get(path);
-    if (method == "PUT") return cli.Put(path, body, "application/json");
+    if (method == "PUT") {
+      bool artifact = path.rfind("/v1/artifacts/", 0) == 0;
+      return cli.Put(path, body, artifact ? "application/octet-stream" : "application/json");
+    }
     if (method == "POST") return cli.Post(path, body, "application/json");
     return cli.Delete(path);
   }
@@ -141,6 +145,28 @@ TEST_F(AuthTest, NodeTokensWriteOnlyTheirOwnNodeAndAllocations) {
   EXPECT_EQ(Code("PUT", "/v1/allocations/web-0", node_a_, Allocation("web-0", "node-a")), 403);
   EXPECT_EQ(Code("PUT", "/v1/services/web", node_a_, kService), 403);
   EXPECT_EQ(Code("GET", "/v1/allocations", node_a_), 200);
+}
+
+TEST_F(AuthTest, ArtifactUploadsNeedTheOperatorRoleAndAnyTokenReads) {
+  const std::string digest = Sha256::Of("app bytes");
+  const std::string path = "/v1/artifacts/" + digest;
+  EXPECT_EQ(Code("PUT", path, "", "app bytes"), 401);
+  auto reader = Call("PUT", path, reader_, "app bytes");
+  ASSERT_TRUE(reader);
+  EXPECT_EQ(reader->status, 403);
+  EXPECT_NE(reader->body.find("upload artifacts"), std::string::npos) << reader->body;
+  EXPECT_EQ(Code("PUT", path, node_a_, "app bytes"), 403);
+  EXPECT_EQ(Code("GET", path, admin_), 404) << "a refused upload stored something";
+  EXPECT_EQ(Code("PUT", path, operator_, "app bytes"), 201);
+  EXPECT_EQ(Code("PUT", path, admin_, "app bytes"), 200);
+  // Agents fetch with their node token; every role reads.
+  auto fetched = Call("GET", path, node_a_);
+  ASSERT_TRUE(fetched);
+  EXPECT_EQ(fetched->status, 200);
+  EXPECT_EQ(fetched->body, "app bytes");
+  EXPECT_EQ(Code("GET", path, reader_), 200);
+  EXPECT_EQ(Code("GET", "/v1/artifacts", node_b_), 200);
+  EXPECT_EQ(Code("GET", path, ""), 401);
 }
 
 TEST_F(AuthTest, BootstrapHappensOnceAndTokensSurviveRestart) {

@@ -250,14 +250,22 @@ std::string MakeTestCertificates(const std::string& dir) {
   return "";
 }
 
-long RssKb(pid_t pid) {
+namespace {
+
+// A "Name:   N kB" field of /proc/PID/status, in KiB.
+long StatusKb(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+    if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + field.size());
   }
   return -1;
 }
+
+}  // namespace
+
+long RssKb(pid_t pid) { return StatusKb(pid, "VmRSS:"); }
+long PeakRssKb(pid_t pid) { return StatusKb(pid, "VmHWM:"); }
 
 double CpuSeconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");

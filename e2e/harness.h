@@ -85,6 +85,8 @@ std::string MakeTestCertificates(const std::string& dir);
 
 // A process's resident memory (VmRSS) in KiB; -1 when it cannot be read.
 long RssKb(pid_t pid);
+// Its peak resident memory so far (VmHWM) in KiB; -1 when it cannot be read.
+long PeakRssKb(pid_t pid);
 // The CPU time a process has used so far, user and system, in seconds; -1 when it cannot be read.
 double CpuSeconds(pid_t pid);
 

@@ -86,8 +86,25 @@ TEST_F(ManifestsTest, EachExampleFolderAppliesAsOneSet) {
 }
 
 TEST_F(ManifestsTest, CanonicalFormRoundTrips) {
-  auto applied = Mt({"apply", "-f", Runfile("examples/seeds/drivers")});
+  // Two seed manifests name their app's directory (rootfs: ./app, ./.next/standalone). Applied
+  // from a checkout (a copy with real files, not the runfiles' links), mt packs and uploads
+  // them, and the Services name the artifacts.
+  std::string drivers = *dir_ + "/drivers";
+  fs::copy(Runfile("examples/seeds/drivers"), drivers, fs::copy_options::recursive);
+  ASSERT_TRUE(fs::is_regular_file(drivers + "/.next/standalone/start.sh"));
+  auto applied = Mt({"apply", "-f", drivers});
   ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_NE(applied.err.find("packed ./app (" + drivers + "/my-api.yaml:4)"), std::string::npos)
+      << applied.err;
+  EXPECT_NE(applied.err.find("packed ./.next/standalone (" + drivers + "/my-nextjs-app.yaml:4)"),
+            std::string::npos)
+      << applied.err;
+  for (const char* name : {"my-api", "my-nextjs-app"}) {
+    auto svc = Json::parse(Mt({"get", "services", name, "-o", "json"}).out);
+    std::string rootfs = svc["spec"].value("rootfs", "");
+    ASSERT_EQ(rootfs.rfind("sha256:", 0), 0u) << svc.dump();
+    EXPECT_EQ(HttpGet(port_, "/v1/artifacts/" + rootfs).first, 200) << name;
+  }
   for (const char* name : {"streamforge", "oxidestore", "api-service", "my-nextjs-app", "my-api",
                            "node-agent-exec", "titan"}) {
     auto yaml = Mt({"get", "services", name, "-o", "yaml"});

@@ -22,18 +22,18 @@ class SandboxE2E : public ServerFixture {
 };
 
 TEST_F(SandboxE2E, ThePythonExampleServesHttpFromASandbox) {
-  // The app: what `rootfs: ./app` holds in the seed.
+  // The app, next to the manifest as in the seed: `rootfs: ./app`. mt apply packs and uploads
+  // it; the agent fetches it and the sandbox shows it at /app, where the app starts.
   std::string app = dir_ + "/app";
-  fs::create_directories(app + "/app");
-  WriteFile(app + "/app/index.html", "<h1>hello from a sandbox</h1>\n");
+  fs::create_directories(app);
+  WriteFile(app + "/index.html", "<h1>hello from a sandbox</h1>\n");
   int port = FreePort();
   Apply("name: my-api\n"
         "driver: sandbox\n"
         "base: python312\n"
-        "rootfs: " + app + "\n"
+        "rootfs: ./app\n"
         "command: /usr/bin/python3\n"
         "args: [\"-m\", \"http.server\", \"" + std::to_string(port) + "\", \"--bind\", \"127.0.0.1\"]\n"
-        "cwd: /app\n"
         "env:\n"
         "  PORT: \"" + std::to_string(port) + "\"\n"
         "resources:\n"

@@ -1,6 +1,10 @@
 #include "cmd/mentat-server/api_server.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <set>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -159,6 +163,28 @@ Status CanWrite(const Principal& who, const std::string& kind, const std::string
   return Forbidden(who, action, kind == "Service" ? "the operator or admin role" : "the admin role");
 }
 
+// Uploading an artifact is deploying code: the operator or admin role. Any token may read one
+// (agents fetch them with their node token).
+Status CanUploadArtifacts(const Principal& who) {
+  if (who.role == Role::kAdmin || who.role == Role::kOperator) return {};
+  return Forbidden(who, "upload artifacts", "the operator or admin role");
+}
+
+std::string Mebibytes(uint64_t bytes) {
+  if (bytes % (1 << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+Error InvalidDigest(const std::string& digest) {
+  return Error(Code::kInvalidArgument, "invalid artifact digest",
+               {{"digest", 0, 0,
+                 "\"" + digest.substr(0, 80) + "\" is not sha256: and 64 lower-case hex digits"}});
+}
+
+Json ArtifactJson(const ArtifactInfo& a) {
+  return {{"digest", a.digest}, {"size", a.size}, {"createdAt", a.created_at}};
+}
+
 // One watch response: store events in, NDJSON lines out. Used on the loop thread only; it
 // holds no thread while it waits.
 struct WatchStream : std::enable_shared_from_this<WatchStream> {
@@ -245,6 +271,32 @@ Result<std::vector<Json>> ApiServer::NormalizeAndAdmit(const Document& doc,
     MT_RETURN_IF_ERROR(AdmitService(obj, profiles, doc.marks));
   }
   return objects;
+}
+
+Status ApiServer::CheckArtifacts(const std::vector<Json>& objects, const SourceMap& marks) {
+  std::vector<FieldError> missing;
+  for (const auto& obj : objects) {
+    if (obj.value("kind", "") != "Service") continue;
+    std::string rootfs = obj.value("spec", Json::object()).value("rootfs", "");
+    if (!IsArtifactDigest(rootfs)) continue;
+    // Touched first: garbage collection that has not deleted it by now spares it.
+    if (opts_.artifacts) opts_.artifacts->Touch(rootfs);
+    if (opts_.artifacts && opts_.artifacts->Stat(rootfs)) continue;
+    std::string field = "rootfs";
+    for (const char* f : {"rootfs", "config.rootfs", "spec.rootfs"}) {
+      if (marks.count(f)) {
+        field = f;
+        break;
+      }
+    }
+    Mark m = FindMark(marks, field);
+    missing.push_back({field, m.line, m.column,
+                       "artifact " + rootfs + " is not on this server: `mt apply` uploads it, " +
+                           "or PUT /v1/artifacts/" + rootfs + " first"});
+  }
+  if (missing.empty()) return {};
+  return MakeError(Code::kInvalidArgument, "rootfs names an artifact the server does not have",
+                   std::move(missing));
 }
 
 ApiServer::ApiServer(Store* store, ApiServerOptions opts)
@@ -427,6 +479,128 @@ void ApiServer::Routes() {
     SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
   });
 
+  // Artifacts: app rootfs archives, content-addressed. Before the /v1/:kind routes, which
+  // would take these paths for a kind.
+  auto artifacts_off = [this](HttpResponse& res) {
+    if (opts_.artifacts) {
+      res.headers.emplace_back("X-Mentat-Artifact-Max-Bytes",
+                               std::to_string(opts_.artifacts->max_bytes()));
+      return false;
+    }
+    SendError(res, Error(Code::kUnavailable, "this server stores no artifacts"));
+    return true;
+  };
+  if (opts_.artifacts) {
+    // The body streams to a temp file as it arrives. The head is checked here already, so a
+    // refused upload writes nothing; the handler checks again and answers.
+    s.StreamBody("PUT", "/v1/artifacts/:digest", opts_.artifacts->max_bytes(),
+                 [this](const HttpRequest& head) -> Result<BodySinkPtr> {
+                   MT_ASSIGN_OR_RETURN(auto who, Authenticate(head));
+                   MT_RETURN_IF_ERROR(CanUploadArtifacts(who));
+                   const std::string& digest = head.matches[0];
+                   // Stored already, or not a digest: the body is read and dropped.
+                   if (!IsArtifactDigest(digest) || opts_.artifacts->Stat(digest)) {
+                     return BodySinkPtr();
+                   }
+                   MT_ASSIGN_OR_RETURN(auto upload, opts_.artifacts->Begin());
+                   return BodySinkPtr(std::move(upload));
+                 });
+  }
+  Get("/v1/artifacts", [this, artifacts_off](const HttpRequest&, HttpResponse& res,
+                                             const Principal&) {
+    if (artifacts_off(res)) return;
+    auto list = opts_.artifacts->List();
+    if (!list) return SendError(res, list.error());
+    auto refs = ArtifactReferences(*store_);
+    if (!refs) return SendError(res, refs.error());
+    Json items = Json::array();
+    for (const auto& a : *list) {
+      Json item = ArtifactJson(a);
+      auto it = refs->find(a.digest);
+      item["referencedBy"] = it == refs->end() ? Json::array() : Json(it->second);
+      items.push_back(std::move(item));
+    }
+    SendJson(res, 200, {{"kind", "ArtifactList"},
+                        {"maxBytes", opts_.artifacts->max_bytes()},
+                        {"items", items}});
+  });
+  // GET downloads (a piece at a time as the client takes it), HEAD answers whether it is
+  // stored and its size.
+  Get("/v1/artifacts/:digest", [this, artifacts_off](const HttpRequest& req, HttpResponse& res,
+                                                     const Principal&) {
+    if (artifacts_off(res)) return;
+    const std::string& digest = req.matches[0];
+    if (!IsArtifactDigest(digest)) return SendError(res, InvalidDigest(digest));
+    opts_.artifacts->Touch(digest);  // before the look: see ArtifactStore::CollectGarbage
+    auto info = opts_.artifacts->Stat(digest);
+    if (!info) {
+      return SendError(res,
+                       Error(Code::kNotFound, "artifact " + digest + " is not on this server"));
+    }
+    // Opened now: a garbage collection after the look finds it open and cannot take it away.
+    int fd = -1;
+    if (req.method != "HEAD") {
+      fd = ::open(opts_.artifacts->PathOf(digest).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return SendError(res, ErrnoError("artifact " + digest, errno).error());
+    }
+    res.status = 200;
+    res.content_type = "application/octet-stream";
+    res.headers.emplace_back("Content-Length", std::to_string(info->size));
+    res.headers.emplace_back("X-Mentat-Digest", digest);
+    if (req.method == "HEAD") return;
+    // Closed by the stream, or here if the client left before the stream began.
+    auto file = std::shared_ptr<int>(new int(fd), [](int* f) {
+      if (*f >= 0) ::close(*f);
+      delete f;
+    });
+    uint64_t size = info->size;
+    res.stream = [file, size](const std::shared_ptr<HttpStream>& stream) {
+      stream->SendFile(std::exchange(*file, -1), 0, size);
+    };
+  });
+  Put("/v1/artifacts/:digest", [this, artifacts_off](const HttpRequest& req, HttpResponse& res,
+                                                     const Principal& who) {
+    if (artifacts_off(res)) return;
+    if (auto st = CanUploadArtifacts(who); !st) return SendError(res, st.error());
+    if (req.body_error) {
+      if (req.body_error->code() != Code::kTooLarge) return SendError(res, *req.body_error);
+      uint64_t max = opts_.artifacts->max_bytes();
+      return SendError(res, Error(Code::kTooLarge,
+                                  "artifact of " + std::to_string(req.body_bytes) +
+                                      " bytes is over this server's limit of " + Mebibytes(max) +
+                                      " (mentat-server --max-artifact-mb)",
+                                  {{"body", 0, 0, "at most " + std::to_string(max) + " bytes"}}));
+    }
+    const std::string& digest = req.matches[0];
+    if (!IsArtifactDigest(digest)) return SendError(res, InvalidDigest(digest));
+    auto upload = std::dynamic_pointer_cast<ArtifactUpload>(req.sink);
+    if (!upload) {
+      if (auto info = opts_.artifacts->Stat(digest)) {
+        // Deduplicated: the same bytes are stored already (the body was not kept).
+        opts_.artifacts->Touch(digest);
+        Json out = ArtifactJson(*info);
+        out["created"] = false;
+        return SendJson(res, 200, out);
+      }
+      // A request pipelined behind another one passed the gate unseen: its body came in
+      // memory, under the ordinary limit.
+      auto begun = opts_.artifacts->Begin();
+      if (!begun) return SendError(res, begun.error());
+      if (auto st = (*begun)->Write(req.body.data(), req.body.size()); !st) {
+        return SendError(res, st.error());
+      }
+      upload = std::move(*begun);
+    }
+    auto done = opts_.artifacts->Commit(*upload, digest);
+    if (!done) return SendError(res, done.error());
+    if (done->created) {
+      spdlog::info("artifact {} stored ({} bytes, by {})", digest, done->info.size, who.name);
+    }
+    Json out = ArtifactJson(done->info);
+    out["created"] = done->created;
+    SendJson(res, done->created ? 201 : 200, out);
+  });
+
   // List, or watch with ?watch=true.
   Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res, const Principal&) {
     auto kind = KindOf(req.matches[0]);
@@ -588,6 +762,14 @@ void ApiServer::Routes() {
       if (about.kind == "Node") about.ns = "";
       if (auto st = CanWriteStatus(who, about); !st) return SendError(res, st.error());
     }
+    if (!DryRun(req)) {
+      if (auto st = CheckArtifacts({*obj}, {}); !st) {
+        // An error path: decode again for the line (the fast JSON path keeps none).
+        auto with_marks = DecodeYaml(req.body);
+        if (with_marks) st = CheckArtifacts({*obj}, with_marks->marks);
+        if (!st) return SendError(res, st.error());
+      }
+    }
     WriteOptions wo;
     wo.dry_run = DryRun(req);
     wo.expected_revision = ResourceVersionOf(*obj);
@@ -681,6 +863,13 @@ void ApiServer::Routes() {
         if (!objs) {
           add_errors(objs.error(), doc.first_line);
           continue;
+        }
+        // A dry run uploads nothing (`mt apply --dry-run` packs only), so it needs no artifact.
+        if (!DryRun(req)) {
+          if (auto st = CheckArtifacts(*objs, doc.marks); !st) {
+            add_errors(st.error(), doc.first_line);
+            continue;
+          }
         }
         for (auto& o : *objs) {
           for (const char* owned : {"resourceVersion", "uid", "generation", "creationTimestamp",

@@ -14,6 +14,7 @@
 
 #include "apis/error.h"
 #include "apis/yaml.h"
+#include "cmd/mentat-server/artifacts.h"
 #include "cmd/mentat-server/auth.h"
 #include "cmd/mentat-server/http_server.h"
 #include "cmd/mentat-server/metrics.h"
@@ -39,6 +40,8 @@ struct ApiServerOptions {
   std::function<std::vector<Metrics::Sample>()> metrics;
   // Produces a consistent snapshot for GET /v1/snapshot.
   std::function<Result<std::string>()> snapshot;
+  // /v1/artifacts: app rootfs archives uploaded by `mt apply`. nullptr: none are stored (503).
+  ArtifactStore* artifacts = nullptr;
 };
 
 class ApiServer {
@@ -63,6 +66,9 @@ class ApiServer {
   Result<std::map<std::string, Json>> Profiles();
   // Decode result -> canonical objects, each admitted against its security profile.
   Result<std::vector<Json>> NormalizeAndAdmit(const Document& doc, const std::string& default_name);
+  // Every artifact a Service names as its rootfs is stored here (an error at its field
+  // otherwise), and is marked used so that garbage collection spares it.
+  Status CheckArtifacts(const std::vector<Json>& objects, const SourceMap& marks);
 
   Store* store_;
   ApiServerOptions opts_;

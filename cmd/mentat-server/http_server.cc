@@ -138,6 +138,38 @@ bool HttpStream::Write(const std::string& data) {
   return true;
 }
 
+struct HttpStream::FileToSend {
+  FileToSend(int f, uint64_t o, uint64_t n) : fd(f), offset(o), left(n) {}
+  ~FileToSend() { ::close(fd); }
+  int fd;
+  uint64_t offset;
+  uint64_t left;
+};
+
+void HttpStream::SendFile(int fd, uint64_t offset, uint64_t length) {
+  SendPiece(std::make_shared<FileToSend>(fd, offset, length));
+}
+
+void HttpStream::SendPiece(const std::shared_ptr<FileToSend>& file) {
+  if (!req_) return;
+  if (file->left == 0) return End();
+  std::string piece(static_cast<size_t>(std::min<uint64_t>(file->left, 1 << 20)), '\0');
+  ssize_t n = ::pread(file->fd, piece.data(), piece.size(), static_cast<off_t>(file->offset));
+  if (n <= 0) {
+    // The client was promised more (Content-Length); it sees the body end short.
+    spdlog::error("sending a file: read at offset {}: {}", file->offset,
+                  n < 0 ? strerror(errno) : "end of file");
+    return End();
+  }
+  piece.resize(static_cast<size_t>(n));
+  file->offset += static_cast<uint64_t>(n);
+  file->left -= static_cast<uint64_t>(n);
+  WhenDrained([weak = weak_from_this(), file] {
+    if (auto self = weak.lock()) self->SendPiece(file);
+  });
+  Write(piece);
+}
+
 size_t HttpStream::Pending() const {
   if (ClientGone()) return 0;
   bufferevent* bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req_));
@@ -228,12 +260,318 @@ std::string OpenSslError() {
 
 }  // namespace
 
-bufferevent* HttpServer::NewTlsConnection(event_base* base, void* arg) {
+// ---------------------------------------------------------------------------------------------
+// The input gate of streamed routes (StreamBody). Loop thread only.
+
+struct HttpServer::InputGate {
+  enum class State {
+    kPeek,     // a request starts here and evhttp has none of it: read its head first
+    kPass,     // evhttp reads this request on its own
+    kSpool,    // a streamed body goes to the sink; evhttp waits for the head until it is in
+    kSwallow,  // a body refused unread: drop all input until the connection closes
+  };
+  // What the request that evhttp dispatches next on this connection carries.
+  struct Upload {
+    std::string method;
+    std::string path;
+    BodySinkPtr sink;
+    uint64_t bytes = 0;
+    std::optional<Error> error;
+    bool close = false;  // its body was not read: the connection cannot go on
+  };
+
+  ~InputGate() {
+    if (held) evbuffer_free(held);
+  }
+
+  HttpServer* server = nullptr;
+  bufferevent* bev = nullptr;
+  evbuffer_cb_entry* entry = nullptr;
+  evhttp_connection* evcon = nullptr;  // known from the first input on
+  State state = State::kPeek;
+  evbuffer* held = nullptr;  // the start of a head, kept from evhttp until the gate has all of it
+  bool busy = false;         // inside OnInput: the gate's own changes to the buffer call it again
+  std::string head;          // kSpool: the bodiless head evhttp gets once the body is in
+  uint64_t remaining = 0;    // kSpool: body bytes still to come
+  Upload upload;             // kSpool: filled in as the body arrives
+  std::optional<Upload> ready;
+};
+
+namespace {
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string Trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+// The path (percent-decoded) and query of a request target, as evhttp decodes them.
+bool DecodeTarget(const std::string& target, std::string* path,
+                  std::multimap<std::string, std::string>* params) {
+  evhttp_uri* uri = evhttp_uri_parse_with_flags(target.c_str(), EVHTTP_URI_NONCONFORMANT);
+  if (!uri) return false;
+  const char* raw = evhttp_uri_get_path(uri);
+  size_t n = 0;
+  char* decoded = evhttp_uridecode(raw && *raw ? raw : "/", 0, &n);
+  bool ok = decoded != nullptr;
+  if (decoded) {
+    path->assign(decoded, n);
+    free(decoded);
+  }
+  const char* query = evhttp_uri_get_query(uri);
+  if (ok && query && *query) {
+    evkeyvalq kv;
+    kv.tqh_first = nullptr;
+    kv.tqh_last = &kv.tqh_first;
+    ok = evhttp_parse_query_str(query, &kv) == 0;
+    for (evkeyval* h = kv.tqh_first; ok && h; h = h->next.tqe_next) {
+      params->emplace(h->key, h->value);
+    }
+    evhttp_clear_headers(&kv);
+  }
+  evhttp_uri_free(uri);
+  return ok;
+}
+
+}  // namespace
+
+bufferevent* HttpServer::NewConnection(event_base* base, void* arg) {
   auto* self = static_cast<HttpServer*>(arg);
-  SSL* ssl = SSL_new(self->tls_);
-  // The socket is set later by evhttp; the TLS handshake runs as the server side.
-  return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                        BEV_OPT_CLOSE_ON_FREE);
+  bufferevent* bev;
+  if (self->tls_) {
+    // The socket is set later by evhttp; the TLS handshake runs as the server side.
+    bev = bufferevent_openssl_socket_new(base, -1, SSL_new(self->tls_), BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+  } else {
+    bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  }
+  if (!bev || self->streamed_.empty()) return bev;
+  // The gate sees each read before evhttp's read callback does (evbuffer callbacks run inside
+  // the read). A gate left by a connection whose close it never saw (one that sent nothing)
+  // is replaced here when its address is reused.
+  auto gate = std::make_unique<InputGate>();
+  gate->server = self;
+  gate->bev = bev;
+  gate->entry = evbuffer_add_cb(bufferevent_get_input(bev), &HttpServer::OnInput, gate.get());
+  self->input_gates_[bev] = std::move(gate);
+  self->input_gate_count_ = self->input_gates_.size();
+  return bev;
+}
+
+void HttpServer::OnInput(evbuffer* in, const evbuffer_cb_info* info, void* arg) {
+  auto* g = static_cast<InputGate*>(arg);
+  if (g->busy || info->n_added == 0) return;
+  g->busy = true;
+  if (!g->evcon) {
+    // evhttp set its callbacks, with the connection as their argument, before it read.
+    void* cbarg = nullptr;
+    bufferevent_getcb(g->bev, nullptr, nullptr, nullptr, &cbarg);
+    if (cbarg) {
+      g->evcon = static_cast<evhttp_connection*>(cbarg);
+      evhttp_connection_set_closecb(g->evcon, &HttpServer::OnConnectionClose, g);
+    }
+  }
+  switch (g->state) {
+    case InputGate::State::kPass:
+      break;
+    case InputGate::State::kSwallow:
+      evbuffer_drain(in, evbuffer_get_length(in));
+      break;
+    case InputGate::State::kSpool:
+      g->server->Spool(*g, in);
+      break;
+    case InputGate::State::kPeek:
+      g->server->Peek(*g, in);
+      break;
+  }
+  g->busy = false;
+}
+
+void HttpServer::OnConnectionClose(evhttp_connection*, void* arg) {
+  auto* g = static_cast<InputGate*>(arg);
+  HttpServer* self = g->server;
+  evbuffer_remove_cb_entry(bufferevent_get_input(g->bev), g->entry);
+  // An upload still in progress ends here: its sink is dropped, and with it what it wrote.
+  self->input_gates_.erase(g->bev);
+  self->input_gate_count_ = self->input_gates_.size();
+}
+
+void HttpServer::OnRequestComplete(evhttp_request* req, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  evhttp_connection* evcon = evhttp_request_get_connection(req);
+  if (!evcon) return;
+  auto it = self->input_gates_.find(evhttp_connection_get_bufferevent(evcon));
+  if (it == self->input_gates_.end()) return;
+  InputGate& g = *it->second;
+  if (g.state == InputGate::State::kSwallow) return;
+  // The next request starts with the next byte, unless some of it is already evhttp's (sent
+  // before this answer): then it goes by unseen, under the ordinary body limit.
+  g.state = evbuffer_get_length(bufferevent_get_input(g.bev)) == 0 ? InputGate::State::kPeek
+                                                                   : InputGate::State::kPass;
+}
+
+void HttpServer::Peek(InputGate& g, evbuffer* in) {
+  using State = InputGate::State;
+  if (g.held && evbuffer_get_length(g.held) > 0) evbuffer_prepend_buffer(in, g.held);
+  g.ready.reset();  // an upload whose head evhttp refused never reached a handler
+  size_t len = evbuffer_get_length(in);
+  evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
+  if (end.pos < 0 && len < opts_.max_header_bytes) {
+    // Not all of the head yet: evhttp must not start on it before the gate has seen it.
+    if (!g.held) g.held = evbuffer_new();
+    evbuffer_add_buffer(g.held, in);
+    return;
+  }
+  g.state = State::kPass;
+  if (end.pos < 0 || static_cast<size_t>(end.pos) + 4 > opts_.max_header_bytes) return;
+  size_t head_len = static_cast<size_t>(end.pos) + 4;
+  std::string head(head_len, '\0');
+  evbuffer_copyout(in, head.data(), head_len);
+
+  // The request line: METHOD TARGET VERSION.
+  size_t eol = head.find("\r\n");
+  std::string line = head.substr(0, eol);
+  size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+  if (sp1 == std::string::npos || sp2 == sp1) return;
+  HttpRequest r;
+  r.method = line.substr(0, sp1);
+  if (!DecodeTarget(line.substr(sp1 + 1, sp2 - sp1 - 1), &r.path, &r.params)) return;
+  auto segments = Segments(r.path);
+  const StreamedRoute* route = nullptr;
+  for (const auto& s : streamed_) {
+    if (s.method != r.method || s.segments.size() != segments.size()) continue;
+    bool ok = true;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      if (!s.segments[i].empty() && s.segments[i][0] == ':') {
+        r.matches.push_back(segments[i]);
+      } else {
+        ok = s.segments[i] == segments[i];
+      }
+    }
+    if (ok) {
+      route = &s;
+      break;
+    }
+    r.matches.clear();
+  }
+  if (!route) return;
+
+  // An upload. Its headers, and the head evhttp will get instead: the same, with no body.
+  std::string rewritten = line + "\r\n";
+  std::optional<Error> refused;
+  int lengths = 0;
+  std::string length;
+  size_t pos = eol + 2;
+  while (pos < head_len - 2) {
+    size_t next = head.find("\r\n", pos);
+    std::string h = head.substr(pos, next - pos);
+    pos = next + 2;
+    size_t colon = h.find(':');
+    if (h.empty() || h[0] == ' ' || h[0] == '\t' || colon == std::string::npos) {
+      refused = Error(Code::kInvalidArgument, "malformed header line in an upload: \"" +
+                                                  h.substr(0, 80) + "\"");
+      continue;
+    }
+    std::string name = Lower(Trim(h.substr(0, colon)));
+    std::string value = Trim(h.substr(colon + 1));
+    r.headers[name] = value;
+    if (name == "content-length") {
+      ++lengths;
+      if (lengths > 1 && value != length) {
+        refused = Error(Code::kInvalidArgument, "two different Content-Length headers");
+      }
+      length = value;
+      continue;
+    }
+    if (name == "transfer-encoding") {
+      refused = Error(Code::kInvalidArgument,
+                      "send the body with a Content-Length: uploads take no Transfer-Encoding");
+      continue;
+    }
+    if (name == "expect") continue;  // the gate answers no 100 Continue; the client goes on
+    rewritten += h + "\r\n";
+  }
+  rewritten += "Content-Length: 0\r\n\r\n";
+  uint64_t bytes = 0;
+  if (!refused && lengths == 0) {
+    refused = Error(Code::kInvalidArgument, "an upload needs a Content-Length header");
+  }
+  if (!refused) {
+    bool digits = !length.empty() && length.size() <= 19 &&
+                  std::all_of(length.begin(), length.end(),
+                              [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) {
+      refused = Error(Code::kInvalidArgument, "Content-Length \"" + length.substr(0, 40) +
+                                                  "\" is not a byte count");
+    } else {
+      bytes = std::stoull(length);
+      if (bytes > route->max_body_bytes) {
+        refused = Error(Code::kTooLarge, "request body of " + std::to_string(bytes) +
+                                             " bytes is over the limit of " +
+                                             std::to_string(route->max_body_bytes) + " bytes");
+      }
+    }
+  }
+  evbuffer_drain(in, head_len);
+  InputGate::Upload up;
+  up.method = r.method;
+  up.path = r.path;
+  up.bytes = bytes;
+  if (refused) {
+    // The body is not read, so the connection cannot go on: the answer closes it, and all that
+    // arrives until then is dropped (never taken for a next request).
+    up.error = std::move(refused);
+    up.close = true;
+    g.ready = std::move(up);
+    g.state = State::kSwallow;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    evbuffer_add(in, rewritten.data(), rewritten.size());
+    return;
+  }
+  auto sink = route->open(r);
+  if (sink) {
+    up.sink = std::move(*sink);
+  } else {
+    up.error = sink.error();  // answered once the body has been read and dropped
+  }
+  g.upload = std::move(up);
+  g.head = std::move(rewritten);
+  g.remaining = bytes;
+  g.state = State::kSpool;
+  Spool(g, in);
+}
+
+void HttpServer::Spool(InputGate& g, evbuffer* in) {
+  while (g.remaining > 0 && evbuffer_get_length(in) > 0) {
+    evbuffer_iovec v;
+    if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1) break;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(v.iov_len, g.remaining));
+    if (g.upload.sink) {
+      if (auto st = g.upload.sink->Write(static_cast<const char*>(v.iov_base), n); !st) {
+        g.upload.error = st.error();
+        g.upload.sink.reset();  // the rest is read and dropped
+      }
+    }
+    evbuffer_drain(in, n);
+    g.remaining -= n;
+  }
+  if (g.remaining > 0) return;
+  // All of the body is in: evhttp gets the head now, ahead of whatever followed the body.
+  g.ready = std::move(g.upload);
+  g.upload = InputGate::Upload();
+  g.state = InputGate::State::kPass;
+  evbuffer_prepend(in, g.head.data(), g.head.size());
+  g.head.clear();
+}
+
+void HttpServer::StreamBody(const std::string& method, const std::string& pattern,
+                            uint64_t max_body_bytes, BodySinkFactory open) {
+  streamed_.push_back({method, Segments(pattern), max_body_bytes, std::move(open)});
 }
 
 Result<int> HttpServer::Start() {
@@ -306,7 +644,7 @@ Result<int> HttpServer::Start() {
                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(http_, &HttpServer::OnRequest, this);
-  if (tls_) evhttp_set_bevcb(http_, &HttpServer::NewTlsConnection, this);
+  if (tls_ || !streamed_.empty()) evhttp_set_bevcb(http_, &HttpServer::NewConnection, this);
 
   running_ = true;
   {
@@ -353,6 +691,8 @@ void HttpServer::Stop() {
   if (http_) evhttp_free(http_);
   http_ = nullptr;
   streams_.clear();
+  input_gates_.clear();
+  input_gate_count_ = 0;
   if (wake_) event_free(wake_);
   wake_ = nullptr;
   if (base_) event_base_free(base_);
@@ -415,6 +755,24 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     r.headers[name] = h->value;
+  }
+  if (!self->input_gates_.empty()) {
+    evhttp_connection* evcon = evhttp_request_get_connection(req);
+    auto gate = evcon ? self->input_gates_.find(evhttp_connection_get_bufferevent(evcon))
+                      : self->input_gates_.end();
+    if (gate != self->input_gates_.end()) {
+      evhttp_request_set_on_complete_cb(req, &HttpServer::OnRequestComplete, self);
+      auto& ready = gate->second->ready;
+      if (ready && ready->method == r.method && ready->path == r.path) {
+        r.sink = std::move(ready->sink);
+        r.body_bytes = ready->bytes;
+        r.body_error = std::move(ready->error);
+        if (ready->close) {
+          evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        }
+      }
+      ready.reset();
+    }
   }
   evbuffer* body = evhttp_request_get_input_buffer(req);
   size_t len = evbuffer_get_length(body);

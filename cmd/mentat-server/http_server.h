@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,8 +31,24 @@ struct bufferevent;
 struct ssl_ctx_st;
 struct evhttp;
 struct evhttp_request;
+struct evhttp_connection;
+struct evbuffer;
+struct evbuffer_cb_entry;
+struct evbuffer_cb_info;
 
 namespace mentat {
+
+// Where a streamed route's request body goes as it arrives (HttpServer::StreamBody) instead of
+// into HttpRequest::body: the API server writes artifacts of hundreds of MB straight to disk.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  // The next bytes of the body, in order. Runs on the loop thread, so it must not block for
+  // long (writing to a file is fine). An error stops the writes: the rest of the body is read
+  // and dropped, and the handler finds the error in HttpRequest::body_error.
+  virtual Status Write(const char* data, size_t n) = 0;
+};
+using BodySinkPtr = std::shared_ptr<BodySink>;
 
 struct HttpRequest {
   std::string method;  // GET, PUT, POST, DELETE, HEAD, PATCH, OPTIONS
@@ -40,6 +57,15 @@ struct HttpRequest {
   std::multimap<std::string, std::string> params;  // the decoded query
   std::map<std::string, std::string> headers;      // names lower-cased
   std::string body;
+  // Routes registered with StreamBody. The body went to `sink`, all `body_bytes` of it, and
+  // `body` is empty. Or it was refused, and `body_error` says why: a 413 over the route's limit,
+  // a 400 without a Content-Length (both unread, and the connection closes after the answer),
+  // or the sink's own error (read and dropped). A request that reached the route without the
+  // gate seeing its head (pipelined behind another) has neither: its body is in `body`, under
+  // the server's ordinary limit.
+  BodySinkPtr sink;
+  uint64_t body_bytes = 0;
+  std::optional<Error> body_error;
 
   bool HasParam(const std::string& name) const { return params.count(name) > 0; }
   std::string Param(const std::string& name) const;
@@ -80,6 +106,10 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
   bool open() const { return req_ != nullptr; }
   // Sends one chunk. False if the stream is no longer open.
   bool Write(const std::string& data);
+  // Sends `length` bytes of the open file `fd` from `offset`, then ends the stream. It takes
+  // ownership of fd. A piece of at most 1 MiB is read when the client has taken the one
+  // before, so a large file never sits in memory (or in a mapping).
+  void SendFile(int fd, uint64_t offset, uint64_t length);
   // Bytes written but not yet taken by the kernel: how far the client lags.
   size_t Pending() const;
   // Ends the response (the terminating chunk) and closes the stream.
@@ -97,6 +127,8 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
  private:
   friend class HttpServer;
   HttpStream(class HttpServer* server, evhttp_request* req) : server_(server), req_(req) {}
+  struct FileToSend;
+  void SendPiece(const std::shared_ptr<FileToSend>& file);
   // The client is gone or the server stops: free the request, run the close hooks.
   void Close(bool send_end);
   bool ClientGone() const;
@@ -111,6 +143,11 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
 
 using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
 
+// Opens the sink for one streamed request, given its head (method, path, matches, params and
+// headers; no body). Runs on the loop thread. An error (auth, say) is answered by the handler
+// after the body has been read and dropped; nullptr drops the body without an error.
+using BodySinkFactory = std::function<Result<BodySinkPtr>(const HttpRequest& head)>;
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0 picks a free port
@@ -123,6 +160,9 @@ struct HttpServerOptions {
   // HTTPS when both are set: a PEM certificate chain and its private key.
   std::string tls_cert;
   std::string tls_key;
+  // The largest request head the upload gate reads before it lets a request through unseen;
+  // evhttp's own limit on headers.
+  size_t max_header_bytes = 64 << 10;
   // Called on the loop thread once a response (or a stream) has started: the route pattern
   // that matched ("" when none did), the method, the status, and the time since arrival.
   std::function<void(const std::string& route, const std::string& method, int status,
@@ -140,6 +180,19 @@ class HttpServer {
   void Route(const std::string& method, const std::string& pattern, HttpHandler handler);
   // Answers requests no route matched, and turns handler exceptions into a response.
   void SetErrorBody(std::function<std::string(int status, const std::string& message)> body);
+  // Bodies of requests matching (method, pattern) are streamed to a sink from `open` as they
+  // arrive, never held in memory, and the route's handler (Route) runs once all of the body is
+  // in the sink. Such a body needs a Content-Length: one declaring more than max_body_bytes,
+  // or none, is refused unread (HttpRequest::body_error), and the connection closes after the
+  // answer. Call before Start.
+  //
+  // How, on libevent 2.1's evhttp (which has no hook between a request's head and its body):
+  // every connection's input passes a gate (an evbuffer callback, ahead of evhttp). At the start
+  // of each request the gate reads the head; for a streamed route it sends the body to the
+  // sink itself and hands evhttp the head alone, with "Content-Length: 0". Every other request
+  // passes untouched, under max_body_bytes of HttpServerOptions.
+  void StreamBody(const std::string& method, const std::string& pattern, uint64_t max_body_bytes,
+                  BodySinkFactory open);
 
   // Binds, listens, and starts the loop and the workers. Returns the bound port.
   Result<int> Start();
@@ -150,6 +203,8 @@ class HttpServer {
   bool Post(std::function<void()> fn);
   // Open streams, for metrics.
   size_t StreamCount() const { return stream_count_.load(); }
+  // Connections the upload gate tracks, for tests: it drops each when its connection closes.
+  size_t InputGateCount() const { return input_gate_count_.load(); }
 
  private:
   friend class HttpStream;
@@ -164,6 +219,21 @@ class HttpServer {
     HttpRequest request;
     std::chrono::steady_clock::time_point arrived;
   };
+  struct StreamedRoute {
+    std::string method;
+    std::vector<std::string> segments;
+    uint64_t max_body_bytes;
+    BodySinkFactory open;
+  };
+  struct InputGate;  // one per connection, in http_server.cc
+
+  static bufferevent* NewConnection(event_base* base, void* self);
+  static void OnInput(evbuffer* buf, const evbuffer_cb_info* info, void* gate);
+  static void OnConnectionClose(evhttp_connection* evcon, void* gate);
+  static void OnRequestComplete(evhttp_request* req, void* gate);
+  // The gate's work on a connection's new input (loop thread).
+  void Peek(InputGate& g, evbuffer* in);
+  void Spool(InputGate& g, evbuffer* in);
 
   static void OnRequest(evhttp_request* req, void* self);
   static void OnWake(int, short, void* self);
@@ -182,7 +252,6 @@ class HttpServer {
   std::vector<RouteEntry> routes_;
   std::function<std::string(int, const std::string&)> error_body_;
 
-  static bufferevent* NewTlsConnection(event_base* base, void* self);
 
   event_base* base_ = nullptr;
   evhttp* http_ = nullptr;
@@ -212,6 +281,9 @@ class HttpServer {
   // Loop thread only.
   std::map<HttpStream*, std::shared_ptr<HttpStream>> streams_;
   std::atomic<size_t> stream_count_{0};
+  std::vector<StreamedRoute> streamed_;  // set before Start
+  std::map<bufferevent*, std::unique_ptr<InputGate>> input_gates_;
+  std::atomic<size_t> input_gate_count_{0};
 };
 
 }  // namespace mentat

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <mutex>
 #include <iostream>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
   bool bootstrap_token = false;
   std::string tls_cert, tls_key;
   bool unsafe_no_fsync = false;
+  int max_artifact_mb = 512;
+  std::string artifact_grace = "1h";
   app.add_flag("--dev", dev,
                "development mode: embedded store under ./.mentat, an in-process agent, "
                "127.0.0.1 only");
@@ -148,6 +151,14 @@ int main(int argc, char** argv) {
                  "seconds between BOOKMARK events on a quiet watch stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  app.add_option("--max-artifact-mb", max_artifact_mb,
+                 "the largest artifact (a packed app rootfs) an upload may be, in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--artifact-grace", artifact_grace,
+                 "an artifact no Service or Allocation names is deleted once it has not been "
+                 "uploaded or asked for in this long (e.g. 1h)")
+      ->capture_default_str();
   std::string node_heartbeat_timeout = "15s", node_lost_after = "60s";
   app.add_option("--node-heartbeat-timeout", node_heartbeat_timeout,
                  "a node whose agent is silent this long is NotReady (e.g. 15s)")
@@ -172,6 +183,11 @@ int main(int argc, char** argv) {
                                                     "\" is not a positive duration such as 15s or 1m"));
     }
     *out = *d;
+  }
+  auto grace = ParseDuration(artifact_grace);
+  if (!grace || grace->count() <= 0) {
+    return Fail(Error(Code::kInvalidArgument, "--artifact-grace: \"" + artifact_grace +
+                                                  "\" is not a positive duration such as 1h"));
   }
   if (lifecycle.lost_after < lifecycle.heartbeat_timeout) {
     return Fail(Error(Code::kInvalidArgument,
@@ -265,7 +281,11 @@ int main(int argc, char** argv) {
     if (!st && st.error().code() != Code::kAlreadyExists) return Fail(st.error());
   }
 
+  auto artifacts = ArtifactStore::Open(data_dir + "/artifacts", uint64_t(max_artifact_mb) << 20);
+  if (!artifacts) return Fail(artifacts.error());
+
   ApiServerOptions ao;
+  ao.artifacts = artifacts->get();
   ao.host = host == "localhost" ? "127.0.0.1" : host;
   ao.port = port;
   ao.idle_timeout = std::chrono::seconds(idle_timeout);
@@ -335,6 +355,18 @@ int main(int argc, char** argv) {
     while (!compact_cv.wait_for(lock, std::chrono::seconds(compaction_interval), [&] { return stopping; })) {
       if (auto r = (*store)->CompactToWindow(); !r) {
         spdlog::warn("compaction: {}", r.error().message());
+      }
+      if (auto refs = ArtifactReferences(**store); !refs) {
+        spdlog::warn("artifact garbage collection: {}", refs.error().message());
+      } else {
+        std::set<std::string> referenced;
+        for (const auto& [digest, by] : *refs) referenced.insert(digest);
+        auto deleted = (*artifacts)->CollectGarbage(
+            referenced, std::chrono::duration_cast<std::chrono::seconds>(*grace));
+        if (!deleted) spdlog::warn("artifact garbage collection: {}", deleted.error().message());
+        for (const auto& d : deleted ? *deleted : std::vector<std::string>()) {
+          spdlog::info("artifact {} deleted: no Service or Allocation names it", d);
+        }
       }
       if (auto n = ExpireEvents(store->get(), std::chrono::seconds(event_ttl)); !n) {
         spdlog::warn("expiring events: {}", n.error().message());

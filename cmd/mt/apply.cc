@@ -4,6 +4,7 @@
 #include <iostream>
 #include <set>
 
+#include "cmd/mt/app_rootfs.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
 #include "cmd/mt/commands.h"
@@ -129,6 +130,11 @@ int RunApply(ApiClient& client, const ApplyFlags& f) {
   auto start = KindFollower::Clock::now();  // --timeout counts from here
   auto sources = CollectSources(f.files, f.recursive);
   if (!sources) return PrintError(sources.error());
+  // Relative rootfs directories are packed and uploaded first (a dry run uploads nothing);
+  // the manifests then name their artifacts.
+  auto packed = ResolveAppRootfs(*sources, dry_run ? RootfsMode::kPackOnly : RootfsMode::kUpload,
+                                 &client, std::cerr);
+  if (!packed) return PrintError(packed.error());
   auto documents = ApplyDocuments(*sources);
   if (!documents) return PrintError(documents.error());
   ApplyOptions ao;

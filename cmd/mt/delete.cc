@@ -4,6 +4,7 @@
 // removes what apply -f created. Manifests that admission now refuses are named locally.
 #include <iostream>
 
+#include "cmd/mt/app_rootfs.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/manifests.h"
@@ -33,6 +34,9 @@ int RunDelete(ApiClient& client, const DeleteFlags& f) {
     if (f.all || !f.selector.empty()) return UsageError("-f cannot be combined with --all or -l");
     auto sources = CollectSources(f.files, f.recursive);
     if (!sources) return PrintError(sources.error());
+    // Only the names matter here: a relative rootfs need not be packed to be deleted.
+    auto placeholders = ResolveAppRootfs(*sources, RootfsMode::kPlaceholder, nullptr, std::cerr);
+    if (!placeholders) return PrintError(placeholders.error());
     auto documents = ApplyDocuments(*sources);
     if (!documents) return PrintError(documents.error());
     ApplyOptions ao;

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apis/yaml.h"
+#include "cmd/mt/app_rootfs.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/manifests.h"
@@ -63,6 +64,9 @@ int RunDiff(ApiClient& client, const DiffFlags& f) {
   }
   auto sources = CollectSources(f.files, f.recursive);
   if (!sources) return Trouble(PrintError(sources.error()));
+  // A relative rootfs is compared as the digest `mt apply` would send: packed, not uploaded.
+  auto packed = ResolveAppRootfs(*sources, RootfsMode::kPackOnly, nullptr, std::cerr);
+  if (!packed) return Trouble(PrintError(packed.error()));
   auto documents = ApplyDocuments(*sources);
   if (!documents) return Trouble(PrintError(documents.error()));
   ApplyOptions ao;

@@ -78,6 +78,8 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   co.token = agent->opts_.token;
   co.ca_file = agent->opts_.ca_file;
   MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, co));
+  agent->artifacts_ =
+      std::make_unique<ArtifactCache>(agent->opts_.data_dir + "/artifacts", agent->client_);
   ExecDriverOptions exec_opts;
   // resources.cpu_mhz becomes a share of one core at this host's clock.
   exec_opts.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
@@ -580,10 +582,14 @@ Status Agent::Reconcile(const std::string& key) {
       cfg.env.push_back({kTaskIdEnv, cfg.id});
       bool was_restart = t.last_exit.has_value();
       lock.unlock();
+      // A rootfs `mt apply` uploaded (sha256:...) is fetched and unpacked once per node; the
+      // driver gets its local directory. If that fails, the task fails to start.
+      Status rootfs = ResolveRootfs(*artifacts_, cfg.spec);
       // Until the handle is written, a crash would leave a process no handle knows: the marker
       // lets the next agent find and kill it (orphans.h).
-      MT_RETURN_IF_ERROR(WriteMarker(key, cfg.id));
-      auto handle = driver->Start(cfg);
+      if (rootfs) MT_RETURN_IF_ERROR(WriteMarker(key, cfg.id));
+      auto handle = rootfs ? driver->Start(cfg)
+                           : Result<TaskHandle>(std::unexpected(rootfs.error()));
       lock.lock();
       auto again = tasks_.find(key);
       if (again == tasks_.end()) return {};

@@ -16,6 +16,7 @@
 #include "apis/client.h"
 #include "cmd/mentat-server/http_server.h"
 #include "controllers/workqueue.h"
+#include "runtimes/agent/artifacts.h"
 #include "runtimes/agent/exec_sessions.h"
 #include "runtimes/agent/health.h"
 #include "runtimes/agent/log_rotate.h"
@@ -138,7 +139,8 @@ class Agent {
 
   AgentOptions opts_;
   std::unique_ptr<CheckRunner> checks_;
-  std::unique_ptr<ApiClient> client_;
+  std::shared_ptr<ApiClient> client_;
+  std::unique_ptr<ArtifactCache> artifacts_;  // app rootfs trees, under data_dir/artifacts
   std::map<std::string, DriverPtr> drivers_;
   WorkQueue queue_;
   std::atomic<bool> stop_{false};

@@ -210,7 +210,8 @@ Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const
     }
   }
   MT_RETURN_IF_ERROR(PlanRoot(plan));
-  const std::string cwd = config.cwd.empty() ? "/" : config.cwd;
+  // An app layer (the build output mt apply packed) is at /app: the app starts there.
+  const std::string cwd = !config.cwd.empty() ? config.cwd : spec.value("rootfsIsApp", false) ? "/app" : "/";
 
   std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--",
                                      config.command};
