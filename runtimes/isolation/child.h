@@ -28,6 +28,8 @@ enum class IsolationStep : int {
   kSeccomp,
   kUser,
   kExec,
+  kNetwork,          // hull: bringing up lo in the new network namespace
+  kCgroupNamespace,  // hull: unshare(CLONE_NEWCGROUP) once inside the container's cgroup
 };
 
 struct ChildFailure {
