@@ -25,6 +25,7 @@ const char* StepName(IsolationStep step) {
     case IsolationStep::kExec: return "executing sandbox-init";
     case IsolationStep::kNetwork: return "bringing up lo in the network namespace";
     case IsolationStep::kCgroupNamespace: return "entering a new cgroup namespace";
+    case IsolationStep::kJoinNamespaces: return "joining the container's namespaces";
   }
   return "setting up the sandbox";
 }
