@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <thread>
 
@@ -94,6 +95,26 @@ class CgroupV1 : public Cgroup {
       s.pids = pids.size();
     }
     return s;
+  }
+
+  Result<CgroupLimits> Limits() override {
+    CgroupLimits l;
+    if (auto d = Dir("memory")) {
+      MT_ASSIGN_OR_RETURN(auto bytes, cfs::ReadUint(*d + "/memory.limit_in_bytes"));
+      // Unlimited reads as the largest page-aligned value (PAGE_COUNTER_MAX pages).
+      if (bytes && *bytes < (uint64_t{1} << 62)) l.memory_bytes = static_cast<int64_t>(*bytes);
+    }
+    if (auto d = Dir("cpu")) {
+      MT_ASSIGN_OR_RETURN(std::string quota, cfs::Read(*d + "/cpu.cfs_quota_us"));
+      MT_ASSIGN_OR_RETURN(auto period, cfs::ReadUint(*d + "/cpu.cfs_period_us"));
+      int64_t q = std::strtoll(quota.c_str(), nullptr, 10);
+      if (q > 0 && period && *period > 0) l.cpu_percent = q * 100 / static_cast<int64_t>(*period);
+    }
+    if (auto d = Dir("pids")) {
+      MT_ASSIGN_OR_RETURN(auto max, cfs::ReadUint(*d + "/pids.max"));
+      if (max) l.pids_max = static_cast<int64_t>(*max);
+    }
+    return l;
   }
 
   Result<uint64_t> OomKills() override {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -64,6 +65,29 @@ class CgroupV2 : public Cgroup {
       s.pids = pids.size();
     }
     return s;
+  }
+
+  Result<CgroupLimits> Limits() override {
+    CgroupLimits l;
+    if (cfs::Exists(dir_ + "/memory.max")) {
+      MT_ASSIGN_OR_RETURN(auto bytes, cfs::ReadUint(dir_ + "/memory.max"));
+      if (bytes) l.memory_bytes = static_cast<int64_t>(*bytes);
+    }
+    if (cfs::Exists(dir_ + "/cpu.max")) {
+      // "QUOTA PERIOD" or "max PERIOD".
+      MT_ASSIGN_OR_RETURN(std::string max, cfs::Read(dir_ + "/cpu.max"));
+      if (max.rfind("max", 0) != 0) {
+        char* end = nullptr;
+        int64_t quota = std::strtoll(max.c_str(), &end, 10);
+        int64_t period = std::strtoll(end, nullptr, 10);
+        if (quota > 0 && period > 0) l.cpu_percent = quota * 100 / period;
+      }
+    }
+    if (cfs::Exists(dir_ + "/pids.max")) {
+      MT_ASSIGN_OR_RETURN(auto max, cfs::ReadUint(dir_ + "/pids.max"));
+      if (max) l.pids_max = static_cast<int64_t>(*max);
+    }
+    return l;
   }
 
   Result<uint64_t> OomKills() override {

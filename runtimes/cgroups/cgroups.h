@@ -56,6 +56,8 @@ class Cgroup {
   virtual Result<std::vector<pid_t>> Pids() = 0;
 
   virtual Result<CgroupStats> Stats() = 0;
+  // The limits the kernel enforces now, read back from the interface files (unset: unlimited).
+  virtual Result<CgroupLimits> Limits() = 0;
   // How many times the kernel's OOM killer killed a member for the group's memory limit.
   virtual Result<uint64_t> OomKills() = 0;
 

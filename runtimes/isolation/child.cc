@@ -10,7 +10,7 @@ const char* StepName(IsolationStep step) {
     case IsolationStep::kSession: return "starting a session";
     case IsolationStep::kHostname: return "setting the hostname";
     case IsolationStep::kMountPropagation: return "making mounts private";
-    case IsolationStep::kOverlay: return "mounting the overlay root";
+    case IsolationStep::kOverlay: return "mounting the root filesystem";
     case IsolationStep::kPivotRoot: return "pivot_root into the sandbox root";
     case IsolationStep::kProc: return "mounting /proc";
     case IsolationStep::kDev: return "making /dev";
@@ -23,6 +23,9 @@ const char* StepName(IsolationStep step) {
     case IsolationStep::kSeccomp: return "installing the seccomp filter";
     case IsolationStep::kUser: return "switching user";
     case IsolationStep::kExec: return "executing sandbox-init";
+    case IsolationStep::kNetwork: return "bringing up lo in the network namespace";
+    case IsolationStep::kCgroupNamespace: return "entering a new cgroup namespace";
+    case IsolationStep::kJoinNamespaces: return "joining the container's namespaces";
   }
   return "setting up the sandbox";
 }

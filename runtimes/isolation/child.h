@@ -28,6 +28,9 @@ enum class IsolationStep : int {
   kSeccomp,
   kUser,
   kExec,
+  kNetwork,          // hull: bringing up lo in the new network namespace
+  kCgroupNamespace,  // hull: unshare(CLONE_NEWCGROUP) once inside the container's cgroup
+  kJoinNamespaces,   // hull exec: setns into a running container's namespaces
 };
 
 struct ChildFailure {

@@ -54,7 +54,15 @@ Status PlanRoot(RootPlan& plan) {
     if (!lowerdir.empty()) lowerdir += ":";
     lowerdir += l;
   }
+  if (plan.bind_root) {
+    if (plan.lower.size() != 1) return InvalidArgument("rootfs: a bound root is one directory");
+    std::error_code ec;
+    plan.merged = fs::canonical(plan.lower[0], ec).string();
+    if (ec) return InvalidArgument("rootfs: " + plan.lower[0] + ": " + ec.message());
+    if (plan.merged == "/") return InvalidArgument("rootfs: the host's / cannot be a container's root");
+  }
   for (auto* d : {&plan.upper, &plan.work, &plan.merged}) {
+    if (plan.bind_root) break;
     if (!OverlaySafe(*d)) return InvalidArgument("sandbox: task directory " + *d + " has a character overlayfs cannot take");
     std::error_code ec;
     fs::create_directories(*d, ec);
@@ -103,8 +111,13 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     return fail(IsolationStep::kMountPropagation, errno);
   }
-  if (::mount("overlay", plan.merged.c_str(), "overlay", MS_NOSUID | MS_NODEV,
-              plan.overlay_options.c_str()) != 0) {
+  if (plan.bind_root) {
+    // pivot_root needs a mount point: the directory bound onto itself.
+    if (::mount(plan.merged.c_str(), plan.merged.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return fail(IsolationStep::kOverlay, errno);
+    }
+  } else if (::mount("overlay", plan.merged.c_str(), "overlay", MS_NOSUID | MS_NODEV,
+                     plan.overlay_options.c_str()) != 0) {
     return fail(IsolationStep::kOverlay, errno);
   }
   // pivot_root: the new root's old-root directory lives in the writable layer for a moment.

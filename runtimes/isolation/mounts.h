@@ -1,5 +1,5 @@
-// The sandbox's filesystem: an overlay root (the app rootfs over the base, and a writable
-// layer of the allocation's own), pivot_root into it (not chroot: the old root is detached
+// The sandbox's and hull's filesystem: an overlay root (the app rootfs over the base, and a
+// writable layer of the allocation's own) or a plain directory bound as the root (hull, as runc), pivot_root into it (not chroot: the old root is detached
 // and unreachable), a fresh /proc with the kernel's knobs read-only or masked, a minimal /dev
 // (null, zero, random, urandom and a /dev/shm tmpfs), and the service's volumes as bind mounts.
 // The plan is built and checked in the parent; SetupRootInChild only makes system calls.
@@ -27,6 +27,9 @@ struct RootPlan {
   // Overlay layers, top first; at least one. Host directories.
   std::vector<std::string> lower;
   std::string upper, work, merged;  // host directories, created by PlanRoot
+  // The root is lower[0] itself, bound onto itself (writes land in it, as with runc), not an
+  // overlay: upper and work are unused and merged is set by PlanRoot.
+  bool bind_root = false;
   std::string hostname;
   std::vector<BindMount> volumes;
   // Built by PlanRoot.

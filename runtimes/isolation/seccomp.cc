@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <memory>
 
 namespace mentat {
@@ -31,10 +33,102 @@ constexpr const char* kDenied[] = {
     "io_uring_enter", "io_uring_register",
 };
 
+// Exports the BPF through a memfd: the child installs it with one system call, no library calls.
+Result<std::vector<sock_filter>> ExportBpf(scmp_filter_ctx ctx) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, "seccomp-bpf", MFD_CLOEXEC));
+  if (fd < 0) return ErrnoError("seccomp: memfd_create", errno);
+  if (int rc = seccomp_export_bpf(ctx, fd); rc < 0) {
+    ::close(fd);
+    return ErrnoError("seccomp: exporting the filter", -rc);
+  }
+  off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % sizeof(sock_filter) != 0) {
+    ::close(fd);
+    return Internal("seccomp: the exported filter has an odd size");
+  }
+  std::vector<sock_filter> code(static_cast<size_t>(size) / sizeof(sock_filter));
+  ssize_t n = ::pread(fd, code.data(), static_cast<size_t>(size), 0);
+  ::close(fd);
+  if (n != size) return Internal("seccomp: reading the exported filter");
+  return code;
+}
+
+using FilterPtr = std::unique_ptr<void, void (*)(scmp_filter_ctx)>;
+
+// Namespace flags of clone: any of them set means a new namespace (0x80 is CLONE_NEWTIME).
+constexpr scmp_datum_t kCloneNamespaceFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+                                              CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP | 0x80;
+
 }  // namespace
 
+const std::vector<std::string>& BlockedInAllProfiles() {
+  static const std::vector<std::string> kBlocked = {
+      "ptrace",    "process_vm_readv", "process_vm_writev", "bpf",           "add_key",
+      "keyctl",    "request_key",      "userfaultfd",       "kexec_load",    "kexec_file_load",
+      "init_module", "finit_module",   "delete_module"};
+  return kBlocked;
+}
+
+Result<SeccompProgram> BuildAllowlistSeccomp(const std::vector<std::string>& allowed) {
+  FilterPtr ctx(seccomp_init(SCMP_ACT_KILL_PROCESS), seccomp_release);
+  if (!ctx) return Internal("seccomp: seccomp_init failed");
+  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0) {
+    return ErrnoError("seccomp: setting the bad-arch action", -rc);
+  }
+  const auto& blocked = BlockedInAllProfiles();
+  SeccompProgram program;
+  for (const auto& name : allowed) {
+    if (std::find(blocked.begin(), blocked.end(), name) != blocked.end()) {
+      return InvalidArgument("seccomp: " + name + " is blocked in every profile and cannot be allowed");
+    }
+    int nr = seccomp_syscall_resolve_name(name.c_str());
+    if (nr == __NR_SCMP_ERROR || nr < 0) continue;  // not a syscall of this architecture
+    int rc;
+    if (name == "clone") {
+      // Threads and processes, never new namespaces: the container's shape is fixed.
+      rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 1,
+                            SCMP_A0(SCMP_CMP_MASKED_EQ, kCloneNamespaceFlags, 0));
+    } else if (name == "clone3") {
+      // Its flags live in memory the filter cannot read: ENOSYS, and libc falls back to clone.
+      rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+    } else if (name == "ioctl") {
+      // TIOCSTI pushes input into a terminal another process reads.
+      rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EPERM), nr, 1,
+                            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI));
+      // Everything else is allowed by "not equal": a catch-all allow would take precedence over
+      // the argument rule (verified). With both, a TIOCSTI with junk in the upper 32 bits, which
+      // the tty layer ignores, still matches the masked compare and is refused.
+      if (rc == 0) rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 1, SCMP_A1(SCMP_CMP_NE, TIOCSTI));
+    } else {
+      rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0);
+    }
+    if (rc < 0) return ErrnoError("seccomp: allowing " + name, -rc);
+    program.allowed.push_back(name);
+  }
+  program.denied = blocked;
+  MT_ASSIGN_OR_RETURN(program.code, ExportBpf(ctx.get()));
+  return program;
+}
+
+std::string SyscallName(int nr) {
+  char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+  if (!name) return "";
+  std::string out = name;
+  std::free(name);
+  return out;
+}
+
+std::vector<std::string> AllSyscallNames() {
+  std::vector<std::string> out;
+  for (int nr = 0; nr < 1024; ++nr) {
+    std::string n = SyscallName(nr);
+    if (!n.empty()) out.push_back(n);
+  }
+  return out;
+}
+
 Result<SeccompProgram> BuildSandboxSeccomp() {
-  std::unique_ptr<void, void (*)(scmp_filter_ctx)> ctx(seccomp_init(SCMP_ACT_ALLOW), seccomp_release);
+  FilterPtr ctx(seccomp_init(SCMP_ACT_ALLOW), seccomp_release);
   if (!ctx) return Internal("seccomp: seccomp_init failed");
   // Syscalls of a foreign ABI never reach the rules: kill.
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0) {
@@ -74,22 +168,7 @@ Result<SeccompProgram> BuildSandboxSeccomp() {
   }
   program.denied.push_back("ioctl TIOCSTI");
 
-  // Export the BPF through a memfd: the child installs it with prctl, no library calls.
-  int fd = static_cast<int>(syscall(SYS_memfd_create, "seccomp-bpf", MFD_CLOEXEC));
-  if (fd < 0) return ErrnoError("seccomp: memfd_create", errno);
-  if (int rc = seccomp_export_bpf(ctx.get(), fd); rc < 0) {
-    ::close(fd);
-    return ErrnoError("seccomp: exporting the filter", -rc);
-  }
-  off_t size = ::lseek(fd, 0, SEEK_END);
-  if (size <= 0 || size % sizeof(sock_filter) != 0) {
-    ::close(fd);
-    return Internal("seccomp: the exported filter has an odd size");
-  }
-  program.code.resize(static_cast<size_t>(size) / sizeof(sock_filter));
-  ssize_t n = ::pread(fd, program.code.data(), static_cast<size_t>(size), 0);
-  ::close(fd);
-  if (n != size) return Internal("seccomp: reading the exported filter");
+  MT_ASSIGN_OR_RETURN(program.code, ExportBpf(ctx.get()));
   return program;
 }
 

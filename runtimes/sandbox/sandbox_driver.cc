@@ -19,6 +19,7 @@
 
 #include "runtimes/exec/exec_session.h"
 #include "runtimes/isolation/child.h"
+#include "runtimes/isolation/confine.h"
 #include "runtimes/isolation/mounts.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -45,29 +46,6 @@ struct ChildArgs {
   char* const* envp;
 };
 
-// In the child: Landlock, then capabilities, no_new_privs and seccomp. Shared by Start and Exec.
-// `extra_exec_fd`: a file outside the root that must stay executable (sandbox-init), or -1.
-int Confine(const LandlockPlan& landlock, const CapsPlan& caps, const SeccompProgram& seccomp,
-            int extra_exec_fd, int* step) noexcept {
-  if (int e = ApplyLandlockInChild(landlock, extra_exec_fd); e != 0) {
-    *step = static_cast<int>(IsolationStep::kLandlock);
-    return e;
-  }
-  if (int e = DropAllCapsInChild(caps); e != 0) {
-    *step = static_cast<int>(IsolationStep::kCapabilities);
-    return e;
-  }
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    *step = static_cast<int>(IsolationStep::kNoNewPrivs);
-    return errno;
-  }
-  if (int e = InstallSeccompInChild(seccomp); e != 0) {
-    *step = static_cast<int>(IsolationStep::kSeccomp);
-    return e;
-  }
-  return 0;
-}
-
 int ChildMain(void* p) {
   const ChildArgs& a = *static_cast<ChildArgs*>(p);
   if (int e = JoinCgroupInChild(*a.join_fds); e != 0) FailChild(a.errpipe, IsolationStep::kCgroup, e);
@@ -84,7 +62,7 @@ int ChildMain(void* p) {
   if (::chdir(a.cwd) != 0) FailChild(a.errpipe, IsolationStep::kCwd, errno);
   // sandbox-init lives outside the root: Landlock must let it be executed.
   int step = 0;
-  if (int e = Confine(*a.landlock, *a.caps, *a.seccomp, a.init_fd, &step); e != 0) {
+  if (int e = ConfineInChild(*a.landlock, *a.caps, *a.seccomp, a.init_fd, &step); e != 0) {
     FailChild(a.errpipe, static_cast<IsolationStep>(step), e);
   }
   // Nothing of the agent leaks in past 0-3; the pipe and init's fd close on exec.
@@ -106,27 +84,6 @@ bool HasOverlayfs() {
 }
 
 }  // namespace
-
-std::string FindSandboxInit() {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("MENTAT_SANDBOX_INIT"); env && *env) candidates.push_back(env);
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    candidates.push_back((exe.parent_path() / "sandbox-init").string());
-    candidates.push_back((exe.parent_path().parent_path() / "sandbox-init" / "sandbox-init").string());
-    candidates.push_back(exe.string() + ".runfiles/mentat/cmd/sandbox-init/sandbox-init");
-    // A test binary: its runfiles hold the tree.
-    if (const char* src = std::getenv("TEST_SRCDIR"); src && *src) {
-      candidates.push_back(std::string(src) + "/mentat/cmd/sandbox-init/sandbox-init");
-    }
-  }
-  candidates.push_back("/usr/lib/mentat/sandbox-init");
-  for (const auto& c : candidates) {
-    if (::access(c.c_str(), X_OK) == 0) return fs::weakly_canonical(c, ec).string();
-  }
-  return "";
-}
 
 SandboxDriver::SandboxDriver(SandboxDriverOptions options)
     : ExecDriver(std::move(options.process)), sopts_(std::move(options)) {}
@@ -389,7 +346,7 @@ Result<ExecSessionPtr> SandboxDriver::Exec(const std::string& id, const ExecOpti
       _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
     }
     int step = 0;
-    return Confine(*landlock, *caps, *seccomp, -1, &step);
+    return ConfineInChild(*landlock, *caps, *seccomp, -1, &step);
   };
   auto session = StartExecSession(*context, options, std::move(callbacks), join_fds, enter);
   for (int fd : join_fds) ::close(fd);

@@ -21,6 +21,7 @@
 
 #include "runtimes/exec/exec_driver.h"
 #include "runtimes/isolation/caps.h"
+#include "runtimes/isolation/init_binary.h"
 #include "runtimes/isolation/landlock.h"
 #include "runtimes/isolation/seccomp.h"
 
@@ -36,10 +37,6 @@ struct SandboxDriverOptions {
   // The bases this node has, for the fingerprint.
   std::function<Json()> describe_bases;
 };
-
-// Where sandbox-init is: $MENTAT_SANDBOX_INIT, next to the running binary, the Bazel layout
-// (bazel-bin/cmd/sandbox-init/, or the binary's runfiles), /usr/lib/mentat. Empty if nowhere.
-std::string FindSandboxInit();
 
 class SandboxDriver : public ExecDriver {
  public:

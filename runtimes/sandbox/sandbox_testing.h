@@ -10,4 +10,9 @@ namespace mentat {
 // per applet, /etc/passwd, /tmp. Returns its path.
 std::string BusyboxRoot();
 
+// The escape battery's verdicts (testdata/escape_probe.c, run by the sandbox's and hull's tests):
+// every PROBE line says contained, every attack the issue lists was tried, the setuid-root copy
+// ran without capabilities, and the probe finished. gtest EXPECTs.
+void ExpectEscapeBatteryContained(const std::string& probe_stdout);
+
 }  // namespace mentat

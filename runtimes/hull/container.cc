@@ -1,0 +1,619 @@
+#include "runtimes/hull/container.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "runtimes/cgroups/cgroups.h"
+#include "runtimes/hull/profiles.h"
+#include "runtimes/hull/rootfs_archive.h"
+#include "runtimes/isolation/caps.h"
+#include "runtimes/isolation/child.h"
+#include "runtimes/isolation/confine.h"
+#include "runtimes/isolation/init_binary.h"
+#include "runtimes/isolation/landlock.h"
+#include "runtimes/isolation/mounts.h"
+#include "runtimes/isolation/network.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace mentat::hull {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kStatusFd = 3;
+constexpr size_t kChildStack = 256 << 10;
+constexpr char kDefaultPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::unexpected<Failure> Fail(int code, Error e) { return std::unexpected(Failure{code, std::move(e)}); }
+std::unexpected<Failure> Runtime(const std::string& m) { return Fail(kExitRuntime, Error(Code::kInternal, m)); }
+std::unexpected<Failure> ManifestError(const std::string& field, const std::string& m) {
+  return Fail(kExitManifest, Error(Code::kInvalidArgument, "hull manifest is invalid",
+                                   {FieldError(field, 0, 0, m)}));
+}
+
+// Everything the cloned child needs, built before clone.
+struct ChildArgs {
+  const std::vector<int>* join_fds;
+  int out_fd, err_fd, null_fd, status_fd, init_fd, errpipe;
+  bool new_net;
+  const char* loginuid;  // written to /proc/self/loginuid: a fresh audit session
+  const RootPlan* root;
+  const char* cwd;
+  const LandlockPlan* landlock;
+  const CapsPlan* caps;
+  const SeccompProgram* seccomp;
+  char* const* argv;
+  char* const* envp;
+};
+
+// The container's PID 1, between clone and exec: only system calls. The order matters: the
+// cgroup first (nothing forked later runs outside it) and the cgroup namespace after it (its
+// root is the container's group); the root before Landlock (rules name paths in the new root);
+// seccomp last, inside ConfineInChild.
+int ChildMain(void* p) {
+  const ChildArgs& a = *static_cast<ChildArgs*>(p);
+  if (int e = JoinCgroupInChild(*a.join_fds); e != 0) FailChild(a.errpipe, IsolationStep::kCgroup, e);
+  if (::unshare(CLONE_NEWCGROUP) != 0) FailChild(a.errpipe, IsolationStep::kCgroupNamespace, errno);
+  // Best effort: refused when this process already has a login uid and the kernel keeps it
+  // immutable; then seccomp kills are matched by pid instead.
+  if (int fd = ::open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC); fd >= 0) {
+    ssize_t w = ::write(fd, a.loginuid, std::strlen(a.loginuid));
+    (void)w;
+    ::close(fd);
+  }
+  if (::setsid() < 0) FailChild(a.errpipe, IsolationStep::kSession, errno);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::dup2(a.null_fd, 0) < 0 || ::dup2(a.out_fd, 1) < 0 || ::dup2(a.err_fd, 2) < 0 ||
+      ::dup2(a.status_fd, kStatusFd) < 0) {
+    FailChild(a.errpipe, IsolationStep::kSession, errno);
+  }
+  if (a.new_net) {
+    if (int e = BringUpLoopbackInChild(); e != 0) FailChild(a.errpipe, IsolationStep::kNetwork, e);
+  }
+  int error = 0, index = 0;
+  if (int step = SetupRootInChild(*a.root, &error, &index); step != 0) {
+    FailChild(a.errpipe, static_cast<IsolationStep>(step), error, index);
+  }
+  if (::chdir(a.cwd) != 0) FailChild(a.errpipe, IsolationStep::kCwd, errno);
+  // Nothing of hull's past fd 3 reaches the container (before seccomp: close_range is not in
+  // every profile).
+  syscall(SYS_close_range, kStatusFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+  int step = 0;
+  if (int e = ConfineInChild(*a.landlock, *a.caps, *a.seccomp, a.init_fd, &step); e != 0) {
+    FailChild(a.errpipe, static_cast<IsolationStep>(step), e);
+  }
+  syscall(SYS_execveat, a.init_fd, "", a.argv, a.envp, AT_EMPTY_PATH);
+  FailChild(a.errpipe, IsolationStep::kExec, errno);
+}
+
+// argv[0] inside `root`, resolved as the container will (symlinks stay inside the root): an
+// executable regular file, or why not.
+std::string CheckExecutable(const std::string& root, const std::string& path) {
+  int dirfd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return std::strerror(errno);
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT;
+  int fd = static_cast<int>(syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how)));
+  int err = errno;
+  ::close(dirfd);
+  if (fd < 0) return std::strerror(err);
+  struct stat st;
+  std::string why;
+  if (::fstat(fd, &st) != 0) {
+    why = std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    why = "not a regular file";
+  } else if ((st.st_mode & 0111) == 0) {
+    why = "not executable";
+  }
+  ::close(fd);
+  return why;
+}
+
+std::vector<std::string> EnvWithPath(const std::vector<std::string>& env) {
+  std::vector<std::string> out = env;
+  bool has_path = false;
+  for (const auto& e : env) has_path |= e.rfind("PATH=", 0) == 0;
+  if (!has_path) out.push_back(kDefaultPath);
+  return out;
+}
+
+std::vector<char*> CStrings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+// Whether `a` and `b` name the same file (dev and inode): for /proc/<pid>/exe.
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+// Waits until PID 1 has a child that is no longer a copy of itself (the workload exec'd), or
+// PID 1 wrote its status (the exec failed, or the workload already finished). Returns the
+// workload's host pid, or 0.
+pid_t AwaitWorkload(pid_t init, const std::string& status_path, std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  const std::string self = "/proc/" + std::to_string(init);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!ReadFirstLine(status_path).empty()) return 0;
+    std::istringstream kids(ReadFirstLine(self + "/task/" + std::to_string(init) + "/children"));
+    pid_t child = 0;
+    if (kids >> child && child > 0) {
+      const std::string exe = "/proc/" + std::to_string(child) + "/exe";
+      if (!SameFile(exe, self + "/exe")) return child;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  return 0;
+}
+
+CgroupLimits LimitsOf(const HullManifest& m) {
+  CgroupLimits l;
+  l.memory_bytes = m.limits.memory_mb << 20;
+  l.cpu_percent = std::max<int64_t>(1, std::llround(m.limits.cpu * 100));
+  l.pids_max = m.limits.pids;
+  return l;
+}
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Opens a pidfd for the container's PID 1, checking it is still the same process.
+Outcome<int> OpenInit(const ContainerState& s) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, s.pid, 0));
+  if (pidfd < 0 || !InitAlive(s)) {
+    if (pidfd >= 0) ::close(pidfd);
+    return Runtime("container " + s.name + " is not running");
+  }
+  return pidfd;
+}
+
+Outcome<ContainerState> LoadFresh(const StateDir& dir, const std::string& name) {
+  auto s = dir.Load(name);
+  if (!s) return Fail(kExitRuntime, s.error());
+  if (auto st = Refresh(dir, *s); !st) return Fail(kExitRuntime, st.error());
+  return *s;
+}
+
+}  // namespace
+
+Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const RunOptions& options) {
+  if (m.network == "bridge") {
+    return Runtime("network \"bridge\" is not yet supported by this hull (none and host are)");
+  }
+  const std::string init_path = options.init_path.empty() ? FindSandboxInit() : options.init_path;
+  if (init_path.empty() || ::access(init_path.c_str(), X_OK) != 0) {
+    return Runtime("sandbox-init was not found (set MENTAT_SANDBOX_INIT or install it next to hull)");
+  }
+  if (::geteuid() != 0) return Runtime("hull run needs root (--rootless is not yet supported)");
+  if (auto st = dir.Ensure(); !st) return Fail(kExitRuntime, st.error());
+  // Exactly one concurrent run of a name gets past this lock; the other is told so.
+  auto lock = ContainerLock::Acquire(dir, m.name, false);
+  if (!lock) return Fail(kExitRuntime, lock.error());
+  if (auto old = dir.Load(m.name)) {
+    if (old->status == "running" && InitAlive(*old)) {
+      return Runtime("container " + m.name + " is already running (pid " + std::to_string(old->pid) + ")");
+    }
+    if (!old->cgroup.empty()) {
+      if (auto g = CgroupHost::Probe()->Open(old->cgroup)) {
+        (*g)->KillAll();
+        (*g)->Destroy();
+      }
+    }
+  }
+  const std::string cdir = dir.ContainerDir(m.name);
+  for (const char* f : {"/state.json", "/stdout.log", "/stderr.log", "/exit-status.json", "/upper", "/work", "/root"}) {
+    std::error_code ec;
+    fs::remove_all(cdir + f, ec);
+  }
+
+  // The root: a directory is bound as it is; a .tar.gz is extracted once into the cache and
+  // overlaid with a writable layer of this container's own.
+  RootPlan plan;
+  ContainerState s;
+  std::error_code ec;
+  if (m.rootfs.ends_with(".tar.gz")) {
+    if (!fs::is_regular_file(m.rootfs, ec)) return ManifestError("rootfs", m.rootfs + " is not a file");
+    auto cached = CachedRootfs(m.rootfs, dir.CacheDir());
+    if (!cached) {
+      if (cached.error().code() == Code::kInvalidArgument) return ManifestError("rootfs", cached.error().message());
+      return Fail(kExitRuntime, cached.error());
+    }
+    plan.lower = {*cached};
+    plan.upper = s.upper = cdir + "/upper";
+    plan.work = s.work = cdir + "/work";
+    plan.merged = cdir + "/root";
+  } else {
+    if (!fs::is_directory(m.rootfs, ec)) return ManifestError("rootfs", m.rootfs + " is not a directory");
+    plan.lower = {m.rootfs};
+    plan.bind_root = true;
+  }
+  plan.hostname = m.hostname.empty() ? m.name : m.hostname;
+  bool argv0_in_volume = false;
+  for (const auto& mt : m.mounts) {
+    plan.volumes.push_back({mt.host, mt.container, mt.readonly});
+    argv0_in_volume |= m.argv[0] == mt.container || m.argv[0].rfind(mt.container + "/", 0) == 0;
+  }
+  if (auto st = PlanRoot(plan); !st) {
+    // PlanRoot names volumes[i]; the manifest calls them mounts[i].
+    std::string msg = st.error().message();
+    if (msg.rfind("volumes[", 0) == 0) {
+      std::string field = "mounts" + msg.substr(7, msg.find(':') - 7);
+      return ManifestError(field, msg.substr(msg.find(':') + 2));
+    }
+    return ManifestError("rootfs", msg);
+  }
+  s.root = plan.merged;
+  if (!argv0_in_volume) {
+    const std::string lookup_root = plan.bind_root ? plan.merged : plan.lower[0];
+    if (std::string why = CheckExecutable(lookup_root, m.argv[0]); !why.empty()) {
+      return Fail(kExitExec, Error(Code::kInvalidArgument, "exec failed: " + m.argv[0] + ": " + why +
+                                                               " (in rootfs " + m.rootfs + ")"));
+    }
+  }
+
+  auto seccomp = BuildProfile(m.profile);
+  if (!seccomp) return ManifestError("profile", seccomp.error().message());
+  auto caps = PlanDropAllCaps();
+  if (!caps) return Fail(kExitRuntime, caps.error());
+  const LandlockPlan landlock = PlanLandlock();
+
+  auto host = CgroupHost::Probe();
+  auto group = host->Create("hull/" + m.name, LimitsOf(m));
+  if (!group) return Fail(kExitRuntime, group.error());
+  s.cgroup = (*group)->path();
+  s.cgroup_version = host->Version();
+  auto join_fds = (*group)->OpenProcsFiles();
+  if (!join_fds) {
+    (*group)->Destroy();
+    return Fail(kExitRuntime, join_fds.error());
+  }
+
+  std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--"};
+  argv_s.insert(argv_s.end(), m.argv.begin(), m.argv.end());
+  std::vector<std::string> env_s = EnvWithPath(m.env);
+  auto argv = CStrings(argv_s);
+  auto envp = CStrings(env_s);
+  const std::string loginuid = std::to_string(::getuid());
+  const std::string cwd = m.cwd.empty() ? "/" : m.cwd;
+
+  std::vector<int> fds;
+  auto close_all = [&] {
+    for (int fd : fds) ::close(fd);
+    for (int fd : *join_fds) ::close(fd);
+  };
+  auto open_fd = [&](const std::string& path, int flags) {
+    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0640);
+    if (fd >= 0) fds.push_back(fd);
+    return fd;
+  };
+  int out_fd = open_fd(dir.StdoutPath(m.name), O_WRONLY | O_CREAT | O_APPEND);
+  int err_fd = open_fd(dir.StderrPath(m.name), O_WRONLY | O_CREAT | O_APPEND);
+  int null_fd = open_fd("/dev/null", O_RDONLY);
+  int status_fd = open_fd(dir.ExitStatusPath(m.name), O_WRONLY | O_CREAT | O_TRUNC);
+  int init_fd = open_fd(init_path, O_PATH);
+  int errpipe[2] = {-1, -1};
+  if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || ::pipe2(errpipe, O_CLOEXEC) != 0) {
+    int e = errno;
+    close_all();
+    (*group)->Destroy();
+    return Fail(kExitRuntime, ErrnoError("opening the container's files", e).error());
+  }
+  void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    int e = errno;
+    close_all();
+    ::close(errpipe[0]);
+    ::close(errpipe[1]);
+    (*group)->Destroy();
+    return Fail(kExitRuntime, ErrnoError("mmap", e).error());
+  }
+  const bool new_net = m.network == "none";
+  ChildArgs args{&*join_fds, out_fd, err_fd, null_fd, status_fd, init_fd, errpipe[1], new_net,
+                 loginuid.c_str(), &plan, cwd.c_str(), &landlock, caps->get(), &*seccomp,
+                 argv.data(), envp.data()};
+  int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD;
+  if (new_net) flags |= CLONE_NEWNET;
+  // CLONE_VFORK: this thread waits until the child exec'd sandbox-init or died, so the plan it
+  // reads stays put.
+  pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack, flags, &args);
+  int clone_errno = errno;
+  ::munmap(stack, kChildStack);
+  ::close(errpipe[1]);
+  close_all();
+  if (pid < 0) {
+    ::close(errpipe[0]);
+    (*group)->Destroy();
+    return Fail(kExitRuntime, ErrnoError("clone", clone_errno).error());
+  }
+  ChildFailure failure;
+  if (ReadChildFailure(errpipe[0], &failure)) {
+    ::waitpid(pid, nullptr, 0);
+    (*group)->Destroy();
+    auto step = static_cast<IsolationStep>(failure.step);
+    std::string why = std::strerror(failure.error);
+    if (step == IsolationStep::kCwd) return ManifestError("cwd", cwd + ": " + why + " in the rootfs");
+    if (step == IsolationStep::kVolume && failure.index < static_cast<int>(m.mounts.size())) {
+      const auto& mt = m.mounts[failure.index];
+      return ManifestError("mounts[" + std::to_string(failure.index) + "]",
+                           mt.host + " on " + mt.container + ": " + why);
+    }
+    return Runtime(std::string("starting ") + m.name + ": " + StepName(step) + ": " + why);
+  }
+
+  s.name = m.name;
+  s.status = "running";
+  s.pid = pid;
+  s.started_at = Now();
+  s.manifest = m;
+  if (auto st = ReadProcStat(pid)) s.start_ticks = st->start_ticks;
+  // A fresh audit session (differs from ours) identifies the container's seccomp records.
+  const std::string ses = ReadFirstLine("/proc/" + std::to_string(pid) + "/sessionid");
+  if (!ses.empty() && ses != ReadFirstLine("/proc/self/sessionid") && ses != "4294967295") {
+    s.audit_session = std::strtoll(ses.c_str(), nullptr, 10);
+  }
+  s.workload_pid = AwaitWorkload(pid, dir.ExitStatusPath(m.name), options.exec_wait);
+  if (auto st = dir.Save(s); !st) return Fail(kExitRuntime, st.error());
+
+  const std::string status = ReadFirstLine(dir.ExitStatusPath(m.name));
+  if (status.empty() && s.workload_pid == 0 && !InitAlive(s)) {
+    // PID 1 died before starting the workload (e.g. killed by the profile): say how.
+    ::waitpid(pid, nullptr, WNOHANG);
+    Refresh(dir, s, nullptr, true);
+    return Runtime("container " + m.name + " died before its workload started: " +
+                   (s.exit ? s.exit->Describe() : "unknown"));
+  }
+  if (!status.empty()) {
+    ExitInfo info = ExitInfo::FromJson(Json::parse(status, nullptr, false));
+    if (!info.exec_error.empty()) {
+      ::waitpid(pid, nullptr, 0);
+      s.status = "exited";
+      s.exit = info;
+      s.finished_at = Now();
+      (*group)->Destroy();
+      dir.Save(s);
+      return Fail(kExitExec, Error(Code::kInvalidArgument, "exec failed: " + m.argv[0] + ": " + info.exec_error));
+    }
+  }
+  return s;
+}
+
+Outcome<int> Exec(const StateDir& dir, const std::string& name, const std::vector<std::string>& argv_in) {
+  auto s = LoadFresh(dir, name);
+  if (!s) return std::unexpected(s.error());
+  if (s->status != "running") return Runtime("container " + name + " is not running");
+  auto pidfd = OpenInit(*s);
+  if (!pidfd) return std::unexpected(pidfd.error());
+  // Every namespace of PID 1 that is not ours (network "host" shares the host's).
+  static const std::pair<const char*, int> kNamespaces[] = {
+      {"mnt", CLONE_NEWNS},   {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC},       {"net", CLONE_NEWNET},
+      {"pid", CLONE_NEWPID},  {"cgroup", CLONE_NEWCGROUP}, {"user", CLONE_NEWUSER}};
+  int ns_flags = 0;
+  for (const auto& [ns, flag] : kNamespaces) {
+    std::error_code e1, e2;
+    auto theirs = fs::read_symlink("/proc/" + std::to_string(s->pid) + "/ns/" + ns, e1);
+    auto ours = fs::read_symlink(std::string("/proc/self/ns/") + ns, e2);
+    if (!e1 && !e2 && theirs != ours) ns_flags |= flag;
+  }
+  auto seccomp = BuildProfile(s->manifest.profile);
+  auto caps = PlanDropAllCaps();
+  if (!seccomp || !caps) {
+    ::close(*pidfd);
+    return Fail(kExitRuntime, !seccomp ? seccomp.error() : caps.error());
+  }
+  const LandlockPlan landlock = PlanLandlock();
+  std::vector<int> join_fds;
+  if (!s->cgroup.empty()) {
+    auto g = CgroupHost::Probe()->Open(s->cgroup);
+    auto fds = g ? (*g)->OpenProcsFiles() : Result<std::vector<int>>(std::unexpected(g.error()));
+    if (!fds) {
+      ::close(*pidfd);
+      return Fail(kExitRuntime, fds.error());
+    }
+    join_fds = std::move(*fds);
+  }
+  std::vector<std::string> argv_s = argv_in;
+  std::vector<std::string> env_s = EnvWithPath(s->manifest.env);
+  auto argv = CStrings(argv_s);
+  auto envp = CStrings(env_s);
+  const std::string cwd = s->manifest.cwd.empty() ? "/" : s->manifest.cwd;
+  int errpipe[2];
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) return Runtime(std::string("pipe2: ") + std::strerror(errno));
+  ::fflush(nullptr);
+  pid_t middle = ::fork();
+  if (middle == 0) {
+    // Into the cgroup and the namespaces; the PID namespace applies to children only, so fork
+    // once more and relay the command's status, as nsenter does.
+    ::close(errpipe[0]);
+    if (int e = JoinCgroupInChild(join_fds); e != 0) FailChild(errpipe[1], IsolationStep::kCgroup, e);
+    if (::setns(*pidfd, ns_flags) != 0) FailChild(errpipe[1], IsolationStep::kJoinNamespaces, errno);
+    pid_t child = ::fork();
+    if (child < 0) FailChild(errpipe[1], IsolationStep::kSession, errno);
+    if (child == 0) {
+      if (::chdir(cwd.c_str()) != 0) FailChild(errpipe[1], IsolationStep::kCwd, errno);
+      int step = 0;
+      if (int e = ConfineInChild(landlock, **caps, *seccomp, -1, &step); e != 0) {
+        FailChild(errpipe[1], static_cast<IsolationStep>(step), e);
+      }
+      ::execvpe(argv[0], argv.data(), envp.data());
+      FailChild(errpipe[1], IsolationStep::kExec, errno);
+    }
+    ::close(errpipe[1]);
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+  }
+  ::close(errpipe[1]);
+  ::close(*pidfd);
+  for (int fd : join_fds) ::close(fd);
+  if (middle < 0) {
+    ::close(errpipe[0]);
+    return Runtime(std::string("fork: ") + std::strerror(errno));
+  }
+  int status = 0;
+  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+  }
+  ChildFailure failure;
+  if (ReadChildFailure(errpipe[0], &failure)) {
+    auto step = static_cast<IsolationStep>(failure.step);
+    std::string why = std::strerror(failure.error);
+    if (step == IsolationStep::kExec) {
+      return Fail(kExitExec, Error(Code::kInvalidArgument, "exec failed: " + argv_in[0] + ": " + why));
+    }
+        return Runtime("exec in " + name + ": " + StepName(step) + ": " + why);
+  }
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+Outcome<ContainerState> Stop(const StateDir& dir, const std::string& name, int sig,
+                             std::chrono::milliseconds grace) {
+  auto s = LoadFresh(dir, name);
+  if (!s) return std::unexpected(s.error());
+  if (s->status != "running") return *s;
+  auto pidfd = OpenInit(*s);
+  if (!pidfd) return LoadFresh(dir, name);
+  auto wait_exit = [&](std::chrono::milliseconds d) {
+    pollfd p{*pidfd, POLLIN, 0};
+    int rc;
+    do {
+      rc = ::poll(&p, 1, static_cast<int>(d.count()));
+    } while (rc < 0 && errno == EINTR);
+    return rc > 0;
+  };
+  ExitInfo hint;
+  hint.signal = sig;
+  hint.note = sig == SIGKILL ? "killed by hull kill" : "stopped by hull stop";
+  // To PID 1 alone: sandbox-init forwards it to the workload (SIGKILL ends the namespace).
+  if (syscall(SYS_pidfd_send_signal, *pidfd, sig, nullptr, 0) != 0 && errno != ESRCH) {
+    int e = errno;
+    ::close(*pidfd);
+    return Runtime("signalling " + name + ": " + std::strerror(e));
+  }
+  if (!wait_exit(grace) && sig != SIGKILL) {
+    syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, nullptr, 0);
+    hint.signal = SIGKILL;
+    hint.note = "SIGKILLed by hull stop after a " + std::to_string(grace.count()) + " ms grace period";
+    wait_exit(std::chrono::milliseconds(5000));
+  } else if (sig == SIGKILL) {
+    wait_exit(std::chrono::milliseconds(5000));
+  }
+  ::close(*pidfd);
+  // The exit is seen once PID 1 is no longer alive (a zombie counts as gone).
+  for (int i = 0; i < 500 && InitAlive(*s); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (auto st = Refresh(dir, *s, &hint); !st) return Fail(kExitRuntime, st.error());
+  return *s;
+}
+
+Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
+  auto s = LoadFresh(dir, name);
+  if (!s) return std::unexpected(s.error());
+  Json j = {{"name", s->name},
+            {"status", s->status},
+            {"pid", s->pid},
+            {"started_at", s->started_at},
+            {"argv", s->manifest.argv},
+            {"profile", s->manifest.profile},
+            {"network", s->manifest.network},
+            {"hostname", s->manifest.hostname.empty() ? s->name : s->manifest.hostname},
+            {"rootfs", s->manifest.rootfs},
+            {"root", s->root},
+            {"manifest", s->manifest.ToJson()}};
+  if (s->status == "running") j["uptime_seconds"] = Now() - s->started_at;
+  if (s->exit) {
+    j["exit"] = s->exit->ToJson();
+    j["exit"]["description"] = s->exit->Describe();
+    j["finished_at"] = s->finished_at;
+  }
+  Json cg = {{"path", s->cgroup}, {"version", s->cgroup_version}};
+  if (s->status == "running" && !s->cgroup.empty()) {
+    if (auto g = CgroupHost::Probe()->Open(s->cgroup)) {
+      if (auto l = (*g)->Limits()) {
+        Json limits = Json::object();
+        limits["memory_bytes"] = l->memory_bytes ? Json(*l->memory_bytes) : Json(nullptr);
+        limits["cpu_percent"] = l->cpu_percent ? Json(*l->cpu_percent) : Json(nullptr);
+        limits["pids_max"] = l->pids_max ? Json(*l->pids_max) : Json(nullptr);
+        cg["limits"] = limits;
+      }
+      if (auto st = (*g)->Stats()) {
+        cg["usage"] = {{"memory_bytes", st->memory_bytes},
+                       {"memory_peak_bytes", st->memory_peak_bytes},
+                       {"cpu_usage_ns", st->cpu_usage_ns},
+                       {"pids", st->pids},
+                       {"pids_limit_hits", st->pids_limit_hits}};
+      }
+    }
+  }
+  j["cgroup"] = cg;
+  if (s->status == "running") {
+    // Every namespace of PID 1, and whether it is the container's own or the host's (ours).
+    Json ns = Json::object();
+    int own = 0;
+    std::error_code ec;
+    const std::string proc = "/proc/" + std::to_string(s->pid);
+    for (const auto& e : fs::directory_iterator(proc + "/ns", ec)) {
+      std::string kind = e.path().filename().string();
+      std::error_code e1, e2;
+      std::string link = fs::read_symlink(e.path(), e1).string();  // "net:[4026532345]"
+      std::string host = fs::read_symlink("/proc/self/ns/" + kind, e2).string();
+      if (e1) continue;
+      size_t open = link.find('['), close = link.find(']');
+      uint64_t inum = open == std::string::npos ? 0 : std::strtoull(link.c_str() + open + 1, nullptr, 10);
+      bool mine = e2 || link != host;
+      if (mine && kind.find("_for_children") == std::string::npos) ++own;
+      ns[kind] = {{"inode", inum}, {"own", mine}};
+      (void)close;
+    }
+    j["namespaces"] = ns;
+    j["own_namespaces"] = own;
+    Json mounts = Json::array();
+    std::ifstream mi(proc + "/mountinfo");
+    for (std::string line; mounts.size() < 12 && std::getline(mi, line);) {
+      // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
+      std::istringstream w(line);
+      std::string id, parent, dev, root, point, opts, word;
+      w >> id >> parent >> dev >> root >> point >> opts;
+      while (w >> word && word != "-") {
+      }
+      std::string type, source;
+      w >> type >> source;
+      mounts.push_back({{"mountpoint", point}, {"type", type}, {"source", source}, {"options", opts}});
+    }
+    j["mounts"] = mounts;
+  }
+  return j;
+}
+
+}  // namespace mentat::hull
