@@ -3,6 +3,8 @@
 #include "runtimes/exec/exec_session.h"
 
 #include <fcntl.h>
+#include <pwd.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -63,6 +65,54 @@ Result<CgroupLimits> LimitsFromSpec(const Json& spec, int64_t core_mhz) {
   }
   if (auto pids = field("pids")) limits.pids_max = *pids;
   return limits;
+}
+
+Result<TaskUser> ResolveTaskUser(const std::string& spec) {
+  TaskUser u;
+  std::string user = spec.substr(0, spec.find(':'));
+  std::string group = spec.find(':') == std::string::npos ? "" : spec.substr(spec.find(':') + 1);
+  auto numeric = [](const std::string& v) {
+    return !v.empty() && v.size() <= 10 && v.find_first_not_of("0123456789") == std::string::npos;
+  };
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (numeric(user)) {
+    u.uid = static_cast<uid_t>(std::stoul(user));
+    ::getpwuid_r(u.uid, &pw, buf.data(), buf.size(), &found);
+    u.gid = found ? found->pw_gid : static_cast<gid_t>(u.uid);
+  } else {
+    ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (!found) return InvalidArgument("user: there is no user \"" + user + "\" on this node");
+    u.uid = found->pw_uid;
+    u.gid = found->pw_gid;
+  }
+  std::string name = found ? found->pw_name : "";
+  if (!group.empty()) {
+    if (numeric(group)) {
+      u.gid = static_cast<gid_t>(std::stoul(group));
+    } else {
+      struct group gr {};
+      struct group* g = nullptr;
+      std::vector<char> gbuf(16384);
+      ::getgrnam_r(group.c_str(), &gr, gbuf.data(), gbuf.size(), &g);
+      if (!g) return InvalidArgument("user: there is no group \"" + group + "\" on this node");
+      u.gid = g->gr_gid;
+    }
+  }
+  // Supplementary groups: the user's own, as login would give them.
+  u.groups = {u.gid};
+  if (!name.empty()) {
+    int n = 64;
+    std::vector<gid_t> groups(n);
+    if (::getgrouplist(name.c_str(), u.gid, groups.data(), &n) < 0) {
+      groups.resize(n);
+      ::getgrouplist(name.c_str(), u.gid, groups.data(), &n);
+    }
+    groups.resize(std::max(n, 0));
+    u.groups = groups;
+  }
+  return u;
 }
 
 std::vector<std::string> EnvStrings(const std::vector<EnvVar>& env) {
@@ -345,7 +395,12 @@ Result<ExecDriver::Spawned> ExecDriver::Spawn(const TaskConfig& config, const Sp
       return InvalidArgument(P() + "cwd " + config.cwd + " is not a directory on this node");
     }
   }
-  // Everything the child needs is built before fork.
+  // Everything the child needs is built before fork: the user too (getpwnam is not
+  // async-signal-safe).
+  std::optional<TaskUser> user;
+  if (config.spec.is_object() && config.spec.contains("user") && config.spec["user"].is_string()) {
+    MT_ASSIGN_OR_RETURN(user, ResolveTaskUser(config.spec["user"].get<std::string>()));
+  }
   std::string path_env;
   for (const auto& e : config.env) {
     if (e.name == "PATH") path_env = e.value;
@@ -385,7 +440,12 @@ Result<ExecDriver::Spawned> ExecDriver::Spawn(const TaskConfig& config, const Sp
     // Nothing of the agent (listening sockets, the store) may leak into the workload.
     syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
     int err = 0;
-    if (cwd && ::chdir(cwd) != 0) {
+    // Groups and gid before uid: after setuid there is no right left to change them. Then the
+    // directory, entered as that user.
+    if (user && (::setgroups(user->groups.size(), user->groups.data()) != 0 ||
+                 ::setgid(user->gid) != 0 || ::setuid(user->uid) != 0)) {
+      err = errno;
+    } else if (cwd && ::chdir(cwd) != 0) {
       err = errno;
     } else {
       ::execve(path.c_str(), argv.data(), envp.data());

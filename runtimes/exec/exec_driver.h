@@ -119,6 +119,15 @@ class ExecDriver : public Driver {
   bool stopping_ = false;
 };
 
+// spec.user ("name", "uid", "name:group", "uid:gid") as ids, with the user's supplementary
+// groups. kInvalidArgument naming `user` when the node has no such user or group.
+struct TaskUser {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+Result<TaskUser> ResolveTaskUser(const std::string& spec);
+
 // "NAME=VALUE" strings of `env`, with a default PATH when it has none.
 std::vector<std::string> EnvStrings(const std::vector<EnvVar>& env);
 

@@ -541,5 +541,30 @@ TEST_F(ExecDriverTest, SweepRemovesOnlyEmptyGroupsNobodyOwns) {
   EXPECT_TRUE((*busy)->Destroy());
 }
 
+TEST_F(ExecDriverTest, RunsAsTheUserTheSpecNames) {
+  TaskConfig c = Config("nobody", "id -u; id -g; touch /root/exec-user-test 2>/dev/null || echo denied");
+  c.spec = {{"user", "nobody"}};
+  ASSERT_TRUE(driver_->Start(c));
+  auto exit = driver_->Wait("nobody", 10s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_EQ((*exit)->exit_code, 0) << (*exit)->message;
+  EXPECT_EQ(Slurp(dir_ + "/nobody/stdout.log"), "65534\n65534\ndenied\n");
+
+  TaskConfig n = Config("numeric", "id -u; id -g");
+  n.spec = {{"user", "4242:4343"}};
+  ASSERT_TRUE(driver_->Start(n));
+  exit = driver_->Wait("numeric", 10s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_EQ(Slurp(dir_ + "/numeric/stdout.log"), "4242\n4343\n");
+
+  TaskConfig bad = Config("ghost", "true");
+  bad.spec = {{"user", "no-such-user"}};
+  auto h = driver_->Start(bad);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(h.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(h.error().message().find("user: there is no user \"no-such-user\""), std::string::npos)
+      << h.error().message();
+}
+
 }  // namespace
 }  // namespace mentat

@@ -1,5 +1,7 @@
 #include "runtimes/hull/container.h"
 
+#include "runtimes/isolation/namespaces.h"
+
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <poll.h>
@@ -417,16 +419,7 @@ Outcome<int> Exec(const StateDir& dir, const std::string& name, const std::vecto
   auto pidfd = OpenInit(*s);
   if (!pidfd) return std::unexpected(pidfd.error());
   // Every namespace of PID 1 that is not ours (network "host" shares the host's).
-  static const std::pair<const char*, int> kNamespaces[] = {
-      {"mnt", CLONE_NEWNS},   {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC},       {"net", CLONE_NEWNET},
-      {"pid", CLONE_NEWPID},  {"cgroup", CLONE_NEWCGROUP}, {"user", CLONE_NEWUSER}};
-  int ns_flags = 0;
-  for (const auto& [ns, flag] : kNamespaces) {
-    std::error_code e1, e2;
-    auto theirs = fs::read_symlink("/proc/" + std::to_string(s->pid) + "/ns/" + ns, e1);
-    auto ours = fs::read_symlink(std::string("/proc/self/ns/") + ns, e2);
-    if (!e1 && !e2 && theirs != ours) ns_flags |= flag;
-  }
+  const int ns_flags = NamespacesToJoin(s->pid);
   auto seccomp = BuildProfile(s->manifest.profile);
   auto caps = PlanDropAllCaps();
   if (!seccomp || !caps) {
@@ -579,27 +572,12 @@ Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
   j["cgroup"] = cg;
   if (s->status == "running") {
     // Every namespace of PID 1, and whether it is the container's own or the host's (ours).
-    Json ns = Json::object();
     int own = 0;
-    std::error_code ec;
-    const std::string proc = "/proc/" + std::to_string(s->pid);
-    for (const auto& e : fs::directory_iterator(proc + "/ns", ec)) {
-      std::string kind = e.path().filename().string();
-      std::error_code e1, e2;
-      std::string link = fs::read_symlink(e.path(), e1).string();  // "net:[4026532345]"
-      std::string host = fs::read_symlink("/proc/self/ns/" + kind, e2).string();
-      if (e1) continue;
-      size_t open = link.find('['), close = link.find(']');
-      uint64_t inum = open == std::string::npos ? 0 : std::strtoull(link.c_str() + open + 1, nullptr, 10);
-      bool mine = e2 || link != host;
-      if (mine && kind.find("_for_children") == std::string::npos) ++own;
-      ns[kind] = {{"inode", inum}, {"own", mine}};
-      (void)close;
-    }
+    Json ns = NamespaceInodes(s->pid, &own);
     j["namespaces"] = ns;
     j["own_namespaces"] = own;
     Json mounts = Json::array();
-    std::ifstream mi(proc + "/mountinfo");
+    std::ifstream mi("/proc/" + std::to_string(s->pid) + "/mountinfo");
     for (std::string line; mounts.size() < 12 && std::getline(mi, line);) {
       // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
       std::istringstream w(line);

@@ -140,6 +140,11 @@ Json SandboxDriver::Capabilities() const {
 Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const SpawnIO& io) {
   if (!unusable_.empty()) return FailedPrecondition(P() + "cannot run on this node: " + unusable_);
   const Json& spec = config.spec.is_object() ? config.spec : Json::object();
+  if (spec.contains("user")) {
+    // Not silently ignored: a sandbox's workload is uid 0 of the host with no capability.
+    return InvalidArgument(P() + "user: the sandbox runs its workload as uid 0 without any "
+                           "capability; a user of its own is not supported (use exec or hull)");
+  }
   RootPlan plan;
   // Layers, top first: the app's own files over the base.
   if (spec.contains("rootfs") && spec["rootfs"].is_string()) {
