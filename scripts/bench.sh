@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 source scripts/deps.sh >/dev/null
-mentat_install_packages etcd-server
-which=${*:-apply_ready store watch_fanout}
+mentat_install_packages etcd-server bubblewrap runc
+which=${*:-apply_ready store watch_fanout sandbox}
 for b in $which; do
   echo "==> bench/${b}_bench"
   bazel run "//bench:${b}_bench" 2>/dev/null

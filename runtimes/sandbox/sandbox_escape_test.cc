@@ -60,6 +60,14 @@ class SandboxEscape : public ::testing::Test {
   void TearDown() override {
     for (const auto& id : ids_) driver_->Destroy(id, true);
   }
+  // A driver whose every base is the busybox root.
+  void UseBusyboxBase() {
+    auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
+      return BusyboxRoot();
+    }});
+    ASSERT_TRUE(d) << d.error().ToString();
+    driver_ = std::move(*d);
+  }
   TaskConfig Config(const std::string& id, std::string command, std::vector<std::string> args) {
     ids_.push_back(id);
     TaskConfig c;
@@ -85,11 +93,7 @@ TEST_F(SandboxEscape, EveryProbeIsContained) {
   // The base below the app: busybox.
   c.spec["rootfs"] = app_;
   c.spec["base"] = "static";
-  auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
-    return BusyboxRoot();
-  }});
-  ASSERT_TRUE(d);
-  driver_ = std::move(*d);
+  ASSERT_NO_FATAL_FAILURE(UseBusyboxBase());
   auto h = driver_->Start(c);
   ASSERT_TRUE(h) << h.error().ToString();
   auto exit = driver_->Wait(c.id, 20s);
@@ -111,11 +115,7 @@ TEST_F(SandboxEscape, TheWorkloadSeesItsOwnWorldOnly) {
                         {"-c", "hostname; echo pid=$$; ls /; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
                                "touch /etc/written && echo wrote-etc; mount | head -3"});
   c.spec["base"] = "static";
-  auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
-    return BusyboxRoot();
-  }});
-  ASSERT_TRUE(d);
-  driver_ = std::move(*d);
+  ASSERT_NO_FATAL_FAILURE(UseBusyboxBase());
   ASSERT_TRUE(driver_->Start(c));
   auto exit = driver_->Wait(c.id, 10s);
   ASSERT_TRUE(exit && exit->has_value());
@@ -144,11 +144,7 @@ TEST_F(SandboxEscape, VolumesAreBindMountsReadOnlyWhenAsked) {
   c.spec["base"] = "static";
   c.spec["volumes"] = Json::array({{{"source", rw}, {"target", "/data/jobs"}, {"read_only", false}},
                                    {{"source", ro}, {"target", "/etc/worker"}, {"read_only", true}}});
-  auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
-    return BusyboxRoot();
-  }});
-  ASSERT_TRUE(d);
-  driver_ = std::move(*d);
+  ASSERT_NO_FATAL_FAILURE(UseBusyboxBase());
   ASSERT_TRUE(driver_->Start(c));
   auto exit = driver_->Wait(c.id, 10s);
   ASSERT_TRUE(exit && exit->has_value());
@@ -177,11 +173,7 @@ TEST_F(SandboxEscape, AForkBombIsStoppedByPidsMax) {
   TaskConfig c = Config("bomb", "/bin/sh", {"-c", "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived"});
   c.spec["base"] = "static";
   c.spec["resources"] = {{"pids", 32}, {"memory_mb", 256}};
-  auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
-    return BusyboxRoot();
-  }});
-  ASSERT_TRUE(d);
-  driver_ = std::move(*d);
+  ASSERT_NO_FATAL_FAILURE(UseBusyboxBase());
   ASSERT_TRUE(driver_->Start(c));
   ASSERT_TRUE(WaitFor([&] {
     auto s = driver_->Stats(c.id);
@@ -202,11 +194,7 @@ TEST_F(SandboxEscape, AMemoryHogIsOomKilledAndReported) {
   TaskConfig c = Config("hog", "/bin/sh", {"-c", "dd if=/dev/zero of=/dev/null bs=256M count=1"});
   c.spec["base"] = "static";
   c.spec["resources"] = {{"memory_mb", 32}};
-  auto d = SandboxDriver::Create({.resolve_base = [](const std::string&) -> Result<std::string> {
-    return BusyboxRoot();
-  }});
-  ASSERT_TRUE(d);
-  driver_ = std::move(*d);
+  ASSERT_NO_FATAL_FAILURE(UseBusyboxBase());
   ASSERT_TRUE(driver_->Start(c));
   auto exit = driver_->Wait(c.id, 10s);
   ASSERT_TRUE(exit && exit->has_value());
