@@ -398,7 +398,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   // nothing behind. The lease is released on every failure below.
   uint32_t ip = 0;
   if (bridge) {
-    if (auto st = EnsureBridge(m.bridge.name, subnet, m.bridge.mtu); !st) {
+    if (auto st = EnsureBridge(m.bridge.name, subnet); !st) {
       return Runtime("bridge " + m.bridge.name + ": " + st.error().message());
     }
     for (auto& w : EnsureMasquerade(m.bridge.name, subnet)) s.warnings.push_back(std::move(w));
@@ -475,8 +475,8 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   }
   if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || (gated && gate[0] < 0) ||
       ::pipe2(errpipe, O_CLOEXEC) != 0) {
-    if (gate[1] >= 0) ::close(gate[1]);
     int e = errno;
+    if (gate[1] >= 0) ::close(gate[1]);
     close_all();
     destroy_group();
     return Fail(kExitRuntime, ErrnoError("opening the container's files", e).error());

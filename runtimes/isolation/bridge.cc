@@ -206,16 +206,14 @@ std::string HostVethName(uint32_t ip) {
   return buf;
 }
 
-Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet, int mtu) {
+Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet) {
   MT_ASSIGN_OR_RETURN(Sock sk, Connect());
   if (int err = rtnl_link_bridge_add(sk.get(), name.c_str()); err < 0 && err != -NLE_EXIST) {
     return NlError("creating the bridge " + name, err);
   }
   MT_ASSIGN_OR_RETURN(int index, IfIndex(sk.get(), name));
   MT_RETURN_IF_ERROR(AddAddress(sk.get(), index, name, subnet.Gateway(), subnet.prefix));
-  // The bridge's own mtu follows its ports; only raise it, so a smaller container mtu does
-  // not shrink the others'.
-  (void)mtu;
+  // No mtu of its own: a bridge takes the smallest of its ports' (each veth has its container's).
   return LinkUp(sk.get(), name, 0);
 }
 

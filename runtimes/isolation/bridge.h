@@ -40,9 +40,9 @@ std::string HostVethName(uint32_t ip);
 inline constexpr char kHostVethPrefix[] = "hullv";
 
 // Creates the bridge `name` in the caller's network namespace if missing, gives it the subnet's
-// gateway address (if it does not have it yet), the mtu, and sets it up. Idempotent, and safe
-// when two hulls race to create it (EEXIST is success).
-Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet, int mtu);
+// gateway address (if it does not have it yet), and sets it up. Idempotent, and safe when two
+// hulls race to create it (EEXIST is success).
+Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet);
 
 struct VethPlan {
   std::string bridge;     // enslave the host end here
