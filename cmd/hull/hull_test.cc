@@ -725,6 +725,13 @@ TEST_F(BridgeTest, AStaticIpLeasedByAnotherContainerIsRefused) {
   ASSERT_EQ(second.code, 0) << second.err;
   EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("second ", 0), 0u);
   EXPECT_EQ(Inspect("second")["bridge"]["ip"], "10.88.0.50");
+  // Recording first's exit now (ps) must leave second's lease and same-named veth alone.
+  EXPECT_EQ(Hull({"ps", "-a"}).code, 0);
+  EXPECT_EQ(Inspect("first")["status"], "exited");
+  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("second ", 0), 0u);
+  EXPECT_EQ(HullVeths(), 1);
+  auto eth0 = Hull({"exec", "second", "/bin/sh", "-c", "ip -o addr show eth0"});
+  EXPECT_NE(eth0.out.find("10.88.0.50/24"), std::string::npos) << eth0.out << eth0.err;
   ASSERT_EQ(Hull({"kill", "second"}).code, 0);
   EXPECT_EQ(Leases(), 0);
 }

@@ -415,7 +415,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     s.ip = Ipv4ToString(ip);
     s.host_veth = HostVethName(ip);
   }
-  OnExit release_lease{[&] { ReleaseLease(dir, s.ip, m.name); }};
+  OnExit release_lease{[&] { ReleaseLease(dir, s.ip, m.name, ::getpid()); }};
 
   // cgroup limits. A rootless hull of an unprivileged user usually cannot create a group (v1
   // here is root's): the container then runs without limits, and says so.

@@ -117,18 +117,17 @@ Status RecordLeaseOwner(const StateDir& dir, uint32_t ip, const std::string& nam
   return st;
 }
 
-void ReleaseLease(const StateDir& dir, const std::string& ip, const std::string& name) {
-  if (ip.empty()) return;
+bool ReleaseLease(const StateDir& dir, const std::string& ip, const std::string& name, pid_t pid) {
+  if (ip.empty()) return false;
   DirLock lock(dir);
   const std::string path = dir.root() + "/leases/" + ip;
   Owner o;
-  if (ReadOwner(path, &o) && o.name == name) ::unlink(path.c_str());
+  return ReadOwner(path, &o) && o.name == name && o.pid == pid && ::unlink(path.c_str()) == 0;
 }
 
 void ReleaseNetwork(const StateDir& dir, const ContainerState& s) {
   if (s.ip.empty()) return;
-  ReleaseLease(dir, s.ip, s.name);
-  if (!s.host_veth.empty()) DeleteLink(s.host_veth);
+  if (ReleaseLease(dir, s.ip, s.name, s.pid) && !s.host_veth.empty()) DeleteLink(s.host_veth);
 }
 
 }  // namespace mentat::hull

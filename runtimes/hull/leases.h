@@ -31,11 +31,13 @@ Result<uint32_t> AcquireLease(const StateDir& dir, const LeaseRequest& request);
 // Rewrites the lease's owner (the container's PID 1 once it exists).
 Status RecordLeaseOwner(const StateDir& dir, uint32_t ip, const std::string& name, pid_t pid, uint64_t ticks);
 
-// Removes leases/<ip> if `name` holds it (a reclaimed lease belongs to someone else now).
-void ReleaseLease(const StateDir& dir, const std::string& ip, const std::string& name);
+// Removes leases/<ip> if `name` with `pid` holds it: a lease reclaimed since belongs to another
+// container now (or to a new run of the same name). True when it was removed.
+bool ReleaseLease(const StateDir& dir, const std::string& ip, const std::string& name, pid_t pid);
 
-// An exited container's network: its lease, and its host veth if the kernel has not removed it
-// yet (it does when the container's network namespace dies). Best effort, for Refresh.
+// An exited container's network: its lease, and then its host veth if the kernel has not
+// removed it yet (it does when the container's network namespace dies). Nothing when the
+// address was reclaimed meanwhile: the veth of that name is the new holder's. Best effort.
 void ReleaseNetwork(const StateDir& dir, const ContainerState& s);
 
 }  // namespace mentat::hull

@@ -73,10 +73,12 @@ TEST_F(LeaseTest, NextFreeFromTwoStaticRefusedStaleReclaimed) {
   ASSERT_TRUE(RecordLeaseOwner(dir, *b, "b", ::getpid(), 1));
   auto c = AcquireLease(dir, Request("c", *b));
   ASSERT_TRUE(c) << c.error().message();
-  // Release by a former holder leaves the new one's lease alone; the holder's removes it.
-  ReleaseLease(dir, "10.88.0.3", "b");
+  // Release by a former holder (another name, or the same name with another pid: a new run)
+  // leaves the new one's lease alone; the holder's removes it.
+  EXPECT_FALSE(ReleaseLease(dir, "10.88.0.3", "b", ::getpid()));
+  EXPECT_FALSE(ReleaseLease(dir, "10.88.0.3", "c", ::getpid() + 1));
   EXPECT_TRUE(fs::exists(root_ + "/leases/10.88.0.3"));
-  ReleaseLease(dir, "10.88.0.3", "c");
+  EXPECT_TRUE(ReleaseLease(dir, "10.88.0.3", "c", ::getpid()));
   EXPECT_FALSE(fs::exists(root_ + "/leases/10.88.0.3"));
 
   // The subnet runs out: .2 .. .6 (5 addresses), .2 taken.
