@@ -32,6 +32,9 @@ struct RunOptions {
   std::string init_path;  // sandbox-init; FindSandboxInit() when empty
   // How long Run waits for the workload's exec to succeed or fail (to exit 127 on a failure).
   std::chrono::milliseconds exec_wait{3000};
+  // Where the workload's stdout and stderr go; empty: containers/<name>/stdout.log, stderr.log.
+  // The hull driver points them at the task directory, where the agent reads and rotates logs.
+  std::string stdout_path, stderr_path;
 };
 
 // Starts the container; returns its record (saved). Exit codes: 2 runtime (already running,
