@@ -1,5 +1,7 @@
 #include "apis/schema.h"
 
+#include "apis/hull_manifest.h"
+
 namespace mentat {
 namespace {
 
@@ -157,6 +159,13 @@ Json SpecProperties() {
       {"manifest", {{"description", "hull: a manifest path on the node, or an inline hull manifest"},
                     {"type", Json::array({"string", "object"})}}},
       {"binary", AbsPath("hull binary, or VM binary")},
+      {"hull", {{"type", "object"},
+                {"description", "hull: settings of the generated manifest"},
+                {"properties",
+                 {{"profile", Enum("seccomp profile", HullProfiles())},
+                  {"network", Enum("network mode", HullNetworkModes())},
+                  {"hostname", Str("the container's host name (default: its name)")}}},
+                {"additionalProperties", false}}},
       {"adopt", {{"type", "object"}, {"required", {"container"}},
                  {"properties", {{"container", Str("the running Docker container to adopt")}}},
                  {"additionalProperties", false}}},
