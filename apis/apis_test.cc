@@ -344,6 +344,12 @@ TEST(Forms, HullServiceAndBareHullManifest) {
   EXPECT_EQ((*objs)[0]["spec"]["manifest"]["argv"][0], "/app/worker");
 }
 
+TEST(Forms, HullSettingsAreKept) {
+  Json s = SpecOf("name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nport: 8080\n"
+                  "hull:\n  profile: beam\n  network: host\n  hostname: web\n");
+  EXPECT_EQ(s["hull"], Json::parse(R"({"profile": "beam", "network": "host", "hostname": "web"})"));
+}
+
 TEST(Forms, ANamelessSnippetTakesTheGivenName) {
   auto doc = DecodeYaml("config:\n  driver: exec\n  command: /opt/bin/node-agent\n");
   ASSERT_TRUE(doc);
@@ -421,6 +427,9 @@ TEST(Rules, EachRuleNamesItsFieldAndLine) {
       {"name: web\ndriver: exec\ncommand: /a\nlogs:\n  max_size: 10\n", "logs.max_size", 5, "unknown field"},
       {"name: web\ndriver: exec\ncommand: /a\nlogs: 10m\n", "logs", 4, "must be a map"},
       {"name: web\ndriver: exec\ncommand: /a\nsecurity:\n  profile: Not_A_Name\n", "security.profile", 5, "not a profile name"},
+      {"name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nhull:\n  network: bridged\n", "hull.network", 6, "none, host, bridge"},
+      {"name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nhull:\n  profil: beam\n", "hull.profil", 6, "did you mean \"profile\""},
+      {"name: web\ndriver: exec\ncommand: /a\nhull:\n  profile: beam\n", "hull", 4, "applies to hull only"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.yaml);

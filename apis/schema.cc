@@ -1,5 +1,7 @@
 #include "apis/schema.h"
 
+#include "apis/hull_manifest.h"
+
 namespace mentat {
 namespace {
 
@@ -172,6 +174,13 @@ Json SpecProperties() {
           {"pid_mode", Enum("PID namespace", {"", "host"})},
           {"ipc_mode", Enum("IPC namespace", {"", "private", "shareable", "host", "none"})}}},
         {"additionalProperties", false}}},
+      {"hull", {{"type", "object"},
+                {"description", "hull: settings of the generated manifest"},
+                {"properties",
+                 {{"profile", Enum("seccomp profile", HullProfiles())},
+                  {"network", Enum("network mode", HullNetworkModes())},
+                  {"hostname", Str("the container's host name (default: its name)")}}},
+                {"additionalProperties", false}}},
       {"adopt", {{"type", "object"}, {"required", {"container"}},
                  {"properties", {{"container", Str("the running Docker container to adopt")}}},
                  {"additionalProperties", false}}},

@@ -22,6 +22,7 @@ const std::vector<std::string>& SpecFields() {
       "volumes", "resources", "memory",     "memory_mb", "cpu",     "cpu_percent", "cpu_mhz",
       "disk_mb", "max_pids", "pids",        "vcpus",   "security",  "deploy",   "ingress",
       "restart", "manifest", "binary",      "adopt",   "checks",    "logs",      "docker",
+      "hull",
   };
   return f;
 }
@@ -1032,6 +1033,39 @@ class Normalizer {
     if (fields.contains("binary")) {
       if (auto b = AbsPath(fields["binary"], src["binary"])) out["binary"] = *b;
     }
+    if (fields.contains("hull")) {
+      // The hull driver's own settings for the manifest it generates (seed 003's names).
+      const Json& h = fields["hull"];
+      if (!h.is_object()) {
+        Fail(src["hull"], "must be an object: {profile, network, hostname}");
+      } else {
+        Json settings = Json::object();
+        for (auto it = h.begin(); it != h.end(); ++it) {
+          const std::string path = src["hull"] + "." + it.key();
+          auto one_of = [&](const std::vector<std::string>& allowed) {
+            auto v = Str(*it, path);
+            if (!v) return;
+            if (std::find(allowed.begin(), allowed.end(), *v) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+              Fail(path, "must be one of " + list);
+            } else {
+              settings[it.key()] = *v;
+            }
+          };
+          if (it.key() == "profile") {
+            one_of(HullProfiles());
+          } else if (it.key() == "network") {
+            one_of(HullNetworkModes());
+          } else if (it.key() == "hostname") {
+            if (auto v = Str(*it, path)) settings["hostname"] = *v;
+          } else {
+            Unknown(path, it.key(), {"profile", "network", "hostname"});
+          }
+        }
+        out["hull"] = settings;
+      }
+    }
     if (fields.contains("adopt")) {
       const Json& a = fields["adopt"];
       if (!a.is_object() || !a.contains("container") || !a["container"].is_string() || a.size() != 1) {
@@ -1053,6 +1087,7 @@ class Normalizer {
     only_for("binary", {"hull", "firecracker", "qemu"}, "hull, firecracker and qemu");
     only_for("adopt", {"docker"}, "docker");
     only_for("docker", {"docker"}, "docker");
+    only_for("hull", {"hull"}, "hull");
 
     // What each driver needs.
     if (driver == "exec" && !out.contains("command") && !fields.contains("command")) {

@@ -5,7 +5,8 @@
 // namespaces and real cgroups: it runs as root (tag no-sandbox).
 //
 // Each driver runs the same POSIX shell scripts: exec on the host's /bin/sh, sandbox on a
-// busybox root filesystem (the `static` base's contents) built for the test.
+// busybox root filesystem (the `static` base's contents) built for the test, hull on the same
+// root as a hull container (its manifest generated from the TaskConfig).
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "runtimes/exec/exec_driver.h"
+#include "runtimes/hull/hull_driver.h"
 #include "runtimes/process_testing.h"
 #include "runtimes/sandbox/sandbox_driver.h"
 #include "runtimes/sandbox/sandbox_testing.h"
@@ -82,7 +84,24 @@ std::vector<DriverCase> Cases() {
         c.spec = {{"rootfs", BusyboxRoot()}};
         return c;
       }};
-  return {exec, sandbox};
+  DriverCase hull{
+      "hull",
+      []() -> Result<std::unique_ptr<Driver>> {
+        HullDriverOptions o;
+        o.state_dir = TempRoot() + "/hull-state";
+        MT_ASSIGN_OR_RETURN(auto d, HullDriver::Create(std::move(o)));
+        return std::unique_ptr<Driver>(std::move(d));
+      },
+      [](const std::string& id, const std::string& script, const std::string& task_dir) {
+        TaskConfig c;
+        c.id = id;
+        c.command = "/bin/sh";
+        c.args = {"-c", script};
+        c.task_dir = task_dir;
+        c.spec = {{"rootfs", BusyboxRoot()}};
+        return c;
+      }};
+  return {exec, sandbox, hull};
 }
 
 class DriverConformance : public ::testing::TestWithParam<DriverCase> {
@@ -144,7 +163,7 @@ TEST_P(DriverConformance, StartsInspectsAndReportsTheExitCodeAndLogs) {
   EXPECT_FALSE(driver_->Logs("nope"));
   Json caps = driver_->Capabilities();
   EXPECT_TRUE(caps.value("exec", false) && caps.value("signal", false) && caps.value("recover", false)) << caps;
-  EXPECT_EQ(caps["isolation"], GetParam().name == "sandbox" ? "namespaces" : "none");
+  EXPECT_EQ(caps["isolation"], GetParam().name == "exec" ? "none" : "namespaces");
 }
 
 TEST_P(DriverConformance, AMissingProgramIsAClearError) {

@@ -19,6 +19,7 @@
 #include "runtimes/agent/log_index.h"
 #include "runtimes/agent/orphans.h"
 #include "runtimes/exec/exec_driver.h"
+#include "runtimes/hull/hull_driver.h"
 #include "runtimes/sandbox/bases.h"
 #include "runtimes/sandbox/sandbox_driver.h"
 
@@ -104,6 +105,16 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   };
   MT_ASSIGN_OR_RETURN(auto sandbox, SandboxDriver::Create(std::move(sandbox_opts)));
   agent->drivers_["sandbox"] = std::move(sandbox);
+  // hull containers (seed 003), recorded in a hull state directory of the agent's own: `hull ps`
+  // with HULL_STATE_DIR set to it lists them.
+  HullDriverOptions hull_opts;
+  hull_opts.process.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
+  hull_opts.process.cgroup_parent = "hull";
+  hull_opts.init_path = agent->opts_.sandbox_init;
+  hull_opts.state_dir = agent->opts_.hull_state_dir.empty() ? agent->opts_.data_dir + "/hull/state"
+                                                            : agent->opts_.hull_state_dir;
+  MT_ASSIGN_OR_RETURN(auto hull, HullDriver::Create(std::move(hull_opts)));
+  agent->drivers_["hull"] = std::move(hull);
   for (auto& [name, driver] : agent->drivers_) {
     driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {
       a->OnExit(id, exit);

@@ -45,6 +45,8 @@ struct AgentOptions {
   LogLimits logs;
   // The sandbox-init binary; empty: found next to the agent (FindSandboxInit).
   std::string sandbox_init;
+  // hull's state directory for the hull driver's containers; empty: <data_dir>/hull/state.
+  std::string hull_state_dir;
 };
 
 class Agent {

@@ -462,8 +462,10 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     if (fd >= 0) fds.push_back(fd);
     return fd;
   };
-  int out_fd = open_fd(dir.StdoutPath(m.name), O_WRONLY | O_CREAT | O_APPEND);
-  int err_fd = open_fd(dir.StderrPath(m.name), O_WRONLY | O_CREAT | O_APPEND);
+  int out_fd = open_fd(options.stdout_path.empty() ? dir.StdoutPath(m.name) : options.stdout_path,
+                       O_WRONLY | O_CREAT | O_APPEND);
+  int err_fd = open_fd(options.stderr_path.empty() ? dir.StderrPath(m.name) : options.stderr_path,
+                       O_WRONLY | O_CREAT | O_APPEND);
   int null_fd = open_fd("/dev/null", O_RDONLY);
   int status_fd = open_fd(dir.ExitStatusPath(m.name), O_WRONLY | O_CREAT | O_TRUNC);
   int init_fd = open_fd(init_path, O_PATH);

@@ -36,6 +36,9 @@ struct RunOptions {
   // --rootless: a new user namespace whose 0 maps to an unprivileged host id (see
   // RootlessMapping in container.cc and docs/hull.md).
   bool rootless = false;
+  // Where the workload's stdout and stderr go; empty: containers/<name>/stdout.log, stderr.log.
+  // The hull driver points them at the task directory, where the agent reads and rotates logs.
+  std::string stdout_path, stderr_path;
 };
 
 // Starts the container; returns its record (saved). Exit codes: 2 runtime (already running,
