@@ -56,12 +56,20 @@ class HullTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     state_ = dir_ + "/state";
-    // A root of our own per test: the bound root is writable, and tests add files to it.
-    root_ = dir_ + "/rootfs";
+    // A root of our own per test: the bound root is writable, and tests add files to it. It is
+    // under /tmp, not TEST_TMPDIR: a --rootless container's mapped uid must reach it, and Bazel's
+    // default output base is under /root (mode 0700).
+    char tmpl[] = "/tmp/hull-test-root-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    ASSERT_EQ(::chmod(tmpl, 0755), 0);
+    root_parent_ = tmpl;
+    root_ = root_parent_ + "/rootfs";
     fs::copy(BusyboxRoot(), root_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
   }
   void TearDown() override {
     for (const auto& n : names_) Hull({"kill", n});
+    std::error_code ec;
+    if (!root_parent_.empty()) fs::remove_all(root_parent_, ec);
   }
 
   Outcome Hull(const std::vector<std::string>& args) {
@@ -142,7 +150,7 @@ class HullTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_, state_, root_;
+  std::string dir_, state_, root_, root_parent_;
   std::vector<std::string> names_;
   int netns_fd_ = -1;                                    // BridgeTest's network namespace
   std::vector<std::pair<std::string, std::string>> env_;  // extra environment for hull

@@ -10,6 +10,28 @@
 #include <spdlog/spdlog.h>
 
 namespace mentat {
+namespace {
+
+int ParentOf(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("PPid:", 0) == 0) return std::atoi(line.c_str() + 5);
+  }
+  return 0;
+}
+
+// Whether `pid` is `ancestor` or runs under it: the workload of a namespaced task is a child (or
+// grandchild) of the recorded PID 1 and carries the same task id.
+bool DescendsFrom(int pid, int ancestor) {
+  for (int depth = 0; pid > 1 && depth < 64; ++depth) {
+    if (pid == ancestor) return true;
+    pid = ParentOf(pid);
+  }
+  return false;
+}
+
+}  // namespace
 
 int KillUnrecordedProcesses(const std::string& task_id, int keep_pid) {
   const std::string needle = std::string(kTaskIdEnv) + "=" + task_id;
@@ -34,6 +56,7 @@ int KillUnrecordedProcesses(const std::string& task_id, int keep_pid) {
       at = end + 1;
     }
     if (!found) continue;
+    if (keep_pid > 0 && DescendsFrom(pid, keep_pid)) continue;
     // The driver makes each task a process group leader; take its group too.
     if (getpgid(pid) == pid) ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);

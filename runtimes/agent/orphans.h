@@ -14,7 +14,8 @@ inline constexpr const char* kTaskIdEnv = "MENTAT_TASK_ID";
 inline constexpr const char* kStartingMarker = "starting";
 
 // Kills (SIGKILL, with their process groups) the processes whose environment holds
-// MENTAT_TASK_ID=task_id, except `keep_pid` (the recorded one, or 0). Returns how many.
+// MENTAT_TASK_ID=task_id, except `keep_pid` (the recorded one, or 0) and the processes under it
+// (a sandbox's or hull container's workload runs under its recorded PID 1). Returns how many.
 int KillUnrecordedProcesses(const std::string& task_id, int keep_pid);
 
 }  // namespace mentat

@@ -1,0 +1,81 @@
+// The crash sweep of orphans.h on real processes: what carries the task id and is not the
+// recorded process is killed; the recorded one and everything under it (a namespaced task's
+// workload, the child of its PID 1) survive.
+#include "runtimes/agent/orphans.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "runtimes/process_testing.h"
+
+namespace mentat {
+namespace {
+
+using namespace std::chrono_literals;
+
+// `sh -c script` with MENTAT_TASK_ID=task in its environment, as its own process group leader.
+pid_t SpawnTask(const std::string& task, const std::string& script) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    std::string env = std::string(kTaskIdEnv) + "=" + task;
+    char* envp[] = {env.data(), const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
+    execle("/bin/sh", "sh", "-c", script.c_str(), nullptr, envp);
+    _exit(127);
+  }
+  return pid;
+}
+
+// The pid of `parent`'s first child, once it has one.
+pid_t ChildOf(pid_t parent) {
+  pid_t child = 0;
+  WaitFor(
+      [&] {
+        std::string path = "/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children";
+        FILE* f = fopen(path.c_str(), "r");
+        if (!f) return false;
+        int c = 0;
+        if (fscanf(f, "%d", &c) == 1) child = c;
+        fclose(f);
+        return child > 0;
+      },
+      5s);
+  return child;
+}
+
+TEST(Orphans, TheRecordedProcessAndItsDescendantsSurviveAnUnrecordedOneIsKilled) {
+  const std::string task = "default.orphan-test-" + std::to_string(getpid());
+  // The recorded "PID 1" with a workload under it (sleep in the background, then wait).
+  pid_t recorded = SpawnTask(task, "sleep 60 & wait");
+  pid_t workload = ChildOf(recorded);
+  ASSERT_GT(workload, 0);
+  // A second start that a crash left unrecorded.
+  pid_t stray = SpawnTask(task, "exec sleep 60");
+  // Another task's process, whose id only shares a prefix.
+  pid_t other = SpawnTask(task + "0", "exec sleep 60");
+  ASSERT_TRUE(WaitFor([&] { return Alive(stray) && Alive(other); }, 5s));
+
+  EXPECT_EQ(KillUnrecordedProcesses(task, recorded), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(stray, &status, 0), stray);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(Alive(recorded));
+  EXPECT_TRUE(Alive(workload)) << "the recorded task's own workload was killed";
+  EXPECT_TRUE(Alive(other));
+
+  // With nothing recorded, the whole task goes.
+  EXPECT_GE(KillUnrecordedProcesses(task, 0), 2);  // PID 1, and its workload if not yet dead
+  waitpid(recorded, &status, 0);
+  EXPECT_TRUE(WaitFor([&] { return !Alive(workload); }, 5s));
+  kill(other, SIGKILL);
+  waitpid(other, &status, 0);
+}
+
+}  // namespace
+}  // namespace mentat
