@@ -10,14 +10,21 @@
 // tmp/, the merged-/usr symlinks bin, lib, lib64, sbin) with the host's /usr bound read-only
 // through the manifest's mounts[]. Nothing is copied. Every container has network "none" and
 // talks only to 127.0.0.1 in its own network namespace.
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "apis/hull_manifest.h"
 #include "e2e/harness.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/sandbox/sandbox_testing.h"
@@ -235,6 +242,40 @@ TEST_F(ProfileProof, JavaRunsUnderJavaAndDefaultKillsIt) {
   EXPECT_NE(r.out.find("java ok total=47999960 merged=4000 watched=app.conf"), std::string::npos) << r.out << r.err;
   // The WatchService is inotify, which default leaves out.
   ExpectKilledOn(RunUnder("default", java), "inotify_init");
+}
+
+// Not the name lists but the kernel: a child installs each profile's filter and makes each
+// blocked-in-all syscall (harmless arguments); every one must kill it with SIGSYS.
+TEST(ProfileFilters, EveryBlockedInAllSyscallKillsUnderEveryProfile) {
+  for (const auto& profile : HullProfiles()) {
+    auto program = BuildProfile(profile);
+    ASSERT_TRUE(program.has_value()) << profile;
+    for (const auto& name : BlockedInAllProfiles()) {
+      int nr = seccomp_syscall_resolve_name(name.c_str());
+      ASSERT_GE(nr, 0) << name;
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (InstallSeccompInChild(*program) != 0) _exit(2);
+        ::syscall(nr, -1, 0, 0, 0, 0, 0);
+        _exit(0);  // reached only if the call was let through
+      }
+      int status = 0;
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+          << profile << " lets " << name << " through (status " << status << ")";
+    }
+  }
+}
+
+// The sizes docs/hull.md states, next to the seed's. Counts include the init set every profile
+// carries (execve, execveat, fork, wait4, signalfd4, futex, rseq, ...) and the legacy x86 names.
+TEST(ProfileFilters, SizesAreTheDocumentedOnes) {
+  std::map<std::string, size_t> documented = {
+      {"default", 186}, {"webapp", 189}, {"node", 89}, {"dotnet", 87}, {"beam", 208}};
+  for (const auto& [profile, count] : documented) {
+    EXPECT_EQ(ProfileSyscalls(profile)->size(), count) << profile << ": update docs/hull.md";
+  }
 }
 
 TEST_F(ProfileProof, DotnetHasNoDebianRuntimeToRun) {
