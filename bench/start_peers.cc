@@ -60,16 +60,21 @@ pid_t Spawn(const std::vector<std::string>& argv) {
   return pid;
 }
 
+int FindBusybox(int root) {
+  std::vector<int> todo = {root};
+  while (!todo.empty()) {
+    int p = todo.back();
+    todo.pop_back();
+    if (Exe(p).ends_with("/busybox")) return p;
+    for (int c : Children(p)) todo.push_back(c);
+  }
+  return 0;
+}
+
 int WaitForBusybox(int root) {
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline) {
-    std::vector<int> todo = {root};
-    while (!todo.empty()) {
-      int p = todo.back();
-      todo.pop_back();
-      if (Exe(p).ends_with("/busybox")) return p;
-      for (int c : Children(p)) todo.push_back(c);
-    }
+    if (int p = FindBusybox(root)) return p;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   return 0;
@@ -102,6 +107,7 @@ std::vector<double> TimeRunc(const std::string& root, const std::string& dir, in
   if (access("/usr/sbin/runc", X_OK) != 0) return ms;
   std::string bundle = dir + "/runc-bundle";
   fs::create_directories(bundle);
+  fs::remove(bundle + "/config.json");  // runc spec refuses to overwrite one
   std::string cmd = "cd " + bundle + " && /usr/sbin/runc spec";
   if (system(cmd.c_str()) != 0) return ms;
   auto spec = nlohmann::json::parse(std::ifstream(bundle + "/config.json"), nullptr, false);

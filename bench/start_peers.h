@@ -17,7 +17,10 @@ double Ms(Clock::time_point a, Clock::time_point b);
 // fork+exec of argv with stdin/stdout/stderr on /dev/null.
 pid_t Spawn(const std::vector<std::string>& argv);
 
-// Polls the process tree under `root` until a process runs busybox: its pid, or 0 after 10 s.
+// A process in the tree under `root` that runs busybox: its pid, or 0.
+int FindBusybox(int root);
+
+// Polls FindBusybox(root) until it finds one: its pid, or 0 after 10 s.
 int WaitForBusybox(int root);
 
 // `runs` starts of `bwrap <flags> --bind root / ... /bin/sleep 3600`, each timed from the spawn
