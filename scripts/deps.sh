@@ -10,6 +10,9 @@ MENTAT_BUILD_PACKAGES=(
   libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
   libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl
   procps curl python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
+  # hull's seccomp profiles are proven by running these runtimes (runtimes/hull:profiles_proof_test);
+  # libacl1-dev has the libacl.a that the static hull's libarchive needs.
+  nodejs erlang-base openjdk-17-jre-headless openjdk-17-jdk-headless libacl1-dev
 )
 
 mentat_missing_packages() {
