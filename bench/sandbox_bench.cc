@@ -28,51 +28,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include "bench/start_peers.h"
 #include "e2e/harness.h"
 #include "runtimes/sandbox/sandbox_driver.h"
 #include "runtimes/sandbox/sandbox_testing.h"
 
 using namespace mentat;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::Ms;
+using bench::WaitForBusybox;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string Exe(int pid) {
-  char buf[512];
-  ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof(buf) - 1);
-  if (n <= 0) return "";
-  buf[n] = 0;
-  return buf;
-}
-
-// Children of every thread of `pid` (runc is multi-threaded: a child is listed under the
-// thread that forked it).
-std::vector<int> Children(int pid) {
-  std::vector<int> out;
-  std::error_code ec;
-  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream f(t.path() / "children");
-    for (int c; f >> c;) out.push_back(c);
-  }
-  return out;
-}
-
-// Polls the tree under `root` until a process runs busybox; its pid, or 0 after 10 s.
-int WaitForBusybox(int root) {
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline) {
-    std::vector<int> todo = {root};
-    while (!todo.empty()) {
-      int p = todo.back();
-      todo.pop_back();
-      if (Exe(p).ends_with("/busybox")) return p;
-      for (int c : Children(p)) todo.push_back(c);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-  return 0;
-}
 
 int64_t RssKb(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
@@ -80,26 +47,6 @@ int64_t RssKb(int pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
   }
   return 0;
-}
-
-double Ms(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-pid_t Spawn(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::vector<char*> a;
-    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    execv(a[0], a.data());
-    _exit(127);
-  }
-  return pid;
 }
 
 }  // namespace
@@ -149,52 +96,13 @@ int main(int argc, char** argv) {
     (*driver)->Destroy(c.id, true);
   }
 
-  // bubblewrap.
-  std::vector<double> bwrap_ms;
-  bool have_bwrap = access("/usr/bin/bwrap", X_OK) == 0;
-  for (int i = 0; have_bwrap && i < runs; ++i) {
-    auto t0 = Clock::now();
-    pid_t pid = Spawn({"/usr/bin/bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-                       "--new-session", "--cap-drop", "ALL", "--bind", root, "/", "--proc", "/proc", "--dev", "/dev",
-                       "/bin/sleep", "3600"});
-    if (!WaitForBusybox(pid)) {
-      fprintf(stderr, "bwrap never ran the workload\n");
-      return 1;
-    }
-    bwrap_ms.push_back(Ms(t0, Clock::now()));
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  }
-
-  // runc, with the bundle its own `runc spec` makes.
-  std::vector<double> runc_ms;
-  bool have_runc = access("/usr/sbin/runc", X_OK) == 0;
-  if (have_runc) {
-    std::string bundle = dir + "/runc-bundle";
-    fs::create_directories(bundle);
-    std::string cmd = "cd " + bundle + " && /usr/sbin/runc spec";
-    if (system(cmd.c_str()) != 0) have_runc = false;
-    Json spec = Json::parse(std::ifstream(bundle + "/config.json"), nullptr, false);
-    spec["process"]["terminal"] = false;
-    spec["process"]["args"] = {"/bin/sleep", "3600"};
-    spec["root"]["path"] = root;
-    spec["root"]["readonly"] = true;
-    std::ofstream(bundle + "/config.json") << spec.dump(2);
-    for (int i = 0; have_runc && i < runs; ++i) {
-      std::string id = "mentat-bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
-      auto t0 = Clock::now();
-      pid_t pid = Spawn({"/usr/sbin/runc", "run", "--bundle", bundle, id});
-      if (!WaitForBusybox(pid)) {
-        fprintf(stderr, "runc never ran the workload\n");
-        have_runc = false;
-        break;
-      }
-      runc_ms.push_back(Ms(t0, Clock::now()));
-      system(("/usr/sbin/runc kill " + id + " KILL >/dev/null 2>&1").c_str());
-      waitpid(pid, nullptr, 0);
-      system(("/usr/sbin/runc delete -f " + id + " >/dev/null 2>&1").c_str());
-    }
-  }
+  // bubblewrap, and runc with the bundle its own `runc spec` makes.
+  std::vector<double> bwrap_ms = bench::TimeBwrap(
+      root, runs,
+      {"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL"});
+  bool have_bwrap = !bwrap_ms.empty();
+  std::vector<double> runc_ms = bench::TimeRunc(root, dir, runs);
+  bool have_runc = !runc_ms.empty();
 
   // Memory with 50 running.
   const int kHeld = 50;

@@ -12,6 +12,9 @@ MENTAT_BUILD_PACKAGES=(
   procps curl python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
   # hull's network "bridge": rtnetlink through libnl-route-3, NAT through nft and iptables.
   libnl-route-3-dev nftables iptables
+  # hull's seccomp profiles are proven by running these runtimes (runtimes/hull:profiles_proof_test);
+  # libacl1-dev has the libacl.a that the static hull's libarchive needs.
+  nodejs erlang-base openjdk-17-jre-headless openjdk-17-jdk-headless libacl1-dev
 )
 
 mentat_missing_packages() {

@@ -15,7 +15,7 @@ using Names = std::vector<std::string>;
 // libc's start (TLS, robust futex list, rseq).
 const Names kInit = {
     "execve", "execveat", "exit", "exit_group", "read", "write", "close", "rt_sigaction", "rt_sigprocmask",
-    "rt_sigreturn", "signalfd4", "pipe2", "clone", "clone3", "wait4", "kill", "prctl", "fcntl",
+    "rt_sigreturn", "signalfd4", "pipe2", "fork", "clone", "clone3", "wait4", "kill", "prctl", "fcntl",
     "brk", "mmap", "munmap", "mprotect", "arch_prctl", "set_tid_address", "set_robust_list",
     "rseq", "getpid", "gettid", "tgkill", "futex", "restart_syscall",
 };
@@ -44,7 +44,7 @@ const Names kDefault = {
     "setgid", "setgroups", "setresuid", "setresgid", "getresuid", "getresgid", "capget",
     "get_robust_list", "sched_yield", "sched_getaffinity", "sched_setaffinity", "getpriority",
     "setpriority", "getrlimit", "setrlimit", "prlimit64", "getrusage", "uname", "sysinfo",
-    "times", "getrandom", "membarrier",
+    "times", "getrandom", "membarrier", "pkey_alloc", "pkey_free", "pkey_mprotect",
     // signals
     "rt_sigsuspend", "rt_sigtimedwait", "rt_sigpending", "rt_sigqueueinfo", "sigaltstack",
     "pause", "alarm", "setitimer", "getitimer",
@@ -68,7 +68,10 @@ const Names kNode = {
     "clock_gettime", "clock_nanosleep", "nanosleep", "getuid", "geteuid", "getgid", "getegid",
     "capget", "socket", "socketpair", "connect", "accept4", "bind", "listen", "getsockname",
     "getpeername", "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg",
-    "shutdown", "faccessat2", "access",
+    "shutdown", "access", "sysinfo",
+    // V8 allocates a memory protection key at start (pkey_alloc; here it succeeds) for its
+    // code-space write protection.
+    "pkey_alloc", "pkey_free", "pkey_mprotect",
 };
 
 // dotnet: CoreCLR's PAL: select/pselect6, signalfd, memfd_create (JIT double mapping), tgkill
@@ -84,17 +87,14 @@ const Names kDotnet = {
     "epoll_ctl", "epoll_pwait", "eventfd2",
 };
 
-// beam: default plus what ERTS, erl_child_setup and inotify-based reloaders use.
+// beam: default plus what ERTS and erl_child_setup use (found by running erlang-base's erl under
+// hull: close_range in erl_child_setup, the legacy epoll_create and timerfd in the poll threads),
+// and inotify for file-watching reloaders. No SysV IPC, xattrs or mknod: ERTS has no use for them.
 const Names kBeamExtras = {
-    "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd", "inotify_init",
-    "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "epoll_create", "epoll_pwait2",
-    "eventfd", "utime", "utimes", "futimesat", "sync", "syncfs", "sync_file_range", "readahead",
-    "vmsplice", "tee", "mlockall", "munlockall", "sched_getparam", "sched_setparam",
-    "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
-    "sched_get_priority_min", "ioprio_get", "ioprio_set", "setfsuid", "setfsgid", "setreuid",
-    "setregid", "getxattr", "lgetxattr", "fgetxattr", "listxattr", "flistxattr", "setxattr",
-    "fsetxattr", "removexattr", "mknod", "shmget", "shmat", "shmdt", "shmctl", "semget", "semop",
-    "semctl", "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "name_to_handle_at",
+    "close_range", "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd", "inotify_init",
+    "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "epoll_create", "epoll_pwait2", "eventfd",
+    "utime", "utimes", "sync", "syncfs", "readahead", "sched_getparam", "sched_getscheduler",
+    "sched_setscheduler", "sched_get_priority_max", "sched_get_priority_min",
 };
 
 // java: the whole table but what no JVM has a use for; the blocked-in-all list is always out.
