@@ -41,7 +41,8 @@ inline constexpr char kHostVethPrefix[] = "hullv";
 
 // Creates the bridge `name` in the caller's network namespace if missing, gives it the subnet's
 // gateway address (if it does not have it yet), and sets it up. Idempotent, and safe when two
-// hulls race to create it (EEXIST is success).
+// hulls race to create it (EEXIST is success). kFailedPrecondition when a link of that name
+// exists and is not a bridge (it is left untouched).
 Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet);
 
 struct VethPlan {
