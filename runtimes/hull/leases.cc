@@ -102,7 +102,7 @@ int TryLease(const std::string& dir, uint32_t ip, const LeaseRequest& r, Owner* 
 // The network namespace `dir` belongs to is ours ("net-<inode>" of /proc/self/ns/net).
 bool InOurNetns(const std::string& dir) {
   struct stat st;
-  if (::stat("/proc/self/ns/net", &st) != 0) return false;
+  if (::stat("/proc/thread-self/ns/net", &st) != 0) return false;
   return dir.find("/net-" + std::to_string(st.st_ino) + "/") != std::string::npos;
 }
 
@@ -110,7 +110,7 @@ bool InOurNetns(const std::string& dir) {
 
 Result<std::string> LeaseDirFor(const std::string& bridge) {
   struct stat st;
-  if (::stat("/proc/self/ns/net", &st) != 0) return ErrnoError("reading /proc/self/ns/net", errno);
+  if (::stat("/proc/thread-self/ns/net", &st) != 0) return ErrnoError("reading /proc/thread-self/ns/net", errno);
   const char* root = std::getenv("HULL_LEASE_ROOT");
   return std::string(root && *root ? root : "/run/hull") + "/net-" + std::to_string(st.st_ino) + "/" + bridge;
 }
