@@ -73,10 +73,19 @@ class HullTest : public ::testing::Test {
   }
 
   Outcome Hull(const std::vector<std::string>& args) {
+    std::string out_path, err_path;
+    pid_t pid = SpawnHull(args, &out_path, &err_path);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out_path), Slurp(err_path)};
+  }
+
+  // Starts hull without waiting for it; its output goes to *out_path and *err_path.
+  pid_t SpawnHull(const std::vector<std::string>& args, std::string* out_path_p, std::string* err_path_p) {
     // Calls may run at once (concurrent runs, logs -f beside stop): files of their own.
     static std::atomic<int> calls{0};
     const std::string n = std::to_string(calls++);
-    std::string out_path = dir_ + "/out." + n, err_path = dir_ + "/err." + n;
+    const std::string out_path = *out_path_p = dir_ + "/out." + n, err_path = *err_path_p = dir_ + "/err." + n;
     pid_t pid = ::fork();
     if (pid == 0) {
       // Into the test's own network namespace (BridgeTest); never the host's for bridge work.
@@ -101,9 +110,7 @@ class HullTest : public ::testing::Test {
       ::execv(argv[0], argv.data());
       _exit(126);
     }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out_path), Slurp(err_path)};
+    return pid;
   }
 
   std::string Manifest(const std::string& name, const Json& argv, Json extra = Json::object()) {
@@ -838,6 +845,74 @@ TEST_F(BridgeTest, ALinkThatIsNotABridgeIsRefusedAndLeftAlone) {
   EXPECT_NE(InNetns({"iptables", "-C", "FORWARD", "-i", "uplink0", "-j", "ACCEPT"}).code, 0);
   EXPECT_EQ(Leases(), 0);
   EXPECT_EQ(HullVeths(), 0);
+}
+
+// `hull run` SIGKILLed at any moment of a bridge start: a PID 1 that outlives it is recorded
+// (state.json) and owns its address, so no later run takes the address or deletes its veth.
+// Each round kills hull a little later after its clone (the kill point moves across the start).
+TEST_F(BridgeTest, AHullRunKilledMidStartLeavesNoUnrecordedContainer) {
+  const std::string manifest = Manifest("victim", {"/bin/sleep", "600"}, {{"network", "bridge"}});
+  auto stat_of = [](pid_t p) { return Slurp("/proc/" + std::to_string(p) + "/stat"); };
+  // hull's child in a PID namespace of its own: the container's PID 1 (not nft or iptables).
+  const std::string our_pidns = fs::read_symlink("/proc/self/ns/pid").string();
+  auto init_of = [&](pid_t p) {
+    std::istringstream kids(Slurp("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children"));
+    for (pid_t c = 0; kids >> c;) {
+      std::error_code ec;
+      auto ns = fs::read_symlink("/proc/" + std::to_string(c) + "/ns/pid", ec);
+      if (!ec && ns.string() != our_pidns) return c;
+    }
+    return 0;
+  };
+  auto first_child = [](pid_t p) {
+    std::istringstream kids(Slurp("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children"));
+    pid_t c = 0;
+    kids >> c;
+    return c;
+  };
+  int survived = 0;
+  for (int round = 0; round < 30; ++round) {
+    std::string out, err;
+    pid_t hull = SpawnHull({"run", manifest}, &out, &err);
+    pid_t init = 0;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while ((init = init_of(hull)) == 0 && !stat_of(hull).empty() && stat_of(hull).find(") Z ") == std::string::npos &&
+           std::chrono::steady_clock::now() < until) {
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(300 * round));  // the kill point
+    ::kill(hull, SIGKILL);
+    ::waitpid(hull, nullptr, 0);
+    if (init == 0) continue;
+    // PID 1 either dies at the closed gate or runs its workload: wait for one of the two.
+    until = std::chrono::steady_clock::now() + 10s;
+    auto gone = [&] {
+      std::string st = stat_of(init);
+      return st.empty() || st.find(") Z ") != std::string::npos;
+    };
+    while (!gone() && first_child(init) == 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
+    if (!gone()) {
+      ++survived;
+      Json s = Json::parse(Slurp(state_ + "/containers/victim/state.json"), nullptr, false);
+      EXPECT_TRUE(s.is_object() && s.value("pid", 0) == init) << "round " << round << ": PID 1 " << init
+                                                               << " runs unrecorded: " << s.dump();
+      const std::string ip = s.is_object() ? s.value("ip", "") : "";
+      EXPECT_EQ(Slurp(LeaseDir() + "/leases/" + (ip.empty() ? "10.88.0.2" : ip)).rfind("victim " + std::to_string(init) + " ", 0), 0u)
+          << "round " << round << ": the lease does not name PID 1 " << init;
+      if (!s.is_object()) ::kill(init, SIGKILL);
+    }
+    Hull({"kill", "victim"});
+  }
+  EXPECT_GT(survived, 0) << "no round killed hull after the gate";
+  // What the killed runs left is stale (their owners are dead): the next run reclaims it, and
+  // after it nothing is left.
+  auto r = Hull({"run", manifest});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Inspect("victim")["bridge"]["ip"], "10.88.0.2");
+  ASSERT_EQ(Hull({"kill", "victim"}).code, 0);
+  EXPECT_EQ(Leases(), 0);
+  EXPECT_EQ(HullVeths(), 0) << InNetns({"ip", "-o", "link"}).out;
 }
 
 TEST_F(BridgeTest, AHundredShortRunsLeakNoLeaseAndNoVeth) {

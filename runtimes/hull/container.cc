@@ -553,6 +553,26 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     destroy_group();
     return Fail(kExitRuntime, ErrnoError("clone", clone_errno).error());
   }
+  // The container exists once its PID 1 goes past the gate: before that, PID 1 owns the lease
+  // and state.json names it, so a `hull run` killed at any moment leaves either a child that
+  // dies at the closed gate or a container that every later command sees, with an address that
+  // stays leased while PID 1 lives (no death of `hull run` makes it stale under a live PID 1).
+  s.name = m.name;
+  s.status = "running";
+  s.pid = pid;
+  s.started_at = Now();
+  s.manifest = m;
+  auto record_started = [&]() -> Status {
+    auto st = ReadProcStat(pid);
+    // Without its start time a lease would be born stale, and the record never alive.
+    if (!st) return Internal("reading /proc/" + std::to_string(pid) + "/stat failed");
+    s.start_ticks = st->start_ticks;
+    if (bridge) {
+      MT_RETURN_IF_ERROR(RecordLeaseOwner(s.lease_dir, ip, m.name, pid, s.start_ticks));
+      lease_owner = pid;
+    }
+    return dir.Save(s);
+  };
   if (gated) {
     // The child blocks on the gate: its user namespace gets its maps (only a process outside
     // can write them) and its network namespace its veth end, then it may go on.
@@ -572,6 +592,10 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
       veth_made = static_cast<bool>(prep);
     }
     if (prep) {
+      step = "recording PID 1";
+      prep = record_started();
+    }
+    if (prep) {
       step = "releasing the child";
       if (int e = OpenGate(gate[1]); e != 0) prep = ErrnoError("writing the gate", e);
     }
@@ -581,6 +605,8 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
       ::waitpid(pid, nullptr, 0);
       destroy_group();
       // The child's own failure (it died before the gate) says more than ours.
+      std::error_code rm;
+      fs::remove(cdir + "/state.json", rm);
       ChildFailure failure;
       const bool child_failed = ReadChildFailure(errpipe[0], &failure);  // closes it
       if (child_failed) {
@@ -591,34 +617,17 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     }
   }
 
-  // The container exists from here: PID 1 owns the lease and state.json names it before
-  // anything waits (the child's setup, its workload's exec). A `hull run` killed from now on
-  // leaves a container that every later command sees, and an address that stays leased while
-  // PID 1 lives.
-  s.name = m.name;
-  s.status = "running";
-  s.pid = pid;
-  s.started_at = Now();
-  s.manifest = m;
-  auto started = [&]() -> Status {
-    auto st = ReadProcStat(pid);
-    // Without its start time a lease would be born stale, and the record never alive.
-    if (!st) return Internal("reading /proc/" + std::to_string(pid) + "/stat failed");
-    s.start_ticks = st->start_ticks;
-    if (bridge) {
-      MT_RETURN_IF_ERROR(RecordLeaseOwner(s.lease_dir, ip, m.name, pid, s.start_ticks));
-      lease_owner = pid;
+  if (!gated) {
+    // Made by clone(CLONE_VFORK): already exec'd sandbox-init (or failed, said below).
+    if (auto st = record_started(); !st) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      ::close(errpipe[0]);
+      destroy_group();
+      std::error_code rm;
+      fs::remove(cdir + "/state.json", rm);
+      return Runtime(std::string("starting ") + m.name + ": recording PID 1: " + st.error().message());
     }
-    return dir.Save(s);
-  }();
-  if (!started) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    ::close(errpipe[0]);
-    destroy_group();
-    std::error_code rm;
-    fs::remove(cdir + "/state.json", rm);
-    return Runtime(std::string("starting ") + m.name + ": recording PID 1: " + started.error().message());
   }
   ChildFailure failure;
   if (ReadChildFailure(errpipe[0], &failure)) {
