@@ -4,7 +4,8 @@
 // container's network namespace as eth0, addressed, up, with a default route via the bridge.
 // The link work is rtnetlink through libnl-route-3 (no `ip` commands); NAT is nftables and the
 // iptables FORWARD rule, exec'd, best effort. Everything here runs in the parent, never in a
-// cloned child. Address leases are the caller's business (hull keeps them in its state dir).
+// cloned child. Address leases are the caller's business (hull keeps them host-wide, per
+// network namespace and bridge).
 #pragma once
 
 #include <sys/types.h>
