@@ -73,10 +73,19 @@ class HullTest : public ::testing::Test {
   }
 
   Outcome Hull(const std::vector<std::string>& args) {
+    std::string out_path, err_path;
+    pid_t pid = SpawnHull(args, &out_path, &err_path);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out_path), Slurp(err_path)};
+  }
+
+  // Starts hull without waiting for it; its output goes to *out_path and *err_path.
+  pid_t SpawnHull(const std::vector<std::string>& args, std::string* out_path_p, std::string* err_path_p) {
     // Calls may run at once (concurrent runs, logs -f beside stop): files of their own.
     static std::atomic<int> calls{0};
     const std::string n = std::to_string(calls++);
-    std::string out_path = dir_ + "/out." + n, err_path = dir_ + "/err." + n;
+    const std::string out_path = *out_path_p = dir_ + "/out." + n, err_path = *err_path_p = dir_ + "/err." + n;
     pid_t pid = ::fork();
     if (pid == 0) {
       // Into the test's own network namespace (BridgeTest); never the host's for bridge work.
@@ -85,6 +94,8 @@ class HullTest : public ::testing::Test {
       ::unsetenv("SUDO_GID");
       for (const auto& [k, v] : env_) ::setenv(k.c_str(), v.c_str(), 1);
       ::setenv("HULL_STATE_DIR", state_.c_str(), 1);
+      // Leases are host-wide (per network namespace and bridge): the test's own, under dir_.
+      ::setenv("HULL_LEASE_ROOT", (dir_ + "/run").c_str(), 1);
       ::setenv("MENTAT_SANDBOX_INIT", Runfile("cmd/sandbox-init/sandbox-init").c_str(), 1);
       std::FILE* o = std::freopen(out_path.c_str(), "w", stdout);
       std::FILE* e = std::freopen(err_path.c_str(), "w", stderr);
@@ -99,9 +110,7 @@ class HullTest : public ::testing::Test {
       ::execv(argv[0], argv.data());
       _exit(126);
     }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out_path), Slurp(err_path)};
+    return pid;
   }
 
   std::string Manifest(const std::string& name, const Json& argv, Json extra = Json::object()) {
@@ -241,7 +250,6 @@ TEST_F(HullTest, RunPsLogsExecStopKill) {
   EXPECT_EQ(logs.err, "oops\n");
   EXPECT_EQ(Slurp(state_ + "/containers/web/stdout.log"), "hello\n");
   EXPECT_TRUE(fs::exists(state_ + "/containers/web/state.json"));
-  EXPECT_TRUE(fs::is_directory(state_ + "/leases"));
 
   // exec: in the container's world (its PID 1, its hostname), exit codes relayed.
   auto e = Hull({"exec", "web", "/bin/sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; exit 7"});
@@ -518,6 +526,57 @@ TEST_F(HullTest, RootlessIsUidZeroInsideAndUnprivilegedOutside) {
   EXPECT_NE(status.find("Gid:\t4343\t"), std::string::npos) << status;
 }
 
+// hull --rootless (as root, in the host's mount namespace) makes the mount points of a bound
+// rootfs that an earlier workload could write. A symlink planted there (`rm -r /tmp; ln -s /etc
+// /tmp`) must never lead hull to the host: no chmod of the target, no file created through it.
+TEST_F(HullTest, RootlessNeverFollowsASymlinkPlantedInTheRootfs) {
+  // Host directories standing for /etc: their modes and contents must not change.
+  const std::string etc = root_parent_ + "/etc", opt = root_parent_ + "/opt";
+  fs::create_directories(etc);
+  fs::create_directories(opt);
+  ASSERT_EQ(::chmod(etc.c_str(), 0755), 0);
+  fs::remove_all(root_ + "/tmp");
+  fs::create_directory_symlink(etc, root_ + "/tmp");
+  auto r = Hull({"run", "--rootless", Manifest("planted", {"/bin/true"})});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find(root_ + "/tmp is a symlink"), std::string::npos) << r.err;
+  struct stat st;
+  ASSERT_EQ(::stat(etc.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "hull chmodded the symlink's host target";
+
+  // A symlinked parent of a mounts[] target: nothing is created on the host through it.
+  fs::remove(root_ + "/tmp");
+  fs::create_directory(root_ + "/tmp");
+  fs::create_directory_symlink(opt, root_ + "/srv");
+  // Under root_parent_ (0755): the mapped uid must reach the sources of the plain run below.
+  const std::string data = root_parent_ + "/data", file = root_parent_ + "/file";
+  fs::create_directories(data);
+  std::ofstream(file) << "x\n";
+  r = Hull({"run", "--rootless",
+            Manifest("planted2", {"/bin/true"}, {{"mounts", Json::array({Json{{"host", data}, {"container", "/srv/a/b"}}})}})});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find(root_ + "/srv is a symlink"), std::string::npos) << r.err;
+  r = Hull({"run", "--rootless",
+            Manifest("planted3", {"/bin/true"}, {{"mounts", Json::array({Json{{"host", file}, {"container", "/srv/f"}}})}})});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(fs::is_empty(opt)) << "hull created host files through the symlink";
+  EXPECT_TRUE(fs::is_empty(etc));
+
+  // On a plain rootfs the mount points are made inside it (what the mapped uid then may mount
+  // there is its business), and a plain run works.
+  fs::remove(root_ + "/srv");
+  Hull({"run", "--rootless",
+        Manifest("plain", {"/bin/true"}, {{"mounts", Json::array({Json{{"host", data}, {"container", "/srv/a/b"}},
+                                                                  Json{{"host", file}, {"container", "/srv/f"}}})}})});
+  EXPECT_TRUE(fs::is_directory(root_ + "/srv/a/b"));
+  EXPECT_TRUE(fs::is_regular_file(root_ + "/srv/f"));
+  r = Hull({"run", "--rootless", Manifest("plain2", {"/bin/sh", "-c", "ls -ld /tmp && echo ok"})});
+  ASSERT_EQ(r.code, 0) << r.err;
+  AwaitOutput("plain2", "ok");
+  ASSERT_EQ(::stat((root_ + "/tmp").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "an existing /tmp keeps its mode";
+}
+
 // --rootless from an unprivileged user (nobody) with a rootfs of its own: 0 maps to that uid,
 // the v1 cgroups are root's, so limits are skipped with a warning and the container still runs.
 TEST_F(HullTest, RootlessFromAnUnprivilegedUserSkipsCgroupsWithAWarning) {
@@ -633,8 +692,15 @@ class BridgeTest : public HullTest {
   int Leases() {
     int n = 0;
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(state_ + "/leases", ec)) n += e.is_regular_file() ? 1 : 0;
+    for (const auto& e : fs::directory_iterator(LeaseDir() + "/leases", ec)) n += e.is_regular_file() ? 1 : 0;
     return n;
+  }
+
+  // hull0's leases in the test's network namespace: $HULL_LEASE_ROOT/net-<its inode>/hull0.
+  std::string LeaseDir(const std::string& bridge = "hull0") {
+    struct stat st;
+    EXPECT_EQ(::fstat(netns_fd_, &st), 0);
+    return dir_ + "/run/net-" + std::to_string(st.st_ino) + "/" + bridge;
   }
 
   pid_t holder_ = -1;
@@ -652,8 +718,8 @@ TEST_F(BridgeTest, TwoContainersReachEachOtherAndTheBridgeNoneReachesNothing) {
   Json j = Inspect("srv");
   EXPECT_EQ(j["bridge"]["ip"], "10.88.0.10");
   EXPECT_EQ(j["bridge"]["host_veth"], "hullv0a58000a");
-  EXPECT_TRUE(fs::exists(state_ + "/leases/10.88.0.10"));
-  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.10").rfind("srv " + std::to_string(j["pid"].get<int>()) + " ", 0), 0u);
+  EXPECT_TRUE(fs::exists(LeaseDir() + "/leases/10.88.0.10"));
+  EXPECT_EQ(Slurp(LeaseDir() + "/leases/10.88.0.10").rfind("srv " + std::to_string(j["pid"].get<int>()) + " ", 0), 0u);
   // The bridge's own address serves too: a server in the test namespace on 10.88.0.1.
   fs::create_directories(dir_ + "/hostwww");
   std::ofstream(dir_ + "/hostwww/index.html") << "from-bridge\n";
@@ -682,7 +748,7 @@ TEST_F(BridgeTest, TwoContainersReachEachOtherAndTheBridgeNoneReachesNothing) {
   EXPECT_NE(out.find("from-bridge"), std::string::npos) << out;
   EXPECT_NE(out.find("done"), std::string::npos) << out;
   // Its exit, once seen (inspect did), released its address.
-  EXPECT_FALSE(fs::exists(state_ + "/leases/10.88.0.2"));
+  EXPECT_FALSE(fs::exists(LeaseDir() + "/leases/10.88.0.2"));
 
   // network none: only lo, no route to the bridge.
   ASSERT_EQ(Hull({"run", Manifest("lonely", {"/bin/sh", "-c",
@@ -718,7 +784,7 @@ TEST_F(BridgeTest, AStaticIpLeasedByAnotherContainerIsRefused) {
   auto second = Hull({"run", Manifest("second", {"/bin/sleep", "600"}, net)});
   EXPECT_EQ(second.code, 2);
   EXPECT_NE(second.err.find("bridge.ip: 10.88.0.50 is leased by container first"), std::string::npos) << second.err;
-  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("first ", 0), 0u) << "the holder's lease is untouched";
+  EXPECT_EQ(Slurp(LeaseDir() + "/leases/10.88.0.50").rfind("first ", 0), 0u) << "the holder's lease is untouched";
   // A lease whose owner died unseen (SIGKILL from outside hull) is stale and reclaimed.
   const int first_pid = Inspect("first")["pid"].get<int>();
   ASSERT_EQ(::kill(first_pid, SIGKILL), 0);
@@ -731,17 +797,122 @@ TEST_F(BridgeTest, AStaticIpLeasedByAnotherContainerIsRefused) {
   ASSERT_TRUE(gone());
   second = Hull({"run", dir_ + "/second.json"});
   ASSERT_EQ(second.code, 0) << second.err;
-  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("second ", 0), 0u);
+  EXPECT_EQ(Slurp(LeaseDir() + "/leases/10.88.0.50").rfind("second ", 0), 0u);
   EXPECT_EQ(Inspect("second")["bridge"]["ip"], "10.88.0.50");
   // Recording first's exit now (ps) must leave second's lease and same-named veth alone.
   EXPECT_EQ(Hull({"ps", "-a"}).code, 0);
   EXPECT_EQ(Inspect("first")["status"], "exited");
-  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("second ", 0), 0u);
+  EXPECT_EQ(Slurp(LeaseDir() + "/leases/10.88.0.50").rfind("second ", 0), 0u);
   EXPECT_EQ(HullVeths(), 1);
   auto eth0 = Hull({"exec", "second", "/bin/sh", "-c", "ip -o addr show eth0"});
   EXPECT_NE(eth0.out.find("10.88.0.50/24"), std::string::npos) << eth0.out << eth0.err;
   ASSERT_EQ(Hull({"kill", "second"}).code, 0);
   EXPECT_EQ(Leases(), 0);
+}
+
+// Two state directories (sudo and sudo -E, the agent's) on one bridge: the leases are the
+// namespace's, so the second hull takes the next address and leaves the first's veth alone.
+TEST_F(BridgeTest, TwoStateDirectoriesShareOneSetOfLeases) {
+  Json net = {{"network", "bridge"}};
+  ASSERT_EQ(Hull({"run", Manifest("a", {"/bin/sleep", "600"}, net)}).code, 0);
+  const std::string first_state = state_;
+  state_ = dir_ + "/state2";
+  auto b = Hull({"run", Manifest("b", {"/bin/sleep", "600"}, net)});
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(Inspect("b")["bridge"]["ip"], "10.88.0.3");
+  EXPECT_EQ(HullVeths(), 2) << InNetns({"ip", "-o", "link"}).out;
+  EXPECT_EQ(Leases(), 2);
+  // a is still on the bridge: its eth0 (which dies with its host end) is there, addressed.
+  state_ = first_state;
+  auto eth0 = Hull({"exec", "a", "/bin/sh", "-c", "ip -o addr show eth0"});
+  EXPECT_NE(eth0.out.find("10.88.0.2/24"), std::string::npos) << eth0.out << eth0.err;
+  ASSERT_EQ(Hull({"kill", "a"}).code, 0);
+  state_ = dir_ + "/state2";
+  ASSERT_EQ(Hull({"kill", "b"}).code, 0);
+  EXPECT_EQ(Leases(), 0);
+  EXPECT_EQ(HullVeths(), 0);
+  state_ = first_state;
+}
+
+// bridge.name of a link that is not a bridge (the uplink, say): refused, and the link gets
+// neither the gateway address nor a FORWARD rule.
+TEST_F(BridgeTest, ALinkThatIsNotABridgeIsRefusedAndLeftAlone) {
+  ASSERT_EQ(InNetns({"ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"}).code, 0);
+  auto r = Hull({"run", Manifest("nb", {"/bin/true"}, {{"network", "bridge"}, {"bridge", {{"name", "uplink0"}}}})});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("bridge.name: uplink0 exists and is not a bridge (veth)"), std::string::npos) << r.err;
+  EXPECT_EQ(InNetns({"ip", "-o", "addr", "show", "uplink0"}).out.find("10.88.0.1"), std::string::npos);
+  EXPECT_NE(InNetns({"iptables", "-C", "FORWARD", "-i", "uplink0", "-j", "ACCEPT"}).code, 0);
+  EXPECT_EQ(Leases(), 0);
+  EXPECT_EQ(HullVeths(), 0);
+}
+
+// `hull run` SIGKILLed at any moment of a bridge start: a PID 1 that outlives it is recorded
+// (state.json) and owns its address, so no later run takes the address or deletes its veth.
+// Each round kills hull a little later after its clone (the kill point moves across the start).
+TEST_F(BridgeTest, AHullRunKilledMidStartLeavesNoUnrecordedContainer) {
+  const std::string manifest = Manifest("victim", {"/bin/sleep", "600"}, {{"network", "bridge"}});
+  auto stat_of = [](pid_t p) { return Slurp("/proc/" + std::to_string(p) + "/stat"); };
+  // hull's child in a PID namespace of its own: the container's PID 1 (not nft or iptables).
+  const std::string our_pidns = fs::read_symlink("/proc/self/ns/pid").string();
+  auto init_of = [&](pid_t p) {
+    std::istringstream kids(Slurp("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children"));
+    for (pid_t c = 0; kids >> c;) {
+      std::error_code ec;
+      auto ns = fs::read_symlink("/proc/" + std::to_string(c) + "/ns/pid", ec);
+      if (!ec && ns.string() != our_pidns) return c;
+    }
+    return 0;
+  };
+  auto first_child = [](pid_t p) {
+    std::istringstream kids(Slurp("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children"));
+    pid_t c = 0;
+    kids >> c;
+    return c;
+  };
+  int survived = 0;
+  for (int round = 0; round < 30; ++round) {
+    std::string out, err;
+    pid_t hull = SpawnHull({"run", manifest}, &out, &err);
+    pid_t init = 0;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while ((init = init_of(hull)) == 0 && !stat_of(hull).empty() && stat_of(hull).find(") Z ") == std::string::npos &&
+           std::chrono::steady_clock::now() < until) {
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(300 * round));  // the kill point
+    ::kill(hull, SIGKILL);
+    ::waitpid(hull, nullptr, 0);
+    if (init == 0) continue;
+    // PID 1 either dies at the closed gate or runs its workload: wait for one of the two.
+    until = std::chrono::steady_clock::now() + 10s;
+    auto gone = [&] {
+      std::string st = stat_of(init);
+      return st.empty() || st.find(") Z ") != std::string::npos;
+    };
+    while (!gone() && first_child(init) == 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
+    if (!gone()) {
+      ++survived;
+      Json s = Json::parse(Slurp(state_ + "/containers/victim/state.json"), nullptr, false);
+      EXPECT_TRUE(s.is_object() && s.value("pid", 0) == init) << "round " << round << ": PID 1 " << init
+                                                               << " runs unrecorded: " << s.dump();
+      const std::string ip = s.is_object() ? s.value("ip", "") : "";
+      EXPECT_EQ(Slurp(LeaseDir() + "/leases/" + (ip.empty() ? "10.88.0.2" : ip)).rfind("victim " + std::to_string(init) + " ", 0), 0u)
+          << "round " << round << ": the lease does not name PID 1 " << init;
+      if (!s.is_object()) ::kill(init, SIGKILL);
+    }
+    Hull({"kill", "victim"});
+  }
+  EXPECT_GT(survived, 0) << "no round killed hull after the gate";
+  // What the killed runs left is stale (their owners are dead): the next run reclaims it, and
+  // after it nothing is left.
+  auto r = Hull({"run", manifest});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Inspect("victim")["bridge"]["ip"], "10.88.0.2");
+  ASSERT_EQ(Hull({"kill", "victim"}).code, 0);
+  EXPECT_EQ(Leases(), 0);
+  EXPECT_EQ(HullVeths(), 0) << InNetns({"ip", "-o", "link"}).out;
 }
 
 TEST_F(BridgeTest, AHundredShortRunsLeakNoLeaseAndNoVeth) {

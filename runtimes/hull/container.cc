@@ -96,8 +96,12 @@ int ChildMain(void* p) {
   if (a.rootless) {
     // Until now this process had the host's ids, unmapped here; 0 of the new namespace is the
     // unprivileged host id the parent mapped it to. Groups first, while the caps allow it.
-    if (a.drop_groups && ::setgroups(0, nullptr) != 0) FailChild(a.errpipe, IsolationStep::kUser, errno);
-    if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) FailChild(a.errpipe, IsolationStep::kUser, errno);
+    // Raw system calls: glibc's wrappers broadcast the change to every thread of the process
+    // (setxid), which can deadlock in a child made by clone() from a process that had threads.
+    if (a.drop_groups && syscall(SYS_setgroups, 0, nullptr) != 0) FailChild(a.errpipe, IsolationStep::kUser, errno);
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) {
+      FailChild(a.errpipe, IsolationStep::kUser, errno);
+    }
   }
   if (::unshare(CLONE_NEWCGROUP) != 0) FailChild(a.errpipe, IsolationStep::kCgroupNamespace, errno);
   // Best effort: refused when this process already has a login uid and the kernel keeps it
@@ -260,8 +264,9 @@ Status WriteProcFile(pid_t pid, const char* file, const std::string& text) {
   const std::string path = "/proc/" + std::to_string(pid) + "/" + file;
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError("writing " + path, errno);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  int err = errno;
+  ssize_t n = ::write(fd, text.data(), text.size());
+  bool ok = n == static_cast<ssize_t>(text.size());
+  int err = n < 0 ? errno : EIO;  // a short write leaves errno as it was
   ::close(fd);
   if (!ok) return ErrnoError("writing " + path + " (\"" + text.substr(0, text.size() - 1) + "\")", err);
   return {};
@@ -272,6 +277,28 @@ Status WriteIdMaps(pid_t pid, const IdMapping& ids) {
   if (ids.deny_setgroups) MT_RETURN_IF_ERROR(WriteProcFile(pid, "setgroups", "deny\n"));
   MT_RETURN_IF_ERROR(WriteProcFile(pid, "gid_map", "0 " + std::to_string(ids.gid) + " 1\n"));
   return WriteProcFile(pid, "uid_map", "0 " + std::to_string(ids.uid) + " 1\n");
+}
+
+// Opens the gate: one byte. SIGPIPE is blocked around the write (the hull CLI does not ignore
+// it): a child that died before the gate is EPIPE here, and its own error is then reported.
+int OpenGate(int fd) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t n;
+  do {
+    n = ::write(fd, "1", 1);
+  } while (n < 0 && errno == EINTR);
+  int err = n == 1 ? 0 : (n < 0 ? errno : EIO);
+  if (err == EPIPE && !sigismember(&old, SIGPIPE)) {
+    // Consume the SIGPIPE this thread raised before unblocking it.
+    const timespec zero{0, 0};
+    while (::sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return err;
 }
 
 // Runs `f` when the scope ends, unless dismissed.
@@ -399,12 +426,17 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   uint32_t ip = 0;
   if (bridge) {
     if (auto st = EnsureBridge(m.bridge.name, subnet); !st) {
-      return Runtime("bridge " + m.bridge.name + ": " + st.error().message());
+      return Runtime("bridge.name: " + st.error().message());
     }
     for (auto& w : EnsureMasquerade(m.bridge.name, subnet)) s.warnings.push_back(std::move(w));
-    LeaseRequest req{m.name, subnet, static_ip, ::getpid(), 0};
-    if (auto self = ReadProcStat(::getpid())) req.owner_ticks = self->start_ticks;
-    auto leased = AcquireLease(dir, req);
+    auto lease_dir = LeaseDirFor(m.bridge.name);
+    if (!lease_dir) return Runtime("bridge: " + lease_dir.error().message());
+    s.lease_dir = *lease_dir;
+    LeaseRequest req{m.name, subnet, static_ip, ::getpid(), 0, /*delete_stale_veth=*/true};
+    auto self = ReadProcStat(::getpid());
+    if (!self) return Runtime("bridge: reading /proc/self/stat failed");
+    req.owner_ticks = self->start_ticks;
+    auto leased = AcquireLease(s.lease_dir, req);
     if (!leased) {
       if (leased.error().code() == Code::kConflict) {
         return Fail(kExitRuntime, Error(Code::kConflict, "bridge.ip: " + leased.error().message()));
@@ -415,7 +447,11 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     s.ip = Ipv4ToString(ip);
     s.host_veth = HostVethName(ip);
   }
-  OnExit release_lease{[&] { ReleaseLease(dir, s.ip, m.name, ::getpid()); }};
+  // Until the container runs, a failure gives the address back, and the veth once it is ours
+  // (AttachVeth made it): first under `hull run`'s name, then under PID 1's.
+  pid_t lease_owner = ::getpid();
+  bool veth_made = false;
+  OnExit release_lease{[&] { ReleaseLease(s.lease_dir, s.ip, m.name, lease_owner, veth_made ? s.host_veth : ""); }};
 
   // cgroup limits. A rootless hull of an unprivileged user usually cannot create a group (v1
   // here is root's): the container then runs without limits, and says so.
@@ -517,6 +553,26 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     destroy_group();
     return Fail(kExitRuntime, ErrnoError("clone", clone_errno).error());
   }
+  // The container exists once its PID 1 goes past the gate: before that, PID 1 owns the lease
+  // and state.json names it, so a `hull run` killed at any moment leaves either a child that
+  // dies at the closed gate or a container that every later command sees, with an address that
+  // stays leased while PID 1 lives (no death of `hull run` makes it stale under a live PID 1).
+  s.name = m.name;
+  s.status = "running";
+  s.pid = pid;
+  s.started_at = Now();
+  s.manifest = m;
+  auto record_started = [&]() -> Status {
+    auto st = ReadProcStat(pid);
+    // Without its start time a lease would be born stale, and the record never alive.
+    if (!st) return Internal("reading /proc/" + std::to_string(pid) + "/stat failed");
+    s.start_ticks = st->start_ticks;
+    if (bridge) {
+      MT_RETURN_IF_ERROR(RecordLeaseOwner(s.lease_dir, ip, m.name, pid, s.start_ticks));
+      lease_owner = pid;
+    }
+    return dir.Save(s);
+  };
   if (gated) {
     // The child blocks on the gate: its user namespace gets its maps (only a process outside
     // can write them) and its network namespace its veth end, then it may go on.
@@ -530,25 +586,55 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     }
     if (prep && bridge) {
       step = "attaching the container to the bridge";
-      // A veth of this address's previous holder may still be dying with its namespace.
-      DeleteLink(s.host_veth);
+      // A stale holder's veth was deleted when its lease was reclaimed; one that exists now is
+      // not ours to delete: AttachVeth fails on EEXIST and says so.
       prep = AttachVeth({m.bridge.name, s.host_veth, pid, ip, subnet, m.bridge.mtu});
+      veth_made = static_cast<bool>(prep);
     }
-    if (prep && ::write(gate[1], "1", 1) != 1) prep = ErrnoError("releasing the child", errno);
+    if (prep) {
+      step = "recording PID 1";
+      prep = record_started();
+    }
+    if (prep) {
+      step = "releasing the child";
+      if (int e = OpenGate(gate[1]); e != 0) prep = ErrnoError("writing the gate", e);
+    }
     ::close(gate[1]);
     if (!prep) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
+      destroy_group();
+      // The child's own failure (it died before the gate) says more than ours.
+      std::error_code rm;
+      fs::remove(cdir + "/state.json", rm);
+      ChildFailure failure;
+      const bool child_failed = ReadChildFailure(errpipe[0], &failure);  // closes it
+      if (child_failed) {
+        return Runtime(std::string("starting ") + m.name + ": " + StepName(static_cast<IsolationStep>(failure.step)) +
+                       ": " + std::strerror(failure.error));
+      }
+      return Runtime(std::string("starting ") + m.name + ": " + step + ": " + prep.error().message());
+    }
+  }
+
+  if (!gated) {
+    // Made by clone(CLONE_VFORK): already exec'd sandbox-init (or failed, said below).
+    if (auto st = record_started(); !st) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
       ::close(errpipe[0]);
       destroy_group();
-      if (bridge) DeleteLink(s.host_veth);
-      return Runtime(std::string("starting ") + m.name + ": " + step + ": " + prep.error().message());
+      std::error_code rm;
+      fs::remove(cdir + "/state.json", rm);
+      return Runtime(std::string("starting ") + m.name + ": recording PID 1: " + st.error().message());
     }
   }
   ChildFailure failure;
   if (ReadChildFailure(errpipe[0], &failure)) {
     ::waitpid(pid, nullptr, 0);
     destroy_group();
+    std::error_code rm;
+    fs::remove(cdir + "/state.json", rm);
     auto step = static_cast<IsolationStep>(failure.step);
     std::string why = std::strerror(failure.error);
     if (step == IsolationStep::kCwd) return ManifestError("cwd", cwd + ": " + why + " in the rootfs");
@@ -568,23 +654,14 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     return Runtime(std::string("starting ") + m.name + ": " + StepName(step) + ": " + why);
   }
 
-  s.name = m.name;
-  s.status = "running";
-  s.pid = pid;
-  s.started_at = Now();
-  s.manifest = m;
-  if (auto st = ReadProcStat(pid)) s.start_ticks = st->start_ticks;
   // A fresh audit session (differs from ours) identifies the container's seccomp records.
   const std::string ses = ReadFirstLine("/proc/" + std::to_string(pid) + "/sessionid");
   if (!ses.empty() && ses != ReadFirstLine("/proc/self/sessionid") && ses != "4294967295") {
     s.audit_session = std::strtoll(ses.c_str(), nullptr, 10);
   }
   s.workload_pid = AwaitWorkload(pid, dir.ExitStatusPath(m.name), options.exec_wait);
-  if (bridge) {
-    // The lease now belongs to PID 1: it is stale once the container is gone, whoever sees it.
-    RecordLeaseOwner(dir, ip, m.name, pid, s.start_ticks);
-    release_lease.armed = false;
-  }
+  // The lease belongs to PID 1 (above): it is stale once the container is gone, whoever sees it.
+  release_lease.armed = false;
   if (auto st = dir.Save(s); !st) return Fail(kExitRuntime, st.error());
 
   const std::string status = ReadFirstLine(dir.ExitStatusPath(m.name));
@@ -654,8 +731,11 @@ Outcome<int> Exec(const StateDir& dir, const std::string& name, const std::vecto
     if (ns_flags & CLONE_NEWUSER) {
       // A rootless container: become its uid/gid 0 (the mapped host id). Groups go when the
       // namespace allows setgroups (hull as root); otherwise they were denied to it anyway.
-      if (::setgroups(0, nullptr) != 0 && errno != EPERM) FailChild(errpipe[1], IsolationStep::kUser, errno);
-      if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) FailChild(errpipe[1], IsolationStep::kUser, errno);
+      // Raw system calls, as in ChildMain (no setxid broadcast after fork).
+      if (syscall(SYS_setgroups, 0, nullptr) != 0 && errno != EPERM) FailChild(errpipe[1], IsolationStep::kUser, errno);
+      if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) {
+        FailChild(errpipe[1], IsolationStep::kUser, errno);
+      }
     }
     pid_t child = ::fork();
     if (child < 0) FailChild(errpipe[1], IsolationStep::kSession, errno);

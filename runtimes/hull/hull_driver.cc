@@ -13,14 +13,17 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
 #include "runtimes/exec/exec_session.h"
 #include "runtimes/hull/container.h"
+#include "runtimes/hull/leases.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/seccomp_audit.h"
 #include "runtimes/isolation/confine.h"
+#include "runtimes/isolation/bridge.h"
 #include "runtimes/isolation/init_binary.h"
 #include "runtimes/isolation/namespaces.h"
 
@@ -159,6 +162,15 @@ Result<HullManifest> HullManifestForTask(const TaskConfig& config, int64_t core_
     // Problems of the generated manifest, named by the manifest's fields ("limits.pids").
     return std::unexpected(Prefixed(m.error(), "", "the generated hull manifest is invalid"));
   }
+  if (m->network == "bridge") {
+    // A task's manifest must not make the agent (root) address or forward for a host link: only
+    // bridges hull owns, named "hull..." (not a host veth's "hullv...").
+    const std::string& b = m->bridge.name;
+    if (b.rfind("hull", 0) != 0 || b.rfind(kHostVethPrefix, 0) == 0) {
+      return InvalidArgument("bridge.name: " + b + " is not a hull bridge: a task may use hull0 or another "
+                             "name starting with \"hull\" (not \"" + kHostVethPrefix + "\")");
+    }
+  }
   return m;
 }
 
@@ -226,17 +238,27 @@ Result<hull::ContainerState> HullDriver::RunBinary(const std::string& binary, co
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const std::string state_env = "HULL_STATE_DIR=" + dir_.root();
-  const std::string init_env = "MENTAT_SANDBOX_INIT=" + hopts_.init_path;
+  // The environment is built before fork: the agent has threads, and the child may only make
+  // async-signal-safe calls (setenv is not; it can deadlock on a lock held by another thread).
+  std::vector<std::string> env_s;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view v(*e);
+    if (v.starts_with("HULL_STATE_DIR=") || v.starts_with("MENTAT_SANDBOX_INIT=")) continue;
+    env_s.emplace_back(v);
+  }
+  env_s.push_back("HULL_STATE_DIR=" + dir_.root());
+  env_s.push_back("MENTAT_SANDBOX_INIT=" + hopts_.init_path);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid == 0) {
-    int null_fd = ::open("/dev/null", O_RDWR);
-    int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    // O_CLOEXEC: dup2 makes the copies hull gets; the originals must not leak into it.
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (null_fd >= 0) ::dup2(null_fd, 0), ::dup2(null_fd, 1);
     if (err_fd >= 0) ::dup2(err_fd, 2);
-    ::setenv("HULL_STATE_DIR", dir_.root().c_str(), 1);
-    ::setenv("MENTAT_SANDBOX_INIT", hopts_.init_path.c_str(), 1);
-    ::execv(binary.c_str(), argv.data());
+    ::execve(binary.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   if (pid < 0) return ErrnoError(P() + "fork", errno);
@@ -397,6 +419,15 @@ void HullDriver::RefineExit(const Json& state, ExitResult& result) {
     }
     if (!info.exec_error.empty()) result.message = "the workload could not be started: " + info.exec_error;
   }
+  // A bridge container's address and host veth go back now, not only at delete: its PID 1 is
+  // gone (reaped just before). The record and the cgroup stay for ReleaseTask (the caller reads
+  // the group's OOM count after this).
+  if (const std::string name = state.value("name", ""); !name.empty()) {
+    hull::StateDir dir(state.value("stateDir", dir_.root()));
+    if (auto s = dir.Load(name); s && !s->ip.empty() && s->pid == state.value("pid", 0) && !hull::InitAlive(*s)) {
+      hull::ReleaseNetwork(dir, *s);
+    }
+  }
   if (result.signal == SIGSYS) {
     // Killed by its seccomp profile: which call, from the kernel's audit record.
     if (auto kill = hull::FindSeccompKill(state.value("auditSession", int64_t{0}),
@@ -500,6 +531,14 @@ Result<ExecSessionPtr> HullDriver::Exec(const std::string& id, const ExecOptions
   // more and relay the command's exit, as nsenter and `hull exec` do.
   auto enter = [pidfd, ns_flags, landlock, caps, filter]() noexcept -> int {
     if (::setns(pidfd, ns_flags) != 0) return errno;
+    if (ns_flags & CLONE_NEWUSER) {
+      // A rootless container (a `binary:` hull run --rootless): become its uid/gid 0, the
+      // mapped host id, as `hull exec` does; the agent's own root is unmapped there. Groups go
+      // where the namespace allows setgroups. Raw system calls: no glibc setxid broadcast in a
+      // child forked from the threaded agent.
+      if (syscall(SYS_setgroups, 0, nullptr) != 0 && errno != EPERM) return errno;
+      if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) return errno;
+    }
     pid_t child = ::fork();
     if (child < 0) return errno;
     if (child > 0) {

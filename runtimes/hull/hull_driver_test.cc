@@ -5,7 +5,11 @@
 // (no-sandbox).
 #include "runtimes/hull/hull_driver.h"
 
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -15,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "runtimes/hull/leases.h"
 #include "runtimes/sandbox/sandbox_testing.h"
 
 namespace mentat {
@@ -136,6 +141,20 @@ TEST(HullManifestForTask, ErrorsNameTheField) {
   c = Script("default.bad-0", "true");
   c.spec["resources"] = {{"cpu_mhz", 100}};
   EXPECT_NE(message(c).find("resources.cpu_mhz"), std::string::npos) << message(c);
+  // A task may not put the agent's gateway address and FORWARD rule on a host link: only
+  // hull's own bridges.
+  const std::string uplink = Tmp() + "/uplink.json";
+  std::ofstream(uplink) << R"({"name": "x", "rootfs": "/r", "argv": ["/a"], "network": "bridge",
+                               "bridge": {"name": "eth0"}})";
+  c = Script("default.bad-0", "true");
+  c.spec["manifest"] = uplink;
+  EXPECT_NE(message(c).find("bridge.name: eth0 is not a hull bridge"), std::string::npos) << message(c);
+  std::ofstream(uplink) << R"({"name": "x", "rootfs": "/r", "argv": ["/a"], "network": "bridge",
+                               "bridge": {"name": "hullv0a580002"}})";
+  EXPECT_NE(message(c).find("bridge.name: hullv0a580002 is not a hull bridge"), std::string::npos) << message(c);
+  std::ofstream(uplink) << R"({"name": "x", "rootfs": "/r", "argv": ["/a"], "network": "bridge",
+                               "bridge": {"name": "hull1"}})";
+  EXPECT_EQ(message(c), "accepted");
 }
 
 class HullDriverTest : public ::testing::Test {
@@ -211,6 +230,48 @@ TEST_F(HullDriverTest, AManifestErrorFailsTheStartNamingTheField) {
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().code(), Code::kInvalidArgument);
   EXPECT_NE(h.error().message().find("cwd"), std::string::npos) << h.error().message();
+}
+
+// A bridge container's address and host veth go back when it exits, not only at delete. In a
+// network namespace of the test's own: unshared by this thread before the driver (and its
+// threads) exist, and left again afterwards; its leases under the test's directory.
+class HullDriverBridgeTest : public HullDriverTest {
+ protected:
+  void SetUp() override {
+    host_netns_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(host_netns_, 0);
+    ASSERT_EQ(::unshare(CLONE_NEWNET), 0);
+    ::setenv("HULL_LEASE_ROOT", (Tmp() + "/run").c_str(), 1);
+    HullDriverTest::SetUp();
+  }
+  void TearDown() override {
+    HullDriverTest::TearDown();
+    driver_.reset();
+    ::unsetenv("HULL_LEASE_ROOT");
+    if (host_netns_ >= 0) {
+      EXPECT_EQ(::setns(host_netns_, CLONE_NEWNET), 0);
+      ::close(host_netns_);
+    }
+  }
+  int host_netns_ = -1;
+};
+
+TEST_F(HullDriverBridgeTest, AnExitReleasesTheAddressAndTheVeth) {
+  TaskConfig c = Script("default.br-0", "ip -o addr show eth0; exit 3");
+  c.spec["hull"] = {{"network", "bridge"}};
+  auto h = Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto lease_dir = hull::LeaseDirFor("hull0");
+  ASSERT_TRUE(lease_dir);
+  auto exit = driver_->Wait(c.id, 10s);
+  ASSERT_TRUE(exit && *exit);
+  EXPECT_EQ((*exit)->exit_code, 3) << (*exit)->message;
+  EXPECT_NE(Slurp(c.task_dir + "/stdout.log").find("10.88.0.2/24"), std::string::npos)
+      << Slurp(c.task_dir + "/stdout.log") << Slurp(c.task_dir + "/stderr.log");
+  // Released with the exit: no lease, no host veth, while the task (and its record) remain.
+  EXPECT_FALSE(fs::exists(*lease_dir + "/leases/10.88.0.2"));
+  EXPECT_EQ(::if_nametoindex("hullv0a580002"), 0u);
+  EXPECT_TRUE(fs::exists(driver_->state_dir().StatePath(h->state["name"])));
 }
 
 }  // namespace

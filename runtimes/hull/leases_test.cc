@@ -5,8 +5,14 @@
 
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -51,7 +57,7 @@ class LeaseTest : public ::testing::Test {
 };
 
 TEST_F(LeaseTest, NextFreeFromTwoStaticRefusedStaleReclaimed) {
-  StateDir dir(root_);
+  const std::string& dir = root_;
   auto a = AcquireLease(dir, Request("a"));
   auto b = AcquireLease(dir, Request("b"));
   ASSERT_TRUE(a && b);
@@ -86,6 +92,52 @@ TEST_F(LeaseTest, NextFreeFromTwoStaticRefusedStaleReclaimed) {
   auto full = AcquireLease(dir, Request("late"));
   ASSERT_FALSE(full);
   EXPECT_NE(full.error().message().find("no free address in 10.88.0.0/29"), std::string::npos);
+}
+
+// PID 1 replacing `hull run` as the owner, while another hull asks for the address: the lease
+// must never look free in between (a truncate-then-write let a reader see it empty, call it
+// stale and take it: two live containers on one address).
+TEST_F(LeaseTest, ANewOwnerIsNeverSeenHalfWritten) {
+  const std::string& dir = root_;
+  const uint32_t ip = *ParseIpv4("10.88.0.4");
+  ASSERT_TRUE(AcquireLease(dir, Request("a", ip)));
+  const uint64_t ticks = ReadProcStat(::getpid())->start_ticks;
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    while (!stop) {
+      ASSERT_TRUE(RecordLeaseOwner(dir, ip, "a", ::getpid(), ticks));
+      ++writes;
+    }
+  });
+  int taken = 0, asked = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < until && taken == 0) {
+    auto b = AcquireLease(dir, Request("b", ip));
+    ++asked;
+    if (b) ++taken;
+    else EXPECT_EQ(b.error().code(), Code::kConflict) << b.error().message();
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(taken, 0) << "b took a live lease after " << asked << " tries, " << writes << " owner writes";
+  EXPECT_GT(writes.load(), 0);
+  std::ifstream f(root_ + "/leases/10.88.0.4");
+  std::string name;
+  f >> name;
+  EXPECT_EQ(name, "a");
+  EXPECT_FALSE(fs::exists(root_ + "/leases/10.88.0.4.new"));
+}
+
+// A lease directory is per network namespace (its inode) and bridge, under HULL_LEASE_ROOT.
+TEST(LeaseDirFor, IsKeyedByTheNetworkNamespaceAndTheBridge) {
+  struct stat st;
+  ASSERT_EQ(::stat("/proc/self/ns/net", &st), 0);
+  ::unsetenv("HULL_LEASE_ROOT");
+  EXPECT_EQ(*LeaseDirFor("hull0"), "/run/hull/net-" + std::to_string(st.st_ino) + "/hull0");
+  ::setenv("HULL_LEASE_ROOT", "/tmp/x", 1);
+  EXPECT_EQ(*LeaseDirFor("hull1"), "/tmp/x/net-" + std::to_string(st.st_ino) + "/hull1");
+  ::unsetenv("HULL_LEASE_ROOT");
 }
 
 }  // namespace

@@ -96,6 +96,7 @@ Json ContainerState::ToJson() const {
             {"manifest", manifest.ToJson()}};
   if (!ip.empty()) j["ip"] = ip;
   if (!host_veth.empty()) j["host_veth"] = host_veth;
+  if (!lease_dir.empty()) j["lease_dir"] = lease_dir;
   if (rootless_uid >= 0) j["rootless"] = {{"uid", rootless_uid}, {"gid", rootless_gid}};
   if (!warnings.empty()) j["warnings"] = warnings;
   if (finished_at) j["finished_at"] = finished_at;
@@ -122,6 +123,7 @@ Result<ContainerState> ContainerState::FromJson(const Json& j) {
     s.work = j.value("work", "");
     s.ip = j.value("ip", "");
     s.host_veth = j.value("host_veth", "");
+    s.lease_dir = j.value("lease_dir", "");
     if (j.contains("rootless")) {
       s.rootless_uid = j["rootless"].value("uid", int64_t{-1});
       s.rootless_gid = j["rootless"].value("gid", int64_t{-1});
@@ -138,7 +140,7 @@ Result<ContainerState> ContainerState::FromJson(const Json& j) {
 }
 
 Status StateDir::Ensure() const {
-  for (const char* sub : {"/containers", "/leases", "/rootfs-cache"}) {
+  for (const char* sub : {"/containers", "/rootfs-cache"}) {
     std::error_code ec;
     fs::create_directories(root_ + sub, ec);
     if (ec) return Internal("state directory " + root_ + sub + ": " + ec.message());

@@ -2,7 +2,7 @@
 // API. Every command reads containers/<name>/state.json; a container is alive only while its
 // PID 1 exists with the start time recorded at launch, so a recycled pid never passes for it.
 //   $STATE_DIR/containers/<name>/{state.json, stdout.log, stderr.log, exit-status.json, lock}
-//   $STATE_DIR/leases/           (bridge IP leases, a later part)
+//   (bridge IP leases are host-wide, per network namespace: see leases.h)
 //   $STATE_DIR/rootfs-cache/     (extracted .tar.gz root filesystems)
 #pragma once
 
@@ -56,6 +56,7 @@ struct ContainerState {
   // (the host uid/gid that uid/gid 0 of the container map to; -1 without a user namespace).
   std::string ip;
   std::string host_veth;
+  std::string lease_dir;  // where its lease lives (LeaseDirFor: per network namespace and bridge)
   int64_t rootless_uid = -1;
   int64_t rootless_gid = -1;
   std::vector<std::string> warnings;  // what was skipped, e.g. cgroup limits when rootless

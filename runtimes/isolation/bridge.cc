@@ -211,6 +211,20 @@ Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet) {
   if (int err = rtnl_link_bridge_add(sk.get(), name.c_str()); err < 0 && err != -NLE_EXIST) {
     return NlError("creating the bridge " + name, err);
   }
+  // An existing link of that name must be a bridge: an uplink (eth0) or anything else would get
+  // the gateway address, and the FORWARD rule after it.
+  {
+    rtnl_link* raw = nullptr;
+    if (int err = rtnl_link_get_kernel(sk.get(), 0, name.c_str(), &raw); err < 0) {
+      return NlError("finding link " + name, err);
+    }
+    Link link(raw);
+    if (!rtnl_link_is_bridge(link.get())) {
+      const char* type = rtnl_link_get_type(link.get());
+      return FailedPrecondition(name + " exists and is not a bridge (" + (type ? type : "a device") +
+                                "): hull attaches containers only to a bridge; name another one");
+    }
+  }
   MT_ASSIGN_OR_RETURN(int index, IfIndex(sk.get(), name));
   MT_RETURN_IF_ERROR(AddAddress(sk.get(), index, name, subnet.Gateway(), subnet.prefix));
   // No mtu of its own: a bridge takes the smallest of its ports' (each veth has its container's).

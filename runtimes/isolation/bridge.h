@@ -4,7 +4,8 @@
 // container's network namespace as eth0, addressed, up, with a default route via the bridge.
 // The link work is rtnetlink through libnl-route-3 (no `ip` commands); NAT is nftables and the
 // iptables FORWARD rule, exec'd, best effort. Everything here runs in the parent, never in a
-// cloned child. Address leases are the caller's business (hull keeps them in its state dir).
+// cloned child. Address leases are the caller's business (hull keeps them host-wide, per
+// network namespace and bridge).
 #pragma once
 
 #include <sys/types.h>
@@ -41,7 +42,8 @@ inline constexpr char kHostVethPrefix[] = "hullv";
 
 // Creates the bridge `name` in the caller's network namespace if missing, gives it the subnet's
 // gateway address (if it does not have it yet), and sets it up. Idempotent, and safe when two
-// hulls race to create it (EEXIST is success).
+// hulls race to create it (EEXIST is success). kFailedPrecondition when a link of that name
+// exists and is not a bridge (it is left untouched).
 Status EnsureBridge(const std::string& name, const Ipv4Subnet& subnet);
 
 struct VethPlan {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 namespace mentat {
 namespace {
@@ -99,29 +100,94 @@ Status PlanRoot(RootPlan& plan) {
   return {};
 }
 
+namespace {
+
+// A directory fd that closes itself.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      if (fd >= 0) ::close(fd);
+      fd = std::exchange(o.fd, -1);
+    }
+    return *this;
+  }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+// hull runs this as root in the host's mount namespace on a rootfs that earlier workloads could
+// write: every path is walked one component at a time from a descriptor of the root, with
+// O_NOFOLLOW, so a symlink planted anywhere on the way (/tmp -> /etc) is refused instead of
+// followed to the host, and a mode is set only on a directory this call created.
 Status PremakeMountPoints(RootPlan& plan) {
-  auto mkdir = [&](const std::string& inside, mode_t mode) -> Status {
-    const std::string dir = plan.merged + inside;
-    if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return ErrnoError("creating " + dir, errno);
-    if (mode & S_ISVTX) ::chmod(dir.c_str(), mode);  // past the umask
+  Fd root(::open(plan.merged.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (root.fd < 0) return ErrnoError("opening the rootfs " + plan.merged, errno);
+  // Walks `inside` (absolute, no ".."), creating missing directories with `mode`; the last
+  // component is a regular file instead when `file`.
+  auto make = [&](const std::string& inside, mode_t mode, bool file) -> Status {
+    Fd dir(::dup(root.fd));
+    if (dir.fd < 0) return ErrnoError("dup", errno);
+    std::string walked;
+    size_t at = 0;
+    while (at < inside.size()) {
+      while (at < inside.size() && inside[at] == '/') ++at;
+      size_t end = inside.find('/', at);
+      if (end == std::string::npos) end = inside.size();
+      const std::string name = inside.substr(at, end - at);
+      at = end;
+      if (name.empty()) break;
+      if (name == "." || name == "..") return InvalidArgument("rootfs: " + inside + ": \".\" or \"..\" in a mount point");
+      walked += "/" + name;
+      const bool last = inside.find_first_not_of('/', at) == std::string::npos;
+      if (last && file) {
+        int fd = ::openat(dir.fd, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+          ::close(fd);
+          return {};
+        }
+        if (errno != EEXIST) return ErrnoError("creating " + plan.merged + walked, errno);
+        // An existing entry is the container's business: the bind happens inside its root.
+        struct stat st;
+        if (::fstatat(dir.fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+          return ErrnoError("creating " + plan.merged + walked, errno);
+        }
+        if (S_ISLNK(st.st_mode)) {
+          return InvalidArgument("rootfs: " + plan.merged + walked + " is a symlink: hull does not follow "
+                                 "symlinks in a rootfs when it makes mount points");
+        }
+        return {};
+      }
+      const bool created = ::mkdirat(dir.fd, name.c_str(), last ? mode : 0755) == 0;
+      if (!created && errno != EEXIST) return ErrnoError("creating " + plan.merged + walked, errno);
+      Fd next(::openat(dir.fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (next.fd < 0) {
+        if (errno == ELOOP || errno == ENOTDIR) {
+          return InvalidArgument("rootfs: " + plan.merged + walked + " is a symlink or not a directory: hull "
+                                 "does not follow symlinks in a rootfs when it makes mount points");
+        }
+        return ErrnoError("opening " + plan.merged + walked, errno);
+      }
+      // Past the umask, and only on what this call made: never an existing directory's mode.
+      if (created && last && (mode & S_ISVTX) && ::fchmod(next.fd, mode) != 0) {
+        return ErrnoError("chmod " + plan.merged + walked, errno);
+      }
+      dir = std::move(next);
+    }
     return {};
   };
-  MT_RETURN_IF_ERROR(mkdir(kOldRoot, 0700));
+  MT_RETURN_IF_ERROR(make(kOldRoot, 0700, false));
   plan.old_root_premade = true;
-  MT_RETURN_IF_ERROR(mkdir("/proc", 0555));
-  MT_RETURN_IF_ERROR(mkdir("/dev", 0755));
-  MT_RETURN_IF_ERROR(mkdir("/tmp", 01777));
-  for (const BindMount& v : plan.volumes) {
-    for (size_t k = 0; k + 1 < v.mkdirs.size(); ++k) MT_RETURN_IF_ERROR(mkdir(v.mkdirs[k], 0755));
-    if (v.is_dir) {
-      MT_RETURN_IF_ERROR(mkdir(v.target, 0755));
-    } else {
-      const std::string file = plan.merged + v.target;
-      int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (fd < 0) return ErrnoError("creating " + file, errno);
-      ::close(fd);
-    }
-  }
+  MT_RETURN_IF_ERROR(make("/proc", 0555, false));
+  MT_RETURN_IF_ERROR(make("/dev", 0755, false));
+  MT_RETURN_IF_ERROR(make("/tmp", 01777, false));
+  for (const BindMount& v : plan.volumes) MT_RETURN_IF_ERROR(make(v.target, 0755, !v.is_dir));
   return {};
 }
 

@@ -46,7 +46,9 @@ Status PlanRoot(RootPlan& plan);
 
 // In the parent, for a bind root the child may not be able to write (a user namespace): makes
 // every mount point SetupRootInChild needs, if missing: merged/.mentat-oldroot (0700, empty;
-// sets plan.old_root_premade), /proc, /dev, /tmp and the volumes' targets.
+// sets plan.old_root_premade), /proc, /dev, /tmp and the volumes' targets. Never follows a
+// symlink in the rootfs (kInvalidArgument naming the path) and never changes an existing
+// directory's mode: the rootfs is the workload's to write, this runs as root on the host.
 Status PremakeMountPoints(RootPlan& plan);
 
 // In the child, in its new mount, PID and UTS namespaces: builds the root and pivots into it.
