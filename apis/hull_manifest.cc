@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <set>
 #include <string_view>
 #include <tuple>
 
@@ -743,13 +744,28 @@ Result<HullManifest> HullManifest::Parse(const std::string& json_text) {
                        std::to_string(json_text.size()) + " bytes; the limit is " +
                            std::to_string(kMaxManifestBytes) + " bytes"}});
   }
+  // A linear scan that also bounds the nesting depth before any parser sees the text.
   MT_ASSIGN_OR_RETURN(std::string yaml_text, PrepareForYaml(json_text));
   // The manifest is plain JSON, so nlohmann decides what it means (strict syntax, JSON number
-  // and string semantics); the YAML decoder only contributes where each value is written and
-  // the refusal of duplicate keys, which nlohmann would silently collapse.
+  // and string semantics); the YAML decoder only contributes where each value is written, for
+  // error messages, and the refusal of duplicate keys, which nlohmann would silently collapse.
+  // A valid manifest with no duplicate key never needs it: hull run's start is timed in
+  // milliseconds, and the YAML pass is a good part of one.
   Json value;
+  bool duplicate_key = false;
+  std::vector<std::set<std::string>> keys;  // the keys seen in each open object
+  Json::parser_callback_t track = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == Json::parse_event_t::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == Json::parse_event_t::key && !keys.empty()) {
+      if (!keys.back().insert(parsed.get<std::string>()).second) duplicate_key = true;
+    }
+    return true;
+  };
   try {
-    value = Json::parse(json_text);
+    value = Json::parse(json_text, track);
   } catch (const Json::parse_error& e) {
     Mark m = MarkOfOffset(json_text, e.byte == 0 ? 0 : e.byte - 1);
     return MakeError(Code::kInvalidArgument, "hull manifest is not valid JSON",
@@ -762,6 +778,10 @@ Result<HullManifest> HullManifest::Parse(const std::string& json_text) {
   if (!value.is_object()) {
     size_t first = json_text.find_first_not_of(" \t\r\n");
     return FromJson(value, {{"", MarkOfOffset(json_text, first == std::string::npos ? 0 : first)}});
+  }
+  if (!duplicate_key) {
+    auto fast = FromJson(value, {});
+    if (fast) return fast;
   }
   auto doc = DecodeYaml(yaml_text);
   if (!doc) {
