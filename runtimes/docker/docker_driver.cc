@@ -307,7 +307,7 @@ DockerDriver::~DockerDriver() {
   }
   for (auto& t : all) t->stop_logs = true;
   for (auto& t : all) {
-    if (t->log_pump.joinable()) t->log_pump.join();
+    t->JoinPump();
   }
 }
 
@@ -542,6 +542,9 @@ Status DockerDriver::Recover(const TaskHandle& handle) {
 }
 
 void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
+  std::lock_guard<std::mutex> ready_lock(mu_);
+  t->pump_ready = true;
+  cv_.notify_all();
   if (t->task_dir.empty()) return;
   t->log_pump = std::thread([this, t] {
     const std::string since_file = t->task_dir + "/" + kLogsSinceFile;
@@ -560,6 +563,7 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
       docker::LogsOptions o;
       o.follow = true;
       o.timestamps = true;
+      o.raw = true;
       if (last.first > 0) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%lld.%09lld", static_cast<long long>(last.first),
@@ -600,7 +604,13 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
           });
       auto st = engine_->Logs(t->container, o, [&](int stream, std::string_view d) {
         if (t->tty) {
-          write(1, std::string(d));
+          // A TTY's output is not framed: each line carries its timestamp.
+          frame[1].append(d);
+          size_t nl;
+          while ((nl = frame[1].find('\n')) != std::string::npos) {
+            write(1, frame[1].substr(0, nl + 1));
+            frame[1].erase(0, nl + 1);
+          }
         } else {
           demux.Feed(d);
         }
@@ -610,7 +620,7 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
       auto info = engine_->InspectContainer(t->container);
       if (info && !(*info)["State"].value("Running", false)) break;
       if (!info && info.error().code() == Code::kNotFound) break;
-      if (!st) spdlog::debug("docker: following logs of {}: {}", t->id, st.error().message());
+      if (!st) spdlog::warn("docker: following logs of {}: {}", t->id, st.error().message());
       for (auto until = std::chrono::steady_clock::now() + backoff;
            !t->stop_logs && std::chrono::steady_clock::now() < until;) {
         std::this_thread::sleep_for(20ms);
@@ -641,8 +651,22 @@ void DockerDriver::CheckExited(const std::shared_ptr<Task>& t) {
     t->exited = true;  // claimed: a concurrent caller stops here
   }
   // Everything the container wrote is in the files before its exit is reported: the followed
-  // stream ends with the container.
-  if (t->log_pump.joinable() && t->log_pump.get_id() != std::this_thread::get_id()) t->log_pump.join();
+  // stream ends with the container. (A container that exits at once may die before Start has
+  // set its pump up: wait for that first.)
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, 30s, [&] { return t->pump_ready; });
+  }
+  t->JoinPump();
+  // docker-init says why a program could not run (126, 127) on stderr: the exit says it too.
+  if (r.exit_code && (*r.exit_code == 126 || *r.exit_code == 127) && !t->task_dir.empty()) {
+    std::ifstream f(t->task_dir + "/stderr.log");
+    std::string line, last_line;
+    while (std::getline(f, line)) {
+      if (!line.empty()) last_line = line;
+    }
+    if (!last_line.empty()) r.message += ": " + last_line;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     t->exit = r;
@@ -720,7 +744,7 @@ Status DockerDriver::Destroy(const std::string& id, bool force) {
   auto st = engine_->RemoveContainer(t->container, /*force=*/true);
   if (!st && st.error().code() != Code::kNotFound) return st;
   if (running) CheckExited(t);
-  if (t->log_pump.joinable()) t->log_pump.join();
+  t->JoinPump();
   std::lock_guard<std::mutex> lock(mu_);
   tasks_.erase(id);
   return {};

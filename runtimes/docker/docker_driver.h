@@ -85,7 +85,13 @@ class DockerDriver : public Driver {
     bool exit_known = false;  // `exit` is set
     ExitResult exit;
     std::atomic<bool> stop_logs{false};
+    bool pump_ready = false;  // log_pump is assigned (or there is none): under mu_
     std::thread log_pump;
+    std::mutex join_mu;  // one joiner at a time (exit reporting, Destroy, the destructor)
+    void JoinPump() {
+      std::lock_guard<std::mutex> lock(join_mu);
+      if (log_pump.joinable()) log_pump.join();
+    }
   };
   explicit DockerDriver(DockerDriverOptions options);
   std::shared_ptr<Task> Find(const std::string& id);

@@ -278,7 +278,8 @@ Status EngineClient::Logs(const std::string& id, const LogsOptions& options,
   MT_ASSIGN_OR_RETURN(std::string path, Path(q));
   StreamDemuxer demux(out);
   std::function<bool(std::string_view)> sink = [&](std::string_view d) {
-    if (tty) out(1, d);
+    if (options.raw) out(0, d);
+    else if (tty) out(1, d);
     else demux.Feed(d);
     return true;
   };

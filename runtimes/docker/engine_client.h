@@ -57,6 +57,9 @@ struct LogsOptions {
   bool follow = false;
   bool timestamps = false;
   std::string since;  // Unix seconds with optional fraction, "" for all
+  // The bytes as they come (stream 0), still multiplexed unless the container has a TTY:
+  // for a caller that needs the frame boundaries (one log message per frame).
+  bool raw = false;
 };
 
 class EngineClient {
