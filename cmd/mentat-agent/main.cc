@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
                  "the sandbox-init binary (default: next to this one, or $MENTAT_SANDBOX_INIT)")
       ->check(CLI::ExistingFile);
   int log_max_file_mb = 10;
+  app.add_option("--docker-socket", opts.docker_socket, "dockerd's Engine API socket (the docker driver)")
+      ->capture_default_str();
+  app.add_option("--docker-publish-ip", opts.docker_publish_ip,
+                 "host address docker containers' published ports bind to (default: all)");
   app.add_option("--log-max-file-mb", log_max_file_mb,
                  "rotate a task's stdout.log or stderr.log past this many megabytes, unless its "
                  "spec sets logs.max_file_mb")
