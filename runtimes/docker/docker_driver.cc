@@ -163,6 +163,13 @@ uint64_t PidsLimitHits(int pid) {
   return 0;
 }
 
+// A stable hash of the task spec: 16 hex digits of its SHA-256.
+std::string SpecHashLabel(const Json& spec) {
+  std::string h = Sha256::Of(spec.dump());
+  if (h.rfind("sha256:", 0) == 0) h.erase(0, 7);
+  return h.substr(0, 16);
+}
+
 }  // namespace
 
 Json DockerHostSecurity(const DockerSecurity& sec, bool apparmor) {
@@ -347,7 +354,7 @@ Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config) {
   c["Labels"] = {{kDockerLabelService, ServiceOf(config.id)},
                  {kDockerLabelAllocation, AllocationOf(config.id)},
                  {kDockerLabelNode, opts_.node_name},
-                 {kDockerLabelSpecHash, Sha256::Of(spec.dump()).substr(0, 16)}};
+                 {kDockerLabelSpecHash, SpecHashLabel(spec)}};
 
   DockerSecurity sec = ResolveDockerSecurity(spec);
   Json hc = DockerHostSecurity(sec, AppArmorEnabled(opts_.apparmor_enabled_path));
@@ -403,11 +410,14 @@ Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
     // A container of an earlier run of this task (it exited, or an agent died before recording
     // it): ours when it carries this node's label, and then replaced.
     auto old = engine_->InspectContainer(name);
-    if (old && (*old)["Config"].value("Labels", Json::object()).value(kDockerLabelNode, "") == opts_.node_name) {
+    std::string owner = old ? (*old)["Config"].value("Labels", Json::object()).value(kDockerLabelNode, "") : "";
+    if (owner == opts_.node_name) {
       MT_RETURN_IF_ERROR(engine_->RemoveContainer(name, /*force=*/true));
       created = engine_->CreateContainer(name, body);
     } else {
-      return MakeError(Code::kAlreadyExists, "a container named " + name + " exists and is not Mentat's");
+      return MakeError(Code::kAlreadyExists,
+                       "a container named " + name + " exists and " +
+                           (owner.empty() ? std::string("is not Mentat's") : "belongs to node " + owner));
     }
   }
   if (!created) {
@@ -546,6 +556,11 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
   t->pump_ready = true;
   cv_.notify_all();
   if (t->task_dir.empty()) return;
+  // The files exist from the start, as under the other drivers: the log endpoint follows them.
+  for (const char* f : {"/stdout.log", "/stderr.log"}) {
+    int fd = ::open((t->task_dir + f).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) ::close(fd);
+  }
   t->log_pump = std::thread([this, t] {
     const std::string since_file = t->task_dir + "/" + kLogsSinceFile;
     std::pair<int64_t, int64_t> last{0, 0};
