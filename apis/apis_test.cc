@@ -6,6 +6,7 @@
 #include <set>
 
 #include "apis/error.h"
+#include "apis/docker_security.h"
 #include "apis/security_profile.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
@@ -343,6 +344,12 @@ TEST(Forms, HullServiceAndBareHullManifest) {
   EXPECT_EQ((*objs)[0]["spec"]["manifest"]["argv"][0], "/app/worker");
 }
 
+TEST(Forms, HullSettingsAreKept) {
+  Json s = SpecOf("name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nport: 8080\n"
+                  "hull:\n  profile: beam\n  network: host\n  hostname: web\n");
+  EXPECT_EQ(s["hull"], Json::parse(R"({"profile": "beam", "network": "host", "hostname": "web"})"));
+}
+
 TEST(Forms, ANamelessSnippetTakesTheGivenName) {
   auto doc = DecodeYaml("config:\n  driver: exec\n  command: /opt/bin/node-agent\n");
   ASSERT_TRUE(doc);
@@ -420,6 +427,9 @@ TEST(Rules, EachRuleNamesItsFieldAndLine) {
       {"name: web\ndriver: exec\ncommand: /a\nlogs:\n  max_size: 10\n", "logs.max_size", 5, "unknown field"},
       {"name: web\ndriver: exec\ncommand: /a\nlogs: 10m\n", "logs", 4, "must be a map"},
       {"name: web\ndriver: exec\ncommand: /a\nsecurity:\n  profile: Not_A_Name\n", "security.profile", 5, "not a profile name"},
+      {"name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nhull:\n  network: bridged\n", "hull.network", 6, "none, host, bridge"},
+      {"name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nhull:\n  profil: beam\n", "hull.profil", 6, "did you mean \"profile\""},
+      {"name: web\ndriver: exec\ncommand: /a\nhull:\n  profile: beam\n", "hull", 4, "applies to hull only"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.yaml);
@@ -459,6 +469,128 @@ TEST(Rules, AdmissionChecksTheProfile) {
   EXPECT_NE(etc.error().details()[0].message.find("host system path"), std::string::npos);
   EXPECT_TRUE(admit("name: a\ndriver: docker\nimage: x\nvolumes: [\"/data/a:/d\"]\n"
                     "security:\n  profile: docker-hardened\n"));
+}
+
+// Each docker-hardened rule of seed 001 refuses a manifest crafted to break it, with a 403 naming
+// the field and the rule, and the line it is on.
+TEST(Rules, EachDockerHardenedRuleRefusesItsCraftedManifest) {
+  std::map<std::string, Json> profiles;
+  for (const auto& p : BuiltinProfiles()) profiles[NameOf(p)] = p;
+  struct Case {
+    std::string body;  // after the head
+    std::string field;
+    std::string says;
+  };
+  const std::string head = "name: a\ndriver: docker\nimage: x\nsecurity:\n  profile: docker-hardened\n";
+  const Case cases[] = {
+      {"user: root\n", "user", "non-root"},
+      {"user: \"0:0\"\n", "user", "non-root"},
+      {"docker:\n  read_only_rootfs: false\n", "docker.read_only_rootfs", "read-only"},
+      {"docker:\n  cap_add: [NET_ADMIN]\n", "docker.cap_add[0]", "all capabilities are dropped"},
+      {"docker:\n  cap_drop: [NET_RAW]\n", "docker.cap_drop", "must include ALL"},
+      {"docker:\n  no_new_privileges: false\n", "docker.no_new_privileges", "required"},
+      {"docker:\n  seccomp: default\n", "docker.seccomp", "strict seccomp profile is required"},
+      {"docker:\n  apparmor: unconfined\n", "docker.apparmor", "AppArmor"},
+      {"docker:\n  privileged: true\n", "docker.privileged", "forbidden"},
+      {"docker:\n  pid_mode: host\n", "docker.pid_mode", "PID namespace"},
+      {"docker:\n  network_mode: host\n", "docker.network_mode", "network namespace"},
+      {"volumes: [\"/var/run/docker.sock:/s\"]\n", "volumes[0].source", "Docker socket"},
+      {"volumes: [\"/:/host\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/var/lib/docker/volumes:/v\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/var/log:/v\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/var/lib/mentat/data:/v\"]\n", "volumes[0].source", "host system path"},
+      {"ports: [\"8080:80\"]\ningress:\n  host: a.example\n", "ports", "exactly one non-privileged"},
+      {"ports: [\"8080:8080\", \"8081:8081\"]\ningress:\n  host: a.example\n", "ports", "exactly one"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body);
+    std::string yaml = head + c.body;
+    auto doc = DecodeYaml(yaml);
+    ASSERT_TRUE(doc) << doc.error().ToString();
+    auto canonical = NormalizeObject(doc->value, doc->marks);
+    ASSERT_TRUE(canonical) << canonical.error().ToString();
+    auto admitted = AdmitService(*canonical, profiles, doc->marks);
+    ASSERT_FALSE(admitted);
+    EXPECT_EQ(admitted.error().code(), Code::kForbidden);
+    const auto& d = admitted.error().details();
+    ASSERT_FALSE(d.empty());
+    EXPECT_EQ(d[0].field, c.field) << admitted.error().ToString();
+    EXPECT_GE(d[0].line, 6) << admitted.error().ToString();
+    EXPECT_NE(d[0].message.find(c.says), std::string::npos) << d[0].message;
+    EXPECT_NE(d[0].message.find("docker-hardened"), std::string::npos) << d[0].message;
+    // The agent's second check (at container creation) refuses the same spec.
+    auto again = CheckDockerRules((*canonical)["spec"]);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().details()[0].field, c.field);
+  }
+  // What the profile allows: a non-root user, a data volume, one high port behind ingress.
+  auto ok = AdmitService(Canonical(head + "user: \"1000:1000\"\nvolumes: [\"/srv/data/a:/d:ro\"]\n"
+                                          "ports: [\"8080:8080\"]\ningress:\n  host: a.example\n"
+                                          "docker:\n  cap_drop: [ALL]\n  seccomp: strict\n"),
+                         profiles);
+  EXPECT_TRUE(ok) << ok.error().ToString();
+}
+
+TEST(Rules, DockerLegacyIsRelaxedButNeverPrivilegedNorPublic) {
+  std::map<std::string, Json> profiles;
+  for (const auto& p : BuiltinProfiles()) profiles[NameOf(p)] = p;
+  const std::string head = "name: a\ndriver: docker\nimage: x\nsecurity:\n  profile: docker-legacy\n";
+  auto admit = [&](const std::string& body) { return AdmitService(Canonical(head + body), profiles); };
+  EXPECT_TRUE(admit("user: root\ndocker:\n  read_only_rootfs: false\n  cap_add: [NET_BIND_SERVICE]\n"
+                    "  seccomp: default\n"));
+  for (auto [body, field] : std::vector<std::pair<std::string, std::string>>{
+           {"docker:\n  privileged: true\n", "docker.privileged"},
+           {"docker:\n  cap_add: [SYS_ADMIN]\n", "docker.cap_add[0]"},
+           {"docker:\n  no_new_privileges: false\n", "docker.no_new_privileges"},
+           {"docker:\n  seccomp: unconfined\n", "docker.seccomp"},
+           {"ingress:\n  host: a.example\n", "ingress"}}) {
+    SCOPED_TRACE(body);
+    auto r = admit(body);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().details()[0].field, field) << r.error().ToString();
+  }
+}
+
+TEST(Rules, DockerSecurityResolvesTheProfileDefaults) {
+  auto hardened = ResolveDockerSecurity(
+      Canonical("name: a\ndriver: docker\nimage: x\nsecurity:\n  profile: docker-hardened\n")["spec"]);
+  EXPECT_EQ(hardened.user, kDockerDefaultNonRootUser);
+  EXPECT_TRUE(hardened.read_only_rootfs);
+  EXPECT_TRUE(hardened.no_new_privileges);
+  EXPECT_EQ(hardened.cap_drop, std::vector<std::string>{"ALL"});
+  EXPECT_EQ(hardened.seccomp, "strict");
+  EXPECT_FALSE(hardened.privileged);
+  auto mine = ResolveDockerSecurity(
+      Canonical("name: a\ndriver: docker\nimage: x\nuser: app\nsecurity:\n  profile: docker-hardened\n")["spec"]);
+  EXPECT_EQ(mine.user, "app");
+  auto legacy = ResolveDockerSecurity(Canonical(
+      "name: a\ndriver: docker\nimage: x\ndocker:\n  read_only_rootfs: false\n  cap_add: [cap_net_admin]\n"
+      "security:\n  profile: docker-legacy\n")["spec"]);
+  EXPECT_FALSE(legacy.read_only_rootfs);
+  EXPECT_TRUE(legacy.no_new_privileges);
+  EXPECT_EQ(legacy.cap_add, std::vector<std::string>{"NET_ADMIN"});
+  EXPECT_EQ(legacy.seccomp, "default");
+  EXPECT_EQ(legacy.user, "");
+  auto plain = ResolveDockerSecurity(Canonical("name: a\ndriver: docker\nimage: x\n")["spec"]);
+  EXPECT_FALSE(plain.read_only_rootfs);
+  EXPECT_TRUE(plain.cap_drop.empty());
+}
+
+TEST(Rules, TheDockerBlockIsValidated) {
+  for (auto [yaml, field, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"name: a\ndriver: docker\nimage: x\ndocker:\n  cap_add: [NET_FLY]\n", "docker.cap_add[0]", "unknown capability"},
+           {"name: a\ndriver: docker\nimage: x\ndocker:\n  seccomp: off\n", "docker.seccomp", "must be one of"},
+           {"name: a\ndriver: docker\nimage: x\ndocker:\n  privilegd: true\n", "docker.privilegd", "did you mean \"privileged\""},
+           {"name: a\ndriver: docker\nimage: x\ndocker:\n  apparmor: \"../x\"\n", "docker.apparmor", "AppArmor profile name"},
+           {"name: a\ndriver: exec\ncommand: /a\ndocker:\n  privileged: false\n", "docker", "applies to docker only"}}) {
+    SCOPED_TRACE(yaml);
+    Error e = Rejected(yaml);
+    const FieldError* d = nullptr;
+    for (const auto& x : e.details()) if (x.field == field) d = &x;
+    ASSERT_NE(d, nullptr) << e.ToString();
+    EXPECT_GT(d->line, 0);
+    EXPECT_NE(d->message.find(says), std::string::npos) << d->message;
+  }
 }
 
 TEST(Forms, EverySeedShapeRoundTripsThroughItsCanonicalYaml) {

@@ -1,5 +1,7 @@
 #include "apis/schema.h"
 
+#include "apis/hull_manifest.h"
+
 namespace mentat {
 namespace {
 
@@ -157,6 +159,28 @@ Json SpecProperties() {
       {"manifest", {{"description", "hull: a manifest path on the node, or an inline hull manifest"},
                     {"type", Json::array({"string", "object"})}}},
       {"binary", AbsPath("hull binary, or VM binary")},
+      {"docker",
+       {{"type", "object"},
+        {"description", "docker: container security settings, checked against the security profile"},
+        {"properties",
+         {{"privileged", Bool("full host privileges (forbidden by docker-hardened and docker-legacy)")},
+          {"cap_add", {{"type", "array"}, {"items", {{"type", "string"}}}, {"description", "capabilities to add"}}},
+          {"cap_drop", {{"type", "array"}, {"items", {{"type", "string"}}}, {"description", "capabilities to drop, or [ALL]"}}},
+          {"read_only_rootfs", Bool("mount the container's root filesystem read-only")},
+          {"no_new_privileges", Bool("forbid gaining privileges through setuid binaries")},
+          {"seccomp", Enum("seccomp profile", {"default", "strict", "unconfined"})},
+          {"apparmor", Str("AppArmor profile: default, unconfined or a name")},
+          {"network_mode", Enum("container network", {"bridge", "host", "none"})},
+          {"pid_mode", Enum("PID namespace", {"", "host"})},
+          {"ipc_mode", Enum("IPC namespace", {"", "private", "shareable", "host", "none"})}}},
+        {"additionalProperties", false}}},
+      {"hull", {{"type", "object"},
+                {"description", "hull: settings of the generated manifest"},
+                {"properties",
+                 {{"profile", Enum("seccomp profile", HullProfiles())},
+                  {"network", Enum("network mode", HullNetworkModes())},
+                  {"hostname", Str("the container's host name (default: its name)")}}},
+                {"additionalProperties", false}}},
       {"adopt", {{"type", "object"}, {"required", {"container"}},
                  {"properties", {{"container", Str("the running Docker container to adopt")}}},
                  {"additionalProperties", false}}},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "apis/docker_security.h"
 #include "apis/service.h"
 
 namespace mentat {
@@ -123,19 +124,6 @@ Json MakeProfile(const std::string& name, Json spec) {
           {"kind", "SecurityProfile"},
           {"metadata", {{"name", name}, {"labels", {{"mentat.io/builtin", "true"}}}}},
           {"spec", std::move(spec)}};
-}
-
-// Host paths a hardened workload may never mount (seed 001), plus Mentat's own state.
-bool HostSystemPath(const std::string& p) {
-  static const std::vector<std::string> roots = {"/etc", "/proc", "/sys", "/dev", "/boot",
-                                                 "/var/lib/docker", "/var/log", "/var/lib/mentat",
-                                                 "/var/run/docker.sock", "/run/docker.sock",
-                                                 "/var/lib/hull", "/root"};
-  if (p == "/") return true;
-  for (const auto& r : roots) {
-    if (p == r || p.rfind(r + "/", 0) == 0) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -329,10 +317,11 @@ Status AdmitService(const Json& service, const std::map<std::string, Json>& prof
     std::string path = "volumes[" + std::to_string(i) + "].source";
     if (no_socket && src.find("docker.sock") != std::string::npos) {
       deny(path, "mounting the Docker socket is forbidden");
-    } else if (no_system_paths && HostSystemPath(src)) {
+    } else if (no_system_paths && IsHostSystemPath(src)) {
       deny(path, src + " is a host system path; only service data paths may be mounted");
     }
   }
+  for (auto& v : DockerRuleViolations(spec, p)) deny(v.field, v.rule);
   if (name == "docker-hardened" && public_ingress) {
     int exposed = static_cast<int>(spec.value("ports", Json::array()).size());
     bool privileged_port = false;

@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "apis/docker_security.h"
 #include "apis/hull_manifest.h"
 #include "apis/security_profile.h"
 
@@ -20,7 +21,8 @@ const std::vector<std::string>& SpecFields() {
       "command", "args",     "env",         "cwd",     "user",      "port",     "ports",
       "volumes", "resources", "memory",     "memory_mb", "cpu",     "cpu_percent", "cpu_mhz",
       "disk_mb", "max_pids", "pids",        "vcpus",   "security",  "deploy",   "ingress",
-      "restart", "manifest", "binary",      "adopt",   "checks",    "logs",
+      "restart", "manifest", "binary",      "adopt",   "checks",    "logs",      "docker",
+      "hull",
   };
   return f;
 }
@@ -550,6 +552,80 @@ class Normalizer {
     return out;
   }
 
+  // Docker's security settings, `docker: {privileged, cap_add, ...}` (apis/docker_security.h).
+  // Capability names are canonical without CAP_ and upper case.
+  Json Docker(const Json& d, const std::string& path) {
+    Json out = Json::object();
+    if (!d.is_object()) {
+      Fail(path, "must be a map, e.g. {read_only_rootfs: true, cap_drop: [ALL]}");
+      return out;
+    }
+    static const std::vector<std::string> keys = {"privileged", "cap_add",  "cap_drop",
+                                                  "read_only_rootfs", "no_new_privileges",
+                                                  "seccomp", "apparmor", "network_mode",
+                                                  "pid_mode", "ipc_mode"};
+    for (auto it = d.begin(); it != d.end(); ++it) {
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+        Unknown(path + "." + it.key(), it.key(), keys);
+      }
+    }
+    for (const char* k : {"privileged", "read_only_rootfs", "no_new_privileges"}) {
+      if (d.contains(k)) {
+        if (auto b = Bool(d[k], path + "." + k)) out[k] = *b;
+      }
+    }
+    for (const char* k : {"cap_add", "cap_drop"}) {
+      if (!d.contains(k)) continue;
+      std::string kp = path + "." + k;
+      if (!d[k].is_array()) {
+        Fail(kp, "must be a list of capability names, e.g. [NET_BIND_SERVICE]");
+        continue;
+      }
+      Json caps = Json::array();
+      for (size_t i = 0; i < d[k].size(); ++i) {
+        std::string ip = kp + "[" + std::to_string(i) + "]";
+        auto c = Str(d[k][i], ip);
+        if (!c) continue;
+        std::string name = *c;
+        std::transform(name.begin(), name.end(), name.begin(), ::toupper);
+        if (name.rfind("CAP_", 0) == 0) name = name.substr(4);
+        if (!IsCapabilityName(name)) {
+          Fail(ip, "unknown capability \"" + *c + "\"");
+          continue;
+        }
+        caps.push_back(name);
+      }
+      out[k] = caps;
+    }
+    auto one_of = [&](const char* k, const std::vector<std::string>& allowed) {
+      if (!d.contains(k)) return;
+      auto s = Str(d[k], path + "." + k, /*allow_empty=*/true);
+      if (!s) return;
+      if (std::find(allowed.begin(), allowed.end(), *s) == allowed.end()) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + (a.empty() ? "\"\"" : a);
+        Fail(path + "." + k, "must be one of " + list + ", got \"" + *s + "\"");
+        return;
+      }
+      out[k] = *s;
+    };
+    one_of("seccomp", {"default", "strict", "unconfined"});
+    one_of("network_mode", {"bridge", "host", "none"});
+    one_of("pid_mode", {"", "host"});
+    one_of("ipc_mode", {"", "private", "shareable", "host", "none"});
+    if (d.contains("apparmor")) {
+      if (auto a = Str(d["apparmor"], path + ".apparmor")) {
+        static const std::regex re("^[A-Za-z0-9_.-]{1,64}$");
+        if (!std::regex_match(*a, re)) {
+          Fail(path + ".apparmor", "must be default, unconfined or an AppArmor profile name");
+        } else {
+          out["apparmor"] = *a;
+        }
+      }
+    }
+    return out;
+  }
+
   Json Deploy(const Json& d, const std::string& path) {
     Json out = Json::object();
     if (!d.is_object()) {
@@ -920,6 +996,7 @@ class Normalizer {
     if (fields.contains("deploy")) out["deploy"] = Deploy(fields["deploy"], src["deploy"]);
     if (fields.contains("ingress")) out["ingress"] = Ingress(fields["ingress"], src["ingress"]);
     if (fields.contains("logs")) out["logs"] = Logs(fields["logs"], src["logs"]);
+    if (fields.contains("docker")) out["docker"] = Docker(fields["docker"], src["docker"]);
     if (fields.contains("checks")) {
       out["checks"] = Checks(fields["checks"], src["checks"], out.value("port", Json()));
     }
@@ -956,6 +1033,39 @@ class Normalizer {
     if (fields.contains("binary")) {
       if (auto b = AbsPath(fields["binary"], src["binary"])) out["binary"] = *b;
     }
+    if (fields.contains("hull")) {
+      // The hull driver's own settings for the manifest it generates (seed 003's names).
+      const Json& h = fields["hull"];
+      if (!h.is_object()) {
+        Fail(src["hull"], "must be an object: {profile, network, hostname}");
+      } else {
+        Json settings = Json::object();
+        for (auto it = h.begin(); it != h.end(); ++it) {
+          const std::string path = src["hull"] + "." + it.key();
+          auto one_of = [&](const std::vector<std::string>& allowed) {
+            auto v = Str(*it, path);
+            if (!v) return;
+            if (std::find(allowed.begin(), allowed.end(), *v) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+              Fail(path, "must be one of " + list);
+            } else {
+              settings[it.key()] = *v;
+            }
+          };
+          if (it.key() == "profile") {
+            one_of(HullProfiles());
+          } else if (it.key() == "network") {
+            one_of(HullNetworkModes());
+          } else if (it.key() == "hostname") {
+            if (auto v = Str(*it, path)) settings["hostname"] = *v;
+          } else {
+            Unknown(path, it.key(), {"profile", "network", "hostname"});
+          }
+        }
+        out["hull"] = settings;
+      }
+    }
     if (fields.contains("adopt")) {
       const Json& a = fields["adopt"];
       if (!a.is_object() || !a.contains("container") || !a["container"].is_string() || a.size() != 1) {
@@ -976,6 +1086,8 @@ class Normalizer {
     only_for("manifest", {"hull"}, "hull");
     only_for("binary", {"hull", "firecracker", "qemu"}, "hull, firecracker and qemu");
     only_for("adopt", {"docker"}, "docker");
+    only_for("docker", {"docker"}, "docker");
+    only_for("hull", {"hull"}, "hull");
 
     // What each driver needs.
     if (driver == "exec" && !out.contains("command") && !fields.contains("command")) {

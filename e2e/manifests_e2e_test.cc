@@ -156,6 +156,35 @@ TEST_F(ManifestsTest, AdmissionRejectsWith403NamingTheRule) {
       << r.err;
 }
 
+// Each hardened rule is enforced by the server: the whole file is refused (no partial write),
+// with the field, the rule and the line.
+TEST_F(ManifestsTest, DockerHardenedRulesRefuseCraftedManifestsOverHttp) {
+  struct Case {
+    std::string body, where;
+  };
+  const Case cases[] = {
+      {"user: root\n", ":10:1: user: profile docker-hardened: runs as root"},
+      {"docker:\n  privileged: true\n", ":11:3: docker.privileged: profile docker-hardened: privileged"},
+      {"docker:\n  read_only_rootfs: false\n", ":11:3: docker.read_only_rootfs: profile docker-hardened"},
+      {"docker:\n  cap_add: [SYS_ADMIN]\n", "docker.cap_add[0]: profile docker-hardened: all capabilities"},
+      {"docker:\n  seccomp: unconfined\n", ":11:3: docker.seccomp: profile docker-hardened"},
+      {"volumes: [\"/var/run/docker.sock:/s\"]\n", ":10:11: volumes[0].source: profile docker-hardened: mounting the Docker socket"},
+  };
+  int i = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body);
+    std::string f = *dir_ + "/crafted" + std::to_string(i++) + ".yaml";
+    WriteFile(f, "name: ok-first\ndriver: exec\ncommand: /bin/true\n---\nname: crafted\ndriver: docker\n"
+                 "image: x\nsecurity:\n  profile: docker-hardened\n" + c.body);
+    auto r = Mt({"apply", "-f", f});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find(c.where), std::string::npos) << r.err;
+  }
+  auto listed = Mt({"get", "services", "-o", "json"});
+  EXPECT_EQ(listed.out.find("crafted"), std::string::npos) << listed.out;
+  EXPECT_EQ(listed.out.find("ok-first"), std::string::npos) << "a refused file wrote part of itself";
+}
+
 TEST_F(ManifestsTest, HostileRequestsGetClearErrors) {
   // An oversized manifest is refused by mt before sending, and by the server (413).
   std::string big(9 << 20, 'a');

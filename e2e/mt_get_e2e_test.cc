@@ -107,11 +107,11 @@ TEST_F(MtGetTest, TablesShowControllerAndAgentStatus) {
   // test runs as root, so sandboxes do too).
   auto nodes = Mt({"nodes"});
   ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
-  EXPECT_TRUE(Has(nodes.out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +exec,sandbox +[0-9]+s\n$"))
+  EXPECT_TRUE(Has(nodes.out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +exec,hull,sandbox +[0-9]+s\n$"))
       << nodes.out;
-  EXPECT_TRUE(Has(Mt({"get", "nodes"}).out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +exec,sandbox "));
+  EXPECT_TRUE(Has(Mt({"get", "nodes"}).out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +exec,hull,sandbox "));
   EXPECT_TRUE(Has(Mt({"nodes", "-o", "wide"}).out,
-                  "NAME +STATUS +DRIVERS +AGE +HEARTBEAT +CPUS\ne2e-node +Ready +exec,sandbox +[0-9]+s +"
+                  "NAME +STATUS +DRIVERS +AGE +HEARTBEAT +CPUS\ne2e-node +Ready +exec,hull,sandbox +[0-9]+s +"
                   "[0-9]+s ago +[0-9]+\n"));
   EXPECT_EQ(Mt({"nodes", "-o", "name"}).out, "node/e2e-node\n");
 

@@ -5,7 +5,8 @@
 // namespaces and real cgroups: it runs as root (tag no-sandbox).
 //
 // Each driver runs the same POSIX shell scripts: exec on the host's /bin/sh, sandbox on a
-// busybox root filesystem (the `static` base's contents) built for the test.
+// busybox root filesystem (the `static` base's contents) built for the test, hull on the same
+// root as a hull container (its manifest generated from the TaskConfig).
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "runtimes/docker/docker_driver.h"
 #include "runtimes/docker/docker_testing.h"
 #include "runtimes/exec/exec_driver.h"
+#include "runtimes/hull/hull_driver.h"
 #include "runtimes/process_testing.h"
 #include "runtimes/sandbox/sandbox_driver.h"
 #include "runtimes/sandbox/sandbox_testing.h"
@@ -84,6 +86,23 @@ std::vector<DriverCase> Cases() {
         c.spec = {{"rootfs", BusyboxRoot()}};
         return c;
       }};
+  DriverCase hull{
+      "hull",
+      []() -> Result<std::unique_ptr<Driver>> {
+        HullDriverOptions o;
+        o.state_dir = TempRoot() + "/hull-state";
+        MT_ASSIGN_OR_RETURN(auto d, HullDriver::Create(std::move(o)));
+        return std::unique_ptr<Driver>(std::move(d));
+      },
+      [](const std::string& id, const std::string& script, const std::string& task_dir) {
+        TaskConfig c;
+        c.id = id;
+        c.command = "/bin/sh";
+        c.args = {"-c", script};
+        c.task_dir = task_dir;
+        c.spec = {{"rootfs", BusyboxRoot()}};
+        return c;
+      }};
   // docker: the same scripts in local/busybox:1 under a real dockerd (scripts/dockerd.sh).
   DriverCase docker{
       "docker",
@@ -103,7 +122,7 @@ std::vector<DriverCase> Cases() {
         c.spec = {{"image", kBusyboxImage}};
         return c;
       }};
-  return {exec, sandbox, docker};
+  return {exec, sandbox, hull, docker};
 }
 
 class DriverConformance : public ::testing::TestWithParam<DriverCase> {

@@ -10,6 +10,8 @@ MENTAT_BUILD_PACKAGES=(
   libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
   libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl
   procps curl python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
+  # hull's network "bridge": rtnetlink through libnl-route-3, NAT through nft and iptables.
+  libnl-route-3-dev nftables iptables
 )
 
 mentat_missing_packages() {

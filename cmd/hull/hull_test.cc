@@ -2,7 +2,12 @@
 // run as root (tag no-sandbox). Every command and exit code; manifest errors naming the field;
 // concurrent runs of one name; pid reuse; inspect's namespaces; a seccomp kill reported by name;
 // the sandbox's escape battery inside a hull container; network none; a .tar.gz rootfs, and
-// one with "../" entries refused.
+// one with "../" entries refused. Part 2: --rootless (uid 0 inside, an unprivileged uid
+// outside, 7 namespaces of its own) and network "bridge", the latter only inside a network
+// namespace this test makes (BridgeTest): hull0, its veths and nft rules never touch the host's.
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -66,12 +71,18 @@ class HullTest : public ::testing::Test {
     std::string out_path = dir_ + "/out." + n, err_path = dir_ + "/err." + n;
     pid_t pid = ::fork();
     if (pid == 0) {
+      // Into the test's own network namespace (BridgeTest); never the host's for bridge work.
+      if (netns_fd_ >= 0 && ::setns(netns_fd_, CLONE_NEWNET) != 0) _exit(125);
+      ::unsetenv("SUDO_UID");
+      ::unsetenv("SUDO_GID");
+      for (const auto& [k, v] : env_) ::setenv(k.c_str(), v.c_str(), 1);
       ::setenv("HULL_STATE_DIR", state_.c_str(), 1);
       ::setenv("MENTAT_SANDBOX_INIT", Runfile("cmd/sandbox-init/sandbox-init").c_str(), 1);
       std::FILE* o = std::freopen(out_path.c_str(), "w", stdout);
       std::FILE* e = std::freopen(err_path.c_str(), "w", stderr);
       (void)o;
       (void)e;
+      if (run_as_ >= 0 && (::setgroups(0, nullptr) != 0 || ::setgid(run_as_) != 0 || ::setuid(run_as_) != 0)) _exit(124);
       std::vector<std::string> a = {Runfile("cmd/hull/hull")};
       a.insert(a.end(), args.begin(), args.end());
       std::vector<char*> argv;
@@ -113,8 +124,29 @@ class HullTest : public ::testing::Test {
     return j;
   }
 
+  // The host pid of the container's workload (pid 2 inside), from state.json.
+  pid_t WorkloadPid(const std::string& name) {
+    return Json::parse(Slurp(state_ + "/containers/" + name + "/state.json"))["workload_pid"].get<pid_t>();
+  }
+
+  // Waits (deadline, not a sleep) until `name`'s stdout.log contains `text`.
+  std::string AwaitOutput(const std::string& name, const std::string& text, std::chrono::milliseconds deadline = 10s) {
+    auto until = std::chrono::steady_clock::now() + deadline;
+    std::string out;
+    while (std::chrono::steady_clock::now() < until) {
+      out = Slurp(state_ + "/containers/" + name + "/stdout.log");
+      if (out.find(text) != std::string::npos) return out;
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << name << " never printed " << text << ": " << out;
+    return out;
+  }
+
   std::string dir_, state_, root_;
   std::vector<std::string> names_;
+  int netns_fd_ = -1;                                    // BridgeTest's network namespace
+  std::vector<std::pair<std::string, std::string>> env_;  // extra environment for hull
+  int run_as_ = -1;                                      // run hull as this uid/gid (not root)
 };
 
 TEST_F(HullTest, VersionAndUsageErrors) {
@@ -130,6 +162,11 @@ TEST_F(HullTest, VersionAndUsageErrors) {
   EXPECT_NE(missing.err.find("cannot read manifest"), std::string::npos) << missing.err;
   EXPECT_EQ(Hull({"exec", "x"}).code, 1) << "exec without a command";
   EXPECT_EQ(Hull({"stop"}).code, 1);
+  // Bridge fields are checked before anything is made.
+  auto badip = Hull({"run", Manifest("badip", {"/bin/true"},
+                                     {{"network", "bridge"}, {"bridge", {{"ip", "10.99.0.5"}}}})});
+  EXPECT_EQ(badip.code, 3);
+  EXPECT_NE(badip.err.find("bridge.ip"), std::string::npos) << badip.err;
   // Commands on an unknown container: a runtime error naming it.
   auto unknown = Hull({"inspect", "nobody"});
   EXPECT_EQ(unknown.code, 2);
@@ -137,13 +174,6 @@ TEST_F(HullTest, VersionAndUsageErrors) {
   EXPECT_EQ(Hull({"logs", "nobody"}).code, 2);
   EXPECT_EQ(Hull({"stop", "nobody"}).code, 2);
   EXPECT_EQ(Hull({"exec", "nobody", "/bin/true"}).code, 2);
-  // Not yet supported: a clear runtime error.
-  auto rootless = Hull({"run", "--rootless", Manifest("rl", {"/bin/true"})});
-  EXPECT_EQ(rootless.code, 2);
-  EXPECT_NE(rootless.err.find("not yet supported"), std::string::npos);
-  auto bridge = Hull({"run", Manifest("br", {"/bin/true"}, {{"network", "bridge"}})});
-  EXPECT_EQ(bridge.code, 2);
-  EXPECT_NE(bridge.err.find("\"bridge\" is not yet supported"), std::string::npos) << bridge.err;
 }
 
 TEST_F(HullTest, ManifestErrorsExit3NamingTheField) {
@@ -420,6 +450,311 @@ TEST_F(HullTest, ATarGzRootfsIsExtractedSafelyAndOnce) {
   EXPECT_NE(r.err.find("\"../escaped\" leaves the root"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(state_ + "/escaped"));
   EXPECT_FALSE(fs::exists(state_ + "/rootfs-cache/escaped"));
+}
+
+// --rootless, hull run by root: the container's 0 is host uid 100000 (no SUDO_UID), every layer
+// still on, and the user namespace is the seventh of its own.
+TEST_F(HullTest, RootlessIsUidZeroInsideAndUnprivilegedOutside) {
+  // A root-only file in the rootfs: uid 0 inside is not root outside.
+  std::ofstream(root_ + "/secret") << "host root only\n";
+  ASSERT_EQ(::chmod((root_ + "/secret").c_str(), 0600), 0);
+  auto r = Hull({"run", "--rootless",
+                 Manifest("rl", {"/bin/sh", "-c",
+                                 "echo uid=$(id -u) gid=$(id -g); cat /proc/self/uid_map; cat /secret || echo no-secret; "
+                                 "echo procs=$(ls /proc | grep -c '^[0-9]'); echo ready; exec sleep 600"})});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string out = AwaitOutput("rl", "ready");
+  EXPECT_NE(out.find("uid=0 gid=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("0     100000          1"), std::string::npos) << out;
+  EXPECT_NE(out.find("no-secret"), std::string::npos) << out;
+  EXPECT_EQ(out.find("host root only"), std::string::npos) << out;
+  // The host's pids are not there: sandbox-init, the shell, its subshell, ls and grep at most.
+  ASSERT_NE(out.find("procs="), std::string::npos) << out;
+  EXPECT_LE(std::stoi(out.substr(out.find("procs=") + 6)), 5) << out;
+
+  // Outside, the workload is the unprivileged uid.
+  std::string status = Slurp("/proc/" + std::to_string(WorkloadPid("rl")) + "/status");
+  EXPECT_NE(status.find("Uid:\t100000\t100000\t100000\t100000"), std::string::npos) << status;
+  EXPECT_NE(status.find("Gid:\t100000\t100000\t100000\t100000"), std::string::npos) << status;
+  EXPECT_NE(status.find("Groups:\t \n"), std::string::npos) << "root's groups were dropped: " << status;
+
+  Json j = Inspect("rl");
+  EXPECT_EQ(j["rootless"]["uid"], 100000);
+  EXPECT_EQ(j["rootless"]["gid"], 100000);
+  std::set<uint64_t> own;
+  for (const char* ns : {"pid", "net", "mnt", "uts", "ipc", "cgroup", "user"}) {
+    EXPECT_TRUE(j["namespaces"][ns]["own"].get<bool>()) << ns;
+    own.insert(j["namespaces"][ns]["inode"].get<uint64_t>());
+  }
+  EXPECT_EQ(own.size(), 7u) << j["namespaces"].dump();
+  EXPECT_EQ(j["own_namespaces"], 7);
+  EXPECT_EQ(j["cgroup"]["limits"]["pids_max"], 128) << "root's hull still sets limits";
+
+  // exec joins the user namespace too: uid 0 there, still 100000 here, and still confined.
+  auto e = Hull({"exec", "rl", "/bin/sh", "-c", "id -u; grep CapEff /proc/self/status"});
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(e.out.rfind("0\n", 0), 0u) << e.out;
+  EXPECT_NE(e.out.find("0000000000000000"), std::string::npos) << e.out;
+  // Mounting (the host's root or anything) is refused: the profile kills the attempt.
+  auto m = Hull({"exec", "rl", "/bin/sh", "-c", "mkdir -p /tmp/m; mount -t proc proc /tmp/m; echo rc=$?; ls /tmp/m | wc -l"});
+  EXPECT_NE(m.out.find("rc=159"), std::string::npos) << m.out << m.err;  // 128 + SIGSYS
+  EXPECT_NE(m.out.find("\n0\n"), std::string::npos) << m.out;
+  ASSERT_EQ(Hull({"kill", "rl"}).code, 0);
+
+  // hull run through sudo: the invoking user's ids.
+  env_ = {{"SUDO_UID", "4242"}, {"SUDO_GID", "4343"}};
+  ASSERT_EQ(Hull({"run", "--rootless", Manifest("sudo", {"/bin/sh", "-c", "echo uid=$(id -u); exec sleep 600"})}).code, 0);
+  AwaitOutput("sudo", "uid=0");
+  status = Slurp("/proc/" + std::to_string(WorkloadPid("sudo")) + "/status");
+  EXPECT_NE(status.find("Uid:\t4242\t"), std::string::npos) << status;
+  EXPECT_NE(status.find("Gid:\t4343\t"), std::string::npos) << status;
+}
+
+// --rootless from an unprivileged user (nobody) with a rootfs of its own: 0 maps to that uid,
+// the v1 cgroups are root's, so limits are skipped with a warning and the container still runs.
+TEST_F(HullTest, RootlessFromAnUnprivilegedUserSkipsCgroupsWithAWarning) {
+  const uid_t nobody = 65534;
+  fs::create_directories(state_);
+  ASSERT_EQ(std::system(("chown -R 65534:65534 " + state_ + " " + root_).c_str()), 0);
+  for (fs::path p = dir_; p != "/"; p = p.parent_path()) {
+    struct stat st;
+    ASSERT_EQ(::stat(p.c_str(), &st), 0);
+    if ((st.st_mode & 01) == 0) GTEST_SKIP() << p << " is not searchable by others: cannot run as nobody";
+  }
+  run_as_ = nobody;
+  std::string manifest = Manifest("mine", {"/bin/sh", "-c", "echo uid=$(id -u); echo ready; exec sleep 600"});
+  ASSERT_EQ(::chown(manifest.c_str(), nobody, nobody), 0);
+  auto plain = Hull({"run", manifest});
+  EXPECT_EQ(plain.code, 2);
+  EXPECT_NE(plain.err.find("needs root, or --rootless"), std::string::npos) << plain.err;
+  auto r = Hull({"run", "--rootless", manifest});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: cgroup limits skipped"), std::string::npos) << r.err;
+  EXPECT_NE(AwaitOutput("mine", "ready").find("uid=0"), std::string::npos);
+  std::string status = Slurp("/proc/" + std::to_string(WorkloadPid("mine")) + "/status");
+  EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
+  Json j = Inspect("mine");
+  EXPECT_EQ(j["own_namespaces"], 7);
+  EXPECT_EQ(j["rootless"]["uid"], nobody);
+  EXPECT_EQ(j["warnings"].size(), 1u) << j.dump();
+  EXPECT_EQ(Hull({"exec", "mine", "/bin/sh", "-c", "exit $(id -u)"}).code, 0);
+  // Bridge networking needs the host's CAP_NET_ADMIN: refused, naming the field.
+  auto bridge = Hull({"run", "--rootless", Manifest("mine-br", {"/bin/true"}, {{"network", "bridge"}})});
+  EXPECT_EQ(bridge.code, 2);
+  EXPECT_NE(bridge.err.find("network: \"bridge\" needs root"), std::string::npos) << bridge.err;
+  EXPECT_EQ(Hull({"kill", "mine"}).code, 0);
+  run_as_ = -1;
+}
+
+// Bridge networking, entirely inside a network namespace this fixture makes: a holder process
+// unshares one and waits; every hull call joins it (HullTest::Hull), so hull0, the veths, the
+// nft table and the iptables rule exist only there and die with it. Traffic stays on hull0.
+class BridgeTest : public HullTest {
+ protected:
+  void SetUp() override {
+    HullTest::SetUp();
+    int ready[2], hold[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    ASSERT_EQ(::pipe(hold), 0);
+    holder_ = ::fork();
+    if (holder_ == 0) {
+      ::close(ready[0]);
+      ::close(hold[1]);
+      if (::unshare(CLONE_NEWNET) != 0) _exit(1);
+      ssize_t w = ::write(ready[1], "1", 1);
+      (void)w;
+      char c;
+      while (::read(hold[0], &c, 1) > 0) {
+      }
+      _exit(0);
+    }
+    ::close(ready[1]);
+    ::close(hold[0]);
+    hold_fd_ = hold[1];
+    char c = 0;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1);
+    ::close(ready[0]);
+    netns_fd_ = ::open(("/proc/" + std::to_string(holder_) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(netns_fd_, 0);
+    ASSERT_EQ(InNetns({"ip", "link", "set", "lo", "up"}).code, 0);
+  }
+  void TearDown() override {
+    HullTest::TearDown();
+    for (pid_t p : helpers_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    if (netns_fd_ >= 0) ::close(netns_fd_);
+    if (hold_fd_ >= 0) ::close(hold_fd_);
+    if (holder_ > 0) ::waitpid(holder_, nullptr, 0);
+  }
+
+  // Runs a host tool (ip, nft, iptables, busybox) inside the test's network namespace.
+  Outcome InNetns(std::vector<std::string> args, bool background = false) {
+    std::string out_path = dir_ + "/netns.out", err_path = dir_ + "/netns.err";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      if (::setns(netns_fd_, CLONE_NEWNET) != 0) _exit(125);
+      std::FILE* o = std::freopen(background ? "/dev/null" : out_path.c_str(), "w", stdout);
+      std::FILE* e = std::freopen(background ? "/dev/null" : err_path.c_str(), "w", stderr);
+      (void)o;
+      (void)e;
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      _exit(127);
+    }
+    if (background) {
+      helpers_.push_back(pid);
+      return {0, "", ""};
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out_path), Slurp(err_path)};
+  }
+
+  // The hull host veths left in the test namespace.
+  int HullVeths() {
+    std::istringstream links(InNetns({"ip", "-o", "link"}).out);
+    int n = 0;
+    for (std::string line; std::getline(links, line);) n += line.find(": hullv") != std::string::npos;
+    return n;
+  }
+
+  int Leases() {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(state_ + "/leases", ec)) n += e.is_regular_file() ? 1 : 0;
+    return n;
+  }
+
+  pid_t holder_ = -1;
+  int hold_fd_ = -1;
+  std::vector<pid_t> helpers_;
+};
+
+TEST_F(BridgeTest, TwoContainersReachEachOtherAndTheBridgeNoneReachesNothing) {
+  fs::create_directories(root_ + "/www");
+  std::ofstream(root_ + "/www/index.html") << "from-server\n";
+  auto srv = Hull({"run", Manifest("srv", {"/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"},
+                                   {{"network", "bridge"}, {"bridge", {{"ip", "10.88.0.10"}}}})});
+  ASSERT_EQ(srv.code, 0) << srv.err;
+  EXPECT_EQ(srv.err, "") << "nft and iptables are installed: no warning";
+  Json j = Inspect("srv");
+  EXPECT_EQ(j["bridge"]["ip"], "10.88.0.10");
+  EXPECT_EQ(j["bridge"]["host_veth"], "hullv0a58000a");
+  EXPECT_TRUE(fs::exists(state_ + "/leases/10.88.0.10"));
+  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.10").rfind("srv " + std::to_string(j["pid"].get<int>()) + " ", 0), 0u);
+  // The bridge's own address serves too: a server in the test namespace on 10.88.0.1.
+  fs::create_directories(dir_ + "/hostwww");
+  std::ofstream(dir_ + "/hostwww/index.html") << "from-bridge\n";
+  InNetns({"busybox", "httpd", "-f", "-p", "10.88.0.1:8081", "-h", dir_ + "/hostwww"}, true);
+
+  // The client is rootless too, with a smaller mtu; it retries while the servers come up.
+  // (Debian's busybox wget crashes with -T: none given.)
+  const std::string fetch = "for i in $(seq 100); do wget -q -O - http://%s/index.html && break; sleep 0.05; done; ";
+  auto with = [&](const char* target) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf), fetch.c_str(), target);
+    return std::string(buf);
+  };
+  auto cli = Hull({"run", "--rootless",
+                   Manifest("cli", {"/bin/sh", "-c",
+                                    "ip -o addr show eth0; ip route; ip link show eth0; " + with("10.88.0.10:8080") +
+                                        with("10.88.0.1:8081") + "echo done"},
+                            {{"network", "bridge"}, {"bridge", {{"mtu", 1400}}}})});
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  Json c = AwaitExit("cli", 20s);
+  std::string out = Slurp(state_ + "/containers/cli/stdout.log");
+  EXPECT_NE(out.find("inet 10.88.0.2/24"), std::string::npos) << out;  // the first free, from .2
+  EXPECT_NE(out.find("default via 10.88.0.1 dev eth0"), std::string::npos) << out;
+  EXPECT_NE(out.find("mtu 1400"), std::string::npos) << out;
+  EXPECT_NE(out.find("from-server"), std::string::npos) << out;
+  EXPECT_NE(out.find("from-bridge"), std::string::npos) << out;
+  EXPECT_NE(out.find("done"), std::string::npos) << out;
+  // Its exit, once seen (inspect did), released its address.
+  EXPECT_FALSE(fs::exists(state_ + "/leases/10.88.0.2"));
+
+  // network none: only lo, no route to the bridge.
+  ASSERT_EQ(Hull({"run", Manifest("lonely", {"/bin/sh", "-c",
+                                            "echo GET / | nc -w 2 10.88.0.1 8081; echo rc=$?"})})
+                .code,
+            0);
+  AwaitExit("lonely");
+  out = Slurp(state_ + "/containers/lonely/stdout.log") + Slurp(state_ + "/containers/lonely/stderr.log");
+  EXPECT_NE(out.find("rc=1"), std::string::npos) << out;
+  EXPECT_NE(out.find("unreachable"), std::string::npos) << out;
+  EXPECT_EQ(out.find("from-bridge"), std::string::npos) << out;
+
+  // NAT, idempotent after two runs: one masquerade rule, one FORWARD rule, forwarding on.
+  auto nft = InNetns({"nft", "list", "table", "ip", "hull"});
+  EXPECT_EQ(nft.code, 0) << nft.err;
+  size_t first = nft.out.find("ip saddr 10.88.0.0/24 ip daddr != 10.88.0.0/24 masquerade");
+  EXPECT_NE(first, std::string::npos) << nft.out;
+  EXPECT_EQ(nft.out.find("masquerade", first + 60), std::string::npos) << nft.out;
+  auto ipt = InNetns({"iptables", "-S", "FORWARD"});
+  EXPECT_EQ(ipt.out.find("-A FORWARD -i hull0 -j ACCEPT"), ipt.out.rfind("-A FORWARD -i hull0 -j ACCEPT")) << ipt.out;
+  EXPECT_NE(ipt.out.find("-A FORWARD -i hull0 -j ACCEPT"), std::string::npos) << ipt.out;
+  EXPECT_EQ(InNetns({"cat", "/proc/sys/net/ipv4/ip_forward"}).out, "1\n");
+
+  // stop releases the lease and the veth.
+  ASSERT_EQ(Hull({"stop", "srv"}).code, 0);
+  EXPECT_EQ(Leases(), 0);
+  EXPECT_EQ(HullVeths(), 0);
+}
+
+TEST_F(BridgeTest, AStaticIpLeasedByAnotherContainerIsRefused) {
+  Json net = {{"network", "bridge"}, {"bridge", {{"ip", "10.88.0.50"}}}};
+  ASSERT_EQ(Hull({"run", Manifest("first", {"/bin/sleep", "600"}, net)}).code, 0);
+  auto second = Hull({"run", Manifest("second", {"/bin/sleep", "600"}, net)});
+  EXPECT_EQ(second.code, 2);
+  EXPECT_NE(second.err.find("bridge.ip: 10.88.0.50 is leased by container first"), std::string::npos) << second.err;
+  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("first ", 0), 0u) << "the holder's lease is untouched";
+  // A lease whose owner died unseen (SIGKILL from outside hull) is stale and reclaimed.
+  const int first_pid = Inspect("first")["pid"].get<int>();
+  ASSERT_EQ(::kill(first_pid, SIGKILL), 0);
+  auto gone = [&] {  // no such pid, or a zombie nobody reaped yet
+    std::string stat = Slurp("/proc/" + std::to_string(first_pid) + "/stat");
+    return stat.empty() || stat.find(") Z ") != std::string::npos;
+  };
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (!gone() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(gone());
+  second = Hull({"run", dir_ + "/second.json"});
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("second ", 0), 0u);
+  EXPECT_EQ(Inspect("second")["bridge"]["ip"], "10.88.0.50");
+  // Recording first's exit now (ps) must leave second's lease and same-named veth alone.
+  EXPECT_EQ(Hull({"ps", "-a"}).code, 0);
+  EXPECT_EQ(Inspect("first")["status"], "exited");
+  EXPECT_EQ(Slurp(state_ + "/leases/10.88.0.50").rfind("second ", 0), 0u);
+  EXPECT_EQ(HullVeths(), 1);
+  auto eth0 = Hull({"exec", "second", "/bin/sh", "-c", "ip -o addr show eth0"});
+  EXPECT_NE(eth0.out.find("10.88.0.50/24"), std::string::npos) << eth0.out << eth0.err;
+  ASSERT_EQ(Hull({"kill", "second"}).code, 0);
+  EXPECT_EQ(Leases(), 0);
+}
+
+TEST_F(BridgeTest, AHundredShortRunsLeakNoLeaseAndNoVeth) {
+  // Names of their own: no run waits for the previous exit. Nobody records those exits in
+  // between, so each run finds the addresses of dead containers stale and reclaims them.
+  for (int i = 0; i < 100; ++i) {
+    auto r = Hull({"run", Manifest("short-" + std::to_string(i), {"/bin/true"}, {{"network", "bridge"}})});
+    ASSERT_EQ(r.code, 0) << "run " << i << ": " << r.err;
+  }
+  EXPECT_LE(Leases(), 100);
+  // ps sees the exits and releases what is left (the last ones may still be exiting).
+  auto until = std::chrono::steady_clock::now() + 10s;
+  do {
+    EXPECT_EQ(Hull({"ps", "-a"}).code, 0);
+  } while (Leases() != 0 && std::chrono::steady_clock::now() < until);
+  EXPECT_EQ(Leases(), 0);
+  // The kernel removes a veth with its namespace, asynchronously: wait with a deadline.
+  until = std::chrono::steady_clock::now() + 10s;
+  while (HullVeths() != 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(HullVeths(), 0) << InNetns({"ip", "-o", "link"}).out;
+  EXPECT_NE(InNetns({"ip", "-o", "link"}).out.find("hull0"), std::string::npos);
 }
 
 }  // namespace

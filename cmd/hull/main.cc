@@ -39,15 +39,17 @@ int Report(const Failure& f) {
 int Report(int code, const Error& e) { return Report(Failure{code, e}); }
 
 int CmdRun(const StateDir& dir, const std::string& path, bool rootless) {
-  if (rootless) return Report(kExitRuntime, Error(Code::kFailedPrecondition, "--rootless is not yet supported"));
   std::ifstream f(path);
   if (!f) return Report(kExitUsage, Error(Code::kInvalidArgument, "cannot read manifest " + path));
   std::stringstream ss;
   ss << f.rdbuf();
   auto m = HullManifest::Parse(ss.str());
   if (!m) return Report(kExitManifest, m.error());
-  auto s = Run(dir, *m, {});
+  RunOptions options;
+  options.rootless = rootless;
+  auto s = Run(dir, *m, options);
   if (!s) return Report(s.error());
+  for (const auto& w : s->warnings) std::cerr << "hull: warning: " << w << "\n";
   std::cout << s->name << " " << s->pid << "\n";
   return kExitOk;
 }
@@ -142,7 +144,7 @@ int CmdVersion() {
             << "  built with g++ " << __VERSION__ << ", C++" << __cplusplus / 100 << "\n"
             << "  libseccomp " << v->major << "." << v->minor << "." << v->micro << ", Landlock ABI "
             << PlanLandlock().abi << " on this kernel\n"
-            << "  profiles: default webapp node dotnet beam java; network: none host\n"
+            << "  profiles: default webapp node dotnet beam java; network: none host bridge\n"
             << "  state: " << ResolveStateDir() << "\n";
   return kExitOk;
 }
@@ -158,7 +160,7 @@ int main(int argc, char** argv) {
   std::string manifest, name;
   int grace = 10;
   auto* run = app.add_subcommand("run", "Start a container from a JSON manifest; forks it and exits");
-  run->add_flag("--rootless", rootless, "Run in a user namespace (not yet supported)");
+  run->add_flag("--rootless", rootless, "Run in a user namespace: the workload's uid 0 is an unprivileged host uid");
   run->add_option("manifest", manifest, "The manifest file")->required();
   auto* ps = app.add_subcommand("ps", "List running containers: NAME PID UPTIME ARGV");
   ps->add_flag("-a,--all", all, "Also list exited containers");

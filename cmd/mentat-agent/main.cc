@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   app.add_option("--sandbox-init", opts.sandbox_init,
                  "the sandbox-init binary (default: next to this one, or $MENTAT_SANDBOX_INIT)")
       ->check(CLI::ExistingFile);
+  app.add_option("--hull-state-dir", opts.hull_state_dir,
+                 "hull's state directory for the hull driver's containers (default: "
+                 "<data-dir>/hull/state; `HULL_STATE_DIR=... hull ps` lists them)");
   int log_max_file_mb = 10;
   app.add_option("--docker-socket", opts.docker_socket, "dockerd's Engine API socket (the docker driver)")
       ->capture_default_str();

@@ -20,6 +20,7 @@
 #include "runtimes/agent/orphans.h"
 #include "runtimes/docker/docker_driver.h"
 #include "runtimes/exec/exec_driver.h"
+#include "runtimes/hull/hull_driver.h"
 #include "runtimes/sandbox/bases.h"
 #include "runtimes/sandbox/sandbox_driver.h"
 
@@ -105,6 +106,16 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   };
   MT_ASSIGN_OR_RETURN(auto sandbox, SandboxDriver::Create(std::move(sandbox_opts)));
   agent->drivers_["sandbox"] = std::move(sandbox);
+  // hull containers (seed 003), recorded in a hull state directory of the agent's own: `hull ps`
+  // with HULL_STATE_DIR set to it lists them.
+  HullDriverOptions hull_opts;
+  hull_opts.process.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
+  hull_opts.process.cgroup_parent = "hull";
+  hull_opts.init_path = agent->opts_.sandbox_init;
+  hull_opts.state_dir = agent->opts_.hull_state_dir.empty() ? agent->opts_.data_dir + "/hull/state"
+                                                            : agent->opts_.hull_state_dir;
+  MT_ASSIGN_OR_RETURN(auto hull, HullDriver::Create(std::move(hull_opts)));
+  agent->drivers_["hull"] = std::move(hull);
   // Docker: dockerd may be down now; the driver's fingerprint says so and it reconnects.
   DockerDriverOptions docker_opts;
   docker_opts.socket = agent->opts_.docker_socket;

@@ -49,6 +49,8 @@ struct AgentOptions {
   // all interfaces, Docker's default).
   std::string docker_socket = "/var/run/docker.sock";
   std::string docker_publish_ip;
+  // hull's state directory for the hull driver's containers; empty: <data_dir>/hull/state.
+  std::string hull_state_dir;
 };
 
 class Agent {

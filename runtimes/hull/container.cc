@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -23,8 +24,10 @@
 #include <thread>
 
 #include "runtimes/cgroups/cgroups.h"
+#include "runtimes/hull/leases.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/rootfs_archive.h"
+#include "runtimes/isolation/bridge.h"
 #include "runtimes/isolation/caps.h"
 #include "runtimes/isolation/child.h"
 #include "runtimes/isolation/confine.h"
@@ -56,6 +59,11 @@ std::unexpected<Failure> ManifestError(const std::string& field, const std::stri
 struct ChildArgs {
   const std::vector<int>* join_fds;
   int out_fd, err_fd, null_fd, status_fd, init_fd, errpipe;
+  // The fork-pipe gate (rootless, bridge): the child waits on gate_rd until the parent wrote
+  // its id maps and moved its veth end in; gate_wr is the parent's end, closed in the child.
+  int gate_rd, gate_wr;
+  bool rootless;      // become uid/gid 0 of the new user namespace once the maps are written
+  bool drop_groups;   // and drop the supplementary groups first (hull is root: setgroups allowed)
   bool new_net;
   const char* loginuid;  // written to /proc/self/loginuid: a fresh audit session
   const RootPlan* root;
@@ -74,6 +82,23 @@ struct ChildArgs {
 int ChildMain(void* p) {
   const ChildArgs& a = *static_cast<ChildArgs*>(p);
   if (int e = JoinCgroupInChild(*a.join_fds); e != 0) FailChild(a.errpipe, IsolationStep::kCgroup, e);
+  if (a.gate_rd >= 0) {
+    ::close(a.gate_wr);
+    char go = 0;
+    ssize_t n;
+    do {
+      n = ::read(a.gate_rd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    // No byte: the parent gave up (it reports why); just leave.
+    if (n != 1) _exit(127);
+    ::close(a.gate_rd);
+  }
+  if (a.rootless) {
+    // Until now this process had the host's ids, unmapped here; 0 of the new namespace is the
+    // unprivileged host id the parent mapped it to. Groups first, while the caps allow it.
+    if (a.drop_groups && ::setgroups(0, nullptr) != 0) FailChild(a.errpipe, IsolationStep::kUser, errno);
+    if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) FailChild(a.errpipe, IsolationStep::kUser, errno);
+  }
   if (::unshare(CLONE_NEWCGROUP) != 0) FailChild(a.errpipe, IsolationStep::kCgroupNamespace, errno);
   // Best effort: refused when this process already has a login uid and the kernel keeps it
   // immutable; then seccomp kills are matched by pid instead.
@@ -209,17 +234,88 @@ Outcome<ContainerState> LoadFresh(const StateDir& dir, const std::string& name) 
   return *s;
 }
 
+// The ids the container's 0 maps to with --rootless. An unprivileged hull maps its own (the
+// kernel allows nothing else, and then setgroups must be "deny"); hull as root maps
+// SUDO_UID/SUDO_GID when set (the user behind sudo), else kRootlessId, never 0.
+struct IdMapping {
+  uid_t uid;
+  gid_t gid;
+  bool deny_setgroups;
+};
+constexpr uid_t kRootlessId = 100000;
+
+IdMapping RootlessMapping() {
+  if (::geteuid() != 0) return {::geteuid(), ::getegid(), true};
+  auto id_from = [](const char* var) -> uint32_t {
+    const char* v = std::getenv(var);
+    if (!v || !*v) return kRootlessId;
+    char* end = nullptr;
+    unsigned long n = std::strtoul(v, &end, 10);
+    return (*end == '\0' && n > 0 && n < 0xffffffffUL) ? static_cast<uint32_t>(n) : kRootlessId;
+  };
+  return {id_from("SUDO_UID"), id_from("SUDO_GID"), false};
+}
+
+Status WriteProcFile(pid_t pid, const char* file, const std::string& text) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("writing " + path, errno);
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  int err = errno;
+  ::close(fd);
+  if (!ok) return ErrnoError("writing " + path + " (\"" + text.substr(0, text.size() - 1) + "\")", err);
+  return {};
+}
+
+// The parent's half of the fork-pipe dance: setgroups, gid_map, uid_map of the blocked child.
+Status WriteIdMaps(pid_t pid, const IdMapping& ids) {
+  if (ids.deny_setgroups) MT_RETURN_IF_ERROR(WriteProcFile(pid, "setgroups", "deny\n"));
+  MT_RETURN_IF_ERROR(WriteProcFile(pid, "gid_map", "0 " + std::to_string(ids.gid) + " 1\n"));
+  return WriteProcFile(pid, "uid_map", "0 " + std::to_string(ids.uid) + " 1\n");
+}
+
+// Runs `f` when the scope ends, unless dismissed.
+template <class F>
+struct OnExit {
+  F f;
+  bool armed = true;
+  ~OnExit() {
+    if (armed) f();
+  }
+};
+template <class F>
+OnExit(F) -> OnExit<F>;
+
 }  // namespace
 
 Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const RunOptions& options) {
-  if (m.network == "bridge") {
-    return Runtime("network \"bridge\" is not yet supported by this hull (none and host are)");
-  }
   const std::string init_path = options.init_path.empty() ? FindSandboxInit() : options.init_path;
   if (init_path.empty() || ::access(init_path.c_str(), X_OK) != 0) {
     return Runtime("sandbox-init was not found (set MENTAT_SANDBOX_INIT or install it next to hull)");
   }
-  if (::geteuid() != 0) return Runtime("hull run needs root (--rootless is not yet supported)");
+  const bool rootless = options.rootless;
+  const bool bridge = m.network == "bridge";
+  if (::geteuid() != 0 && !rootless) return Runtime("hull run needs root, or --rootless");
+  if (::geteuid() != 0 && bridge) {
+    return Runtime("network: \"bridge\" needs root (CAP_NET_ADMIN on the host), also with --rootless; "
+                   "use \"none\" or \"host\"");
+  }
+  Ipv4Subnet subnet;
+  uint32_t static_ip = 0;
+  if (bridge) {
+    auto sn = ParseSubnet(m.bridge.subnet);
+    if (!sn) return ManifestError("bridge.subnet", sn.error().message());
+    subnet = *sn;
+    if (m.bridge.ip) {
+      auto ip = ParseIpv4(*m.bridge.ip);
+      if (!ip) return ManifestError("bridge.ip", ip.error().message());
+      if (!subnet.Contains(*ip) || *ip == subnet.network || *ip == subnet.Gateway() || *ip == subnet.Broadcast()) {
+        return ManifestError("bridge.ip", *m.bridge.ip + " is not a host address of " + subnet.ToString() +
+                                              " other than the bridge's " + Ipv4ToString(subnet.Gateway()));
+      }
+      static_ip = *ip;
+    }
+  }
   if (auto st = dir.Ensure(); !st) return Fail(kExitRuntime, st.error());
   // Exactly one concurrent run of a name gets past this lock; the other is told so.
   auto lock = ContainerLock::Acquire(dir, m.name, false);
@@ -234,6 +330,8 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
         (*g)->Destroy();
       }
     }
+    // A run whose exit nobody recorded still holds its address.
+    ReleaseNetwork(dir, *old);
   }
   const std::string cdir = dir.ContainerDir(m.name);
   for (const char* f : {"/state.json", "/stdout.log", "/stderr.log", "/exit-status.json", "/upper", "/work", "/root"}) {
@@ -278,6 +376,10 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     return ManifestError("rootfs", msg);
   }
   s.root = plan.merged;
+  if (rootless && ::geteuid() == 0 && plan.bind_root) {
+    // The mapped id cannot create mount points in a root-owned rootfs: hull makes them.
+    if (auto st = PremakeMountPoints(plan); !st) return Fail(kExitRuntime, st.error());
+  }
   if (!argv0_in_volume) {
     const std::string lookup_root = plan.bind_root ? plan.merged : plan.lower[0];
     if (std::string why = CheckExecutable(lookup_root, m.argv[0]); !why.empty()) {
@@ -292,15 +394,54 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   if (!caps) return Fail(kExitRuntime, caps.error());
   const LandlockPlan landlock = PlanLandlock();
 
+  // The bridge, NAT and an address, before anything else is made: a refused static ip leaves
+  // nothing behind. The lease is released on every failure below.
+  uint32_t ip = 0;
+  if (bridge) {
+    if (auto st = EnsureBridge(m.bridge.name, subnet); !st) {
+      return Runtime("bridge " + m.bridge.name + ": " + st.error().message());
+    }
+    for (auto& w : EnsureMasquerade(m.bridge.name, subnet)) s.warnings.push_back(std::move(w));
+    LeaseRequest req{m.name, subnet, static_ip, ::getpid(), 0};
+    if (auto self = ReadProcStat(::getpid())) req.owner_ticks = self->start_ticks;
+    auto leased = AcquireLease(dir, req);
+    if (!leased) {
+      if (leased.error().code() == Code::kConflict) {
+        return Fail(kExitRuntime, Error(Code::kConflict, "bridge.ip: " + leased.error().message()));
+      }
+      return Runtime("bridge: " + leased.error().message());
+    }
+    ip = *leased;
+    s.ip = Ipv4ToString(ip);
+    s.host_veth = HostVethName(ip);
+  }
+  OnExit release_lease{[&] { ReleaseLease(dir, s.ip, m.name, ::getpid()); }};
+
+  // cgroup limits. A rootless hull of an unprivileged user usually cannot create a group (v1
+  // here is root's): the container then runs without limits, and says so.
   auto host = CgroupHost::Probe();
-  auto group = host->Create("hull/" + m.name, LimitsOf(m));
-  if (!group) return Fail(kExitRuntime, group.error());
-  s.cgroup = (*group)->path();
-  s.cgroup_version = host->Version();
-  auto join_fds = (*group)->OpenProcsFiles();
-  if (!join_fds) {
-    (*group)->Destroy();
-    return Fail(kExitRuntime, join_fds.error());
+  CgroupPtr group;
+  std::vector<int> join_fds_v;
+  if (auto g = host->Create("hull/" + m.name, LimitsOf(m)); g) {
+    group = std::move(*g);
+  } else if (rootless && ::geteuid() != 0) {
+    s.warnings.push_back("cgroup limits skipped: " + g.error().message());
+  } else {
+    return Fail(kExitRuntime, g.error());
+  }
+  auto* join_fds = &join_fds_v;
+  auto destroy_group = [&] {
+    if (group) group->Destroy();
+  };
+  if (group) {
+    s.cgroup = group->path();
+    s.cgroup_version = host->Version();
+    auto fds = group->OpenProcsFiles();
+    if (!fds) {
+      destroy_group();
+      return Fail(kExitRuntime, fds.error());
+    }
+    join_fds_v = std::move(*fds);
   }
 
   std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--"};
@@ -321,16 +462,25 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     if (fd >= 0) fds.push_back(fd);
     return fd;
   };
-  int out_fd = open_fd(dir.StdoutPath(m.name), O_WRONLY | O_CREAT | O_APPEND);
-  int err_fd = open_fd(dir.StderrPath(m.name), O_WRONLY | O_CREAT | O_APPEND);
+  int out_fd = open_fd(options.stdout_path.empty() ? dir.StdoutPath(m.name) : options.stdout_path,
+                       O_WRONLY | O_CREAT | O_APPEND);
+  int err_fd = open_fd(options.stderr_path.empty() ? dir.StderrPath(m.name) : options.stderr_path,
+                       O_WRONLY | O_CREAT | O_APPEND);
   int null_fd = open_fd("/dev/null", O_RDONLY);
   int status_fd = open_fd(dir.ExitStatusPath(m.name), O_WRONLY | O_CREAT | O_TRUNC);
   int init_fd = open_fd(init_path, O_PATH);
   int errpipe[2] = {-1, -1};
-  if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || ::pipe2(errpipe, O_CLOEXEC) != 0) {
+  const bool gated = rootless || bridge;
+  int gate[2] = {-1, -1};
+  if (gated && ::pipe2(gate, O_CLOEXEC) == 0) {
+    fds.push_back(gate[0]);  // the parent closes its read end with the rest after clone
+  }
+  if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || (gated && gate[0] < 0) ||
+      ::pipe2(errpipe, O_CLOEXEC) != 0) {
     int e = errno;
+    if (gate[1] >= 0) ::close(gate[1]);
     close_all();
-    (*group)->Destroy();
+    destroy_group();
     return Fail(kExitRuntime, ErrnoError("opening the container's files", e).error());
   }
   void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -339,17 +489,23 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     close_all();
     ::close(errpipe[0]);
     ::close(errpipe[1]);
-    (*group)->Destroy();
+    if (gate[1] >= 0) ::close(gate[1]);
+    destroy_group();
     return Fail(kExitRuntime, ErrnoError("mmap", e).error());
   }
-  const bool new_net = m.network == "none";
-  ChildArgs args{&*join_fds, out_fd, err_fd, null_fd, status_fd, init_fd, errpipe[1], new_net,
+  const bool new_net = m.network == "none" || bridge;
+  const IdMapping ids = RootlessMapping();
+  ChildArgs args{join_fds, out_fd, err_fd, null_fd, status_fd, init_fd, errpipe[1], gate[0], gate[1],
+                 rootless, rootless && !ids.deny_setgroups, new_net,
                  loginuid.c_str(), &plan, cwd.c_str(), &landlock, caps->get(), &*seccomp,
                  argv.data(), envp.data()};
-  int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD;
+  int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (new_net) flags |= CLONE_NEWNET;
-  // CLONE_VFORK: this thread waits until the child exec'd sandbox-init or died, so the plan it
-  // reads stays put.
+  if (rootless) flags |= CLONE_NEWUSER;
+  // CLONE_VM|CLONE_VFORK: this thread waits until the child exec'd sandbox-init or died, so the
+  // plan it reads stays put. A gated child must run while this thread writes its maps and
+  // network: it gets a copy of the memory instead (a fork), and the plan in it stays put too.
+  if (!gated) flags |= CLONE_VM | CLONE_VFORK;
   pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack, flags, &args);
   int clone_errno = errno;
   ::munmap(stack, kChildStack);
@@ -357,16 +513,53 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   close_all();
   if (pid < 0) {
     ::close(errpipe[0]);
-    (*group)->Destroy();
+    if (gate[1] >= 0) ::close(gate[1]);
+    destroy_group();
     return Fail(kExitRuntime, ErrnoError("clone", clone_errno).error());
+  }
+  if (gated) {
+    // The child blocks on the gate: its user namespace gets its maps (only a process outside
+    // can write them) and its network namespace its veth end, then it may go on.
+    Status prep;
+    const char* step = "";
+    if (rootless) {
+      step = "mapping uid/gid 0 (user namespace)";
+      prep = WriteIdMaps(pid, ids);
+      s.rootless_uid = ids.uid;
+      s.rootless_gid = ids.gid;
+    }
+    if (prep && bridge) {
+      step = "attaching the container to the bridge";
+      // A veth of this address's previous holder may still be dying with its namespace.
+      DeleteLink(s.host_veth);
+      prep = AttachVeth({m.bridge.name, s.host_veth, pid, ip, subnet, m.bridge.mtu});
+    }
+    if (prep && ::write(gate[1], "1", 1) != 1) prep = ErrnoError("releasing the child", errno);
+    ::close(gate[1]);
+    if (!prep) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      ::close(errpipe[0]);
+      destroy_group();
+      if (bridge) DeleteLink(s.host_veth);
+      return Runtime(std::string("starting ") + m.name + ": " + step + ": " + prep.error().message());
+    }
   }
   ChildFailure failure;
   if (ReadChildFailure(errpipe[0], &failure)) {
     ::waitpid(pid, nullptr, 0);
-    (*group)->Destroy();
+    destroy_group();
     auto step = static_cast<IsolationStep>(failure.step);
     std::string why = std::strerror(failure.error);
     if (step == IsolationStep::kCwd) return ManifestError("cwd", cwd + ": " + why + " in the rootfs");
+    if (rootless && step != IsolationStep::kExec) {
+      // Most likely a permission the mapped id lacks: say which id, and what needs it.
+      return Runtime(std::string("starting ") + m.name + " rootless (as host uid " + std::to_string(ids.uid) +
+                     "): " + StepName(step) + ": " + why +
+                     (step == IsolationStep::kVolume || step == IsolationStep::kOverlay || step == IsolationStep::kMountPropagation
+                          ? " (the rootfs and mounts must be reachable by that uid)"
+                          : ""));
+    }
     if (step == IsolationStep::kVolume && failure.index < static_cast<int>(m.mounts.size())) {
       const auto& mt = m.mounts[failure.index];
       return ManifestError("mounts[" + std::to_string(failure.index) + "]",
@@ -387,6 +580,11 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     s.audit_session = std::strtoll(ses.c_str(), nullptr, 10);
   }
   s.workload_pid = AwaitWorkload(pid, dir.ExitStatusPath(m.name), options.exec_wait);
+  if (bridge) {
+    // The lease now belongs to PID 1: it is stale once the container is gone, whoever sees it.
+    RecordLeaseOwner(dir, ip, m.name, pid, s.start_ticks);
+    release_lease.armed = false;
+  }
   if (auto st = dir.Save(s); !st) return Fail(kExitRuntime, st.error());
 
   const std::string status = ReadFirstLine(dir.ExitStatusPath(m.name));
@@ -404,7 +602,8 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
       s.status = "exited";
       s.exit = info;
       s.finished_at = Now();
-      (*group)->Destroy();
+      destroy_group();
+      ReleaseNetwork(dir, s);
       dir.Save(s);
       return Fail(kExitExec, Error(Code::kInvalidArgument, "exec failed: " + m.argv[0] + ": " + info.exec_error));
     }
@@ -452,6 +651,12 @@ Outcome<int> Exec(const StateDir& dir, const std::string& name, const std::vecto
     ::close(errpipe[0]);
     if (int e = JoinCgroupInChild(join_fds); e != 0) FailChild(errpipe[1], IsolationStep::kCgroup, e);
     if (::setns(*pidfd, ns_flags) != 0) FailChild(errpipe[1], IsolationStep::kJoinNamespaces, errno);
+    if (ns_flags & CLONE_NEWUSER) {
+      // A rootless container: become its uid/gid 0 (the mapped host id). Groups go when the
+      // namespace allows setgroups (hull as root); otherwise they were denied to it anyway.
+      if (::setgroups(0, nullptr) != 0 && errno != EPERM) FailChild(errpipe[1], IsolationStep::kUser, errno);
+      if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) FailChild(errpipe[1], IsolationStep::kUser, errno);
+    }
     pid_t child = ::fork();
     if (child < 0) FailChild(errpipe[1], IsolationStep::kSession, errno);
     if (child == 0) {
@@ -545,6 +750,12 @@ Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
             {"root", s->root},
             {"manifest", s->manifest.ToJson()}};
   if (s->status == "running") j["uptime_seconds"] = Now() - s->started_at;
+  if (s->rootless_uid >= 0) j["rootless"] = {{"uid", s->rootless_uid}, {"gid", s->rootless_gid}};
+  if (!s->ip.empty()) {
+    j["bridge"] = {{"name", s->manifest.bridge.name}, {"ip", s->ip}, {"host_veth", s->host_veth},
+                   {"mtu", s->manifest.bridge.mtu}};
+  }
+  if (!s->warnings.empty()) j["warnings"] = s->warnings;
   if (s->exit) {
     j["exit"] = s->exit->ToJson();
     j["exit"]["description"] = s->exit->Describe();

@@ -1,7 +1,8 @@
 // The container operations behind hull's commands, each working from the state directory alone.
-// Run launches PID 1 (sandbox-init) in new PID, mount, UTS, IPC, cgroup and (network "none")
-// network namespaces with every layer of seed 003 applied in the child, records it, and
-// returns: no daemon stays behind. Errors carry the exit code the CLI must use.
+// Run launches PID 1 (sandbox-init) in new PID, mount, UTS, IPC, cgroup, network (network
+// "none" or "bridge") and user (--rootless) namespaces with every layer of seed 003 applied in
+// the child, records it, and returns: no daemon stays behind. Errors carry the exit code the
+// CLI must use.
 #pragma once
 
 #include <sys/types.h>
@@ -32,11 +33,19 @@ struct RunOptions {
   std::string init_path;  // sandbox-init; FindSandboxInit() when empty
   // How long Run waits for the workload's exec to succeed or fail (to exit 127 on a failure).
   std::chrono::milliseconds exec_wait{3000};
+  // --rootless: a new user namespace whose 0 maps to an unprivileged host id (see
+  // RootlessMapping in container.cc and docs/hull.md).
+  bool rootless = false;
+  // Where the workload's stdout and stderr go; empty: containers/<name>/stdout.log, stderr.log.
+  // The hull driver points them at the task directory, where the agent reads and rotates logs.
+  std::string stdout_path, stderr_path;
 };
 
 // Starts the container; returns its record (saved). Exit codes: 2 runtime (already running,
-// a concurrent run, namespaces, cgroups, unsupported network), 3 manifest (cwd or a mount
-// that does not exist), 127 the workload could not be exec'd.
+// a concurrent run, namespaces, cgroups, id maps, the bridge, a bridge.ip leased by another
+// container), 3 manifest (cwd or a mount that does not exist, a bad bridge.ip or subnet), 127
+// the workload could not be exec'd. Network "bridge" also takes an address lease
+// (runtimes/hull/leases.h), released by whoever records the exit (Refresh).
 Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& manifest, const RunOptions& options);
 
 // Runs argv inside the running container `name` (setns into each of its namespaces, its cgroup,

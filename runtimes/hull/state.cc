@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "runtimes/cgroups/cgroups.h"
+#include "runtimes/hull/leases.h"
 #include "runtimes/hull/seccomp_audit.h"
 
 namespace mentat::hull {
@@ -93,6 +94,10 @@ Json ContainerState::ToJson() const {
             {"upper", upper},
             {"work", work},
             {"manifest", manifest.ToJson()}};
+  if (!ip.empty()) j["ip"] = ip;
+  if (!host_veth.empty()) j["host_veth"] = host_veth;
+  if (rootless_uid >= 0) j["rootless"] = {{"uid", rootless_uid}, {"gid", rootless_gid}};
+  if (!warnings.empty()) j["warnings"] = warnings;
   if (finished_at) j["finished_at"] = finished_at;
   if (exit) j["exit"] = exit->ToJson();
   return j;
@@ -115,6 +120,13 @@ Result<ContainerState> ContainerState::FromJson(const Json& j) {
     s.root = j.value("root", "");
     s.upper = j.value("upper", "");
     s.work = j.value("work", "");
+    s.ip = j.value("ip", "");
+    s.host_veth = j.value("host_veth", "");
+    if (j.contains("rootless")) {
+      s.rootless_uid = j["rootless"].value("uid", int64_t{-1});
+      s.rootless_gid = j["rootless"].value("gid", int64_t{-1});
+    }
+    s.warnings = j.value("warnings", std::vector<std::string>{});
   } catch (const std::exception& e) {
     return Internal(std::string("state.json: ") + e.what());
   }
@@ -273,6 +285,7 @@ Status Refresh(const StateDir& dir, ContainerState& s, const ExitInfo* hint, boo
       (*g)->Destroy();
     }
   }
+  ReleaseNetwork(dir, s);
   return dir.Save(s);
 }
 

@@ -52,6 +52,13 @@ struct ContainerState {
   std::string root;              // the container's root directory on the host
   std::string upper;             // overlay writable layer (tar.gz rootfs), or ""
   std::string work;
+  // Part 2: network "bridge" (the leased address, the host end of the veth pair) and --rootless
+  // (the host uid/gid that uid/gid 0 of the container map to; -1 without a user namespace).
+  std::string ip;
+  std::string host_veth;
+  int64_t rootless_uid = -1;
+  int64_t rootless_gid = -1;
+  std::vector<std::string> warnings;  // what was skipped, e.g. cgroup limits when rootless
   HullManifest manifest;
   std::optional<ExitInfo> exit;
 
@@ -112,7 +119,7 @@ bool InitAlive(const ContainerState& s);
 // Brings a record up to date: a container whose PID 1 is gone becomes "exited", with what
 // sandbox-init wrote (or `hint` when it wrote nothing: e.g. it was SIGKILLed), the seccomp kill
 // found in the kernel log, and its cgroup removed; then saved. Takes the container's lock unless
-// the caller holds it (`locked`).
+// the caller holds it (`locked`). A bridge container's lease and host veth are released too.
 Status Refresh(const StateDir& dir, ContainerState& s, const ExitInfo* hint = nullptr, bool locked = false);
 
 }  // namespace mentat::hull

@@ -99,6 +99,32 @@ Status PlanRoot(RootPlan& plan) {
   return {};
 }
 
+Status PremakeMountPoints(RootPlan& plan) {
+  auto mkdir = [&](const std::string& inside, mode_t mode) -> Status {
+    const std::string dir = plan.merged + inside;
+    if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return ErrnoError("creating " + dir, errno);
+    if (mode & S_ISVTX) ::chmod(dir.c_str(), mode);  // past the umask
+    return {};
+  };
+  MT_RETURN_IF_ERROR(mkdir(kOldRoot, 0700));
+  plan.old_root_premade = true;
+  MT_RETURN_IF_ERROR(mkdir("/proc", 0555));
+  MT_RETURN_IF_ERROR(mkdir("/dev", 0755));
+  MT_RETURN_IF_ERROR(mkdir("/tmp", 01777));
+  for (const BindMount& v : plan.volumes) {
+    for (size_t k = 0; k + 1 < v.mkdirs.size(); ++k) MT_RETURN_IF_ERROR(mkdir(v.mkdirs[k], 0755));
+    if (v.is_dir) {
+      MT_RETURN_IF_ERROR(mkdir(v.target, 0755));
+    } else {
+      const std::string file = plan.merged + v.target;
+      int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) return ErrnoError("creating " + file, errno);
+      ::close(fd);
+    }
+  }
+  return {};
+}
+
 int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
   auto fail = [&](IsolationStep step, int err) {
     *error = err;
@@ -187,7 +213,7 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
 
   // The host's root goes: nothing outside the sandbox stays reachable.
   if (::umount2(kOldRoot, MNT_DETACH) != 0) return fail(IsolationStep::kPivotRoot, errno);
-  if (::rmdir(kOldRoot) != 0) return fail(IsolationStep::kPivotRoot, errno);
+  if (!plan.old_root_premade && ::rmdir(kOldRoot) != 0) return fail(IsolationStep::kPivotRoot, errno);
 
   // The kernel's knobs: read-only or hidden, as Docker and runc do.
   for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {

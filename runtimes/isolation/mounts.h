@@ -34,11 +34,20 @@ struct RootPlan {
   std::vector<BindMount> volumes;
   // Built by PlanRoot.
   std::string overlay_options;
+  // The pivot_root directory (merged/.mentat-oldroot) was made by the parent
+  // (PremakeMountPoints) and stays. For a child in a user namespace whose id cannot write a root-owned rootfs
+  // (hull --rootless run by root): it could neither make nor remove it.
+  bool old_root_premade = false;
 };
 
 // Checks the plan (absolute, existing, mount-option-safe paths) and creates upper, work and
 // merged. Errors name the field (`rootfs`, `volumes[1].source`).
 Status PlanRoot(RootPlan& plan);
+
+// In the parent, for a bind root the child may not be able to write (a user namespace): makes
+// every mount point SetupRootInChild needs, if missing: merged/.mentat-oldroot (0700, empty;
+// sets plan.old_root_premade), /proc, /dev, /tmp and the volumes' targets.
+Status PremakeMountPoints(RootPlan& plan);
 
 // In the child, in its new mount, PID and UTS namespaces: builds the root and pivots into it.
 // Returns 0, or the failed step with *error (and *index for a volume). Async-signal-safe.

@@ -1,0 +1,75 @@
+// What a Docker container's security settings are, decided once from a canonical Service spec and
+// the SecurityProfile it names (seed 001): admission checks the manifest against these rules, and
+// the Docker driver applies the resolved settings at container creation and checks the rules again
+// there (defence in depth: a spec that reached the agent without admission is still refused).
+//
+// The manifest may ask for settings in a `docker:` block:
+//   docker:
+//     privileged: false
+//     cap_add: [NET_BIND_SERVICE]
+//     cap_drop: [ALL]
+//     read_only_rootfs: true
+//     no_new_privileges: true
+//     seccomp: strict          # default | strict | unconfined
+//     apparmor: default        # default | unconfined | a profile name
+//     network_mode: bridge     # bridge | host | none
+//     pid_mode: ""             # "" | host
+//     ipc_mode: ""             # "" | private | shareable | host
+// and `user:` at the top level.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "apis/error.h"
+#include "apis/object.h"
+#include "apis/yaml.h"
+
+namespace mentat {
+
+// The user a hardened container runs as when the manifest names none: nobody.
+inline constexpr const char* kDockerDefaultNonRootUser = "65534:65534";
+
+struct DockerSecurity {
+  std::string profile;  // the SecurityProfile name, or "" for none
+  std::string user;     // "" = the image's own user
+  bool privileged = false;
+  bool read_only_rootfs = false;
+  bool no_new_privileges = false;
+  std::vector<std::string> cap_add;
+  std::vector<std::string> cap_drop;
+  std::string seccomp = "default";   // default (Docker's own) | strict (Mentat's JSON) | unconfined
+  std::string apparmor = "default";  // default (docker-default when AppArmor is on) | unconfined | NAME
+  std::string network_mode = "bridge";
+  std::string pid_mode;
+  std::string ipc_mode;
+};
+
+// The settings of a canonical spec: the profile's defaults (docker-hardened: non-root (65534 when
+// no user is given), read-only rootfs, cap_drop ALL, no-new-privileges, strict seccomp; docker-legacy:
+// no-new-privileges, read-only rootfs unless docker.read_only_rootfs is false, cap_drop NET_RAW and
+// MKNOD), then what the manifest asks for. It does not check the rules: see CheckDockerRules.
+DockerSecurity ResolveDockerSecurity(const Json& spec);
+
+struct RuleViolation {
+  std::string field;  // e.g. "docker.privileged"
+  std::string rule;
+};
+// The docker rules of a SecurityProfile's spec (built-in or stored) broken by a canonical Service
+// spec: user, docker.*. Volumes, ports and ingress are AdmitService's own, for every driver.
+std::vector<RuleViolation> DockerRuleViolations(const Json& spec, const Json& profile_spec);
+
+// AdmitService against the spec's profile when it is built in (docker-hardened or docker-legacy;
+// nothing for stored profiles, which the agent does not hold): each broken rule a FieldError naming the field (e.g. "docker.privileged", "user",
+// "volumes[0].source") and the rule. kForbidden when any is broken. `marks` gives line numbers.
+Status CheckDockerRules(const Json& spec, const SourceMap& marks = {});
+
+// A Linux capability's name without CAP_, upper case (NET_BIND_SERVICE), or ALL.
+bool IsCapabilityName(const std::string& name);
+
+// True for host paths no hardened workload may mount: /, /etc, /proc, /sys, /dev, /boot, /root,
+// /var/lib/docker, /var/log, the Docker socket, Mentat's and hull's state directories (and anything
+// under them). Lexical: the caller rejects ".." first.
+bool IsHostSystemPath(const std::string& path);
+
+}  // namespace mentat
