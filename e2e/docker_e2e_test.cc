@@ -202,5 +202,46 @@ TEST_F(DockerE2E, AdoptsAContainerStartedByHandAndRefusesAMismatch) {
   EXPECT_TRUE(Serves(port, "by-hand"));
 }
 
+TEST_F(DockerE2E, DockerHardenedReachesTheContainerAndCraftedManifestsAreRefused) {
+  int port = FreePort();
+  // Non-root, read-only root: httpd serves /etc from an unprivileged port.
+  Apply("name: hard\ndriver: docker\nimage: local/busybox:1\ncommand: /bin/httpd\n"
+        "args: [\"-f\", \"-p\", \"8080\", \"-h\", \"/etc\"]\nports: [\"" + std::to_string(port) +
+        ":8080\"]\nport: " + std::to_string(port) + "\nsecurity:\n  profile: docker-hardened\n");
+  ASSERT_TRUE(WaitFor([&] { return HttpGet(port, "/group").first == 200; }, 60s)) << Diagnostics();
+  std::string name = "mentat-default-hard-0";
+  EXPECT_EQ(Inspect(name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+  EXPECT_EQ(Inspect(name, "{{.HostConfig.CapDrop}}"), "[ALL]");
+  EXPECT_EQ(Inspect(name, "{{.Config.User}}"), "65534:65534");
+  EXPECT_EQ(Inspect(name, "{{.HostConfig.Privileged}}"), "false");
+  std::string opts = Inspect(name, "{{json .HostConfig.SecurityOpt}}");
+  EXPECT_NE(opts.find("no-new-privileges:true"), std::string::npos) << opts;
+  EXPECT_NE(opts.find("seccomp="), std::string::npos) << opts;
+  EXPECT_NE(opts.find("SCMP_ACT_ERRNO"), std::string::npos) << "Mentat's strict profile, as JSON: " << opts;
+  // Inside: not root, and the strict seccomp profile refuses what a service never needs.
+  auto id = Docker({"exec", name, "id", "-u"});
+  EXPECT_EQ(Trim(id.out), "65534");
+  auto unshare = Docker({"exec", name, "unshare", "-U", "true"});
+  EXPECT_NE(unshare.exit_code, 0) << unshare.out;
+
+  // Crafted manifests break a rule each: refused at admission (403) naming the field.
+  struct Crafted {
+    std::string extra, field;
+  };
+  for (const Crafted& c : std::vector<Crafted>{
+           {"docker:\n  privileged: true\n", "docker.privileged"},
+           {"user: root\n", "user"},
+           {"docker:\n  read_only_rootfs: false\n", "docker.read_only_rootfs"},
+           {"volumes:\n  - source: /var/run/docker.sock\n    target: /var/run/docker.sock\n", "volumes[0]"},
+           {"volumes:\n  - source: /etc\n    target: /host-etc\n", "volumes[0]"},
+       }) {
+    WriteFile(dir_ + "/crafted.yaml", "name: crafted\ndriver: docker\nimage: local/busybox:1\n"
+                                      "security:\n  profile: docker-hardened\n" + c.extra);
+    auto r = Mt({"apply", "-f", dir_ + "/crafted.yaml"});
+    EXPECT_NE(r.exit_code, 0) << c.extra;
+    EXPECT_NE(r.err.find(c.field), std::string::npos) << c.extra << " -> " << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace mentat::e2e
