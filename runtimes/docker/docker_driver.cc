@@ -865,7 +865,7 @@ Result<std::vector<std::string>> DockerDriver::CleanupOrphans() {
     if (owned.count(cid)) continue;
     std::string name = c.value("Names", Json::array()).empty() ? cid : c["Names"][0].get<std::string>();
     if (!name.empty() && name[0] == '/') name.erase(0, 1);
-    engine_->StopContainer(cid, 10);
+    engine_->StopContainer(cid, 3);  // a short grace: nothing owns it any more
     auto st = engine_->RemoveContainer(cid, /*force=*/true);
     if (!st && st.error().code() != Code::kNotFound) {
       spdlog::warn("docker: removing orphan {}: {}", name, st.error().message());
