@@ -12,6 +12,8 @@ MENTAT_BUILD_PACKAGES=(
   procps curl python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
   # hull's network "bridge": rtnetlink through libnl-route-3, NAT through nft and iptables.
   libnl-route-3-dev nftables iptables
+  # The docker driver's tests run a real dockerd (scripts/dockerd.sh starts it).
+  docker.io
 )
 
 mentat_missing_packages() {
