@@ -3,10 +3,15 @@
 // and mt. A busybox httpd service is applied, served over HTTP, changed (a rolling replacement)
 // and deleted (no container left); kill -9 of the agent re-adopts the running container (same
 // id, same StartedAt) and its later death is still seen; a container started by hand with
-// `docker run` is adopted without a restart, and a spec that does not match it is refused.
+// `docker run` is adopted without a restart, and a spec that does not match it is refused; a
+// docker-hardened container is checked with docker inspect; and a dockerd of the test's own is
+// stopped and started again under a running service.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include "e2e/server_fixture.h"
 
@@ -241,6 +246,95 @@ TEST_F(DockerE2E, DockerHardenedReachesTheContainerAndCraftedManifestsAreRefused
     EXPECT_NE(r.exit_code, 0) << c.extra;
     EXPECT_NE(r.err.find(c.field), std::string::npos) << c.extra << " -> " << r.err;
   }
+}
+
+// A dockerd of the test's own (its socket, data and exec roots; no bridge, so no iptables) is
+// stopped and started again under a running service: the node's fingerprint and the
+// allocation's status say dockerd is not reachable, and both recover when it is back.
+class PrivateDockerdE2E : public DockerE2E {
+ protected:
+  void SetUp() override {
+    auto up = RunCommand({Runfile("scripts/dockerd.sh"), "--no-image"});
+    ASSERT_EQ(up.exit_code, 0) << up.err;
+    node_ = "docker-own-" + std::to_string(getpid());
+    StartWith("docker-own", {});
+    // Short paths: containerd's socket lives under the exec root, and a Unix socket path has
+    // 108 bytes at most.
+    exec_root_ = "/tmp/mtdx-" + std::to_string(getpid());
+    socket_ = exec_root_ + ".sock";
+    StartDockerd();
+    auto image = RunCommand({"/usr/bin/env", "DOCKER_SOCKET=" + socket_, Runfile("scripts/dockerd.sh")});
+    ASSERT_EQ(image.exit_code, 0) << image.err << image.out;
+    agent_ = std::make_unique<Process>(
+        std::vector<std::string>{Runfile("cmd/mentat-agent/mentat-agent"), "--server", Addr(), "--node-name", node_,
+                                 "--data-dir", dir_ + "/agent", "--docker-socket", socket_,
+                                 "--heartbeat-interval", "1s"},
+        dir_ + "/agent.log");
+  }
+  void TearDown() override {
+    if (!dockerd_ || !dockerd_->Running()) StartDockerd();
+    ServerFixture::TearDown();
+    agent_.reset();
+    StopDockerd();
+    // dockerd bind-mounts its data root onto itself; one killed mid-way leaves it mounted.
+    for (const std::string& d : {exec_root_ + "-data", exec_root_}) {
+      umount2(d.c_str(), MNT_DETACH);
+      std::filesystem::remove_all(d);
+    }
+    std::filesystem::remove(socket_);
+  }
+  void StartDockerd() {
+    dockerd_ = std::make_unique<Process>(
+        // Its own network namespace: dockerd's network setup (here: no bridge, which makes it
+        // delete docker0) must not touch the host's, where the shared dockerd has its bridge.
+        std::vector<std::string>{"/usr/bin/unshare", "--net", "/usr/sbin/dockerd", "--host", "unix://" + socket_, "--data-root", exec_root_ + "-data",
+                                 "--exec-root", exec_root_, "--pidfile", dir_ + "/docker.pid", "--bridge", "none",
+                                 "--iptables=false", "--ip-masq=false"},
+        dir_ + "/dockerd.log");
+    ASSERT_TRUE(WaitFor([&] { return Curl("/_ping") == "OK"; }, 60s)) << ReadFile(dir_ + "/dockerd.log").substr(0, 3000);
+  }
+  void StopDockerd() {
+    if (!dockerd_) return;
+    dockerd_->Signal(SIGTERM);
+    dockerd_->Wait(60s);
+    dockerd_.reset();
+  }
+  std::string Curl(const std::string& path) {
+    return RunCommand({"/usr/bin/curl", "-s", "--max-time", "2", "--unix-socket", socket_, "http://d" + path}).out;
+  }
+  Json DockerFingerprint() {
+    Json n = Get("/v1/nodes/" + node_);
+    return n.is_object() ? n["status"]["drivers"].value("docker", Json()) : Json();
+  }
+  std::string exec_root_, socket_;
+  std::unique_ptr<Process> dockerd_;
+};
+
+TEST_F(PrivateDockerdE2E, DockerdStoppedAndStartedAgain) {
+  Apply("name: own\ndriver: docker\nimage: local/busybox:1\ncommand: /bin/sleep\nargs: [\"3600\"]\n"
+        "docker:\n  network_mode: none\n");
+  auto running = [&] {
+    Json a = Get("/v1/allocations/own-0");
+    return a.is_object() && a["status"].value("phase", "") == "Running";
+  };
+  ASSERT_TRUE(WaitFor(running, 60s)) << Diagnostics();
+  ASSERT_TRUE(WaitFor([&] { return DockerFingerprint().value("healthy", false); }, 30s)) << DockerFingerprint();
+
+  StopDockerd();
+  // The heartbeat carries the fingerprint; the allocation says why it cannot run.
+  EXPECT_TRUE(WaitFor([&] {
+    Json fp = DockerFingerprint();
+    return fp.is_object() && !fp.value("healthy", true) &&
+           fp.value("detail", "").find("dockerd is not reachable at " + socket_) != std::string::npos;
+  }, 30s)) << DockerFingerprint();
+  EXPECT_TRUE(WaitFor([&] {
+    Json a = Get("/v1/allocations/own-0");
+    return a.is_object() && a["status"].value("message", "").find("dockerd is not reachable") != std::string::npos;
+  }, 60s)) << Get("/v1/allocations/own-0").dump();
+
+  StartDockerd();
+  EXPECT_TRUE(WaitFor([&] { return DockerFingerprint().value("healthy", false); }, 30s)) << DockerFingerprint();
+  EXPECT_TRUE(WaitFor(running, 90s)) << Diagnostics();
 }
 
 }  // namespace

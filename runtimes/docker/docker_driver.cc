@@ -299,7 +299,8 @@ Result<std::unique_ptr<DockerDriver>> DockerDriver::Create(DockerDriverOptions o
   // dockerd may be down now: the fingerprint says so and the watcher keeps trying.
   if (auto v = d->engine_->Version(); !v) spdlog::warn("docker: {}", v.error().message());
   d->events_ = std::make_unique<docker::EventWatcher>(
-      d->engine_.get(), [p = d.get()](const Json& e) { p->OnEvent(e); }, [p = d.get()] { p->OnReconnect(); });
+      d->engine_.get(), [p = d.get()](const Json& e) { p->OnEvent(e); }, [p = d.get()] { p->OnReconnect(); },
+      [p = d.get()](const std::string& error) { p->OnLost(error); });
   return d;
 }
 
@@ -660,6 +661,11 @@ void DockerDriver::CheckExited(const std::shared_ptr<Task>& t) {
   } else {
     return;  // dockerd is away: the reconnection looks again
   }
+  RecordExit(t, r);
+}
+
+void DockerDriver::RecordExit(const std::shared_ptr<Task>& t, const ExitResult& exit) {
+  ExitResult r = exit;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (t->exited) return;
@@ -715,6 +721,24 @@ void DockerDriver::OnReconnect() {
     }
   }
   for (auto& t : all) CheckExited(t);
+}
+
+void DockerDriver::OnLost(const std::string& error) {
+  // The agent restarts what it must (its next Start replaces a container that did survive, as
+  // with live-restore), and says why while dockerd is away.
+  std::vector<std::shared_ptr<Task>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, t] : tasks_) {
+      if (!t->exited) all.push_back(t);
+    }
+  }
+  for (auto& t : all) {
+    t->stop_logs = true;  // its log stream is gone with dockerd
+    ExitResult r;
+    r.message = "lost: " + error;
+    RecordExit(t, r);
+  }
 }
 
 Result<std::optional<ExitResult>> DockerDriver::Wait(const std::string& id, std::chrono::milliseconds timeout) {

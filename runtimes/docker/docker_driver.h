@@ -104,6 +104,10 @@ class DockerDriver : public Driver {
   void CheckExited(const std::shared_ptr<Task>& t);
   void OnEvent(const Json& event);
   void OnReconnect();
+  // dockerd stopped answering: what it ran is unknown (without live-restore it is gone).
+  void OnLost(const std::string& error);
+  // Records `r` as the task's exit (once) and reports it; `r` empty: read it from inspect.
+  void RecordExit(const std::shared_ptr<Task>& t, const ExitResult& r);
   TaskHandle HandleOf(const Task& t) const;
 
   DockerDriverOptions opts_;

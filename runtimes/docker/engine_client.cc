@@ -331,8 +331,9 @@ Status EngineClient::Events(const Json& filters, const std::function<void(const 
 }
 
 EventWatcher::EventWatcher(EngineClient* client, std::function<void(const Json&)> on_event,
-                           std::function<void()> on_reconnect)
-    : client_(client), on_event_(std::move(on_event)), on_reconnect_(std::move(on_reconnect)) {
+                           std::function<void()> on_reconnect, std::function<void(const std::string&)> on_lost)
+    : client_(client), on_event_(std::move(on_event)), on_reconnect_(std::move(on_reconnect)),
+      on_lost_(std::move(on_lost)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -358,6 +359,8 @@ void EventWatcher::Run() {
       }, &stop_, since);
       if (stop_) break;
       spdlog::warn("docker: events stream ended: {}", st ? "closed" : st.error().message());
+      auto again = client_->Call("GET", "/_ping", "", 3000);
+      if (!again && on_lost_) on_lost_(again.error().message());
     }
     connected_ = false;
     auto until = std::chrono::steady_clock::now() + backoff;

@@ -128,8 +128,10 @@ Error EngineError(long status, const std::string& body, const std::string& what)
 // after every (re)connection: what happened while disconnected is for the caller to re-read.
 class EventWatcher {
  public:
+  // `on_lost` runs when a connected dockerd stops answering (the stream ended and /_ping fails),
+  // with the error.
   EventWatcher(EngineClient* client, std::function<void(const Json&)> on_event,
-               std::function<void()> on_reconnect);
+               std::function<void()> on_reconnect, std::function<void(const std::string&)> on_lost = nullptr);
   ~EventWatcher();
   // True while connected to dockerd.
   bool connected() const { return connected_; }
@@ -139,6 +141,7 @@ class EventWatcher {
   EngineClient* client_;
   std::function<void(const Json&)> on_event_;
   std::function<void()> on_reconnect_;
+  std::function<void(const std::string&)> on_lost_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
   std::thread thread_;
