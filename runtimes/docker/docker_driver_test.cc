@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -118,6 +119,52 @@ TEST_F(DockerDriverTest, OrphansOfThisNodeAreRemovedOthersKept) {
   EXPECT_NE(RunShell("docker ps -q --filter name=^/" + other + "$"), "") << "another node's container stays";
   EXPECT_NE(RunShell("docker ps -q --filter name=^/mentat-default-owned$"), "") << "an owned one stays";
   RunShell("docker rm -f " + other);
+}
+
+TEST_F(DockerDriverTest, LogsResumeAfterARestartWithoutDuplicatesAndDeathsWhileDownAreReported) {
+  auto c = Config("resume", {"-c", "i=0; while [ $i -lt 1000 ]; do echo line-$i; i=$((i+1)); sleep 0.01; done; "
+                                   "trap 'exit 3' TERM; while :; do sleep 0.05; done"});
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto slurp = [&] {
+    std::ifstream f(c.task_dir + "/stdout.log");
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (slurp().find("line-100\n") == std::string::npos && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+  }
+  // The agent goes away mid-stream and comes back: the same container, its logs resumed.
+  auto persisted = TaskHandle::FromJson(Json::parse(h->ToJson().dump()));
+  ASSERT_TRUE(persisted);
+  driver_.reset();
+  std::this_thread::sleep_for(300ms);  // lines written while no driver runs
+  DockerDriverOptions o;
+  o.node_name = "ddt-" + std::to_string(getpid());
+  driver_ = std::move(*DockerDriver::Create(o));
+  ASSERT_TRUE(driver_->Recover(*persisted));
+  until = std::chrono::steady_clock::now() + 30s;
+  while (slurp().find("line-999\n") == std::string::npos && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::string expected;
+  for (int i = 0; i < 1000; ++i) expected += "line-" + std::to_string(i) + "\n";
+  EXPECT_EQ(slurp(), expected) << "every line once, in order";
+
+  // It dies while no driver runs: Recover says so, with its exit code.
+  driver_.reset();
+  ASSERT_EQ(RunShell("docker stop -t 5 mentat-default-resume >/dev/null; docker inspect -f '{{.State.ExitCode}}' "
+                     "mentat-default-resume"), "3\n");
+  driver_ = std::move(*DockerDriver::Create(o));
+  auto gone = driver_->Recover(*persisted);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), Code::kNotFound);
+  EXPECT_NE(gone.error().message().find("exited with code 3"), std::string::npos) << gone.error().message();
+  EXPECT_NE(gone.error().message().find("while the agent was down"), std::string::npos) << gone.error().message();
+  // The next Start replaces the dead container of the same name.
+  auto again = driver_->Start(c);
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_NE(again->state["container"], persisted->state["container"]);
 }
 
 TEST(DockerDriverDownTest, ADockerdThatDoesNotAnswerIsReportedNotFatal) {
