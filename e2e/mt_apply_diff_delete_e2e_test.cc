@@ -92,7 +92,7 @@ TEST_F(MtChangeTest, ApplyWaitShowsProgressUntilReady) {
 TEST_F(MtChangeTest, ApplyWaitTimeoutNamesWhatIsStuckAndWhy) {
   std::string both = File("both.yaml",
                           "name: ok\ndriver: exec\ncommand: /bin/sleep\nargs: [\"120\"]\n---\n"
-                          "name: dock\ndriver: docker\nimage: nginx\n");
+                          "name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
   // Both settle first (ok Ready, dock refused placement), so the short timeout below is
   // only about what stays stuck, however slow this machine is.
   ASSERT_EQ(Mt({"apply", "-f", both}).exit_code, 0);
@@ -103,11 +103,11 @@ TEST_F(MtChangeTest, ApplyWaitTimeoutNamesWhatIsStuckAndWhy) {
   EXPECT_TRUE(Has(r.out, "\nservice/ok +1/1 +Running +ready\n")) << r.out;
   EXPECT_TRUE(Has(r.out,
                   "\nservice/dock +0/1 +Pending +cannot place allocations: 0/1 nodes "
-                  "available: 1 lack driver docker\n"))
+                  "available: 1 lack driver qemu\n"))
       << r.out;
   EXPECT_NE(r.err.find("error: timed out after 3s waiting for 1 of 2 services to be ready:\n"
                        "  service/dock (0/1 ready, Pending): Degraded=True (PlacementFailed): "
-                       "cannot place allocations: 0/1 nodes available: 1 lack driver docker; "
+                       "cannot place allocations: 0/1 nodes available: 1 lack driver qemu; "
                        "Ready=False (Pending)\n"),
             std::string::npos)
       << r.err;

@@ -85,7 +85,7 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
       << d.out;
 
   // A placement failure: the controller's message, verbatim, with its reason.
-  Apply("dock", "name: dock\ndriver: docker\nimage: nginx\n");
+  Apply("dock", "name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
   ASSERT_TRUE(WaitFor(
       [&] {
         return Has(Mt({"describe", "svc/dock"}).out, "Degraded +True +PlacementFailed");
@@ -95,13 +95,13 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
   d = Mt({"describe", "svc/dock"});
   EXPECT_TRUE(Has(d.out,
                   "\n  Degraded +True +PlacementFailed +[0-9]+s +cannot place allocations: "
-                  "0/1 nodes available: 1 lack driver docker\n"))
+                  "0/1 nodes available: 1 lack driver qemu\n"))
       << d.out;
   EXPECT_TRUE(Has(d.out, "\n  dock-0 +<none> +Pending +0 +[0-9]+s\n")) << d.out;
   // ...and the event that says so, from the controller.
   EXPECT_TRUE(Has(d.out, "\nEvents:\n  TYPE +REASON +AGE +FROM +MESSAGE\n(.*\n)*  Warning +FailedScheduling +"
                          "[0-9]+s.* +service-controller +cannot place allocations: 0/1 nodes "
-                         "available: 1 lack driver docker\n"))
+                         "available: 1 lack driver qemu\n"))
       << d.out;
 
   // A node: readiness, heartbeat, drivers, and the allocations placed on it.
@@ -109,7 +109,7 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
   ASSERT_EQ(d.exit_code, 0) << d.err;
   EXPECT_TRUE(Has(d.out, "\n  Status: +Ready\n  Last Heartbeat: +[0-9T:Z-]+ \\([0-9]+s ago\\)\n"))
       << d.out;
-  EXPECT_TRUE(Has(d.out, "\nDrivers:\n  exec: +healthy")) << d.out;
+  EXPECT_TRUE(Has(d.out, "\nDrivers:\n(  docker: .*\n)?  exec: +healthy")) << d.out;
   EXPECT_TRUE(Has(d.out, "\n  default +web-0 +web +Running")) << d.out;
   EXPECT_EQ(d.out.find("dock-0"), std::string::npos) << "dock-0 is placed nowhere";
 
@@ -163,15 +163,15 @@ TEST_F(MtDescribeWaitTest, WaitFollowsObjectsThatDoNotExistYet) {
 }
 
 TEST_F(MtDescribeWaitTest, WaitTimeoutSaysWhatItSawLast) {
-  Apply("dock", "name: dock\ndriver: docker\nimage: nginx\n");
-  // Degraded comes true (no node has docker); Ready never does.
+  Apply("dock", "name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
+  // Degraded comes true (no node has qemu); Ready never does.
   auto degraded = Mt({"wait", "--for=condition=Degraded", "service/dock", "--timeout=20s"});
   EXPECT_EQ(degraded.exit_code, 0) << degraded.err;
   auto r = Mt({"wait", "--for=condition=Ready", "service/dock", "--timeout=2s"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("error: timed out after 2s waiting for service/dock to be Ready=True; last "
                        "seen: phase Pending; Ready=False (Pending): cannot place allocations: 0/1 "
-                       "nodes available: 1 lack driver docker; "),
+                       "nodes available: 1 lack driver qemu; "),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("Degraded=True (PlacementFailed)"), std::string::npos) << r.err;

@@ -107,21 +107,21 @@ TEST_F(MtGetTest, TablesShowControllerAndAgentStatus) {
   // test runs as root, so sandboxes do too).
   auto nodes = Mt({"nodes"});
   ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
-  EXPECT_TRUE(Has(nodes.out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +exec,hull,sandbox +[0-9]+s\n$"))
+  EXPECT_TRUE(Has(nodes.out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +docker!?,exec,hull,sandbox +[0-9]+s\n$"))
       << nodes.out;
-  EXPECT_TRUE(Has(Mt({"get", "nodes"}).out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +exec,hull,sandbox "));
+  EXPECT_TRUE(Has(Mt({"get", "nodes"}).out, "^NAME +STATUS +DRIVERS +AGE\ne2e-node +Ready +docker!?,exec,hull,sandbox "));
   EXPECT_TRUE(Has(Mt({"nodes", "-o", "wide"}).out,
-                  "NAME +STATUS +DRIVERS +AGE +HEARTBEAT +CPUS\ne2e-node +Ready +exec,hull,sandbox +[0-9]+s +"
+                  "NAME +STATUS +DRIVERS +AGE +HEARTBEAT +CPUS\ne2e-node +Ready +docker!?,exec,hull,sandbox +[0-9]+s +"
                   "[0-9]+s ago +[0-9]+\n"));
   EXPECT_EQ(Mt({"nodes", "-o", "name"}).out, "node/e2e-node\n");
 
   // What cannot be placed says so: Pending, with the reason in -o wide.
-  Apply("dock", "name: dock\ndriver: docker\nimage: nginx\n");
+  Apply("dock", "name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
   ASSERT_TRUE(WaitFor(
       [&] {
         return Has(Mt({"get", "services", "-o", "wide"}).out,
-                   "\ndock +docker +0/1 +1 +Pending +[0-9]+s +cannot place allocations: 0/1 nodes "
-                   "available: 1 lack driver docker\n");
+                   "\ndock +qemu +0/1 +1 +Pending +[0-9]+s +cannot place allocations: 0/1 nodes "
+                   "available: 1 lack driver qemu\n");
       },
       20s))
       << Mt({"get", "services", "-o", "wide"}).out;

@@ -135,7 +135,7 @@ TEST_F(QuickstartTest, SeparateAgentRunsAndRecoversAfterKill9) {
 
   ASSERT_TRUE(WaitFor([&] {
     auto r = Mt({"get", "nodes"});
-    return std::regex_search(r.out, std::regex("worker-1 +Ready +exec"));
+    return std::regex_search(r.out, std::regex("worker-1 +Ready +(docker!?,)?exec"));
   }, 15s)) << agent->Log();
 
   ASSERT_EQ(Mt({"apply", "-f", manifest_}).exit_code, 0);

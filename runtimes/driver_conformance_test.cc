@@ -21,6 +21,8 @@
 
 #include <gtest/gtest.h>
 
+#include "runtimes/docker/docker_driver.h"
+#include "runtimes/docker/docker_testing.h"
 #include "runtimes/exec/exec_driver.h"
 #include "runtimes/hull/hull_driver.h"
 #include "runtimes/process_testing.h"
@@ -101,7 +103,26 @@ std::vector<DriverCase> Cases() {
         c.spec = {{"rootfs", BusyboxRoot()}};
         return c;
       }};
-  return {exec, sandbox, hull};
+  // docker: the same scripts in local/busybox:1 under a real dockerd (scripts/dockerd.sh).
+  DriverCase docker{
+      "docker",
+      []() -> Result<std::unique_ptr<Driver>> {
+        MT_RETURN_IF_ERROR(EnsureDockerd());
+        DockerDriverOptions o;
+        o.node_name = "conformance";
+        MT_ASSIGN_OR_RETURN(auto d, DockerDriver::Create(std::move(o)));
+        return std::unique_ptr<Driver>(std::move(d));
+      },
+      [](const std::string& id, const std::string& script, const std::string& task_dir) {
+        TaskConfig c;
+        c.id = id;
+        c.command = "/bin/sh";
+        c.args = {"-c", script};
+        c.task_dir = task_dir;
+        c.spec = {{"image", kBusyboxImage}};
+        return c;
+      }};
+  return {exec, sandbox, hull, docker};
 }
 
 class DriverConformance : public ::testing::TestWithParam<DriverCase> {
@@ -145,7 +166,9 @@ TEST_P(DriverConformance, StartsInspectsAndReportsTheExitCodeAndLogs) {
   auto h = Start(Config("t", "echo out; echo err >&2; exit 3"));
   ASSERT_TRUE(h) << h.error().ToString();
   EXPECT_EQ(h->driver, GetParam().name);
-  EXPECT_GT(h->state.value("pid", 0), 0);
+  // A container that has already exited when Start inspects it has no pid any more (Docker
+  // reports State.Pid 0 once it stopped); the others always have one.
+  if (GetParam().name != "docker") EXPECT_GT(h->state.value("pid", 0), 0);
   auto exit = WaitExit("t");
   EXPECT_EQ(exit.exit_code, 3) << exit.message;
   EXPECT_FALSE(exit.signal.has_value());
@@ -313,6 +336,11 @@ TEST_P(DriverConformance, AMemoryHogIsOomKilledAndReported) {
 }
 
 TEST_P(DriverConformance, AForkBombStopsAtThePidsLimit) {
+  // Skipped for docker: the script's shell exits at the first refused fork ("can't fork"), and
+  // a container ends with its main process, so Docker removes its cgroup and nothing is left to
+  // count (the other drivers keep the cgroup, and the forked sleeps, until Destroy). The docker
+  // driver's own test forks from an exec into a container that stays up (docker_driver_test).
+  if (GetParam().name == "docker") GTEST_SKIP() << "a container's cgroup ends with its main process";
   TaskConfig c = Config("bomb", "i=0; while [ $i -lt 64 ]; do (sleep 300) & i=$((i+1)); done; echo forked; wait");
   c.spec["resources"] = {{"pids", 16}};
   ASSERT_TRUE(Start(c));

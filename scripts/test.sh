@@ -8,6 +8,9 @@ bash scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 # Tests that need real components start them themselves; services the test harness needs
 # that must exist before tests run are started here.
+# dockerd (docker.io; no systemd here): started if its socket does not answer, with the
+# local/busybox:1 image the docker tests use. The tests also run it themselves if needed.
+scripts/dockerd.sh || echo "warning: dockerd could not be started; the docker tests will fail" >&2
 
 targets=$(bazel query 'tests(//...)' 2>/dev/null | sort)
 if [ -z "$targets" ]; then

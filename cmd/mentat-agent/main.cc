@@ -49,6 +49,10 @@ int main(int argc, char** argv) {
                  "hull's state directory for the hull driver's containers (default: "
                  "<data-dir>/hull/state; `HULL_STATE_DIR=... hull ps` lists them)");
   int log_max_file_mb = 10;
+  app.add_option("--docker-socket", opts.docker_socket, "dockerd's Engine API socket (the docker driver)")
+      ->capture_default_str();
+  app.add_option("--docker-publish-ip", opts.docker_publish_ip,
+                 "host address docker containers' published ports bind to (default: all)");
   app.add_option("--log-max-file-mb", log_max_file_mb,
                  "rotate a task's stdout.log or stderr.log past this many megabytes, unless its "
                  "spec sets logs.max_file_mb")

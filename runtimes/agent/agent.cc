@@ -18,6 +18,7 @@
 #include "runtimes/agent/fingerprint.h"
 #include "runtimes/agent/log_index.h"
 #include "runtimes/agent/orphans.h"
+#include "runtimes/docker/docker_driver.h"
 #include "runtimes/exec/exec_driver.h"
 #include "runtimes/hull/hull_driver.h"
 #include "runtimes/sandbox/bases.h"
@@ -115,6 +116,13 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
                                                             : agent->opts_.hull_state_dir;
   MT_ASSIGN_OR_RETURN(auto hull, HullDriver::Create(std::move(hull_opts)));
   agent->drivers_["hull"] = std::move(hull);
+  // Docker: dockerd may be down now; the driver's fingerprint says so and it reconnects.
+  DockerDriverOptions docker_opts;
+  docker_opts.socket = agent->opts_.docker_socket;
+  docker_opts.node_name = agent->opts_.node_name;
+  docker_opts.publish_ip = agent->opts_.docker_publish_ip;
+  MT_ASSIGN_OR_RETURN(auto docker, DockerDriver::Create(std::move(docker_opts)));
+  agent->drivers_["docker"] = std::move(docker);
   for (auto& [name, driver] : agent->drivers_) {
     driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {
       a->OnExit(id, exit);
@@ -160,6 +168,12 @@ Status Agent::Start() {
                  : std::string(opts_.tls_cert.empty() ? "http" : "https") + "://" + ho.host + ":" +
                        std::to_string(port);
   RecoverTasks();
+  // Mars Mode: containers labelled for this node that no recovered task owns are stopped and
+  // removed (their allocation is gone, or they died while the agent was down and start anew).
+  if (auto* docker = dynamic_cast<DockerDriver*>(DriverFor("docker"))) {
+    auto removed = docker->CleanupOrphans();
+    if (!removed) spdlog::warn("agent: docker orphan cleanup: {}", removed.error().message());
+  }
   // Empty groups an agent killed mid-start left behind (any agent on this host: only those
   // older than a minute, so another agent's group made a moment ago is never taken).
   for (auto& [name, d] : drivers_) {

@@ -45,6 +45,10 @@ struct AgentOptions {
   LogLimits logs;
   // The sandbox-init binary; empty: found next to the agent (FindSandboxInit).
   std::string sandbox_init;
+  // The Docker driver: dockerd's socket, and the host address published ports bind to ("" =
+  // all interfaces, Docker's default).
+  std::string docker_socket = "/var/run/docker.sock";
+  std::string docker_publish_ip;
   // hull's state directory for the hull driver's containers; empty: <data_dir>/hull/state.
   std::string hull_state_dir;
 };

@@ -1,0 +1,904 @@
+#include "runtimes/docker/docker_driver.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <set>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "apis/sha256.h"
+
+extern const char kMentatStrictSeccompJson[];  // seccomp_strict.json, embedded (BUILD)
+
+namespace mentat {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const char* StrictSeccompJson() { return kMentatStrictSeccompJson; }
+
+namespace {
+
+constexpr const char* kDockerLabelService = "mentat.service";
+constexpr const char* kDockerLabelAllocation = "mentat.allocation";
+constexpr const char* kDockerLabelNode = "mentat.node";
+constexpr const char* kDockerLabelSpecHash = "mentat.spec-hash";
+constexpr const char* kLogsSinceFile = "docker-logs.since";
+
+std::string ContainerName(const std::string& task_id) {
+  std::string n = "mentat-" + task_id;
+  std::replace(n.begin(), n.end(), '.', '-');
+  return n;
+}
+
+// "ns.alloc-name" -> the allocation's name; its service is that less the last "-N".
+std::string AllocationOf(const std::string& task_id) {
+  auto dot = task_id.find('.');
+  return dot == std::string::npos ? task_id : task_id.substr(dot + 1);
+}
+std::string ServiceOf(const std::string& task_id) {
+  std::string a = AllocationOf(task_id);
+  auto dash = a.rfind('-');
+  return dash == std::string::npos ? a : a.substr(0, dash);
+}
+
+std::string PortKey(int container, const std::string& proto) {
+  return std::to_string(container) + "/" + proto;
+}
+
+// {"HOST:CONTAINER/proto"} of canonical spec ports.
+std::set<std::string> SpecPorts(const Json& spec) {
+  std::set<std::string> out;
+  for (const auto& p : spec.value("ports", Json::array())) {
+    out.insert(std::to_string(p.value("host", 0)) + ":" + PortKey(p.value("container", 0), p.value("protocol", "tcp")));
+  }
+  return out;
+}
+
+// The same set from a container's HostConfig.PortBindings.
+std::set<std::string> ContainerPorts(const Json& info) {
+  std::set<std::string> out;
+  const Json& b = info.value("HostConfig", Json::object()).value("PortBindings", Json::object());
+  if (!b.is_object()) return out;
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    if (!it.value().is_array()) continue;
+    for (const auto& binding : it.value()) {
+      out.insert(binding.value("HostPort", "") + ":" + it.key());
+    }
+  }
+  return out;
+}
+
+std::string Join(const std::set<std::string>& s) {
+  std::string out;
+  for (const auto& x : s) out += (out.empty() ? "" : ", ") + x;
+  return out.empty() ? "none" : out;
+}
+
+// (seconds, nanoseconds) of an RFC 3339 timestamp with up to 9 fraction digits, in UTC ("Z").
+std::pair<int64_t, int64_t> ParseTimestamp(const std::string& ts) {
+  struct tm tm = {};
+  const char* rest = strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!rest) return {0, 0};
+  int64_t nanos = 0;
+  if (*rest == '.') {
+    int digits = 0;
+    for (++rest; *rest >= '0' && *rest <= '9'; ++rest, ++digits) {
+      if (digits < 9) nanos = nanos * 10 + (*rest - '0');
+    }
+    for (; digits < 9; ++digits) nanos *= 10;
+  }
+  return {static_cast<int64_t>(timegm(&tm)), nanos};
+}
+
+ExitResult ExitFromState(const Json& state, int64_t memory_mb) {
+  ExitResult r;
+  int code = state.value("ExitCode", 0);
+  r.oom_killed = state.value("OOMKilled", false);
+  // Containers run under docker-init, which exits 128+N when its child dies of signal N (as a
+  // shell does): that is reported as the signal. A workload's own exit(137) reads the same.
+  if (code > 128 && code <= 128 + 64) {
+    r.signal = code - 128;
+    r.message = std::string("killed by signal ") + strsignal(*r.signal);
+  } else {
+    r.exit_code = code;
+    r.message = "exited with code " + std::to_string(code);
+  }
+  if (r.oom_killed) {
+    r.message = "OOM-killed: exceeded its " +
+                (memory_mb > 0 ? std::to_string(memory_mb) + " MB " : std::string()) + "memory limit";
+  }
+  std::string err = state.value("Error", "");
+  if (!err.empty()) r.message += " (" + err + ")";
+  return r;
+}
+
+// Docker's message for a program that is not there, in the words the other drivers use.
+std::string StartError(const std::string& message, const TaskConfig& config) {
+  std::string lower = message;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  if (lower.find("no such file or directory") != std::string::npos ||
+      lower.find("executable file not found") != std::string::npos) {
+    std::string program = config.command.empty() ? "the image's entrypoint" : config.command;
+    return program + ": No such file or directory (" + message + ")";
+  }
+  return message;
+}
+
+bool AppArmorEnabled(const std::string& path) {
+  std::ifstream f(path);
+  std::string v;
+  return f && std::getline(f, v) && !v.empty() && v[0] == 'Y';
+}
+
+// The pids cgroup's refused forks (pids.events "max N") of the process `pid`.
+uint64_t PidsLimitHits(int pid) {
+  if (pid <= 0) return 0;
+  std::ifstream cg("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line, dir;
+  while (std::getline(cg, line)) {
+    // "4:pids:/docker/ID" (v1) or "0::/system.slice/docker-ID.scope" (v2).
+    auto c1 = line.find(':');
+    auto c2 = line.find(':', c1 + 1);
+    if (c1 == std::string::npos || c2 == std::string::npos) continue;
+    std::string controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    std::string path = line.substr(c2 + 1);
+    if (controllers == "pids") dir = "/sys/fs/cgroup/pids" + path;
+    else if (controllers.empty() && dir.empty()) dir = "/sys/fs/cgroup" + path;
+  }
+  std::ifstream ev(dir + "/pids.events");
+  std::string key;
+  uint64_t n = 0;
+  while (ev >> key >> n) {
+    if (key == "max") return n;
+  }
+  return 0;
+}
+
+// A stable hash of the task spec: 16 hex digits of its SHA-256.
+std::string SpecHashLabel(const Json& spec) {
+  std::string h = Sha256::Of(spec.dump());
+  if (h.rfind("sha256:", 0) == 0) h.erase(0, 7);
+  return h.substr(0, 16);
+}
+
+}  // namespace
+
+Json DockerHostSecurity(const DockerSecurity& sec, bool apparmor) {
+  Json hc = Json::object();
+  hc["Privileged"] = sec.privileged;
+  hc["ReadonlyRootfs"] = sec.read_only_rootfs;
+  if (!sec.cap_add.empty()) hc["CapAdd"] = sec.cap_add;
+  if (!sec.cap_drop.empty()) hc["CapDrop"] = sec.cap_drop;
+  Json opts = Json::array();
+  if (sec.no_new_privileges) opts.push_back("no-new-privileges:true");
+  if (sec.seccomp == "strict") opts.push_back(std::string("seccomp=") + StrictSeccompJson());
+  else if (sec.seccomp == "unconfined") opts.push_back("seccomp=unconfined");
+  // AppArmor is named only where the host runs it: Docker refuses a profile it cannot load.
+  if (apparmor && sec.apparmor != "default") {
+    opts.push_back("apparmor=" + sec.apparmor);
+  } else if (apparmor) {
+    opts.push_back("apparmor=docker-default");
+  }
+  if (!opts.empty()) hc["SecurityOpt"] = opts;
+  if (!sec.network_mode.empty()) hc["NetworkMode"] = sec.network_mode;
+  if (!sec.pid_mode.empty()) hc["PidMode"] = sec.pid_mode;
+  if (!sec.ipc_mode.empty()) hc["IpcMode"] = sec.ipc_mode;
+  return hc;
+}
+
+// An exec'd command: a hijacked connection to dockerd carrying its stdin and output.
+class DockerExecSession : public ExecSession {
+ public:
+  DockerExecSession(docker::EngineClient* engine, std::string exec_id, bool tty,
+                    std::unique_ptr<docker::HijackedStream> stream, ExecCallbacks cb)
+      : engine_(engine), exec_id_(std::move(exec_id)), tty_(tty), stream_(std::move(stream)), cb_(std::move(cb)) {
+    thread_ = std::thread([this] { Pump(); });
+  }
+  ~DockerExecSession() override {
+    if (!Done()) Kill();
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  Status WriteStdin(std::string_view data) override { return stream_->Write(data); }
+  Status CloseStdin() override {
+    if (tty_) return stream_->Write("\x04");
+    stream_->CloseWrite();
+    return {};
+  }
+  Status Resize(unsigned short rows, unsigned short cols) override {
+    if (!tty_) return FailedPrecondition("resize needs a tty");
+    return engine_->ExecResize(exec_id_, rows, cols);
+  }
+  void Kill() override {
+    // Docker has no exec kill: the command's host pid is in the exec's inspect.
+    if (auto info = engine_->ExecInspect(exec_id_)) {
+      int pid = info->value("Pid", 0);
+      if (pid > 0 && info->value("Running", false)) ::kill(pid, SIGKILL);
+    }
+  }
+  std::optional<ExitResult> Wait(std::chrono::milliseconds timeout) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return exit_.has_value(); })) return std::nullopt;
+    return exit_;
+  }
+
+ private:
+  bool Done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return exit_.has_value();
+  }
+  void Pump() {
+    docker::StreamDemuxer demux([&](int stream, std::string_view d) {
+      if (cb_.output) cb_.output(stream == 2 ? ExecStream::kStderr : ExecStream::kStdout, d);
+    });
+    while (!stop_) {
+      auto chunk = stream_->Read(200ms);
+      if (!chunk) continue;
+      if (chunk->empty()) break;
+      if (tty_) {
+        if (cb_.output) cb_.output(ExecStream::kStdout, *chunk);
+      } else {
+        demux.Feed(*chunk);
+      }
+    }
+    // The exit code is the exec's, once dockerd has recorded it.
+    ExitResult r;
+    for (int i = 0; i < 100; ++i) {
+      auto info = engine_->ExecInspect(exec_id_);
+      if (!info) {
+        r.message = info.error().message();
+        break;
+      }
+      if (!info->value("Running", false) && !(*info)["ExitCode"].is_null()) {
+        int code = info->value("ExitCode", -1);
+        if (code > 128 && code <= 128 + 64) {
+          r.signal = code - 128;
+          r.message = std::string("killed by signal ") + strsignal(*r.signal);
+        } else {
+          r.exit_code = code;
+          r.message = "exited with code " + std::to_string(code);
+        }
+        break;
+      }
+      std::this_thread::sleep_for(20ms);  // dockerd records the exit just after the stream ends
+    }
+    if (cb_.exit) cb_.exit(r);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      exit_ = r;
+    }
+    cv_.notify_all();
+  }
+
+  docker::EngineClient* engine_;
+  std::string exec_id_;
+  bool tty_;
+  std::unique_ptr<docker::HijackedStream> stream_;
+  ExecCallbacks cb_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<ExitResult> exit_;
+  std::thread thread_;
+};
+
+DockerDriver::DockerDriver(DockerDriverOptions options)
+    : opts_(std::move(options)), engine_(std::make_unique<docker::EngineClient>(opts_.socket)) {}
+
+Result<std::unique_ptr<DockerDriver>> DockerDriver::Create(DockerDriverOptions options) {
+  std::unique_ptr<DockerDriver> d(new DockerDriver(std::move(options)));
+  // dockerd may be down now: the fingerprint says so and the watcher keeps trying.
+  if (auto v = d->engine_->Version(); !v) spdlog::warn("docker: {}", v.error().message());
+  d->events_ = std::make_unique<docker::EventWatcher>(
+      d->engine_.get(), [p = d.get()](const Json& e) { p->OnEvent(e); }, [p = d.get()] { p->OnReconnect(); },
+      [p = d.get()](const std::string& error) { p->OnLost(error); });
+  return d;
+}
+
+DockerDriver::~DockerDriver() {
+  events_.reset();
+  // Containers keep running (Mars Mode); only the log pumps stop. All are told first, so they
+  // wind down together.
+  std::vector<std::shared_ptr<Task>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, t] : tasks_) all.push_back(t);
+  }
+  for (auto& t : all) t->stop_logs = true;
+  for (auto& t : all) {
+    t->JoinPump();
+  }
+}
+
+std::shared_ptr<DockerDriver::Task> DockerDriver::Find(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  return it == tasks_.end() ? nullptr : it->second;
+}
+
+TaskHandle DockerDriver::HandleOf(const Task& t) const {
+  TaskHandle h;
+  h.driver = "docker";
+  h.id = t.id;
+  h.state = {{"container", t.container}, {"name", t.name}, {"pid", t.pid},
+             {"startedAt", t.started_at}, {"taskDir", t.task_dir}, {"adopted", t.adopted}};
+  return h;
+}
+
+Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config) {
+  const Json& spec = config.spec;
+  std::string image = spec.value("image", "");
+  if (image.empty()) return InvalidArgument("image: required for driver docker");
+  Json c = {{"Image", image}, {"Tty", false}, {"OpenStdin", false}, {"AttachStdout", false},
+            {"AttachStderr", false}};
+  // command replaces the image's ENTRYPOINT and args its CMD (Kubernetes' rule): a task with
+  // only args keeps the image's entrypoint.
+  if (!config.command.empty()) {
+    c["Entrypoint"] = Json::array({config.command});
+    c["Cmd"] = config.args;
+  } else if (!config.args.empty()) {
+    c["Cmd"] = config.args;
+  }
+  Json env = Json::array();
+  for (const auto& e : config.env) env.push_back(e.name + "=" + e.value);
+  c["Env"] = env;
+  if (!config.cwd.empty()) c["WorkingDir"] = config.cwd;
+  c["Labels"] = {{kDockerLabelService, ServiceOf(config.id)},
+                 {kDockerLabelAllocation, AllocationOf(config.id)},
+                 {kDockerLabelNode, opts_.node_name},
+                 {kDockerLabelSpecHash, SpecHashLabel(spec)}};
+
+  DockerSecurity sec = ResolveDockerSecurity(spec);
+  Json hc = DockerHostSecurity(sec, AppArmorEnabled(opts_.apparmor_enabled_path));
+  if (!sec.user.empty()) c["User"] = sec.user;
+  // Mentat restarts per the task's restart policy; Docker must not restart on its own.
+  hc["RestartPolicy"] = {{"Name", "no"}};
+  // docker-init as PID 1: signals reach the workload and zombies are reaped, as under the other
+  // drivers' init (a shell as PID 1 would ignore SIGTERM it has no trap for).
+  hc["Init"] = true;
+  Json exposed = Json::object(), bindings = Json::object();
+  for (const auto& p : spec.value("ports", Json::array())) {
+    std::string key = PortKey(p.value("container", 0), p.value("protocol", "tcp"));
+    exposed[key] = Json::object();
+    Json b = {{"HostPort", std::to_string(p.value("host", 0))}};
+    if (!opts_.publish_ip.empty()) b["HostIp"] = opts_.publish_ip;
+    bindings[key].push_back(b);
+  }
+  if (!exposed.empty()) {
+    c["ExposedPorts"] = exposed;
+    hc["PortBindings"] = bindings;
+  }
+  Json binds = Json::array();
+  for (const auto& v : spec.value("volumes", Json::array())) {
+    std::string b = v.value("source", "") + ":" + v.value("target", "");
+    if (v.value("read_only", false)) b += ":ro";
+    binds.push_back(b);
+  }
+  if (!binds.empty()) hc["Binds"] = binds;
+  const Json& res = spec.value("resources", Json::object());
+  int64_t mem = res.value("memory_mb", int64_t{0});
+  if (mem > 0) {
+    hc["Memory"] = mem << 20;
+    hc["MemorySwap"] = mem << 20;  // no swap beyond the limit: over it is an OOM kill
+  }
+  if (int64_t cpu = res.value("cpu_percent", int64_t{0}); cpu > 0) hc["NanoCpus"] = cpu * 10'000'000;
+  if (int64_t pids = res.value("pids", int64_t{0}); pids > 0) hc["PidsLimit"] = pids;
+  c["HostConfig"] = hc;
+  return c;
+}
+
+Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
+  // The rules admission applied, again: a spec that reached the agent another way is refused.
+  MT_RETURN_IF_ERROR(CheckDockerRules(config.spec));
+  std::error_code ec;
+  fs::create_directories(config.task_dir, ec);
+  if (config.spec.contains("adopt")) {
+    return Adopt(config, config.spec["adopt"].value("container", ""));
+  }
+  MT_ASSIGN_OR_RETURN(Json body, ContainerConfig(config));
+  const std::string name = ContainerName(config.id);
+  auto created = engine_->CreateContainer(name, body);
+  if (!created && created.error().code() == Code::kAlreadyExists) {
+    // A container of an earlier run of this task (it exited, or an agent died before recording
+    // it): ours when it carries this node's label, and then replaced.
+    auto old = engine_->InspectContainer(name);
+    std::string owner = old ? (*old)["Config"].value("Labels", Json::object()).value(kDockerLabelNode, "") : "";
+    if (owner == opts_.node_name) {
+      MT_RETURN_IF_ERROR(engine_->RemoveContainer(name, /*force=*/true));
+      created = engine_->CreateContainer(name, body);
+    } else {
+      return MakeError(Code::kAlreadyExists,
+                       "a container named " + name + " exists and " +
+                           (owner.empty() ? std::string("is not Mentat's") : "belongs to node " + owner));
+    }
+  }
+  if (!created) {
+    if (created.error().code() == Code::kNotFound) {
+      return NotFound("image " + body["Image"].get<std::string>() + " is not on this node: " +
+                      created.error().message());
+    }
+    return std::unexpected(created.error());
+  }
+  auto t = std::make_shared<Task>();
+  t->id = config.id;
+  t->container = *created;
+  t->name = name;
+  t->task_dir = config.task_dir;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_[config.id] = t;  // before start: its die event must find it
+  }
+  // A new container: its logs start afresh.
+  fs::remove(config.task_dir + "/" + kLogsSinceFile, ec);
+  auto started = engine_->StartContainer(t->container);
+  if (!started) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.erase(config.id);
+    }
+    engine_->RemoveContainer(t->container, true);
+    return MakeError(started.error().code() == Code::kUnavailable ? Code::kUnavailable : Code::kInvalidArgument,
+                     "starting container " + name + ": " + StartError(started.error().message(), config));
+  }
+  MT_ASSIGN_OR_RETURN(Json info, engine_->InspectContainer(t->container));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t->pid = info["State"].value("Pid", 0);
+    t->started_at = info["State"].value("StartedAt", "");
+  }
+  StartLogPump(t);
+  if (!info["State"].value("Running", false)) CheckExited(t);
+  spdlog::info("docker: started {} as container {} ({})", config.id, name, t->container.substr(0, 12));
+  std::lock_guard<std::mutex> lock(mu_);
+  return HandleOf(*t);
+}
+
+Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::string& container) {
+  auto info = engine_->InspectContainer(container);
+  if (!info) {
+    if (info.error().code() == Code::kNotFound) {
+      return NotFound("adopt.container: no container named \"" + container + "\" on node " + opts_.node_name);
+    }
+    return std::unexpected(info.error());
+  }
+  // The spec must describe the container as it runs: same image, same published ports.
+  std::string want = config.spec.value("image", "");
+  std::string has = (*info)["Config"].value("Image", "");
+  if (want != has) {
+    auto img = engine_->InspectImage(want);
+    if (!img || img->value("Id", "") != info->value("Image", "")) {
+      return FailedPrecondition("adopt.container: container \"" + container + "\" runs image " + has +
+                                ", the spec says " + want);
+    }
+  }
+  auto spec_ports = SpecPorts(config.spec), ports = ContainerPorts(*info);
+  if (spec_ports != ports) {
+    return FailedPrecondition("adopt.container: container \"" + container + "\" publishes ports " +
+                              Join(ports) + ", the spec says " + Join(spec_ports));
+  }
+  auto t = std::make_shared<Task>();
+  t->id = config.id;
+  t->container = info->value("Id", "");
+  t->name = container;
+  t->task_dir = config.task_dir;
+  t->adopted = true;
+  t->tty = (*info)["Config"].value("Tty", false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_[config.id] = t;
+  }
+  if (!(*info)["State"].value("Running", false)) {
+    // Adopted but stopped (or it died since): Mentat now runs it.
+    MT_RETURN_IF_ERROR(engine_->StartContainer(t->container));
+    MT_ASSIGN_OR_RETURN(info, engine_->InspectContainer(t->container));
+  }
+  t->pid = (*info)["State"].value("Pid", 0);
+  t->started_at = (*info)["State"].value("StartedAt", "");
+  // Its logs from the time of adoption on: what it printed before is Docker's.
+  {
+    std::ofstream f(config.task_dir + "/" + kLogsSinceFile, std::ios::trunc);
+    f << std::time(nullptr) << ".000000000\n";
+  }
+  StartLogPump(t);
+  spdlog::info("docker: adopted container {} ({}) for {} without restarting it", container,
+               t->container.substr(0, 12), config.id);
+  std::lock_guard<std::mutex> lock(mu_);
+  return HandleOf(*t);
+}
+
+Status DockerDriver::Recover(const TaskHandle& handle) {
+  std::string container = handle.state.value("container", "");
+  if (container.empty()) return InvalidArgument("docker handle of " + handle.id + " has no container");
+  auto info = engine_->InspectContainer(container);
+  if (!info) {
+    if (info.error().code() == Code::kNotFound) {
+      return NotFound("container " + handle.state.value("name", container) + " of " + handle.id + " is gone");
+    }
+    return std::unexpected(info.error());
+  }
+  const Json& state = (*info)["State"];
+  if (!state.value("Running", false)) {
+    // It died while the agent was down: the agent restarts it per its restart policy (and the
+    // next Start replaces the dead container).
+    ExitResult r = ExitFromState(state, (*info)["HostConfig"].value("Memory", int64_t{0}) >> 20);
+    return NotFound("container " + handle.state.value("name", container) + " " + r.message +
+                    " at " + state.value("FinishedAt", "") + ", while the agent was down");
+  }
+  auto t = std::make_shared<Task>();
+  t->id = handle.id;
+  t->container = info->value("Id", container);
+  t->name = handle.state.value("name", "");
+  t->task_dir = handle.state.value("taskDir", "");
+  t->adopted = handle.state.value("adopted", false);
+  t->tty = (*info)["Config"].value("Tty", false);
+  t->pid = state.value("Pid", 0);
+  t->started_at = state.value("StartedAt", "");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_[handle.id] = t;
+  }
+  StartLogPump(t);
+  // It may have died between the inspect and the registration.
+  CheckExited(t);
+  return {};
+}
+
+void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
+  std::lock_guard<std::mutex> ready_lock(mu_);
+  t->pump_ready = true;
+  cv_.notify_all();
+  if (t->task_dir.empty()) return;
+  // The files exist from the start, as under the other drivers: the log endpoint follows them.
+  for (const char* f : {"/stdout.log", "/stderr.log"}) {
+    int fd = ::open((t->task_dir + f).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) ::close(fd);
+  }
+  t->log_pump = std::thread([this, t] {
+    const std::string since_file = t->task_dir + "/" + kLogsSinceFile;
+    std::pair<int64_t, int64_t> last{0, 0};
+    {
+      std::ifstream f(since_file);
+      std::string s;
+      if (f >> s) {
+        auto dot = s.find('.');
+        last.first = std::atoll(s.substr(0, dot).c_str());
+        if (dot != std::string::npos) last.second = std::atoll(s.substr(dot + 1).c_str());
+      }
+    }
+    auto backoff = 200ms;
+    while (!t->stop_logs) {
+      docker::LogsOptions o;
+      o.follow = true;
+      o.timestamps = true;
+      o.raw = true;
+      if (last.first > 0) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%lld.%09lld", static_cast<long long>(last.first),
+                      static_cast<long long>(last.second));
+        o.since = buf;
+      }
+      // Each frame is one log message: "TIMESTAMP payload". Frames split across reads are
+      // put together first.
+      std::string frame[3];
+      auto write = [&](int stream, const std::string& msg) {
+        auto sp = msg.find(' ');
+        if (sp == std::string::npos) return;
+        auto ts = ParseTimestamp(msg.substr(0, sp));
+        if (ts <= last) return;  // written before the agent restarted
+        std::string path = t->task_dir + (stream == 2 ? "/stderr.log" : "/stdout.log");
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) return;
+        std::string_view payload(msg.data() + sp + 1, msg.size() - sp - 1);
+        while (!payload.empty()) {
+          ssize_t n = ::write(fd, payload.data(), payload.size());
+          if (n <= 0) break;
+          payload.remove_prefix(n);
+        }
+        ::close(fd);
+        last = ts;
+        std::ofstream f(since_file, std::ios::trunc);
+        f << ts.first << "." << std::setw(9) << std::setfill('0') << ts.second << "\n";
+      };
+      docker::StreamDemuxer demux(
+          [&](int stream, std::string_view d) {
+            int s = stream == 2 ? 2 : 1;
+            frame[s].append(d);
+          },
+          [&](int stream) {
+            int s = stream == 2 ? 2 : 1;
+            write(s, frame[s]);
+            frame[s].clear();
+          });
+      auto st = engine_->Logs(t->container, o, [&](int stream, std::string_view d) {
+        if (t->tty) {
+          // A TTY's output is not framed: each line carries its timestamp.
+          frame[1].append(d);
+          size_t nl;
+          while ((nl = frame[1].find('\n')) != std::string::npos) {
+            write(1, frame[1].substr(0, nl + 1));
+            frame[1].erase(0, nl + 1);
+          }
+        } else {
+          demux.Feed(d);
+        }
+      }, &t->stop_logs);
+      if (t->stop_logs) break;
+      // The stream ends when the container stops: then there is nothing more to follow.
+      auto info = engine_->InspectContainer(t->container);
+      if (info && !(*info)["State"].value("Running", false)) break;
+      if (!info && info.error().code() == Code::kNotFound) break;
+      if (!st) spdlog::warn("docker: following logs of {}: {}", t->id, st.error().message());
+      for (auto until = std::chrono::steady_clock::now() + backoff;
+           !t->stop_logs && std::chrono::steady_clock::now() < until;) {
+        std::this_thread::sleep_for(20ms);
+      }
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+    }
+  });
+}
+
+void DockerDriver::CheckExited(const std::shared_ptr<Task>& t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (t->exited) return;
+  }
+  auto info = engine_->InspectContainer(t->container);
+  ExitResult r;
+  if (info) {
+    if ((*info)["State"].value("Running", false)) return;
+    r = ExitFromState((*info)["State"], (*info)["HostConfig"].value("Memory", int64_t{0}) >> 20);
+  } else if (info.error().code() == Code::kNotFound) {
+    r.message = "container " + t->name + " was removed";
+  } else {
+    return;  // dockerd is away: the reconnection looks again
+  }
+  RecordExit(t, r);
+}
+
+void DockerDriver::RecordExit(const std::shared_ptr<Task>& t, const ExitResult& exit) {
+  ExitResult r = exit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (t->exited) return;
+    t->exited = true;  // claimed: a concurrent caller stops here
+  }
+  // Everything the container wrote is in the files before its exit is reported: the followed
+  // stream ends with the container. (A container that exits at once may die before Start has
+  // set its pump up: wait for that first.)
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, 30s, [&] { return t->pump_ready; });
+  }
+  t->JoinPump();
+  // docker-init says why a program could not run (126, 127) on stderr: the exit says it too.
+  if (r.exit_code && (*r.exit_code == 126 || *r.exit_code == 127) && !t->task_dir.empty()) {
+    std::ifstream f(t->task_dir + "/stderr.log");
+    std::string line, last_line;
+    while (std::getline(f, line)) {
+      if (!line.empty()) last_line = line;
+    }
+    if (!last_line.empty()) r.message += ": " + last_line;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t->exit = r;
+    t->exit_known = true;
+  }
+  cv_.notify_all();
+  spdlog::info("docker: {} {}", t->id, r.message);
+  if (exit_handler_) exit_handler_(t->id, r);
+}
+
+void DockerDriver::OnEvent(const Json& e) {
+  std::string action = e.value("Action", e.value("status", ""));
+  std::string id = e.value("Actor", Json::object()).value("ID", e.value("id", ""));
+  if (action != "die" && action != "oom") return;
+  std::shared_ptr<Task> t;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [tid, task] : tasks_) {
+      if (task->container == id) t = task;
+    }
+  }
+  if (t) CheckExited(t);
+}
+
+void DockerDriver::OnReconnect() {
+  std::vector<std::shared_ptr<Task>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, t] : tasks_) {
+      if (!t->exited) all.push_back(t);
+    }
+  }
+  for (auto& t : all) CheckExited(t);
+}
+
+void DockerDriver::OnLost(const std::string& error) {
+  // The agent restarts what it must (its next Start replaces a container that did survive, as
+  // with live-restore), and says why while dockerd is away.
+  std::vector<std::shared_ptr<Task>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, t] : tasks_) {
+      if (!t->exited) all.push_back(t);
+    }
+  }
+  for (auto& t : all) {
+    t->stop_logs = true;  // its log stream is gone with dockerd
+    ExitResult r;
+    r.message = "lost: " + error;
+    RecordExit(t, r);
+  }
+}
+
+Result<std::optional<ExitResult>> DockerDriver::Wait(const std::string& id, std::chrono::milliseconds timeout) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return t->exit_known; })) return std::optional<ExitResult>();
+  return std::optional<ExitResult>(t->exit);
+}
+
+Status DockerDriver::Stop(const std::string& id, std::chrono::milliseconds grace, int signal) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  // The signal, the grace, then SIGKILL: as `docker stop`, with any signal and a grace under a
+  // second (its ?t= counts whole seconds).
+  auto exited = [&](std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, d, [&] { return t->exit_known; });
+  };
+  if (exited(0ms)) return {};
+  auto st = engine_->KillContainer(t->container, signal);
+  if (!st && st.error().code() == Code::kUnavailable) return st;
+  if (exited(grace)) return {};
+  engine_->KillContainer(t->container, SIGKILL);
+  for (int i = 0; i < 100 && !exited(100ms); ++i) {
+    CheckExited(t);  // should the events stream be away
+  }
+  if (!exited(0ms)) return Unavailable("container " + t->name + " did not stop after SIGKILL");
+  return {};
+}
+
+Status DockerDriver::Destroy(const std::string& id, bool force) {
+  auto t = Find(id);
+  if (!t) return {};
+  bool running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running = !t->exited;
+  }
+  if (running && !force) return FailedPrecondition("docker task " + id + " is still running");
+  t->stop_logs = true;
+  auto st = engine_->RemoveContainer(t->container, /*force=*/true);
+  if (!st && st.error().code() != Code::kNotFound) return st;
+  if (running) CheckExited(t);
+  t->JoinPump();
+  std::lock_guard<std::mutex> lock(mu_);
+  tasks_.erase(id);
+  return {};
+}
+
+Result<TaskStatus> DockerDriver::Inspect(const std::string& id) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  std::lock_guard<std::mutex> lock(mu_);
+  TaskStatus s;
+  s.pid = t->pid;
+  s.started_at = t->started_at;
+  s.state = t->exit_known ? TaskState::kExited : TaskState::kRunning;
+  if (t->exit_known) s.exit = t->exit;
+  return s;
+}
+
+Result<TaskStats> DockerDriver::Stats(const std::string& id) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  MT_ASSIGN_OR_RETURN(Json s, engine_->Stats(t->container));
+  TaskStats out;
+  const Json& mem = s.value("memory_stats", Json::object());
+  out.memory_bytes = mem.value("usage", uint64_t{0});
+  out.memory_peak_bytes = mem.value("max_usage", uint64_t{0});
+  out.cpu_usage_ns = s.value("cpu_stats", Json::object()).value("cpu_usage", Json::object()).value("total_usage", uint64_t{0});
+  out.pids = s.value("pids_stats", Json::object()).value("current", uint64_t{0});
+  out.pids_limit_hits = PidsLimitHits(t->pid);
+  return out;
+}
+
+Status DockerDriver::Signal(const std::string& id, int signal) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (t->exited) return FailedPrecondition("docker task " + id + " has exited");
+  }
+  auto st = engine_->KillContainer(t->container, signal);
+  if (!st && st.error().code() == Code::kAlreadyExists) return FailedPrecondition(st.error().message());
+  return st;
+}
+
+Result<ExecSessionPtr> DockerDriver::Exec(const std::string& id, const ExecOptions& options, ExecCallbacks callbacks) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (t->exited) return NotFound("docker task " + id + " is not running");
+  }
+  if (options.command.empty()) return InvalidArgument("exec: a command is required");
+  Json cfg = {{"AttachStdin", options.stdin}, {"AttachStdout", true}, {"AttachStderr", true},
+              {"Tty", options.tty}, {"Cmd", options.command}};
+  if (options.tty) cfg["ConsoleSize"] = {options.rows, options.cols};
+  auto exec_id = engine_->ExecCreate(t->container, cfg);
+  if (!exec_id) {
+    if (exec_id.error().code() == Code::kAlreadyExists) return NotFound(exec_id.error().message());
+    return std::unexpected(exec_id.error());
+  }
+  MT_ASSIGN_OR_RETURN(std::string path, engine_->Path("/exec/" + *exec_id + "/start"));
+  Json start = {{"Detach", false}, {"Tty", options.tty}};
+  MT_ASSIGN_OR_RETURN(auto stream, docker::HijackedStream::Open(engine_.get(), path, start.dump()));
+  if (options.tty) engine_->ExecResize(*exec_id, options.rows, options.cols);
+  if (!options.stdin) stream->CloseWrite();
+  return ExecSessionPtr(new DockerExecSession(engine_.get(), *exec_id, options.tty, std::move(stream),
+                                              std::move(callbacks)));
+}
+
+Json DockerDriver::Fingerprint() {
+  auto v = engine_->Version();
+  if (!v) {
+    return {{"healthy", false}, {"detail", v.error().message()}, {"socket", opts_.socket}};
+  }
+  auto api = engine_->Api();
+  return {{"healthy", true},
+          {"detail", "dockerd " + v->value("Version", "") + " on " + opts_.socket},
+          {"version", v->value("Version", "")},
+          {"apiVersion", api ? *api : ""},
+          {"socket", opts_.socket}};
+}
+
+Json DockerDriver::Capabilities() const {
+  return {{"exec", true}, {"signal", true}, {"recover", true}, {"isolation", "namespaces"},
+          {"limits", {"memory", "cpu", "pids"}}};
+}
+
+Result<TaskLogs> DockerDriver::Logs(const std::string& id) {
+  auto t = Find(id);
+  if (!t) return NotFound("no docker task " + id);
+  return TaskLogs{t->task_dir + "/stdout.log", t->task_dir + "/stderr.log"};
+}
+
+Result<std::vector<std::string>> DockerDriver::CleanupOrphans() {
+  MT_ASSIGN_OR_RETURN(Json list, engine_->ListContainers(std::vector<std::string>{std::string(kDockerLabelNode) + "=" + opts_.node_name}));
+  std::set<std::string> owned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, t] : tasks_) owned.insert(t->container);
+  }
+  std::vector<std::string> removed;
+  for (const auto& c : list) {
+    std::string cid = c.value("Id", "");
+    if (owned.count(cid)) continue;
+    std::string name = c.value("Names", Json::array()).empty() ? cid : c["Names"][0].get<std::string>();
+    if (!name.empty() && name[0] == '/') name.erase(0, 1);
+    engine_->StopContainer(cid, 3);  // a short grace: nothing owns it any more
+    auto st = engine_->RemoveContainer(cid, /*force=*/true);
+    if (!st && st.error().code() != Code::kNotFound) {
+      spdlog::warn("docker: removing orphan {}: {}", name, st.error().message());
+      continue;
+    }
+    spdlog::info("docker: removed container {}: labelled for node {} but no task owns it", name, opts_.node_name);
+    removed.push_back(name);
+  }
+  return removed;
+}
+
+}  // namespace mentat
