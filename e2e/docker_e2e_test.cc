@@ -105,7 +105,7 @@ TEST_F(DockerE2E, AppliedServedRolledAndDeleted) {
   Json alloc = Get("/v1/allocations/web-0");
   EXPECT_EQ(alloc["status"].value("phase", ""), "Running") << alloc.dump();
   // The container carries Mentat's labels, Docker's restart policy is off, the env is there.
-  std::string name = "mentat-default-web-0";
+  std::string name = "mentat-default.web-0";
   std::string v1 = Inspect(name, "{{.Id}}");
   ASSERT_FALSE(v1.empty()) << Docker({"ps", "-a"}).out;
   EXPECT_EQ(Inspect(name, "{{index .Config.Labels \"mentat.service\"}}"), "web");
@@ -137,7 +137,7 @@ TEST_F(DockerE2E, Kill9OfTheAgentReadoptsTheRunningContainer) {
   int port = FreePort();
   Apply(Web("mars", port, "still-here"));
   ASSERT_TRUE(WaitFor([&] { return Serves(port, "still-here"); }, 60s)) << Diagnostics();
-  std::string name = "mentat-default-mars-0";
+  std::string name = "mentat-default.mars-0";
   std::string id = Inspect(name, "{{.Id}}");
   std::string started = Inspect(name, "{{.State.StartedAt}}");
   ASSERT_FALSE(id.empty());
@@ -214,7 +214,7 @@ TEST_F(DockerE2E, DockerHardenedReachesTheContainerAndCraftedManifestsAreRefused
         "args: [\"-f\", \"-p\", \"8080\", \"-h\", \"/etc\"]\nports: [\"" + std::to_string(port) +
         ":8080\"]\nport: " + std::to_string(port) + "\nsecurity:\n  profile: docker-hardened\n");
   ASSERT_TRUE(WaitFor([&] { return HttpGet(port, "/group").first == 200; }, 60s)) << Diagnostics();
-  std::string name = "mentat-default-hard-0";
+  std::string name = "mentat-default.hard-0";
   EXPECT_EQ(Inspect(name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
   EXPECT_EQ(Inspect(name, "{{.HostConfig.CapDrop}}"), "[ALL]");
   EXPECT_EQ(Inspect(name, "{{.Config.User}}"), "65534:65534");

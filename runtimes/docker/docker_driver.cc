@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -31,12 +33,34 @@ constexpr const char* kDockerLabelService = "mentat.service";
 constexpr const char* kDockerLabelAllocation = "mentat.allocation";
 constexpr const char* kDockerLabelNode = "mentat.node";
 constexpr const char* kDockerLabelSpecHash = "mentat.spec-hash";
+constexpr const char* kDockerLabelTask = "mentat.task";
+constexpr const char* kDockerLabelNamespace = "mentat.namespace";
 constexpr const char* kLogsSinceFile = "docker-logs.since";
 
+// "mentat-" and the task id as it is: Docker names allow [a-zA-Z0-9_.-], so the dot between
+// namespace and allocation stays and team-a.web-0 and team.a-web-0 stay apart. An id with
+// any other character has those replaced and a hash of the whole id appended, so two ids
+// never share a name.
 std::string ContainerName(const std::string& task_id) {
   std::string n = "mentat-" + task_id;
-  std::replace(n.begin(), n.end(), '.', '-');
+  bool changed = false;
+  for (char& c : n) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
+      c = '_';
+      changed = true;
+    }
+  }
+  if (changed) {
+    std::string h = Sha256::Of(task_id);
+    if (h.rfind("sha256:", 0) == 0) h.erase(0, 7);
+    n += "--" + h.substr(0, 12);
+  }
   return n;
+}
+
+std::string NamespaceOf(const std::string& task_id) {
+  auto dot = task_id.find('.');
+  return dot == std::string::npos ? "" : task_id.substr(0, dot);
 }
 
 // "ns.alloc-name" -> the allocation's name; its service is that less the last "-N".
@@ -170,6 +194,58 @@ std::string SpecHashLabel(const Json& spec) {
   return h.substr(0, 16);
 }
 
+// A running container's security settings in the words of a Service spec (user, docker.*,
+// volumes), over `spec` (its driver, profile, ports and ingress): what the manifest would have
+// to ask for to get this container. Absent settings are written out (no cap_drop is an empty
+// list, a user the image leaves unset is root) so that the rules see them.
+Json AdoptedSpec(const Json& info, const Json& spec, const std::string& image_user) {
+  Json out = spec;
+  const Json& hc = info.value("HostConfig", Json::object());
+  const Json& cfg = info.value("Config", Json::object());
+  std::string user = cfg.value("User", "");
+  if (user.empty()) user = image_user;
+  out["user"] = user.empty() ? "0" : user;
+  Json d = Json::object();
+  d["privileged"] = hc.value("Privileged", false);
+  d["read_only_rootfs"] = hc.value("ReadonlyRootfs", false);
+  auto list = [](const Json& v) { return v.is_array() ? v : Json::array(); };
+  d["cap_add"] = list(hc.value("CapAdd", Json()));
+  d["cap_drop"] = list(hc.value("CapDrop", Json()));
+  bool nnp = false;
+  std::string seccomp = "default", apparmor = "default";
+  for (const auto& o : list(hc.value("SecurityOpt", Json()))) {
+    if (!o.is_string()) continue;
+    std::string opt = o;
+    // Docker accepts both "key=value" and the older "key:value".
+    auto sep = opt.find_first_of("=:");
+    std::string key = opt.substr(0, sep), value = sep == std::string::npos ? "" : opt.substr(sep + 1);
+    if (key == "no-new-privileges") nnp = value.empty() || value == "true";
+    if (key == "seccomp") {
+      if (value == "unconfined") seccomp = "unconfined";
+      else if (Json::parse(value, nullptr, false) == Json::parse(StrictSeccompJson(), nullptr, false)) seccomp = "strict";
+      else seccomp = "custom";
+    }
+    if (key == "apparmor") apparmor = value == "docker-default" ? "default" : value;
+  }
+  d["no_new_privileges"] = nnp;
+  d["seccomp"] = seccomp;
+  d["apparmor"] = apparmor;
+  std::string net = hc.value("NetworkMode", "");
+  d["network_mode"] = net == "default" ? "bridge" : net;
+  d["pid_mode"] = hc.value("PidMode", "");
+  d["ipc_mode"] = hc.value("IpcMode", "");
+  out["docker"] = d;
+  // Bind mounts (named volumes are Docker's own storage, not host paths).
+  Json volumes = Json::array();
+  for (const auto& m : list(info.value("Mounts", Json()))) {
+    if (m.value("Type", "") != "bind") continue;
+    volumes.push_back({{"source", m.value("Source", "")}, {"target", m.value("Destination", "")},
+                       {"read_only", !m.value("RW", true)}});
+  }
+  out["volumes"] = volumes;
+  return out;
+}
+
 }  // namespace
 
 Json DockerHostSecurity(const DockerSecurity& sec, bool apparmor) {
@@ -219,11 +295,28 @@ class DockerExecSession : public ExecSession {
     return engine_->ExecResize(exec_id_, rows, cols);
   }
   void Kill() override {
-    // Docker has no exec kill: the command's host pid is in the exec's inspect.
-    if (auto info = engine_->ExecInspect(exec_id_)) {
-      int pid = info->value("Pid", 0);
-      if (pid > 0 && info->value("Running", false)) ::kill(pid, SIGKILL);
+    // Docker has no exec kill: the command's pid is in the exec's inspect, as dockerd sees it.
+    // A plain kill(pid) could hit another process: the exec may have ended and its pid been
+    // reused, or the agent may see another pid namespace. So the process is pinned with a
+    // pidfd, shown to be in this container's cgroup, the exec shown still running with that
+    // pid, and only then signalled through the pidfd (which never reaches a reused pid).
+    auto info = engine_->ExecInspect(exec_id_);
+    if (!info || !info->value("Running", false)) return;
+    int pid = info->value("Pid", 0);
+    std::string container = info->value("ContainerID", "");
+    if (pid <= 0 || container.empty()) return;
+    int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pfd < 0) return;
+    std::ifstream cg("/proc/" + std::to_string(pid) + "/cgroup");
+    std::string cgroups((std::istreambuf_iterator<char>(cg)), std::istreambuf_iterator<char>());
+    auto again = engine_->ExecInspect(exec_id_);
+    if (cgroups.find(container) != std::string::npos && again && again->value("Running", false) &&
+        again->value("Pid", 0) == pid) {
+      ::syscall(SYS_pidfd_send_signal, pfd, SIGKILL, nullptr, 0);
+    } else {
+      spdlog::warn("docker: exec {}: pid {} is not (or no longer) the exec's; not signalled", exec_id_.substr(0, 12), pid);
     }
+    ::close(pfd);
   }
   std::optional<ExitResult> Wait(std::chrono::milliseconds timeout) override {
     std::unique_lock<std::mutex> lock(mu_);
@@ -298,6 +391,8 @@ Result<std::unique_ptr<DockerDriver>> DockerDriver::Create(DockerDriverOptions o
   std::unique_ptr<DockerDriver> d(new DockerDriver(std::move(options)));
   // dockerd may be down now: the fingerprint says so and the watcher keeps trying.
   if (auto v = d->engine_->Version(); !v) spdlog::warn("docker: {}", v.error().message());
+  d->reporter_ = std::thread([p = d.get()] { p->ReportLoop(); });
+  d->verifier_ = std::thread([p = d.get()] { p->VerifyLoop(); });
   d->events_ = std::make_unique<docker::EventWatcher>(
       d->engine_.get(), [p = d.get()](const Json& e) { p->OnEvent(e); }, [p = d.get()] { p->OnReconnect(); },
       [p = d.get()](const std::string& error) { p->OnLost(error); });
@@ -314,6 +409,13 @@ DockerDriver::~DockerDriver() {
     for (auto& [id, t] : tasks_) all.push_back(t);
   }
   for (auto& t : all) t->stop_logs = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reporter_stop_ = true;
+  }
+  cv_.notify_all();
+  if (verifier_.joinable()) verifier_.join();
+  if (reporter_.joinable()) reporter_.join();  // after what is queued is reported
   for (auto& t : all) {
     t->JoinPump();
   }
@@ -355,6 +457,8 @@ Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config) {
   c["Labels"] = {{kDockerLabelService, ServiceOf(config.id)},
                  {kDockerLabelAllocation, AllocationOf(config.id)},
                  {kDockerLabelNode, opts_.node_name},
+                 {kDockerLabelTask, config.id},
+                 {kDockerLabelNamespace, NamespaceOf(config.id)},
                  {kDockerLabelSpecHash, SpecHashLabel(spec)}};
 
   DockerSecurity sec = ResolveDockerSecurity(spec);
@@ -409,16 +513,23 @@ Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
   auto created = engine_->CreateContainer(name, body);
   if (!created && created.error().code() == Code::kAlreadyExists) {
     // A container of an earlier run of this task (it exited, or an agent died before recording
-    // it): ours when it carries this node's label, and then replaced.
+    // it): replaced only when it carries this node's label *and* this task's id, never on the
+    // name alone (another task's live container must not be taken for ours).
     auto old = engine_->InspectContainer(name);
-    std::string owner = old ? (*old)["Config"].value("Labels", Json::object()).value(kDockerLabelNode, "") : "";
-    if (owner == opts_.node_name) {
+    if (!old) return std::unexpected(old.error());
+    Json labels = (*old)["Config"].value("Labels", Json::object());
+    if (!labels.is_object()) labels = Json::object();
+    std::string owner = labels.value(kDockerLabelNode, "");
+    std::string task = labels.value(kDockerLabelTask, "");
+    if (owner == opts_.node_name && task == config.id) {
       MT_RETURN_IF_ERROR(engine_->RemoveContainer(name, /*force=*/true));
       created = engine_->CreateContainer(name, body);
     } else {
       return MakeError(Code::kAlreadyExists,
                        "a container named " + name + " exists and " +
-                           (owner.empty() ? std::string("is not Mentat's") : "belongs to node " + owner));
+                           (owner.empty()                ? std::string("is not Mentat's")
+                            : owner != opts_.node_name ? "belongs to node " + owner
+                                                         : "belongs to task " + (task.empty() ? std::string("?") : task)));
     }
   }
   if (!created) {
@@ -433,6 +544,7 @@ Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
   t->container = *created;
   t->name = name;
   t->task_dir = config.task_dir;
+  t->starting = true;  // CheckExited leaves it alone until it has been started and inspected
   {
     std::lock_guard<std::mutex> lock(mu_);
     tasks_[config.id] = t;  // before start: its die event must find it
@@ -441,22 +553,28 @@ Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
   fs::remove(config.task_dir + "/" + kLogsSinceFile, ec);
   auto started = engine_->StartContainer(t->container);
   if (!started) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      tasks_.erase(config.id);
-    }
-    engine_->RemoveContainer(t->container, true);
+    Unregister(t, /*remove_container=*/true);
     return MakeError(started.error().code() == Code::kUnavailable ? Code::kUnavailable : Code::kInvalidArgument,
                      "starting container " + name + ": " + StartError(started.error().message(), config));
   }
-  MT_ASSIGN_OR_RETURN(Json info, engine_->InspectContainer(t->container));
+  auto info = engine_->InspectContainer(t->container);
+  if (!info) {
+    // Not left registered: a late die event of this container must not reach the next run.
+    Unregister(t, /*remove_container=*/true);
+    return std::unexpected(info.error());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    t->pid = info["State"].value("Pid", 0);
-    t->started_at = info["State"].value("StartedAt", "");
+    t->pid = (*info)["State"].value("Pid", 0);
+    t->started_at = (*info)["State"].value("StartedAt", "");
   }
   StartLogPump(t);
-  if (!info["State"].value("Running", false)) CheckExited(t);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t->starting = false;
+  }
+  // A die event that came while it was starting was skipped: look once more.
+  CheckExited(t);
   spdlog::info("docker: started {} as container {} ({})", config.id, name, t->container.substr(0, 12));
   std::lock_guard<std::mutex> lock(mu_);
   return HandleOf(*t);
@@ -469,6 +587,34 @@ Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::stri
       return NotFound("adopt.container: no container named \"" + container + "\" on node " + opts_.node_name);
     }
     return std::unexpected(info.error());
+  }
+  // Another Mentat task's container (of this namespace or another, this node or another) is
+  // never adopted: deleting the adopter would remove a live container someone else owns.
+  const Json& labels = (*info)["Config"].value("Labels", Json::object());
+  if (labels.is_object()) {
+    for (auto it = labels.begin(); it != labels.end(); ++it) {
+      if (it.key().rfind("mentat.", 0) == 0) {
+        return FailedPrecondition("adopt.container: container \"" + container + "\" is managed by Mentat (label " +
+                                  it.key() + "=" + (it.value().is_string() ? it.value().get<std::string>() : it.value().dump()) +
+                                  "); only containers made outside Mentat can be adopted");
+      }
+    }
+  }
+  // Under a profile the container as it runs must keep the profile's rules, as a new one
+  // would: its settings, read from inspect, are checked as if the manifest had asked for them.
+  if (config.spec.value("security", Json::object()).contains("profile")) {
+    std::string image_user;
+    if (auto img = engine_->InspectImage(info->value("Image", "")); img) {
+      image_user = img->value("Config", Json::object()).value("User", "");
+    }
+    Json as_spec = AdoptedSpec(*info, config.spec, image_user);
+    if (auto st = CheckDockerRules(as_spec); !st) {
+      std::string why;
+      for (const auto& f : st.error().details()) why += (why.empty() ? "" : "; ") + f.field + ": " + f.message;
+      if (why.empty()) why = st.error().message();
+      return MakeError(Code::kForbidden, "adopt.container: container \"" + container +
+                                             "\" runs with settings its security profile forbids: " + why);
+    }
   }
   // The spec must describe the container as it runs: same image, same published ports.
   std::string want = config.spec.value("image", "");
@@ -492,23 +638,38 @@ Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::stri
   t->task_dir = config.task_dir;
   t->adopted = true;
   t->tty = (*info)["Config"].value("Tty", false);
+  t->starting = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     tasks_[config.id] = t;
   }
   if (!(*info)["State"].value("Running", false)) {
     // Adopted but stopped (or it died since): Mentat now runs it.
-    MT_RETURN_IF_ERROR(engine_->StartContainer(t->container));
-    MT_ASSIGN_OR_RETURN(info, engine_->InspectContainer(t->container));
+    auto st = engine_->StartContainer(t->container);
+    if (st) info = engine_->InspectContainer(t->container);
+    if (!st || !info) {
+      // Not left registered (its die event would reach the next run); the container is not
+      // Mentat's to remove.
+      Unregister(t, /*remove_container=*/false);
+      return std::unexpected(!st ? st.error() : info.error());
+    }
   }
-  t->pid = (*info)["State"].value("Pid", 0);
-  t->started_at = (*info)["State"].value("StartedAt", "");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t->pid = (*info)["State"].value("Pid", 0);
+    t->started_at = (*info)["State"].value("StartedAt", "");
+  }
   // Its logs from the time of adoption on: what it printed before is Docker's.
   {
     std::ofstream f(config.task_dir + "/" + kLogsSinceFile, std::ios::trunc);
     f << std::time(nullptr) << ".000000000\n";
   }
   StartLogPump(t);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t->starting = false;
+  }
+  CheckExited(t);
   spdlog::info("docker: adopted container {} ({}) for {} without restarting it", container,
                t->container.substr(0, 12), config.id);
   std::lock_guard<std::mutex> lock(mu_);
@@ -523,7 +684,26 @@ Status DockerDriver::Recover(const TaskHandle& handle) {
     if (info.error().code() == Code::kNotFound) {
       return NotFound("container " + handle.state.value("name", container) + " of " + handle.id + " is gone");
     }
-    return std::unexpected(info.error());
+    // dockerd did not answer (slow, restarting, an error of its own): that is no news of the
+    // container. The task stays registered as it was (so orphan cleanup keeps its container)
+    // and is looked at again with backoff; an exit found then is reported as any other.
+    spdlog::warn("docker: recovering {}: {}; keeping it and looking again", handle.id, info.error().message());
+    auto t = std::make_shared<Task>();
+    t->id = handle.id;
+    t->container = container;
+    t->name = handle.state.value("name", "");
+    t->task_dir = handle.state.value("taskDir", "");
+    t->adopted = handle.state.value("adopted", false);
+    t->pid = handle.state.value("pid", 0);
+    t->started_at = handle.state.value("startedAt", "");
+    t->unverified = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_[handle.id] = t;
+    }
+    StartLogPump(t);
+    cv_.notify_all();
+    return {};
   }
   const Json& state = (*info)["State"];
   if (!state.value("Running", false)) {
@@ -564,7 +744,12 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
   }
   t->log_pump = std::thread([this, t] {
     const std::string since_file = t->task_dir + "/" + kLogsSinceFile;
-    std::pair<int64_t, int64_t> last{0, 0};
+    // Where the files end, as "SECONDS.NANOS COUNT": the timestamp of the last message written
+    // and how many messages of the container's log carry exactly that timestamp up to there
+    // (Docker gives every 16 KiB piece of a long line the same one).
+    using Stamp = std::pair<int64_t, int64_t>;
+    Stamp last{0, 0};
+    int64_t last_count = 0;
     {
       std::ifstream f(since_file);
       std::string s;
@@ -572,18 +757,43 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
         auto dot = s.find('.');
         last.first = std::atoll(s.substr(0, dot).c_str());
         if (dot != std::string::npos) last.second = std::atoll(s.substr(dot + 1).c_str());
+        if (!(f >> last_count)) last_count = 0;
       }
     }
+    auto saved_at = std::chrono::steady_clock::now();
+    bool dirty = false;
+    // Written aside and renamed over: a kill -9 midway leaves the old file or the new, never an
+    // empty one. At most once a second while the stream runs, and when it ends.
+    auto save = [&](bool force) {
+      if (!dirty) return;
+      auto now = std::chrono::steady_clock::now();
+      if (!force && now - saved_at < 1s) return;
+      std::string tmp = since_file + ".tmp";
+      {
+        std::ofstream f(tmp, std::ios::trunc);
+        f << last.first << "." << std::setw(9) << std::setfill('0') << last.second << " " << last_count << "\n";
+        if (!f.flush()) return;
+      }
+      std::error_code ec;
+      fs::rename(tmp, since_file, ec);
+      saved_at = now;
+      dirty = false;
+    };
     auto backoff = 200ms;
     while (!t->stop_logs) {
       docker::LogsOptions o;
       o.follow = true;
       o.timestamps = true;
       o.raw = true;
-      if (last.first > 0) {
+      // The resume point of this stream, fixed as it starts: Docker's since is inclusive, so
+      // what comes before it is skipped and so are the first `resume_count` messages at it.
+      const Stamp resume = last;
+      const int64_t resume_count = last_count;
+      int64_t at_resume = 0;
+      if (resume.first > 0) {
         char buf[64];
-        std::snprintf(buf, sizeof buf, "%lld.%09lld", static_cast<long long>(last.first),
-                      static_cast<long long>(last.second));
+        std::snprintf(buf, sizeof buf, "%lld.%09lld", static_cast<long long>(resume.first),
+                      static_cast<long long>(resume.second));
         o.since = buf;
       }
       // Each frame is one log message: "TIMESTAMP payload". Frames split across reads are
@@ -593,7 +803,10 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
         auto sp = msg.find(' ');
         if (sp == std::string::npos) return;
         auto ts = ParseTimestamp(msg.substr(0, sp));
-        if (ts <= last) return;  // written before the agent restarted
+        if (resume.first > 0) {
+          if (ts < resume) return;  // written before the agent restarted
+          if (ts == resume && ++at_resume <= resume_count) return;
+        }
         std::string path = t->task_dir + (stream == 2 ? "/stderr.log" : "/stdout.log");
         int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) return;
@@ -604,9 +817,14 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
           payload.remove_prefix(n);
         }
         ::close(fd);
-        last = ts;
-        std::ofstream f(since_file, std::ios::trunc);
-        f << ts.first << "." << std::setw(9) << std::setfill('0') << ts.second << "\n";
+        if (ts == last) {
+          ++last_count;
+        } else if (ts > last) {
+          last = ts;
+          last_count = 1;
+        }
+        dirty = true;
+        save(false);
       };
       docker::StreamDemuxer demux(
           [&](int stream, std::string_view d) {
@@ -631,6 +849,7 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
           demux.Feed(d);
         }
       }, &t->stop_logs);
+      save(true);
       if (t->stop_logs) break;
       // The stream ends when the container stops: then there is nothing more to follow.
       auto info = engine_->InspectContainer(t->container);
@@ -649,12 +868,19 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
 void DockerDriver::CheckExited(const std::shared_ptr<Task>& t) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (t->exited) return;
+    // Still starting: not started yet reads as "created", not as an exit. Start looks again.
+    if (t->exited || t->starting) return;
   }
   auto info = engine_->InspectContainer(t->container);
   ExitResult r;
   if (info) {
-    if ((*info)["State"].value("Running", false)) return;
+    if ((*info)["State"].value("Running", false)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      t->unverified = false;
+      return;
+    }
+    // Created and never started is no exit (a start in flight elsewhere).
+    if ((*info)["State"].value("Status", "") == "created") return;
     r = ExitFromState((*info)["State"], (*info)["HostConfig"].value("Memory", int64_t{0}) >> 20);
   } else if (info.error().code() == Code::kNotFound) {
     r.message = "container " + t->name + " was removed";
@@ -665,12 +891,31 @@ void DockerDriver::CheckExited(const std::shared_ptr<Task>& t) {
 }
 
 void DockerDriver::RecordExit(const std::shared_ptr<Task>& t, const ExitResult& exit) {
-  ExitResult r = exit;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (t->exited) return;
     t->exited = true;  // claimed: a concurrent caller stops here
+    // Reported on the reporter thread: joining the log pump may take a while, and the events
+    // thread (a caller) must stay free for every other container's die and oom.
+    reports_.emplace_back(t, exit);
   }
+  cv_.notify_all();
+}
+
+void DockerDriver::ReportLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return reporter_stop_ || !reports_.empty(); });
+    if (reports_.empty()) return;  // stopping, and everything reported
+    auto [t, r] = std::move(reports_.front());
+    reports_.pop_front();
+    lock.unlock();
+    Report(t, r);
+    lock.lock();
+  }
+}
+
+void DockerDriver::Report(const std::shared_ptr<Task>& t, ExitResult r) {
   // Everything the container wrote is in the files before its exit is reported: the followed
   // stream ends with the container. (A container that exits at once may die before Start has
   // set its pump up: wait for that first.)
@@ -695,7 +940,56 @@ void DockerDriver::RecordExit(const std::shared_ptr<Task>& t, const ExitResult& 
   }
   cv_.notify_all();
   spdlog::info("docker: {} {}", t->id, r.message);
+  // The agent knows tasks by id: a container of an earlier run of the same task (a failed
+  // start, a replaced container) must not report as the task now registered under that id.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(t->id);
+    if (it != tasks_.end() && it->second != t) {
+      spdlog::info("docker: not reporting the exit of {}'s earlier container {}", t->id, t->container.substr(0, 12));
+      return;
+    }
+  }
   if (exit_handler_) exit_handler_(t->id, r);
+}
+
+void DockerDriver::Unregister(const std::shared_ptr<Task>& t, bool remove_container) {
+  t->stop_logs = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t->exited = true;  // nothing reports it
+    t->pump_ready = true;
+    auto it = tasks_.find(t->id);
+    if (it != tasks_.end() && it->second == t) tasks_.erase(it);
+  }
+  cv_.notify_all();
+  if (remove_container) engine_->RemoveContainer(t->container, /*force=*/true);
+  t->JoinPump();
+}
+
+void DockerDriver::VerifyLoop() {
+  // Tasks Recover could not look at (dockerd slow or failing, not "no such container"): kept
+  // registered, and looked at again with backoff until dockerd answers.
+  auto backoff = 200ms;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!reporter_stop_) {
+    cv_.wait_for(lock, backoff, [&] { return reporter_stop_; });
+    if (reporter_stop_) return;
+    std::vector<std::shared_ptr<Task>> todo;
+    for (auto& [id, t] : tasks_) {
+      if (t->unverified && !t->exited) todo.push_back(t);
+    }
+    if (todo.empty()) {
+      backoff = 200ms;
+      continue;
+    }
+    lock.unlock();
+    for (auto& t : todo) CheckExited(t);
+    lock.lock();
+    bool left = false;
+    for (auto& t : todo) left |= t->unverified && !t->exited;
+    backoff = left ? std::min<std::chrono::milliseconds>(backoff * 2, 5s) : 200ms;
+  }
 }
 
 void DockerDriver::OnEvent(const Json& e) {

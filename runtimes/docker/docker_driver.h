@@ -1,21 +1,23 @@
 // The Docker driver: tasks are containers of a local dockerd, driven through the Engine API
 // (engine_client.h). See docs/docker.md.
 //
-// - Containers are named mentat-<task id with dots as dashes> and labelled mentat.service,
-//   mentat.allocation, mentat.node and mentat.spec-hash; Docker's restart policy is "no"
-//   (Mentat's own restart policy applies).
+// - Containers are named mentat-<task id> (the dot kept: unambiguous across namespaces) and
+//   labelled mentat.service, mentat.allocation, mentat.node, mentat.task, mentat.namespace and
+//   mentat.spec-hash; Docker's restart policy is "no" (Mentat's own restart policy applies).
 // - Exits are learned from the /events stream (die, oom) at once; exit code and OOMKilled come
 //   from inspect. When the stream reconnects (dockerd restarted), every task is inspected again.
 // - The agent's log endpoint follows files, so a thread per task follows the container's log
 //   stream into task_dir/stdout.log and stderr.log, resuming after a restart from the last
 //   timestamp it wrote (docker-logs.since) without duplicating lines.
 // - Mars Mode: the handle holds the container id; Recover re-attaches to the same container.
-//   `adopt: {container: NAME}` adopts an existing container (image and ports must match).
+//   `adopt: {container: NAME}` adopts an existing container (image and ports must match; never
+//   a Mentat-labelled one; under a profile its inspected settings must keep the profile's rules).
 //   CleanupOrphans removes labelled containers of this node that no task owns.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -81,6 +83,8 @@ class DockerDriver : public Driver {
     bool tty = false;
     int pid = 0;
     std::string started_at;
+    bool starting = false;    // registered, not yet started and inspected: CheckExited waits
+    bool unverified = false;  // recovered while dockerd did not answer: looked at again
     bool exited = false;      // its exit is being (or has been) recorded: claimed once
     bool exit_known = false;  // `exit` is set
     ExitResult exit;
@@ -108,6 +112,14 @@ class DockerDriver : public Driver {
   void OnLost(const std::string& error);
   // Records `r` as the task's exit (once) and reports it; `r` empty: read it from inspect.
   void RecordExit(const std::shared_ptr<Task>& t, const ExitResult& r);
+  // The reporter thread: joins the pump, sets the exit, calls the exit handler.
+  void ReportLoop();
+  void Report(const std::shared_ptr<Task>& t, ExitResult r);
+  // Checks the unverified tasks again with backoff.
+  void VerifyLoop();
+  // A task a failed Start/Adopt had registered: erased (only if still the registered one), its
+  // exit never reported, its container removed when Mentat made it.
+  void Unregister(const std::shared_ptr<Task>& t, bool remove_container);
   TaskHandle HandleOf(const Task& t) const;
 
   DockerDriverOptions opts_;
@@ -116,6 +128,10 @@ class DockerDriver : public Driver {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<Task>> tasks_;  // by task id
+  std::deque<std::pair<std::shared_ptr<Task>, ExitResult>> reports_;  // under mu_
+  bool reporter_stop_ = false;                                       // under mu_
+  std::thread reporter_;
+  std::thread verifier_;
   std::unique_ptr<docker::EventWatcher> events_;  // last: its thread uses the above
 };
 

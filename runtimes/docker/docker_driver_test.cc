@@ -4,8 +4,12 @@
 // cleanup by label, and a dockerd that does not answer.
 #include "runtimes/docker/docker_driver.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -18,6 +22,101 @@ namespace mentat {
 namespace {
 
 using namespace std::chrono_literals;
+
+// A Unix socket in front of the real dockerd: it passes every connection through, or, while
+// `failing`, answers each new request 500 (a dockerd that is up but failing: not a 404).
+class FlakyDockerProxy {
+ public:
+  explicit FlakyDockerProxy(std::string path) : path_(std::move(path)) {
+    ::unlink(path_.c_str());
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path_.c_str(), sizeof(a.sun_path) - 1);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listener_, 64) != 0) {
+      ADD_FAILURE() << "proxy listen on " << path_ << ": " << strerror(errno);
+    }
+    accept_ = std::thread([this] { Accept(); });
+  }
+  ~FlakyDockerProxy() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    accept_.join();
+    for (auto& t : conns_) t.join();
+    ::close(listener_);
+    ::unlink(path_.c_str());
+  }
+  std::atomic<bool> failing{false};
+  const std::string& path() const { return path_; }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      struct pollfd p = {listener_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      conns_.emplace_back([this, c] { Serve(c); });
+    }
+  }
+  void Serve(int c) {
+    if (failing) {
+      char buf[4096];
+      struct pollfd p = {c, POLLIN, 0};
+      if (::poll(&p, 1, 2000) > 0) (void)!::read(c, buf, sizeof buf);
+      std::string body = "{\"message\":\"injected failure\"}";
+      std::string res = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+      (void)!::write(c, res.data(), res.size());
+      ::close(c);
+      return;
+    }
+    int d = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, "/var/run/docker.sock", sizeof(a.sun_path) - 1);
+    if (::connect(d, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(c);
+      ::close(d);
+      return;
+    }
+    char buf[65536];
+    while (!stop_) {
+      struct pollfd p[2] = {{c, POLLIN, 0}, {d, POLLIN, 0}};
+      if (::poll(p, 2, 100) <= 0) continue;
+      bool done = false;
+      for (int i = 0; i < 2; ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::read(p[i].fd, buf, sizeof buf);
+        if (n <= 0) { done = true; break; }
+        int to = i == 0 ? d : c;
+        for (ssize_t off = 0; off < n;) {
+          ssize_t w = ::write(to, buf + off, n - off);
+          if (w <= 0) { done = true; break; }
+          off += w;
+        }
+      }
+      if (done) break;
+    }
+    ::close(c);
+    ::close(d);
+  }
+  std::string path_;
+  int listener_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread accept_;
+  std::vector<std::thread> conns_;
+};
+
+template <typename F>
+bool WaitUntil(F f, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (!f()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
 
 class DockerDriverTest : public ::testing::Test {
  protected:
@@ -60,7 +159,7 @@ TEST_F(DockerDriverTest, TheRulesAreCheckedAgainAtStart) {
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().code(), Code::kForbidden) << h.error().ToString();
   EXPECT_NE(h.error().ToString().find("docker.privileged"), std::string::npos) << h.error().ToString();
-  EXPECT_EQ(RunShell("docker ps -aq --filter name=^/mentat-default-priv$"), "") << "nothing was created";
+  EXPECT_EQ(RunShell("docker ps -aq --filter name=^/mentat-default.priv$"), "") << "nothing was created";
 }
 
 TEST_F(DockerDriverTest, HardenedSettingsBecomeTheHostConfig) {
@@ -117,7 +216,7 @@ TEST_F(DockerDriverTest, OrphansOfThisNodeAreRemovedOthersKept) {
   EXPECT_EQ(*removed, std::vector<std::string>{orphan});
   EXPECT_EQ(RunShell("docker ps -aq --filter name=^/" + orphan + "$"), "");
   EXPECT_NE(RunShell("docker ps -q --filter name=^/" + other + "$"), "") << "another node's container stays";
-  EXPECT_NE(RunShell("docker ps -q --filter name=^/mentat-default-owned$"), "") << "an owned one stays";
+  EXPECT_NE(RunShell("docker ps -q --filter name=^/mentat-default.owned$"), "") << "an owned one stays";
   RunShell("docker rm -f " + other);
 }
 
@@ -153,8 +252,8 @@ TEST_F(DockerDriverTest, LogsResumeAfterARestartWithoutDuplicatesAndDeathsWhileD
 
   // It dies while no driver runs: Recover says so, with its exit code.
   driver_.reset();
-  ASSERT_EQ(RunShell("docker stop -t 5 mentat-default-resume >/dev/null; docker inspect -f '{{.State.ExitCode}}' "
-                     "mentat-default-resume"), "3\n");
+  ASSERT_EQ(RunShell("docker stop -t 5 mentat-default.resume >/dev/null; docker inspect -f '{{.State.ExitCode}}' "
+                     "mentat-default.resume"), "3\n");
   driver_ = std::move(*DockerDriver::Create(o));
   auto gone = driver_->Recover(*persisted);
   ASSERT_FALSE(gone);
@@ -184,6 +283,163 @@ TEST(DockerDriverDownTest, ADockerdThatDoesNotAnswerIsReportedNotFatal) {
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().code(), Code::kUnavailable) << h.error().ToString();
   EXPECT_NE(h.error().message().find("dockerd is not reachable"), std::string::npos);
+}
+
+TEST_F(DockerDriverTest, NamesOfTasksInDifferentNamespacesDoNotCollide) {
+  // "team-a" + "web-0" and "team" + "a-web-0": with dots made dashes both were mentat-team-a-web-0,
+  // and the second Start removed the first one's running container.
+  auto a = Config("x", {"-c", "sleep 300"});
+  a.id = "team-a.web-0";
+  auto b = Config("y", {"-c", "sleep 300"});
+  b.id = "team.a-web-0";
+  ids_ = {a.id, b.id};
+  auto ha = driver_->Start(a);
+  ASSERT_TRUE(ha) << ha.error().ToString();
+  auto hb = driver_->Start(b);
+  ASSERT_TRUE(hb) << hb.error().ToString();
+  EXPECT_NE(ha->state["name"], hb->state["name"]);
+  EXPECT_EQ(RunShell("docker inspect -f '{{.State.Running}}' " + ha->state["container"].get<std::string>()), "true\n")
+      << "the first task's container still runs";
+  EXPECT_EQ(RunShell("docker inspect -f '{{index .Config.Labels \"mentat.task\"}} {{index .Config.Labels "
+                     "\"mentat.namespace\"}}' " + hb->state["container"].get<std::string>()),
+            "team.a-web-0 team\n");
+}
+
+TEST_F(DockerDriverTest, AConflictingContainerOfAnotherTaskIsNotRemoved) {
+  // This node's label on a container of the same name is not enough: the task label must match.
+  std::string node = "ddt-" + std::to_string(getpid());
+  auto c = Config("clash-0", {"-c", "sleep 300"});
+  std::string name = "mentat-" + c.id;
+  RunShell("docker rm -f " + name + " >/dev/null 2>&1; docker run -d --name " + name + " --label mentat.node=" + node +
+           " --label mentat.task=other.task-0 " + kBusyboxImage + " sleep 300");
+  auto h = driver_->Start(c);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(h.error().code(), Code::kAlreadyExists) << h.error().ToString();
+  EXPECT_NE(h.error().message().find("belongs to task other.task-0"), std::string::npos) << h.error().message();
+  EXPECT_EQ(RunShell("docker inspect -f '{{.State.Running}}' " + name), "true\n") << "the other task's container runs on";
+  RunShell("docker rm -f " + name);
+}
+
+TEST_F(DockerDriverTest, AdoptRefusesMentatContainersAndSettingsTheProfileForbids) {
+  std::string tag = std::to_string(getpid());
+  // Another Mentat task's live container: never taken over.
+  auto victim = Config("victim-0", {"-c", "sleep 300"});
+  auto hv = driver_->Start(victim);
+  ASSERT_TRUE(hv) << hv.error().ToString();
+  auto thief = Config("thief-0", {}, {{"driver", "docker"}, {"adopt", {{"container", hv->state["name"]}}}});
+  auto ht = driver_->Start(thief);
+  ASSERT_FALSE(ht) << "adopted another task's container";
+  EXPECT_EQ(ht.error().code(), Code::kFailedPrecondition) << ht.error().ToString();
+  EXPECT_NE(ht.error().message().find("managed by Mentat"), std::string::npos) << ht.error().message();
+  // Another node's (or namespace's): the labels say Mentat, whoever's it is.
+  std::string foreign = "ddt-foreign-" + tag;
+  RunShell("docker run -d --name " + foreign + " --label mentat.node=elsewhere --label mentat.task=ns.db-0 " +
+           kBusyboxImage + " sleep 300");
+  auto hf = driver_->Start(Config("thief-1", {}, {{"driver", "docker"}, {"adopt", {{"container", foreign}}}}));
+  ASSERT_FALSE(hf);
+  EXPECT_NE(hf.error().message().find("mentat.node=elsewhere"), std::string::npos) << hf.error().message();
+
+  // Under docker-hardened, a privileged container with the Docker socket is refused, naming why.
+  std::string priv = "ddt-priv-" + tag;
+  RunShell("docker run -d --name " + priv + " --privileged -v /var/run/docker.sock:/var/run/docker.sock " +
+           kBusyboxImage + " sleep 300");
+  auto hp = driver_->Start(Config("hard-0", {}, {{"driver", "docker"}, {"security", {{"profile", "docker-hardened"}}},
+                                                 {"adopt", {{"container", priv}}}}));
+  ASSERT_FALSE(hp) << "a hardened service adopted a privileged container";
+  EXPECT_EQ(hp.error().code(), Code::kForbidden) << hp.error().ToString();
+  for (const char* why : {"docker.privileged", "volumes[0].source", "user", "docker.cap_drop"}) {
+    EXPECT_NE(hp.error().message().find(why), std::string::npos) << why << " in " << hp.error().message();
+  }
+  // docker-legacy forbids privileged too.
+  auto hl = driver_->Start(Config("legacy-0", {}, {{"driver", "docker"}, {"security", {{"profile", "docker-legacy"}}},
+                                                   {"adopt", {{"container", priv}}}}));
+  ASSERT_FALSE(hl);
+  EXPECT_NE(hl.error().message().find("docker.privileged"), std::string::npos) << hl.error().message();
+  // Nothing was touched.
+  EXPECT_EQ(RunShell("docker inspect -f '{{.State.Running}}' " + priv + " " + foreign + " " +
+                     hv->state["container"].get<std::string>()), "true\ntrue\ntrue\n");
+  // A plain container with settings the profile allows is still adopted.
+  std::string ok = "ddt-ok-" + tag;
+  RunShell("docker run -d --name " + ok + " --user 65534:65534 --read-only --cap-drop ALL "
+           "--security-opt no-new-privileges " + kBusyboxImage + " sleep 300");
+  auto hok = driver_->Start(Config("ok-0", {}, {{"driver", "docker"}, {"security", {{"profile", "docker-legacy"}}},
+                                                {"adopt", {{"container", ok}}}}));
+  EXPECT_TRUE(hok) << hok.error().ToString();
+  RunShell("docker rm -f " + foreign + " " + priv + " " + ok + " >/dev/null");
+}
+
+TEST_F(DockerDriverTest, ARecoverThatDockerdFailsKeepsTheTaskAndItsContainer) {
+  auto c = Config("kept", {"-c", "sleep 300"});
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto persisted = TaskHandle::FromJson(Json::parse(h->ToJson().dump()));
+  ASSERT_TRUE(persisted);
+  driver_.reset();
+  // The agent comes back while dockerd answers 500: that is no news of the container.
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  FlakyDockerProxy proxy(std::string(tmp ? tmp : "/tmp") + "/flaky-" + std::to_string(getpid()) + ".sock");
+  proxy.failing = true;
+  DockerDriverOptions o;
+  o.node_name = "ddt-" + std::to_string(getpid());
+  o.socket = proxy.path();
+  driver_ = std::move(*DockerDriver::Create(o));
+  auto st = driver_->Recover(*persisted);
+  if (!st) {
+    // Without the fix: not kept. Restore a working driver so that the rest still runs.
+    ADD_FAILURE() << "a transient failure is not an exit: " << st.error().ToString();
+  }
+  proxy.failing = false;
+  // Orphan cleanup after recovery leaves it alone.
+  auto removed = driver_->CleanupOrphans();
+  ASSERT_TRUE(removed) << removed.error().ToString();
+  EXPECT_TRUE(removed->empty()) << removed->front();
+  EXPECT_EQ(RunShell("docker inspect -f '{{.State.Running}}' " + persisted->state["container"].get<std::string>()),
+            "true\n");
+  auto s = driver_->Inspect(c.id);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->state, TaskState::kRunning);
+  // Looked at again once dockerd answers: when it dies, the exit is reported.
+  RunShell("docker kill " + persisted->state["container"].get<std::string>());
+  auto exit = driver_->Wait(c.id, 30s);
+  ASSERT_TRUE(exit);
+  EXPECT_TRUE(exit->has_value()) << "the exit of a task recovered while dockerd failed is reported";
+  driver_.reset();  // before the proxy goes
+  o.socket = docker::kDefaultSocket;
+  driver_ = std::move(*DockerDriver::Create(o));
+  RunShell("docker rm -f " + persisted->state["container"].get<std::string>() + " >/dev/null");
+}
+
+TEST_F(DockerDriverTest, ALongLineIsLoggedWhole) {
+  // Docker splits a 40 KiB line into 16 KiB messages with one timestamp: every piece is kept.
+  auto c = Config("long", {"-c", "head -c 40960 /dev/zero | tr '\\0' x; echo; echo >&2 err; echo end"});
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto exit = driver_->Wait(c.id, 30s);
+  ASSERT_TRUE(exit && exit->has_value());
+  std::ifstream f(c.task_dir + "/stdout.log");
+  std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(out, std::string(40960, 'x') + "\nend\n") << out.size() << " bytes";
+  std::ifstream e(c.task_dir + "/stderr.log");
+  std::string err((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(err, "err\n");
+  std::ifstream since(c.task_dir + "/docker-logs.since");
+  std::string stamp;
+  int64_t count = -1;
+  EXPECT_TRUE(since >> stamp >> count) << "the resume point is saved";
+  EXPECT_GE(count, 1);
+}
+
+TEST_F(DockerDriverTest, KillingAnExecEndsItsCommandOnly) {
+  auto c = Config("execkill", {"-c", "sleep 300"});
+  ASSERT_TRUE(driver_->Start(c));
+  auto s = driver_->Exec(c.id, {.command = {"sleep", "300"}}, {});
+  ASSERT_TRUE(s) << s.error().ToString();
+  (*s)->Kill();
+  auto r = (*s)->Wait(20s);
+  ASSERT_TRUE(r.has_value()) << "the exec'd command still runs";
+  auto st = driver_->Inspect(c.id);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, TaskState::kRunning) << "the container runs on";
 }
 
 }  // namespace

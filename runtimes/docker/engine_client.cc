@@ -3,6 +3,10 @@
 #include <curl/curl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -371,21 +375,21 @@ void EventWatcher::Run() {
 
 Result<std::unique_ptr<HijackedStream>> HijackedStream::Open(EngineClient* client, const std::string& path,
                                                              const std::string& body) {
-  InitCurl();
+  // A plain Unix socket, not a libcurl handle: after the upgrade one thread reads the output
+  // while another writes stdin, and a curl easy handle must never be used from two threads.
+  // recv and send on one socket from two threads are fine.
   std::unique_ptr<HijackedStream> s(new HijackedStream());
-  CURL* curl = curl_easy_init();
-  s->curl_ = curl;
-  curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, client->socket().c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, "http://docker/");
-  curl_easy_setopt(curl, CURLOPT_CONNECT_ONLY, 1L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-  CURLcode rc = curl_easy_perform(curl);
-  if (rc != CURLE_OK) {
-    return Unavailable("dockerd is not reachable at " + client->socket() + ": " + curl_easy_strerror(rc));
+  const std::string& sock_path = client->socket();
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (sock_path.size() >= sizeof(addr.sun_path)) return InvalidArgument("docker socket path too long: " + sock_path);
+  std::memcpy(addr.sun_path, sock_path.c_str(), sock_path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError("socket", errno);
+  s->fd_ = fd;
+  if (::connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Unavailable("dockerd is not reachable at " + sock_path + ": " + std::strerror(errno));
   }
-  curl_socket_t sock;
-  curl_easy_getinfo(curl, CURLINFO_ACTIVESOCKET, &sock);
-  s->fd_ = static_cast<int>(sock);
   std::string req = "POST " + path + " HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
                     "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: " +
                     std::to_string(body.size()) + "\r\n\r\n" + body;
@@ -411,47 +415,42 @@ Result<std::unique_ptr<HijackedStream>> HijackedStream::Open(EngineClient* clien
 }
 
 HijackedStream::~HijackedStream() {
-  if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
+  if (fd_ >= 0) ::close(fd_);
 }
 
 Status HijackedStream::Write(std::string_view data) {
   while (!data.empty()) {
-    size_t sent = 0;
-    CURLcode rc = curl_easy_send(static_cast<CURL*>(curl_), data.data(), data.size(), &sent);
-    if (rc == CURLE_AGAIN) {
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       struct pollfd p = {fd_, POLLOUT, 0};
       if (poll(&p, 1, 5000) == 0) return Unavailable("exec: the command is not reading its input");
       continue;
     }
-    if (rc != CURLE_OK) return Unavailable(std::string("exec: writing to dockerd: ") + curl_easy_strerror(rc));
-    data.remove_prefix(sent);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable(std::string("exec: writing to dockerd: ") + std::strerror(errno));
+    data.remove_prefix(static_cast<size_t>(n));
   }
   return {};
 }
 
-void HijackedStream::CloseWrite() {
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
-}
+void HijackedStream::CloseWrite() { ::shutdown(fd_, SHUT_WR); }
 
-void HijackedStream::Shutdown() {
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
-}
+void HijackedStream::Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
 
 Result<std::string> HijackedStream::Read(std::chrono::milliseconds timeout) {
   if (!pending_.empty()) return std::exchange(pending_, std::string());
-  if (fd_ < 0) return std::string();
+  if (eof_) return std::string();
   struct pollfd p = {fd_, POLLIN, 0};
   int n = poll(&p, 1, static_cast<int>(timeout.count()));
-  if (n == 0) return Unavailable("timeout");
+  if (n == 0 || (n < 0 && errno == EINTR)) return Unavailable("timeout");
   char buf[16384];
-  size_t got = 0;
-  CURLcode rc = curl_easy_recv(static_cast<CURL*>(curl_), buf, sizeof(buf), &got);
-  if (rc == CURLE_AGAIN) return Unavailable("timeout");  // nothing yet: not the end
-  if (rc != CURLE_OK || got == 0) {
-    fd_ = -1;
+  ssize_t got = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return Unavailable("timeout");
+  if (got <= 0) {
+    eof_ = true;
     return std::string();
   }
-  return std::string(buf, got);
+  return std::string(buf, static_cast<size_t>(got));
 }
 
 }  // namespace mentat::docker

@@ -149,7 +149,8 @@ class EventWatcher {
 
 // Hijacks a connection for POST /exec/ID/start with stdin attached (the HTTP "Upgrade: tcp"
 // dance Docker uses): after it, the socket carries stdin up and the (multiplexed, or raw with
-// a TTY) output down. Uses libcurl's CONNECT_ONLY mode to send and receive the raw bytes.
+// a TTY) output down. A plain Unix socket of its own (not libcurl's): Read on one thread and
+// Write/CloseWrite on another is safe.
 class HijackedStream {
  public:
   static Result<std::unique_ptr<HijackedStream>> Open(EngineClient* client, const std::string& path,
@@ -165,9 +166,9 @@ class HijackedStream {
 
  private:
   HijackedStream() = default;
-  void* curl_ = nullptr;
-  int fd_ = -1;
-  std::string pending_;  // output that arrived with the response headers
+  int fd_ = -1;  // set once by Open, closed by the destructor: never changes while in use
+  std::atomic<bool> eof_{false};
+  std::string pending_;  // output that arrived with the response headers (the reader's)
 };
 
 }  // namespace mentat::docker
