@@ -300,7 +300,12 @@ class DockerExecSession : public ExecSession {
     // reused, or the agent may see another pid namespace. So the process is pinned with a
     // pidfd, shown to be in this container's cgroup, the exec shown still running with that
     // pid, and only then signalled through the pidfd (which never reaches a reused pid).
+    // Right after the start the exec may not be running yet (no pid, no exit code): a moment.
     auto info = engine_->ExecInspect(exec_id_);
+    for (int i = 0; i < 100 && info && !info->value("Running", false) && (*info)["ExitCode"].is_null(); ++i) {
+      std::this_thread::sleep_for(20ms);
+      info = engine_->ExecInspect(exec_id_);
+    }
     if (!info || !info->value("Running", false)) return;
     int pid = info->value("Pid", 0);
     std::string container = info->value("ContainerID", "");

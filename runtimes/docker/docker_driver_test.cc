@@ -341,7 +341,9 @@ TEST_F(DockerDriverTest, AdoptRefusesMentatContainersAndSettingsTheProfileForbid
 
   // Under docker-hardened, a privileged container with the Docker socket is refused, naming why.
   std::string priv = "ddt-priv-" + tag;
-  RunShell("docker run -d --name " + priv + " --privileged -v /var/run/docker.sock:/var/run/docker.sock " +
+  // (Created, not run: a nested dockerd may not be allowed to start a privileged one. Adopting a
+  // stopped container would start it, so "never started" also shows it was left alone.)
+  RunShell("docker create --name " + priv + " --privileged -v /var/run/docker.sock:/var/run/docker.sock " +
            kBusyboxImage + " sleep 300");
   auto hp = driver_->Start(Config("hard-0", {}, {{"driver", "docker"}, {"security", {{"profile", "docker-hardened"}}},
                                                  {"adopt", {{"container", priv}}}}));
@@ -356,8 +358,8 @@ TEST_F(DockerDriverTest, AdoptRefusesMentatContainersAndSettingsTheProfileForbid
   ASSERT_FALSE(hl);
   EXPECT_NE(hl.error().message().find("docker.privileged"), std::string::npos) << hl.error().message();
   // Nothing was touched.
-  EXPECT_EQ(RunShell("docker inspect -f '{{.State.Running}}' " + priv + " " + foreign + " " +
-                     hv->state["container"].get<std::string>()), "true\ntrue\ntrue\n");
+  EXPECT_EQ(RunShell("docker inspect -f '{{.State.Status}}' " + priv + " " + foreign + " " +
+                     hv->state["container"].get<std::string>()), "created\nrunning\nrunning\n");
   // A plain container with settings the profile allows is still adopted.
   std::string ok = "ddt-ok-" + tag;
   RunShell("docker run -d --name " + ok + " --user 65534:65534 --read-only --cap-drop ALL "

@@ -358,9 +358,28 @@ void EventWatcher::Run() {
       connected_ = true;
       backoff = std::chrono::milliseconds(200);
       if (on_reconnect_) on_reconnect_();
+      // A stream that is open but dead (dockerd wedged, the socket half gone) says nothing:
+      // /_ping every 10 s, and a ping that fails ends the stream, as if dockerd had closed it.
+      std::atomic<bool> cancel{false};
+      std::thread pinger([&] {
+        auto next = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!cancel) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          if (stop_) break;  // the stream ends at once: Perform reads `cancel` as it goes
+          if (std::chrono::steady_clock::now() < next) continue;
+          if (!client_->Call("GET", "/_ping", "", 5000)) {
+            spdlog::warn("docker: /_ping failed while following events: reconnecting");
+            break;
+          }
+          next = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        }
+        cancel = true;
+      });
       auto st = client_->Events(filters, [&](const Json& e) {
         if (on_event_) on_event_(e);
-      }, &stop_, since);
+      }, &cancel, since);
+      cancel = true;
+      pinger.join();
       if (stop_) break;
       spdlog::warn("docker: events stream ended: {}", st ? "closed" : st.error().message());
       auto again = client_->Call("GET", "/_ping", "", 3000);
