@@ -495,10 +495,18 @@ TEST(Rules, EachDockerHardenedRuleRefusesItsCraftedManifest) {
       {"docker:\n  pid_mode: host\n", "docker.pid_mode", "PID namespace"},
       {"docker:\n  network_mode: host\n", "docker.network_mode", "network namespace"},
       {"volumes: [\"/var/run/docker.sock:/s\"]\n", "volumes[0].source", "Docker socket"},
-      {"volumes: [\"/:/host\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/:/host\"]\n", "volumes[0].source", "Docker socket"},  // / holds it too
       {"volumes: [\"/var/lib/docker/volumes:/v\"]\n", "volumes[0].source", "host system path"},
       {"volumes: [\"/var/log:/v\"]\n", "volumes[0].source", "host system path"},
       {"volumes: [\"/var/lib/mentat/data:/v\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"//etc:/e\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/./etc/:/e\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/var:/v\"]\n", "volumes[0].source", "Docker socket"},
+      {"volumes: [\"/var/lib:/v\"]\n", "volumes[0].source", "host system path"},
+      {"volumes: [\"/run:/r\"]\n", "volumes[0].source", "Docker socket"},
+      {"volumes: [\"/var/run/:/r\"]\n", "volumes[0].source", "Docker socket"},
+      {"user: \"1000:0\"\n", "user", "group root or docker"},
+      {"user: \"1000:docker\"\n", "user", "group root or docker"},
       {"ports: [\"8080:80\"]\ningress:\n  host: a.example\n", "ports", "exactly one non-privileged"},
       {"ports: [\"8080:8080\", \"8081:8081\"]\ningress:\n  host: a.example\n", "ports", "exactly one"},
   };
@@ -574,6 +582,47 @@ TEST(Rules, DockerSecurityResolvesTheProfileDefaults) {
   auto plain = ResolveDockerSecurity(Canonical("name: a\ndriver: docker\nimage: x\n")["spec"]);
   EXPECT_FALSE(plain.read_only_rootfs);
   EXPECT_TRUE(plain.cap_drop.empty());
+}
+
+// A stored profile (custom, or a built-in an operator edited) governs the container, not the
+// compiled-in profile of the same name.
+TEST(Rules, AStoredDockerProfileIsWhatTheAgentEnforces) {
+  Json custom = {{"driver", "docker"}, {"run_as_non_root", true}, {"read_only_rootfs", true},
+                 {"drop_capabilities", {"ALL"}}, {"no_new_privileges", true}};
+  Json spec = Canonical("name: a\ndriver: docker\nimage: x\nsecurity:\n  profile: strict-api\n")["spec"];
+  auto sec = ResolveDockerSecurity(spec, custom);
+  EXPECT_EQ(sec.user, kDockerDefaultNonRootUser);
+  EXPECT_TRUE(sec.read_only_rootfs);
+  EXPECT_EQ(sec.cap_drop, std::vector<std::string>{"ALL"});
+  EXPECT_FALSE(ResolveDockerSecurity(spec).read_only_rootfs) << "an unknown name has no built-in";
+  Json privileged = Canonical("name: a\ndriver: docker\nimage: x\ndocker:\n  privileged: true\n"
+                              "security:\n  profile: strict-api\n")["spec"];
+  EXPECT_TRUE(CheckDockerRules(privileged)) << "no built-in named strict-api: nothing to check";
+  auto refused = CheckDockerRules(privileged, custom);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Code::kForbidden);
+  EXPECT_EQ(refused.error().details()[0].field, "docker.privileged");
+  // An edited docker-legacy that now requires a read-only root.
+  Json legacy = Canonical("name: a\ndriver: docker\nimage: x\ndocker:\n  read_only_rootfs: false\n"
+                          "security:\n  profile: docker-legacy\n")["spec"];
+  EXPECT_TRUE(CheckDockerRules(legacy));
+  Json edited = {{"driver", "docker"}, {"read_only_rootfs", true}};
+  EXPECT_FALSE(CheckDockerRules(legacy, edited));
+}
+
+TEST(Rules, HostSystemPathsAreNormalizedAndIncludeTheirParents) {
+  for (const char* p : {"/", "//", "/etc", "//etc", "/./etc/", "/etc/ssl", "/var", "/var/lib", "/run",
+                        "/var/run/docker.sock", "/usr", "/a/../etc", "relative"}) {
+    EXPECT_TRUE(IsHostSystemPath(p)) << p;
+  }
+  for (const char* p : {"/srv/data", "/data/a", "/home/app/data", "/mnt/volumes/x", "/var/lib/app-data",
+                        "/opt/app"}) {
+    EXPECT_FALSE(IsHostSystemPath(p)) << p;
+  }
+  EXPECT_TRUE(ExposesDockerSocket("/run"));
+  EXPECT_TRUE(ExposesDockerSocket("/var/run/"));
+  EXPECT_TRUE(ExposesDockerSocket("/srv/docker.sock"));
+  EXPECT_FALSE(ExposesDockerSocket("/srv/data"));
 }
 
 TEST(Rules, TheDockerBlockIsValidated) {

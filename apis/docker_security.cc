@@ -1,6 +1,7 @@
 #include "apis/docker_security.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "apis/security_profile.h"
@@ -26,9 +27,12 @@ const Json* BuiltinProfileSpec(const std::string& name) {
   return nullptr;
 }
 
+// Root, or a member of a group that owns what root owns (root's group, or the Docker socket's).
 bool IsRootUser(const std::string& user) {
-  std::string u = user.substr(0, user.find(':'));
-  return u == "0" || u == "root";
+  size_t colon = user.find(':');
+  std::string u = user.substr(0, colon);
+  std::string g = colon == std::string::npos ? "" : user.substr(colon + 1);
+  return u == "0" || u == "root" || g == "0" || g == "root" || g == "docker";
 }
 
 // `profile` true, false or "preferred" as a tri-state: required, off, preferred.
@@ -62,25 +66,60 @@ bool IsCapabilityName(const std::string& name) {
   return names.count(name) > 0;
 }
 
+namespace {
+
+// "/a//b/./c/" -> "/a/b/c"; nullopt for a relative path or one with "..".
+std::optional<std::string> NormalizeHostPath(const std::string& path) {
+  if (path.empty() || path[0] != '/') return std::nullopt;
+  std::string out;
+  size_t at = 0;
+  while (at < path.size()) {
+    size_t end = path.find('/', at);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(at, end - at);
+    at = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") return std::nullopt;
+    out += "/" + part;
+  }
+  return out.empty() ? "/" : out;
+}
+
+// `p` is `root`, under it, or holds it.
+bool Overlaps(const std::string& p, const std::string& root) {
+  if (p == "/" || p == root) return true;
+  return root.rfind(p + "/", 0) == 0 || p.rfind(root + "/", 0) == 0;
+}
+
+}  // namespace
+
 bool IsHostSystemPath(const std::string& path) {
   static const std::vector<std::string> roots = {
-      "/etc",     "/proc",          "/sys",     "/dev",          "/boot",
+      "/etc",     "/proc",           "/sys",     "/dev",            "/boot",
       "/root",    "/var/lib/docker", "/var/log", "/var/lib/mentat", "/var/lib/hull",
-      "/var/run/docker.sock", "/run/docker.sock", "/run/containerd", "/var/run/containerd"};
-  std::string p = path;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  if (p == "/" || p.empty()) return true;
+      "/var/run/docker.sock", "/run/docker.sock", "/run/containerd", "/var/run/containerd",
+      "/var/lib/containerd",  "/run/hull",        "/usr",            "/bin",  "/sbin",
+      "/lib",     "/lib64"};
+  auto p = NormalizeHostPath(path);
+  if (!p) return true;
   for (const auto& r : roots) {
-    if (p == r || p.rfind(r + "/", 0) == 0) return true;
+    if (Overlaps(*p, r)) return true;
   }
   return false;
 }
 
-DockerSecurity ResolveDockerSecurity(const Json& spec) {
+bool ExposesDockerSocket(const std::string& path) {
+  auto p = NormalizeHostPath(path);
+  if (!p) return path.find("docker.sock") != std::string::npos;
+  if (p->find("docker.sock") != std::string::npos) return true;
+  return Overlaps(*p, "/var/run/docker.sock") || Overlaps(*p, "/run/docker.sock");
+}
+
+DockerSecurity ResolveDockerSecurity(const Json& spec, const Json& given) {
   DockerSecurity s;
   s.profile = spec.value("security", Json::object()).value("profile", "");
   static const Json kNone = Json::object();
-  const Json* found = BuiltinProfileSpec(s.profile);
+  const Json* found = given.is_object() ? &given : BuiltinProfileSpec(s.profile);
   const Json& profile = found && found->value("driver", "") == "docker" ? *found : kNone;
   const Json& d = spec.value("docker", Json::object());
 
@@ -123,7 +162,8 @@ std::vector<RuleViolation> DockerRuleViolations(const Json& spec, const Json& pr
 
   if (WantOf(profile, "run_as_non_root") == Want::kRequired && spec.contains("user") &&
       IsRootUser(spec["user"])) {
-    deny("user", "runs as root; this profile requires a non-root user (omit user to run as 65534)");
+    deny("user", "runs as root or in group root or docker; this profile requires a non-root user "
+                 "(omit user to run as 65534)");
   }
   if (WantOf(profile, "read_only_rootfs") == Want::kRequired && d.value("read_only_rootfs", true) == false) {
     deny("docker.read_only_rootfs", "the root filesystem must be read-only; write to a volume instead");
@@ -167,13 +207,13 @@ std::vector<RuleViolation> DockerRuleViolations(const Json& spec, const Json& pr
   return denied;
 }
 
-Status CheckDockerRules(const Json& spec, const SourceMap& marks) {
+Status CheckDockerRules(const Json& spec, const Json& given, const SourceMap& marks) {
   std::string name = spec.value("security", Json::object()).value("profile", "");
-  const Json* profile = BuiltinProfileSpec(name);
+  const Json* profile = given.is_object() ? &given : BuiltinProfileSpec(name);
   if (!profile) return {};
   Json service = {{"kind", "Service"}, {"metadata", {{"name", "task"}}}, {"spec", spec}};
-  std::map<std::string, Json> profiles;
-  for (const auto& p : BuiltinProfiles()) profiles[p["metadata"]["name"]] = p;
+  std::map<std::string, Json> profiles = {
+      {name, {{"kind", "SecurityProfile"}, {"metadata", {{"name", name}}}, {"spec", *profile}}}};
   return AdmitService(service, profiles, marks);
 }
 

@@ -49,7 +49,9 @@ struct DockerSecurity {
 // no user is given), read-only rootfs, cap_drop ALL, no-new-privileges, strict seccomp; docker-legacy:
 // no-new-privileges, read-only rootfs unless docker.read_only_rootfs is false, cap_drop NET_RAW and
 // MKNOD), then what the manifest asks for. It does not check the rules: see CheckDockerRules.
-DockerSecurity ResolveDockerSecurity(const Json& spec);
+// `profile` is the SecurityProfile's spec as stored on the server (a custom profile, or a built-in
+// one an operator edited); null takes the built-in profile the spec names.
+DockerSecurity ResolveDockerSecurity(const Json& spec, const Json& profile = Json());
 
 struct RuleViolation {
   std::string field;  // e.g. "docker.privileged"
@@ -59,17 +61,23 @@ struct RuleViolation {
 // spec: user, docker.*. Volumes, ports and ingress are AdmitService's own, for every driver.
 std::vector<RuleViolation> DockerRuleViolations(const Json& spec, const Json& profile_spec);
 
-// AdmitService against the spec's profile when it is built in (docker-hardened or docker-legacy;
-// nothing for stored profiles, which the agent does not hold): each broken rule a FieldError naming the field (e.g. "docker.privileged", "user",
+// AdmitService against the spec's profile: `profile` (its spec) when given, else the built-in of
+// that name (nothing to check for a name that is not built in): each broken rule a FieldError naming the field (e.g. "docker.privileged", "user",
 // "volumes[0].source") and the rule. kForbidden when any is broken. `marks` gives line numbers.
-Status CheckDockerRules(const Json& spec, const SourceMap& marks = {});
+Status CheckDockerRules(const Json& spec, const Json& profile = Json(), const SourceMap& marks = {});
 
 // A Linux capability's name without CAP_, upper case (NET_BIND_SERVICE), or ALL.
 bool IsCapabilityName(const std::string& name);
 
 // True for host paths no hardened workload may mount: /, /etc, /proc, /sys, /dev, /boot, /root,
-// /var/lib/docker, /var/log, the Docker socket, Mentat's and hull's state directories (and anything
-// under them). Lexical: the caller rejects ".." first.
+// /var/lib/docker, /var/log, the Docker socket, containerd's, Mentat's and hull's state directories,
+// anything under them, and any directory that holds one of them (/var, /run, /var/lib, ...). The
+// path is normalized first ("//etc", "/./etc/" are /etc; a ".." makes it forbidden). Lexical: the
+// agent also resolves symlinks on the node before it mounts.
 bool IsHostSystemPath(const std::string& path);
+
+// True when mounting `path` would expose the Docker socket: the socket itself, or a directory
+// holding it (/run, /var/run, /), after the same normalization.
+bool ExposesDockerSocket(const std::string& path);
 
 }  // namespace mentat

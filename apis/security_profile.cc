@@ -315,7 +315,7 @@ Status AdmitService(const Json& service, const std::map<std::string, Json>& prof
   for (size_t i = 0; i < volumes.size(); ++i) {
     std::string src = volumes[i].value("source", "");
     std::string path = "volumes[" + std::to_string(i) + "].source";
-    if (no_socket && src.find("docker.sock") != std::string::npos) {
+    if (no_socket && ExposesDockerSocket(src)) {
       deny(path, "mounting the Docker socket is forbidden");
     } else if (no_system_paths && IsHostSystemPath(src)) {
       deny(path, src + " is a host system path; only service data paths may be mounted");
