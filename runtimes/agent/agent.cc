@@ -18,6 +18,7 @@
 #include "runtimes/agent/fingerprint.h"
 #include "runtimes/agent/log_index.h"
 #include "runtimes/agent/orphans.h"
+#include "apis/security_profile.h"
 #include "runtimes/docker/docker_driver.h"
 #include "runtimes/exec/exec_driver.h"
 #include "runtimes/hull/hull_driver.h"
@@ -121,6 +122,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   docker_opts.socket = agent->opts_.docker_socket;
   docker_opts.node_name = agent->opts_.node_name;
   docker_opts.publish_ip = agent->opts_.docker_publish_ip;
+  docker_opts.data_dir = agent->opts_.data_dir;
   MT_ASSIGN_OR_RETURN(auto docker, DockerDriver::Create(std::move(docker_opts)));
   agent->drivers_["docker"] = std::move(docker);
   for (auto& [name, driver] : agent->drivers_) {
@@ -196,6 +198,27 @@ void Agent::Stop() {
   threads_.clear();
   exec_sessions_.reset();  // exec'd commands end with the agent; workloads do not
   checks_.reset();
+}
+
+Status Agent::AttachSecurityProfile(Json& spec) {
+  if (!spec.contains("security") || !spec["security"].is_object()) return {};
+  std::string name = spec["security"].value("profile", "");
+  if (name.empty()) return {};
+  if (!client_) return Unavailable("security profile " + name + ": no server to read it from");
+  auto got = client_->Get("securityprofiles", name);
+  if (!got) {
+    if (got.error().code() == Code::kNotFound) {
+      // Not stored: a built-in profile is the driver's own (null); any other name is refused.
+      for (const auto& p : BuiltinProfiles()) {
+        if (p["metadata"].value("name", "") == name) return {};
+      }
+      return MakeError(Code::kFailedPrecondition, "security profile " + name + " does not exist on the server");
+    }
+    return Unavailable("security profile " + name + " is unavailable: " + got.error().message() +
+                       " (the start is retried)");
+  }
+  spec["security"]["resolved"] = got->value("spec", Json::object());
+  return {};
 }
 
 void Agent::RecoverTasks() {
@@ -597,6 +620,7 @@ Status Agent::Reconcile(const std::string& key) {
       t.restart_policy = "never";
     } else {
       TaskConfig cfg;
+      const std::string t_driver = t.driver;
       cfg.id = TaskIdForKey(key);
       cfg.command = spec->command;
       cfg.args = spec->args;
@@ -610,6 +634,10 @@ Status Agent::Reconcile(const std::string& key) {
       // A rootfs `mt apply` uploaded (sha256:...) is fetched and unpacked once per node; the
       // driver gets its local directory. If that fails, the task fails to start.
       Status rootfs = ResolveRootfs(*artifacts_, cfg.spec);
+      // A docker task's SecurityProfile as the server holds it now, so that a custom or edited
+      // profile governs the container; put in this start's config only (never stored). When
+      // it cannot be read the start fails (and is retried): never a start without its profile.
+      if (rootfs && t_driver == "docker") rootfs = AttachSecurityProfile(cfg.spec);
       // Until the handle is written, a crash would leave a process no handle knows: the marker
       // lets the next agent find and kill it (orphans.h).
       if (rootfs) MT_RETURN_IF_ERROR(WriteMarker(key, cfg.id));

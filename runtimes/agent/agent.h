@@ -128,6 +128,9 @@ class Agent {
   Status RegisterNode();
   // Recovers the persisted tasks, then kills what interrupted starts left behind (orphans.h).
   void RecoverTasks();
+  // Puts the stored SecurityProfile spec a docker task names at spec.security.resolved (for
+  // the driver); kUnavailable when the server cannot be asked.
+  Status AttachSecurityProfile(Json& spec);
   void RecoverHandles();
   // The `starting` marker of orphans.h, written before a driver starts the task.
   Status WriteMarker(const std::string& key, const std::string& task_id);

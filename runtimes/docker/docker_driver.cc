@@ -1,6 +1,8 @@
 #include "runtimes/docker/docker_driver.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -441,7 +443,7 @@ TaskHandle DockerDriver::HandleOf(const Task& t) const {
   return h;
 }
 
-Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config) {
+Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config, const Json& profile) {
   const Json& spec = config.spec;
   std::string image = spec.value("image", "");
   if (image.empty()) return InvalidArgument("image: required for driver docker");
@@ -466,7 +468,7 @@ Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config) {
                  {kDockerLabelNamespace, NamespaceOf(config.id)},
                  {kDockerLabelSpecHash, SpecHashLabel(spec)}};
 
-  DockerSecurity sec = ResolveDockerSecurity(spec);
+  DockerSecurity sec = ResolveDockerSecurity(spec, profile);
   Json hc = DockerHostSecurity(sec, AppArmorEnabled(opts_.apparmor_enabled_path));
   if (!sec.user.empty()) c["User"] = sec.user;
   // Mentat restarts per the task's restart policy; Docker must not restart on its own.
@@ -505,15 +507,27 @@ Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config) {
   return c;
 }
 
-Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
+Result<TaskHandle> DockerDriver::Start(const TaskConfig& in) {
+  // The SecurityProfile's spec as the server holds it, fetched by the agent for this start
+  // (security.resolved, never stored); null = the built-in profile of that name.
+  Json profile;
+  TaskConfig config = in;
+  if (config.spec.contains("security") && config.spec["security"].is_object() &&
+      config.spec["security"].contains("resolved")) {
+    profile = config.spec["security"]["resolved"];
+    config.spec["security"].erase("resolved");
+  }
   // The rules admission applied, again: a spec that reached the agent another way is refused.
-  MT_RETURN_IF_ERROR(CheckDockerRules(config.spec));
+  MT_RETURN_IF_ERROR(CheckDockerRules(config.spec, profile));
   std::error_code ec;
   fs::create_directories(config.task_dir, ec);
   if (config.spec.contains("adopt")) {
-    return Adopt(config, config.spec["adopt"].value("container", ""));
+    return Adopt(config, config.spec["adopt"].value("container", ""), profile);
   }
-  MT_ASSIGN_OR_RETURN(Json body, ContainerConfig(config));
+  // Volume sources as they are on this node (symlinks resolved), checked again: Docker is given
+  // the resolved path, so a symlink cannot lead it somewhere the rules forbid.
+  MT_ASSIGN_OR_RETURN(config.spec, ResolveVolumeSources(config.spec, profile));
+  MT_ASSIGN_OR_RETURN(Json body, ContainerConfig(config, profile));
   const std::string name = ContainerName(config.id);
   auto created = engine_->CreateContainer(name, body);
   if (!created && created.error().code() == Code::kAlreadyExists) {
@@ -585,7 +599,67 @@ Result<TaskHandle> DockerDriver::Start(const TaskConfig& config) {
   return HandleOf(*t);
 }
 
-Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::string& container) {
+Result<Json> DockerDriver::ResolveVolumeSources(const Json& spec, const Json& profile) {
+  Json out = spec;
+  const Json& volumes = spec.value("volumes", Json::array());
+  if (!volumes.is_array() || volumes.empty()) return out;
+  const bool governed = spec.value("security", Json::object()).contains("profile");
+  std::string data_dir;
+  if (governed && !opts_.data_dir.empty()) {
+    std::error_code ec;
+    data_dir = fs::weakly_canonical(opts_.data_dir, ec).string();
+    if (ec) data_dir = fs::path(opts_.data_dir).lexically_normal().string();
+  }
+  auto within = [](const std::string& path, const std::string& dir) {
+    return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                           (dir == "/" || path[dir.size()] == '/'));
+  };
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    std::string src = volumes[i].value("source", "");
+    std::string field = "volumes[" + std::to_string(i) + "].source";
+    if (src.empty() || src[0] != '/') continue;  // a named volume: Docker's storage
+    fs::path p = fs::path(src).lexically_normal();
+    for (const auto& part : fs::path(src)) {
+      if (part == "..") {
+        return MakeError(Code::kInvalidArgument, field + ": " + src + " must not contain \"..\"",
+                         {FieldError(field, 0, 0, "must not contain \"..\"")});
+      }
+    }
+    // The longest part that exists is resolved (realpath); the rest, made by Docker, is
+    // appended. A dangling symlink is an error, not something for Docker to create.
+    fs::path existing = p, rest;
+    std::error_code ec;
+    while (existing.has_relative_path() && !fs::exists(fs::symlink_status(existing, ec))) {
+      rest = rest.empty() ? existing.filename() : existing.filename() / rest;
+      existing = existing.parent_path();
+    }
+    char buf[PATH_MAX];
+    if (!::realpath(existing.c_str(), buf)) {
+      std::string why = std::string(strerror(errno));
+      return MakeError(Code::kInvalidArgument, field + ": " + src + ": cannot resolve on node " + opts_.node_name + ": " + why,
+                       {FieldError(field, 0, 0, "cannot resolve " + existing.string() + ": " + why)});
+    }
+    std::string resolved = (rest.empty() ? fs::path(buf) : fs::path(buf) / rest).lexically_normal().string();
+    while (resolved.size() > 1 && resolved.back() == '/') resolved.pop_back();
+    out["volumes"][i]["source"] = resolved;
+    if (!data_dir.empty() && (within(resolved, data_dir) || within(data_dir, resolved))) {
+      std::string msg = src + (resolved != src ? " (" + resolved + ")" : "") +
+                        " holds or is inside the agent's data directory " + data_dir;
+      return MakeError(Code::kForbidden, field + ": " + msg, {FieldError(field, 0, 0, msg)});
+    }
+  }
+  if (governed && out != spec) {
+    if (auto st = CheckDockerRules(out, profile); !st) {
+      Error e = st.error();
+      return MakeError(Code::kForbidden, "with symlinks resolved on node " + opts_.node_name + ": " + e.message(),
+                       e.details());
+    }
+  }
+  return out;
+}
+
+Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::string& container,
+                                       const Json& profile) {
   auto info = engine_->InspectContainer(container);
   if (!info) {
     if (info.error().code() == Code::kNotFound) {
@@ -613,7 +687,7 @@ Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::stri
       image_user = img->value("Config", Json::object()).value("User", "");
     }
     Json as_spec = AdoptedSpec(*info, config.spec, image_user);
-    if (auto st = CheckDockerRules(as_spec); !st) {
+    if (auto st = CheckDockerRules(as_spec, profile); !st) {
       std::string why;
       for (const auto& f : st.error().details()) why += (why.empty() ? "" : "; ") + f.field + ": " + f.message;
       if (why.empty()) why = st.error().message();

@@ -38,6 +38,9 @@ struct DockerDriverOptions {
   std::string publish_ip;
   // Where AppArmor's state is read ("Y" when enabled); a test may point it elsewhere.
   std::string apparmor_enabled_path = "/sys/module/apparmor/parameters/enabled";
+  // The agent's own data directory: no container under a security profile mounts it (or a
+  // directory holding it). "" = not checked.
+  std::string data_dir;
 };
 
 // The Docker HostConfig security fields for `sec`: User is returned apart (it is in Config).
@@ -100,8 +103,11 @@ class DockerDriver : public Driver {
   explicit DockerDriver(DockerDriverOptions options);
   std::shared_ptr<Task> Find(const std::string& id);
   // Builds the POST /containers/create body.
-  Result<Json> ContainerConfig(const TaskConfig& config);
-  Result<TaskHandle> Adopt(const TaskConfig& config, const std::string& container);
+  Result<Json> ContainerConfig(const TaskConfig& config, const Json& profile);
+  Result<TaskHandle> Adopt(const TaskConfig& config, const std::string& container, const Json& profile);
+  // The spec with each host volume source realpath()ed on this node; under a profile the
+  // resolved paths are checked again (CheckDockerRules) and kept out of the agent's data dir.
+  Result<Json> ResolveVolumeSources(const Json& spec, const Json& profile);
   // Starts the thread that follows the container's logs into the task's files.
   void StartLogPump(const std::shared_ptr<Task>& t);
   // From inspect: records the exit of a container that no longer runs (once) and reports it.

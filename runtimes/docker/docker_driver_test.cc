@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include "apis/security_profile.h"
 #include "runtimes/docker/docker_testing.h"
 
 namespace mentat {
@@ -442,6 +443,74 @@ TEST_F(DockerDriverTest, KillingAnExecEndsItsCommandOnly) {
   auto st = driver_->Inspect(c.id);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->state, TaskState::kRunning) << "the container runs on";
+}
+
+TEST_F(DockerDriverTest, VolumeSourcesAreResolvedOnTheNodeAndCheckedAgain) {
+  // A path that looks harmless and is a symlink to /etc: refused once resolved, nothing created.
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  std::string link = dir_ + "/innocent";
+  std::filesystem::remove(link, ec);
+  std::filesystem::create_directory_symlink("/etc", link, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  Json hardened = {{"driver", "docker"}, {"security", {{"profile", "docker-hardened"}}}};
+  Json spec = hardened;
+  spec["volumes"] = {{{"source", link}, {"target", "/data"}}};
+  auto c = Config("symlink-0", {"-c", "sleep 300"}, spec);
+  auto h = driver_->Start(c);
+  ASSERT_FALSE(h) << "mounted " << link << " -> /etc";
+  EXPECT_EQ(h.error().code(), Code::kForbidden) << h.error().ToString();
+  EXPECT_NE(h.error().ToString().find("volumes[0].source"), std::string::npos) << h.error().ToString();
+  EXPECT_NE(h.error().ToString().find("/etc"), std::string::npos) << h.error().ToString();
+  EXPECT_EQ(RunShell("docker ps -aq --filter name=^/mentat-" + c.id + "$"), "");
+
+  // A real directory is mounted by its resolved path.
+  std::string real = dir_ + "/real-data";
+  std::filesystem::create_directories(real, ec);
+  std::filesystem::remove(dir_ + "/via-link", ec);
+  std::filesystem::create_directory_symlink(real, dir_ + "/via-link", ec);
+  spec["volumes"] = {{{"source", dir_ + "/via-link"}, {"target", "/data"}}};
+  auto ok = Config("symlink-1", {"-c", "sleep 300"}, spec);
+  auto hok = driver_->Start(ok);
+  ASSERT_TRUE(hok) << hok.error().ToString();
+  EXPECT_EQ(RunShell("docker inspect -f '{{range .Mounts}}{{.Source}}{{end}}' " + hok->state["container"].get<std::string>()),
+            std::filesystem::canonical(real).string() + "\n");
+
+  // The agent's data directory, or a directory holding it, is never mounted under a profile.
+  DockerDriverOptions o;
+  o.node_name = "ddt-" + std::to_string(getpid());
+  o.data_dir = dir_ + "/agent-data";
+  std::filesystem::create_directories(o.data_dir, ec);
+  auto d = DockerDriver::Create(o);
+  ASSERT_TRUE(d);
+  spec["volumes"] = {{{"source", dir_}, {"target", "/data"}}};
+  auto dd = (*d)->Start(Config("datadir-0", {"-c", "sleep 300"}, spec));
+  ASSERT_FALSE(dd) << "mounted the directory holding the agent's data";
+  EXPECT_EQ(dd.error().code(), Code::kForbidden);
+  EXPECT_NE(dd.error().message().find("agent's data directory"), std::string::npos) << dd.error().message();
+}
+
+TEST_F(DockerDriverTest, TheStoredProfileTheAgentPassesGovernsTheContainer) {
+  // A custom profile (not built in) as the server holds it, strict as docker-hardened: the
+  // driver applies and checks it; without it the name alone would check nothing.
+  Json custom;
+  for (const auto& p : BuiltinProfiles()) {
+    if (p["metadata"]["name"] == "docker-hardened") custom = p["spec"];
+  }
+  ASSERT_TRUE(custom.is_object());
+  Json spec = {{"driver", "docker"}, {"security", {{"profile", "team-strict"}, {"resolved", custom}}},
+               {"docker", {{"privileged", true}}}};
+  auto h = driver_->Start(Config("custom-0", {"-c", "sleep 300"}, spec));
+  ASSERT_FALSE(h) << "privileged under a stored hardened profile";
+  EXPECT_EQ(h.error().code(), Code::kForbidden) << h.error().ToString();
+  EXPECT_NE(h.error().ToString().find("docker.privileged"), std::string::npos) << h.error().ToString();
+  // Allowed settings: the stored profile's defaults are what the container gets.
+  spec["docker"] = Json::object();
+  auto ok = driver_->Start(Config("custom-1", {"-c", "sleep 300"}, spec));
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(RunShell("docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}' " +
+                     ok->state["container"].get<std::string>()),
+            "65534:65534 true [ALL]\n");
 }
 
 }  // namespace
