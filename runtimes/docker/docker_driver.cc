@@ -302,9 +302,13 @@ class DockerExecSession : public ExecSession {
     // reused, or the agent may see another pid namespace. So the process is pinned with a
     // pidfd, shown to be in this container's cgroup, the exec shown still running with that
     // pid, and only then signalled through the pidfd (which never reaches a reused pid).
-    // Right after the start the exec may not be running yet (no pid, no exit code): a moment.
+    // Right after the start the exec may not be running yet, or running without its pid yet
+    // (Pid 0, no exit code): a moment.
     auto info = engine_->ExecInspect(exec_id_);
-    for (int i = 0; i < 100 && info && !info->value("Running", false) && (*info)["ExitCode"].is_null(); ++i) {
+    auto pending = [&] {
+      return info && (*info)["ExitCode"].is_null() && (!info->value("Running", false) || info->value("Pid", 0) <= 0);
+    };
+    for (int i = 0; i < 100 && pending(); ++i) {
       std::this_thread::sleep_for(20ms);
       info = engine_->ExecInspect(exec_id_);
     }
