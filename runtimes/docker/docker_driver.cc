@@ -1028,7 +1028,7 @@ void DockerDriver::Report(const std::shared_ptr<Task>& t, ExitResult r) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = tasks_.find(t->id);
-    if (it != tasks_.end() && it->second != t) {
+    if (t->unregistered || (it != tasks_.end() && it->second != t)) {
       spdlog::info("docker: not reporting the exit of {}'s earlier container {}", t->id, t->container.substr(0, 12));
       return;
     }
@@ -1041,6 +1041,7 @@ void DockerDriver::Unregister(const std::shared_ptr<Task>& t, bool remove_contai
   {
     std::lock_guard<std::mutex> lock(mu_);
     t->exited = true;  // nothing reports it
+    t->unregistered = true;  // nor an exit claimed before (OnLost) and reported later
     t->pump_ready = true;
     auto it = tasks_.find(t->id);
     if (it != tasks_.end() && it->second == t) tasks_.erase(it);

@@ -89,6 +89,7 @@ class DockerDriver : public Driver {
     bool starting = false;    // registered, not yet started and inspected: CheckExited waits
     bool unverified = false;  // recovered while dockerd did not answer: looked at again
     bool exited = false;      // its exit is being (or has been) recorded: claimed once
+    bool unregistered = false;  // a failed Start/Adopt took it back: its exit is never reported
     bool exit_known = false;  // `exit` is set
     ExitResult exit;
     std::atomic<bool> stop_logs{false};
