@@ -1079,6 +1079,16 @@ void DockerDriver::VerifyLoop() {
 void DockerDriver::OnEvent(const Json& e) {
   std::string action = e.value("Action", e.value("status", ""));
   std::string id = e.value("Actor", Json::object()).value("ID", e.value("id", ""));
+  if (action.rfind("health_status", 0) == 0) {
+    // The image's own HEALTHCHECK ("health_status: unhealthy"): Mentat's checks decide
+    // readiness, so this is said in the agent's log, not acted on (the Driver interface has
+    // no place for it yet).
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [tid, task] : tasks_) {
+      if (task->container == id) spdlog::info("docker: {} reports {}", tid, action);
+    }
+    return;
+  }
   if (action != "die" && action != "oom") return;
   std::shared_ptr<Task> t;
   {
