@@ -126,6 +126,10 @@ class DockerDriverTest : public ::testing::Test {
     ASSERT_TRUE(up) << up.error().message();
     DockerDriverOptions o;
     o.node_name = "ddt-" + std::to_string(getpid());
+    // Containers an earlier, interrupted run of this test left (its node is another pid's): the
+    // driver rightly refuses to remove another node's container, so the test clears its own kind.
+    RunShell("docker ps -a --filter name=^/mentat-default. --format '{{.ID}} {{.Label \"mentat.node\"}}' | "
+             "awk '$2 ~ /^ddt-/ && $2 != \"" + o.node_name + "\" {print $1}' | xargs -r docker rm -f");
     auto d = DockerDriver::Create(o);
     ASSERT_TRUE(d);
     driver_ = std::move(*d);
@@ -379,8 +383,8 @@ TEST_F(DockerDriverTest, ARecoverThatDockerdFailsKeepsTheTaskAndItsContainer) {
   ASSERT_TRUE(persisted);
   driver_.reset();
   // The agent comes back while dockerd answers 500: that is no news of the container.
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  FlakyDockerProxy proxy(std::string(tmp ? tmp : "/tmp") + "/flaky-" + std::to_string(getpid()) + ".sock");
+  // Under /tmp: a Unix socket path has at most 107 bytes, and TEST_TMPDIR can be longer.
+  FlakyDockerProxy proxy("/tmp/ddt-flaky-" + std::to_string(getpid()) + ".sock");
   proxy.failing = true;
   DockerDriverOptions o;
   o.node_name = "ddt-" + std::to_string(getpid());
@@ -446,6 +450,18 @@ TEST_F(DockerDriverTest, KillingAnExecEndsItsCommandOnly) {
 }
 
 TEST_F(DockerDriverTest, VolumeSourcesAreResolvedOnTheNodeAndCheckedAgain) {
+  // Data paths of our own under /tmp: TEST_TMPDIR lies under /root with Bazel's default output
+  // base, and /root is itself a host system path.
+  char tmpl[] = "/tmp/ddt-volumes-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  dir_ = tmpl;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{tmpl};
   // A path that looks harmless and is a symlink to /etc: refused once resolved, nothing created.
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
