@@ -22,6 +22,7 @@
 #include "runtimes/hull/leases.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/seccomp_audit.h"
+#include "runtimes/isolation/child.h"
 #include "runtimes/isolation/confine.h"
 #include "runtimes/isolation/bridge.h"
 #include "runtimes/isolation/init_binary.h"
@@ -539,20 +540,7 @@ Result<ExecSessionPtr> HullDriver::Exec(const std::string& id, const ExecOptions
       if (syscall(SYS_setgroups, 0, nullptr) != 0 && errno != EPERM) return errno;
       if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) return errno;
     }
-    pid_t child = ::fork();
-    if (child < 0) return errno;
-    if (child > 0) {
-      syscall(SYS_close_range, 3, ~0U, 0);
-      int status = 0;
-      while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-      }
-      if (WIFSIGNALED(status)) {
-        ::signal(WTERMSIG(status), SIG_DFL);
-        ::kill(::getpid(), WTERMSIG(status));
-        _exit(128 + WTERMSIG(status));
-      }
-      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
-    }
+    if (int err = ForkIntoPidNamespace()) return err;
     int step = 0;
     return ConfineInChild(*landlock, *caps, *filter, -1, &step);
   };

@@ -1,6 +1,11 @@
 #include "runtimes/isolation/child.h"
 
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 namespace mentat {
 
@@ -44,6 +49,22 @@ bool ReadChildFailure(int fd, ChildFailure* failure) {
   } while (n < 0 && errno == EINTR);
   ::close(fd);
   return n == static_cast<ssize_t>(sizeof(*failure));
+}
+
+int ForkIntoPidNamespace() noexcept {
+  pid_t child = ::fork();
+  if (child < 0) return errno;
+  if (child == 0) return 0;
+  syscall(SYS_close_range, 3, ~0U, 0);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) {
+    ::signal(WTERMSIG(status), SIG_DFL);
+    ::kill(::getpid(), WTERMSIG(status));
+    _exit(128 + WTERMSIG(status));
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
 }  // namespace mentat

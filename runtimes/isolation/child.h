@@ -49,4 +49,10 @@ const char* StepName(IsolationStep step);
 // it). True when one arrived.
 bool ReadChildFailure(int fd, ChildFailure* failure);
 
+// After setns into a PID namespace, which applies to children only: forks once more, as nsenter
+// does. Returns 0 in the new child (which goes on into the namespace), errno when the fork
+// fails; the calling process closes its fds past stderr, waits, and exits as the child did (the
+// same signal, or its exit code). Async-signal-safe.
+int ForkIntoPidNamespace() noexcept;
+
 }  // namespace mentat

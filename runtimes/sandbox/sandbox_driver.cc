@@ -336,20 +336,7 @@ Result<ExecSessionPtr> SandboxDriver::Exec(const std::string& id, const ExecOpti
   // children only, so fork once more and relay the command's exit, as nsenter does.
   auto enter = [pidfd, landlock, caps, seccomp]() noexcept -> int {
     if (::setns(pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) != 0) return errno;
-    pid_t child = ::fork();
-    if (child < 0) return errno;
-    if (child > 0) {
-      syscall(SYS_close_range, 3, ~0U, 0);
-      int status = 0;
-      while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-      }
-      if (WIFSIGNALED(status)) {
-        ::signal(WTERMSIG(status), SIG_DFL);
-        ::kill(::getpid(), WTERMSIG(status));
-        _exit(128 + WTERMSIG(status));
-      }
-      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
-    }
+    if (int err = ForkIntoPidNamespace()) return err;
     int step = 0;
     return ConfineInChild(*landlock, *caps, *seccomp, -1, &step);
   };
