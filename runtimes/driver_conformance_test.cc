@@ -54,6 +54,20 @@ struct DriverCase {
   std::function<TaskConfig(const std::string& id, const std::string& script, const std::string& task_dir)> config;
 };
 
+// The TaskConfig of `/bin/sh -c SCRIPT` under a driver whose spec `spec()` gives (called per
+// task: a busybox root is made only when a test of that driver runs).
+auto ShellScript(std::function<Json()> spec) {
+  return [spec](const std::string& id, const std::string& script, const std::string& task_dir) {
+    TaskConfig c;
+    c.id = id;
+    c.command = "/bin/sh";
+    c.args = {"-c", script};
+    c.task_dir = task_dir;
+    c.spec = spec();
+    return c;
+  };
+}
+
 std::vector<DriverCase> Cases() {
   DriverCase exec{
       "exec",
@@ -61,15 +75,7 @@ std::vector<DriverCase> Cases() {
         MT_ASSIGN_OR_RETURN(auto d, ExecDriver::Create());
         return std::unique_ptr<Driver>(std::move(d));
       },
-      [](const std::string& id, const std::string& script, const std::string& task_dir) {
-        TaskConfig c;
-        c.id = id;
-        c.command = "/bin/sh";
-        c.args = {"-c", script};
-        c.task_dir = task_dir;
-        c.spec = Json::object();
-        return c;
-      }};
+      ShellScript([] { return Json::object(); })};
   DriverCase sandbox{
       "sandbox",
       []() -> Result<std::unique_ptr<Driver>> {
@@ -77,15 +83,7 @@ std::vector<DriverCase> Cases() {
         MT_ASSIGN_OR_RETURN(auto d, SandboxDriver::Create(std::move(o)));
         return std::unique_ptr<Driver>(std::move(d));
       },
-      [](const std::string& id, const std::string& script, const std::string& task_dir) {
-        TaskConfig c;
-        c.id = id;
-        c.command = "/bin/sh";
-        c.args = {"-c", script};
-        c.task_dir = task_dir;
-        c.spec = {{"rootfs", BusyboxRoot()}};
-        return c;
-      }};
+      ShellScript([] { return Json{{"rootfs", BusyboxRoot()}}; })};
   DriverCase hull{
       "hull",
       []() -> Result<std::unique_ptr<Driver>> {
@@ -94,15 +92,7 @@ std::vector<DriverCase> Cases() {
         MT_ASSIGN_OR_RETURN(auto d, HullDriver::Create(std::move(o)));
         return std::unique_ptr<Driver>(std::move(d));
       },
-      [](const std::string& id, const std::string& script, const std::string& task_dir) {
-        TaskConfig c;
-        c.id = id;
-        c.command = "/bin/sh";
-        c.args = {"-c", script};
-        c.task_dir = task_dir;
-        c.spec = {{"rootfs", BusyboxRoot()}};
-        return c;
-      }};
+      ShellScript([] { return Json{{"rootfs", BusyboxRoot()}}; })};
   // docker: the same scripts in local/busybox:1 under a real dockerd (scripts/dockerd.sh).
   DriverCase docker{
       "docker",
@@ -113,15 +103,7 @@ std::vector<DriverCase> Cases() {
         MT_ASSIGN_OR_RETURN(auto d, DockerDriver::Create(std::move(o)));
         return std::unique_ptr<Driver>(std::move(d));
       },
-      [](const std::string& id, const std::string& script, const std::string& task_dir) {
-        TaskConfig c;
-        c.id = id;
-        c.command = "/bin/sh";
-        c.args = {"-c", script};
-        c.task_dir = task_dir;
-        c.spec = {{"image", kBusyboxImage}};
-        return c;
-      }};
+      ShellScript([] { return Json{{"image", kBusyboxImage}}; })};
   return {exec, sandbox, hull, docker};
 }
 
