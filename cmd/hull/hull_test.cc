@@ -254,7 +254,7 @@ TEST_F(HullTest, RunPsLogsExecStopKill) {
   // exec: in the container's world (its PID 1, its hostname), exit codes relayed.
   auto e = Hull({"exec", "web", "/bin/sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; exit 7"});
   EXPECT_EQ(e.code, 7) << e.err;
-  EXPECT_EQ(e.out.rfind("web\nsandbox-init --status-fd 3 -- /bin/sh", 0), 0u) << e.out;
+  EXPECT_EQ(e.out.rfind("web\nsandbox-init --status-fd 3 --exec-fd 4 -- /bin/sh", 0), 0u) << e.out;
   auto nope = Hull({"exec", "web", "/bin/nope"});
   EXPECT_EQ(nope.code, 127);
   EXPECT_NE(nope.err.find("exec failed: /bin/nope"), std::string::npos) << nope.err;
@@ -565,9 +565,10 @@ TEST_F(HullTest, RootlessNeverFollowsASymlinkPlantedInTheRootfs) {
   // On a plain rootfs the mount points are made inside it (what the mapped uid then may mount
   // there is its business), and a plain run works.
   fs::remove(root_ + "/srv");
-  Hull({"run", "--rootless",
+  auto plain = Hull({"run", "--rootless",
         Manifest("plain", {"/bin/true"}, {{"mounts", Json::array({Json{{"host", data}, {"container", "/srv/a/b"}},
                                                                   Json{{"host", file}, {"container", "/srv/f"}}})}})});
+  EXPECT_EQ(plain.code, 0) << plain.err;
   EXPECT_TRUE(fs::is_directory(root_ + "/srv/a/b"));
   EXPECT_TRUE(fs::is_regular_file(root_ + "/srv/f"));
   r = Hull({"run", "--rootless", Manifest("plain2", {"/bin/sh", "-c", "ls -ld /tmp && echo ok"})});
@@ -575,6 +576,33 @@ TEST_F(HullTest, RootlessNeverFollowsASymlinkPlantedInTheRootfs) {
   AwaitOutput("plain2", "ok");
   ASSERT_EQ(::stat((root_ + "/tmp").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0755u) << "an existing /tmp keeps its mode";
+}
+
+// Bind mounts under --rootless: a source the mapped uid can reach is there to read; one it
+// cannot reach fails the run naming the mount. The pivot leaves nothing in the rootfs.
+TEST_F(HullTest, RootlessBindMountsAreReadableAndAnUnreachableSourceIsNamed) {
+  const std::string data = root_parent_ + "/shared";  // root_parent_ is 0755: reachable
+  fs::create_directories(data);
+  std::ofstream(data + "/greeting") << "hello from the host\n";
+  auto r = Hull({"run", "--rootless",
+                 Manifest("rlm", {"/bin/sh", "-c", "cat /data/greeting; echo ready; exec sleep 600"},
+                          {{"mounts", Json::array({Json{{"host", data}, {"container", "/data"}, {"readonly", true}}})}})});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(AwaitOutput("rlm", "ready").find("hello from the host"), std::string::npos);
+  ASSERT_EQ(Hull({"kill", "rlm"}).code, 0);
+
+  const std::string hidden = root_parent_ + "/root-only";  // 0700 root: not for uid 100000
+  fs::create_directories(hidden + "/d");
+  ASSERT_EQ(::chmod(hidden.c_str(), 0700), 0);
+  r = Hull({"run", "--rootless",
+            Manifest("rlm2", {"/bin/true"}, {{"mounts", Json::array({Json{{"host", hidden + "/d"}, {"container", "/data"}}})}})});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("mounts[0]: " + hidden + "/d on /data"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("as host uid 100000"), std::string::npos) << r.err;
+  for (const auto& e : fs::directory_iterator(root_)) {
+    EXPECT_EQ(e.path().filename().string().find("oldroot"), std::string::npos) << e.path();
+  }
 }
 
 // --rootless from an unprivileged user (nobody) with a rootfs of its own: 0 maps to that uid,

@@ -66,7 +66,11 @@ int CmdPs(const StateDir& dir, bool all) {
   std::printf("%-24s %-8s %-8s %s\n", "NAME", "PID", "UPTIME", "ARGV");
   for (const auto& n : *names) {
     auto s = dir.Load(n);
-    if (!s) continue;
+    if (!s) {
+      // Gone since the listing: nothing to say. Unreadable (cut short by a power loss): say so.
+      if (s.error().code() != Code::kNotFound) std::fprintf(stderr, "hull ps: %s (skipped)\n", s.error().message().c_str());
+      continue;
+    }
     Refresh(dir, *s);
     if (s->status != "running" && !all) continue;
     std::string argv;

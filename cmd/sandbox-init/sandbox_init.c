@@ -1,7 +1,7 @@
 /* sandbox-init: PID 1 of a sandbox. It starts the workload, forwards signals to it, reaps every
  * process orphaned into the namespace, and exits with the workload's status.
  *
- *   sandbox-init [--status-fd N] -- PROGRAM [ARGS...]
+ *   sandbox-init [--status-fd N] [--exec-fd N] -- PROGRAM [ARGS...]
  *
  * Contract (docs/sandbox.md, "sandbox-init"; the sandbox driver relies on it):
  * - All signals are blocked and read from a signalfd: PID 1 installs no handlers, so nothing
@@ -14,6 +14,9 @@
  *   128+N after a signal N. With --status-fd it first writes one line to that fd:
  *   {"exit_code":N} or {"signal":N}, and after a failed exec
  *   {"exit_code":127,"exec_error":"reason"}.
+ * - With --exec-fd, that fd is closed as soon as the workload's exec succeeded or failed (a
+ *   failure is then on the status fd): whoever holds the pipe's other end learns of the exec by
+ *   EOF, without polling. The workload never inherits it.
  * - Usage errors exit 2 and write nothing to the status fd.
  * No malloc, no stdio: it is built static with musl and stays a few kilobytes. */
 #define _GNU_SOURCE
@@ -90,7 +93,7 @@ static int usage(const char* why) {
   struct line l = {.len = 0};
   put(&l, "sandbox-init: ");
   put(&l, why);
-  put(&l, "\nusage: sandbox-init [--status-fd N] -- PROGRAM [ARGS...]\n");
+  put(&l, "\nusage: sandbox-init [--status-fd N] [--exec-fd N] -- PROGRAM [ARGS...]\n");
   write_all(2, l.buf, l.len);
   return 2;
 }
@@ -120,12 +123,19 @@ static void exec_workload(char** argv, const sigset_t* none, int err_fd) {
 }
 
 int main(int argc, char** argv) {
-  int status_fd = -1;
+  int status_fd = -1, exec_fd = -1;
   int i = 1;
-  if (i < argc && strcmp(argv[i], "--status-fd") == 0) {
-    if (i + 1 >= argc) return usage("--status-fd needs a file descriptor number");
-    status_fd = parse_fd(argv[i + 1]);
-    if (status_fd < 0) return usage("--status-fd needs a file descriptor number");
+  while (i < argc && (strcmp(argv[i], "--status-fd") == 0 || strcmp(argv[i], "--exec-fd") == 0)) {
+    const int is_status = strcmp(argv[i], "--status-fd") == 0;
+    const char* why = is_status ? "--status-fd needs a file descriptor number" : "--exec-fd needs a file descriptor number";
+    if (i + 1 >= argc) return usage(why);
+    int fd = parse_fd(argv[i + 1]);
+    if (fd < 0) return usage(why);
+    if (is_status) {
+      status_fd = fd;
+    } else {
+      exec_fd = fd;
+    }
     i += 2;
   }
   if (i >= argc || strcmp(argv[i], "--") != 0) return usage("expected -- before the program");
@@ -136,6 +146,9 @@ int main(int argc, char** argv) {
   /* The status fd is ours: the workload must not inherit it (nor be able to forge the line). */
   if (status_fd >= 0 && fcntl(status_fd, F_SETFD, FD_CLOEXEC) < 0) {
     return usage("--status-fd is not an open file descriptor");
+  }
+  if (exec_fd >= 0 && fcntl(exec_fd, F_SETFD, FD_CLOEXEC) < 0) {
+    return usage("--exec-fd is not an open file descriptor");
   }
 
   /* Outside a PID namespace (tests, debugging) orphans still come to us. As PID 1 it is a
@@ -177,6 +190,8 @@ int main(int argc, char** argv) {
     break;
   }
   close(errpipe[0]);
+  /* The workload runs (or its exec failed: the status line says so when it is written). */
+  if (exec_fd >= 0) close(exec_fd);
 
   int code = -1, signo = 0;
   while (code < 0) {

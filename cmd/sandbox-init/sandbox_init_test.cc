@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -75,6 +76,7 @@ class InitProcess {
     bool status_fd = true;
     std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
     int extra_fd = -1;  // dup2'ed to the child's fd 4 when set
+    bool exec_fd = false;  // and named by --exec-fd
   };
 
   InitProcess(const std::string& dir, std::vector<std::string> args, Options o)
@@ -86,6 +88,7 @@ class InitProcess {
     }
     std::vector<std::string> argv = {InitBinary()};
     if (o.status_fd) argv.insert(argv.end(), {"--status-fd", "3"});
+    if (o.exec_fd) argv.insert(argv.end(), {"--exec-fd", "4"});
     argv.push_back("--");
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv, cenv;
@@ -153,7 +156,7 @@ class InitProcess {
 };
 
 class SandboxInitTest : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
            "/sandbox-init-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -342,6 +345,49 @@ TEST_F(SandboxInitTest, TheWorkloadDoesNotInheritTheStatusFd) {
   EXPECT_EQ(ExitCode(init->Wait(10s)), 0) << "fd 3 leaked into the workload";
 }
 
+// Waits (up to 10 s) for EOF on `fd`: true when it came. Bytes before it are a failure.
+bool AwaitEof(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) return false;
+  char c;
+  return read(fd, &c, 1) == 0;
+}
+
+// Starts `args` under sandbox-init --exec-fd 4 and waits for that fd's EOF: true when it came.
+bool StartAwaitingExec(SandboxInitTest& t, std::vector<std::string> args, std::unique_ptr<InitProcess>* init) {
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) return false;
+  InitProcess::Options o;
+  o.extra_fd = exec_pipe[1];
+  o.exec_fd = true;
+  *init = t.Start(std::move(args), o);
+  close(exec_pipe[1]);
+  bool eof = AwaitEof(exec_pipe[0]);
+  close(exec_pipe[0]);
+  return eof;
+}
+
+TEST_F(SandboxInitTest, TheExecFdClosesOnceTheWorkloadRunsAndIsNotInherited) {
+  std::unique_ptr<InitProcess> init;
+  ASSERT_TRUE(StartAwaitingExec(*this, {"/bin/sleep", "1000"}, &init)) << init->Stderr();
+  // At EOF the workload is already sleep, not a copy of init, and holds neither fd 3 nor 4.
+  auto kids = ChildrenOf(init->pid());
+  ASSERT_EQ(kids.size(), 1u);
+  const std::string proc = "/proc/" + std::to_string(kids[0]);
+  EXPECT_EQ(Slurp(proc + "/comm"), "sleep\n");
+  EXPECT_FALSE(fs::exists(proc + "/fd/3"));
+  EXPECT_FALSE(fs::exists(proc + "/fd/4"));
+  ASSERT_EQ(kill(init->pid(), SIGTERM), 0);
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 128 + SIGTERM) << init->Stderr();
+}
+
+TEST_F(SandboxInitTest, TheExecFdClosesWhenTheExecFailsAndTheStatusSaysWhy) {
+  std::unique_ptr<InitProcess> init;
+  ASSERT_TRUE(StartAwaitingExec(*this, {"/nonexistent/program"}, &init)) << init->Stderr();
+  EXPECT_EQ(ExitCode(init->Wait(10s)), 127);
+  EXPECT_EQ(init->StatusText(), "{\"exit_code\":127,\"exec_error\":\"No such file or directory\"}\n");
+}
+
 // Runs sandbox-init directly (no namespace) and returns its exit code; stderr into `err`.
 int RunDirect(const std::string& dir, std::vector<std::string> args, std::string* err) {
   std::vector<std::string> argv = {InitBinary()};
@@ -367,7 +413,7 @@ int RunDirect(const std::string& dir, std::vector<std::string> args, std::string
 TEST_F(SandboxInitTest, UsageErrorsExit2) {
   std::string err;
   EXPECT_EQ(RunDirect(dir_, {}, &err), 2);
-  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] -- PROGRAM [ARGS...]"), std::string::npos)
+  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] [--exec-fd N] -- PROGRAM [ARGS...]"), std::string::npos)
       << err;
   EXPECT_EQ(RunDirect(dir_, {"/bin/true"}, &err), 2);
   EXPECT_NE(err.find("expected -- before the program"), std::string::npos) << err;
@@ -377,6 +423,10 @@ TEST_F(SandboxInitTest, UsageErrorsExit2) {
   EXPECT_NE(err.find("--status-fd needs a file descriptor number"), std::string::npos) << err;
   EXPECT_EQ(RunDirect(dir_, {"--status-fd", "9", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--status-fd is not an open file descriptor"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--exec-fd", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--exec-fd needs a file descriptor number"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--exec-fd", "9", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--exec-fd is not an open file descriptor"), std::string::npos) << err;
 }
 
 }  // namespace

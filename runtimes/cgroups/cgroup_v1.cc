@@ -206,7 +206,14 @@ class CgroupV1Backend : public CgroupHost {
       dirs[c] = mount + "/" + path;
     }
     auto group = std::make_unique<CgroupV1>(path, dirs);
-    if (auto st = cfs::CheckVacant(path, group->Pids()); !st) return fail(st.error());
+    // A group this call made in every hierarchy is empty: the kernel makes them so. Only one
+    // that was already there may hold somebody else's processes.
+    const bool all_new = std::all_of(dirs.begin(), dirs.end(), [&](const auto& d) {
+      return std::find(made.begin(), made.end(), d.second) != made.end();
+    });
+    if (!all_new) {
+      if (auto st = cfs::CheckVacant(path, group->Pids()); !st) return fail(st.error());
+    }
     if (limits.memory_bytes) {
       const std::string& d = dirs.at("memory");
       std::string bytes = std::to_string(*limits.memory_bytes);

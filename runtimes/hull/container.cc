@@ -25,6 +25,7 @@
 
 #include "runtimes/cgroups/cgroups.h"
 #include "runtimes/hull/leases.h"
+#include "runtimes/hull/compiled_profiles.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/rootfs_archive.h"
 #include "runtimes/isolation/bridge.h"
@@ -45,6 +46,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kStatusFd = 3;
+constexpr int kExecFd = 4;  // sandbox-init closes it once the workload exec'd: hull waits on EOF
 constexpr size_t kChildStack = 256 << 10;
 constexpr char kDefaultPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -58,7 +60,7 @@ std::unexpected<Failure> ManifestError(const std::string& field, const std::stri
 // Everything the cloned child needs, built before clone.
 struct ChildArgs {
   const std::vector<int>* join_fds;
-  int out_fd, err_fd, null_fd, status_fd, init_fd, errpipe;
+  int out_fd, err_fd, null_fd, status_fd, exec_fd, init_fd, errpipe;
   // The fork-pipe gate (rootless, bridge): the child waits on gate_rd until the parent wrote
   // its id maps and moved its veth end in; gate_wr is the parent's end, closed in the child.
   int gate_rd, gate_wr;
@@ -115,8 +117,16 @@ int ChildMain(void* p) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // The targets are 0 to 4 and every source is above 2: only an exec fd that is 3 would be
+  // overwritten before it is copied.
+  int exec_fd = a.exec_fd;
+  if (exec_fd == kStatusFd && (exec_fd = ::fcntl(a.exec_fd, F_DUPFD_CLOEXEC, kExecFd + 1)) < 0) {
+    FailChild(a.errpipe, IsolationStep::kSession, errno);
+  }
   if (::dup2(a.null_fd, 0) < 0 || ::dup2(a.out_fd, 1) < 0 || ::dup2(a.err_fd, 2) < 0 ||
-      ::dup2(a.status_fd, kStatusFd) < 0) {
+      ::dup2(a.status_fd, kStatusFd) < 0 || ::dup2(exec_fd, kExecFd) < 0 ||
+      // dup2 onto itself keeps close-on-exec: both must reach sandbox-init whatever they were.
+      ::fcntl(kStatusFd, F_SETFD, 0) < 0 || ::fcntl(kExecFd, F_SETFD, 0) < 0) {
     FailChild(a.errpipe, IsolationStep::kSession, errno);
   }
   if (a.new_net) {
@@ -127,9 +137,9 @@ int ChildMain(void* p) {
     FailChild(a.errpipe, static_cast<IsolationStep>(step), error, index);
   }
   if (::chdir(a.cwd) != 0) FailChild(a.errpipe, IsolationStep::kCwd, errno);
-  // Nothing of hull's past fd 3 reaches the container (before seccomp: close_range is not in
+  // Nothing of hull's past fd 4 reaches the container (before seccomp: close_range is not in
   // every profile).
-  syscall(SYS_close_range, kStatusFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+  syscall(SYS_close_range, kExecFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
   int step = 0;
   if (int e = ConfineInChild(*a.landlock, *a.caps, *a.seccomp, a.init_fd, &step); e != 0) {
     FailChild(a.errpipe, static_cast<IsolationStep>(step), e);
@@ -192,22 +202,28 @@ bool SameFile(const std::string& a, const std::string& b) {
          sa.st_ino == sb.st_ino;
 }
 
-// Waits until PID 1 has a child that is no longer a copy of itself (the workload exec'd), or
-// PID 1 wrote its status (the exec failed, or the workload already finished). Returns the
-// workload's host pid, or 0.
-pid_t AwaitWorkload(pid_t init, const std::string& status_path, std::chrono::milliseconds wait) {
+// Waits for EOF on `exec_rd`, the read end of the pipe whose write end PID 1 holds as its
+// --exec-fd: it closes it once the workload exec'd (or failed to, then said on the status
+// fd), and dies with it in every other case. Returns the workload's host pid: PID 1's child,
+// checked to be no longer a copy of PID 1. 0 when the exec failed, the workload already
+// ended, or `wait` passed.
+pid_t AwaitWorkload(pid_t init, int exec_rd, std::chrono::milliseconds wait) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
-  const std::string self = "/proc/" + std::to_string(init);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (!ReadFirstLine(status_path).empty()) return 0;
-    std::istringstream kids(ReadFirstLine(self + "/task/" + std::to_string(init) + "/children"));
-    pid_t child = 0;
-    if (kids >> child && child > 0) {
-      const std::string exe = "/proc/" + std::to_string(child) + "/exe";
-      if (!SameFile(exe, self + "/exe")) return child;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{exec_rd, POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    char byte;
+    ssize_t r = ::read(exec_rd, &byte, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;  // EOF (or an error: the pipe is no use either way)
   }
+  const std::string self = "/proc/" + std::to_string(init);
+  std::istringstream kids(ReadFirstLine(self + "/task/" + std::to_string(init) + "/children"));
+  pid_t child = 0;
+  if (kids >> child && child > 0 && !SameFile("/proc/" + std::to_string(child) + "/exe", self + "/exe")) return child;
   return 0;
 }
 
@@ -480,7 +496,8 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     join_fds_v = std::move(*fds);
   }
 
-  std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--"};
+  std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd),
+                                     "--exec-fd", std::to_string(kExecFd), "--"};
   argv_s.insert(argv_s.end(), m.argv.begin(), m.argv.end());
   std::vector<std::string> env_s = EnvWithPath(m.env);
   auto argv = CStrings(argv_s);
@@ -506,13 +523,20 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   int status_fd = open_fd(dir.ExitStatusPath(m.name), O_WRONLY | O_CREAT | O_TRUNC);
   int init_fd = open_fd(init_path, O_PATH);
   int errpipe[2] = {-1, -1};
+  int exec_pipe[2] = {-1, -1};
+  if (::pipe2(exec_pipe, O_CLOEXEC) == 0) {
+    fds.push_back(exec_pipe[1]);  // the child's; the parent keeps the read end
+  }
+  OnExit close_exec_rd{[&] {
+    if (exec_pipe[0] >= 0) ::close(exec_pipe[0]);
+  }};
   const bool gated = rootless || bridge;
   int gate[2] = {-1, -1};
   if (gated && ::pipe2(gate, O_CLOEXEC) == 0) {
     fds.push_back(gate[0]);  // the parent closes its read end with the rest after clone
   }
-  if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || (gated && gate[0] < 0) ||
-      ::pipe2(errpipe, O_CLOEXEC) != 0) {
+  if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || exec_pipe[0] < 0 ||
+      (gated && gate[0] < 0) || ::pipe2(errpipe, O_CLOEXEC) != 0) {
     int e = errno;
     if (gate[1] >= 0) ::close(gate[1]);
     close_all();
@@ -531,7 +555,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   }
   const bool new_net = m.network == "none" || bridge;
   const IdMapping ids = RootlessMapping();
-  ChildArgs args{join_fds, out_fd, err_fd, null_fd, status_fd, init_fd, errpipe[1], gate[0], gate[1],
+  ChildArgs args{join_fds, out_fd, err_fd, null_fd, status_fd, exec_pipe[1], init_fd, errpipe[1], gate[0], gate[1],
                  rootless, rootless && !ids.deny_setgroups, new_net,
                  loginuid.c_str(), &plan, cwd.c_str(), &landlock, caps->get(), &*seccomp,
                  argv.data(), envp.data()};
@@ -640,8 +664,13 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     if (step == IsolationStep::kCwd) return ManifestError("cwd", cwd + ": " + why + " in the rootfs");
     if (rootless && step != IsolationStep::kExec) {
       // Most likely a permission the mapped id lacks: say which id, and what needs it.
+      std::string what = StepName(step);
+      if (step == IsolationStep::kVolume && failure.index < static_cast<int>(m.mounts.size())) {
+        const auto& mt = m.mounts[failure.index];
+        what += " (mounts[" + std::to_string(failure.index) + "]: " + mt.host + " on " + mt.container + ")";
+      }
       return Runtime(std::string("starting ") + m.name + " rootless (as host uid " + std::to_string(ids.uid) +
-                     "): " + StepName(step) + ": " + why +
+                     "): " + what + ": " + why +
                      (step == IsolationStep::kVolume || step == IsolationStep::kOverlay || step == IsolationStep::kMountPropagation
                           ? " (the rootfs and mounts must be reachable by that uid)"
                           : ""));
@@ -659,7 +688,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   if (!ses.empty() && ses != ReadFirstLine("/proc/self/sessionid") && ses != "4294967295") {
     s.audit_session = std::strtoll(ses.c_str(), nullptr, 10);
   }
-  s.workload_pid = AwaitWorkload(pid, dir.ExitStatusPath(m.name), options.exec_wait);
+  s.workload_pid = AwaitWorkload(pid, exec_pipe[0], options.exec_wait);
   // The lease belongs to PID 1 (above): it is stale once the container is gone, whoever sees it.
   release_lease.armed = false;
   if (auto st = dir.Save(s); !st) return Fail(kExitRuntime, st.error());

@@ -20,6 +20,7 @@
 #include "runtimes/exec/exec_session.h"
 #include "runtimes/hull/container.h"
 #include "runtimes/hull/leases.h"
+#include "runtimes/hull/compiled_profiles.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/seccomp_audit.h"
 #include "runtimes/isolation/child.h"

@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "apis/hull_manifest.h"
+#include "runtimes/hull/compiled_profiles.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/rootfs_archive.h"
 #include "runtimes/hull/seccomp_audit.h"
@@ -45,6 +47,22 @@ TEST(Profiles, EveryProfileBuildsAndNoneAllowsABlockedSyscall) {
       EXPECT_EQ(std::count(names->begin(), names->end(), must), 1) << p << " lacks " << must;
     }
   }
+}
+
+TEST(Profiles, TheProgramsCompiledAtBuildTimeAreWhatLibseccompMakesNow) {
+  ASSERT_EQ(kCompiledProfileCount, HullProfiles().size());
+  for (const auto& p : HullProfiles()) {
+    auto built = BuildProfile(p);
+    auto now = CompileProfile(p);
+    ASSERT_TRUE(built) << p << ": " << built.error().ToString();
+    ASSERT_TRUE(now) << p << ": " << now.error().ToString();
+    ASSERT_EQ(built->code.size(), now->code.size()) << p;
+    EXPECT_EQ(std::memcmp(built->code.data(), now->code.data(), now->code.size() * sizeof(sock_filter)), 0) << p;
+    EXPECT_EQ(built->denied, now->denied) << p;
+  }
+  auto unknown = BuildProfile("cobol");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("unknown seccomp profile \"cobol\""), std::string::npos);
 }
 
 TEST(Profiles, TheSeedsRelationsHold) {

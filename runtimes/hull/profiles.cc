@@ -141,7 +141,7 @@ Result<std::vector<std::string>> ProfileSyscalls(const std::string& profile) {
   return InvalidArgument("profile: unknown seccomp profile \"" + profile + "\" (one of " + known + ")");
 }
 
-Result<SeccompProgram> BuildProfile(const std::string& profile) {
+Result<SeccompProgram> CompileProfile(const std::string& profile) {
   MT_ASSIGN_OR_RETURN(auto names, ProfileSyscalls(profile));
   return BuildAllowlistSeccomp(names);
 }

@@ -28,6 +28,7 @@
 
 #include "apis/hull_manifest.h"
 #include "e2e/harness.h"
+#include "runtimes/hull/compiled_profiles.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/sandbox/sandbox_testing.h"
 

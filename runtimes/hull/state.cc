@@ -164,7 +164,12 @@ Status StateDir::Save(const ContainerState& state) const {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("writing " + tmp, errno);
   std::string text = state.ToJson().dump(2) + "\n";
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  // No fsync, as runc does not fsync its state.json either: the file describes processes, and
+  // a crash of the machine, the only thing an fsync guards against, takes them all with it. A
+  // crash of hull itself leaves the page cache, and so the renamed file, intact. A file cut
+  // short by a power loss reads as "not valid JSON": `hull ps` says so and skips it, and
+  // `hull run` of that name replaces it.
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   int err = errno;
   ::close(fd);
   if (!ok) return ErrnoError("writing " + tmp, err);

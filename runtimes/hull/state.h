@@ -84,7 +84,7 @@ class StateDir {
   Status Ensure() const;
   // kNotFound "no container named X" when it has no state.json.
   Result<ContainerState> Load(const std::string& name) const;
-  // Atomically (write to a temp file, fsync, rename).
+  // Atomically (write to a temp file, rename; no fsync: Save says why).
   Status Save(const ContainerState& state) const;
   // Names with a state.json, sorted.
   Result<std::vector<std::string>> List() const;

@@ -26,7 +26,8 @@ int DropAllCapsInChild(const CapsPlan& plan) noexcept {
     // EINVAL: a capability this kernel does not have; nothing to drop.
     if (cap_drop_bound(static_cast<cap_value_t>(c)) != 0 && errno != EINVAL) return errno;
   }
-  if (cap_reset_ambient() != 0 && errno != EINVAL) return errno;
+  // One call (libcap's cap_reset_ambient asks about every capability first).
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
   // While CAP_SETPCAP is still held: uid 0 gets nothing back from exec or setuid.
   const unsigned bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                         SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED;

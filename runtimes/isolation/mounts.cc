@@ -14,7 +14,35 @@
 namespace mentat {
 namespace {
 
-constexpr char kOldRoot[] = "/.mentat-oldroot";
+// After pivot_root the host's root is reached through a descriptor opened before it:
+// "/proc/self/fd/N" + a host path. Room for that prefix and a source PlanRoot accepted.
+constexpr size_t kMaxSource = 4000;
+constexpr char kFdPrefix[] = "/proc/self/fd/";
+
+// `prefix` (the fd's magic link, e.g. "/proc/self/fd/7") + `path` into `out`, or false when it
+// does not fit. Async-signal-safe.
+bool JoinPath(char* out, size_t size, const char* prefix, const char* path) noexcept {
+  size_t a = std::strlen(prefix), b = std::strlen(path);
+  if (a + b + 1 > size) return false;
+  std::memcpy(out, prefix, a);
+  std::memcpy(out + a, path, b + 1);
+  return true;
+}
+
+// "/proc/self/fd/<fd>" into `out` (at least 32 bytes). Async-signal-safe.
+void FdLink(char* out, int fd) noexcept {
+  char digits[12];
+  int n = 0;
+  unsigned v = static_cast<unsigned>(fd);
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  std::memcpy(out, kFdPrefix, sizeof(kFdPrefix) - 1);
+  size_t at = sizeof(kFdPrefix) - 1;
+  while (n > 0) out[at++] = digits[--n];
+  out[at] = '\0';
+}
 
 // Characters the overlay option string cannot carry.
 bool OverlaySafe(const std::string& p) { return p.find_first_of(",:\\\n") == std::string::npos; }
@@ -95,7 +123,7 @@ Status PlanRoot(RootPlan& plan) {
     for (size_t at = 1; at <= v.target.size(); ++at) {
       if (at == v.target.size() || v.target[at] == '/') v.mkdirs.push_back(v.target.substr(0, at));
     }
-    v.old_root_source = std::string(kOldRoot) + v.source;
+    if (v.source.size() > kMaxSource) return InvalidArgument(field + ".source: longer than " + std::to_string(kMaxSource) + " bytes");
   }
   return {};
 }
@@ -182,8 +210,6 @@ Status PremakeMountPoints(RootPlan& plan) {
     }
     return {};
   };
-  MT_RETURN_IF_ERROR(make(kOldRoot, 0700, false));
-  plan.old_root_premade = true;
   MT_RETURN_IF_ERROR(make("/proc", 0555, false));
   MT_RETURN_IF_ERROR(make("/dev", 0755, false));
   MT_RETURN_IF_ERROR(make("/tmp", 01777, false));
@@ -212,74 +238,93 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
                      plan.overlay_options.c_str()) != 0) {
     return fail(IsolationStep::kOverlay, errno);
   }
-  // pivot_root: the new root's old-root directory lives in the writable layer for a moment.
-  if (::chdir(plan.merged.c_str()) != 0) return fail(IsolationStep::kPivotRoot, errno);
-  if (int e = Mkdir(kOldRoot + 1, 0700); e != 0) return fail(IsolationStep::kPivotRoot, e);
-  if (syscall(SYS_pivot_root, ".", kOldRoot + 1) != 0) return fail(IsolationStep::kPivotRoot, errno);
-  if (::chdir("/") != 0) return fail(IsolationStep::kPivotRoot, errno);
+  // pivot_root(".", ".") as runc does: the old root ends up stacked on the new one, and no
+  // directory is made in (or left behind in) the rootfs. Until it is detached below, the devices
+  // and volume sources are bound from it through a descriptor opened now. Absolute paths already
+  // resolve in the new root: a walk never descends into a mount stacked on its starting point.
+  const int old_root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (old_root < 0) return fail(IsolationStep::kPivotRoot, errno);
+  auto fail_closing = [&](IsolationStep step, int err) {
+    ::close(old_root);
+    return fail(step, err);
+  };
+  if (::chdir(plan.merged.c_str()) != 0) return fail_closing(IsolationStep::kPivotRoot, errno);
+  if (syscall(SYS_pivot_root, ".", ".") != 0) return fail_closing(IsolationStep::kPivotRoot, errno);
+  char old_root_link[32];
+  FdLink(old_root_link, old_root);
 
-  if (int e = Mkdir("/proc", 0555); e != 0) return fail(IsolationStep::kProc, e);
+  // /proc first: the old root's descriptor is reached through it.
+  if (int e = Mkdir("/proc", 0555); e != 0) return fail_closing(IsolationStep::kProc, e);
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-    return fail(IsolationStep::kProc, errno);
+    return fail_closing(IsolationStep::kProc, errno);
   }
 
   // /dev: a tmpfs with the four devices bound from the host, read-only once made.
-  if (int e = Mkdir("/dev", 0755); e != 0) return fail(IsolationStep::kDev, e);
+  if (int e = Mkdir("/dev", 0755); e != 0) return fail_closing(IsolationStep::kDev, e);
   if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
-    return fail(IsolationStep::kDev, errno);
+    return fail_closing(IsolationStep::kDev, errno);
   }
-  static const char* const kDevices[] = {"null", "zero", "random", "urandom"};
+  static const char* const kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
   for (const char* d : kDevices) {
-    char target[32] = "/dev/";
     char source[64];
-    std::strcat(target, d);
-    std::strcpy(source, kOldRoot);
-    std::strcat(source, "/dev/");
-    std::strcat(source, d);
-    int fd = ::open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
-    if (fd < 0) return fail(IsolationStep::kDev, errno);
+    JoinPath(source, sizeof(source), old_root_link, d);
+    int fd = ::open(d, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd < 0) return fail_closing(IsolationStep::kDev, errno);
     ::close(fd);
-    if (::mount(source, target, nullptr, MS_BIND, nullptr) != 0) return fail(IsolationStep::kDev, errno);
+    if (::mount(source, d, nullptr, MS_BIND, nullptr) != 0) return fail_closing(IsolationStep::kDev, errno);
   }
   if (::symlink("/proc/self/fd", "/dev/fd") != 0 || ::symlink("/proc/self/fd/0", "/dev/stdin") != 0 ||
       ::symlink("/proc/self/fd/1", "/dev/stdout") != 0 || ::symlink("/proc/self/fd/2", "/dev/stderr") != 0) {
-    return fail(IsolationStep::kDev, errno);
+    return fail_closing(IsolationStep::kDev, errno);
   }
-  if (int e = Mkdir("/dev/shm", 01777); e != 0) return fail(IsolationStep::kDev, e);
+  if (int e = Mkdir("/dev/shm", 01777); e != 0) return fail_closing(IsolationStep::kDev, e);
   if (::mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
-    return fail(IsolationStep::kDev, errno);
+    return fail_closing(IsolationStep::kDev, errno);
   }
   if (::mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
-    return fail(IsolationStep::kDev, errno);
+    return fail_closing(IsolationStep::kDev, errno);
   }
 
   for (size_t i = 0; i < plan.volumes.size(); ++i) {
     const BindMount& v = plan.volumes[i];
     *index = static_cast<int>(i);
     for (size_t k = 0; k + 1 < v.mkdirs.size(); ++k) {
-      if (int e = Mkdir(v.mkdirs[k].c_str(), 0755); e != 0) return fail(IsolationStep::kVolume, e);
+      if (int e = Mkdir(v.mkdirs[k].c_str(), 0755); e != 0) return fail_closing(IsolationStep::kVolume, e);
     }
     if (v.is_dir) {
-      if (int e = Mkdir(v.target.c_str(), 0755); e != 0) return fail(IsolationStep::kVolume, e);
+      if (int e = Mkdir(v.target.c_str(), 0755); e != 0) return fail_closing(IsolationStep::kVolume, e);
     } else {
-      int fd = ::open(v.target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (fd < 0) return fail(IsolationStep::kVolume, errno);
-      ::close(fd);
+      // An existing file is mounted over as it is: opening it to write would need a permission
+      // only its owner has (hull --rootless premakes it as root). A symlink is refused.
+      struct stat st;
+      if (::lstat(v.target.c_str(), &st) == 0) {
+        if (S_ISLNK(st.st_mode)) return fail_closing(IsolationStep::kVolume, ELOOP);
+      } else {
+        int fd = ::open(v.target.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0) return fail_closing(IsolationStep::kVolume, errno);
+        ::close(fd);
+      }
     }
-    if (::mount(v.old_root_source.c_str(), v.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-      return fail(IsolationStep::kVolume, errno);
+    char source[sizeof(old_root_link) + kMaxSource + 1];
+    if (!JoinPath(source, sizeof(source), old_root_link, v.source.c_str())) {
+      return fail_closing(IsolationStep::kVolume, ENAMETOOLONG);
+    }
+    if (::mount(source, v.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return fail_closing(IsolationStep::kVolume, errno);
     }
     if (v.read_only &&
         ::mount(nullptr, v.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
                 nullptr) != 0) {
-      return fail(IsolationStep::kVolume, errno);
+      return fail_closing(IsolationStep::kVolume, errno);
     }
   }
   *index = 0;
 
-  // The host's root goes: nothing outside the sandbox stays reachable.
-  if (::umount2(kOldRoot, MNT_DETACH) != 0) return fail(IsolationStep::kPivotRoot, errno);
-  if (!plan.old_root_premade && ::rmdir(kOldRoot) != 0) return fail(IsolationStep::kPivotRoot, errno);
+  // The host's root goes: nothing outside the sandbox stays reachable. "." (the new root, our
+  // directory since before pivot_root) resolves to the topmost mount stacked there: the old root.
+  ::close(old_root);
+  if (::umount2(".", MNT_DETACH) != 0) return fail(IsolationStep::kPivotRoot, errno);
+  if (::chdir("/") != 0) return fail(IsolationStep::kPivotRoot, errno);
 
   // The kernel's knobs: read-only or hidden, as Docker and runc do.
   for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {

@@ -20,7 +20,6 @@ struct BindMount {
   bool is_dir = true;
   // Built by PlanRoot: target's components, each a path to mkdir ("/data", "/data/jobs").
   std::vector<std::string> mkdirs;
-  std::string old_root_source;  // the source as seen after pivot_root, under the old root
 };
 
 struct RootPlan {
@@ -34,10 +33,6 @@ struct RootPlan {
   std::vector<BindMount> volumes;
   // Built by PlanRoot.
   std::string overlay_options;
-  // The pivot_root directory (merged/.mentat-oldroot) was made by the parent
-  // (PremakeMountPoints) and stays. For a child in a user namespace whose id cannot write a root-owned rootfs
-  // (hull --rootless run by root): it could neither make nor remove it.
-  bool old_root_premade = false;
 };
 
 // Checks the plan (absolute, existing, mount-option-safe paths) and creates upper, work and
@@ -45,8 +40,8 @@ struct RootPlan {
 Status PlanRoot(RootPlan& plan);
 
 // In the parent, for a bind root the child may not be able to write (a user namespace): makes
-// every mount point SetupRootInChild needs, if missing: merged/.mentat-oldroot (0700, empty;
-// sets plan.old_root_premade), /proc, /dev, /tmp and the volumes' targets. Never follows a
+// every mount point SetupRootInChild needs, if missing: /proc, /dev, /tmp and the volumes'
+// targets. Never follows a
 // symlink in the rootfs (kInvalidArgument naming the path) and never changes an existing
 // directory's mode: the rootfs is the workload's to write, this runs as root on the host.
 Status PremakeMountPoints(RootPlan& plan);

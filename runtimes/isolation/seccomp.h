@@ -24,7 +24,6 @@ namespace mentat {
 struct SeccompProgram {
   std::vector<sock_filter> code;
   std::vector<std::string> denied;   // syscall names, for docs and the fingerprint
-  std::vector<std::string> allowed;  // an allowlist's syscalls known to this architecture
 };
 
 Result<SeccompProgram> BuildSandboxSeccomp();
