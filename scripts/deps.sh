@@ -15,7 +15,7 @@ MENTAT_BUILD_PACKAGES=(
   # hull's seccomp profiles are proven by running these runtimes (runtimes/hull:profiles_proof_test);
   # libacl1-dev has the libacl.a that the static hull's libarchive needs.
   nodejs erlang-base openjdk-17-jre-headless openjdk-17-jdk-headless libacl1-dev
-  # The other static libraries //cmd/hull:hull_static links (libarchive's -dev names none of them).
+  # The other static libraries the static //cmd/hull links (libarchive's -dev names none of them).
   libxml2-dev nettle-dev liblzma-dev zlib1g-dev libnl-3-dev
   # The docker driver's tests run a real dockerd (scripts/dockerd.sh starts it).
   docker.io

@@ -1,4 +1,4 @@
-// The static hull (//cmd/hull:hull_static): no program interpreter (no PT_INTERP, so no dynamic
+// hull is static (//cmd/hull:hull): no program interpreter (no PT_INTERP, so no dynamic
 // loader or shared library is needed), at most 3 MB (seed 003), and a working hull: `version`,
 // and a container run end to end (root, hence no-sandbox).
 #include <elf.h>
@@ -19,7 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 
 const std::string& Static() {
-  static const std::string path = e2e::Runfile("cmd/hull/hull_static");
+  static const std::string path = e2e::Runfile("cmd/hull/hull");
   return path;
 }
 
@@ -35,8 +35,8 @@ TEST(HullStatic, HasNoProgramInterpreter) {
     Elf64_Phdr ph{};
     f.seekg(static_cast<std::streamoff>(eh.e_phoff + i * eh.e_phentsize));
     ASSERT_TRUE(f.read(reinterpret_cast<char*>(&ph), sizeof(ph)));
-    EXPECT_NE(ph.p_type, PT_INTERP) << "hull_static asks for a dynamic loader";
-    EXPECT_NE(ph.p_type, PT_DYNAMIC) << "hull_static has a dynamic section";
+    EXPECT_NE(ph.p_type, PT_INTERP) << "hull asks for a dynamic loader";
+    EXPECT_NE(ph.p_type, PT_DYNAMIC) << "hull has a dynamic section";
     loads += ph.p_type == PT_LOAD;
   }
   EXPECT_GT(loads, 0);
@@ -47,7 +47,7 @@ TEST(HullStatic, HasNoProgramInterpreter) {
 
 TEST(HullStatic, IsAtMostThreeMegabytes) {
   auto size = std::filesystem::file_size(Static());
-  std::printf("hull_static: %ju bytes (%.2f MB)\n", static_cast<uintmax_t>(size), size / 1e6);
+  std::printf("hull: %ju bytes (%.2f MB)\n", static_cast<uintmax_t>(size), size / 1e6);
   EXPECT_LE(size, 3'000'000u);
 }
 
