@@ -578,6 +578,37 @@ TEST_F(HullTest, RootlessNeverFollowsASymlinkPlantedInTheRootfs) {
   EXPECT_EQ(st.st_mode & 07777, 0755u) << "an existing /tmp keeps its mode";
 }
 
+// Links an image can plant where hull mounts: `proc -> ..` (mounted through, it would cover or
+// uncover a root) is refused, naming the step; a volume target that is a symlink too. In a
+// plain run, the root has no parent: / and /.. are the same directory.
+TEST_F(HullTest, SymlinkedMountPointsAreRefusedAndTheRootHasNoParent) {
+  fs::remove_all(root_ + "/proc");
+  fs::create_directory_symlink("..", root_ + "/proc");
+  auto r = Hull({"run", Manifest("procup", {"/bin/true"})});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("Too many levels of symbolic links"), std::string::npos) << r.err;
+  fs::remove(root_ + "/proc");
+
+  const std::string data = root_parent_ + "/vol";
+  fs::create_directories(data);
+  fs::create_directory_symlink("/", root_ + "/data");
+  r = Hull({"run", Manifest("volup", {"/bin/true"}, {{"mounts", Json::array({Json{{"host", data}, {"container", "/data"}}})}})});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("mounts[0]"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Too many levels of symbolic links"), std::string::npos) << r.err;
+  fs::remove(root_ + "/data");
+
+  r = Hull({"run", Manifest("noparent", {"/bin/busybox", "sh", "-c",
+                                         "/bin/busybox stat -c %d:%i / /.. /proc/1/root/..; echo ready; exec sleep 600"})});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(AwaitOutput("noparent", "ready"));
+  std::string root, parent, pid1_parent;
+  lines >> root >> parent >> pid1_parent;
+  EXPECT_FALSE(root.empty());
+  EXPECT_EQ(root, parent);
+  EXPECT_EQ(root, pid1_parent);
+}
+
 // Bind mounts under --rootless: a source the mapped uid can reach is there to read; one it
 // cannot reach fails the run naming the mount. The pivot leaves nothing in the rootfs.
 TEST_F(HullTest, RootlessBindMountsAreReadableAndAnUnreachableSourceIsNamed) {

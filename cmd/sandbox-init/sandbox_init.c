@@ -14,9 +14,9 @@
  *   128+N after a signal N. With --status-fd it first writes one line to that fd:
  *   {"exit_code":N} or {"signal":N}, and after a failed exec
  *   {"exit_code":127,"exec_error":"reason"}.
- * - With --exec-fd, that fd is closed as soon as the workload's exec succeeded or failed (a
- *   failure is then on the status fd): whoever holds the pipe's other end learns of the exec by
- *   EOF, without polling. The workload never inherits it.
+ * - With --exec-fd, that fd is closed as soon as the workload's exec succeeded; after a failed
+ *   exec, only when sandbox-init exits, the status line written. Whoever holds the pipe's other
+ *   end learns of the exec by EOF, without polling. The workload never inherits it.
  * - Usage errors exit 2 and write nothing to the status fd.
  * No malloc, no stdio: it is built static with musl and stays a few kilobytes. */
 #define _GNU_SOURCE
@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
   if (status_fd >= 0 && fcntl(status_fd, F_SETFD, FD_CLOEXEC) < 0) {
     return usage("--status-fd is not an open file descriptor");
   }
+  if (exec_fd >= 0 && (exec_fd < 3 || exec_fd == status_fd)) {
+    return usage("--exec-fd must be above 2 and differ from --status-fd");
+  }
   if (exec_fd >= 0 && fcntl(exec_fd, F_SETFD, FD_CLOEXEC) < 0) {
     return usage("--exec-fd is not an open file descriptor");
   }
@@ -190,8 +193,9 @@ int main(int argc, char** argv) {
     break;
   }
   close(errpipe[0]);
-  /* The workload runs (or its exec failed: the status line says so when it is written). */
-  if (exec_fd >= 0) close(exec_fd);
+  /* The workload runs: say so. After a failed exec the fd stays open until we exit, after the
+   * status line is written, so whoever sees EOF finds the reason there. */
+  if (exec_fd >= 0 && exec_err == 0) close(exec_fd);
 
   int code = -1, signo = 0;
   while (code < 0) {

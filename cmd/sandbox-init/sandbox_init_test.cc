@@ -148,6 +148,12 @@ class InitProcess {
 
   std::string Stderr() const { return Slurp(stderr_path_); }
 
+  // Whether the status line can be read now, without waiting.
+  bool StatusReady() const {
+    pollfd p{status_read_, POLLIN, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+  }
+
  private:
   std::string stderr_path_;
   pid_t pid_ = -1;
@@ -384,6 +390,8 @@ TEST_F(SandboxInitTest, TheExecFdClosesOnceTheWorkloadRunsAndIsNotInherited) {
 TEST_F(SandboxInitTest, TheExecFdClosesWhenTheExecFailsAndTheStatusSaysWhy) {
   std::unique_ptr<InitProcess> init;
   ASSERT_TRUE(StartAwaitingExec(*this, {"/nonexistent/program"}, &init)) << init->Stderr();
+  // EOF came after the status line: it is there to read at once.
+  EXPECT_TRUE(init->StatusReady());
   EXPECT_EQ(ExitCode(init->Wait(10s)), 127);
   EXPECT_EQ(init->StatusText(), "{\"exit_code\":127,\"exec_error\":\"No such file or directory\"}\n");
 }
@@ -425,6 +433,8 @@ TEST_F(SandboxInitTest, UsageErrorsExit2) {
   EXPECT_NE(err.find("--status-fd is not an open file descriptor"), std::string::npos) << err;
   EXPECT_EQ(RunDirect(dir_, {"--exec-fd", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--exec-fd needs a file descriptor number"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--status-fd", "2", "--exec-fd", "2", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--exec-fd must be above 2 and differ from --status-fd"), std::string::npos) << err;
   EXPECT_EQ(RunDirect(dir_, {"--exec-fd", "9", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--exec-fd is not an open file descriptor"), std::string::npos) << err;
 }

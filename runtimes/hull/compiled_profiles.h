@@ -8,6 +8,7 @@
 #include <linux/filter.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "apis/error.h"
@@ -24,6 +25,9 @@ struct CompiledProfile {
 // Generated (compiled_profiles.cc).
 extern const CompiledProfile kCompiledProfiles[];
 extern const size_t kCompiledProfileCount;
+// libseccomp's token of the architecture they were made for (the build machine's: genrule
+// tools run there). A hull built for another one makes its filters at run time instead.
+extern const uint32_t kCompiledProfilesArch;
 
 // The filter of `profile`, ready for ConfineInChild: the one made at build time, or
 // kInvalidArgument naming the profile and the ones there are.

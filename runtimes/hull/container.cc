@@ -20,6 +20,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -117,16 +118,9 @@ int ChildMain(void* p) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // The targets are 0 to 4 and every source is above 2: only an exec fd that is 3 would be
-  // overwritten before it is copied.
-  int exec_fd = a.exec_fd;
-  if (exec_fd == kStatusFd && (exec_fd = ::fcntl(a.exec_fd, F_DUPFD_CLOEXEC, kExecFd + 1)) < 0) {
-    FailChild(a.errpipe, IsolationStep::kSession, errno);
-  }
+  // Every source is above kExecFd (AboveChildFds): no dup2 overwrites another's source.
   if (::dup2(a.null_fd, 0) < 0 || ::dup2(a.out_fd, 1) < 0 || ::dup2(a.err_fd, 2) < 0 ||
-      ::dup2(a.status_fd, kStatusFd) < 0 || ::dup2(exec_fd, kExecFd) < 0 ||
-      // dup2 onto itself keeps close-on-exec: both must reach sandbox-init whatever they were.
-      ::fcntl(kStatusFd, F_SETFD, 0) < 0 || ::fcntl(kExecFd, F_SETFD, 0) < 0) {
+      ::dup2(a.status_fd, kStatusFd) < 0 || ::dup2(a.exec_fd, kExecFd) < 0) {
     FailChild(a.errpipe, IsolationStep::kSession, errno);
   }
   if (a.new_net) {
@@ -202,12 +196,25 @@ bool SameFile(const std::string& a, const std::string& b) {
          sa.st_ino == sb.st_ino;
 }
 
+// `fd` moved above the descriptors ChildMain dup2()s onto (0 to kExecFd), so that none of its
+// sources is overwritten by another's copy (hull may start with 0-2 closed, 3-4 free). -1 stays.
+int AboveChildFds(int fd) {
+  if (fd < 0 || fd > kExecFd) return fd;
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, kExecFd + 1);
+  int e = errno;
+  ::close(fd);
+  errno = e;
+  return moved;
+}
+
 // Waits for EOF on `exec_rd`, the read end of the pipe whose write end PID 1 holds as its
-// --exec-fd: it closes it once the workload exec'd (or failed to, then said on the status
-// fd), and dies with it in every other case. Returns the workload's host pid: PID 1's child,
-// checked to be no longer a copy of PID 1. 0 when the exec failed, the workload already
-// ended, or `wait` passed.
-pid_t AwaitWorkload(pid_t init, int exec_rd, std::chrono::milliseconds wait) {
+// --exec-fd: it closes it once the workload exec'd; after a failed exec it exits, the status
+// line written, and the pipe closes with it; it does the same if it dies. Returns the
+// workload's host pid: PID 1's child, no longer a copy of PID 1. 0 when the exec failed, the
+// workload already ended, PID 1 died, or `wait` passed; *eof says whether EOF came.
+pid_t AwaitWorkload(pid_t init, int exec_rd, const std::string& status_path, std::chrono::milliseconds wait,
+                    bool* eof) {
+  *eof = false;
   const auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -220,6 +227,8 @@ pid_t AwaitWorkload(pid_t init, int exec_rd, std::chrono::milliseconds wait) {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;  // EOF (or an error: the pipe is no use either way)
   }
+  *eof = true;
+  if (!ReadFirstLine(status_path).empty()) return 0;
   const std::string self = "/proc/" + std::to_string(init);
   std::istringstream kids(ReadFirstLine(self + "/task/" + std::to_string(init) + "/children"));
   pid_t child = 0;
@@ -511,7 +520,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     for (int fd : *join_fds) ::close(fd);
   };
   auto open_fd = [&](const std::string& path, int flags) {
-    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0640);
+    int fd = AboveChildFds(::open(path.c_str(), flags | O_CLOEXEC, 0640));
     if (fd >= 0) fds.push_back(fd);
     return fd;
   };
@@ -525,6 +534,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   int errpipe[2] = {-1, -1};
   int exec_pipe[2] = {-1, -1};
   if (::pipe2(exec_pipe, O_CLOEXEC) == 0) {
+    exec_pipe[1] = AboveChildFds(exec_pipe[1]);
     fds.push_back(exec_pipe[1]);  // the child's; the parent keeps the read end
   }
   OnExit close_exec_rd{[&] {
@@ -536,7 +546,8 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     fds.push_back(gate[0]);  // the parent closes its read end with the rest after clone
   }
   if (out_fd < 0 || err_fd < 0 || null_fd < 0 || status_fd < 0 || init_fd < 0 || exec_pipe[0] < 0 ||
-      (gated && gate[0] < 0) || ::pipe2(errpipe, O_CLOEXEC) != 0) {
+      exec_pipe[1] < 0 || (gated && gate[0] < 0) || ::pipe2(errpipe, O_CLOEXEC) != 0 ||
+      (errpipe[1] = AboveChildFds(errpipe[1])) < 0) {
     int e = errno;
     if (gate[1] >= 0) ::close(gate[1]);
     close_all();
@@ -688,7 +699,17 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   if (!ses.empty() && ses != ReadFirstLine("/proc/self/sessionid") && ses != "4294967295") {
     s.audit_session = std::strtoll(ses.c_str(), nullptr, 10);
   }
-  s.workload_pid = AwaitWorkload(pid, exec_pipe[0], options.exec_wait);
+  bool eof = false;
+  s.workload_pid = AwaitWorkload(pid, exec_pipe[0], dir.ExitStatusPath(m.name), options.exec_wait, &eof);
+  if (eof && s.workload_pid == 0 && ReadFirstLine(dir.ExitStatusPath(m.name)).empty()) {
+    // EOF with neither a workload nor a status: PID 1 is dying (the pipe closes as its files do,
+    // a moment before it is a zombie). Wait for that, briefly, so it is seen dead below.
+    if (int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      ::poll(&p, 1, 1000);
+      ::close(pidfd);
+    }
+  }
   // The lease belongs to PID 1 (above): it is stale once the container is gone, whoever sees it.
   release_lease.armed = false;
   if (auto st = dir.Save(s); !st) return Fail(kExitRuntime, st.error());
@@ -896,9 +917,18 @@ Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
     Json ns = NamespaceInodes(s->pid, &own);
     j["namespaces"] = ns;
     j["own_namespaces"] = own;
-    Json mounts = Json::array();
+    // The first 12 in tree order (each mount before those on it; siblings as the kernel lists
+    // them), not in the kernel's order, which is the order they were made: hull clones the
+    // devices before /dev exists.
+    struct Mount {
+      Json json;
+      std::vector<size_t> children;
+    };
+    std::vector<Mount> all;
+    std::map<std::string, size_t> by_id;
+    std::vector<std::pair<std::string, size_t>> parents;
     std::ifstream mi("/proc/" + std::to_string(s->pid) + "/mountinfo");
-    for (std::string line; mounts.size() < 12 && std::getline(mi, line);) {
+    for (std::string line; std::getline(mi, line);) {
       // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
       std::istringstream w(line);
       std::string id, parent, dev, root, point, opts, word;
@@ -907,7 +937,26 @@ Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
       }
       std::string type, source;
       w >> type >> source;
-      mounts.push_back({{"mountpoint", point}, {"type", type}, {"source", source}, {"options", opts}});
+      by_id[id] = all.size();
+      parents.emplace_back(parent, all.size());
+      all.push_back({{{"mountpoint", point}, {"type", type}, {"source", source}, {"options", opts}}, {}});
+    }
+    std::vector<size_t> roots;
+    for (const auto& [parent, i] : parents) {
+      auto p = by_id.find(parent);
+      if (p == by_id.end() || p->second == i) {
+        roots.push_back(i);  // the root's parent is outside the namespace
+      } else {
+        all[p->second].children.push_back(i);
+      }
+    }
+    Json mounts = Json::array();
+    std::vector<size_t> stack(roots.rbegin(), roots.rend());
+    while (!stack.empty() && mounts.size() < 12) {
+      size_t i = stack.back();
+      stack.pop_back();
+      mounts.push_back(all[i].json);
+      stack.insert(stack.end(), all[i].children.rbegin(), all[i].children.rend());
     }
     j["mounts"] = mounts;
   }

@@ -1,5 +1,7 @@
 // Build-time generator of compiled_profiles.cc: every hull profile's seccomp program, made by
 // libseccomp through CompileProfile, written as C++ arrays. Run by the genrule in BUILD.
+#include <seccomp.h>
+
 #include <cstdio>
 
 #include "apis/hull_manifest.h"
@@ -28,6 +30,8 @@ int main() {
   for (size_t i = 0; i < profiles.size(); ++i) {
     std::printf("    {\"%s\", kProgram%zu, sizeof(kProgram%zu) / sizeof(sock_filter)},\n", profiles[i].c_str(), i, i);
   }
-  std::printf("};\nconst size_t kCompiledProfileCount = %zu;\n\n}  // namespace mentat::hull\n", profiles.size());
+  std::printf("};\nconst size_t kCompiledProfileCount = %zu;\nconst uint32_t kCompiledProfilesArch = 0x%08x;\n\n"
+              "}  // namespace mentat::hull\n",
+              profiles.size(), seccomp_arch_native());
   return 0;
 }

@@ -1,9 +1,13 @@
 #include "runtimes/hull/compiled_profiles.h"
+
+#include <seccomp.h>
+
 #include "runtimes/hull/profiles.h"
 
 namespace mentat::hull {
 
 Result<SeccompProgram> BuildProfile(const std::string& profile) {
+  if (kCompiledProfilesArch != seccomp_arch_native()) return CompileProfile(profile);
   for (size_t i = 0; i < kCompiledProfileCount; ++i) {
     const CompiledProfile& p = kCompiledProfiles[i];
     if (profile != p.name) continue;

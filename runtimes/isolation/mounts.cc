@@ -1,11 +1,13 @@
 #include "runtimes/isolation/mounts.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,35 +16,11 @@
 namespace mentat {
 namespace {
 
-// After pivot_root the host's root is reached through a descriptor opened before it:
-// "/proc/self/fd/N" + a host path. Room for that prefix and a source PlanRoot accepted.
-constexpr size_t kMaxSource = 4000;
-constexpr char kFdPrefix[] = "/proc/self/fd/";
-
-// `prefix` (the fd's magic link, e.g. "/proc/self/fd/7") + `path` into `out`, or false when it
-// does not fit. Async-signal-safe.
-bool JoinPath(char* out, size_t size, const char* prefix, const char* path) noexcept {
-  size_t a = std::strlen(prefix), b = std::strlen(path);
-  if (a + b + 1 > size) return false;
-  std::memcpy(out, prefix, a);
-  std::memcpy(out + a, path, b + 1);
-  return true;
-}
-
-// "/proc/self/fd/<fd>" into `out` (at least 32 bytes). Async-signal-safe.
-void FdLink(char* out, int fd) noexcept {
-  char digits[12];
-  int n = 0;
-  unsigned v = static_cast<unsigned>(fd);
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  std::memcpy(out, kFdPrefix, sizeof(kFdPrefix) - 1);
-  size_t at = sizeof(kFdPrefix) - 1;
-  while (n > 0) out[at++] = digits[--n];
-  out[at] = '\0';
-}
+constexpr const char* kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
+constexpr size_t kDeviceCount = sizeof(kDevices) / sizeof(kDevices[0]);
+// Each device's mount point as OpenMountPoint walks it (built at start-up, read in the child).
+const std::vector<std::string> kDeviceWalks[kDeviceCount] = {
+    {"/dev", "/dev/null"}, {"/dev", "/dev/zero"}, {"/dev", "/dev/random"}, {"/dev", "/dev/urandom"}};
 
 // Characters the overlay option string cannot carry.
 bool OverlaySafe(const std::string& p) { return p.find_first_of(",:\\\n") == std::string::npos; }
@@ -109,9 +87,17 @@ Status PlanRoot(RootPlan& plan) {
     if (ec) return InvalidArgument(field + ".source: " + v.source + ": " + ec.message());
     v.source = canon.string();
     v.is_dir = fs::is_directory(canon, ec);
-    if (v.target.empty() || v.target[0] != '/' || v.target == "/" ||
-        v.target.find("/../") != std::string::npos || v.target.ends_with("/..")) {
-      return InvalidArgument(field + ".target: must be an absolute path below / without \"..\"");
+    // Normalized: every component a name, none empty ("//", a trailing "/"), "." or "..".
+    bool normal = !v.target.empty() && v.target[0] == '/' && v.target != "/";
+    for (size_t at = 1; normal && at <= v.target.size();) {
+      size_t end = std::min(v.target.find('/', at), v.target.size());
+      const std::string part = v.target.substr(at, end - at);
+      normal = !part.empty() && part != "." && part != "..";
+      at = end + 1;
+    }
+    if (!normal) {
+      return InvalidArgument(field + ".target: must be an absolute path below / with no \".\", \"..\" or empty "
+                             "component (" + v.target + ")");
     }
     for (const char* reserved : {"/proc", "/dev", "/sys"}) {
       std::string r = reserved;
@@ -123,8 +109,8 @@ Status PlanRoot(RootPlan& plan) {
     for (size_t at = 1; at <= v.target.size(); ++at) {
       if (at == v.target.size() || v.target[at] == '/') v.mkdirs.push_back(v.target.substr(0, at));
     }
-    if (v.source.size() > kMaxSource) return InvalidArgument(field + ".source: longer than " + std::to_string(kMaxSource) + " bytes");
   }
+  plan.tree_fds.assign(kDeviceCount + plan.volumes.size(), -1);
   return {};
 }
 
@@ -217,8 +203,107 @@ Status PremakeMountPoints(RootPlan& plan) {
   return {};
 }
 
+namespace {
+
+// Closes the detached trees SetupRootInChild cloned (those not moved into place yet).
+void CloseTrees(const RootPlan& plan) noexcept {
+  for (int& fd : plan.tree_fds) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
+
+// Opens the mount point `walk.back()` inside the new root, making what is missing: every
+// directory of `walk` (its prefixes, "/data", "/data/jobs"), then the last as a directory or,
+// when !is_dir, a regular file. Parents are resolved with RESOLVE_IN_ROOT and
+// RESOLVE_NO_MAGICLINKS: a symlink in the image stays inside the root, and none reaches a
+// descriptor through /proc/self/fd. The last component must not be a symlink at all. Returns
+// the O_PATH fd, or -errno. Async-signal-safe.
+int OpenMountPoint(const std::vector<std::string>& walk, bool is_dir) noexcept {
+  if (walk.empty()) return -EINVAL;
+  const int root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return -errno;
+  int parent = root;
+  auto done = [&](int result) {
+    if (parent != root) ::close(parent);
+    ::close(root);
+    return result;
+  };
+  auto base = [](const std::string& path) { return path.c_str() + path.rfind('/') + 1; };
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  for (size_t k = 0; k + 1 < walk.size(); ++k) {
+    int fd = static_cast<int>(syscall(SYS_openat2, root, walk[k].c_str(), &how, sizeof(how)));
+    if (fd < 0 && errno == ENOENT) {
+      if (::mkdirat(parent, base(walk[k]), 0755) != 0 && errno != EEXIST) return done(-errno);
+      fd = static_cast<int>(syscall(SYS_openat2, root, walk[k].c_str(), &how, sizeof(how)));
+    }
+    if (fd < 0) return done(-errno);
+    if (parent != root) ::close(parent);
+    parent = fd;
+  }
+  const char* last = base(walk.back());
+  if (is_dir) {
+    if (::mkdirat(parent, last, 0755) != 0 && errno != EEXIST) return done(-errno);
+  } else {
+    int fd = ::openat(parent, last, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0) {
+      ::close(fd);
+    } else if (errno != EEXIST) {
+      return done(-errno);
+    }
+  }
+  int fd = ::openat(parent, last, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return done(-errno);
+  struct stat st;
+  int e = 0;
+  if (::fstat(fd, &st) != 0) {
+    e = errno;
+  } else if (S_ISLNK(st.st_mode)) {
+    e = ELOOP;
+  } else if (is_dir != S_ISDIR(st.st_mode)) {
+    e = is_dir ? ENOTDIR : EISDIR;
+  }
+  if (e != 0) {
+    ::close(fd);
+    return done(-e);
+  }
+  return done(fd);
+}
+
+// 0, or ELOOP when `path` is a symlink: the fixed mount points (/dev, /proc) are mounted on as
+// they are in the rootfs, never through a link an image planted (`proc -> ..` would cover the
+// root itself).
+int RefuseSymlink(const char* path) noexcept {
+  struct stat st;
+  if (::lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) return ELOOP;
+  return 0;
+}
+
+// Moves the detached tree `*tree` onto the mount point OpenMountPoint(walk) opens; the tree's fd
+// is closed (and set to -1).
+int MoveTreeOnto(int* tree, const std::vector<std::string>& walk, bool is_dir) noexcept {
+  int to = OpenMountPoint(walk, is_dir);
+  if (to < 0) return -to;
+  int rc = ::move_mount(*tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+  int e = errno;
+  ::close(to);
+  ::close(*tree);
+  *tree = -1;
+  return rc == 0 ? 0 : e;
+}
+
+}  // namespace
+
+// The order is what keeps the host out. Everything taken from the host (the four devices, the
+// volumes' sources) is cloned into detached mount trees first, while the host's root is still
+// ours; then pivot_root(".", "."), /proc, and the old root is detached, as runc does, before
+// any other path of the rootfs is resolved: a symlink in an image (`proc -> ..`, `data -> /`)
+// can then reach nothing but the new root, and mount points are opened without magic links.
 int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
   auto fail = [&](IsolationStep step, int err) {
+    CloseTrees(plan);
     *error = err;
     return static_cast<int>(step);
   };
@@ -238,93 +323,68 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
                      plan.overlay_options.c_str()) != 0) {
     return fail(IsolationStep::kOverlay, errno);
   }
-  // pivot_root(".", ".") as runc does: the old root ends up stacked on the new one, and no
-  // directory is made in (or left behind in) the rootfs. Until it is detached below, the devices
-  // and volume sources are bound from it through a descriptor opened now. Absolute paths already
-  // resolve in the new root: a walk never descends into a mount stacked on its starting point.
-  const int old_root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (old_root < 0) return fail(IsolationStep::kPivotRoot, errno);
-  auto fail_closing = [&](IsolationStep step, int err) {
-    ::close(old_root);
-    return fail(step, err);
-  };
-  if (::chdir(plan.merged.c_str()) != 0) return fail_closing(IsolationStep::kPivotRoot, errno);
-  if (syscall(SYS_pivot_root, ".", ".") != 0) return fail_closing(IsolationStep::kPivotRoot, errno);
-  char old_root_link[32];
-  FdLink(old_root_link, old_root);
-
-  // /proc first: the old root's descriptor is reached through it.
-  if (int e = Mkdir("/proc", 0555); e != 0) return fail_closing(IsolationStep::kProc, e);
+  if (plan.tree_fds.size() != kDeviceCount + plan.volumes.size()) return fail(IsolationStep::kPivotRoot, EINVAL);
+  for (size_t i = 0; i < kDeviceCount; ++i) {
+    plan.tree_fds[i] = ::open_tree(AT_FDCWD, kDevices[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (plan.tree_fds[i] < 0) return fail(IsolationStep::kDev, errno);
+  }
+  for (size_t i = 0; i < plan.volumes.size(); ++i) {
+    int& fd = plan.tree_fds[kDeviceCount + i];
+    fd = ::open_tree(AT_FDCWD, plan.volumes[i].source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0) {
+      *index = static_cast<int>(i);
+      return fail(IsolationStep::kVolume, errno);
+    }
+  }
+  if (::chdir(plan.merged.c_str()) != 0) return fail(IsolationStep::kPivotRoot, errno);
+  if (syscall(SYS_pivot_root, ".", ".") != 0) return fail(IsolationStep::kPivotRoot, errno);
+  // /proc while the old root is still attached: in a user namespace the kernel mounts a procfs
+  // only where one is already fully visible (the host's, in the old root). "/proc" is looked up
+  // from our root without "..", so the old root stacked on "/" is not in its way; a symlinked
+  // /proc (`proc -> ..` would put it on that stack) is refused.
+  if (int e = RefuseSymlink("/proc"); e != 0) return fail(IsolationStep::kProc, e);
+  if (int e = Mkdir("/proc", 0555); e != 0) return fail(IsolationStep::kProc, e);
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-    return fail_closing(IsolationStep::kProc, errno);
+    return fail(IsolationStep::kProc, errno);
   }
+  // "." follows to the topmost mount stacked there: the old root, which goes now.
+  if (::umount2(".", MNT_DETACH) != 0) return fail(IsolationStep::kPivotRoot, errno);
+  if (::chdir("/") != 0) return fail(IsolationStep::kPivotRoot, errno);
 
-  // /dev: a tmpfs with the four devices bound from the host, read-only once made.
-  if (int e = Mkdir("/dev", 0755); e != 0) return fail_closing(IsolationStep::kDev, e);
+  // /dev: a tmpfs with the four devices, read-only once made.
+  if (int e = RefuseSymlink("/dev"); e != 0) return fail(IsolationStep::kDev, e);
+  if (int e = Mkdir("/dev", 0755); e != 0) return fail(IsolationStep::kDev, e);
   if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
-    return fail_closing(IsolationStep::kDev, errno);
+    return fail(IsolationStep::kDev, errno);
   }
-  static const char* const kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
-  for (const char* d : kDevices) {
-    char source[64];
-    JoinPath(source, sizeof(source), old_root_link, d);
-    int fd = ::open(d, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
-    if (fd < 0) return fail_closing(IsolationStep::kDev, errno);
-    ::close(fd);
-    if (::mount(source, d, nullptr, MS_BIND, nullptr) != 0) return fail_closing(IsolationStep::kDev, errno);
+  for (size_t i = 0; i < kDeviceCount; ++i) {
+    if (int e = MoveTreeOnto(&plan.tree_fds[i], kDeviceWalks[i], false); e != 0) return fail(IsolationStep::kDev, e);
   }
   if (::symlink("/proc/self/fd", "/dev/fd") != 0 || ::symlink("/proc/self/fd/0", "/dev/stdin") != 0 ||
       ::symlink("/proc/self/fd/1", "/dev/stdout") != 0 || ::symlink("/proc/self/fd/2", "/dev/stderr") != 0) {
-    return fail_closing(IsolationStep::kDev, errno);
+    return fail(IsolationStep::kDev, errno);
   }
-  if (int e = Mkdir("/dev/shm", 01777); e != 0) return fail_closing(IsolationStep::kDev, e);
+  if (int e = Mkdir("/dev/shm", 01777); e != 0) return fail(IsolationStep::kDev, e);
   if (::mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
-    return fail_closing(IsolationStep::kDev, errno);
+    return fail(IsolationStep::kDev, errno);
   }
   if (::mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
-    return fail_closing(IsolationStep::kDev, errno);
+    return fail(IsolationStep::kDev, errno);
   }
 
   for (size_t i = 0; i < plan.volumes.size(); ++i) {
     const BindMount& v = plan.volumes[i];
     *index = static_cast<int>(i);
-    for (size_t k = 0; k + 1 < v.mkdirs.size(); ++k) {
-      if (int e = Mkdir(v.mkdirs[k].c_str(), 0755); e != 0) return fail_closing(IsolationStep::kVolume, e);
-    }
-    if (v.is_dir) {
-      if (int e = Mkdir(v.target.c_str(), 0755); e != 0) return fail_closing(IsolationStep::kVolume, e);
-    } else {
-      // An existing file is mounted over as it is: opening it to write would need a permission
-      // only its owner has (hull --rootless premakes it as root). A symlink is refused.
-      struct stat st;
-      if (::lstat(v.target.c_str(), &st) == 0) {
-        if (S_ISLNK(st.st_mode)) return fail_closing(IsolationStep::kVolume, ELOOP);
-      } else {
-        int fd = ::open(v.target.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0) return fail_closing(IsolationStep::kVolume, errno);
-        ::close(fd);
-      }
-    }
-    char source[sizeof(old_root_link) + kMaxSource + 1];
-    if (!JoinPath(source, sizeof(source), old_root_link, v.source.c_str())) {
-      return fail_closing(IsolationStep::kVolume, ENAMETOOLONG);
-    }
-    if (::mount(source, v.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-      return fail_closing(IsolationStep::kVolume, errno);
+    if (int e = MoveTreeOnto(&plan.tree_fds[kDeviceCount + i], v.mkdirs, v.is_dir); e != 0) {
+      return fail(IsolationStep::kVolume, e);
     }
     if (v.read_only &&
         ::mount(nullptr, v.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
                 nullptr) != 0) {
-      return fail_closing(IsolationStep::kVolume, errno);
+      return fail(IsolationStep::kVolume, errno);
     }
   }
   *index = 0;
-
-  // The host's root goes: nothing outside the sandbox stays reachable. "." (the new root, our
-  // directory since before pivot_root) resolves to the topmost mount stacked there: the old root.
-  ::close(old_root);
-  if (::umount2(".", MNT_DETACH) != 0) return fail(IsolationStep::kPivotRoot, errno);
-  if (::chdir("/") != 0) return fail(IsolationStep::kPivotRoot, errno);
 
   // The kernel's knobs: read-only or hidden, as Docker and runc do.
   for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {
@@ -334,6 +394,7 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
                         "/proc/latency_stats", "/proc/kallsyms"}) {
     if (int e = Mask(p); e != 0) return fail(IsolationStep::kMaskPaths, e);
   }
+  if (int e = RefuseSymlink("/tmp"); e != 0) return fail(IsolationStep::kMaskPaths, e);
   if (int e = Mkdir("/tmp", 01777); e != 0) return fail(IsolationStep::kMaskPaths, e);
   return 0;
 }

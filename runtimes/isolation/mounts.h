@@ -33,6 +33,10 @@ struct RootPlan {
   std::vector<BindMount> volumes;
   // Built by PlanRoot.
   std::string overlay_options;
+  // SetupRootInChild's scratch, sized by PlanRoot (the four devices, then the volumes): the
+  // detached mount trees it clones before pivot_root. Written only in the child, which cannot
+  // allocate (with CLONE_VM it writes the parent's memory, which never reads it).
+  mutable std::vector<int> tree_fds;
 };
 
 // Checks the plan (absolute, existing, mount-option-safe paths) and creates upper, work and
