@@ -9,12 +9,14 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -607,6 +609,26 @@ TEST_F(HullTest, SymlinkedMountPointsAreRefusedAndTheRootHasNoParent) {
   EXPECT_FALSE(root.empty());
   EXPECT_EQ(root, parent);
   EXPECT_EQ(root, pid1_parent);
+}
+
+// A read-only mount is read-only all the way down: a filesystem mounted below its host source
+// (here a tmpfs, in the host's mount namespace for the test's length) cannot be written either.
+TEST_F(HullTest, AReadOnlyMountIsReadOnlyThroughItsSubmounts) {
+  const std::string data = root_parent_ + "/ro-source";
+  fs::create_directories(data + "/sub");
+  ASSERT_EQ(::mount("tmpfs", (data + "/sub").c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{data + "/sub"};
+  auto r = Hull({"run", Manifest("ro", {"/bin/sh", "-c",
+                                        "touch /data/a 2>&1; touch /data/sub/b 2>&1; echo ready; exec sleep 600"},
+                                 {{"mounts", Json::array({Json{{"host", data}, {"container", "/data"}, {"readonly", true}}})}})});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string out = AwaitOutput("ro", "ready");
+  EXPECT_NE(out.find("/data/a: Read-only file system"), std::string::npos) << out;
+  EXPECT_NE(out.find("/data/sub/b: Read-only file system"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(data + "/sub/b"));
 }
 
 // Bind mounts under --rootless: a source the mapped uid can reach is there to read; one it

@@ -550,6 +550,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
       (errpipe[1] = AboveChildFds(errpipe[1])) < 0) {
     int e = errno;
     if (gate[1] >= 0) ::close(gate[1]);
+    if (errpipe[0] >= 0) ::close(errpipe[0]);
     close_all();
     destroy_group();
     return Fail(kExitRuntime, ErrnoError("opening the container's files", e).error());
@@ -917,9 +918,9 @@ Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
     Json ns = NamespaceInodes(s->pid, &own);
     j["namespaces"] = ns;
     j["own_namespaces"] = own;
-    // The first 12 in tree order (each mount before those on it; siblings as the kernel lists
-    // them), not in the kernel's order, which is the order they were made: hull clones the
-    // devices before /dev exists.
+    // The first 12 breadth first: the root, the mounts on it (/proc, /dev, the volumes), then
+    // the mounts on those; not the kernel's order, which is the order they were made (hull
+    // clones the devices before /dev exists).
     struct Mount {
       Json json;
       std::vector<size_t> children;
@@ -951,12 +952,10 @@ Outcome<Json> Inspect(const StateDir& dir, const std::string& name) {
       }
     }
     Json mounts = Json::array();
-    std::vector<size_t> stack(roots.rbegin(), roots.rend());
-    while (!stack.empty() && mounts.size() < 12) {
-      size_t i = stack.back();
-      stack.pop_back();
-      mounts.push_back(all[i].json);
-      stack.insert(stack.end(), all[i].children.rbegin(), all[i].children.rend());
+    std::vector<size_t> queue = roots;
+    for (size_t at = 0; at < queue.size() && mounts.size() < 12; ++at) {
+      mounts.push_back(all[queue[at]].json);
+      queue.insert(queue.end(), all[queue[at]].children.begin(), all[queue[at]].children.end());
     }
     j["mounts"] = mounts;
   }

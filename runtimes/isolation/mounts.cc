@@ -18,9 +18,12 @@ namespace {
 
 constexpr const char* kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
 constexpr size_t kDeviceCount = sizeof(kDevices) / sizeof(kDevices[0]);
-// Each device's mount point as OpenMountPoint walks it (built at start-up, read in the child).
-const std::vector<std::string> kDeviceWalks[kDeviceCount] = {
-    {"/dev", "/dev/null"}, {"/dev", "/dev/zero"}, {"/dev", "/dev/random"}, {"/dev", "/dev/urandom"}};
+// RootPlan::tree_fds: the devices, then /proc's new mount, then the volumes.
+constexpr size_t kProcSlot = kDeviceCount;
+constexpr size_t kFirstVolumeSlot = kDeviceCount + 1;
+// Mount points as OpenMountPoint walks them (built at start-up, only read in the child).
+const std::vector<std::string> kProcWalk = {"/proc"};
+const std::vector<std::string> kDevWalk = {"/dev"};
 
 // Characters the overlay option string cannot carry.
 bool OverlaySafe(const std::string& p) { return p.find_first_of(",:\\\n") == std::string::npos; }
@@ -110,7 +113,7 @@ Status PlanRoot(RootPlan& plan) {
       if (at == v.target.size() || v.target[at] == '/') v.mkdirs.push_back(v.target.substr(0, at));
     }
   }
-  plan.tree_fds.assign(kDeviceCount + plan.volumes.size(), -1);
+  plan.tree_fds.assign(kFirstVolumeSlot + plan.volumes.size(), -1);
   return {};
 }
 
@@ -213,12 +216,54 @@ void CloseTrees(const RootPlan& plan) noexcept {
   }
 }
 
+// Opens `name` in the directory `parent` as a mount point: made if missing (a directory, or a
+// regular file when !is_dir), never a symlink, and of the kind asked for. Returns the O_PATH
+// fd, or -errno. Async-signal-safe.
+int OpenAt(int parent, const char* name, bool is_dir) noexcept {
+  if (is_dir) {
+    if (::mkdirat(parent, name, 0755) != 0 && errno != EEXIST) return -errno;
+  } else {
+    int fd = ::openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0) {
+      ::close(fd);
+    } else if (errno != EEXIST) {
+      return -errno;
+    }
+  }
+  int fd = ::openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  int e = 0;
+  if (::fstat(fd, &st) != 0) {
+    e = errno;
+  } else if (S_ISLNK(st.st_mode)) {
+    e = ELOOP;
+  } else if (is_dir != S_ISDIR(st.st_mode)) {
+    e = is_dir ? ENOTDIR : EISDIR;
+  }
+  if (e != 0) {
+    ::close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+// openat2 under RESOLVE_IN_ROOT returns EAGAIN for a path with ".." whenever a rename happened
+// anywhere meanwhile (images have `var/run -> ../run`): retried a few times.
+int OpenInRoot(int root, const char* path, const open_how& how) noexcept {
+  int fd = -1;
+  for (int attempt = 0; attempt < 32; ++attempt) {
+    fd = static_cast<int>(syscall(SYS_openat2, root, path, &how, sizeof(how)));
+    if (fd >= 0 || errno != EAGAIN) break;
+  }
+  return fd;
+}
+
 // Opens the mount point `walk.back()` inside the new root, making what is missing: every
-// directory of `walk` (its prefixes, "/data", "/data/jobs"), then the last as a directory or,
-// when !is_dir, a regular file. Parents are resolved with RESOLVE_IN_ROOT and
-// RESOLVE_NO_MAGICLINKS: a symlink in the image stays inside the root, and none reaches a
-// descriptor through /proc/self/fd. The last component must not be a symlink at all. Returns
-// the O_PATH fd, or -errno. Async-signal-safe.
+// directory of `walk` (its prefixes, "/data", "/data/jobs"), then the last (OpenAt). Parents
+// are resolved with RESOLVE_IN_ROOT and RESOLVE_NO_MAGICLINKS: a symlink in the image stays
+// inside the root, and none reaches a descriptor through /proc/self/fd. Returns the O_PATH fd,
+// or -errno. Async-signal-safe.
 int OpenMountPoint(const std::vector<std::string>& walk, bool is_dir) noexcept {
   if (walk.empty()) return -EINVAL;
   const int root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -234,73 +279,69 @@ int OpenMountPoint(const std::vector<std::string>& walk, bool is_dir) noexcept {
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   for (size_t k = 0; k + 1 < walk.size(); ++k) {
-    int fd = static_cast<int>(syscall(SYS_openat2, root, walk[k].c_str(), &how, sizeof(how)));
+    int fd = OpenInRoot(root, walk[k].c_str(), how);
     if (fd < 0 && errno == ENOENT) {
       if (::mkdirat(parent, base(walk[k]), 0755) != 0 && errno != EEXIST) return done(-errno);
-      fd = static_cast<int>(syscall(SYS_openat2, root, walk[k].c_str(), &how, sizeof(how)));
+      fd = OpenInRoot(root, walk[k].c_str(), how);
     }
     if (fd < 0) return done(-errno);
     if (parent != root) ::close(parent);
     parent = fd;
   }
-  const char* last = base(walk.back());
-  if (is_dir) {
-    if (::mkdirat(parent, last, 0755) != 0 && errno != EEXIST) return done(-errno);
-  } else {
-    int fd = ::openat(parent, last, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd >= 0) {
-      ::close(fd);
-    } else if (errno != EEXIST) {
-      return done(-errno);
+  return done(OpenAt(parent, base(walk.back()), is_dir));
+}
+
+// Moves the detached mount `*tree` onto the mount point `to` (closed; a negative `to` is the
+// -errno of opening it); `*tree` is closed and set to -1 unless `keep`. 0 or an errno.
+int MoveOnto(int* tree, int to, bool keep = false) noexcept {
+  int e = -to;
+  if (to >= 0) {
+    e = ::move_mount(*tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0 ? 0 : errno;
+    ::close(to);
+  }
+  if (!keep) {
+    ::close(*tree);
+    *tree = -1;
+  }
+  return e;
+}
+
+// A new, detached mount of `fstype` with the string options `kv` (key, value, ..., nullptr) and
+// the mount attributes `attrs`: its fd, or -errno. Async-signal-safe.
+int NewMount(const char* fstype, const char* const* kv, unsigned attrs) noexcept {
+  int fsfd = ::fsopen(fstype, FSOPEN_CLOEXEC);
+  if (fsfd < 0) return -errno;
+  for (; kv && kv[0]; kv += 2) {
+    if (::fsconfig(fsfd, FSCONFIG_SET_STRING, kv[0], kv[1], 0) != 0) {
+      int e = errno;
+      ::close(fsfd);
+      return -e;
     }
   }
-  int fd = ::openat(parent, last, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return done(-errno);
-  struct stat st;
-  int e = 0;
-  if (::fstat(fd, &st) != 0) {
-    e = errno;
-  } else if (S_ISLNK(st.st_mode)) {
-    e = ELOOP;
-  } else if (is_dir != S_ISDIR(st.st_mode)) {
-    e = is_dir ? ENOTDIR : EISDIR;
-  }
-  if (e != 0) {
-    ::close(fd);
-    return done(-e);
-  }
-  return done(fd);
-}
-
-// 0, or ELOOP when `path` is a symlink: the fixed mount points (/dev, /proc) are mounted on as
-// they are in the rootfs, never through a link an image planted (`proc -> ..` would cover the
-// root itself).
-int RefuseSymlink(const char* path) noexcept {
-  struct stat st;
-  if (::lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) return ELOOP;
-  return 0;
-}
-
-// Moves the detached tree `*tree` onto the mount point OpenMountPoint(walk) opens; the tree's fd
-// is closed (and set to -1).
-int MoveTreeOnto(int* tree, const std::vector<std::string>& walk, bool is_dir) noexcept {
-  int to = OpenMountPoint(walk, is_dir);
-  if (to < 0) return -to;
-  int rc = ::move_mount(*tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+  int mfd = -1;
+  if (::fsconfig(fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0) mfd = ::fsmount(fsfd, FSMOUNT_CLOEXEC, attrs);
   int e = errno;
-  ::close(to);
-  ::close(*tree);
-  *tree = -1;
-  return rc == 0 ? 0 : e;
+  ::close(fsfd);
+  return mfd >= 0 ? mfd : -e;
+}
+
+int SetAttrs(int mount_fd, unsigned attrs, bool recursive) noexcept {
+  mount_attr attr{};
+  attr.attr_set = attrs;
+  return ::mount_setattr(mount_fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof(attr)) == 0
+             ? 0
+             : errno;
 }
 
 }  // namespace
 
 // The order is what keeps the host out. Everything taken from the host (the four devices, the
-// volumes' sources) is cloned into detached mount trees first, while the host's root is still
-// ours; then pivot_root(".", "."), /proc, and the old root is detached, as runc does, before
-// any other path of the rootfs is resolved: a symlink in an image (`proc -> ..`, `data -> /`)
-// can then reach nothing but the new root, and mount points are opened without magic links.
+// volumes' sources, a procfs, which a user namespace may only mount while the host's is
+// visible) is made into detached mounts first, while the host's root is still ours; then
+// pivot_root(".", ".") and the old root is detached at once, as runc does, before any path of
+// the rootfs is resolved. After that a symlink in an image (`proc -> ..`, `data -> /`) can reach
+// nothing but the new root, and mount points are opened without magic links and mounted on by
+// descriptor (move_mount), so nothing is looked up twice.
 int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
   auto fail = [&](IsolationStep step, int err) {
     CloseTrees(plan);
@@ -323,65 +364,78 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
                      plan.overlay_options.c_str()) != 0) {
     return fail(IsolationStep::kOverlay, errno);
   }
-  if (plan.tree_fds.size() != kDeviceCount + plan.volumes.size()) return fail(IsolationStep::kPivotRoot, EINVAL);
+  if (plan.tree_fds.size() != kFirstVolumeSlot + plan.volumes.size()) return fail(IsolationStep::kPivotRoot, EINVAL);
   for (size_t i = 0; i < kDeviceCount; ++i) {
     plan.tree_fds[i] = ::open_tree(AT_FDCWD, kDevices[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     if (plan.tree_fds[i] < 0) return fail(IsolationStep::kDev, errno);
   }
+  int& proc = plan.tree_fds[kProcSlot];
+  static const char* const kProcOptions[] = {"source", "proc", nullptr};
+  proc = NewMount("proc", kProcOptions, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (proc < 0) return fail(IsolationStep::kProc, -proc);
   for (size_t i = 0; i < plan.volumes.size(); ++i) {
-    int& fd = plan.tree_fds[kDeviceCount + i];
-    fd = ::open_tree(AT_FDCWD, plan.volumes[i].source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-    if (fd < 0) {
-      *index = static_cast<int>(i);
-      return fail(IsolationStep::kVolume, errno);
+    const BindMount& v = plan.volumes[i];
+    int& tree = plan.tree_fds[kFirstVolumeSlot + i];
+    *index = static_cast<int>(i);
+    // The source PlanRoot made canonical, with no symlink followed now: one swapped in since
+    // (by whoever can write there) fails the start instead of being bound.
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS;
+    int source = static_cast<int>(syscall(SYS_openat2, AT_FDCWD, v.source.c_str(), &how, sizeof(how)));
+    if (source < 0) return fail(IsolationStep::kVolume, errno);
+    tree = ::open_tree(source, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    int e = errno;
+    ::close(source);
+    if (tree < 0) return fail(IsolationStep::kVolume, e);
+    // Read-only through and through: every mount under the source too.
+    if (v.read_only) {
+      if (int err = SetAttrs(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true); err != 0) {
+        return fail(IsolationStep::kVolume, err);
+      }
     }
   }
+  *index = 0;
   if (::chdir(plan.merged.c_str()) != 0) return fail(IsolationStep::kPivotRoot, errno);
   if (syscall(SYS_pivot_root, ".", ".") != 0) return fail(IsolationStep::kPivotRoot, errno);
-  // /proc while the old root is still attached: in a user namespace the kernel mounts a procfs
-  // only where one is already fully visible (the host's, in the old root). "/proc" is looked up
-  // from our root without "..", so the old root stacked on "/" is not in its way; a symlinked
-  // /proc (`proc -> ..` would put it on that stack) is refused.
-  if (int e = RefuseSymlink("/proc"); e != 0) return fail(IsolationStep::kProc, e);
-  if (int e = Mkdir("/proc", 0555); e != 0) return fail(IsolationStep::kProc, e);
-  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-    return fail(IsolationStep::kProc, errno);
-  }
   // "." follows to the topmost mount stacked there: the old root, which goes now.
   if (::umount2(".", MNT_DETACH) != 0) return fail(IsolationStep::kPivotRoot, errno);
   if (::chdir("/") != 0) return fail(IsolationStep::kPivotRoot, errno);
 
-  // /dev: a tmpfs with the four devices, read-only once made.
-  if (int e = RefuseSymlink("/dev"); e != 0) return fail(IsolationStep::kDev, e);
-  if (int e = Mkdir("/dev", 0755); e != 0) return fail(IsolationStep::kDev, e);
-  if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
-    return fail(IsolationStep::kDev, errno);
-  }
+  if (int e = MoveOnto(&proc, OpenMountPoint(kProcWalk, true)); e != 0) return fail(IsolationStep::kProc, e);
+
+  // /dev: a tmpfs with the four devices, /dev/shm and the std links, read-only once made. Made
+  // through the tmpfs's own descriptor: nothing of it is looked up by path.
+  static const char* const kDevOptions[] = {"source", "tmpfs", "mode", "755", "size", "64k", nullptr};
+  int dev = NewMount("tmpfs", kDevOptions, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+  if (dev < 0) return fail(IsolationStep::kDev, -dev);
+  auto fail_dev = [&](int err) {
+    ::close(dev);
+    return fail(IsolationStep::kDev, err);
+  };
+  if (int e = MoveOnto(&dev, OpenMountPoint(kDevWalk, true), /*keep=*/true); e != 0) return fail_dev(e);
   for (size_t i = 0; i < kDeviceCount; ++i) {
-    if (int e = MoveTreeOnto(&plan.tree_fds[i], kDeviceWalks[i], false); e != 0) return fail(IsolationStep::kDev, e);
+    const char* name = kDevices[i] + sizeof("/dev/") - 1;
+    if (int e = MoveOnto(&plan.tree_fds[i], OpenAt(dev, name, false)); e != 0) return fail_dev(e);
   }
-  if (::symlink("/proc/self/fd", "/dev/fd") != 0 || ::symlink("/proc/self/fd/0", "/dev/stdin") != 0 ||
-      ::symlink("/proc/self/fd/1", "/dev/stdout") != 0 || ::symlink("/proc/self/fd/2", "/dev/stderr") != 0) {
-    return fail(IsolationStep::kDev, errno);
+  if (::symlinkat("/proc/self/fd", dev, "fd") != 0 || ::symlinkat("/proc/self/fd/0", dev, "stdin") != 0 ||
+      ::symlinkat("/proc/self/fd/1", dev, "stdout") != 0 || ::symlinkat("/proc/self/fd/2", dev, "stderr") != 0) {
+    return fail_dev(errno);
   }
-  if (int e = Mkdir("/dev/shm", 01777); e != 0) return fail(IsolationStep::kDev, e);
-  if (::mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
-    return fail(IsolationStep::kDev, errno);
+  static const char* const kShmOptions[] = {"source", "shm", "mode", "1777", "size", "65536k", nullptr};
+  int shm = NewMount("tmpfs", kShmOptions, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (shm < 0) return fail_dev(-shm);
+  if (int e = MoveOnto(&shm, OpenAt(dev, "shm", true)); e != 0) return fail_dev(e);
+  if (int e = SetAttrs(dev, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false); e != 0) {
+    return fail_dev(e);
   }
-  if (::mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
-    return fail(IsolationStep::kDev, errno);
-  }
+  ::close(dev);
 
   for (size_t i = 0; i < plan.volumes.size(); ++i) {
     const BindMount& v = plan.volumes[i];
     *index = static_cast<int>(i);
-    if (int e = MoveTreeOnto(&plan.tree_fds[kDeviceCount + i], v.mkdirs, v.is_dir); e != 0) {
+    if (int e = MoveOnto(&plan.tree_fds[kFirstVolumeSlot + i], OpenMountPoint(v.mkdirs, v.is_dir)); e != 0) {
       return fail(IsolationStep::kVolume, e);
-    }
-    if (v.read_only &&
-        ::mount(nullptr, v.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                nullptr) != 0) {
-      return fail(IsolationStep::kVolume, errno);
     }
   }
   *index = 0;
@@ -394,7 +448,6 @@ int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
                         "/proc/latency_stats", "/proc/kallsyms"}) {
     if (int e = Mask(p); e != 0) return fail(IsolationStep::kMaskPaths, e);
   }
-  if (int e = RefuseSymlink("/tmp"); e != 0) return fail(IsolationStep::kMaskPaths, e);
   if (int e = Mkdir("/tmp", 01777); e != 0) return fail(IsolationStep::kMaskPaths, e);
   return 0;
 }
