@@ -67,10 +67,26 @@ HullTimes TimeHull(const std::string& hull, const std::string& root, const std::
     // Nothing of an earlier container (ours, or bwrap's and runc's, whose PID 1 this subreaper
     // inherits too) may still run busybox, or its exec would be taken for this one's.
     ReapAll();
-    if (!e2e::WaitFor([] { return bench::FindBusybox(getpid()) == 0; }, std::chrono::seconds(5),
+    if (!e2e::WaitFor([] { return bench::FindBusybox(getpid()) == 0; }, std::chrono::seconds(2),
                       std::chrono::milliseconds(1))) {
-      fprintf(stderr, "%s: run %d: an earlier workload is still running\n", tag.c_str(), i);
-      return {};
+      // Say which, and end it: a lagging teardown must not stop the whole bench.
+      int left = bench::FindBusybox(getpid());
+      std::ifstream status("/proc/" + std::to_string(left) + "/status");
+      std::string line, ppid;
+      while (std::getline(status, line)) {
+        if (line.rfind("PPid:", 0) == 0) ppid = line.substr(5);
+      }
+      fprintf(stderr, "%s: run %d: an earlier workload (pid %d, parent%s) still ran: killed\n", tag.c_str(), i, left,
+              ppid.c_str());
+      if (!e2e::WaitFor([] {
+            ReapAll();
+            if (int p = bench::FindBusybox(getpid())) ::kill(p, SIGKILL);
+            return bench::FindBusybox(getpid()) == 0;
+          },
+          std::chrono::seconds(5), std::chrono::milliseconds(1))) {
+        fprintf(stderr, "%s: run %d: an earlier workload survives SIGKILL\n", tag.c_str(), i);
+        return {};
+      }
     }
     auto t0 = Clock::now();
     pid_t pid = bench::Spawn({hull, "run", path});

@@ -111,7 +111,8 @@ TEST_F(HullE2E, AHullServiceServesSurvivesAnAgentKillAndIsRemovedOnDelete) {
   auto exec = Mt({"exec", "web-0", "--", "/bin/sh", "-c",
                   "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $GREETING; hostname; ls /www"});
   ASSERT_EQ(exec.exit_code, 0) << exec.err;
-  EXPECT_NE(exec.out.find("sandbox-init --status-fd 3 --exec-fd 4 -- /bin/busybox httpd -f"), std::string::npos) << exec.out;
+  EXPECT_NE(exec.out.find("sandbox-init --status-fd 3 --exec-fd 4 --adopt 2 --exec-error-fd "), std::string::npos) << exec.out;
+  EXPECT_NE(exec.out.find(" -- /bin/busybox httpd -f"), std::string::npos) << exec.out;
   EXPECT_NE(exec.out.find("hello\n"), std::string::npos) << exec.out;
   EXPECT_NE(exec.out.find(names[0] + "\n"), std::string::npos) << "the hostname is the container's name: " << exec.out;
   EXPECT_NE(exec.out.find("index.html"), std::string::npos) << exec.out;

@@ -256,7 +256,9 @@ TEST_F(HullTest, RunPsLogsExecStopKill) {
   // exec: in the container's world (its PID 1, its hostname), exit codes relayed.
   auto e = Hull({"exec", "web", "/bin/sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; exit 7"});
   EXPECT_EQ(e.code, 7) << e.err;
-  EXPECT_EQ(e.out.rfind("web\nsandbox-init --status-fd 3 --exec-fd 4 -- /bin/sh", 0), 0u) << e.out;
+  // PID 1 is sandbox-init, which adopted the workload PID 1 forked before exec'ing it (pid 2).
+  EXPECT_EQ(e.out.rfind("web\nsandbox-init --status-fd 3 --exec-fd 4 --adopt 2 --exec-error-fd ", 0), 0u) << e.out;
+  EXPECT_NE(e.out.find(" -- /bin/sh -c trap"), std::string::npos) << e.out;
   auto nope = Hull({"exec", "web", "/bin/nope"});
   EXPECT_EQ(nope.code, 127);
   EXPECT_NE(nope.err.find("exec failed: /bin/nope"), std::string::npos) << nope.err;

@@ -1,7 +1,7 @@
 /* sandbox-init: PID 1 of a sandbox. It starts the workload, forwards signals to it, reaps every
  * process orphaned into the namespace, and exits with the workload's status.
  *
- *   sandbox-init [--status-fd N] [--exec-fd N] -- PROGRAM [ARGS...]
+ *   sandbox-init [--status-fd N] [--exec-fd N] [--adopt PID --exec-error-fd N] -- PROGRAM [ARGS...]
  *
  * Contract (docs/sandbox.md, "sandbox-init"; the sandbox driver relies on it):
  * - All signals are blocked and read from a signalfd: PID 1 installs no handlers, so nothing
@@ -17,6 +17,12 @@
  * - With --exec-fd, that fd is closed as soon as the workload's exec succeeded; after a failed
  *   exec, only when sandbox-init exits, the status line written. Whoever holds the pipe's other
  *   end learns of the exec by EOF, without polling. The workload never inherits it.
+ * - With --adopt, the workload was already started by whoever exec'd sandbox-init (hull's PID 1
+ *   forks it before this exec, so the workload does not wait for it): PID is that child, and
+ *   --exec-error-fd the read end of its close-on-exec pipe, which carries the exec's errno if
+ *   it failed (the child then exits 127, or 126 for EACCES). sandbox-init prints the reason,
+ *   as for its own child. Signals must already be blocked: those that came meanwhile, SIGCHLD
+ *   included, wait in the queue.
  * - Usage errors exit 2 and write nothing to the status fd.
  * No malloc, no stdio: it is built static with musl and stays a few kilobytes. */
 #define _GNU_SOURCE
@@ -93,9 +99,20 @@ static int usage(const char* why) {
   struct line l = {.len = 0};
   put(&l, "sandbox-init: ");
   put(&l, why);
-  put(&l, "\nusage: sandbox-init [--status-fd N] [--exec-fd N] -- PROGRAM [ARGS...]\n");
+  put(&l, "\nusage: sandbox-init [--status-fd N] [--exec-fd N] [--adopt PID --exec-error-fd N] -- PROGRAM [ARGS...]\n");
   write_all(2, l.buf, l.len);
   return 2;
+}
+
+/* "sandbox-init: PROGRAM: reason" on stderr. */
+static void report_exec_error(const char* program, int err) {
+  struct line l = {.len = 0};
+  put(&l, "sandbox-init: ");
+  put(&l, program);
+  put(&l, ": ");
+  put(&l, strerror(err));
+  put(&l, "\n");
+  write_all(2, l.buf, l.len);
 }
 
 /* Runs in the child: a clean signal state for the workload, then exec. Only returns by exiting.
@@ -111,33 +128,31 @@ static void exec_workload(char** argv, const sigset_t* none, int err_fd) {
   sigprocmask(SIG_SETMASK, none, 0);
   execvp(argv[0], argv);
   int err = errno;
-  struct line l = {.len = 0};
-  put(&l, "sandbox-init: ");
-  put(&l, argv[0]);
-  put(&l, ": ");
-  put(&l, strerror(err));
-  put(&l, "\n");
-  write_all(2, l.buf, l.len);
+  report_exec_error(argv[0], err);
   write_all(err_fd, (const char*)&err, sizeof(err));
   _exit(err == EACCES ? 126 : 127);
 }
 
 int main(int argc, char** argv) {
-  int status_fd = -1, exec_fd = -1;
+  int status_fd = -1, exec_fd = -1, adopt = -1, exec_error_fd = -1;
+  static const char* const kOptions[] = {"--status-fd", "--exec-fd", "--adopt", "--exec-error-fd"};
+  static const char* const kWhy[] = {"--status-fd needs a file descriptor number", "--exec-fd needs a file descriptor number",
+                                     "--adopt needs a process id", "--exec-error-fd needs a file descriptor number"};
+  int* const values[] = {&status_fd, &exec_fd, &adopt, &exec_error_fd};
   int i = 1;
-  while (i < argc && (strcmp(argv[i], "--status-fd") == 0 || strcmp(argv[i], "--exec-fd") == 0)) {
-    const int is_status = strcmp(argv[i], "--status-fd") == 0;
-    const char* why = is_status ? "--status-fd needs a file descriptor number" : "--exec-fd needs a file descriptor number";
-    if (i + 1 >= argc) return usage(why);
-    int fd = parse_fd(argv[i + 1]);
-    if (fd < 0) return usage(why);
-    if (is_status) {
-      status_fd = fd;
-    } else {
-      exec_fd = fd;
+  for (;;) {
+    int which = -1;
+    for (int k = 0; k < 4 && i < argc; k++) {
+      if (strcmp(argv[i], kOptions[k]) == 0) which = k;
     }
+    if (which < 0) break;
+    if (i + 1 >= argc) return usage(kWhy[which]);
+    int v = parse_fd(argv[i + 1]);
+    if (v < 0 || (which == 2 && v == 0)) return usage(kWhy[which]);
+    *values[which] = v;
     i += 2;
   }
+  if ((adopt >= 0) != (exec_error_fd >= 0)) return usage("--adopt and --exec-error-fd go together");
   if (i >= argc || strcmp(argv[i], "--") != 0) return usage("expected -- before the program");
   i++;
   if (i >= argc) return usage("no program given");
@@ -169,21 +184,26 @@ int main(int argc, char** argv) {
     return 127;
   }
 
-  int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC) < 0) {
-    write_all(2, "sandbox-init: pipe failed\n", 26);
-    return 127;
+  int errpipe[2] = {exec_error_fd, -1};
+  pid_t child = adopt;
+  if (adopt < 0) {
+    if (pipe2(errpipe, O_CLOEXEC) < 0) {
+      write_all(2, "sandbox-init: pipe failed\n", 26);
+      return 127;
+    }
+    child = fork();
+    if (child < 0) {
+      write_all(2, "sandbox-init: fork failed\n", 26);
+      return 127;
+    }
+    if (child == 0) {
+      close(errpipe[0]);
+      exec_workload(workload_argv, &none, errpipe[1]);
+    }
+    close(errpipe[1]);
+  } else if (fcntl(exec_error_fd, F_SETFD, FD_CLOEXEC) < 0) {
+    return usage("--exec-error-fd is not an open file descriptor");
   }
-  pid_t child = fork();
-  if (child < 0) {
-    write_all(2, "sandbox-init: fork failed\n", 26);
-    return 127;
-  }
-  if (child == 0) {
-    close(errpipe[0]);
-    exec_workload(workload_argv, &none, errpipe[1]);
-  }
-  close(errpipe[1]);
   /* EOF: the exec succeeded. Blocking here is short: the child does nothing but exec. */
   int exec_err = 0;
   for (;;) {
@@ -193,6 +213,10 @@ int main(int argc, char** argv) {
     break;
   }
   close(errpipe[0]);
+  if (adopt >= 0 && exec_err != 0) {
+    /* The adopted child could not print it (it had only its errno and the pipe). */
+    report_exec_error(workload_argv[0], exec_err);
+  }
   /* The workload runs: say so. After a failed exec the fd stays open until we exit, after the
    * status line is written, so whoever sees EOF finds the reason there. */
   if (exec_fd >= 0 && exec_err == 0) close(exec_fd);

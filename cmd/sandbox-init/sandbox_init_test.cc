@@ -77,6 +77,9 @@ class InitProcess {
     std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
     int extra_fd = -1;  // dup2'ed to the child's fd 4 when set
     bool exec_fd = false;  // and named by --exec-fd
+    // The workload is forked before sandbox-init is exec'd, as hull does, and adopted: it is
+    // pid 2 of the namespace, and its exec's errno pipe is the child's fd 5.
+    bool adopt = false;
   };
 
   InitProcess(const std::string& dir, std::vector<std::string> args, Options o)
@@ -89,11 +92,14 @@ class InitProcess {
     std::vector<std::string> argv = {InitBinary()};
     if (o.status_fd) argv.insert(argv.end(), {"--status-fd", "3"});
     if (o.exec_fd) argv.insert(argv.end(), {"--exec-fd", "4"});
+    if (o.adopt) argv.insert(argv.end(), {"--adopt", "2", "--exec-error-fd", "5"});
     argv.push_back("--");
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv, cenv;
+    std::vector<char*> cargv, cenv, wargv;
     for (auto& a : argv) cargv.push_back(a.data());
     cargv.push_back(nullptr);
+    for (auto& a : args) wargv.push_back(a.data());
+    wargv.push_back(nullptr);
     for (auto& e : o.env) cenv.push_back(e.data());
     cenv.push_back(nullptr);
     int err = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -110,6 +116,27 @@ class InitProcess {
       if (status_w >= 0) dup2(status_w, 3);
       if (extra >= 0) dup2(extra, 4);
       dup2(err, 2);
+      if (o.adopt) {
+        sigset_t all, none;
+        sigfillset(&all);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &all, nullptr);
+        int ep[2];
+        if (pipe2(ep, O_CLOEXEC) != 0) _exit(98);
+        pid_t w = fork();
+        if (w == 0) {
+          close(3);
+          close(4);
+          sigprocmask(SIG_SETMASK, &none, nullptr);
+          execve(wargv[0], wargv.data(), cenv.data());
+          int e = errno;
+          ssize_t n = write(ep[1], &e, sizeof(e));
+          (void)n;
+          _exit(e == EACCES ? 126 : 127);
+        }
+        close(ep[1]);
+        if (dup2(ep[0], 5) != 5) _exit(97);
+      }
       execve(cargv[0], cargv.data(), cenv.data());
       _exit(99);
     }
@@ -396,6 +423,27 @@ TEST_F(SandboxInitTest, TheExecFdClosesWhenTheExecFailsAndTheStatusSaysWhy) {
   EXPECT_EQ(init->StatusText(), "{\"exit_code\":127,\"exec_error\":\"No such file or directory\"}\n");
 }
 
+// --adopt (hull's way): the workload forked before sandbox-init's exec is reaped, its code
+// reported, signals reach it, and a failed exec is named.
+TEST_F(SandboxInitTest, AnAdoptedWorkloadIsTheOneItWaitsForAndSignals) {
+  InitProcess::Options o;
+  o.adopt = true;
+  auto code = Sh("exit 7", o);
+  EXPECT_EQ(ExitCode(code->Wait(10s)), 7) << code->Stderr();
+  EXPECT_EQ(code->StatusText(), "{\"exit_code\":7}\n");
+
+  std::string ready = dir_ + "/ready";
+  auto term = Sh("trap 'exit 3' TERM; echo > " + ready + "; while true; do sleep 0.1; done", o);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(ready); }, 10s)) << term->Stderr();
+  ASSERT_EQ(kill(term->pid(), SIGTERM), 0);
+  EXPECT_EQ(ExitCode(term->Wait(10s)), 3) << term->Stderr();
+
+  auto missing = Start({"/nonexistent/program"}, o);
+  EXPECT_EQ(ExitCode(missing->Wait(10s)), 127);
+  EXPECT_EQ(missing->Stderr(), "sandbox-init: /nonexistent/program: No such file or directory\n");
+  EXPECT_EQ(missing->StatusText(), "{\"exit_code\":127,\"exec_error\":\"No such file or directory\"}\n");
+}
+
 // Runs sandbox-init directly (no namespace) and returns its exit code; stderr into `err`.
 int RunDirect(const std::string& dir, std::vector<std::string> args, std::string* err) {
   std::vector<std::string> argv = {InitBinary()};
@@ -421,7 +469,8 @@ int RunDirect(const std::string& dir, std::vector<std::string> args, std::string
 TEST_F(SandboxInitTest, UsageErrorsExit2) {
   std::string err;
   EXPECT_EQ(RunDirect(dir_, {}, &err), 2);
-  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] [--exec-fd N] -- PROGRAM [ARGS...]"), std::string::npos)
+  EXPECT_NE(err.find("usage: sandbox-init [--status-fd N] [--exec-fd N] [--adopt PID --exec-error-fd N] -- PROGRAM [ARGS...]"),
+            std::string::npos)
       << err;
   EXPECT_EQ(RunDirect(dir_, {"/bin/true"}, &err), 2);
   EXPECT_NE(err.find("expected -- before the program"), std::string::npos) << err;
@@ -435,6 +484,10 @@ TEST_F(SandboxInitTest, UsageErrorsExit2) {
   EXPECT_NE(err.find("--exec-fd needs a file descriptor number"), std::string::npos) << err;
   EXPECT_EQ(RunDirect(dir_, {"--status-fd", "2", "--exec-fd", "2", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--exec-fd must be above 2 and differ from --status-fd"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--adopt", "2", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--adopt and --exec-error-fd go together"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--adopt", "0", "--exec-error-fd", "5", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--adopt needs a process id"), std::string::npos) << err;
   EXPECT_EQ(RunDirect(dir_, {"--exec-fd", "9", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--exec-fd is not an open file descriptor"), std::string::npos) << err;
 }

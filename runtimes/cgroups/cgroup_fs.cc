@@ -124,6 +124,20 @@ Status RemoveDir(const std::string& dir) {
   return ErrnoError("removing " + dir, e);
 }
 
+Result<std::vector<int>> OpenForWriting(const std::vector<std::string>& paths) {
+  std::vector<int> fds;
+  for (const auto& f : paths) {
+    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      for (int x : fds) ::close(x);
+      return ErrnoError("opening " + f, e);
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
 Status Writable(const std::string& dir) {
   if (!Exists(dir)) return FailedPrecondition(dir + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0) return FailedPrecondition(dir + " is not writable");

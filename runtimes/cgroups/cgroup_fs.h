@@ -32,6 +32,9 @@ Status MakeDirs(const std::string& root, const std::string& rel, std::vector<std
 // rmdir; a directory already gone is fine. kFailedPrecondition while it has members.
 Status RemoveDir(const std::string& dir);
 // "<dir> is not writable" unless the directory exists and is writable.
+// Opens every file of `paths` write-only and close-on-exec: all, or none and the error.
+Result<std::vector<int>> OpenForWriting(const std::vector<std::string>& paths);
+
 Status Writable(const std::string& dir);
 
 // SIGKILLs what `members` lists until it lists nothing, or `deadline` passes (kUnavailable).

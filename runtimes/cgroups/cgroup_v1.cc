@@ -48,18 +48,13 @@ class CgroupV1 : public Cgroup {
     // moves the process; and a cgroup.procs write takes the global threadgroup rwsem for
     // writing, which waits out an RCU grace period per hierarchy (about 3-15 ms each here,
     // most of a sandbox's start).
-    std::vector<int> fds;
-    for (const auto& d : hierarchies_) {
-      std::string f = d + "/tasks";
-      int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) {
-        int e = errno;
-        for (int x : fds) ::close(x);
-        return ErrnoError("opening " + f, e);
-      }
-      fds.push_back(fd);
-    }
-    return fds;
+    return cfs::OpenForWriting(JoinFiles());
+  }
+
+  std::vector<std::string> JoinFiles() const override {
+    std::vector<std::string> files;
+    for (const auto& d : hierarchies_) files.push_back(d + "/tasks");
+    return files;
   }
 
   Result<std::vector<pid_t>> Pids() override {

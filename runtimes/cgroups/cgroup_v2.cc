@@ -30,12 +30,9 @@ class CgroupV2 : public Cgroup {
     return cfs::Write(dir_ + "/cgroup.procs", std::to_string(pid));
   }
 
-  Result<std::vector<int>> OpenProcsFiles() override {
-    std::string f = dir_ + "/cgroup.procs";
-    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("opening " + f, errno);
-    return std::vector<int>{fd};
-  }
+  Result<std::vector<int>> OpenProcsFiles() override { return cfs::OpenForWriting(JoinFiles()); }
+
+  std::vector<std::string> JoinFiles() const override { return {dir_ + "/cgroup.procs"}; }
 
   Result<std::vector<pid_t>> Pids() override {
     auto pids = cfs::ReadPids(dir_ + "/cgroup.procs");

@@ -52,6 +52,9 @@ class Cgroup {
   // (v1: each hierarchy's `tasks`, which moves the calling thread without the global rwsem
   // that a cgroup.procs write takes; v2: cgroup.procs.)
   virtual Result<std::vector<int>> OpenProcsFiles() = 0;
+  // The paths OpenProcsFiles opens: for a child that opens them itself (hull's, which may start
+  // before the group is made; runtimes/hull/container.cc).
+  virtual std::vector<std::string> JoinFiles() const = 0;
   // Members now (every hierarchy's, merged).
   virtual Result<std::vector<pid_t>> Pids() = 0;
 

@@ -3,6 +3,7 @@
 #include "runtimes/isolation/namespaces.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
@@ -15,6 +16,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
+#include <climits>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -58,9 +62,73 @@ std::unexpected<Failure> ManifestError(const std::string& field, const std::stri
                                    {FieldError(field, 0, 0, m)}));
 }
 
+// The container's cgroup. When the child shares our memory (the clone without a gate), a thread
+// of `hull run` makes it while the kernel makes the child's namespaces: the ~0.4 ms of v1
+// mkdirs and limit writes are then off the start's critical path. The child waits for `state`
+// (a futex) before it joins, opening `cfiles` itself.
+struct CgroupSetup {
+  enum : int { kPending = 0, kReady, kNone, kFailed };
+  std::atomic<int> state{kPending};
+  CgroupPtr group;
+  std::string version;
+  std::optional<Error> error;  // kFailed
+  std::string warning;         // kNone: why the container runs without limits
+  std::vector<std::string> files;
+  std::vector<const char*> cfiles;
+
+  // A rootless hull of an unprivileged user usually cannot create a group (v1 here is root's):
+  // with `may_skip` the container then runs without limits, and says so.
+  void Make(const std::string& path, const CgroupLimits& limits, bool may_skip) {
+    auto host = CgroupHost::Probe();
+    int result = kReady;
+    if (auto g = host->Create(path, limits); g) {
+      group = std::move(*g);
+      version = host->Version();
+      files = group->JoinFiles();
+      for (const auto& f : files) cfiles.push_back(f.c_str());
+    } else if (may_skip) {
+      warning = "cgroup limits skipped: " + g.error().message();
+      result = kNone;
+    } else {
+      error = g.error();
+      result = kFailed;
+    }
+    state.store(result, std::memory_order_release);
+    syscall(SYS_futex, reinterpret_cast<int*>(&state), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  }
+};
+
+// In the child: waits (up to 10 s) until the parent's thread has made the group, then joins
+// it: "0" (the writer) into each file. 0, or an errno (ECANCELED when no group could be made:
+// the parent says why).
+int JoinCgroupWhenMade(const CgroupSetup& cs) noexcept {
+  for (int waited = 0;;) {
+    int st = cs.state.load(std::memory_order_acquire);
+    if (st == CgroupSetup::kNone) return 0;
+    if (st == CgroupSetup::kFailed) return ECANCELED;
+    if (st == CgroupSetup::kReady) break;
+    if (waited++ == 100) return ETIMEDOUT;
+    timespec tick{0, 100'000'000};
+    syscall(SYS_futex, const_cast<int*>(reinterpret_cast<const int*>(&cs.state)), FUTEX_WAIT, CgroupSetup::kPending,
+            &tick, nullptr, 0);
+  }
+  for (const char* f : cs.cfiles) {
+    int fd = ::open(f, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    ssize_t n;
+    do {
+      n = ::write(fd, "0", 1);
+    } while (n < 0 && errno == EINTR);
+    int e = errno;
+    ::close(fd);
+    if (n < 0) return e;
+  }
+  return 0;
+}
+
 // Everything the cloned child needs, built before clone.
 struct ChildArgs {
-  const std::vector<int>* join_fds;
+  const CgroupSetup* cgroup;
   int out_fd, err_fd, null_fd, status_fd, exec_fd, init_fd, errpipe;
   // The fork-pipe gate (rootless, bridge): the child waits on gate_rd until the parent wrote
   // its id maps and moved its veth end in; gate_wr is the parent's end, closed in the child.
@@ -74,9 +142,87 @@ struct ChildArgs {
   const LandlockPlan* landlock;
   const CapsPlan* caps;
   const SeccompProgram* seccomp;
+  char* const* argv;           // sandbox-init's, with the two buffers below in it
+  char* const* workload_argv;  // the manifest's argv
+  char* const* envp;
+  char* adopt_pid;      // --adopt's value, written by the child (room for 11 digits)
+  char* exec_error_fd;  // --exec-error-fd's value, likewise
+};
+
+// "N" into `out` (room for 12 bytes). Async-signal-safe.
+void FormatInt(char* out, int n) {
+  char digits[12];
+  int k = 0;
+  unsigned v = static_cast<unsigned>(n);
+  do {
+    digits[k++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  int at = 0;
+  while (k > 0) out[at++] = digits[--k];
+  out[at] = '\0';
+}
+
+// The program `file` as execvp would find it on `envp`'s PATH, into `out`: false when no
+// directory has it executable (then, like execvp, ENOENT). A name with a '/' is itself.
+// Async-signal-safe.
+bool FindProgram(const char* file, char* const* envp, char* out, size_t size) {
+  const size_t flen = std::strlen(file);
+  if (std::strchr(file, '/') != nullptr) {
+    if (flen + 1 > size) return false;
+    std::memcpy(out, file, flen + 1);
+    return true;
+  }
+  const char* path = "";
+  for (char* const* e = envp; *e; ++e) {
+    if (std::strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
+  }
+  for (const char* dir = path;; ) {
+    const char* end = std::strchr(dir, ':');
+    size_t dlen = end ? static_cast<size_t>(end - dir) : std::strlen(dir);
+    if (dlen == 0) dir = ".", dlen = 1;  // an empty entry is the working directory
+    if (dlen + 1 + flen + 1 <= size) {
+      std::memcpy(out, dir, dlen);
+      out[dlen] = '/';
+      std::memcpy(out + dlen + 1, file, flen + 1);
+      if (::access(out, X_OK) == 0) return true;
+    }
+    if (!end) return false;
+    dir = end + 1;
+  }
+}
+
+// The workload's process: forked by PID 1 (CLONE_VM|CLONE_VFORK: PID 1 waits for its exec),
+// confined as PID 1 is. It gives up fds 3 and 4 (sandbox-init's), restores a clean signal state
+// and execs; a failure's errno goes to the pipe PID 1 hands to sandbox-init.
+struct WorkloadArgs {
+  const char* path;  // nullptr: not found on PATH
   char* const* argv;
   char* const* envp;
+  int error_fd;
 };
+
+int WorkloadMain(void* p) {
+  const WorkloadArgs& w = *static_cast<WorkloadArgs*>(p);
+  ::close(kStatusFd);
+  ::close(kExecFd);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < _NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);  // EINVAL for reserved: fine
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  int err = ENOENT;
+  if (w.path) {
+    ::execve(w.path, w.argv, w.envp);
+    err = errno;
+  }
+  ssize_t n = ::write(w.error_fd, &err, sizeof(err));
+  (void)n;
+  _exit(err == EACCES ? 126 : 127);
+}
 
 // The container's PID 1, between clone and exec: only system calls. The order matters: the
 // cgroup first (nothing forked later runs outside it) and the cgroup namespace after it (its
@@ -84,7 +230,7 @@ struct ChildArgs {
 // seccomp last, inside ConfineInChild.
 int ChildMain(void* p) {
   const ChildArgs& a = *static_cast<ChildArgs*>(p);
-  if (int e = JoinCgroupInChild(*a.join_fds); e != 0) FailChild(a.errpipe, IsolationStep::kCgroup, e);
+  if (int e = JoinCgroupWhenMade(*a.cgroup); e != 0) FailChild(a.errpipe, IsolationStep::kCgroup, e);
   if (a.gate_rd >= 0) {
     ::close(a.gate_wr);
     char go = 0;
@@ -134,10 +280,30 @@ int ChildMain(void* p) {
   // Nothing of hull's past fd 4 reaches the container (before seccomp: close_range is not in
   // every profile).
   syscall(SYS_close_range, kExecFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+  // Found in the container's root, as root still (caps go next): an executable bit is enough.
+  char program[4096];
+  const bool found = FindProgram(a.workload_argv[0], a.envp, program, sizeof(program));
+  int exec_error[2];
+  if (::pipe2(exec_error, O_CLOEXEC) != 0) FailChild(a.errpipe, IsolationStep::kExec, errno);
   int step = 0;
   if (int e = ConfineInChild(*a.landlock, *a.caps, *a.seccomp, a.init_fd, &step); e != 0) {
     FailChild(a.errpipe, static_cast<IsolationStep>(step), e);
   }
+  // The workload is forked here, confined, and sandbox-init exec'd after it adopts it (--adopt):
+  // the workload starts without waiting for sandbox-init's exec and start. Every signal stays
+  // blocked until sandbox-init reads them: one that comes meanwhile (SIGCHLD of a workload that
+  // is already done, a `hull stop`) waits in the queue, across the exec.
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  alignas(16) char workload_stack[32 << 10];
+  WorkloadArgs w{found ? program : nullptr, a.workload_argv, a.envp, exec_error[1]};
+  pid_t workload = ::clone(WorkloadMain, workload_stack + sizeof(workload_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &w);
+  if (workload < 0) FailChild(a.errpipe, IsolationStep::kExec, errno);
+  ::close(exec_error[1]);
+  if (::fcntl(exec_error[0], F_SETFD, 0) != 0) FailChild(a.errpipe, IsolationStep::kExec, errno);
+  FormatInt(a.adopt_pid, workload);
+  FormatInt(a.exec_error_fd, exec_error[0]);
   syscall(SYS_execveat, a.init_fd, "", a.argv, a.envp, AT_EMPTY_PATH);
   FailChild(a.errpipe, IsolationStep::kExec, errno);
 }
@@ -478,38 +644,34 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   bool veth_made = false;
   OnExit release_lease{[&] { ReleaseLease(s.lease_dir, s.ip, m.name, lease_owner, veth_made ? s.host_veth : ""); }};
 
-  // cgroup limits. A rootless hull of an unprivileged user usually cannot create a group (v1
-  // here is root's): the container then runs without limits, and says so.
-  auto host = CgroupHost::Probe();
-  CgroupPtr group;
-  std::vector<int> join_fds_v;
-  if (auto g = host->Create("hull/" + m.name, LimitsOf(m)); g) {
-    group = std::move(*g);
-  } else if (rootless && ::geteuid() != 0) {
-    s.warnings.push_back("cgroup limits skipped: " + g.error().message());
-  } else {
-    return Fail(kExitRuntime, g.error());
-  }
-  auto* join_fds = &join_fds_v;
+  // The cgroup (CgroupSetup): made now for a gated child (a fork, which sees only what exists
+  // before it), or by `maker` beside the clone.
+  const bool gated = rootless || bridge;
+  CgroupSetup cgroup;
+  const std::string group_path = "hull/" + m.name;
+  const bool may_skip_cgroup = rootless && ::geteuid() != 0;
+  std::thread maker;
   auto destroy_group = [&] {
-    if (group) group->Destroy();
+    if (maker.joinable()) maker.join();
+    if (cgroup.group) cgroup.group->Destroy();
   };
-  if (group) {
-    s.cgroup = group->path();
-    s.cgroup_version = host->Version();
-    auto fds = group->OpenProcsFiles();
-    if (!fds) {
-      destroy_group();
-      return Fail(kExitRuntime, fds.error());
-    }
-    join_fds_v = std::move(*fds);
+  if (gated) {
+    cgroup.Make(group_path, LimitsOf(m), may_skip_cgroup);
+    if (cgroup.error) return Fail(kExitRuntime, *cgroup.error);
   }
 
+  // sandbox-init adopts the workload PID 1 forks (ChildMain): the child writes its pid and its
+  // exec-error pipe into these two.
+  char adopt_pid[12] = "", exec_error_fd[12] = "";
   std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd),
-                                     "--exec-fd", std::to_string(kExecFd), "--"};
+                                     "--exec-fd", std::to_string(kExecFd), "--adopt", "", "--exec-error-fd", "", "--"};
   argv_s.insert(argv_s.end(), m.argv.begin(), m.argv.end());
+  std::vector<std::string> workload_argv_s = m.argv;
   std::vector<std::string> env_s = EnvWithPath(m.env);
   auto argv = CStrings(argv_s);
+  argv[6] = adopt_pid;
+  argv[8] = exec_error_fd;
+  auto workload_argv = CStrings(workload_argv_s);
   auto envp = CStrings(env_s);
   const std::string loginuid = std::to_string(::getuid());
   const std::string cwd = m.cwd.empty() ? "/" : m.cwd;
@@ -517,7 +679,6 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   std::vector<int> fds;
   auto close_all = [&] {
     for (int fd : fds) ::close(fd);
-    for (int fd : *join_fds) ::close(fd);
   };
   auto open_fd = [&](const std::string& path, int flags) {
     int fd = AboveChildFds(::open(path.c_str(), flags | O_CLOEXEC, 0640));
@@ -540,7 +701,6 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   OnExit close_exec_rd{[&] {
     if (exec_pipe[0] >= 0) ::close(exec_pipe[0]);
   }};
-  const bool gated = rootless || bridge;
   int gate[2] = {-1, -1};
   if (gated && ::pipe2(gate, O_CLOEXEC) == 0) {
     fds.push_back(gate[0]);  // the parent closes its read end with the rest after clone
@@ -567,10 +727,10 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   }
   const bool new_net = m.network == "none" || bridge;
   const IdMapping ids = RootlessMapping();
-  ChildArgs args{join_fds, out_fd, err_fd, null_fd, status_fd, exec_pipe[1], init_fd, errpipe[1], gate[0], gate[1],
+  ChildArgs args{&cgroup, out_fd, err_fd, null_fd, status_fd, exec_pipe[1], init_fd, errpipe[1], gate[0], gate[1],
                  rootless, rootless && !ids.deny_setgroups, new_net,
                  loginuid.c_str(), &plan, cwd.c_str(), &landlock, caps->get(), &*seccomp,
-                 argv.data(), envp.data()};
+                 argv.data(), workload_argv.data(), envp.data(), adopt_pid, exec_error_fd};
   int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (new_net) flags |= CLONE_NEWNET;
   if (rootless) flags |= CLONE_NEWUSER;
@@ -578,8 +738,10 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   // plan it reads stays put. A gated child must run while this thread writes its maps and
   // network: it gets a copy of the memory instead (a fork), and the plan in it stays put too.
   if (!gated) flags |= CLONE_VM | CLONE_VFORK;
+  if (!gated) maker = std::thread([&] { cgroup.Make(group_path, LimitsOf(m), may_skip_cgroup); });
   pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack, flags, &args);
   int clone_errno = errno;
+  if (maker.joinable()) maker.join();
   ::munmap(stack, kChildStack);
   ::close(errpipe[1]);
   close_all();
@@ -589,6 +751,19 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     destroy_group();
     return Fail(kExitRuntime, ErrnoError("clone", clone_errno).error());
   }
+  if (cgroup.error) {
+    // The child gave up waiting for it (ECANCELED): the group's own error says why.
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(errpipe[0]);
+    if (gate[1] >= 0) ::close(gate[1]);
+    return Fail(kExitRuntime, *cgroup.error);
+  }
+  if (cgroup.group) {
+    s.cgroup = cgroup.group->path();
+    s.cgroup_version = cgroup.version;
+  }
+  if (!cgroup.warning.empty()) s.warnings.push_back(cgroup.warning);
   // The container exists once its PID 1 goes past the gate: before that, PID 1 owns the lease
   // and state.json names it, so a `hull run` killed at any moment leaves either a child that
   // dies at the closed gate or a container that every later command sees, with an address that
