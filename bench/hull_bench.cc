@@ -39,6 +39,7 @@ namespace {
 
 struct HullTimes {
   std::vector<double> exec_ms, return_ms;
+  int leftovers = 0;  // an earlier workload (any tool's) found alive, and killed, before a run
 };
 
 // Reaps every exited child (containers whose PID 1 this subreaper inherited).
@@ -69,15 +70,18 @@ HullTimes TimeHull(const std::string& hull, const std::string& root, const std::
     ReapAll();
     if (!e2e::WaitFor([] { return bench::FindBusybox(getpid()) == 0; }, std::chrono::seconds(2),
                       std::chrono::milliseconds(1))) {
-      // Say which, and end it: a lagging teardown must not stop the whole bench.
-      int left = bench::FindBusybox(getpid());
-      std::ifstream status("/proc/" + std::to_string(left) + "/status");
-      std::string line, ppid;
-      while (std::getline(status, line)) {
-        if (line.rfind("PPid:", 0) == 0) ppid = line.substr(5);
+      // Say which, count it, and end it: a lagging teardown must not stop the whole bench.
+      if (int left = bench::FindBusybox(getpid())) {
+        std::ifstream status("/proc/" + std::to_string(left) + "/status");
+        std::string line, ppid, parent_name;
+        while (std::getline(status, line)) {
+          if (line.rfind("PPid:", 0) == 0) ppid = line.substr(line.find_first_not_of(" \t", 5));
+        }
+        std::ifstream("/proc/" + ppid + "/comm") >> parent_name;
+        fprintf(stderr, "%s: run %d: an earlier workload (pid %d, parent %s %s) still ran: killed\n", tag.c_str(), i,
+                left, ppid.c_str(), parent_name.c_str());
+        ++t.leftovers;
       }
-      fprintf(stderr, "%s: run %d: an earlier workload (pid %d, parent%s) still ran: killed\n", tag.c_str(), i, left,
-              ppid.c_str());
       if (!e2e::WaitFor([] {
             ReapAll();
             if (int p = bench::FindBusybox(getpid())) ::kill(p, SIGKILL);
@@ -154,6 +158,7 @@ int main(int argc, char** argv) {
     dyn.return_ms.insert(dyn.return_ms.end(), d.return_ms.begin(), d.return_ms.end());
     stat.exec_ms.insert(stat.exec_ms.end(), s.exec_ms.begin(), s.exec_ms.end());
     stat.return_ms.insert(stat.return_ms.end(), s.return_ms.begin(), s.return_ms.end());
+    stat.leftovers += s.leftovers + d.leftovers;
     auto b = bench::TimeBwrap(root, n, bwrap_flags);
     bwrap_ms.insert(bwrap_ms.end(), b.begin(), b.end());
     auto r = bench::TimeRunc(root, dir, n);
@@ -172,6 +177,10 @@ int main(int argc, char** argv) {
   Ratio("ratio hull_dynamic / bwrap", dyn.exec_ms, bwrap_ms, "");
   Ratio("ratio hull / runc", stat.exec_ms, runc_ms, "");
   auto size = std::filesystem::file_size(hull);
+  if (stat.leftovers > 0) {
+    printf("\nleftovers: %d time(s) an earlier workload still ran at a run's start and was killed (see stderr)\n",
+           stat.leftovers);
+  }
   printf("\nstatic binary: hull %ju bytes (%.2f MB; target <= 3 MB), hull_dynamic %ju bytes\n",
          static_cast<uintmax_t>(size), size / 1e6, static_cast<uintmax_t>(std::filesystem::file_size(hull_dynamic)));
   return 0;

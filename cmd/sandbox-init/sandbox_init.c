@@ -201,8 +201,14 @@ int main(int argc, char** argv) {
       exec_workload(workload_argv, &none, errpipe[1]);
     }
     close(errpipe[1]);
-  } else if (fcntl(exec_error_fd, F_SETFD, FD_CLOEXEC) < 0) {
-    return usage("--exec-error-fd is not an open file descriptor");
+  } else {
+    if (exec_error_fd < 3 || exec_error_fd == status_fd || exec_error_fd == exec_fd) {
+      return usage("--exec-error-fd must be above 2 and differ from --status-fd and --exec-fd");
+    }
+    if (fcntl(exec_error_fd, F_SETFD, FD_CLOEXEC) < 0) return usage("--exec-error-fd is not an open file descriptor");
+    /* A process that exists and is not this one (a zombie counts). Only kill(2), which every
+     * hull profile allows, not waitid. */
+    if (adopt == getpid() || kill(adopt, 0) != 0) return usage("--adopt names no other process");
   }
   /* EOF: the exec succeeded. Blocking here is short: the child does nothing but exec. */
   int exec_err = 0;

@@ -488,6 +488,9 @@ TEST_F(SandboxInitTest, UsageErrorsExit2) {
   EXPECT_NE(err.find("--adopt and --exec-error-fd go together"), std::string::npos) << err;
   EXPECT_EQ(RunDirect(dir_, {"--adopt", "0", "--exec-error-fd", "5", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--adopt needs a process id"), std::string::npos) << err;
+  EXPECT_EQ(RunDirect(dir_, {"--adopt", "1", "--exec-error-fd", "2", "--", "/bin/true"}, &err), 2);
+  EXPECT_NE(err.find("--exec-error-fd must be above 2"), std::string::npos) << err;
+
   EXPECT_EQ(RunDirect(dir_, {"--exec-fd", "9", "--", "/bin/true"}, &err), 2);
   EXPECT_NE(err.find("--exec-fd is not an open file descriptor"), std::string::npos) << err;
 }

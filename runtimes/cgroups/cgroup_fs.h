@@ -31,10 +31,9 @@ Result<std::vector<pid_t>> ReadPids(const std::string& procs_path);
 Status MakeDirs(const std::string& root, const std::string& rel, std::vector<std::string>* made);
 // rmdir; a directory already gone is fine. kFailedPrecondition while it has members.
 Status RemoveDir(const std::string& dir);
-// "<dir> is not writable" unless the directory exists and is writable.
 // Opens every file of `paths` write-only and close-on-exec: all, or none and the error.
 Result<std::vector<int>> OpenForWriting(const std::vector<std::string>& paths);
-
+// "<dir> is not writable" unless the directory exists and is writable.
 Status Writable(const std::string& dir);
 
 // SIGKILLs what `members` lists until it lists nothing, or `deadline` passes (kUnavailable).

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <grp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -26,6 +27,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "runtimes/cgroups/cgroups.h"
@@ -68,6 +70,8 @@ std::unexpected<Failure> ManifestError(const std::string& field, const std::stri
 // (a futex) before it joins, opening `cfiles` itself.
 struct CgroupSetup {
   enum : int { kPending = 0, kReady, kNone, kFailed };
+  static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free,
+                "the futex word is the atomic's int");
   std::atomic<int> state{kPending};
   CgroupPtr group;
   std::string version;
@@ -78,23 +82,31 @@ struct CgroupSetup {
 
   // A rootless hull of an unprivileged user usually cannot create a group (v1 here is root's):
   // with `may_skip` the container then runs without limits, and says so.
-  void Make(const std::string& path, const CgroupLimits& limits, bool may_skip) {
-    auto host = CgroupHost::Probe();
+  // Never throws: whatever happens ends in a state the child can read.
+  void Make(const std::string& path, const CgroupLimits& limits, bool may_skip) noexcept {
     int result = kReady;
-    if (auto g = host->Create(path, limits); g) {
-      group = std::move(*g);
-      version = host->Version();
-      files = group->JoinFiles();
-      for (const auto& f : files) cfiles.push_back(f.c_str());
-    } else if (may_skip) {
-      warning = "cgroup limits skipped: " + g.error().message();
-      result = kNone;
-    } else {
-      error = g.error();
+    try {
+      auto host = CgroupHost::Probe();
+      if (auto g = host->Create(path, limits); g) {
+        group = std::move(*g);
+        version = host->Version();
+        files = group->JoinFiles();
+        for (const auto& f : files) cfiles.push_back(f.c_str());
+      } else if (may_skip) {
+        warning = "cgroup limits skipped: " + g.error().message();
+        result = kNone;
+      } else {
+        error = g.error();
+        result = kFailed;
+      }
+    } catch (const std::exception& e) {
+      if (group) group->Destroy();
+      group.reset();
+      error = Error(Code::kInternal, std::string("making the cgroup: ") + e.what());
       result = kFailed;
     }
     state.store(result, std::memory_order_release);
-    syscall(SYS_futex, reinterpret_cast<int*>(&state), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+    syscall(SYS_futex, reinterpret_cast<int*>(&state), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
   }
 };
 
@@ -102,15 +114,22 @@ struct CgroupSetup {
 // it: "0" (the writer) into each file. 0, or an errno (ECANCELED when no group could be made:
 // the parent says why).
 int JoinCgroupWhenMade(const CgroupSetup& cs) noexcept {
-  for (int waited = 0;;) {
+  timespec deadline;
+  ::clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += 10;
+  for (;;) {
     int st = cs.state.load(std::memory_order_acquire);
     if (st == CgroupSetup::kNone) return 0;
     if (st == CgroupSetup::kFailed) return ECANCELED;
     if (st == CgroupSetup::kReady) break;
-    if (waited++ == 100) return ETIMEDOUT;
+    timespec now;
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+      return ETIMEDOUT;
+    }
     timespec tick{0, 100'000'000};
-    syscall(SYS_futex, const_cast<int*>(reinterpret_cast<const int*>(&cs.state)), FUTEX_WAIT, CgroupSetup::kPending,
-            &tick, nullptr, 0);
+    syscall(SYS_futex, const_cast<int*>(reinterpret_cast<const int*>(&cs.state)), FUTEX_WAIT_PRIVATE,
+            CgroupSetup::kPending, &tick, nullptr, 0);
   }
   for (const char* f : cs.cfiles) {
     int fd = ::open(f, O_WRONLY | O_CLOEXEC);
@@ -163,41 +182,11 @@ void FormatInt(char* out, int n) {
   out[at] = '\0';
 }
 
-// The program `file` as execvp would find it on `envp`'s PATH, into `out`: false when no
-// directory has it executable (then, like execvp, ENOENT). A name with a '/' is itself.
-// Async-signal-safe.
-bool FindProgram(const char* file, char* const* envp, char* out, size_t size) {
-  const size_t flen = std::strlen(file);
-  if (std::strchr(file, '/') != nullptr) {
-    if (flen + 1 > size) return false;
-    std::memcpy(out, file, flen + 1);
-    return true;
-  }
-  const char* path = "";
-  for (char* const* e = envp; *e; ++e) {
-    if (std::strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
-  }
-  for (const char* dir = path;; ) {
-    const char* end = std::strchr(dir, ':');
-    size_t dlen = end ? static_cast<size_t>(end - dir) : std::strlen(dir);
-    if (dlen == 0) dir = ".", dlen = 1;  // an empty entry is the working directory
-    if (dlen + 1 + flen + 1 <= size) {
-      std::memcpy(out, dir, dlen);
-      out[dlen] = '/';
-      std::memcpy(out + dlen + 1, file, flen + 1);
-      if (::access(out, X_OK) == 0) return true;
-    }
-    if (!end) return false;
-    dir = end + 1;
-  }
-}
-
 // The workload's process: forked by PID 1 (CLONE_VM|CLONE_VFORK: PID 1 waits for its exec),
 // confined as PID 1 is. It gives up fds 3 and 4 (sandbox-init's), restores a clean signal state
 // and execs; a failure's errno goes to the pipe PID 1 hands to sandbox-init.
 struct WorkloadArgs {
-  const char* path;  // nullptr: not found on PATH
-  char* const* argv;
+  char* const* argv;  // argv[0] is absolute (the manifest requires it): no PATH search
   char* const* envp;
   int error_fd;
 };
@@ -214,11 +203,8 @@ int WorkloadMain(void* p) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  int err = ENOENT;
-  if (w.path) {
-    ::execve(w.path, w.argv, w.envp);
-    err = errno;
-  }
+  ::execve(w.argv[0], w.argv, w.envp);
+  int err = errno;
   ssize_t n = ::write(w.error_fd, &err, sizeof(err));
   (void)n;
   _exit(err == EACCES ? 126 : 127);
@@ -280,9 +266,11 @@ int ChildMain(void* p) {
   // Nothing of hull's past fd 4 reaches the container (before seccomp: close_range is not in
   // every profile).
   syscall(SYS_close_range, kExecFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
-  // Found in the container's root, as root still (caps go next): an executable bit is enough.
-  char program[4096];
-  const bool found = FindProgram(a.workload_argv[0], a.envp, program, sizeof(program));
+  // Until sandbox-init's exec replaces it, PID 1 is hull's code, with (CLONE_VM) hull's live
+  // memory, and the workload runs beside it for a moment: not dumpable, so that neither
+  // /proc/1/mem, environ nor exe opens for the workload (ptrace access needs a capability it
+  // lacks). The exec of sandbox-init makes PID 1 dumpable again; hull restores its own flag.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) FailChild(a.errpipe, IsolationStep::kExec, errno);
   int exec_error[2];
   if (::pipe2(exec_error, O_CLOEXEC) != 0) FailChild(a.errpipe, IsolationStep::kExec, errno);
   int step = 0;
@@ -297,7 +285,7 @@ int ChildMain(void* p) {
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
   alignas(16) char workload_stack[32 << 10];
-  WorkloadArgs w{found ? program : nullptr, a.workload_argv, a.envp, exec_error[1]};
+  WorkloadArgs w{a.workload_argv, a.envp, exec_error[1]};
   pid_t workload = ::clone(WorkloadMain, workload_stack + sizeof(workload_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &w);
   if (workload < 0) FailChild(a.errpipe, IsolationStep::kExec, errno);
   ::close(exec_error[1]);
@@ -738,9 +726,18 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   // plan it reads stays put. A gated child must run while this thread writes its maps and
   // network: it gets a copy of the memory instead (a fork), and the plan in it stays put too.
   if (!gated) flags |= CLONE_VM | CLONE_VFORK;
-  if (!gated) maker = std::thread([&] { cgroup.Make(group_path, LimitsOf(m), may_skip_cgroup); });
+  if (!gated) {
+    try {
+      maker = std::thread([&] { cgroup.Make(group_path, LimitsOf(m), may_skip_cgroup); });
+    } catch (const std::system_error&) {
+      cgroup.Make(group_path, LimitsOf(m), may_skip_cgroup);  // no thread to be had: now, then
+    }
+  }
+  // The child shares our memory without a gate, and makes it undumpable for a moment (ChildMain).
+  const int dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
   pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack, flags, &args);
   int clone_errno = errno;
+  if (!gated && dumpable > 0) ::prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
   if (maker.joinable()) maker.join();
   ::munmap(stack, kChildStack);
   ::close(errpipe[1]);
