@@ -734,7 +734,9 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     }
   }
   // The child shares our memory without a gate, and makes it undumpable for a moment (ChildMain).
-  const int dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+  // What to restore is read once per process, before any such child: concurrent runs (the
+  // agent's) would otherwise read each other's 0.
+  static const int dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
   pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack, flags, &args);
   int clone_errno = errno;
   if (!gated && dumpable > 0) ::prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
