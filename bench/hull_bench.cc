@@ -143,12 +143,13 @@ int main(int argc, char** argv) {
   // The containers `hull run` leaves behind become our children, so their exec is seen in our tree.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-  // Interleaved in blocks so that a busy moment of the (shared) machine hits all of them alike.
+  // Interleaved in small blocks so that a busy moment of the (shared) machine hits all of them
+  // alike (blocks of 25 let one noisy second decide a tool's p50).
   HullTimes stat, dyn;
   std::vector<double> bwrap_ms, runc_ms;
   const std::vector<std::string> bwrap_flags = {"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
                                                 "--die-with-parent", "--new-session", "--cap-drop", "ALL"};
-  const int block = std::min(runs, 25);
+  const int block = std::min(runs, 5);
   for (int done = 0; done < runs; done += block) {
     int n = std::min(block, runs - done);
     auto s = TimeHull(hull, root, dir, n, "static" + std::to_string(done));

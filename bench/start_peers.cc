@@ -96,7 +96,13 @@ std::vector<double> TimeBwrap(const std::string& root, int runs, const std::vect
       return {};
     }
     ms.push_back(Ms(t0, Clock::now()));
-    kill(pid, SIGKILL);
+    // The whole tree, not only the outer bwrap: its PID 1 (--die-with-parent) has been seen to
+    // outlive it for seconds, and its workload would be taken for the next tool's.
+    std::vector<int> tree = {pid};
+    for (size_t k = 0; k < tree.size(); ++k) {
+      for (int c : Children(tree[k])) tree.push_back(c);
+    }
+    for (auto it = tree.rbegin(); it != tree.rend(); ++it) kill(*it, SIGKILL);
     waitpid(pid, nullptr, 0);
   }
   return ms;
