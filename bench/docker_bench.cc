@@ -9,13 +9,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <cstdio>
-#include <map>
-#include <mutex>
-#include <thread>
 
-#include "apis/client.h"
+#include "bench/dev_stack.h"
 #include "e2e/harness.h"
 
 using namespace mentat;
@@ -42,38 +38,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string dir = TempDir("docker-bench");
-  int port = FreePort();
-  std::string addr = "http://127.0.0.1:" + std::to_string(port);
-  Process server({Runfile("cmd/mentat-server/mentat-server"), "--dev", "--listen",
-                  "127.0.0.1:" + std::to_string(port), "--data-dir", dir + "/data", "--node-name",
-                  "docker-bench", "--log-level", "warn"},
-                 dir + "/server.log");
-  if (!WaitFor([&] { return HttpGet(port, "/healthz").first == 200; }, std::chrono::seconds(20))) {
-    fprintf(stderr, "server did not start:\n%s\n", server.Log().c_str());
-    return 1;
-  }
-  auto client = *ApiClient::Create(addr);
-  auto watcher_client = *ApiClient::Create(addr);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, Clock::time_point> ready_at;
-  std::atomic<bool> stop{false};
-  std::thread watch([&] {
-    while (!stop) {
-      watcher_client->Watch("services", 0, {}, [&](const Json& ev) {
-        const Json& o = ev["object"];
-        if (ev.value("type", "") == "MODIFIED" &&
-            o.value("status", Json::object()).value("readyReplicas", 0) >= 1) {
-          std::lock_guard<std::mutex> lock(mu);
-          ready_at.emplace(NameOf(o), Clock::now());
-          cv.notify_all();
-        }
-        return !stop;
-      }, &stop);
-    }
-  });
-  WaitFor([&] { return HttpGet(port, "/healthz").first == 200; }, std::chrono::seconds(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the watch subscribes
+  auto stack = bench::DevStack::Start(dir, {"--node-name", "docker-bench"});
+  if (!stack) return 1;
+  auto& client = stack->client();
 
   std::vector<double> mentat_ms, docker_ms;
   for (int i = 0; i < runs; ++i) {
@@ -81,20 +48,18 @@ int main(int argc, char** argv) {
     std::string body = "name: " + name + "\ndriver: docker\nimage: local/busybox:1\ncommand: /bin/sleep\n"
                        "args: [\"3600\"]\n";
     auto t0 = Clock::now();
-    auto put = client->Put("services", name, body);
+    auto put = client.Put("services", name, body);
     if (!put) {
       fprintf(stderr, "apply failed: %s\n", put.error().ToString().c_str());
       return 1;
     }
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!cv.wait_for(lock, std::chrono::seconds(30), [&] { return ready_at.count(name) > 0; })) {
-        fprintf(stderr, "%s did not run within 30 s\n%s\n", name.c_str(), server.Log().c_str());
-        return 1;
-      }
-      mentat_ms.push_back(std::chrono::duration<double, std::milli>(ready_at[name] - t0).count());
+    auto ready = stack->AwaitReady(name, std::chrono::seconds(30));
+    if (!ready) {
+      fprintf(stderr, "%s did not run within 30 s\n%s\n", name.c_str(), stack->Log().c_str());
+      return 1;
     }
-    client->Delete("services", name);
+    mentat_ms.push_back(std::chrono::duration<double, std::milli>(*ready - t0).count());
+    client.Delete("services", name);
 
     std::string peer = "docker-bench-peer-" + std::to_string(getpid()) + "-" + std::to_string(i);
     auto t1 = Clock::now();
@@ -109,9 +74,6 @@ int main(int argc, char** argv) {
     WaitFor([&] { return Docker({"ps", "-aq", "--filter", "label=mentat.service=" + name}).out.empty(); },
             std::chrono::seconds(30));
   }
-  stop = true;
-  watcher_client->CancelWatches();
-  watch.join();
 
   double m50 = Percentile(mentat_ms, 0.5), m90 = Percentile(mentat_ms, 0.9);
   double d50 = Percentile(docker_ms, 0.5), d90 = Percentile(docker_ms, 0.9);
@@ -120,7 +82,5 @@ int main(int argc, char** argv) {
   printf("%-34s %10.1f %10.1f\n", "mentat apply -> Running", m50, m90);
   printf("%-34s %10.1f %10.1f\n", "peer: docker run -d (same image)", d50, d90);
   printf("%-34s %10.2fx %9.2fx\n", "ratio mentat / docker run", m50 / d50, m90 / d90);
-  server.Signal(SIGTERM);
-  server.Wait(std::chrono::seconds(10));
   return 0;
 }

@@ -125,12 +125,10 @@ std::pair<int64_t, int64_t> ParseTimestamp(const std::string& ts) {
   return {static_cast<int64_t>(timegm(&tm)), nanos};
 }
 
-ExitResult ExitFromState(const Json& state, int64_t memory_mb) {
-  ExitResult r;
-  int code = state.value("ExitCode", 0);
-  r.oom_killed = state.value("OOMKilled", false);
-  // Containers run under docker-init, which exits 128+N when its child dies of signal N (as a
-  // shell does): that is reported as the signal. A workload's own exit(137) reads the same.
+// Containers (and exec'd commands) run under docker-init, which exits 128+N when its child
+// dies of signal N (as a shell does): that is reported as the signal. A workload's own
+// exit(137) reads the same.
+void SetCodeOrSignal(ExitResult& r, int code) {
   if (code > 128 && code <= 128 + 64) {
     r.signal = code - 128;
     r.message = std::string("killed by signal ") + strsignal(*r.signal);
@@ -138,6 +136,12 @@ ExitResult ExitFromState(const Json& state, int64_t memory_mb) {
     r.exit_code = code;
     r.message = "exited with code " + std::to_string(code);
   }
+}
+
+ExitResult ExitFromState(const Json& state, int64_t memory_mb) {
+  ExitResult r;
+  r.oom_killed = state.value("OOMKilled", false);
+  SetCodeOrSignal(r, state.value("ExitCode", 0));
   if (r.oom_killed) {
     r.message = "OOM-killed: exceeded its " +
                 (memory_mb > 0 ? std::to_string(memory_mb) + " MB " : std::string()) + "memory limit";
@@ -363,14 +367,7 @@ class DockerExecSession : public ExecSession {
         break;
       }
       if (!info->value("Running", false) && !(*info)["ExitCode"].is_null()) {
-        int code = info->value("ExitCode", -1);
-        if (code > 128 && code <= 128 + 64) {
-          r.signal = code - 128;
-          r.message = std::string("killed by signal ") + strsignal(*r.signal);
-        } else {
-          r.exit_code = code;
-          r.message = "exited with code " + std::to_string(code);
-        }
+        SetCodeOrSignal(r, info->value("ExitCode", -1));
         break;
       }
       std::this_thread::sleep_for(20ms);  // dockerd records the exit just after the stream ends
