@@ -366,4 +366,9 @@ void ApiClient::CancelWatches() {
   for (auto* cli : watches_) cli->stop();
 }
 
+void ApiClient::ResumeWatches() {
+  std::lock_guard<std::mutex> lock(watches_mu_);
+  cancelled_ = false;
+}
+
 }  // namespace mentat

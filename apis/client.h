@@ -96,8 +96,12 @@ class ApiClient {
                const std::function<bool(const Json&)>& on_event,
                const std::atomic<bool>* stop = nullptr);
 
-  // Ends every Watch in progress at once (they return as if stopped by the caller).
+  // Ends every Watch in progress at once (they return as if stopped by the caller), and every
+  // later one as soon as it starts, until ResumeWatches.
   void CancelWatches();
+  // Lets Watch run again after CancelWatches (a follower whose deadline cancelled them, asked to
+  // follow on).
+  void ResumeWatches();
 
   const std::string& server() const { return server_; }
 

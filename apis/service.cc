@@ -1244,6 +1244,11 @@ std::string ClosestMatch(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+bool IsBareHullManifest(const Json& document) {
+  return document.is_object() && !document.contains("kind") && !document.contains("driver") &&
+         !document.contains("config") && document.contains("rootfs") && document.contains("argv");
+}
+
 Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& marks,
                                            const std::string& default_name) {
   if (!input.is_object()) {
@@ -1257,8 +1262,7 @@ Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& 
     return NormalizeProfilesDocument(input, marks);
   }
   // A bare hull manifest (seed 003) runs as a one-replica Service on the hull driver.
-  if (!input.contains("kind") && !input.contains("driver") && !input.contains("config") &&
-      input.contains("rootfs") && input.contains("argv")) {
+  if (IsBareHullManifest(input)) {
     Json svc = {{"name", input.value("name", Json(default_name))},
                 {"driver", "hull"},
                 {"manifest", input}};

@@ -54,6 +54,11 @@ Result<Json> NormalizeObject(const Json& input, const SourceMap& marks = {});
 Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& marks = {},
                                            const std::string& default_name = "");
 
+// A bare hull manifest (seed 003): hull's own JSON file ({name, rootfs, argv, ...}), no Mentat
+// object. Applied on its own it runs as a one-replica hull Service; a directory walk of `mt
+// apply -R` skips it (it is usually the file a hull Service's `manifest:` names).
+bool IsBareHullManifest(const Json& document);
+
 // Convenience: decode one document of text and normalize it.
 Result<Json> NormalizeManifestText(const std::string& text);
 

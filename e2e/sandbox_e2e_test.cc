@@ -1,7 +1,7 @@
 // The sandbox driver through the whole stack (real server, its in-process agent, real
 // namespaces, overlayfs and cgroups; root, so no-sandbox): the seed's "Python FastAPI in
 // sandbox" example, with python3's http.server standing in for uvicorn, on the python312 base
-// (built on first use from examples/bases/python312.yaml) with the app's own files over it,
+// (built on first use from runtimes/sandbox/bases/python312.yaml) with the app's own files over it,
 // serving HTTP on the host's network; mt exec and mt logs into it; the node reporting the
 // driver and the base.
 #include <gtest/gtest.h>

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Mentat builds and tests with, only when some are missing.
+# Installs the Debian packages Mentat builds and tests with, only when some are missing, and
+# Node.js 22 for the node22 base (scripts/node22.sh).
 # Sourced by quickstart.sh and test.sh; idempotent and fast (one dpkg-query) when all are present.
 set -euo pipefail
 
@@ -19,6 +20,8 @@ MENTAT_BUILD_PACKAGES=(
   libxml2-dev nettle-dev liblzma-dev zlib1g-dev libnl-3-dev
   # The docker driver's tests run a real dockerd (scripts/dockerd.sh starts it).
   docker.io
+  # The python312 sandbox base carries FastAPI and uvicorn (seed 000's my-api).
+  python3-fastapi python3-uvicorn
 )
 
 mentat_missing_packages() {
@@ -45,3 +48,5 @@ mentat_install_packages() {
 }
 
 mentat_install_packages "${MENTAT_BUILD_PACKAGES[@]}"
+# The node22 sandbox base's Node.js 22 and npm, from the npm registry (Debian 12 has Node.js 18).
+bash "$(dirname "${BASH_SOURCE[0]}")/node22.sh"

@@ -21,4 +21,13 @@ Result<std::string> AgentAddress(ApiClient& server, const std::string& ns, const
   return address;
 }
 
+Result<std::string> AllocationLogTail(ApiClient& server, const ClientOptions& co,
+                                      const std::string& ns, const std::string& alloc,
+                                      const std::string& stream, int lines) {
+  MT_ASSIGN_OR_RETURN(std::string address, AgentAddress(server, ns, alloc));
+  MT_ASSIGN_OR_RETURN(auto agent, ApiClient::Create(address, co));
+  return agent->GetRaw("/v1/allocations/" + alloc + "/logs?namespace=" + ns + "&stream=" + stream +
+                       "&tail=" + std::to_string(lines));
+}
+
 }  // namespace mentat::mt

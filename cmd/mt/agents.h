@@ -13,4 +13,10 @@ namespace mentat::mt {
 // placed yet or its agent publishes no address.
 Result<std::string> AgentAddress(ApiClient& server, const std::string& ns, const std::string& alloc);
 
+// The last `lines` lines of one stream ("stdout" or "stderr") of allocation `alloc`'s log, read
+// from its agent with the server's token and CA (`co`).
+Result<std::string> AllocationLogTail(ApiClient& server, const ClientOptions& co,
+                                      const std::string& ns, const std::string& alloc,
+                                      const std::string& stream, int lines);
+
 }  // namespace mentat::mt

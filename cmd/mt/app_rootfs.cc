@@ -37,10 +37,7 @@ std::vector<RootfsRef> RelativeRootfs(const Document& doc) {
   if (!v.is_object()) return out;
   if (v.contains("kind") && v["kind"] != "Service") return out;
   // A bare hull manifest (seed 003) is hull's own file, whose rootfs is a node path.
-  if (!v.contains("kind") && !v.contains("driver") && !v.contains("config") &&
-      v.contains("rootfs") && v.contains("argv")) {
-    return out;
-  }
+  if (IsBareHullManifest(v)) return out;
   auto look = [&](const Json& parent, const std::string& prefix) {
     if (!parent.is_object() || !parent.contains("rootfs") || !IsRelative(parent["rootfs"])) return;
     std::string field = prefix + "rootfs";

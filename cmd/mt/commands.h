@@ -24,7 +24,11 @@ struct ApplyFlags {
   std::string applyset;
   bool prune = false;
 };
-int RunApply(ApiClient& client, const ApplyFlags& f);
+// `co` reaches the agents (--wait shows a crash-looping allocation's stderr).
+int RunApply(ApiClient& client, const ClientOptions& co, const ApplyFlags& f);
+// mt run: apply, then wait until every applied Service is up, always (f.wait is ignored), and
+// say where each runs.
+int RunRun(ApiClient& client, const ClientOptions& co, const ApplyFlags& f);
 
 struct GetFlags {
   std::vector<std::string> args;  // KIND [NAME...] or KIND/NAME...

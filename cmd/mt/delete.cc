@@ -32,7 +32,7 @@ int RunDelete(ApiClient& client, const DeleteFlags& f) {
   std::vector<Target> targets;
   if (by_file) {
     if (f.all || !f.selector.empty()) return UsageError("-f cannot be combined with --all or -l");
-    auto sources = CollectSources(f.files, f.recursive);
+    auto sources = CollectSources(f.files, f.recursive, std::cerr);
     if (!sources) return PrintError(sources.error());
     // Only the names matter here: a relative rootfs need not be packed to be deleted.
     auto placeholders = ResolveAppRootfs(*sources, RootfsMode::kPlaceholder, nullptr, std::cerr);

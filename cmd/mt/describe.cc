@@ -9,6 +9,7 @@
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
 #include "cmd/mt/commands.h"
+#include "cmd/mt/describe.h"
 #include "cmd/mt/output.h"
 #include "cmd/mt/table.h"
 
@@ -46,57 +47,6 @@ std::string Indent(const std::string& text, int n) {
 std::string Scalar(const Json& v) {
   if (v.is_string()) return v.get<std::string>();
   return v.dump();
-}
-
-void Conditions(std::string& out, const Json& obj) {
-  const Json conditions = obj.value("status", Json::object()).value("conditions", Json::array());
-  out += "Conditions:\n";
-  if (conditions.empty()) {
-    out += "  <none>\n";
-    return;
-  }
-  Table t({"TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"});
-  for (const auto& c : conditions) {
-    t.Add({c.value("type", ""), c.value("status", ""), c.value("reason", ""),
-           AgeOf(c.value("lastTransitionTime", "")), c.value("message", "")});
-  }
-  out += Indent(t.Render(), 2);
-}
-
-// The object's recent Events, oldest first, as kubectl describe shows them.
-void EventsTable(std::string& out, ApiClient& client, const Json& obj) {
-  out += "Events:\n";
-  RequestOptions ro;
-  ro.ns = NamespaceOf(obj).empty() ? std::string(kDefaultNamespace) : NamespaceOf(obj);
-  auto list = client.List("events", ro);
-  if (!list) {
-    out += "  <could not list: " + list.error().message() + ">\n";
-    return;
-  }
-  std::vector<Json> mine;
-  for (const auto& e : list->value("items", Json::array())) {
-    const Json& ref = e.value("spec", Json::object()).value("involvedObject", Json::object());
-    if (ref.value("kind", "") == obj.value("kind", "") && ref.value("name", "") == NameOf(obj)) {
-      mine.push_back(e);
-    }
-  }
-  if (mine.empty()) {
-    out += "  <none>\n";
-    return;
-  }
-  std::sort(mine.begin(), mine.end(), [](const Json& a, const Json& b) {
-    return a["spec"].value("lastTimestamp", "") < b["spec"].value("lastTimestamp", "");
-  });
-  Table t({"TYPE", "REASON", "AGE", "FROM", "MESSAGE"});
-  for (const auto& e : mine) {
-    const Json& spec = e["spec"];
-    int count = spec.value("count", 1);
-    std::string age = AgeOf(spec.value("lastTimestamp", ""));
-    if (count > 1) age += " (x" + std::to_string(count) + " over " + AgeOf(spec.value("firstTimestamp", "")) + ")";
-    t.Add({spec.value("type", ""), spec.value("reason", ""), age, spec.value("source", ""),
-           spec.value("message", "")});
-  }
-  out += Indent(t.Render(), 2);
 }
 
 void AllocationTable(std::string& out, const Result<Json>& list, bool by_node) {
@@ -179,11 +129,11 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
                 (detail.empty() ? "" : " (" + detail + ")"),
             2);
     }
-    Conditions(out, obj);
+    out += ConditionsText(obj);
     RequestOptions ro;
     ro.label_selector = std::string(kLabelNode) + "=" + NameOf(obj);
     AllocationTable(out, client.List("allocations", ro), /*by_node=*/true);
-    EventsTable(out, client, obj);
+    out += EventsText(client, obj);
     return out;
   }
 
@@ -200,12 +150,12 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
               std::to_string(spec.value("count", 1)) + " desired",
           2);
     if (!st.value("message", "").empty()) Field(out, "Message", st.value("message", ""), 2);
-    Conditions(out, obj);
+    out += ConditionsText(obj);
     RequestOptions ro;
     ro.ns = NamespaceOf(obj);
     ro.label_selector = std::string(kLabelService) + "=" + NameOf(obj);
     AllocationTable(out, client.List("allocations", ro), /*by_node=*/false);
-    EventsTable(out, client, obj);
+    out += EventsText(client, obj);
     return out;
   }
   if (kind.kind == "Allocation") {
@@ -219,8 +169,8 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
     for (const auto& [key, label] : fields) {
       if (st.contains(key)) Field(out, label, Scalar(st[key]), 2);
     }
-    Conditions(out, obj);
-    EventsTable(out, client, obj);
+    out += ConditionsText(obj);
+    out += EventsText(client, obj);
     return out;
   }
   if (!st.empty()) out += "Status:\n" + Indent(EncodeYaml(st), 2);
@@ -228,6 +178,60 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
 }
 
 }  // namespace
+
+std::string ConditionsText(const Json& obj) {
+  std::string out;
+  const Json conditions = obj.value("status", Json::object()).value("conditions", Json::array());
+  out += "Conditions:\n";
+  if (conditions.empty()) {
+    out += "  <none>\n";
+    return out;
+  }
+  Table t({"TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"});
+  for (const auto& c : conditions) {
+    t.Add({c.value("type", ""), c.value("status", ""), c.value("reason", ""),
+           AgeOf(c.value("lastTransitionTime", "")), c.value("message", "")});
+  }
+  out += Indent(t.Render(), 2);
+  return out;
+}
+
+std::string EventsText(ApiClient& client, const Json& obj, size_t limit) {
+  std::string out = "Events:\n";
+  RequestOptions ro;
+  ro.ns = NamespaceOf(obj).empty() ? std::string(kDefaultNamespace) : NamespaceOf(obj);
+  auto list = client.List("events", ro);
+  if (!list) {
+    out += "  <could not list: " + list.error().message() + ">\n";
+    return out;
+  }
+  std::vector<Json> mine;
+  for (const auto& e : list->value("items", Json::array())) {
+    const Json& ref = e.value("spec", Json::object()).value("involvedObject", Json::object());
+    if (ref.value("kind", "") == obj.value("kind", "") && ref.value("name", "") == NameOf(obj)) {
+      mine.push_back(e);
+    }
+  }
+  if (mine.empty()) {
+    out += "  <none>\n";
+    return out;
+  }
+  std::sort(mine.begin(), mine.end(), [](const Json& a, const Json& b) {
+    return a["spec"].value("lastTimestamp", "") < b["spec"].value("lastTimestamp", "");
+  });
+  if (limit > 0 && mine.size() > limit) mine.erase(mine.begin(), mine.end() - static_cast<long>(limit));
+  Table t({"TYPE", "REASON", "AGE", "FROM", "MESSAGE"});
+  for (const auto& e : mine) {
+    const Json& spec = e["spec"];
+    int count = spec.value("count", 1);
+    std::string age = AgeOf(spec.value("lastTimestamp", ""));
+    if (count > 1) age += " (x" + std::to_string(count) + " over " + AgeOf(spec.value("firstTimestamp", "")) + ")";
+    t.Add({spec.value("type", ""), spec.value("reason", ""), age, spec.value("source", ""),
+           spec.value("message", "")});
+  }
+  out += Indent(t.Render(), 2);
+  return out;
+}
 
 int RunDescribe(ApiClient& client, const DescribeFlags& f) {
   auto refs = ParseRefs(f.args, /*names_optional=*/true);

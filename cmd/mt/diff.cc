@@ -62,7 +62,7 @@ int RunDiff(ApiClient& client, const DiffFlags& f) {
     UsageError("--prune needs --applyset NAME");
     return kDiffTrouble;
   }
-  auto sources = CollectSources(f.files, f.recursive);
+  auto sources = CollectSources(f.files, f.recursive, std::cerr);
   if (!sources) return Trouble(PrintError(sources.error()));
   // A relative rootfs is compared as the digest `mt apply` would send: packed, not uploaded.
   auto packed = ResolveAppRootfs(*sources, RootfsMode::kPackOnly, nullptr, std::cerr);

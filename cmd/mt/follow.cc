@@ -64,6 +64,14 @@ Result<bool> KindFollower::Run(const OnEvent& on_event) {
       if (!cv.wait_until(lock, *deadline_, [&] { return finished; })) client_.CancelWatches();
     });
   }
+  // The cancel of an earlier Run's deadline would end this one's watches at once.
+  struct Resume {
+    ApiClient& client;
+    bool deadline;
+    ~Resume() {
+      if (deadline) client.ResumeWatches();
+    }
+  } resume{client_, deadline_.has_value()};
   struct StopTimer {
     std::mutex& mu;
     std::condition_variable& cv;

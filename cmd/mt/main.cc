@@ -89,6 +89,18 @@ int main(int argc, char** argv) {
   apply->add_flag("--prune", apply_flags.prune,
                   "delete the applyset's objects that the manifests no longer declare");
 
+  // mt run: seed 000's boot flow ("mt run service.yaml"), as `nomad job run`.
+  ApplyFlags run_flags;
+  run_flags.timeout = "5m";
+  std::vector<std::string> run_files;
+  auto* run = app.add_subcommand(
+      "run", "apply manifests, then follow each Service live until it is up (or say why not)");
+  run->add_option("file", run_files, "file or directory (the same as -f)");
+  run->add_option("-f,--filename", run_flags.files, "file, directory or - for stdin");
+  run->add_flag("-R,--recursive", run_flags.recursive, "descend into directories");
+  run->add_option("--timeout", run_flags.timeout, "give up after this long (e.g. 90s, 5m)")
+      ->capture_default_str();
+
   GetFlags get_flags;
   auto* get = app.add_subcommand("get", "show objects");
   get->add_option("resources", get_flags.args, "KIND [NAME...] or KIND/NAME...")->required();
@@ -271,7 +283,13 @@ int main(int argc, char** argv) {
   if (snapshot_save->parsed()) return SnapshotSave(c, snapshot_file);
   if (apply->parsed()) {
     apply_flags.ns = ns_explicit ? namespace_ : "";
-    return RunApply(c, apply_flags);
+    return RunApply(c, co, apply_flags);
+  }
+  if (run->parsed()) {
+    run_flags.files.insert(run_flags.files.begin(), run_files.begin(), run_files.end());
+    if (run_flags.files.empty()) return UsageError("run needs a manifest: mt run FILE, or -f FILE");
+    run_flags.ns = ns_explicit ? namespace_ : "";
+    return RunRun(c, co, run_flags);
   }
   if (get->parsed()) {
     get_flags.ns = namespace_;

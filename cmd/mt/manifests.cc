@@ -13,7 +13,18 @@
 namespace mentat::mt {
 namespace fs = std::filesystem;
 
-Result<std::vector<Source>> CollectSources(const std::vector<std::string>& inputs, bool recursive) {
+namespace {
+
+// A file found by a directory walk that holds one bare hull manifest.
+bool IsHullManifestFile(const std::string& text) {
+  auto docs = DecodeYamlStream(text);
+  return docs && docs->size() == 1 && IsBareHullManifest(docs->front().value);
+}
+
+}  // namespace
+
+Result<std::vector<Source>> CollectSources(const std::vector<std::string>& inputs, bool recursive,
+                                           std::ostream& notes) {
   std::vector<Source> out;
   for (const auto& in : inputs) {
     if (in == "-") {
@@ -26,7 +37,8 @@ Result<std::vector<Source>> CollectSources(const std::vector<std::string>& input
     auto status = fs::status(in, ec);
     if (ec || !fs::exists(status)) return NotFound(in + ": no such file or directory");
     std::vector<fs::path> files;
-    if (fs::is_directory(status)) {
+    const bool walked = fs::is_directory(status);
+    if (walked) {
       auto add = [&](const fs::directory_entry& e) {
         auto ext = e.path().extension().string();
         if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json")) {
@@ -55,6 +67,13 @@ Result<std::vector<Source>> CollectSources(const std::vector<std::string>& input
         return MakeError(Code::kTooLarge, f.string() + ": " + std::to_string(ss.str().size()) +
                                               " bytes; manifests are limited to " +
                                               std::to_string(kMaxManifestBytes) + " bytes");
+      }
+      if (walked && IsHullManifestFile(ss.str())) {
+        notes << "note: skipped " << f.string()
+              << ": a hull manifest (seed 003), not a Mentat object; a hull Service's "
+                 "manifest: names it, and `mt apply -f "
+              << f.string() << "` alone runs it as a one-replica hull Service\n";
+        continue;
       }
       out.push_back({f.string(), ss.str()});
     }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -17,8 +18,11 @@ struct Source {
 };
 
 // Each input is a file, a directory (its .yaml, .yml and .json files, sorted; with
-// `recursive`, its subdirectories' too) or "-" for stdin. Files over 1 MiB are refused.
-Result<std::vector<Source>> CollectSources(const std::vector<std::string>& inputs, bool recursive);
+// `recursive`, its subdirectories' too) or "-" for stdin. Files over 1 MiB are refused. A
+// directory's bare hull manifests (seed 003: hull's own files, which hull Services name) are
+// skipped, each with a note on `notes`; named on their own they are read like any manifest.
+Result<std::vector<Source>> CollectSources(const std::vector<std::string>& inputs, bool recursive,
+                                           std::ostream& notes);
 
 // The body of POST /v1/apply: [{source, text}]. Errors: invalid UTF-8 (JSON cannot carry it),
 // with the file, line and column.

@@ -57,8 +57,9 @@ class RecipeParser {
       Fail("", "a recipe is a mapping (name, packages, files, trees, symlinks, version)");
       return Finish(r);
     }
-    static const std::vector<std::string> known = {"name",  "description", "packages", "files",
-                                                   "trees", "symlinks",    "applets",  "version"};
+    static const std::vector<std::string> known = {"name",  "description", "provided_by",
+                                                   "packages", "files", "trees",
+                                                   "symlinks", "applets", "version"};
     for (const auto& [key, _] : v.items()) {
       if (std::find(known.begin(), known.end(), key) == known.end()) UnknownField(key, key, known);
     }
@@ -68,6 +69,8 @@ class RecipeParser {
     }
     if (v.contains("description"))
       r.description = Str(v["description"], "description").value_or("");
+    if (v.contains("provided_by"))
+      r.provided_by = Str(v["provided_by"], "provided_by").value_or("");
     if (v.contains("packages")) r.packages = StrList(v["packages"], "packages");
     if (v.contains("files")) r.files = Paths(v["files"], "files", /*tree=*/false);
     if (v.contains("trees")) r.trees = Paths(v["trees"], "trees", /*tree=*/true);
@@ -86,7 +89,7 @@ class RecipeParser {
   void Fail(const std::string& path, const std::string& message) {
     Mark m = FindMark(doc_.marks, path);
     FieldError e(path, m.line, m.column, message);
-    e.source = "examples/bases/" + name_ + ".yaml";
+    e.source = "runtimes/sandbox/bases/" + name_ + ".yaml";
     errors_.push_back(std::move(e));
   }
 

@@ -108,7 +108,7 @@ TEST(BaseRecipeTest, InvalidRecipesAreRefusedWithTheLineOfEachProblem) {
   ASSERT_TRUE(Detail(e, "pakages"));
   EXPECT_EQ(Detail(e, "pakages")->message, "unknown field, did you mean \"packages\"?");
   EXPECT_EQ(Detail(e, "pakages")->line, 2);
-  EXPECT_EQ(Detail(e, "pakages")->source, "examples/bases/bad.yaml");
+  EXPECT_EQ(Detail(e, "pakages")->source, "runtimes/sandbox/bases/bad.yaml");
   ASSERT_TRUE(Detail(e, "files[0]"));
   EXPECT_EQ(Detail(e, "files[0]")->line, 4);
   ASSERT_TRUE(Detail(e, "files[1].optinal"));

@@ -136,10 +136,11 @@ Result<std::string> ProbeVersion(const BaseRecipe& r, const std::string& rootfs)
 }
 
 std::string MissingOnHost(const BaseRecipe& r, const std::string& path) {
-  return "base " + r.name + " needs " + path + ", which this host does not have" +
-         (r.packages.empty() ? std::string()
-                             : " (Debian packages: " + JoinNames(r.packages, ", ") +
-                                   "; apt-get install -y " + JoinNames(r.packages, " ") + ")");
+  std::string out = "base " + r.name + " needs " + path + ", which this host does not have";
+  if (!r.provided_by.empty()) return out + " (" + r.provided_by + ")";
+  if (r.packages.empty()) return out;
+  return out + " (Debian packages: " + JoinNames(r.packages, ", ") + "; apt-get install -y " +
+         JoinNames(r.packages, " ") + ")";
 }
 
 // Builds the base's rootfs under `dir` (dir/rootfs) and writes dir/base.json.

@@ -1,5 +1,5 @@
 // The sandbox's pre-built bases (node22, python312, java21, static): root filesystems built
-// once on each host from the recipes compiled in from examples/bases/, then shared read-only by
+// once on each host from the recipes compiled in from runtimes/sandbox/bases/, then shared read-only by
 // every sandbox as the overlayfs lowerdir under the application's files. docs/sandbox.md.
 //
 // On disk, under a bases directory (the agent's <data-dir>/bases):

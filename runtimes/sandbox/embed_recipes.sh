@@ -1,5 +1,5 @@
 #!/bin/sh
-# Turns examples/bases/NAME.yaml files into a C++ table (base_recipe.h, EmbeddedBaseRecipes), so
+# Turns runtimes/sandbox/bases/NAME.yaml files into a C++ table (base_recipe.h, EmbeddedBaseRecipes), so
 # the agent and mt carry their recipes and need no checkout at run time.
 # Usage: embed_recipes.sh OUT.cc RECIPE.yaml...
 set -eu
@@ -7,7 +7,7 @@ out=$1
 shift
 delim=mentat_recipe
 {
-  echo "// Generated from examples/bases/*.yaml by runtimes/sandbox/embed_recipes.sh: do not edit."
+  echo "// Generated from runtimes/sandbox/bases/*.yaml by runtimes/sandbox/embed_recipes.sh: do not edit."
   echo '#include "runtimes/sandbox/base_recipe.h"'
   echo
   echo "namespace mentat {"
