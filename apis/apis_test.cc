@@ -344,6 +344,36 @@ TEST(Forms, HullServiceAndBareHullManifest) {
   EXPECT_EQ((*objs)[0]["spec"]["manifest"]["argv"][0], "/app/worker");
 }
 
+TEST(Forms, ADefaultNamespacePlacesEveryFormButTheProfilesDocument) {
+  // `mt -n staging apply`: a Service that names a security profile, a bare hull manifest and a
+  // canonical object all land in staging; the seed-001 profiles document stays cluster-wide.
+  auto place = [](const std::string& text) {
+    auto doc = DecodeYaml(text);
+    EXPECT_TRUE(doc);
+    DefaultNamespace(doc->value, "staging");
+    auto objs = NormalizeDocument(doc->value, doc->marks);
+    EXPECT_TRUE(objs) << objs.error().ToString();
+    return objs ? *objs : std::vector<Json>{};
+  };
+  auto svc = place("name: web\ndriver: docker\nimage: busybox\nsecurity:\n  profile: docker-hardened\n");
+  ASSERT_EQ(svc.size(), 1u);
+  EXPECT_EQ(svc[0]["metadata"]["namespace"], "staging");
+  auto hull = place(R"({"name": "worker", "rootfs": "/r", "argv": ["/app/worker"]})");
+  ASSERT_EQ(hull.size(), 1u);
+  EXPECT_EQ(hull[0]["metadata"]["namespace"], "staging");
+  EXPECT_FALSE(hull[0]["spec"]["manifest"].contains("namespace"));
+  auto canonical = place("apiVersion: mentat.io/v1\nkind: Service\nmetadata:\n  name: a\n"
+                         "spec:\n  driver: exec\n  command: /bin/true\n");
+  ASSERT_EQ(canonical.size(), 1u);
+  EXPECT_EQ(canonical[0]["metadata"]["namespace"], "staging");
+  auto profiles = place("security:\n  profiles:\n    p1:\n      driver: exec\n");
+  ASSERT_EQ(profiles.size(), 1u);
+  EXPECT_FALSE(profiles[0]["metadata"].contains("namespace")) << profiles[0].dump();
+  Json named = {{"name", "x"}, {"namespace", "prod"}};
+  DefaultNamespace(named, "staging");
+  EXPECT_EQ(named["namespace"], "prod");
+}
+
 TEST(Forms, HullSettingsAreKept) {
   Json s = SpecOf("name: web\ndriver: hull\nrootfs: /srv/r\ncommand: /a\nport: 8080\n"
                   "hull:\n  profile: beam\n  network: host\n  hostname: web\n");

@@ -15,6 +15,24 @@ namespace {
 
 // A request that got no response: the server is unreachable (retry later), or its TLS
 // certificate could not be verified (retrying will not help).
+// httplib's names for what went wrong on the wire ("Connection", "Read"), as a sentence.
+std::string TransportProblem(httplib::Error err) {
+  switch (err) {
+    case httplib::Error::Connection:
+      return "could not connect (is a server running there?)";
+    case httplib::Error::ConnectionTimeout:
+      return "the connection timed out";
+    case httplib::Error::Read:
+      return "the connection broke while reading the response";
+    case httplib::Error::Write:
+      return "the connection broke while sending the request";
+    case httplib::Error::Canceled:
+      return "the request was cancelled";
+    default:
+      return httplib::to_string(err);
+  }
+}
+
 Error TransportError(const httplib::Client& cli, httplib::Error err, const std::string& server,
                      const std::string& what) {
   if (err == httplib::Error::SSLServerVerification) {
@@ -36,7 +54,7 @@ Error TransportError(const httplib::Client& cli, httplib::Error err, const std::
     return Error(Code::kUnavailable,
                  what + " " + server + ": the TLS handshake failed; is it an https server?");
   }
-  return Error(Code::kUnavailable, what + " " + server + ": " + httplib::to_string(err));
+  return Error(Code::kUnavailable, what + " " + server + ": " + TransportProblem(err));
 }
 
 Result<Json> Decode(const httplib::Result& res, const httplib::Client& cli,

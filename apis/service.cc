@@ -1244,6 +1244,21 @@ std::string ClosestMatch(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+bool IsProfilesDocument(const Json& document) {
+  return document.is_object() && !document.contains("kind") && document.size() == 1 &&
+         document.contains("security") && document["security"].is_object() &&
+         document["security"].contains("profiles");
+}
+
+void DefaultNamespace(Json& document, const std::string& ns) {
+  if (ns.empty() || !document.is_object() || IsProfilesDocument(document)) return;
+  const bool canonical = document.contains("metadata") || document.contains("spec");
+  if (!canonical && !document.contains("namespace")) document["namespace"] = ns;
+  if (canonical && document["metadata"].is_object() && !document["metadata"].contains("namespace")) {
+    document["metadata"]["namespace"] = ns;
+  }
+}
+
 bool IsBareHullManifest(const Json& document) {
   return document.is_object() && !document.contains("kind") && !document.contains("driver") &&
          !document.contains("config") && document.contains("rootfs") && document.contains("argv");
@@ -1257,15 +1272,16 @@ Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& 
                      {{"", m.line, m.column, "a manifest must be a map"}});
   }
   // The seed-001 form: `security: {profiles: {NAME: {...}}}` declares SecurityProfiles.
-  if (!input.contains("kind") && input.size() == 1 && input.contains("security") &&
-      input["security"].is_object() && input["security"].contains("profiles")) {
-    return NormalizeProfilesDocument(input, marks);
-  }
-  // A bare hull manifest (seed 003) runs as a one-replica Service on the hull driver.
+  if (IsProfilesDocument(input)) return NormalizeProfilesDocument(input, marks);
+  // A bare hull manifest (seed 003) runs as a one-replica Service on the hull driver. A
+  // namespace (DefaultNamespace's) is the Service's, not the manifest's.
   if (IsBareHullManifest(input)) {
+    Json manifest = input;
+    manifest.erase("namespace");
     Json svc = {{"name", input.value("name", Json(default_name))},
                 {"driver", "hull"},
-                {"manifest", input}};
+                {"manifest", manifest}};
+    if (input.contains("namespace")) svc["namespace"] = input["namespace"];
     SourceMap shifted;
     for (const auto& [path, mark] : marks) shifted[path.empty() ? "manifest" : "manifest." + path] = mark;
     if (marks.count("name")) shifted["name"] = marks.at("name");

@@ -59,6 +59,15 @@ Result<std::vector<Json>> NormalizeDocument(const Json& input, const SourceMap& 
 // apply -R` skips it (it is usually the file a hull Service's `manifest:` names).
 bool IsBareHullManifest(const Json& document);
 
+// The seed-001 document `security: {profiles: {NAME: {...}}}`: cluster-scoped SecurityProfiles.
+bool IsProfilesDocument(const Json& document);
+
+// `mt -n NS apply`'s rule, the same in the server and in mt: a document that names no
+// namespace of its own is placed in `ns` (a flat manifest gets `namespace`, a canonical one
+// metadata.namespace; a bare hull manifest's goes to the Service it becomes). The profiles
+// document is left alone: SecurityProfiles have no namespace.
+void DefaultNamespace(Json& document, const std::string& ns);
+
 // Convenience: decode one document of text and normalize it.
 Result<Json> NormalizeManifestText(const std::string& text);
 

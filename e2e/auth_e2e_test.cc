@@ -1,6 +1,8 @@
 // Authentication and roles through the real server (--auth tokens): the bootstrap admin token,
 // 401 without or with an unknown token, 403 for the wrong role, and node tokens that may write
 // only their own Node and the status of Allocations placed on their node.
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -182,6 +184,28 @@ TEST_F(AuthTest, BootstrapHappensOnceAndTokensSurviveRestart) {
   EXPECT_NE(log.find("exists already"), std::string::npos) << log;
   EXPECT_EQ(Code("GET", "/v1/services", admin_), 200);
   EXPECT_EQ(Code("GET", "/v1/services", operator_), 200);
+}
+
+TEST(AuthFlags, BootstrapTokenFileHoldsATokenThatWorks) {
+  // --bootstrap-token-file: written before the server listens, mode 0600, never printed.
+  std::string dir = TempDir("auth-token-file");
+  int port = FreePort();
+  const std::string file = dir + "/admin.token";
+  auto server = StartServer(port, dir + "/data", dir + "/server.log",
+                            {"--auth", "tokens", "--bootstrap-token-file", file});
+  ASSERT_TRUE(server) << ReadFile(dir + "/server.log");
+  std::string token = ReadFile(file);
+  ASSERT_EQ(token.rfind("mt_", 0), 0u) << token;
+  token.pop_back();  // the newline
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(ReadFile(dir + "/server.log").find(token), std::string::npos) << "the token was printed";
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_bearer_token_auth(token.c_str());
+  auto r = cli.Get("/v1/tokens");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
 }
 
 TEST(AuthFlags, AuthNoneIsRefusedOffLoopback) {

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Counts test cases from one `bazel test` run and prints `N passed, N failed`.
+"""Counts test cases from one `bazel test` run, and the system tests' results, and prints
+`N passed, N failed`.
 
 Reads the run's build event JSON (so only targets of this run count, never stale logs), then
 each target's test.xml for its individual cases. A target that failed without a failing case
-in its XML (crash, timeout, failed build) counts as one failed case.
+in its XML (crash, timeout, failed build) counts as one failed case. With --system FILE, the
+counts scripts/system_tests.py wrote are added (a missing file: the system tests did not run,
+one failure).
+
+  count_tests.py BEP.json TESTLOGS [--system FILE] TARGET...
 """
 import json
 import os
@@ -11,7 +16,17 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-def main(bep_path, testlogs, expected_targets):
+def system_counts(path):
+    """(passed, failed, failed names) of the system tests' results file."""
+    try:
+        with open(path) as f:
+            r = json.load(f)
+        return r["passed"], r["failed"], r.get("failures", [])
+    except (OSError, ValueError, KeyError):
+        return 0, 1, ["system tests (no results in %s: did they run?)" % path]
+
+
+def main(bep_path, testlogs, expected_targets, system=None):
     summaries = {}
     with open(bep_path) as f:
         for line in f:
@@ -56,6 +71,11 @@ def main(bep_path, testlogs, expected_targets):
             failed_targets.append("%s (%s)" % (label, status))
         passed += cases_passed
         failed += cases_failed
+    if system:
+        sp, sf, names = system_counts(system)
+        passed += sp
+        failed += sf
+        failed_targets += ["system: " + n for n in names]
     for t in failed_targets:
         print("FAILED: " + t)
     print("%d passed, %d failed" % (passed, failed))
@@ -63,4 +83,8 @@ def main(bep_path, testlogs, expected_targets):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], [l for l in sys.argv[3:] if l]))
+    args = sys.argv[3:]
+    system = None
+    if args[:1] == ["--system"]:
+        system, args = args[1], args[2:]
+    sys.exit(main(sys.argv[1], sys.argv[2], [l for l in args if l], system))

@@ -10,7 +10,7 @@ MENTAT_BUILD_PACKAGES=(
   libseccomp-dev libcap-dev libgtest-dev libgmock-dev libcli11-dev
   libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
   libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl
-  procps curl python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
+  procps curl jq python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
   # hull's network "bridge": rtnetlink through libnl-route-3, NAT through nft and iptables.
   libnl-route-3-dev nftables iptables
   # hull's seccomp profiles are proven by running these runtimes (runtimes/hull:profiles_proof_test);

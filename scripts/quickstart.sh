@@ -1,75 +1,92 @@
 #!/usr/bin/env bash
-# The quick start: installs what is missing, builds Mentat, starts a dev server (embedded store
-# under ./.mentat, an in-process agent, 127.0.0.1:4646), applies examples/quickstart/hello.yaml
-# and shows it become Ready. The server keeps running; the end says how to stop it.
+# The quick start: installs what is missing, builds Mentat, starts dockerd and a dev server
+# (embedded store and an in-process agent with every driver this machine can run), then runs
+# examples/quickstart/hello.yaml with `mt run`, which follows it until it is up, and fetches
+# its page. The server keeps running; the end says how to use and stop it. A second run reuses
+# the server that answers.
+#
+# Environment (the defaults are what docs/getting-started.md describes):
+#   MENTAT_PORT  the server's port on 127.0.0.1 (default 4646)
+#   MENTAT_HOME  the dev server's directory: store, agent, binaries, log and pid
+#                (default .mentat in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+port=${MENTAT_PORT:-4646}
+home=${MENTAT_HOME:-$root/.mentat}
+manifest=examples/quickstart/hello.yaml
 
 bash scripts/deps.sh
 echo "==> building"
-bazel build //cmd/mt //cmd/mentat-server //cmd/mentat-agent
+# sandbox-init is PID 1 of sandbox and hull containers; hull is the container runtime's command.
+bazel build //cmd/mt //cmd/mentat-server //cmd/mentat-agent //cmd/sandbox-init //cmd/hull
 
-bin="$root/bazel-bin/cmd"
-mt="$bin/mt/mt"
-export MENTAT_ADDR=http://127.0.0.1:4646
-mkdir -p .mentat
+echo "==> starting dockerd if it is not running (the docker driver)"
+scripts/dockerd.sh
 
-if curl -fsS "$MENTAT_ADDR/healthz" >/dev/null 2>&1; then
+# Copies, so a later `bazel build` cannot swap a binary under the running server; each is
+# renamed into place, so a running one is never overwritten. The server finds sandbox-init
+# next to itself.
+bin="$home/bin"
+mkdir -p "$bin"
+for target in mt/mt mentat-server/mentat-server mentat-agent/mentat-agent sandbox-init/sandbox-init hull/hull; do
+  name=$(basename "$target")
+  cp -f "bazel-bin/cmd/$target" "$bin/.$name.new"
+  mv -f "$bin/.$name.new" "$bin/$name"
+done
+mt="$bin/mt"
+export MENTAT_ADDR="http://127.0.0.1:$port"
+
+if curl -fsS --max-time 2 "$MENTAT_ADDR/healthz" >/dev/null 2>&1; then
   echo "==> a Mentat server already answers on $MENTAT_ADDR; using it"
 else
-  echo "==> starting mentat-server --dev (log: .mentat/server.log)"
-  # Copies, so a later `bazel build` cannot swap the binary under the running server.
-  cp -f "$bin/mentat-server/mentat-server" .mentat/mentat-server
-  nohup .mentat/mentat-server --dev --data-dir .mentat >>.mentat/server.log 2>&1 &
-  echo $! >.mentat/server.pid
-  for _ in $(seq 1 300); do
-    curl -fsS "$MENTAT_ADDR/healthz" >/dev/null 2>&1 && break
-    if ! kill -0 "$(cat .mentat/server.pid)" 2>/dev/null; then
-      echo "mentat-server exited; its log:" >&2
-      tail -20 .mentat/server.log >&2
+  echo "==> starting mentat-server --dev on $MENTAT_ADDR (log: $home/server.log)"
+  nohup "$bin/mentat-server" --dev --data-dir "$home" --listen "127.0.0.1:$port" \
+    >>"$home/server.log" 2>&1 </dev/null &
+  echo $! >"$home/server.pid"
+  deadline=$(($(date +%s) + 60))
+  until curl -fsS --max-time 2 "$MENTAT_ADDR/healthz" >/dev/null 2>&1; do
+    if ! kill -0 "$(cat "$home/server.pid")" 2>/dev/null; then
+      echo "mentat-server exited; the end of its log:" >&2
+      tail -20 "$home/server.log" >&2
+      exit 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "mentat-server did not answer on $MENTAT_ADDR within 60 s; the end of its log:" >&2
+      tail -20 "$home/server.log" >&2
       exit 1
     fi
     sleep 0.1
   done
-  curl -fsS "$MENTAT_ADDR/healthz" >/dev/null || { echo "server did not come up" >&2; exit 1; }
 fi
 
-echo "==> mt apply -f examples/quickstart/hello.yaml"
-"$mt" apply -f examples/quickstart/hello.yaml
-
-echo "==> waiting for hello to become Ready"
-ready=""
-for _ in $(seq 1 600); do
-  line=$("$mt" get services hello 2>/dev/null | tail -n +2 || true)
-  if [ "$line" != "${last:-}" ]; then
-    echo "    $line"
-    last=$line
-  fi
-  if echo "$line" | grep -qE '\s1/1\s+Running'; then ready=yes; break; fi
-  sleep 0.1
-done
-if [ -z "$ready" ]; then
-  echo "hello did not become Ready within 60 s:" >&2
-  "$mt" get services hello -o yaml >&2 || true
+echo "==> mt run $manifest"
+# Applies it and follows it until it has stayed up; on failure it says why (conditions, events,
+# the last lines of a crashing workload's stderr) and exits non-zero.
+if ! "$mt" run "$manifest" --timeout 120s; then
+  echo "==> hello did not come up (see above); the server's log is $home/server.log" >&2
   exit 1
 fi
 
 echo
+"$mt" nodes
+echo
 "$mt" get services
 echo
 "$mt" get allocations -o wide
+app_port=$(sed -n 's/^port: *\([0-9][0-9]*\).*/\1/p' "$manifest")
 echo
-echo "==> hello answers on http://127.0.0.1:18080/ :"
-page=$(curl -fsS http://127.0.0.1:18080/)
+echo "==> hello answers on http://127.0.0.1:$app_port/ :"
+page=$(curl -fsS --max-time 10 "http://127.0.0.1:$app_port/")
 printf '%s\n' "$page" | head -n 5
 cat <<MSG
 
 Mentat is running. Try:
-  export PATH=$bin/mt:\$PATH
+  export PATH=$bin:\$PATH MENTAT_ADDR=$MENTAT_ADDR
   mt get services -w          # live reconcile status (Ctrl-C to stop watching)
-  mt get allocations -o wide
+  mt logs hello               # the workload's output
+  mt run examples/seeds/drivers/my-api.yaml    # FastAPI in a sandbox (docs/sandbox.md)
 To stop:
-  mt delete service hello                   # stops the workload
-  kill \$(cat $root/.mentat/server.pid)     # stops the server (workloads would keep running)
+  mt delete service hello     # stops the workload
+  kill \$(cat $home/server.pid)     # stops the server (workloads keep running)
 MSG

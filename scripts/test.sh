@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Mentat test. Installs what is missing first (fast when all is present), builds,
-# runs `bazel test //...`, and ends with one line: `N passed, N failed`.
+# runs `bazel test //...`, then the system tests (e2e/system: the quick start, the doc pages'
+# commands and every example, run as a user would), and ends with one line:
+# `N passed, N failed`. Arguments go to `bazel test`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +31,11 @@ fi
 bep=$(mktemp /tmp/mentat-bep.XXXXXX.json)
 bazel test //... --keep_going --build_event_json_file="$bep" "$@"
 bazel_rc=$?
-python3 scripts/count_tests.py "$bep" "$(bazel info bazel-testlogs 2>/dev/null)" $targets
+# The system tests run the scripts, docs and examples against the binaries just built.
+system=$(mktemp /tmp/mentat-system.XXXXXX.json)
+python3 scripts/system_tests.py "$system"
+python3 scripts/count_tests.py "$bep" "$(bazel info bazel-testlogs 2>/dev/null)" --system "$system" $targets
 count_rc=$?
-rm -f "$bep"
+rm -f "$bep" "$system"
 if [ $bazel_rc -ne 0 ] || [ $count_rc -ne 0 ]; then exit 1; fi
 exit 0

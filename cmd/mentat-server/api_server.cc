@@ -696,7 +696,7 @@ void ApiServer::Routes() {
     auto normalize = [&](Document d) {
       Input in;
       if (d.value.is_object()) {
-        if (!d.value.contains("kind") && kind->kind != "Service" && !d.value.contains("security")) {
+        if (!d.value.contains("kind") && kind->kind != "Service" && !IsProfilesDocument(d.value)) {
           d.value["kind"] = std::string(kind->kind);
         }
         in.has_metadata = d.value.contains("metadata");
@@ -851,14 +851,7 @@ void ApiServer::Routes() {
       std::string default_ns = req.Param("namespace");
       for (auto doc : *docs) {
         // `mt -n NS apply` places objects that name no namespace of their own.
-        if (!default_ns.empty() && doc.value.is_object()) {
-          Json& v = doc.value;
-          bool canonical = v.contains("metadata") || v.contains("spec");
-          if (!canonical && !v.contains("namespace") && !v.contains("security")) v["namespace"] = default_ns;
-          if (canonical && v["metadata"].is_object() && !v["metadata"].contains("namespace")) {
-            v["metadata"]["namespace"] = default_ns;
-          }
-        }
+        DefaultNamespace(doc.value, default_ns);
         auto objs = NormalizeAndAdmit(doc, default_name);
         if (!objs) {
           add_errors(objs.error(), doc.first_line);

@@ -170,17 +170,22 @@ Status TokenStore::SaveLocked() const {
   out << YAML::EndSeq << YAML::EndMap;
   std::string text = "# Mentat API tokens: SHA-256 hashes only. Managed by the server.\n" +
                      std::string(out.c_str()) + "\n";
+  return WriteSecretFile(path_, text);
+}
+
+Status WriteSecretFile(const std::string& path, const std::string& text) {
   // Written whole to a temp file, synced, then renamed over: a crash leaves the old file or
   // the new one, never half of either.
-  std::string tmp = path_ + ".tmp";
+  std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Internal("writing " + tmp + ": " + strerror(errno));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+  bool ok = ::fchmod(fd, 0600) == 0 &&
+            ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
             ::fsync(fd) == 0;
   ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
-    return Internal("writing " + path_ + ": " + strerror(errno));
+    return Internal("writing " + path + ": " + strerror(errno));
   }
   return {};
 }

@@ -57,4 +57,8 @@ class TokenStore {
   std::map<std::string, Entry> entries_;  // by name
 };
 
+// Writes a secret (a token file) whole, mode 0600, synced, renamed into place: a crash leaves
+// the old file or the new one.
+Status WriteSecretFile(const std::string& path, const std::string& text);
+
 }  // namespace mentat

@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
   std::string auth = "tokens";
   std::string tokens_file;
   bool bootstrap_token = false;
+  std::string bootstrap_token_file;
   std::string tls_cert, tls_key;
   bool unsafe_no_fsync = false;
   int max_artifact_mb = 512;
@@ -136,6 +137,9 @@ int main(int argc, char** argv) {
                  "the API tokens (SHA-256 hashes, mode 0600); default DATA_DIR/tokens.yaml");
   app.add_flag("--bootstrap-token", bootstrap_token,
                "if no admin token exists yet, make one and print it (once)");
+  app.add_option("--bootstrap-token-file", bootstrap_token_file,
+                 "as --bootstrap-token, but write the token to this file (mode 0600, made "
+                 "before the server listens) instead of printing it");
   app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
@@ -231,14 +235,21 @@ int main(int argc, char** argv) {
     auto t = TokenStore::Open(tokens_file);
     if (!t) return Fail(t.error());
     tokens = std::move(*t);
+    if (!bootstrap_token_file.empty()) bootstrap_token = true;
     if (bootstrap_token && tokens->HasAdmin()) {
       spdlog::warn("--bootstrap-token: an admin token exists already in {}; none was made",
                    tokens_file);
     } else if (bootstrap_token) {
       auto token = tokens->Create("bootstrap-admin", Role::kAdmin);
       if (!token) return Fail(token.error());
-      std::cout << "bootstrap admin token (shown this once; its hash is in " << tokens_file
-                << "):\n" << *token << "\n" << std::flush;
+      if (!bootstrap_token_file.empty()) {
+        if (auto st = WriteSecretFile(bootstrap_token_file, *token + "\n"); !st) return Fail(st.error());
+        spdlog::info("bootstrap admin token written to {} (its hash is in {})", bootstrap_token_file,
+                     tokens_file);
+      } else {
+        std::cout << "bootstrap admin token (shown this once; its hash is in " << tokens_file
+                  << "):\n" << *token << "\n" << std::flush;
+      }
     } else if (!tokens->HasAdmin()) {
       spdlog::warn("no admin token in {}: start once with --bootstrap-token to make one",
                    tokens_file);

@@ -122,15 +122,7 @@ Result<std::map<ObjectKey, Json>> CanonicalObjects(const std::vector<Source>& so
     MT_ASSIGN_OR_RETURN(auto docs, DecodeYamlStream(s.text));
     std::string default_name = docs.size() == 1 ? NameFromSource(s.path) : "";
     for (auto& doc : docs) {
-      // The server's rule for `mt -n NS apply`, for documents that name no namespace.
-      if (!ns.empty() && doc.value.is_object()) {
-        Json& v = doc.value;
-        bool canonical = v.contains("metadata") || v.contains("spec");
-        if (!canonical && !v.contains("namespace") && !v.contains("security")) v["namespace"] = ns;
-        if (canonical && v["metadata"].is_object() && !v["metadata"].contains("namespace")) {
-          v["metadata"]["namespace"] = ns;
-        }
-      }
+      DefaultNamespace(doc.value, ns);  // the server's rule for `mt -n NS apply`
       MT_ASSIGN_OR_RETURN(auto objects, NormalizeDocument(doc.value, doc.marks, default_name));
       for (auto& o : objects) {
         for (const char* owned :

@@ -1,0 +1,148 @@
+"""The command blocks of a Markdown page, as the doc-command test runs them.
+
+  ```sh          commands, run in order in one shell session (exports and cd carry over); each
+                 must exit 0. A line ending in a backslash continues on the next.
+  ```console     "$ COMMAND" lines, each followed by the output the page shows for it. The
+                 command must exit 0 unless the output shown starts with "error:". A command
+                 that only reads (mt get, curl, ...) is run again until its output matches, for
+                 up to a minute: pages show the state a system reaches, not how fast.
+  anything else  (yaml, text, ...) is shown, not run.
+
+A directive in an HTML comment on the line just before a block changes how it runs (it is not
+rendered, so readers never see it):
+  <!-- doc-test: skip REASON -->              not run (say why)
+  <!-- doc-test: background [wait-for URL] --> each command of the block runs in the background
+                                               (a reader's second terminal); with wait-for, the
+                                               test goes on once URL answers
+
+Expected output is compared line by line, token by token (runs of blanks separate tokens, so
+table columns may shift). These tokens match any value of their kind: durations (5s, 3m,
+1m20s), times (2026-11-22T06:21:24Z, 06:21:24), numbers of three digits or more (pids, ports),
+quoted numbers ("14"), UUIDs and hex digests. "..." as a token matches the rest of its line; a
+line of just "..." matches any number of lines.
+"""
+import re
+
+FENCE = re.compile(r"^(`{3,})\s*([A-Za-z0-9_-]*)\s*$")
+DIRECTIVE = re.compile(r"^\s*<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
+
+
+class Block:
+    def __init__(self, lang, lines, line_no, directive):
+        self.lang = lang
+        self.lines = lines
+        self.line_no = line_no  # of the opening fence, 1-based
+        self.directive = directive
+
+    def commands(self):
+        """sh: the logical command lines (continuations joined, comments and blanks left
+        out)."""
+        out, current = [], ""
+        for raw in self.lines:
+            line = raw.rstrip()
+            if not current and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            if line.endswith("\\"):
+                current += line[:-1] + " "
+                continue
+            out.append(current + line)
+            current = ""
+        if current:
+            out.append(current)
+        return out
+
+    def transcript(self):
+        """console: [(command, [expected output lines])]."""
+        steps = []
+        for raw in self.lines:
+            line = raw.rstrip("\n")
+            if line.startswith("$ "):
+                steps.append([line[2:], []])
+            elif steps and steps[-1][0].endswith("\\") and not steps[-1][1]:
+                steps[-1][0] = steps[-1][0][:-1] + " " + line.strip()
+            elif steps:
+                steps[-1][1].append(line)
+        return [(cmd, out) for cmd, out in steps]
+
+
+def blocks(markdown):
+    """The fenced blocks of `markdown`, in order."""
+    out = []
+    lines = markdown.split("\n")
+    i = 0
+    directive = None
+    while i < len(lines):
+        m = DIRECTIVE.match(lines[i])
+        if m:
+            directive = m.group(1)
+            i += 1
+            continue
+        f = FENCE.match(lines[i])
+        if not f:
+            if lines[i].strip():
+                directive = None
+            i += 1
+            continue
+        fence, lang, start = f.group(1), f.group(2), i
+        body = []
+        i += 1
+        while i < len(lines) and not lines[i].startswith(fence):
+            body.append(lines[i])
+            i += 1
+        out.append(Block(lang, body, start + 1, directive))
+        directive = None
+        i += 1
+    return out
+
+
+VOLATILE = [
+    re.compile(r"^\(?\d+(\.\d+)?(ms|s|m|h|d)(\d+(s|m|h))?\)?[,;:]?$"),  # durations: 5s, 1m20s
+    re.compile(r"^\"?\d{4}-\d\d-\d\dT[0-9:.]+Z?\"?[,;:)]?$"),  # RFC 3339 times
+    re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?[,;:]?$"),  # clock times
+    re.compile(r"^\d{3,}[,;:)]?$"),  # pids, ports, sizes
+    re.compile(r"^\"\d+\"[,;:]?$"),  # quoted numbers: resourceVersion
+    re.compile(r"^\"?[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\"?[,;:]?$"),  # UUIDs
+    re.compile(r"^(sha256:)?[0-9a-f]{12,}(\u2026)?[,;:]?$"),  # digests
+]
+
+
+def _volatile_class(token):
+    for i, pattern in enumerate(VOLATILE):
+        if pattern.match(token):
+            return i
+    return None
+
+
+def line_matches(expected, actual):
+    e, a = expected.split(), actual.split()
+    for i, token in enumerate(e):
+        if token == "...":
+            return True
+        if i >= len(a):
+            return False
+        if token == a[i]:
+            continue
+        cls = _volatile_class(token)
+        if cls is None or cls != _volatile_class(a[i]):
+            return False
+    return len(e) == len(a)
+
+
+def output_matches(expected_lines, actual_text):
+    """Whether `actual_text` is what `expected_lines` show (see the module's doc)."""
+    expected = [l for l in expected_lines]
+    while expected and not expected[-1].strip():
+        expected.pop()
+    actual = actual_text.rstrip("\n").split("\n") if actual_text.strip() else []
+    return _match(expected, 0, actual, 0)
+
+
+def _match(exp, i, act, j):
+    while i < len(exp):
+        if exp[i].strip() == "...":
+            return any(_match(exp, i + 1, act, k) for k in range(j, len(act) + 1))
+        if j >= len(act) or not line_matches(exp[i], act[j]):
+            return False
+        i += 1
+        j += 1
+    return j == len(act)

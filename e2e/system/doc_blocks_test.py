@@ -1,0 +1,85 @@
+"""doc_blocks: how the doc-command test reads a page and compares outputs. A matcher that
+matched everything would let every page rot, so its refusals are tested too."""
+import unittest
+
+import doc_blocks
+
+PAGE = """Intro.
+
+```sh
+export A=1   # a comment
+# only a comment
+echo one \\
+  two
+```
+
+<!-- doc-test: background wait-for http://127.0.0.1:4646/healthz -->
+```sh
+mentat-server --dev
+```
+
+```console
+$ mt get services
+NAME    READY   AGE
+hello   1/1     3s
+$ curl -s http://x/ || echo "exit status $?"
+exit status 7
+```
+
+<!-- doc-test: skip needs KVM -->
+```console
+$ mt run vm.yaml
+```
+
+```yaml
+name: not-run
+```
+"""
+
+
+class BlocksTest(unittest.TestCase):
+    def test_reads_blocks_commands_transcripts_and_directives(self):
+        b = doc_blocks.blocks(PAGE)
+        self.assertEqual([x.lang for x in b], ["sh", "sh", "console", "console", "yaml"])
+        self.assertEqual(b[0].commands(), ["export A=1   # a comment", "echo one    two"])
+        self.assertIsNone(b[0].directive)
+        self.assertEqual(b[1].directive, "background wait-for http://127.0.0.1:4646/healthz")
+        self.assertEqual(b[2].transcript(), [
+            ("mt get services", ["NAME    READY   AGE", "hello   1/1     3s"]),
+            ('curl -s http://x/ || echo "exit status $?"', ["exit status 7"])])
+        self.assertEqual(b[3].directive, "skip needs KVM")
+        self.assertEqual(b[2].line_no, 15)
+
+
+class MatchTest(unittest.TestCase):
+    def test_volatile_values_match_their_kind_only(self):
+        m = doc_blocks.line_matches
+        self.assertTrue(m("hello   exec   1/1   Running   3s", "hello exec 1/1 Running 12m5s"))
+        self.assertTrue(m("hello-0   vm   Running   0   3s   22037", "hello-0 vm Running 0 1s 9"
+                          "12"))
+        self.assertTrue(m('  resourceVersion: "14"', '  resourceVersion: "1402"'))
+        self.assertTrue(m("  uid: 830d328e-503a-424a-9768-ee43cf011aeb",
+                          "  uid: 0e4b0e0a-1111-4222-8333-444455556666"))
+        self.assertTrue(m('  creationTimestamp: "2026-11-22T06:21:24Z"',
+                          '  creationTimestamp: "2026-12-06T15:01:02Z"'))
+        # What must not match: readiness, states, restarts, names, extra columns.
+        self.assertFalse(m("hello   exec   1/1   Running   3s", "hello exec 0/1 Running 3s"))
+        self.assertFalse(m("hello   exec   1/1   Running   3s", "hello exec 1/1 Starting 3s"))
+        self.assertFalse(m("hello-0   Running   0   3s", "hello-0 Running 1 3s"))
+        self.assertFalse(m("hello   3s", "hello 3s extra"))
+        self.assertFalse(m("AGE 3s", "AGE 1402"))  # a duration is not a number
+        self.assertTrue(m("error: cannot reach it: could not connect ...",
+                          "error: cannot reach it: could not connect (whatever follows)"))
+
+    def test_lines_in_order_with_ellipsis_lines(self):
+        om = doc_blocks.output_matches
+        self.assertTrue(om(["a", "...", "d"], "a\nb\nc\nd\n"))
+        self.assertTrue(om(["a", "...", "d"], "a\nd\n"))
+        self.assertFalse(om(["a", "d"], "a\nb\nd\n"))
+        self.assertFalse(om(["a", "b"], "a\n"))
+        self.assertTrue(om([], ""))
+        self.assertFalse(om([], "unexpected\n"))
+
+
+if __name__ == "__main__":
+    unittest.main()
