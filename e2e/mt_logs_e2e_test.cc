@@ -1,12 +1,15 @@
 // mt logs against a real server and agent: --tail, and -f that keeps going across a restart of
 // the workload and picks up a new allocation of the service as it appears; --since a point in
-// time, from the agent's log time index.
+// time, from the agent's log time index; stdout and stderr merged in order by default (a crash
+// loop's reason shows, marked), --stdout / --stderr to narrow, --timestamps, and -f across an
+// agent restart on both streams.
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <regex>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -229,6 +232,150 @@ TEST(MtLogs, RotationBoundsDiskAndFollowersMissNothing) {
   }
   EXPECT_EQ(kept.back(), kLines - 1);
   EXPECT_TRUE(follow.Running());
+}
+
+// The lines of `text`, each without its newline.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(MtLogs, ACrashLoopsReasonOnStderrShowsMarkedInOrderWithStdout) {
+  std::string dir = TempDir("mt-logs-both");
+  int port = FreePort();
+  auto server = StartServer(port, dir + "/data", dir + "/server.log", {"--dev", "--node-name", "both-node"});
+  ASSERT_TRUE(server);
+  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
+  auto mt = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), Runfile("cmd/mt/mt"));
+    return RunCommand(args, env);
+  };
+  // A python app that dies at start: what it says on stdout, then why on stderr, then exit 1.
+  WriteFile(dir + "/crash.yaml",
+            "name: crash\ndriver: exec\ncommand: /bin/sh\n"
+            "args: [\"-c\", \"/bin/echo starting app; /bin/echo 'Traceback (most recent call last):' >&2; "
+            "/bin/echo 'ValueError: DATABASE_URL is not set' >&2; /bin/echo giving up; exit 1\"]\n");
+  ASSERT_EQ(mt({"apply", "-f", dir + "/crash.yaml"}).exit_code, 0);
+  CommandResult logs;
+  ASSERT_TRUE(WaitFor([&] {
+    logs = mt({"logs", "crash-0"});
+    return std::count(logs.out.begin(), logs.out.end(), '\n') >= 8;  // two runs at least
+  }, 30s)) << logs.out << logs.err;
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  // Every run's four lines, in the order written; stderr's marked (no colour: not a terminal).
+  const std::vector<std::string> run = {"starting app", "stderr: Traceback (most recent call last):",
+                                        "stderr: ValueError: DATABASE_URL is not set", "giving up"};
+  auto lines = Lines(logs.out);
+  ASSERT_GE(lines.size(), 8u);
+  for (size_t i = 0; i + 4 <= lines.size(); i += 4) {
+    EXPECT_EQ(std::vector<std::string>(lines.begin() + i, lines.begin() + i + 4), run) << logs.out;
+  }
+  EXPECT_EQ(logs.out.find("\x1b["), std::string::npos) << "colour on a pipe";
+
+  // Narrowed: one stream, raw and unmarked.
+  auto out = mt({"logs", "crash-0", "--stdout"});
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  ASSERT_FALSE(out.out.empty());
+  for (const auto& l : Lines(out.out)) EXPECT_TRUE(l == "starting app" || l == "giving up") << out.out;
+  auto err = mt({"logs", "crash-0", "--stderr"});
+  EXPECT_EQ(err.exit_code, 0) << err.err;
+  ASSERT_FALSE(err.out.empty());
+  EXPECT_EQ(err.out.rfind("Traceback (most recent call last):\nValueError: DATABASE_URL is not set\n", 0), 0u) << err.out;
+  EXPECT_EQ(err.out.find("stderr:"), std::string::npos) << err.out;
+  // Both flags: both streams again.
+  EXPECT_EQ(Lines(mt({"logs", "crash-0", "--stdout", "--stderr", "--tail", "4"}).out), run);
+
+  // --timestamps: each line with its RFC 3339 time (ns), in order; with one stream too.
+  const std::regex stamped(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (.*)$)");
+  auto ts = mt({"logs", "crash-0", "--timestamps", "--tail", "4"});
+  ASSERT_EQ(ts.exit_code, 0) << ts.err;
+  auto ts_lines = Lines(ts.out);
+  ASSERT_EQ(ts_lines.size(), 4u) << ts.out;
+  std::string previous;
+  for (size_t i = 0; i < ts_lines.size(); ++i) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(ts_lines[i], m, stamped)) << ts_lines[i];
+    EXPECT_EQ(m[1].str(), run[i]);
+    EXPECT_LT(previous, ts_lines[i].substr(0, 30)) << "times go forward";
+    previous = ts_lines[i].substr(0, 30);
+  }
+  for (const auto& l : Lines(mt({"logs", "crash-0", "--stderr", "--timestamps", "--tail", "2"}).out)) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(l, m, stamped)) << l;
+    EXPECT_EQ(m[1].str().rfind("stderr:", 0), std::string::npos) << l;
+  }
+
+  // The agent's endpoint: stream=all by default, as CRI-style lines, and a bad offset named.
+  auto node = Json::parse(HttpGet(port, "/v1/nodes/both-node").second);
+  std::string agent = node["status"].value("agentAddress", "");
+  int agent_port = std::atoi(agent.c_str() + agent.rfind(':') + 1);
+  auto [code, body] = HttpGet(agent_port, "/v1/allocations/crash-0/logs?tail=2");
+  EXPECT_EQ(code, 200) << body;
+  EXPECT_TRUE(std::regex_search(body, std::regex(R"(Z stderr F ValueError: DATABASE_URL is not set\n.*Z stdout F giving up\n$)")))
+      << body;
+  for (const std::string& bad : {"/v1/allocations/crash-0/logs?offset=12", "/v1/allocations/crash-0/logs?stream=both",
+                                 "/v1/allocations/crash-0/logs?stream=stdout&offset=1,2"}) {
+    auto [bad_code, bad_body] = HttpGet(agent_port, bad);
+    EXPECT_EQ(bad_code, 400) << bad << ": " << bad_body;
+  }
+}
+
+TEST(MtLogs, FollowAcrossAnAgentRestartLosesAndRepeatsNothingOnBothStreams) {
+  std::string dir = TempDir("mt-logs-agent");
+  int port = FreePort();
+  auto server = StartServer(port, dir + "/data", dir + "/server.log");
+  ASSERT_TRUE(server);
+  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
+  auto mt = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), Runfile("cmd/mt/mt"));
+    return RunCommand(args, env);
+  };
+  std::vector<std::string> agent_argv = {Runfile("cmd/mentat-agent/mentat-agent"), "--server",
+                                         "http://127.0.0.1:" + std::to_string(port), "--node-name",
+                                         "relay-node", "--data-dir", dir + "/agent"};
+  auto agent = std::make_unique<Process>(agent_argv, dir + "/agent.log");
+  WriteFile(dir + "/chatter.yaml",
+            "name: chatter\ndriver: exec\ncommand: /bin/sh\n"
+            "args: [\"-c\", \"i=0; while true; do echo o $i; echo e $i >&2; i=$((i+1)); sleep 0.01; done\"]\n");
+  ASSERT_EQ(mt({"apply", "-f", dir + "/chatter.yaml"}).exit_code, 0);
+  ASSERT_EQ(mt({"wait", "--for=condition=Ready", "service/chatter", "--timeout=30s"}).exit_code, 0);
+  Process follow({"/usr/bin/env", env[0], env[1], Runfile("cmd/mt/mt"), "logs", "chatter-0", "-f"},
+                 dir + "/follow.out");
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir + "/follow.out").find("stderr: e 20\n") != std::string::npos; }, 20s))
+      << ReadFile(dir + "/follow.out");
+
+  // kill -9 of the agent: the workload and its relay go on writing meanwhile.
+  agent->Signal(SIGKILL);
+  ASSERT_TRUE(agent->Wait(5s).has_value());
+  const std::string log = dir + "/agent/tasks/default.chatter-0/stderr.log";
+  size_t at_kill = ReadFile(log).size();
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(log).size() > at_kill + 500; }, 10s)) << "the relay stopped with the agent";
+  agent = std::make_unique<Process>(agent_argv, dir + "/agent.log");
+  // The follower reconnects and catches up past what was written while the agent was down.
+  const std::string written = ReadFile(log);
+  std::string until = "e " + std::to_string(std::count(written.begin(), written.end(), '\n') + 50);
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir + "/follow.out").find("stderr: " + until + "\n") != std::string::npos; }, 30s))
+      << ReadFile(dir + "/follow.out").substr(0, 2000);
+
+  // Every line of both streams once, stdout's i, then stderr's i, then stdout's i+1.
+  auto lines = Lines(ReadFile(dir + "/follow.out"));
+  ASSERT_GT(lines.size(), 200u);
+  long want = -1;
+  for (size_t k = 0; k + 1 < lines.size(); k += 2) {
+    ASSERT_EQ(lines[k].rfind("o ", 0), 0u) << "line " << k << ": " << lines[k];
+    long i = std::atol(lines[k].c_str() + 2);
+    if (want >= 0) ASSERT_EQ(i, want) << "line " << k << ": a gap or a repeat on stdout";
+    ASSERT_EQ(lines[k + 1], "stderr: e " + std::to_string(i)) << "line " << k + 1;
+    want = i + 1;
+  }
+  EXPECT_TRUE(follow.Running());
+  // The workload goes with its service (it outlives agents by design).
+  ASSERT_EQ(mt({"delete", "services", "--all"}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] { return mt({"get", "allocations", "-o", "name"}).out.empty(); }, 30s));
+  agent->Signal(SIGTERM);
+  agent->Wait(10s);
 }
 
 }  // namespace
