@@ -624,14 +624,14 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
     result.message = "exit status unknown: the task was recovered after an agent restart";
   }
   std::string refined;  // what the driver's RefineExit adds to the message
+  Json state;             // the handle's state
   {
-    Json state;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [tid, t] : tasks_) {
-        if (t.pidfd == pidfd) state = t.state;
-      }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [tid, t] : tasks_) {
+      if (t.pidfd == pidfd) state = t.state;
     }
+  }
+  {
     std::string before = result.message;
     RefineExit(state, result);
     if (result.message != before) refined = result.message;
@@ -673,19 +673,10 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
                         " fork(s)";
     }
   }
-  {
-    // The exit is reported once the log relay has written what the task's last words were (as
-    // containerd's shim waits for its IO): it exits when the pipes' writers are all gone, which
-    // the group's kill above made sure of. A daemon outside any cgroup may hold them: not long.
-    Json state;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [tid, t] : tasks_) {
-        if (t.pidfd == pidfd) state = t.state;
-      }
-    }
-    AwaitLogRelay(state, std::chrono::seconds(1));
-  }
+  // The exit is reported once the log relay has written the task's last words (as containerd's
+  // shim waits for its IO): it exits when the pipes' writers are all gone, which the group's
+  // kill above made sure of. A daemon outside any cgroup may hold them: not for long then.
+  AwaitLogRelay(state, std::chrono::seconds(1));
   std::string id;
   ExitHandler handler;
   {

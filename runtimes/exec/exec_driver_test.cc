@@ -91,8 +91,13 @@ std::vector<std::string> MergedLines(const std::string& dir) {
 }
 
 TEST_F(ExecDriverTest, OutputGoesThroughTheTasksLogRelayInOrderAcrossStreams) {
-  TaskConfig c = Config("relayed", "while [ ! -f go ]; do sleep 0.01; done; "
-                                   "i=0; while [ $i -lt 100 ]; do /bin/echo out$i; /bin/echo err$i >&2; i=$((i+1)); done; exit 1");
+  // Each line once the relay has written the one before (the order the relay reads is the order
+  // written; log_relay.h).
+  TaskConfig c = Config("relayed", "");
+  c.args[1] = "while [ ! -f go ]; do sleep 0.01; done; "
+              "written() { until grep -qx \"$1\" \"$2\" 2>/dev/null; do :; done; }; "
+              "i=0; while [ $i -lt 100 ]; do echo out$i; written out$i " + c.task_dir + "/stdout.log; "
+              "echo err$i >&2; written err$i " + c.task_dir + "/stderr.log; i=$((i+1)); done; exit 1";
   c.cwd = dir_;
   c.env = {{"MENTAT_TASK_ID", "relayed"}};
   auto h = driver_->Start(c);

@@ -2,6 +2,7 @@
 // in the order they were written, a bounded index, the relay's exit after the workload, its
 // survival of a SIGTERM to its starter's process group, and rotation under it.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -55,6 +56,14 @@ std::vector<std::string> Merged(const std::string& dir) {
   return out;
 }
 
+// A shell script that writes "out<i>" to stdout and "err<i>" to stderr, `n` times each,
+// alternating, each line once the last one is in `dir`'s logs (the relay wrote it).
+std::string AlternatingScript(int n, const std::string& dir) {
+  return "written() { until grep -qx \"$1\" \"$2\" 2>/dev/null; do :; done; }; i=0; while [ $i -lt " +
+         std::to_string(n) + " ]; do echo out$i; written out$i " + dir + "/stdout.log; echo err$i >&2; "
+         "written err$i " + dir + "/stderr.log; i=$((i+1)); done";
+}
+
 class LogRelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -76,10 +85,10 @@ TEST_F(LogRelayTest, AlternatingStreamsMergeInTheOrderTheyWereWrittenAndTheRelay
   LogRelay relay = Start();
   ASSERT_GT(relay.pid, 0);
   EXPECT_TRUE(Alive(relay.pid));
-  // Each line by a process of its own (/bin/echo), as an application's writes come: the relay
-  // reads each before the next is written. (Writes to both streams faster than the relay wakes,
-  // microseconds apart, can be found in both pipes at once; log_relay.h.)
-  pid_t sh = SpawnShell("i=0; while [ $i -lt 200 ]; do /bin/echo out$i; /bin/echo err$i >&2; i=$((i+1)); done", relay);
+  // Each line once the relay has written the one before: the order the relay reads is the
+  // order written. (Writes to both streams faster than the relay reads, as when it is not
+  // scheduled, are found in both pipes at once; log_relay.h.)
+  pid_t sh = SpawnShell(AlternatingScript(200, dir_), relay);
   EXPECT_EQ(WaitExit(sh), 0);
   // Every writer of its pipes is gone: the relay drains them and exits by itself.
   ASSERT_TRUE(WaitFor([&] { return !Alive(relay.pid); }, 10s)) << "the relay outlived its workload";
@@ -145,9 +154,11 @@ TEST_F(LogRelayTest, TheRelaySurvivesASigtermToItsStartersProcessGroupAndLosesNo
     ::setpgid(0, 0);
     auto relay = StartLogRelay(relay_path_, dir_, {});
     if (!relay) _exit(1);
-    SpawnShell("while [ ! -f " + go + " ]; do sleep 0.01; done; "
-               "i=0; while [ $i -lt 1000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done",
-               *relay);
+    pid_t workload = SpawnShell("while [ ! -f " + go + " ]; do sleep 0.01; done; "
+                                "i=0; while [ $i -lt 1000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done",
+                                *relay);
+    // In a session of its own before the agent's group is signalled, as a driver's task is.
+    while (::getsid(workload) != workload) ::sched_yield();
     ssize_t w = ::write(pids[1], &relay->pid, sizeof(relay->pid));
     (void)w;
     ::pause();
