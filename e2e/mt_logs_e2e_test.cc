@@ -42,9 +42,7 @@ struct Cluster {
 TEST(MtLogs, TailAndFollowAcrossRestartsAndNewAllocations) {
   Cluster cluster("mt-logs", {"--dev", "--node-name", "logs-node"});
   ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
-  const std::string dir = cluster.dir;
-  const int port = cluster.port;
-  const std::vector<std::string> env = cluster.env;
+  auto& [dir, port, server, env] = cluster;
   auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   std::string manifest =
       "name: ticker\ndriver: exec\ncommand: /bin/sh\n"
@@ -114,9 +112,7 @@ std::string NowRfc3339Millis() {
 TEST(MtLogs, SinceAPointInTimeShowsExactlyWhatCameAfter) {
   Cluster cluster("mt-logs-since", {"--dev", "--node-name", "since-node"});
   ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
-  const std::string dir = cluster.dir;
-  const int port = cluster.port;
-  const std::vector<std::string> env = cluster.env;
+  auto& [dir, port, server, env] = cluster;
   auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   // Five lines, a pause until the test says go, five more.
   WriteFile(dir + "/since.yaml",
@@ -173,8 +169,7 @@ std::vector<long> Numbers(const std::string& text) {
 TEST(MtLogs, RotationBoundsDiskAndFollowersMissNothing) {
   Cluster cluster("mt-logs-rotate", {"--dev", "--node-name", "rot-node"});
   ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
-  const std::string dir = cluster.dir;
-  const std::vector<std::string> env = cluster.env;
+  auto& [dir, port, server, env] = cluster;
   auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   // 100,000 lines of 70 bytes (about 7 MB) in bursts, once the test says go; rotated past 1 MB.
   const long kLines = 100000;
@@ -252,9 +247,7 @@ std::vector<std::string> Lines(const std::string& text) {
 TEST(MtLogs, ACrashLoopsReasonOnStderrShowsMarkedInOrderWithStdout) {
   Cluster cluster("mt-logs-both", {"--dev", "--node-name", "both-node"});
   ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
-  const std::string dir = cluster.dir;
-  const int port = cluster.port;
-  const std::vector<std::string> env = cluster.env;
+  auto& [dir, port, server, env] = cluster;
   auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   // A python app that dies at start: what it says on stdout, then why on stderr, then exit 1.
   WriteFile(dir + "/crash.yaml",
@@ -330,9 +323,7 @@ TEST(MtLogs, ACrashLoopsReasonOnStderrShowsMarkedInOrderWithStdout) {
 TEST(MtLogs, FollowAcrossAnAgentRestartLosesAndRepeatsNothingOnBothStreams) {
   Cluster cluster("mt-logs-agent", {});
   ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
-  const std::string dir = cluster.dir;
-  const int port = cluster.port;
-  const std::vector<std::string> env = cluster.env;
+  auto& [dir, port, server, env] = cluster;
   auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   std::vector<std::string> agent_argv = {Runfile("cmd/mentat-agent/mentat-agent"), "--server",
                                          "http://127.0.0.1:" + std::to_string(port), "--node-name",

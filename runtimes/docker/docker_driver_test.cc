@@ -4,7 +4,7 @@
 // cleanup by label, and a dockerd that does not answer.
 #include "runtimes/docker/docker_driver.h"
 #include "runtimes/logs/log_index.h"
-#include "runtimes/logs/log_merge.h"
+#include "runtimes/logs/log_testing.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -450,14 +450,7 @@ TEST_F(DockerDriverTest, BothStreamsMergeInOrderByDockersTimestamps) {
   auto logs = driver_->Logs(c.id);
   ASSERT_TRUE(logs);
   EXPECT_TRUE(logs->self_indexed) << "the pump indexes: the agent must not sample";
-  LogCursor cursor;
-  std::vector<std::string> got, want;
-  for (const auto& l : ReadMerged(c.task_dir, cursor, {})) got.push_back(std::string(LogStreamName(l.stream)) + ": " + l.content);
-  for (int i = 0; i < 10; ++i) {
-    want.push_back("stdout: out" + std::to_string(i));
-    want.push_back("stderr: err" + std::to_string(i));
-  }
-  EXPECT_EQ(got, want);
+  EXPECT_EQ(MergedLines(c.task_dir), AlternatingLines(10));
   auto records = ReadIndex(c.task_dir + "/stdout.idx");
   ASSERT_FALSE(records.empty());
   EXPECT_GT(records.front().time_ns, kNsIndexFloor);

@@ -6,7 +6,7 @@
 // (also after recovery), Stats, exec'd commands in the task's cgroup, and without usable cgroups
 // a clear refusal of limits.
 #include "runtimes/exec/exec_driver.h"
-#include "runtimes/logs/log_merge.h"
+#include "runtimes/logs/log_testing.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -82,14 +82,6 @@ TEST_F(ExecDriverTest, RunsWithArgsEnvCwdAndCapturesLogs) {
   EXPECT_EQ(st->state, TaskState::kExited);
 }
 
-// Every line of a task directory's merged logs, "stdout: text" or "stderr: text".
-std::vector<std::string> MergedLines(const std::string& dir) {
-  LogCursor cursor;
-  std::vector<std::string> out;
-  for (const auto& l : ReadMerged(dir, cursor, {})) out.push_back(std::string(LogStreamName(l.stream)) + ": " + l.content);
-  return out;
-}
-
 TEST_F(ExecDriverTest, OutputGoesThroughTheTasksLogRelayInOrderAcrossStreams) {
   // Each line once the relay has written the one before (the order the relay reads is the order
   // written; log_relay.h).
@@ -122,12 +114,7 @@ TEST_F(ExecDriverTest, OutputGoesThroughTheTasksLogRelayInOrderAcrossStreams) {
   EXPECT_EQ((*exit)->exit_code, 1);
   // Reported once the relay has written the last words: complete as soon as the exit is known.
   EXPECT_FALSE(Alive(relay));
-  std::vector<std::string> want;
-  for (int i = 0; i < 100; ++i) {
-    want.push_back("stdout: out" + std::to_string(i));
-    want.push_back("stderr: err" + std::to_string(i));
-  }
-  EXPECT_EQ(MergedLines(c.task_dir), want);
+  EXPECT_EQ(MergedLines(c.task_dir), AlternatingLines(100));
   // A restart's relay appends to the same logs.
   auto again = driver_->Start(c);
   ASSERT_TRUE(again) << again.error().ToString();

@@ -18,6 +18,7 @@
 #include "runtimes/exec/log_relay_process.h"
 #include "runtimes/logs/log_index.h"
 #include "runtimes/logs/log_merge.h"
+#include "runtimes/logs/log_testing.h"
 #include "runtimes/process_testing.h"
 
 namespace mentat {
@@ -46,14 +47,6 @@ int WaitExit(pid_t pid) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   return status;
-}
-
-// Every line of the merged logs, "stdout: text" or "stderr: text".
-std::vector<std::string> Merged(const std::string& dir) {
-  LogCursor cursor;
-  std::vector<std::string> out;
-  for (const auto& l : ReadMerged(dir, cursor, {})) out.push_back(std::string(LogStreamName(l.stream)) + ": " + l.content);
-  return out;
 }
 
 // A shell script that writes "out<i>" to stdout and "err<i>" to stderr, `n` times each,
@@ -92,12 +85,7 @@ TEST_F(LogRelayTest, AlternatingStreamsMergeInTheOrderTheyWereWrittenAndTheRelay
   EXPECT_EQ(WaitExit(sh), 0);
   // Every writer of its pipes is gone: the relay drains them and exits by itself.
   ASSERT_TRUE(WaitFor([&] { return !Alive(relay.pid); }, 10s)) << "the relay outlived its workload";
-  std::vector<std::string> want;
-  for (int i = 0; i < 200; ++i) {
-    want.push_back("stdout: out" + std::to_string(i));
-    want.push_back("stderr: err" + std::to_string(i));
-  }
-  EXPECT_EQ(Merged(dir_), want);
+  EXPECT_EQ(MergedLines(dir_), AlternatingLines(200));
   // Index times are nanoseconds, strictly increasing across both streams.
   auto out = ReadIndex(dir_ + "/stdout.idx"), err = ReadIndex(dir_ + "/stderr.idx");
   ASSERT_FALSE(out.empty());
@@ -121,7 +109,7 @@ TEST_F(LogRelayTest, OneStreamsBurstCoalescesIntoFewRecords) {
   auto records = ReadIndex(dir_ + "/stdout.idx");
   EXPECT_LE(static_cast<int64_t>(records.size()), elapsed_ms / 100 + 2) << "after " << elapsed_ms << " ms";
   EXPECT_EQ(records.back().size, static_cast<int64_t>(fs::file_size(dir_ + "/stdout.log")));
-  EXPECT_EQ(Merged(dir_).size(), 5000u);
+  EXPECT_EQ(MergedLines(dir_).size(), 5000u);
 }
 
 TEST_F(LogRelayTest, TheWriterCoalescesOnlyTheSameStreamWithinTheWindow) {
@@ -140,7 +128,7 @@ TEST_F(LogRelayTest, TheWriterCoalescesOnlyTheSameStreamWithinTheWindow) {
   EXPECT_EQ(out[1].time_ns, t0 + 60'000'001) << "a time at or before the last becomes the last + 1";
   EXPECT_EQ(out[2].size, 8);
   ASSERT_EQ(err.size(), 1u);
-  EXPECT_EQ(Merged(dir_), (std::vector<std::string>{"stdout: a", "stdout: b", "stderr: c", "stdout: d", "stdout: e"}));
+  EXPECT_EQ(MergedLines(dir_), (std::vector<std::string>{"stdout: a", "stdout: b", "stderr: c", "stdout: d", "stdout: e"}));
 }
 
 TEST_F(LogRelayTest, TheRelaySurvivesASigtermToItsStartersProcessGroupAndLosesNothing) {
@@ -174,7 +162,7 @@ TEST_F(LogRelayTest, TheRelaySurvivesASigtermToItsStartersProcessGroupAndLosesNo
   EXPECT_TRUE(Alive(relay_pid)) << "the relay went with its starter";
   std::ofstream(go).put('\n');
   ASSERT_TRUE(WaitFor([&] { return !Alive(relay_pid); }, 20s)) << "the relay did not exit after the workload";
-  auto lines = Merged(dir_);
+  auto lines = MergedLines(dir_);
   ASSERT_EQ(lines.size(), 2000u);
   std::set<std::string> seen(lines.begin(), lines.end());
   for (int i = 0; i < 1000; ++i) {
@@ -200,7 +188,7 @@ TEST_F(LogRelayTest, RotationUnderTheRelayKeepsEveryByteAndOffsetsValid) {
   struct stat st {};
   ::stat((dir_ + "/stdout.log").c_str(), &st);
   EXPECT_LE(st.st_blocks * 512, (256 << 10) + (64 << 10)) << "the live part is bounded";
-  auto lines = Merged(dir_);
+  auto lines = MergedLines(dir_);
   long n = 0, e = 0;
   for (const auto& l : lines) {
     if (l.rfind("stdout: n ", 0) == 0) {
