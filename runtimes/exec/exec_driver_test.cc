@@ -123,6 +123,24 @@ TEST_F(ExecDriverTest, OutputGoesThroughTheTasksLogRelayInOrderAcrossStreams) {
   EXPECT_EQ(MergedLines(c.task_dir).size(), 400u);
 }
 
+TEST_F(ExecDriverTest, WithoutARelayTheWorkloadWritesItsFilesAndTheAgentIndexes) {
+  ExecDriverOptions o;
+  o.log_relay = dir_ + "/no-such-log-relay";
+  auto d = ExecDriver::Create(std::move(o));
+  ASSERT_TRUE(d);
+  TaskConfig c = Config("unrelayed", "echo out; echo err >&2");
+  auto h = (*d)->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  EXPECT_FALSE(HasLogRelay(h->state));
+  auto logs = (*d)->Logs("unrelayed");
+  ASSERT_TRUE(logs);
+  EXPECT_FALSE(logs->self_indexed) << "the agent samples and rotates these";
+  ASSERT_TRUE((*d)->Wait("unrelayed", 5s));
+  EXPECT_EQ(Slurp(c.task_dir + "/stdout.log"), "out\n");
+  EXPECT_EQ(Slurp(c.task_dir + "/stderr.log"), "err\n");
+  ASSERT_TRUE((*d)->Destroy("unrelayed", true));
+}
+
 TEST_F(ExecDriverTest, DestroyKillsARelayThatADaemonOfTheTaskKeepsOpen) {
   // A grandchild that left the task's session keeps stdout open after the task exits: without
   // a cgroup to kill it, the relay would wait for it for ever.
