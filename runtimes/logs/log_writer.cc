@@ -82,7 +82,9 @@ Status TaskLogWriter::Append(LogStream s, std::string_view data, int64_t time_ns
 
 Status TaskLogWriter::Index(LogStream s, int64_t size, int64_t time_ns) {
   const int i = static_cast<int>(s);
-  const bool extend = last_stream_ == i && records_[i] > 0 && time_ns - last_record_ns_ < kIndexCoalesceNs;
+  const bool extend = last_stream_ == i && records_[i] > 0 && time_ns - last_chunk_ns_ < kIndexBurstGapNs &&
+                      time_ns - last_record_ns_ < kIndexCoalesceNs;
+  last_chunk_ns_ = time_ns;
   IndexRecord r{extend ? last_record_ns_ : std::max(time_ns, last_ns_ + 1), size};
   const int64_t at = extend ? records_[i] - 1 : records_[i];
   off_t where = static_cast<off_t>(at * static_cast<int64_t>(sizeof(IndexRecord)));

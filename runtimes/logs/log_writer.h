@@ -16,8 +16,10 @@ namespace mentat {
 enum class LogStream { kStdout = 0, kStderr = 1 };
 inline const char* LogStreamName(LogStream s) { return s == LogStream::kStdout ? "stdout" : "stderr"; }
 
-// Records of the same stream that follow each other within this window are one record (its
-// size moved on in place): the index grows by at most about 10 records a second per stream.
+// A burst: chunks of one stream less than kIndexBurstGapNs apart, for at most kIndexCoalesceNs,
+// are one record (its size moved on in place, its time the burst's first chunk's). A pause
+// starts a new record, so a line written after one is never dated before it.
+inline constexpr int64_t kIndexBurstGapNs = 10'000'000;
 inline constexpr int64_t kIndexCoalesceNs = 100'000'000;
 
 class TaskLogWriter {
@@ -32,8 +34,8 @@ class TaskLogWriter {
   // Appends `data` to the stream's log, then its index record at `time_ns` (the realtime clock
   // when 0). Record times are strictly increasing across both streams (a time at or before the
   // last one becomes the last one + 1 ns), so the two indexes merge into the order of the calls.
-  // A record of the same stream as the last one and less than kIndexCoalesceNs after it only
-  // moves that record's size on.
+  // A chunk of the same stream as the last record's, in its burst, only moves that record's
+  // size on.
   Status Append(LogStream stream, std::string_view data, int64_t time_ns = 0);
   // Why the last rotation warned (a filesystem without hole punching); empty when it did not.
   const std::string& rotation_warning() const { return rotation_warning_; }
@@ -54,6 +56,7 @@ class TaskLogWriter {
   int64_t last_ns_ = 0;            // the last record time written, of either stream
   int last_stream_ = -1;           // the stream of the last record; -1: none to extend
   int64_t last_record_ns_ = 0;     // the time of that record
+  int64_t last_chunk_ns_ = 0;      // when its last chunk came
   std::string rotation_warning_;
 };
 
