@@ -1,12 +1,15 @@
 // mt logs against a real server and agent: --tail, and -f that keeps going across a restart of
 // the workload and picks up a new allocation of the service as it appears; --since a point in
-// time, from the agent's log time index.
+// time, from the agent's log time index; stdout and stderr merged in order by default (a crash
+// loop's reason shows, marked), --stdout / --stderr to narrow, --timestamps, and -f across an
+// agent restart on both streams.
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <regex>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -19,16 +22,28 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-TEST(MtLogs, TailAndFollowAcrossRestartsAndNewAllocations) {
-  std::string dir = TempDir("mt-logs");
-  int port = FreePort();
-  auto server = StartServer(port, dir + "/data", dir + "/server.log", {"--dev", "--node-name", "logs-node"});
-  ASSERT_TRUE(server);
-  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
-  auto mt = [&](std::vector<std::string> args) {
+// A mentat-server on a free port (with its in-process agent when `flags` say --dev), and mt run
+// against it with a clean environment.
+struct Cluster {
+  Cluster(const std::string& name, const std::vector<std::string>& flags)
+      : dir(TempDir(name)), port(FreePort()),
+        server(StartServer(port, dir + "/data", dir + "/server.log", flags)),
+        env({"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir}) {}
+  CommandResult Mt(std::vector<std::string> args) const {
     args.insert(args.begin(), Runfile("cmd/mt/mt"));
     return RunCommand(args, env);
-  };
+  }
+  std::string dir;
+  int port;
+  std::unique_ptr<Process> server;
+  std::vector<std::string> env;
+};
+
+TEST(MtLogs, TailAndFollowAcrossRestartsAndNewAllocations) {
+  Cluster cluster("mt-logs", {"--dev", "--node-name", "logs-node"});
+  ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
+  auto& [dir, port, server, env] = cluster;
+  auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   std::string manifest =
       "name: ticker\ndriver: exec\ncommand: /bin/sh\n"
       "args: [\"-c\", \"i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done\"]\n";
@@ -67,7 +82,7 @@ TEST(MtLogs, TailAndFollowAcrossRestartsAndNewAllocations) {
   std::string agent = node["status"].value("agentAddress", "");
   ASSERT_EQ(agent.rfind("http://127.0.0.1:", 0), 0u) << node.dump();
   int agent_port = std::atoi(agent.c_str() + agent.rfind(':') + 1);
-  for (const std::string& bad : {"/v1/allocations/ticker-0/logs?namespace=..%2F..%2Fetc",
+  for (const char* bad : {"/v1/allocations/ticker-0/logs?namespace=..%2F..%2Fetc",
                                  "/v1/allocations/ticker-0/logs?tail=-3",
                                  "/v1/allocations/ticker-0/logs?offset=abc",
                                  "/v1/allocations/..%2E/logs"}) {
@@ -95,15 +110,10 @@ std::string NowRfc3339Millis() {
 }
 
 TEST(MtLogs, SinceAPointInTimeShowsExactlyWhatCameAfter) {
-  std::string dir = TempDir("mt-logs-since");
-  int port = FreePort();
-  auto server = StartServer(port, dir + "/data", dir + "/server.log", {"--dev", "--node-name", "since-node"});
-  ASSERT_TRUE(server);
-  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
-  auto mt = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), Runfile("cmd/mt/mt"));
-    return RunCommand(args, env);
-  };
+  Cluster cluster("mt-logs-since", {"--dev", "--node-name", "since-node"});
+  ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
+  auto& [dir, port, server, env] = cluster;
+  auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   // Five lines, a pause until the test says go, five more.
   WriteFile(dir + "/since.yaml",
             "name: phases\ndriver: exec\ncommand: /bin/sh\nargs: [\"-c\", \"for i in 0 1 2 3 4; do echo before $i; done; "
@@ -157,15 +167,10 @@ std::vector<long> Numbers(const std::string& text) {
 }
 
 TEST(MtLogs, RotationBoundsDiskAndFollowersMissNothing) {
-  std::string dir = TempDir("mt-logs-rotate");
-  int port = FreePort();
-  auto server = StartServer(port, dir + "/data", dir + "/server.log", {"--dev", "--node-name", "rot-node"});
-  ASSERT_TRUE(server);
-  std::vector<std::string> env = {"MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port), "HOME=" + dir};
-  auto mt = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), Runfile("cmd/mt/mt"));
-    return RunCommand(args, env);
-  };
+  Cluster cluster("mt-logs-rotate", {"--dev", "--node-name", "rot-node"});
+  ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
+  auto& [dir, port, server, env] = cluster;
+  auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
   // 100,000 lines of 70 bytes (about 7 MB) in bursts, once the test says go; rotated past 1 MB.
   const long kLines = 100000;
   WriteFile(dir + "/rot.yaml",
@@ -229,6 +234,144 @@ TEST(MtLogs, RotationBoundsDiskAndFollowersMissNothing) {
   }
   EXPECT_EQ(kept.back(), kLines - 1);
   EXPECT_TRUE(follow.Running());
+}
+
+// The lines of `text`, each without its newline.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(MtLogs, ACrashLoopsReasonOnStderrShowsMarkedInOrderWithStdout) {
+  Cluster cluster("mt-logs-both", {"--dev", "--node-name", "both-node"});
+  ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
+  auto& [dir, port, server, env] = cluster;
+  auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
+  // A python app that dies at start: what it says on stdout, then why on stderr, then exit 1.
+  WriteFile(dir + "/crash.yaml",
+            "name: crash\ndriver: exec\ncommand: /bin/sh\n"
+            "args: [\"-c\", \"echo starting app; sleep 0.1; echo 'Traceback (most recent call last):' >&2; "
+            "echo 'ValueError: DATABASE_URL is not set' >&2; sleep 0.1; echo giving up; exit 1\"]\n");
+  ASSERT_EQ(mt({"apply", "-f", dir + "/crash.yaml"}).exit_code, 0);
+  CommandResult logs;
+  ASSERT_TRUE(WaitFor([&] {
+    logs = mt({"logs", "crash-0"});
+    return std::count(logs.out.begin(), logs.out.end(), '\n') >= 8;  // two runs at least
+  }, 30s)) << logs.out << logs.err;
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  // Every run's four lines, in the order written; stderr's marked (no colour: not a terminal).
+  const std::vector<std::string> run = {"starting app", "stderr: Traceback (most recent call last):",
+                                        "stderr: ValueError: DATABASE_URL is not set", "giving up"};
+  auto lines = Lines(logs.out);
+  ASSERT_GE(lines.size(), 8u);
+  for (size_t i = 0; i + 4 <= lines.size(); i += 4) {
+    EXPECT_EQ(std::vector<std::string>(lines.begin() + i, lines.begin() + i + 4), run) << logs.out;
+  }
+  EXPECT_EQ(logs.out.find("\x1b["), std::string::npos) << "colour on a pipe";
+
+  // Narrowed: one stream, raw and unmarked.
+  auto out = mt({"logs", "crash-0", "--stdout"});
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  ASSERT_FALSE(out.out.empty());
+  for (const auto& l : Lines(out.out)) EXPECT_TRUE(l == "starting app" || l == "giving up") << out.out;
+  auto err = mt({"logs", "crash-0", "--stderr"});
+  EXPECT_EQ(err.exit_code, 0) << err.err;
+  ASSERT_FALSE(err.out.empty());
+  EXPECT_EQ(err.out.rfind("Traceback (most recent call last):\nValueError: DATABASE_URL is not set\n", 0), 0u) << err.out;
+  EXPECT_EQ(err.out.find("stderr:"), std::string::npos) << err.out;
+  // Both flags: both streams again.
+  EXPECT_EQ(Lines(mt({"logs", "crash-0", "--stdout", "--stderr", "--tail", "4"}).out), run);
+
+  // --timestamps: each line with its RFC 3339 time (ns), in order; with one stream too.
+  const std::regex stamped(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (.*)$)");
+  auto ts = mt({"logs", "crash-0", "--timestamps", "--tail", "4"});
+  ASSERT_EQ(ts.exit_code, 0) << ts.err;
+  auto ts_lines = Lines(ts.out);
+  ASSERT_EQ(ts_lines.size(), 4u) << ts.out;
+  std::string previous;
+  for (size_t i = 0; i < ts_lines.size(); ++i) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(ts_lines[i], m, stamped)) << ts_lines[i];
+    EXPECT_EQ(m[1].str(), run[i]);
+    // Lines of one stream within 100 ms share their index record's time.
+    EXPECT_LE(previous, ts_lines[i].substr(0, 30)) << "times go forward";
+    previous = ts_lines[i].substr(0, 30);
+  }
+  for (const auto& l : Lines(mt({"logs", "crash-0", "--stderr", "--timestamps", "--tail", "2"}).out)) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(l, m, stamped)) << l;
+    EXPECT_EQ(m[1].str().rfind("stderr:", 0), std::string::npos) << l;
+  }
+
+  // The agent's endpoint: stream=all by default, as CRI-style lines, and a bad offset named.
+  auto node = Json::parse(HttpGet(port, "/v1/nodes/both-node").second);
+  std::string agent = node["status"].value("agentAddress", "");
+  int agent_port = std::atoi(agent.c_str() + agent.rfind(':') + 1);
+  auto [code, body] = HttpGet(agent_port, "/v1/allocations/crash-0/logs?tail=2");
+  EXPECT_EQ(code, 200) << body;
+  EXPECT_TRUE(std::regex_search(body, std::regex(R"(Z stderr F ValueError: DATABASE_URL is not set\n.*Z stdout F giving up\n$)")))
+      << body;
+  for (const char* bad : {"/v1/allocations/crash-0/logs?offset=12", "/v1/allocations/crash-0/logs?stream=both",
+                                 "/v1/allocations/crash-0/logs?stream=stdout&offset=1,2"}) {
+    auto [bad_code, bad_body] = HttpGet(agent_port, bad);
+    EXPECT_EQ(bad_code, 400) << bad << ": " << bad_body;
+  }
+}
+
+TEST(MtLogs, FollowAcrossAnAgentRestartLosesAndRepeatsNothingOnBothStreams) {
+  Cluster cluster("mt-logs-agent", {});
+  ASSERT_TRUE(cluster.server) << ReadFile(cluster.dir + "/server.log");
+  auto& [dir, port, server, env] = cluster;
+  auto mt = [&](std::vector<std::string> args) { return cluster.Mt(std::move(args)); };
+  std::vector<std::string> agent_argv = {Runfile("cmd/mentat-agent/mentat-agent"), "--server",
+                                         "http://127.0.0.1:" + std::to_string(port), "--node-name",
+                                         "relay-node", "--data-dir", dir + "/agent"};
+  auto agent = std::make_unique<Process>(agent_argv, dir + "/agent.log");
+  WriteFile(dir + "/chatter.yaml",
+            "name: chatter\ndriver: exec\ncommand: /bin/sh\n"
+            "args: [\"-c\", \"i=0; while true; do echo o $i; echo e $i >&2; i=$((i+1)); sleep 0.01; done\"]\n");
+  ASSERT_EQ(mt({"apply", "-f", dir + "/chatter.yaml"}).exit_code, 0);
+  ASSERT_EQ(mt({"wait", "--for=condition=Ready", "service/chatter", "--timeout=30s"}).exit_code, 0);
+  Process follow({"/usr/bin/env", env[0], env[1], Runfile("cmd/mt/mt"), "logs", "chatter-0", "-f"},
+                 dir + "/follow.out");
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir + "/follow.out").find("stderr: e 20\n") != std::string::npos; }, 20s))
+      << ReadFile(dir + "/follow.out");
+
+  // kill -9 of the agent: the workload and its relay go on writing meanwhile.
+  agent->Signal(SIGKILL);
+  ASSERT_TRUE(agent->Wait(5s).has_value());
+  const std::string log = dir + "/agent/tasks/default.chatter-0/stderr.log";
+  size_t at_kill = ReadFile(log).size();
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(log).size() > at_kill + 500; }, 10s)) << "the relay stopped with the agent";
+  agent = std::make_unique<Process>(agent_argv, dir + "/agent.log");
+  // The follower reconnects and catches up past what was written while the agent was down.
+  const std::string written = ReadFile(log);
+  std::string until = "e " + std::to_string(std::count(written.begin(), written.end(), '\n') + 50);
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir + "/follow.out").find("stderr: " + until + "\n") != std::string::npos; }, 30s))
+      << ReadFile(dir + "/follow.out").substr(0, 2000);
+
+  // Every line of each stream once, in order: stdout's "o i" as they are, stderr's marked.
+  std::vector<long> out, err;
+  for (const auto& l : Lines(ReadFile(dir + "/follow.out"))) {
+    if (l.rfind("o ", 0) == 0) out.push_back(std::atol(l.c_str() + 2));
+    else if (l.rfind("stderr: e ", 0) == 0) err.push_back(std::atol(l.c_str() + 10));
+    else ADD_FAILURE() << "an unexpected line: " << l;
+  }
+  ASSERT_GT(err.size(), 100u);
+  for (const auto* stream : {&out, &err}) {
+    for (size_t k = 0; k < stream->size(); ++k) {
+      ASSERT_EQ((*stream)[k], static_cast<long>(k)) << (stream == &out ? "stdout" : "stderr")
+                                                    << ": a gap or a repeat at line " << k;
+    }
+  }
+  EXPECT_TRUE(follow.Running());
+  // The workload goes with its service (it outlives agents by design).
+  ASSERT_EQ(mt({"delete", "services", "--all"}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] { return mt({"get", "allocations", "-o", "name"}).out.empty(); }, 30s));
+  agent->Signal(SIGTERM);
+  agent->Wait(10s);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "apis/error.h"
 #include "apis/object.h"
 #include "apis/service.h"
+#include "runtimes/logs/log_rotate.h"
 
 namespace mentat {
 
@@ -26,6 +27,7 @@ struct TaskConfig {
   std::string cwd;
   std::string task_dir;  // per-task directory: logs (stdout.log, stderr.log) and driver files
   Json spec;             // the full canonical service spec, for driver-specific fields
+  LogLimits log_limits;  // spec.logs over the agent's defaults: for a driver whose writer rotates
 };
 
 // Persisted by the agent after Start; everything Recover needs. `state` is driver-owned.
@@ -60,6 +62,10 @@ struct TaskStats {
 
 struct TaskLogs {
   std::string stdout_path, stderr_path;
+  // The logs' writer (a log relay, the docker driver's pump) indexes every chunk and rotates:
+  // the agent must not. Otherwise the workload writes the files and the agent samples and
+  // rotates them (log_index.h).
+  bool self_indexed = false;
 };
 
 struct TaskStatus {
@@ -140,8 +146,8 @@ class Driver {
   // What the driver can do, whatever the host (Nomad's Capabilities): {"exec", "signal",
   // "recover": bool, "isolation": "none" | "namespaces" | "vm", "limits": [...]}.
   virtual Json Capabilities() const = 0;
-  // Where a task's output is: the files the workload writes (followed by the agent's log
-  // endpoint). kNotFound for an unknown task.
+  // Where a task's output is: the files its writer appends (followed by the agent's log
+  // endpoint), and who indexes them. kNotFound for an unknown task.
   virtual Result<TaskLogs> Logs(const std::string& id) = 0;
 
   // Called from a driver thread whenever a task exits. Set once, before Start/Recover.

@@ -82,7 +82,10 @@ struct LogsFlags {
   std::string name;  // an allocation, or a service (all its allocations, each line prefixed)
   bool follow = false;
   long tail = -1;     // the last N lines; -1: all
+  // Neither or both: both streams, merged in order, stderr's lines marked. One: only it, raw.
+  bool stdout_ = false;
   bool stderr_ = false;
+  bool timestamps = false;  // each line prefixed with its time from the agent's index
   std::string since;  // --since: a duration back from now ("5m") or an RFC 3339 time
   std::string ns;
 };

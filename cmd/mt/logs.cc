@@ -1,8 +1,10 @@
 // mt logs: a service's or an allocation's output, read from the agent of the node it runs on
-// (the Node's status.agentAddress), with the same token and CA as the server. With -f it
-// follows: across restarts of the task (the log file is appended), across a new allocation in
-// the same slot (the file starts over), and across agent restarts (it reconnects from the last
-// byte it had). For a service, new allocations are picked up as they appear.
+// (the Node's status.agentAddress), with the same token and CA as the server. By default both
+// streams, merged in the order they were written (the agent's stream=all, apis/log_lines.h),
+// stderr's lines marked "stderr: "; --stdout or --stderr: only that stream, as written. With -f
+// it follows: across restarts of the task (the logs are appended), across a new allocation in
+// the same slot (they start over), and across agent restarts (it reconnects from the last byte
+// it had of each stream). For a service, new allocations are picked up as they appear.
 #include <atomic>
 #include <iostream>
 #include <map>
@@ -10,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "apis/log_lines.h"
 #include "apis/object.h"
 #include "cmd/mt/agents.h"
 #include "cmd/mt/args.h"
@@ -23,19 +26,129 @@ using namespace std::chrono_literals;
 
 std::mutex out_mu;  // lines of several allocations never interleave mid-line
 
+// How one allocation's log is asked for and printed. A connection: Query, then Feed with each
+// piece of the body, then Resume with the X-Log-Start header (where the body began), so that
+// the next connection's Query goes on from the last byte printed.
+class LogPrinter {
+ public:
+  virtual ~LogPrinter() = default;
+  // The stream and, after a first connection, offset parameters.
+  virtual std::string Query() const = 0;
+  virtual bool resuming() const = 0;
+  // Prints the whole lines `d` completes.
+  virtual void Feed(const char* d, size_t n) = 0;
+  virtual void Resume(const std::string& x_log_start) = 0;
+  // The end of all output: what is left of a line.
+  virtual void Finish() = 0;
+  bool printed_any = false;
+};
+
+// One stream, its bytes as written (--stdout or --stderr alone).
+class RawPrinter : public LogPrinter {
+ public:
+  RawPrinter(std::string stream, std::string prefix) : stream_(std::move(stream)), prefix_(std::move(prefix)) {}
+  std::string Query() const override {
+    return "&stream=" + stream_ + (next_ >= 0 ? "&offset=" + std::to_string(next_) : "");
+  }
+  bool resuming() const override { return next_ >= 0; }
+  void Feed(const char* d, size_t n) override {
+    received_ += static_cast<int64_t>(n);
+    partial_.append(d, n);
+    size_t nl;
+    std::lock_guard<std::mutex> lock(out_mu);
+    while ((nl = partial_.find('\n')) != std::string::npos) {
+      std::cout << prefix_ << partial_.substr(0, nl + 1);
+      partial_.erase(0, nl + 1);
+      printed_any = true;
+    }
+    std::cout.flush();
+  }
+  void Resume(const std::string& start) override {
+    if (!start.empty()) next_ = std::stoll(start) + received_;
+    received_ = 0;
+  }
+  void Finish() override {
+    if (partial_.empty()) return;
+    std::lock_guard<std::mutex> lock(out_mu);
+    std::cout << prefix_ << partial_ << "\n";
+  }
+
+ private:
+  std::string stream_, prefix_;
+  int64_t next_ = -1;      // the byte to resume from; -1 until the agent has said where we are
+  int64_t received_ = 0;   // in this connection
+  std::string partial_;    // a line not yet ended
+};
+
+// Both streams merged, each line "time stream F|P content" (apis/log_lines.h): printed as
+// [prefix][time ]["stderr: "]content, only the streams asked for.
+class MergedPrinter : public LogPrinter {
+ public:
+  MergedPrinter(const LogsFlags& f, std::string prefix)
+      : prefix_(std::move(prefix)),
+        show_out_(f.stdout_ || !f.stderr_),
+        show_err_(f.stderr_ || !f.stdout_),
+        mark_(show_out_ && show_err_),
+        timestamps_(f.timestamps) {}
+  std::string Query() const override {
+    return "&stream=all" + (next_ ? "&offset=" + FormatLogOffsets(next_->first, next_->second) : "");
+  }
+  bool resuming() const override { return next_.has_value(); }
+  void Feed(const char* d, size_t n) override {
+    buf_.append(d, n);
+    size_t nl;
+    std::lock_guard<std::mutex> lock(out_mu);
+    while ((nl = buf_.find('\n')) != std::string::npos) {
+      auto line = ParseLogLine(std::string_view(buf_).substr(0, nl));
+      buf_.erase(0, nl + 1);
+      if (!line) continue;
+      const bool err = line->stream == "stderr";
+      (err ? received_.second : received_.first) += line->bytes();
+      if (err ? !show_err_ : !show_out_) continue;
+      std::cout << prefix_ << (timestamps_ ? line->time + " " : "")
+                << (err && mark_ ? Paint(Stream::kOut, colour::kRed, "stderr:") + " " : "")
+                << line->content << "\n";
+      printed_any = true;
+    }
+    std::cout.flush();
+  }
+  void Resume(const std::string& start) override {
+    // A line cut off by the disconnect was not counted: it comes again.
+    buf_.clear();
+    if (auto at = ParseLogOffsets(start)) {
+      next_ = {at->first + received_.first, at->second + received_.second};
+    }
+    received_ = {0, 0};
+  }
+  void Finish() override {}
+
+ private:
+  std::string prefix_;
+  bool show_out_, show_err_, mark_, timestamps_;
+  std::optional<std::pair<int64_t, int64_t>> next_;  // each stream's byte to resume from
+  std::pair<int64_t, int64_t> received_{0, 0};       // each stream's bytes in this connection
+  std::string buf_;                                  // a line of the body not yet ended
+};
+
+std::unique_ptr<LogPrinter> PrinterFor(const LogsFlags& f, const std::string& prefix) {
+  // One stream without timestamps: its bytes exactly as written. Anything else needs the index.
+  if (f.stdout_ != f.stderr_ && !f.timestamps) {
+    return std::make_unique<RawPrinter>(f.stderr_ ? "stderr" : "stdout", prefix);
+  }
+  return std::make_unique<MergedPrinter>(f, prefix);
+}
+
 // Streams one allocation's log to stdout, each line prefixed when `prefix` is set. Returns
 // when the log ends (without follow), or, with follow, when `stop` is set or the allocation
 // is gone.
 Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
                  std::optional<int64_t> since_ms, const std::string& ns, const std::string& alloc,
                  const std::string& prefix, const std::atomic<bool>& stop) {
-  int64_t next = -1;    // the byte to resume from; -1 until the agent has said where we are
-  std::string partial;  // a line not yet ended
-  bool printed_any = false;
+  auto printer = PrinterFor(f, prefix);
   while (!stop) {
     auto address = AgentAddress(server, ns, alloc);
     if (!address) {
-      if (address.error().code() == Code::kNotFound && printed_any) return {};  // it is gone
+      if (address.error().code() == Code::kNotFound && printer->printed_any) return {};  // it is gone
       if (!f.follow || address.error().code() != Code::kUnavailable) {
         return std::unexpected(address.error());
       }
@@ -44,34 +157,21 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
     }
     auto agent = ApiClient::Create(*address, co);
     if (!agent) return std::unexpected(agent.error());
-    std::string path = "/v1/allocations/" + alloc + "/logs?namespace=" + ns +
-                       "&stream=" + (f.stderr_ ? "stderr" : "stdout");
+    std::string path = "/v1/allocations/" + alloc + "/logs?namespace=" + ns + printer->Query();
     if (f.follow) path += "&follow=true";
-    if (next >= 0) {
-      path += "&offset=" + std::to_string(next);
-    } else {
+    if (!printer->resuming()) {
       if (since_ms) path += "&since=" + std::to_string(*since_ms);
       if (f.tail >= 0) path += "&tail=" + std::to_string(f.tail);
     }
     std::map<std::string, std::string> headers;
-    int64_t received = 0;
     auto st = (*agent)->GetStream(
         path,
         [&](const char* d, size_t n) {
-          received += static_cast<int64_t>(n);
-          partial.append(d, n);
-          size_t nl;
-          std::lock_guard<std::mutex> lock(out_mu);
-          while ((nl = partial.find('\n')) != std::string::npos) {
-            std::cout << prefix << partial.substr(0, nl + 1);
-            partial.erase(0, nl + 1);
-            printed_any = true;
-          }
-          std::cout.flush();
+          printer->Feed(d, n);
           return !stop.load();
         },
         &stop, &headers);
-    if (headers.count("X-Log-Start")) next = std::stoll(headers["X-Log-Start"]) + received;
+    printer->Resume(headers.count("X-Log-Start") ? headers["X-Log-Start"] : "");
     if (!st) {
       if (!f.follow || st.error().code() == Code::kUnauthenticated ||
           st.error().code() == Code::kForbidden) {
@@ -81,10 +181,7 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
     if (!f.follow) break;
     std::this_thread::sleep_for(500ms);  // the agent or its node went away: reconnect
   }
-  if (!partial.empty()) {
-    std::lock_guard<std::mutex> lock(out_mu);
-    std::cout << prefix << partial << "\n";
-  }
+  printer->Finish();
   return {};
 }
 

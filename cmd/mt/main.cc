@@ -123,13 +123,16 @@ int main(int argc, char** argv) {
   describe->add_option("-l,--selector", describe_flags.selector, "label selector (with a KIND)");
 
   LogsFlags logs_flags;
-  auto* logs = app.add_subcommand("logs", "print (-f: follow) a service's or an allocation's output");
+  auto* logs = app.add_subcommand(
+      "logs", "print (-f: follow) a service's or an allocation's output: stdout and stderr in order");
   logs->add_option("name", logs_flags.name, "an allocation, or a service (all its allocations)")
       ->required();
   logs->add_flag("-f,--follow", logs_flags.follow,
                  "keep printing: across restarts, new allocations and agent restarts");
   logs->add_option("--tail", logs_flags.tail, "only the last N lines (then, with -f, what follows)");
-  logs->add_flag("--stderr", logs_flags.stderr_, "the standard error stream instead of stdout");
+  logs->add_flag("--stdout", logs_flags.stdout_, "only the standard output stream, as written");
+  logs->add_flag("--stderr", logs_flags.stderr_, "only the standard error stream, as written");
+  logs->add_flag("--timestamps", logs_flags.timestamps, "each line with when it was written (RFC 3339)");
   logs->add_option("--since", logs_flags.since,
                    "only what was written since: a duration (5m, 1h) or an RFC 3339 time");
 

@@ -16,7 +16,9 @@
 #include "apis/event.h"
 #include "apis/service.h"
 #include "runtimes/agent/fingerprint.h"
-#include "runtimes/agent/log_index.h"
+#include "runtimes/agent/log_endpoint.h"
+#include "runtimes/logs/log_index.h"
+#include "runtimes/logs/log_writer.h"
 #include "runtimes/agent/orphans.h"
 #include "apis/security_profile.h"
 #include "runtimes/docker/docker_driver.h"
@@ -628,6 +630,7 @@ Status Agent::Reconcile(const std::string& key) {
       cfg.cwd = spec->cwd;
       cfg.task_dir = TaskDir(key);
       cfg.spec = task_spec;
+      cfg.log_limits = t.logs;
       cfg.env.push_back({kTaskIdEnv, cfg.id});
       bool was_restart = t.last_exit.has_value();
       lock.unlock();
@@ -726,29 +729,6 @@ void SendError(HttpResponse& res, const Error& e) {
   res.body = e.ToJson().dump() + "\n";
 }
 
-// The last `lines` lines of `text` (all of it for a negative count).
-std::string LastLines(const std::string& text, long lines) {
-  if (lines < 0) return text;
-  size_t end = text.size();
-  if (end && text[end - 1] == '\n') --end;
-  size_t pos = end;
-  for (long n = 0; n < lines; ++n) {
-    auto nl = pos == 0 ? std::string::npos : text.rfind('\n', pos - 1);
-    if (nl == std::string::npos) return text;
-    pos = nl;
-    if (n + 1 == lines) return text.substr(pos + 1);
-  }
-  return lines == 0 ? "" : text;
-}
-
-// Reads `path` from `offset` on, across rotations (log_rotate.h).
-std::string ReadFrom(const std::string& path, off_t* offset, size_t limit = 8 << 20) {
-  int64_t at = *offset;
-  std::string out = ReadLog(path, &at, limit);
-  *offset = static_cast<off_t>(at);
-  return out;
-}
-
 }  // namespace
 
 Result<std::string> Agent::Authorize(const HttpRequest& req, const std::string& action) {
@@ -845,75 +825,13 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   if (!token) return SendError(res, token.error());
   auto key = RequestedKey(req);
   if (!key) return SendError(res, key.error());
-  for (const char* field : {"tail", "offset"}) {
-    if (!req.HasParam(field)) continue;
-    const std::string v = req.Param(field);
-    if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
-      return SendError(res, Error(Code::kInvalidArgument, std::string("invalid ") + field,
-                                     {{field, 0, 0, "must be a non-negative integer, got \"" + v + "\""}}));
-    }
-  }
-  std::string stream = req.Param("stream").empty() ? "stdout" : req.Param("stream");
-  if (stream != "stdout" && stream != "stderr") {
-    return SendError(res, Error(Code::kInvalidArgument, "invalid stream",
-                                   {{"stream", 0, 0, "stdout or stderr, got \"" + stream + "\""}}));
-  }
-  std::optional<int64_t> since_ms;
-  if (req.HasParam("since")) {
-    const std::string v = req.Param("since");
-    if (!v.empty() && v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos) {
-      since_ms = std::stoll(v);
-    } else {
-      since_ms = ParseRfc3339Millis(v);
-    }
-    if (!since_ms) {
-      return SendError(res, Error(Code::kInvalidArgument, "invalid since",
-                                  {{"since", 0, 0, "Unix milliseconds or an RFC 3339 time, got \"" + v + "\""}}));
-    }
-  }
-  std::string path = TaskDir(*key) + "/" + stream + ".log";
-  if (::access(path.c_str(), F_OK) != 0) {
+  auto query = ParseLogsQuery(req);
+  if (!query) return SendError(res, query.error());
+  const std::string dir = TaskDir(*key);
+  if (::access((dir + "/stdout.log").c_str(), F_OK) != 0) {
     return SendError(res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
   }
-  off_t offset = 0;
-  std::string first;
-  const bool follow = req.Param("follow") == "true";
-  if (req.HasParam("offset")) {
-    offset = std::atoll(req.Param("offset").c_str());
-    first = ReadFrom(path, &offset);
-  } else if (since_ms) {
-    // From the time index (log_index.h): exact to within its sampling period.
-    offset = LogOffsetSince(path, TaskDir(*key) + "/" + stream + ".idx", *since_ms);
-    first = ReadFrom(path, &offset);
-    first = LastLines(first, req.HasParam("tail") ? std::atol(req.Param("tail").c_str()) : -1);
-  } else if (req.HasParam("tail")) {
-    int64_t end = 0;
-    first = ReadLogTail(path, std::atol(req.Param("tail").c_str()), &end);
-    offset = static_cast<off_t>(end);
-  } else {
-    // All that is kept: rotation bounds it (log_rotate.h).
-    first = ReadFrom(path, &offset, follow ? (8u << 20) : (256u << 20));
-  }
-  res.content_type = "text/plain; charset=utf-8";
-  // Where in the file the body starts: a client that reconnects asks for ?offset= the byte
-  // after the last one it received, and loses nothing.
-  res.headers.emplace_back("X-Log-Start", std::to_string(offset - static_cast<off_t>(first.size())));
-  if (!follow) {
-    res.body = std::move(first);
-    return;
-  }
-  res.stream = [path, offset, first](const std::shared_ptr<HttpStream>& s) mutable {
-    if (!first.empty()) s->Write(first);
-    auto at = std::make_shared<off_t>(offset);
-    // Polled, like `tail -F`: the file is appended by the workload, truncated or replaced when
-    // a new allocation takes the slot, and may vanish for a while between the two.
-    s->Every(std::chrono::milliseconds(200), [w = std::weak_ptr<HttpStream>(s), path, at] {
-      auto s = w.lock();
-      if (!s || !s->open() || s->Pending() > (1 << 20)) return;
-      std::string more = ReadFrom(path, at.get());
-      if (!more.empty()) s->Write(more);
-    });
-  };
+  ServeTaskLogs(dir, *query, res);
 }
 
 void Agent::SampleLimits() {
@@ -944,23 +862,33 @@ void Agent::SampleLimits() {
 }
 
 void Agent::SampleLogs() {
-  std::vector<std::pair<std::string, LogLimits>> dirs;
+  struct Sampled {
+    std::string dir;
+    LogLimits limits;
+    Driver* driver;
+    std::string id;
+  };
+  std::vector<Sampled> tasks;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [key, t] : tasks_) dirs.emplace_back(TaskDir(key), t.logs);
+    for (const auto& [key, t] : tasks_) tasks.push_back({TaskDir(key), t.logs, DriverFor(t.driver), t.handle.id});
   }
-  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  for (const auto& [dir, limits] : dirs) {
+  const int64_t now_ns = RealtimeNs();
+  for (const auto& task : tasks) {
+    // A relay or the docker driver's pump indexes and rotates its task's logs itself.
+    if (task.driver && !task.id.empty()) {
+      if (auto logs = task.driver->Logs(task.id); logs && logs->self_indexed) continue;
+    }
     for (const char* stream : {"stdout", "stderr"}) {
-      std::string log = dir + "/" + stream + ".log", index = dir + "/" + stream + ".idx";
-      SampleLogSize(log, index, now_ms);
-      if (auto rotated = RotateLog(log, index, limits); !rotated) {
+      std::string log = task.dir + "/" + stream + ".log", index = task.dir + "/" + stream + ".idx";
+      SampleLogSize(log, index, now_ns);
+      std::string warning;
+      if (auto rotated = RotateLog(log, index, task.limits, &warning); !rotated) {
         spdlog::warn("agent: {}", rotated.error().message());
       } else if (*rotated) {
         spdlog::debug("agent: rotated {}", log);
       }
+      if (!warning.empty()) spdlog::warn("agent: {}", warning);
     }
   }
 }

@@ -19,7 +19,7 @@
 #include "runtimes/agent/artifacts.h"
 #include "runtimes/agent/exec_sessions.h"
 #include "runtimes/agent/health.h"
-#include "runtimes/agent/log_rotate.h"
+#include "runtimes/logs/log_rotate.h"
 #include "runtimes/driver.h"
 
 namespace mentat {
@@ -107,12 +107,12 @@ class Agent {
   void EmitLocked(const std::string& key, const char* type, const std::string& reason,
                   const std::string& message);
   void FlushEvents();
-  // Appends to each task's log time index (log_index.h); from the probe loop, once a second.
+  // For tasks whose logs the workload writes itself (no relay): appends to each log's time
+  // index (log_index.h) and rotates; from the probe loop, once a second.
   void SampleLogs();
   // Reads the pids-limit hits of tasks that have a limit: status pidsLimitHits and an event.
   void SampleLimits();
-  // GET /v1/allocations/NAME/logs: the task's stdout (or ?stream=stderr), ?tail=N lines, from
-  // ?offset=BYTES or from ?since=TIME (Unix ms or RFC 3339; see log_index.h), and with ?follow=true everything written after, across restarts.
+  // GET /v1/allocations/NAME/logs (log_endpoint.h): both streams merged in order, or one.
   void ServeLogs(const HttpRequest& req, HttpResponse& res);
   // POST /v1/allocations/NAME/exec: starts a command in the running task (ExecSessions), then
   // GET /v1/exec/ID/output, POST /v1/exec/ID/input and POST /v1/exec/ID/resize.

@@ -1,5 +1,7 @@
 #include "runtimes/docker/docker_driver.h"
 
+#include "runtimes/logs/log_writer.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -110,6 +112,14 @@ std::string Join(const std::set<std::string>& s) {
 }
 
 // (seconds, nanoseconds) of an RFC 3339 timestamp with up to 9 fraction digits, in UTC ("Z").
+// The log pump's rotation limits as HandleOf persisted them (defaults for an older handle).
+LogLimits LogLimitsOf(const Json& state) {
+  LogLimits limits;
+  limits.max_file_bytes = state.value("logMaxFileBytes", limits.max_file_bytes);
+  limits.max_files = state.value("logMaxFiles", limits.max_files);
+  return limits;
+}
+
 std::pair<int64_t, int64_t> ParseTimestamp(const std::string& ts) {
   struct tm tm = {};
   const char* rest = strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -440,7 +450,8 @@ TaskHandle DockerDriver::HandleOf(const Task& t) const {
   h.driver = "docker";
   h.id = t.id;
   h.state = {{"container", t.container}, {"name", t.name}, {"pid", t.pid},
-             {"startedAt", t.started_at}, {"taskDir", t.task_dir}, {"adopted", t.adopted}};
+             {"startedAt", t.started_at}, {"taskDir", t.task_dir}, {"adopted", t.adopted},
+             {"logMaxFileBytes", t.log_limits.max_file_bytes}, {"logMaxFiles", t.log_limits.max_files}};
   return h;
 }
 
@@ -564,6 +575,7 @@ Result<TaskHandle> DockerDriver::Start(const TaskConfig& in) {
   t->container = *created;
   t->name = name;
   t->task_dir = config.task_dir;
+  t->log_limits = config.log_limits;
   t->starting = true;  // CheckExited leaves it alone until it has been started and inspected
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -716,6 +728,7 @@ Result<TaskHandle> DockerDriver::Adopt(const TaskConfig& config, const std::stri
   t->container = info->value("Id", "");
   t->name = container;
   t->task_dir = config.task_dir;
+  t->log_limits = config.log_limits;
   t->adopted = true;
   t->tty = (*info)["Config"].value("Tty", false);
   t->starting = true;
@@ -773,6 +786,8 @@ Status DockerDriver::Recover(const TaskHandle& handle) {
     t->container = container;
     t->name = handle.state.value("name", "");
     t->task_dir = handle.state.value("taskDir", "");
+  t->log_limits = LogLimitsOf(handle.state);
+    t->log_limits = LogLimitsOf(handle.state);
     t->adopted = handle.state.value("adopted", false);
     t->pid = handle.state.value("pid", 0);
     t->started_at = handle.state.value("startedAt", "");
@@ -798,6 +813,7 @@ Status DockerDriver::Recover(const TaskHandle& handle) {
   t->container = info->value("Id", container);
   t->name = handle.state.value("name", "");
   t->task_dir = handle.state.value("taskDir", "");
+  t->log_limits = LogLimitsOf(handle.state);
   t->adopted = handle.state.value("adopted", false);
   t->tty = (*info)["Config"].value("Tty", false);
   t->pid = state.value("Pid", 0);
@@ -823,6 +839,13 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
     if (fd >= 0) ::close(fd);
   }
   t->log_pump = std::thread([this, t] {
+    // The pump is the logs' one writer: each message indexed at Docker's timestamp, so stdout
+    // and stderr merge in order (log_writer.h), and rotated.
+    auto writer = TaskLogWriter::Open(t->task_dir, t->log_limits);
+    if (!writer) {
+      spdlog::warn("docker: logs of {}: {}; not followed", t->id, writer.error().message());
+      return;
+    }
     const std::string since_file = t->task_dir + "/" + kLogsSinceFile;
     // Where the files end, as "SECONDS.NANOS COUNT": the timestamp of the last message written
     // and how many messages of the container's log carry exactly that timestamp up to there
@@ -887,16 +910,10 @@ void DockerDriver::StartLogPump(const std::shared_ptr<Task>& t) {
           if (ts < resume) return;  // written before the agent restarted
           if (ts == resume && ++at_resume <= resume_count) return;
         }
-        std::string path = t->task_dir + (stream == 2 ? "/stderr.log" : "/stdout.log");
-        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd < 0) return;
         std::string_view payload(msg.data() + sp + 1, msg.size() - sp - 1);
-        while (!payload.empty()) {
-          ssize_t n = ::write(fd, payload.data(), payload.size());
-          if (n <= 0) break;
-          payload.remove_prefix(n);
-        }
-        ::close(fd);
+        auto st = (*writer)->Append(stream == 2 ? LogStream::kStderr : LogStream::kStdout, payload,
+                                    ts.first * 1'000'000'000 + ts.second);
+        if (!st) spdlog::warn("docker: logs of {}: {}", t->id, st.error().message());
         if (ts == last) {
           ++last_count;
         } else if (ts > last) {
@@ -1258,7 +1275,7 @@ Json DockerDriver::Capabilities() const {
 Result<TaskLogs> DockerDriver::Logs(const std::string& id) {
   auto t = Find(id);
   if (!t) return NotFound("no docker task " + id);
-  return TaskLogs{t->task_dir + "/stdout.log", t->task_dir + "/stderr.log"};
+  return TaskLogs{t->task_dir + "/stdout.log", t->task_dir + "/stderr.log", /*self_indexed=*/true};
 }
 
 Result<std::vector<std::string>> DockerDriver::CleanupOrphans() {

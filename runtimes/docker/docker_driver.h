@@ -7,8 +7,9 @@
 // - Exits are learned from the /events stream (die, oom) at once; exit code and OOMKilled come
 //   from inspect. When the stream reconnects (dockerd restarted), every task is inspected again.
 // - The agent's log endpoint follows files, so a thread per task follows the container's log
-//   stream into task_dir/stdout.log and stderr.log, resuming after a restart from the last
-//   timestamp it wrote (docker-logs.since) without duplicating lines.
+//   stream into task_dir/stdout.log and stderr.log (indexed at Docker's timestamps and rotated,
+//   runtimes/logs/log_writer.h), resuming after a restart from the last timestamp it wrote
+//   (docker-logs.since) without duplicating lines.
 // - Mars Mode: the handle holds the container id; Recover re-attaches to the same container.
 //   `adopt: {container: NAME}` adopts an existing container (image and ports must match; never
 //   a Mentat-labelled one; under a profile its inspected settings must keep the profile's rules).
@@ -82,6 +83,7 @@ class DockerDriver : public Driver {
     std::string container;  // container id
     std::string name;       // container name
     std::string task_dir;
+    LogLimits log_limits;   // the log pump rotates the task's logs by these
     bool adopted = false;   // an existing container, not made by Mentat
     bool tty = false;
     int pid = 0;

@@ -3,6 +3,8 @@
 // HostConfig, the pids limit counted (forks from an exec, the container staying up), orphan
 // cleanup by label, and a dockerd that does not answer.
 #include "runtimes/docker/docker_driver.h"
+#include "runtimes/logs/log_index.h"
+#include "runtimes/logs/log_testing.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -434,6 +436,24 @@ TEST_F(DockerDriverTest, ALongLineIsLoggedWhole) {
   int64_t count = -1;
   EXPECT_TRUE(since >> stamp >> count) << "the resume point is saved";
   EXPECT_GE(count, 1);
+}
+
+TEST_F(DockerDriverTest, BothStreamsMergeInOrderByDockersTimestamps) {
+  // Paced: Docker stamps each message as it reads it, so its order across streams is its read
+  // order, as for the log relay.
+  auto c = Config("merged", {"-c", "i=0; while [ $i -lt 10 ]; do echo out$i; sleep 0.05; echo err$i >&2; "
+                                   "sleep 0.05; i=$((i+1)); done"});
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  auto exit = driver_->Wait(c.id, 30s);
+  ASSERT_TRUE(exit && exit->has_value());
+  auto logs = driver_->Logs(c.id);
+  ASSERT_TRUE(logs);
+  EXPECT_TRUE(logs->self_indexed) << "the pump indexes: the agent must not sample";
+  EXPECT_EQ(MergedLines(c.task_dir), AlternatingLines(10));
+  auto records = ReadIndex(c.task_dir + "/stdout.idx");
+  ASSERT_FALSE(records.empty());
+  EXPECT_GT(records.front().time_ns, kNsIndexFloor);
 }
 
 TEST_F(DockerDriverTest, KillingAnExecEndsItsCommandOnly) {

@@ -39,6 +39,21 @@ void CloseAll(std::vector<int>& fds) {
   fds.clear();
 }
 
+// The task's log files, for a workload without a relay to write itself (close-on-exec, to be
+// dup'ed onto 1 and 2).
+Status OpenLogFiles(const std::string& task_dir, int* out_fd, int* err_fd) {
+  const std::string out_path = task_dir + "/stdout.log", err_path = task_dir + "/stderr.log";
+  *out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (*out_fd < 0) return ErrnoError("exec: opening " + out_path, errno);
+  *err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (*err_fd < 0) {
+    int e = errno;
+    ::close(*out_fd);
+    return ErrnoError("exec: opening " + err_path, e);
+  }
+  return {};
+}
+
 constexpr char kDefaultTaskPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 }  // namespace
@@ -170,6 +185,12 @@ Status ExecDriver::Init() {
     spdlog::info("{}: tasks run in cgroup {} groups under {}", Name(), cg.Version(),
                  opts_.cgroup_parent);
   }
+  if (opts_.log_relay.empty()) opts_.log_relay = FindLogRelay();
+  if (opts_.log_relay.empty()) {
+    spdlog::warn("{}: no log-relay binary (next to this one, $MENTAT_LOG_RELAY or "
+                 "/usr/lib/mentat): tasks write their log files themselves and stdout and stderr "
+                 "merge only to within a second", Name());
+  }
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) return ErrnoError("epoll_create1", errno);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -258,7 +279,27 @@ Result<TaskLogs> ExecDriver::Logs(const std::string& id) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return NotFound(P() + "no task " + id);
   std::string dir = it->second.state.value("taskDir", "");
-  return TaskLogs{dir + "/stdout.log", dir + "/stderr.log"};
+  return TaskLogs{dir + "/stdout.log", dir + "/stderr.log", HasLogRelay(it->second.state)};
+}
+
+Json ExecDriver::PreviousState(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  return it == tasks_.end() ? Json::object() : it->second.state;
+}
+
+std::optional<LogRelay> ExecDriver::StartRelay(const TaskConfig& config, const Json& previous_state) {
+  // The last run's relay exits once it has drained the pipes; only a daemon of that run that
+  // escaped its cgroup keeps it: killed then.
+  StopLogRelay(previous_state, std::chrono::seconds(2));
+  if (opts_.log_relay.empty()) return std::nullopt;
+  auto relay = StartLogRelay(opts_.log_relay, config.task_dir, config.log_limits);
+  if (!relay) {
+    spdlog::warn("{}: task {}: {}; it writes its log files itself", Name(), config.id,
+                 relay.error().message());
+    return std::nullopt;
+  }
+  return *relay;
 }
 
 void ExecDriver::ReleaseCgroup(const std::string& id, Cgroup* group) {
@@ -306,15 +347,14 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
   std::filesystem::create_directories(config.task_dir, ec);
   if (ec) return Internal(P() + "creating " + config.task_dir + ": " + ec.message());
 
-  std::string out_path = config.task_dir + "/stdout.log";
-  std::string err_path = config.task_dir + "/stderr.log";
+  // The output goes through the task's log relay, or straight into the files.
+  std::optional<LogRelay> relay = StartRelay(config, PreviousState(config.id));
   SpawnIO io;
-  io.out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (io.out_fd < 0) return ErrnoError(P() + "opening " + out_path, errno);
-  io.err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (io.err_fd < 0) {
-    ::close(io.out_fd);
-    return ErrnoError(P() + "opening " + err_path, errno);
+  if (relay) {
+    io.out_fd = relay->out_fd;
+    io.err_fd = relay->err_fd;
+  } else {
+    MT_RETURN_IF_ERROR(OpenLogFiles(config.task_dir, &io.out_fd, &io.err_fd));
   }
   io.null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -374,6 +414,7 @@ Result<TaskHandle> ExecDriver::Start(const TaskConfig& config) {
                            {"startedAt", task.started_at},
                            {"taskDir", config.task_dir}});
   if (group) handle.state["cgroup"] = group->path();
+  if (relay) RecordLogRelay(*relay, handle.state);
   if (limits.memory_bytes) handle.state["memoryLimitBytes"] = *limits.memory_bytes;
   task.cgroup = group;
   task.memory_limit_bytes = limits.memory_bytes;
@@ -583,14 +624,14 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
     result.message = "exit status unknown: the task was recovered after an agent restart";
   }
   std::string refined;  // what the driver's RefineExit adds to the message
+  Json state;             // the handle's state
   {
-    Json state;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [tid, t] : tasks_) {
-        if (t.pidfd == pidfd) state = t.state;
-      }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [tid, t] : tasks_) {
+      if (t.pidfd == pidfd) state = t.state;
     }
+  }
+  {
     std::string before = result.message;
     RefineExit(state, result);
     if (result.message != before) refined = result.message;
@@ -632,6 +673,10 @@ void ExecDriver::OnPidfdReadable(int pidfd) {
                         " fork(s)";
     }
   }
+  // The exit is reported once the log relay has written the task's last words (as containerd's
+  // shim waits for its IO): it exits when the pipes' writers are all gone, which the group's
+  // kill above made sure of. A daemon outside any cgroup may hold them: not for long then.
+  AwaitLogRelay(state, std::chrono::seconds(1));
   std::string id;
   ExitHandler handler;
   {
@@ -740,12 +785,9 @@ Status ExecDriver::Destroy(const std::string& id, bool force) {
     }
   }
   {
-    Json state;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = tasks_.find(id);
-      if (it != tasks_.end()) state = it->second.state;
-    }
+    Json state = PreviousState(id);
+    // Every writer of its pipes was in the group: the relay drains them and exits.
+    StopLogRelay(state, std::chrono::seconds(2));
     MT_RETURN_IF_ERROR(ReleaseTask(id, state));
   }
   std::lock_guard<std::mutex> lock(mu_);

@@ -13,6 +13,7 @@
 
 #include "runtimes/cgroups/cgroups.h"
 #include "runtimes/driver.h"
+#include "runtimes/exec/log_relay_process.h"
 
 namespace mentat {
 
@@ -24,6 +25,9 @@ struct ExecDriverOptions {
   std::string cgroup_parent = "mentat";
   // MHz of one core, to turn resources.cpu_mhz into a quota; 0: unknown (cpu_mhz is refused).
   int64_t core_mhz = 0;
+  // The log relay (cmd/log-relay) each task's output goes through; empty: FindLogRelay(). When
+  // there is none, the workload writes its log files itself (said once in the log).
+  std::string log_relay;
 };
 
 // spec.resources (memory_mb, cpu_percent or cpu_mhz, pids) as cgroup limits. Errors name the
@@ -87,6 +91,13 @@ class ExecDriver : public Driver {
   virtual Status ReleaseTask(const std::string& id, const Json& state) { return {}; }
   // "<name>: ", the prefix of every message.
   std::string P() const { return Name() + ": "; }
+  // A new log relay for a run of `config` (log_relay_process.h), after the previous run's one
+  // (`previous_state`, its handle state) is gone: one writer of the logs at a time. nullopt
+  // when there is no relay binary, or it failed to start (said in the log): the workload then
+  // writes the files itself.
+  std::optional<LogRelay> StartRelay(const TaskConfig& config, const Json& previous_state);
+  // The previous run's handle state of task `id`, empty when there was none.
+  Json PreviousState(const std::string& id);
 
   struct Task {
     int pid = 0;

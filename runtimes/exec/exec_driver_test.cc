@@ -6,6 +6,7 @@
 // (also after recovery), Stats, exec'd commands in the task's cgroup, and without usable cgroups
 // a clear refusal of limits.
 #include "runtimes/exec/exec_driver.h"
+#include "runtimes/logs/log_testing.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -79,6 +80,79 @@ TEST_F(ExecDriverTest, RunsWithArgsEnvCwdAndCapturesLogs) {
   auto st = driver_->Inspect("t1");
   ASSERT_TRUE(st);
   EXPECT_EQ(st->state, TaskState::kExited);
+}
+
+TEST_F(ExecDriverTest, OutputGoesThroughTheTasksLogRelayInOrderAcrossStreams) {
+  // Each line once the relay has written the one before (the order the relay reads is the order
+  // written; log_relay.h).
+  TaskConfig c = Config("relayed", "");
+  c.args[1] = "while [ ! -f go ]; do sleep 0.01; done; "
+              "written() { until grep -qx \"$1\" \"$2\" 2>/dev/null; do :; done; }; "
+              "i=0; while [ $i -lt 100 ]; do echo out$i; written out$i " + c.task_dir + "/stdout.log; "
+              "echo err$i >&2; written err$i " + c.task_dir + "/stderr.log; i=$((i+1)); done; exit 1";
+  c.cwd = dir_;
+  c.env = {{"MENTAT_TASK_ID", "relayed"}};
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  ASSERT_TRUE(HasLogRelay(h->state)) << h->state.dump();
+  const int relay = h->state["logRelayPid"];
+  ASSERT_TRUE(Alive(relay));
+  auto logs = driver_->Logs("relayed");
+  ASSERT_TRUE(logs);
+  EXPECT_TRUE(logs->self_indexed) << "the agent must not sample or rotate what the relay writes";
+  // Not the task's: its environment (the orphan sweep goes by MENTAT_TASK_ID), its session,
+  // its cgroup.
+  EXPECT_EQ(Slurp("/proc/" + std::to_string(relay) + "/environ").find("MENTAT_TASK_ID"), std::string::npos);
+  EXPECT_NE(::getsid(relay), ::getsid(0));
+  if (h->state.contains("cgroup")) {
+    EXPECT_EQ(Slurp("/proc/" + std::to_string(relay) + "/cgroup").find(h->state["cgroup"].get<std::string>()),
+              std::string::npos);
+  }
+  std::ofstream(dir_ + "/go").put('\n');
+  auto exit = driver_->Wait("relayed", 10s);
+  ASSERT_TRUE(exit && exit->has_value());
+  EXPECT_EQ((*exit)->exit_code, 1);
+  // Reported once the relay has written the last words: complete as soon as the exit is known.
+  EXPECT_FALSE(Alive(relay));
+  EXPECT_EQ(MergedLines(c.task_dir), AlternatingLines(100));
+  // A restart's relay appends to the same logs.
+  auto again = driver_->Start(c);
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_NE(again->state.value("logRelayPid", 0), relay);
+  ASSERT_TRUE(driver_->Wait("relayed", 10s));
+  EXPECT_EQ(MergedLines(c.task_dir).size(), 400u);
+}
+
+TEST_F(ExecDriverTest, WithoutARelayTheWorkloadWritesItsFilesAndTheAgentIndexes) {
+  ExecDriverOptions o;
+  o.log_relay = dir_ + "/no-such-log-relay";
+  auto d = ExecDriver::Create(std::move(o));
+  ASSERT_TRUE(d);
+  TaskConfig c = Config("unrelayed", "echo out; echo err >&2");
+  auto h = (*d)->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  EXPECT_FALSE(HasLogRelay(h->state));
+  auto logs = (*d)->Logs("unrelayed");
+  ASSERT_TRUE(logs);
+  EXPECT_FALSE(logs->self_indexed) << "the agent samples and rotates these";
+  ASSERT_TRUE((*d)->Wait("unrelayed", 5s));
+  EXPECT_EQ(Slurp(c.task_dir + "/stdout.log"), "out\n");
+  EXPECT_EQ(Slurp(c.task_dir + "/stderr.log"), "err\n");
+  ASSERT_TRUE((*d)->Destroy("unrelayed", true));
+}
+
+TEST_F(ExecDriverTest, DestroyKillsARelayThatADaemonOfTheTaskKeepsOpen) {
+  // A grandchild that left the task's session keeps stdout open after the task exits: without
+  // a cgroup to kill it, the relay would wait for it for ever.
+  TaskConfig c = Config("lingering", "(setsid sleep 300 &); echo started");
+  auto h = driver_->Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  const int relay = h->state.value("logRelayPid", 0);
+  ASSERT_GT(relay, 0);
+  ASSERT_TRUE(driver_->Wait("lingering", 10s));
+  ASSERT_TRUE(driver_->Destroy("lingering", /*force=*/true));
+  EXPECT_TRUE(WaitFor([&] { return !Alive(relay); }, 5s)) << "the relay outlived Destroy";
+  EXPECT_EQ(Slurp(c.task_dir + "/stdout.log"), "started\n");
 }
 
 TEST_F(ExecDriverTest, ExitHandlerFiresOnExit) {

@@ -673,10 +673,19 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     if (fd >= 0) fds.push_back(fd);
     return fd;
   };
-  int out_fd = open_fd(options.stdout_path.empty() ? dir.StdoutPath(m.name) : options.stdout_path,
-                       O_WRONLY | O_CREAT | O_APPEND);
-  int err_fd = open_fd(options.stderr_path.empty() ? dir.StderrPath(m.name) : options.stderr_path,
-                       O_WRONLY | O_CREAT | O_APPEND);
+  auto dup_fd = [&](int given) {
+    int fd = AboveChildFds(::fcntl(given, F_DUPFD_CLOEXEC, 0));
+    if (fd >= 0) fds.push_back(fd);
+    return fd;
+  };
+  int out_fd = options.stdout_fd >= 0
+                   ? dup_fd(options.stdout_fd)
+                   : open_fd(options.stdout_path.empty() ? dir.StdoutPath(m.name) : options.stdout_path,
+                             O_WRONLY | O_CREAT | O_APPEND);
+  int err_fd = options.stderr_fd >= 0
+                   ? dup_fd(options.stderr_fd)
+                   : open_fd(options.stderr_path.empty() ? dir.StderrPath(m.name) : options.stderr_path,
+                             O_WRONLY | O_CREAT | O_APPEND);
   int null_fd = open_fd("/dev/null", O_RDONLY);
   int status_fd = open_fd(dir.ExitStatusPath(m.name), O_WRONLY | O_CREAT | O_TRUNC);
   int init_fd = open_fd(init_path, O_PATH);

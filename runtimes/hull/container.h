@@ -39,6 +39,9 @@ struct RunOptions {
   // Where the workload's stdout and stderr go; empty: containers/<name>/stdout.log, stderr.log.
   // The hull driver points them at the task directory, where the agent reads and rotates logs.
   std::string stdout_path, stderr_path;
+  // Descriptors for them instead, when set (the write ends of the task's log relay's pipes, from
+  // the hull driver); Run dup's them and leaves these open.
+  int stdout_fd = -1, stderr_fd = -1;
 };
 
 // Starts the container; returns its record (saved). Exit codes: 2 runtime (already running,

@@ -312,6 +312,7 @@ Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
   const std::string out_path = config.task_dir + "/stdout.log";
   const std::string err_path = config.task_dir + "/stderr.log";
   hull::ContainerState s;
+  std::optional<LogRelay> relay;
   if (!binary.empty()) {
     MT_ASSIGN_OR_RETURN(s, RunBinary(binary, config, manifest_path, m.name));
     // That hull wrote the logs in its container directory: the task directory gets the same
@@ -327,7 +328,18 @@ Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
     ro.init_path = hopts_.init_path;
     ro.stdout_path = out_path;
     ro.stderr_path = err_path;
+    // The output goes through the task's log relay, or straight into the files.
+    relay = StartRelay(config, PreviousState(config.id));
+    if (relay) {
+      ro.stdout_fd = relay->out_fd;
+      ro.stderr_fd = relay->err_fd;
+    }
     auto run = hull::Run(dir_, m, ro);
+    if (relay) {
+      // The container has its own copies now (or failed, and the relay sees end of file).
+      ::close(relay->out_fd);
+      ::close(relay->err_fd);
+    }
     if (!run) {
       const Error& e = run.error().error;
       Code code = run.error().exit_code == hull::kExitManifest || run.error().exit_code == hull::kExitExec
@@ -377,6 +389,7 @@ Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
                   {"memoryLimitBytes", *task.memory_limit_bytes}};
   if (!s.cgroup.empty()) handle.state["cgroup"] = s.cgroup;
   if (!binary.empty()) handle.state["binary"] = binary;
+  if (relay) RecordLogRelay(*relay, handle.state);
   task.state = handle.state;
   MT_RETURN_IF_ERROR(Track(config.id, std::move(task)));
   spdlog::debug("hull: started {} as container {} (pid {}, cgroup {})", config.id, m.name, s.pid, s.cgroup);

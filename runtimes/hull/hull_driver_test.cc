@@ -4,6 +4,7 @@
 // named, and a seccomp kill reported by the blocked call's name. Real containers: root
 // (no-sandbox).
 #include "runtimes/hull/hull_driver.h"
+#include "runtimes/logs/log_testing.h"
 
 #include <fcntl.h>
 #include <net/if.h>
@@ -198,6 +199,24 @@ TEST_F(HullDriverTest, AHullBinaryRunsTheContainerAndTheDriverTakesOver) {
   EXPECT_EQ((*exit)->exit_code, 6) << (*exit)->message;
   ASSERT_TRUE(driver_->Destroy(c.id, false));
   EXPECT_FALSE(fs::exists(driver_->state_dir().ContainerDir(name)));
+}
+
+TEST_F(HullDriverTest, TheContainersOutputGoesThroughTheLogRelayInOrderAcrossStreams) {
+  // Paced, so that the relay has read each line before the next (the order the relay reads is
+  // the order written; log_relay.h).
+  TaskConfig c = Script("default.relay-0", "i=0; while [ $i -lt 20 ]; do echo out$i; sleep 0.05; "
+                                           "echo err$i >&2; sleep 0.05; i=$((i+1)); done; exit 2");
+  auto h = Start(c);
+  ASSERT_TRUE(h) << h.error().ToString();
+  ASSERT_TRUE(HasLogRelay(h->state)) << h->state.dump();
+  auto logs = driver_->Logs(c.id);
+  ASSERT_TRUE(logs);
+  EXPECT_TRUE(logs->self_indexed);
+  auto exit = driver_->Wait(c.id, 10s);
+  ASSERT_TRUE(exit && *exit);
+  EXPECT_EQ((*exit)->exit_code, 2) << (*exit)->message;
+  // Complete once the exit is known: the exit waits for the relay's last write.
+  EXPECT_EQ(MergedLines(c.task_dir), AlternatingLines(20));
 }
 
 TEST_F(HullDriverTest, AMissingBinaryIsNamed) {

@@ -1,4 +1,6 @@
-#include "runtimes/agent/log_rotate.h"
+#include "runtimes/logs/log_rotate.h"
+
+#include "runtimes/logs/log_index.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -9,17 +11,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
-#include <vector>
+#include <sys/file.h>
 
-#include <spdlog/spdlog.h>
+#include <vector>
 
 namespace mentat {
 namespace {
-
-// Held while a log rotates and while it is read, so that a reader never sees .1 renamed halfway
-// or reads a range as it is punched (rotations and reads are all in the agent's process).
-std::mutex archives_mu;
 
 struct Fd {
   int fd = -1;
@@ -30,6 +27,14 @@ struct Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
 };
+
+// Held on the live log while it rotates (exclusive) and while it is read (shared): rotations run
+// in the log relay's process and reads in the agent's, so a lock on the file, not a mutex.
+// Released when the descriptor is closed.
+void LockLog(int fd, int how) {
+  while (::flock(fd, how) != 0 && errno == EINTR) {
+  }
+}
 
 // Copies [from, to) of `src` to the end of `dst`.
 Status CopyRange(int src, int64_t from, int64_t to, int dst) {
@@ -51,13 +56,10 @@ Status CopyRange(int src, int64_t from, int64_t to, int dst) {
   return {};
 }
 
-// Index records (log_index.cc's layout): keep those at or after `start`, and the one just
-// before it, which still answers `since` times older than everything live.
+// Index records (log_index.h): keep those at or after `start` (the oldest byte kept, in the
+// archives or live), and the one just before it, which still answers older `since` times.
 void TrimIndex(const std::string& index_path, int64_t start) {
-  struct Record {
-    int64_t unix_ms;
-    int64_t size;
-  };
+  using Record = IndexRecord;
   Fd in(::open(index_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.fd < 0) return;
   std::vector<Record> records;
@@ -85,7 +87,7 @@ void SkipPartialLine(std::string& out) {
 
 // Where each kept byte range of a log lives: the archives, oldest first, then the live part.
 // .1 ends where the live part starts, each older archive where the newer one begins. Built and
-// read under archives_mu.
+// read under the log's lock.
 struct Segment {
   int fd;  // owned by the Segments
   int64_t from, to;  // logical offsets
@@ -118,6 +120,7 @@ Segments Open(const std::string& log_path, int64_t want_from, bool follow_archiv
   Segments segs;
   int fd = ::open(log_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return segs;
+  LockLog(fd, LOCK_SH);  // until the Segments close it
   struct stat st {};
   ::fstat(fd, &st);
   segs.size = st.st_size;
@@ -142,9 +145,8 @@ Segments Open(const std::string& log_path, int64_t want_from, bool follow_archiv
 }  // namespace
 
 std::string ReadLog(const std::string& log_path, int64_t* offset, size_t limit) {
-  // The whole read under the lock: a punch between finding the live start and reading would
-  // read zeros.
-  std::lock_guard<std::mutex> lock(archives_mu);
+  // The whole read under the lock (Open takes it): a punch between finding the live start and
+  // reading would read zeros.
   Segments segs = Open(log_path, *offset, true);
   if (segs.list.empty()) return "";
   if (segs.size < *offset) *offset = 0;  // started over
@@ -162,7 +164,6 @@ std::string ReadLog(const std::string& log_path, int64_t* offset, size_t limit) 
 }
 
 std::string ReadLogTail(const std::string& log_path, long lines, int64_t* end) {
-  std::lock_guard<std::mutex> lock(archives_mu);
   Segments segs = Open(log_path, 0, true);
   *end = segs.size;
   if (segs.list.empty() || lines == 0) return "";
@@ -206,7 +207,8 @@ int64_t LogDataStart(int fd) {
   return 0;  // no SEEK_DATA here: nothing was ever punched either
 }
 
-Result<bool> RotateLog(const std::string& log_path, const std::string& index_path, const LogLimits& limits) {
+Result<bool> RotateLog(const std::string& log_path, const std::string& index_path, const LogLimits& limits,
+                       std::string* warning) {
   // Called for every log every second: a log that was never as long as the limit needs no
   // open (its live part cannot be longer than the file).
   struct stat quick {};
@@ -226,7 +228,7 @@ Result<bool> RotateLog(const std::string& log_path, const std::string& index_pat
   int64_t cut = (size - limits.max_file_bytes / 4) / block * block;
   if (cut <= start) return false;
 
-  std::lock_guard<std::mutex> lock(archives_mu);
+  LockLog(log.fd, LOCK_EX);
   // What went by since the last rotation becomes archives of at most max_file_bytes each, the
   // newest as .1 (a burst between two samples may make several); those past max_files go.
   const std::string base = log_path + ".";
@@ -258,8 +260,10 @@ Result<bool> RotateLog(const std::string& log_path, const std::string& index_pat
     if (errno != EOPNOTSUPP) return ErrnoError("log rotation: punching " + log_path, errno);
     // No holes on this filesystem: keep the rest in .1 and truncate. What the workload writes
     // between the copy and the truncate is lost, which is why this is only the fallback.
-    spdlog::warn("log rotation: {} cannot punch holes; copying and truncating instead (output "
-                 "written during the copy is lost)", log_path);
+    if (warning) {
+      *warning = "log rotation: " + log_path + " cannot punch holes; copying and truncating "
+                 "instead (output written during the copy is lost)";
+    }
     if (limits.max_files > 0) {
       Fd archive(::open((base + "1").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
       struct stat now {};
@@ -269,7 +273,15 @@ Result<bool> RotateLog(const std::string& log_path, const std::string& index_pat
     if (::ftruncate(log.fd, 0) != 0) return ErrnoError("log rotation: truncating " + log_path, errno);
     cut = 0;
   }
-  if (cut > 0) TrimIndex(index_path, cut);
+  // The index keeps the times of what the archives still hold: a merge orders those lines too.
+  if (cut > 0) {
+    int64_t oldest = cut;
+    struct stat ast {};
+    for (int i = 1; i <= limits.max_files && ::stat((base + std::to_string(i)).c_str(), &ast) == 0; ++i) {
+      oldest -= ast.st_size;
+    }
+    TrimIndex(index_path, std::max<int64_t>(oldest, 0));
+  }
   return true;
 }
 

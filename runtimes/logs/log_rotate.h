@@ -1,13 +1,14 @@
 // Log rotation that never moves a byte under a reader or a writer.
 //
-// The workload writes stdout.log and stderr.log itself, through a descriptor opened O_APPEND
-// (the agent never sits in the data path, so a busy or restarting agent cannot stall or lose
-// output). Rename-and-reopen rotation is therefore impossible, and copytruncate loses what is
-// written between the copy and the truncate. Instead, when the live part of a log grows past
-// `max_file_bytes`, the agent copies its oldest part into stdout.log.1 (shifting .1 to .2, and
-// so on up to `max_files`), then punches that range out of stdout.log (fallocate
-// PUNCH_HOLE): the blocks are freed, but every offset stays where it was. So:
-//   - the workload keeps appending to the same file, and nothing it writes is ever lost;
+// stdout.log and stderr.log are appended through descriptors opened O_APPEND, by the task's log
+// relay (cmd/log-relay), which rotates them itself, or, without one, by the workload, and the
+// agent rotates them (the agent never sits in the data path, so a busy or restarting agent
+// cannot stall or lose output). Rename-and-reopen rotation would lose what a workload writes to
+// the old file, and copytruncate what is written between the copy and the truncate. Instead,
+// when the live part of a log grows past `max_file_bytes`, its oldest part is copied into
+// stdout.log.1 (shifting .1 to .2, and so on up to `max_files`), then punched out of stdout.log
+// (fallocate PUNCH_HOLE): the blocks are freed, but every offset stays where it was. So:
+//   - the writer keeps appending to the same file, and nothing it writes is ever lost;
 //   - a `logs -f` reader's byte offset and the time index (log_index.h) stay valid;
 //   - disk use stays under about (max_files + 1) x max_file_bytes per stream.
 // stdout.log is then a sparse file whose start reads as zeros: readers begin at LogDataStart.
@@ -45,7 +46,12 @@ std::string ReadLogTail(const std::string& log_path, long lines, int64_t* end);
 
 // Rotates `log_path` if its live part is over the limit. Keeps the newest quarter of the limit
 // live, so that `logs --tail` right after a rotation still has lines to show. Returns whether
-// it rotated. `index_path` (log_index.h) is trimmed of records that point before the new start.
-Result<bool> RotateLog(const std::string& log_path, const std::string& index_path, const LogLimits& limits);
+// it rotated. `index_path` (log_index.h) is trimmed of records of bytes no file keeps any more:
+// a new file renamed over it, so its writer must reopen it after a rotation. A rotation holds an
+// exclusive flock(2) on the log, and ReadLog and ReadLogTail a shared one, so a reader in another
+// process never sees .1 renamed halfway or reads a range as it is punched. `warning`, if given,
+// is set when the filesystem cannot punch holes (the copy-and-truncate fallback loses output).
+Result<bool> RotateLog(const std::string& log_path, const std::string& index_path, const LogLimits& limits,
+                       std::string* warning = nullptr);
 
 }  // namespace mentat

@@ -1,6 +1,6 @@
 // Log rotation on a real file on disk, with a writer appending through its own O_APPEND
 // descriptor, as a workload does.
-#include "runtimes/agent/log_rotate.h"
+#include "runtimes/logs/log_rotate.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtimes/agent/log_index.h"
+#include "runtimes/logs/log_index.h"
 
 namespace mentat {
 namespace {
@@ -223,7 +223,8 @@ TEST_F(LogRotateTest, NoArchivesJustDropsTheOldPart) {
 }
 
 TEST_F(LogRotateTest, TheTimeIndexForgetsWhatWasRotatedAway) {
-  const int64_t t0 = 1'000'000;
+  const int64_t t0 = 1'800'000'000'000'000'000;  // ns
+  const int64_t second = 1'000'000'000;
   std::vector<int64_t> sizes;  // the log's size at each one-second sample
   int64_t total = 0;
   for (int s = 0; s < 50; ++s) {
@@ -232,19 +233,33 @@ TEST_F(LogRotateTest, TheTimeIndexForgetsWhatWasRotatedAway) {
     Write(chunk);
     total += static_cast<int64_t>(chunk.size());
     sizes.push_back(total);
-    SampleLogSize(log_, index_, t0 + s * 1000);
+    SampleLogSize(log_, index_, t0 + s * second);
   }
   ASSERT_EQ(fs::file_size(index_), 50u * 16);
   ASSERT_TRUE(*RotateLog(log_, index_, {.max_file_bytes = 40000, .max_files = 1}));
-  EXPECT_LT(fs::file_size(index_), 10u * 16) << "records before the cut are dropped";
+  // 40000 bytes live at most, 40000 in .1: the records of about 20 samples are kept.
+  EXPECT_LT(fs::file_size(index_), 25u * 16) << "records of what no file keeps are dropped";
   int fd = ::open(log_.c_str(), O_RDONLY);
   int64_t start = LogDataStart(fd);
   ::close(fd);
   // Recent times still map exactly; a time in the rotated past maps to at most the live start
   // (readers move up to it).
-  EXPECT_EQ(LogOffsetSince(log_, index_, t0 + 48 * 1000 + 1), sizes[48]);
-  EXPECT_EQ(LogOffsetSince(log_, index_, t0 + 49 * 1000 + 1), sizes[49]);
+  EXPECT_EQ(LogOffsetSince(log_, index_, t0 + 48 * second + 1), sizes[48]);
+  EXPECT_EQ(LogOffsetSince(log_, index_, t0 + 49 * second + 1), sizes[49]);
+  EXPECT_EQ(ReadIndex(index_).back().time_ns, t0 + 49 * second);
   EXPECT_LE(LogOffsetSince(log_, index_, t0 + 1), start);
+}
+
+TEST_F(LogRotateTest, AnOlderAgentsMillisecondIndexReadsAsNanoseconds) {
+  Write(Line(0));
+  const int64_t ms = 1'764'000'000'000;  // what agents before the relay wrote
+  IndexRecord r{ms, static_cast<int64_t>(Line(0).size())};
+  std::ofstream(index_, std::ios::binary).write(reinterpret_cast<const char*>(&r), sizeof(r));
+  auto records = ReadIndex(index_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].time_ns, ms * 1'000'000);
+  EXPECT_EQ(LogOffsetSince(log_, index_, ms * 1'000'000 + 1), r.size);
+  EXPECT_EQ(LogOffsetSince(log_, index_, ms * 1'000'000), 0);
 }
 
 }  // namespace
