@@ -256,4 +256,25 @@ TEST_F(QuickstartTest, InvalidManifestIsRejectedWithFileLineAndNothingApplied) {
 }
 
 }  // namespace
+TEST_F(QuickstartTest, AServerStartedWhileTheLastOneStopsWaitsForItsStore) {
+  // A restart by hand or by a supervisor: the new server finds the store still locked by the
+  // old one, which is closing it, and waits for it instead of failing.
+  auto first = StartServer({"--dev"});
+  ASSERT_TRUE(first);
+  const int second_port = FreePort();
+  Process second({Runfile("cmd/mentat-server/mentat-server"), "--dev", "--node-name", "e2e-node",
+                  "--data-dir", dir_ + "/data", "--listen",
+                  "127.0.0.1:" + std::to_string(second_port)},
+                 dir_ + "/second.log");
+  ASSERT_TRUE(WaitFor([&] { return second.Log().find("waiting up to 30 s") != std::string::npos; }, 10s))
+      << second.Log();
+  EXPECT_TRUE(second.Running()) << "it gave up at once: " << second.Log();
+  first->Signal(SIGTERM);
+  ASSERT_TRUE(first->Wait(10s).has_value());
+  EXPECT_TRUE(WaitFor([&] { return HttpGet(second_port, "/healthz").first == 200; }, 20s))
+      << second.Log();
+  second.Signal(SIGTERM);
+  EXPECT_TRUE(second.Wait(10s).has_value());
+}
+
 }  // namespace mentat::e2e

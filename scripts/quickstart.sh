@@ -18,18 +18,20 @@ manifest=examples/quickstart/hello.yaml
 
 bash scripts/deps.sh
 echo "==> building"
-# sandbox-init is PID 1 of sandbox and hull containers; hull is the container runtime's command.
-bazel build //cmd/mt //cmd/mentat-server //cmd/mentat-agent //cmd/sandbox-init //cmd/hull
+# sandbox-init is PID 1 of sandbox and hull containers; log-relay writes each task's stdout and
+# stderr with their times; hull is the container runtime's command.
+bazel build //cmd/mt //cmd/mentat-server //cmd/mentat-agent //cmd/sandbox-init //cmd/log-relay //cmd/hull
 
 echo "==> starting dockerd if it is not running (the docker driver)"
 scripts/dockerd.sh
 
 # Copies, so a later `bazel build` cannot swap a binary under the running server; each is
-# renamed into place, so a running one is never overwritten. The server finds sandbox-init
-# next to itself.
+# renamed into place, so a running one is never overwritten. The server finds sandbox-init and
+# log-relay next to itself.
 bin="$home/bin"
 mkdir -p "$bin"
-for target in mt/mt mentat-server/mentat-server mentat-agent/mentat-agent sandbox-init/sandbox-init hull/hull; do
+for target in mt/mt mentat-server/mentat-server mentat-agent/mentat-agent sandbox-init/sandbox-init \
+  log-relay/log-relay hull/hull; do
   name=$(basename "$target")
   cp -f "bazel-bin/cmd/$target" "$bin/.$name.new"
   mv -f "$bin/.$name.new" "$bin/$name"

@@ -28,6 +28,28 @@ using namespace mentat;
 
 namespace {
 
+// The store, once no other process holds it: a server started right after another one on the
+// same data directory was told to stop (a restart) waits for that one to let go, rather than
+// failing while it closes its store.
+Result<std::unique_ptr<RocksStore>> OpenStoreWhenFree(const RocksStoreOptions& so,
+                                                      std::chrono::seconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  bool said = false;
+  while (true) {
+    auto store = RocksStore::Open(so);
+    if (store || store.error().code() != Code::kUnavailable ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return store;
+    }
+    if (!said) {
+      spdlog::info("store {} is in use by another process (a server still stopping?); waiting up "
+                   "to {} s for it", so.dir, patience.count());
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // pacing between attempts
+  }
+}
+
 Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -281,7 +303,7 @@ int main(int argc, char** argv) {
     spdlog::warn("--unsafe-no-fsync: writes are acknowledged before they are durable");
     so.sync = false;
   }
-  auto store = RocksStore::Open(so);
+  auto store = OpenStoreWhenFree(so, std::chrono::seconds(30));
   if (!store) return Fail(store.error());
 
   // The built-in security profiles exist from the start; an operator's edits to them stay.

@@ -14,6 +14,9 @@ rendered, so readers never see it):
   <!-- doc-test: background [wait-for URL] --> each command of the block runs in the background
                                                (a reader's second terminal); with wait-for, the
                                                test goes on once URL answers
+Anywhere in a page, a setup directive is a command run before the page's blocks, in order, for
+what the page assumes its reader has done (followed getting-started.md, say):
+  <!-- doc-test: setup COMMAND -->
 
 Expected output is compared line by line, token by token (runs of blanks separate tokens, so
 table columns may shift). These tokens match any value of their kind: durations (5s, 3m,
@@ -65,6 +68,12 @@ class Block:
         return [(cmd, out) for cmd, out in steps]
 
 
+def setup(markdown):
+    """The page's setup commands, in order."""
+    return [m.group(1)[len("setup "):] for m in map(DIRECTIVE.match, markdown.split("\n"))
+            if m and m.group(1).startswith("setup ")]
+
+
 def blocks(markdown):
     """The fenced blocks of `markdown`, in order."""
     out = []
@@ -74,7 +83,7 @@ def blocks(markdown):
     while i < len(lines):
         m = DIRECTIVE.match(lines[i])
         if m:
-            directive = m.group(1)
+            directive = None if m.group(1).startswith("setup ") else m.group(1)
             i += 1
             continue
         f = FENCE.match(lines[i])

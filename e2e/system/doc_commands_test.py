@@ -1,6 +1,7 @@
-"""Every command block of docs/getting-started.md, run as written (doc_blocks.py says how blocks
-are read), so the page cannot rot: it runs the quick start, looks around, stops and restarts
-the server, deletes, and runs a separate agent, comparing each output with the page's.
+"""Every command block of the pages in PAGES, run as written (doc_blocks.py says how blocks are
+read), each page on its own, so the docs cannot rot. docs/getting-started.md, for one, runs
+the quick start, looks around, stops and restarts the server, deletes, and runs a separate
+agent, comparing each output with the page's.
 
 As written, with these exceptions, so that it can run beside a developer's own Mentat:
   - a Checkout: the repository overlaid in a private mount namespace with a fresh /tmp, so
@@ -106,7 +107,8 @@ class DocCommandsTest(unittest.TestCase):
             cmd = self.command(cmd)
             if background:
                 self.bg += 1
-                cmd = "{ %s ; } >/tmp/doc-test-bg-%d.log 2>&1 </dev/null &" % (cmd, self.bg)
+                log = os.path.join(self.checkout.dir, "background-%d.log" % self.bg)
+                cmd = "{ %s ; } >%s 2>&1 </dev/null &" % (cmd, log)
             rc, out = self.shell.run(cmd)
             self.assertEqual(rc, 0, "%s:%d: `%s` exited %s:\n%s" % (page, block.line_no, cmd, rc, out))
         url = re.search(r"wait-for\s+(\S+)", block.directive or "")
@@ -119,8 +121,10 @@ class DocCommandsTest(unittest.TestCase):
                 except OSError:
                     return False
 
-            self.assertTrue(systest.wait_for(answers, 60),
-                            "%s:%d: %s did not answer within 60 s" % (page, block.line_no, target))
+            if not systest.wait_for(answers, 60):
+                with open(log, errors="replace") as f:
+                    self.fail("%s:%d: %s did not answer within 60 s; the command's output:\n%s" % (
+                        page, block.line_no, target, f.read()[-3000:]))
 
     def run_console(self, page, block):
         for cmd, shown in block.transcript():
@@ -138,22 +142,30 @@ class DocCommandsTest(unittest.TestCase):
             self.assertTrue(ok, "%s:%d: `%s` (exit %s) printed:\n%s\nThe page shows:\n%s" % (
                 page, block.line_no, cmd, rc, out, "\n".join(want)))
 
-    def test_pages(self):
-        for page in PAGES:
-            with open(os.path.join(systest.REPO, page)) as f:
-                blocks = doc_blocks.blocks(f.read())
-            ran = 0
-            for block in blocks:
-                if block.directive and block.directive.startswith("skip"):
-                    continue
-                if block.lang == "sh":
-                    self.run_sh(page, block)
-                elif block.lang == "console":
-                    self.run_console(page, block)
-                else:
-                    continue
-                ran += 1
-            self.assertGreater(ran, 0, "%s has no command blocks" % page)
+    def run_page(self, page):
+        with open(os.path.join(systest.REPO, page)) as f:
+            text = f.read()
+        for cmd in doc_blocks.setup(text):
+            rc, out = self.shell.run(self.command(cmd))
+            self.assertEqual(rc, 0, "%s: setup `%s` exited %s:\n%s" % (page, cmd, rc, out))
+        ran = 0
+        for block in doc_blocks.blocks(text):
+            if block.directive and block.directive.startswith("skip"):
+                continue
+            if block.lang == "sh":
+                self.run_sh(page, block)
+            elif block.lang == "console":
+                self.run_console(page, block)
+            else:
+                continue
+            ran += 1
+        self.assertGreater(ran, 0, "%s has no command blocks" % page)
+
+
+# One test per page: test_getting_started for docs/getting-started.md.
+for _page in PAGES:
+    _name = "test_" + os.path.splitext(os.path.basename(_page))[0].replace("-", "_")
+    setattr(DocCommandsTest, _name, lambda self, page=_page: self.run_page(page))
 
 
 if __name__ == "__main__":

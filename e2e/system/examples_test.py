@@ -40,7 +40,9 @@ NOT_HERE = {
     "web-frontend": r"registry\.example/web-frontend:latest is not on this node",
     "node-agent-exec": r"cannot run /opt/bin/node-agent",
     "node-agent": r"not labelled internal-only",
-    "titan": r"/etc/hull/titan\.json is not a file on this node",
+    # drivers/titan.yaml names the seed's manifest; hull/titan.json, applied alone, its rootfs.
+    "titan": r"/etc/hull/titan\.json is not a file on this node|"
+             r"/var/lib/hull/rootfs/titan is not a directory",
     "web-app": r"/opt/apps/nextjs-standalone",
     # The seed-003 hull manifests, each applied alone: their rootfs are the seed's.
     "webapp": r"/var/lib/hull/rootfs/webapp",
