@@ -14,15 +14,21 @@ rendered, so readers never see it):
   <!-- doc-test: background [wait-for URL] --> each command of the block runs in the background
                                                (a reader's second terminal); with wait-for, the
                                                test goes on once URL answers
+  <!-- doc-test: file PATH -->                 a block of any kind (yaml, json, ...) that shows a
+                                               file the page then uses: it is written to PATH
+                                               (relative to the shell's directory) when reached,
+                                               so the file used is the file shown
 Anywhere in a page, a setup directive is a command run before the page's blocks, in order, for
 what the page assumes its reader has done (followed getting-started.md, say):
   <!-- doc-test: setup COMMAND -->
 
 Expected output is compared line by line, token by token (runs of blanks separate tokens, so
 table columns may shift). These tokens match any value of their kind: durations (5s, 3m,
-1m20s), times (2026-11-22T06:21:24Z, 06:21:24), numbers of three digits or more (pids, ports),
-quoted numbers ("14"), UUIDs and hex digests. "..." as a token matches the rest of its line; a
-line of just "..." matches any number of lines.
+1m20s, and a number before a unit token: 481 ms), times (2026-11-22T06:21:24Z, 06:21:24),
+numbers of three digits or more (pids, ports), quoted numbers ("14"), UUIDs and hex digests.
+A path (or a host:port) matches component by component, each by the same rules, and a sandbox
+base's build directory (build-<recipe hash>-<time in base 36>) matches any other. "..." as a token
+matches the rest of its line; a line of just "..." matches any number of lines.
 """
 import re
 
@@ -115,11 +121,31 @@ VOLATILE = [
 ]
 
 
+BASE_BUILD = re.compile(r"^build-[0-9a-f]{12}-[0-9a-z]{8,12}$")
+NUMBER = re.compile(r"^\(?\d+(\.\d+)?$")
+UNITS = {"ms", "s", "seconds", "ms)", "s)", "ms,", "s,", "ms;", "s;"}
+
+
 def _volatile_class(token):
     for i, pattern in enumerate(VOLATILE):
         if pattern.match(token):
             return i
     return None
+
+
+def _token_matches(e, a):
+    if e == a or (BASE_BUILD.match(e) and BASE_BUILD.match(a)):
+        return True
+    cls = _volatile_class(e)
+    if cls is not None:
+        return cls == _volatile_class(a)
+    if "/" in e or ":" in e:
+        ep, ap = re.split(r"([/:])", e), re.split(r"([/:])", a)
+        return len(ep) == len(ap) and all(
+            x == y or (BASE_BUILD.match(x) and BASE_BUILD.match(y)) or
+            (x and _volatile_class(x) is not None and _volatile_class(x) == _volatile_class(y))
+            for x, y in zip(ep, ap))
+    return False
 
 
 def line_matches(expected, actual):
@@ -129,11 +155,13 @@ def line_matches(expected, actual):
             return True
         if i >= len(a):
             return False
-        if token == a[i]:
+        if _token_matches(token, a[i]):
             continue
-        cls = _volatile_class(token)
-        if cls is None or cls != _volatile_class(a[i]):
-            return False
+        # A duration written with a space: "in 481 ms".
+        if (NUMBER.match(token) and NUMBER.match(a[i]) and i + 1 < len(e) and i + 1 < len(a)
+                and e[i + 1] == a[i + 1] and e[i + 1] in UNITS):
+            continue
+        return False
     return len(e) == len(a)
 
 

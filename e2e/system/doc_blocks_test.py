@@ -34,13 +34,18 @@ $ mt run vm.yaml
 ```yaml
 name: not-run
 ```
+
+<!-- doc-test: file manifests/web.yaml -->
+```yaml
+name: web
+```
 """
 
 
 class BlocksTest(unittest.TestCase):
     def test_reads_blocks_commands_transcripts_and_directives(self):
         b = doc_blocks.blocks(PAGE)
-        self.assertEqual([x.lang for x in b], ["sh", "sh", "console", "console", "yaml"])
+        self.assertEqual([x.lang for x in b], ["sh", "sh", "console", "console", "yaml", "yaml"])
         self.assertEqual(b[0].commands(), ["export A=1   # a comment", "echo one    two"])
         self.assertIsNone(b[0].directive)
         self.assertEqual(b[1].directive, "background wait-for http://127.0.0.1:4646/healthz")
@@ -48,6 +53,9 @@ class BlocksTest(unittest.TestCase):
             ("mt get services", ["NAME    READY   AGE", "hello   1/1     3s"]),
             ('curl -s http://x/ || echo "exit status $?"', ["exit status 7"])])
         self.assertEqual(b[3].directive, "skip needs KVM")
+        self.assertIsNone(b[4].directive)
+        self.assertEqual(b[5].directive, "file manifests/web.yaml")
+        self.assertEqual(b[5].lines, ["name: web"])
         self.assertEqual(b[2].line_no, 15)
 
 
@@ -70,6 +78,22 @@ class MatchTest(unittest.TestCase):
         self.assertFalse(m("AGE 3s", "AGE 1402"))  # a duration is not a number
         self.assertTrue(m("error: cannot reach it: could not connect ...",
                           "error: cannot reach it: could not connect (whatever follows)"))
+
+    def test_spaced_durations_and_paths_by_component(self):
+        m = doc_blocks.line_matches
+        self.assertTrue(m("built static: BusyBox v1.35.0, 1.9 MiB in 29 ms",
+                          "built static: BusyBox v1.35.0, 1.9 MiB in 131 ms"))
+        self.assertFalse(m("built static: BusyBox v1.35.0, 1.9 MiB in 29 ms",
+                           "built static: BusyBox v1.35.0, 2.1 MiB in 29 ms"))  # a size is not
+        self.assertTrue(m("rootfs: /tmp/bases/static/build-df286df74441-hotzlgibjz/rootfs",
+                          "rootfs: /tmp/bases/static/build-df286df74441-hou0a1b2c3/rootfs"))
+        self.assertFalse(m("rootfs: /tmp/bases/static/build-df286df74441-hotzlgibjz/rootfs",
+                           "rootfs: /tmp/bases/python312/build-7fda51d0a647-hotzlg5wgj/rootfs"))
+        self.assertTrue(m("build-df286df74441-hotzlgibjz", "build-df286df74441-hou0a1b2c3"))
+        self.assertTrue(m("ls /proc/22037/cgroup", "ls /proc/981/cgroup"))
+        self.assertFalse(m("ls /proc/22037/cgroup", "ls /proc/self/cgroup"))
+        self.assertTrue(m('INFO: 127.0.0.1:35604 - "GET /', 'INFO: 127.0.0.1:4711 - "GET /'))
+        self.assertFalse(m('INFO: 127.0.0.1:35604 - "GET /', 'INFO: 10.0.0.1:4711 - "GET /'))
 
     def test_lines_in_order_with_ellipsis_lines(self):
         om = doc_blocks.output_matches

@@ -5,13 +5,19 @@ agent, comparing each output with the page's.
 
 As written, with these exceptions, so that it can run beside a developer's own Mentat:
   - a Checkout: the repository overlaid in a private mount namespace with a fresh /tmp, so
-    .mentat/ and /tmp/... are the test's own;
-  - the page's ports (4646, 4650, 18080) are free ports of the test's, in commands, outputs and
-    examples/quickstart/hello.yaml, and MENTAT_PORT/MENTAT_ADDR point at the first;
+    .mentat/ and /tmp/... are the test's own (.mentat/ a directory outside the overlay, where
+    sandboxes can put their own overlays);
+  - the pages' ports (PAGE_PORTS: the API's 4646 and 4650, hello's 18080, the Docker
+    examples' 8080 to 8083) are free ports of the test's, in commands, outputs, files the page
+    writes and the example manifests (examples/), and MENTAT_PORT/MENTAT_ADDR point at the
+    first;
   - a `mentat-server` with no --listen is given the first of them;
   - "vm", the host name of the machine the outputs were captured on, is this host's name.
-Afterwards every process left in the namespace is stopped.
+Afterwards the services left on the page's dev server (the first port) are deleted, so their
+sandboxes and containers stop too, every process left in the namespace is stopped, and Docker
+containers of Mentat's made meanwhile are removed.
 """
+import json
 import os
 import random
 import re
@@ -25,8 +31,8 @@ import urllib.request
 import doc_blocks
 import systest
 
-PAGES = ["docs/getting-started.md"]
-PAGE_PORTS = [4646, 4650, 18080]
+PAGES = ["docs/getting-started.md", "docs/sandbox.md"]
+PAGE_PORTS = [4646, 4650, 18080, 8080, 8081, 8082, 8083]
 CAPTURED_HOST = "vm"
 READ_ONLY = re.compile(r"^(curl|ls|cat|tail|head|jq|mt (get|nodes|describe|logs))\b")
 RETRY_SECONDS = 60
@@ -74,19 +80,22 @@ class Shell:
 class DocCommandsTest(unittest.TestCase):
     def setUp(self):
         self.ports = {p: systest.free_port() for p in PAGE_PORTS}
-        hello_path = "examples/quickstart/hello.yaml"
-        with open(os.path.join(systest.REPO, hello_path)) as f:
-            hello = systest.remap_ports(f.read(), self.ports)
         api = self.ports[4646]
         self.checkout = systest.Checkout(
-            files={hello_path: hello},
+            files=remapped_examples(self.ports), binds=[".mentat"],
             env={"MENTAT_PORT": str(api), "MENTAT_ADDR": "http://127.0.0.1:%d" % api})
+        self.containers_before = mentat_containers()
         self.shell = Shell(self.checkout)
         self.bg = 0
 
     def tearDown(self):
+        delete_services("http://127.0.0.1:%d" % self.ports[4646])
         self.shell.close()
         self.checkout.close()  # stops what the page started, in the shell's namespace
+        left = [c for c in mentat_containers() if c not in self.containers_before]
+        if left:
+            subprocess.run(["docker", "rm", "-f"] + left, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
 
     def command(self, text):
         text = systest.remap_ports(text, self.ports)
@@ -142,6 +151,14 @@ class DocCommandsTest(unittest.TestCase):
             self.assertTrue(ok, "%s:%d: `%s` (exit %s) printed:\n%s\nThe page shows:\n%s" % (
                 page, block.line_no, cmd, rc, out, "\n".join(want)))
 
+    def write_file(self, page, block):
+        path = block.directive[len("file "):].strip()
+        text = systest.remap_ports("\n".join(block.lines), self.ports)
+        marker = "__doc_test_eof_%d__" % random.getrandbits(48)
+        rc, out = self.shell.run("mkdir -p \"$(dirname '%s')\" && cat > '%s' <<'%s'\n%s\n%s" % (
+            path, path, marker, text, marker))
+        self.assertEqual(rc, 0, "%s:%d: writing %s failed:\n%s" % (page, block.line_no, path, out))
+
     def run_page(self, page):
         with open(os.path.join(systest.REPO, page)) as f:
             text = f.read()
@@ -152,6 +169,9 @@ class DocCommandsTest(unittest.TestCase):
         for block in doc_blocks.blocks(text):
             if block.directive and block.directive.startswith("skip"):
                 continue
+            if block.directive and block.directive.startswith("file "):
+                self.write_file(page, block)
+                continue
             if block.lang == "sh":
                 self.run_sh(page, block)
             elif block.lang == "console":
@@ -160,6 +180,55 @@ class DocCommandsTest(unittest.TestCase):
                 continue
             ran += 1
         self.assertGreater(ran, 0, "%s has no command blocks" % page)
+
+
+def remapped_examples(ports):
+    """{path: text} of every example manifest that names one of `ports`, remapped."""
+    out = {}
+    for root, _, names in os.walk(os.path.join(systest.REPO, "examples")):
+        for name in names:
+            if name.endswith((".yaml", ".yml", ".json")):
+                path = os.path.join(root, name)
+                with open(path) as f:
+                    text = f.read()
+                remapped = systest.remap_ports(text, ports)
+                if remapped != text:
+                    out[os.path.relpath(path, systest.REPO)] = remapped
+    return out
+
+
+def mentat_containers():
+    """The ids of Docker's containers that carry Mentat's labels (none without Docker)."""
+    try:
+        p = subprocess.run(["docker", "ps", "-aq", "--filter", "label=mentat.task"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return p.stdout.decode().split()
+
+
+def delete_services(server):
+    """Deletes every Service of a server that needs no token, and waits (up to 30 s) until
+    their allocations are gone, so their workloads, in namespaces of their own, stop."""
+    def get(path):
+        try:
+            with urllib.request.urlopen(server + path, timeout=5) as r:
+                return json.load(r)
+        except (OSError, ValueError):
+            return None
+
+    services = get("/v1/services")
+    if not services:
+        return
+    for item in services.get("items", []):
+        meta = item["metadata"]
+        req = urllib.request.Request("%s/v1/services/%s?namespace=%s" % (
+            server, meta["name"], meta.get("namespace", "default")), method="DELETE")
+        try:
+            urllib.request.urlopen(req, timeout=5).close()
+        except OSError:
+            pass
+    systest.wait_for(lambda: not (get("/v1/allocations") or {}).get("items"), 30)
 
 
 # One test per page: test_getting_started for docs/getting-started.md.

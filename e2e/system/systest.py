@@ -56,10 +56,13 @@ def port_open(port):
 class Checkout:
     """The repository in a private mount namespace: overlaid, so whatever a script writes into
     it (.mentat/, a remapped manifest) lands in a temporary upper directory, and with a fresh
-    /tmp. `files` ({repo-relative path: text}) are written into the overlay first. Commands run
-    with `run` (each in the namespace, cwd the repository) or `shell` (a persistent bash)."""
+    /tmp. `files` ({repo-relative path: text}) are written into the overlay first. `binds`
+    (repo-relative directories) are directories of the test's own, outside the overlay, mounted
+    over those paths: overlayfs cannot be the upper layer of another overlay, so a dev server
+    whose agent runs sandboxes keeps its data in one. Commands run with `run` (each in the
+    namespace, cwd the repository) or `argv` (to start a persistent bash)."""
 
-    def __init__(self, files=None, env=None):
+    def __init__(self, files=None, env=None, binds=()):
         # Not under /tmp, which the namespace replaces: the test reads what lands here.
         self.dir = tempfile.mkdtemp(prefix="mentat-systest-", dir="/var/tmp")
         self.upper = os.path.join(self.dir, "upper")
@@ -71,6 +74,9 @@ class Checkout:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w") as f:
                 f.write(text)
+        self.binds = list(binds)
+        for n, _ in enumerate(self.binds):
+            os.makedirs(os.path.join(self.dir, "bind.%d" % n))
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.runs = 0
@@ -78,14 +84,19 @@ class Checkout:
     def prelude(self):
         """The shell lines that make the namespace's view (and record it, for close)."""
         self.runs += 1
+        binds = "".join(
+            "mkdir -p {repo}/{rel}\nmount --bind {dir}/bind.{i} {repo}/{rel}\n".format(
+                repo=REPO, rel=rel, dir=self.dir, i=i) for i, rel in enumerate(self.binds))
         return (
             "set -e\n"
             "readlink /proc/self/ns/mnt > {dir}/ns.{n}\n"
             "mount -t overlay overlay -o lowerdir={repo},upperdir={upper},workdir={work} {repo}\n"
+            "{binds}"
             "mount -t tmpfs -o mode=1777 tmpfs /tmp\n"
             "cd {repo}\n"
             "set +e\n"
-        ).format(repo=REPO, upper=self.upper, work=self.work, dir=self.dir, n=self.runs)
+        ).format(repo=REPO, upper=self.upper, work=self.work, dir=self.dir, n=self.runs,
+                 binds=binds)
 
     def argv(self, script):
         return ["unshare", "--mount", "--propagation", "private", "bash", "-c",
