@@ -68,10 +68,12 @@ TEST_F(MtChangeTest, ApplyWaitShowsProgressUntilReady) {
   auto r = Mt({"apply", "-f", web, "--wait", "--timeout=30s"});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   // Not a terminal: plain lines, each printed when it changes, no escape codes. Which
-  // intermediate states are seen depends on how fast the controller and agent are.
+  // intermediate states are seen depends on how fast the controller and agent are; a first
+  // deploy is ready once both allocations stayed up 3 s.
   EXPECT_TRUE(Has(r.out,
                   "^service/web created\n"
                   "(service/web +[01]/2 +(Pending|Starting) +[^\n]+\n)+"
+                  "service/web +2/2 +Running +ready; checking that it stays up for 3s\n"
                   "service/web +2/2 +Running +ready\n"
                   "1 service ready after [0-9.]+s\n$"))
       << r.out;
@@ -89,6 +91,38 @@ TEST_F(MtChangeTest, ApplyWaitShowsProgressUntilReady) {
   EXPECT_NE(tty.out.find("1 service ready after"), std::string::npos) << tty.out;
 }
 
+TEST_F(MtChangeTest, ApplyWaitDoesNotCallAWorkloadThatCrashesReady) {
+  // Up for half a second, then a crash, again and again. Without a port it is Ready as soon as
+  // it runs: --wait must see it stay up before calling it ready, and say why it is not.
+  std::string app = File("app.yaml",
+                         "name: app\ndriver: exec\ncommand: /bin/sh\n"
+                         "args: [\"-c\", \"echo starting; sleep 0.5; echo fatal: no config >&2; exit 1\"]\n");
+  auto r = Mt({"apply", "-f", app, "--wait", "--timeout=60s"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_EQ(r.out.find("ready after"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("error: not ready: 1 of 1 service\n"), std::string::npos) << r.err;
+  EXPECT_TRUE(Has(r.err, "service/app \\([01]/1 ready, [A-Za-z]+\\): app-0 is crash-looping \\([0-9]+ restarts\\): "
+                         "exited with code 1")) << r.err;
+  EXPECT_NE(r.err.find("the last lines of app-0's stderr:\n    fatal: no config\n"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("Conditions:\n"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Events:\n"), std::string::npos) << r.err;
+}
+
+TEST_F(MtChangeTest, RunAppliesFollowsAndSaysWhereItRuns) {
+  std::string web = File("run.yaml", "name: runner\ndriver: exec\ncommand: /bin/sleep\nargs: [\"120\"]\n");
+  auto r = Mt({"run", web});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(Has(r.out, "^service/runner created\n")) << r.out;
+  EXPECT_TRUE(Has(r.out, "\n1 service ready after [0-9.]+s\n  runner-0 on node e2e-node, Running, pid [0-9]+\n$"))
+      << r.out;
+  // Again: unchanged, and up at once (its rollout is complete by now or soon).
+  auto again = Mt({"run", "-f", web});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_TRUE(Has(again.out, "^service/runner unchanged\n")) << again.out;
+  EXPECT_EQ(Mt({"run"}).exit_code, 2);
+}
+
 TEST_F(MtChangeTest, ApplyWaitTimeoutNamesWhatIsStuckAndWhy) {
   std::string both = File("both.yaml",
                           "name: ok\ndriver: exec\ncommand: /bin/sleep\nargs: [\"120\"]\n---\n"
@@ -96,7 +130,7 @@ TEST_F(MtChangeTest, ApplyWaitTimeoutNamesWhatIsStuckAndWhy) {
   // Both settle first (ok Ready, dock refused placement), so the short timeout below is
   // only about what stays stuck, however slow this machine is.
   ASSERT_EQ(Mt({"apply", "-f", both}).exit_code, 0);
-  ASSERT_EQ(Mt({"wait", "--for=condition=Ready", "service/ok", "--timeout=30s"}).exit_code, 0);
+  ASSERT_EQ(Mt({"rollout", "status", "ok", "--timeout=30s"}).exit_code, 0);  // up and healthy
   ASSERT_EQ(Mt({"wait", "--for=condition=Degraded", "service/dock", "--timeout=30s"}).exit_code, 0);
   auto r = Mt({"apply", "-f", both, "--wait", "--timeout=3s"});
   EXPECT_EQ(r.exit_code, 1) << r.out;
@@ -105,12 +139,15 @@ TEST_F(MtChangeTest, ApplyWaitTimeoutNamesWhatIsStuckAndWhy) {
                   "\nservice/dock +0/1 +Pending +cannot place allocations: 0/1 nodes "
                   "available: 1 lack driver qemu\n"))
       << r.out;
-  EXPECT_NE(r.err.find("error: timed out after 3s waiting for 1 of 2 services to be ready:\n"
-                       "  service/dock (0/1 ready, Pending): Degraded=True (PlacementFailed): "
-                       "cannot place allocations: 0/1 nodes available: 1 lack driver qemu; "
-                       "Ready=False (Pending)\n"),
+  // What is stuck, why, its conditions and its events.
+  EXPECT_NE(r.err.find("error: timed out after 3s waiting for 1 of 2 services\n\n"
+                       "service/dock (0/1 ready, Pending): cannot place allocations: 0/1 nodes "
+                       "available: 1 lack driver qemu\nConditions:\n"),
             std::string::npos)
       << r.err;
+  EXPECT_TRUE(Has(r.err, "\n  Degraded +True +PlacementFailed +[0-9]+s +cannot place allocations"))
+      << r.err;
+  EXPECT_TRUE(Has(r.err, "\nEvents:\n.*\n  Warning +FailedScheduling ")) << r.err;
   EXPECT_EQ(r.err.find("service/ok"), std::string::npos) << "only what is stuck is named";
 
   // --wait makes no sense with a dry run; --prune never runs without a named applyset.

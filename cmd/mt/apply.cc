@@ -45,7 +45,7 @@ int ApplyAndReport(ApiClient& client, const ApplyFlags& f, bool dry_run,
     std::cout << Lower(item.value("kind", "")) << "/" << item.value("name", "") << " " << action
               << (dry_run ? " (server dry run)" : "") << "\n";
     if (item.value("kind", "") == "Service" && action != "pruned") {
-      services->push_back({item.value("namespace", ""), item.value("name", ""), action == "created"});
+      services->push_back({item.value("namespace", ""), item.value("name", "")});
     }
   }
   std::cout << std::flush;

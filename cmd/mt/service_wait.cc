@@ -72,6 +72,19 @@ bool SetsMinHealthyTime(const Json& svc) {
   return deploy.is_object() && deploy.contains("min_healthy_time");
 }
 
+// How the allocation's last run ended ("exited with code 1"), or else its message.
+std::string LastExit(const Json& status, const std::string& message) {
+  if (status.contains("exitCode")) return "exited with code " + status["exitCode"].dump();
+  if (status.contains("signal")) return "killed by signal " + status["signal"].dump();
+  return message;
+}
+
+// The service's first deploy: its first revision rolling out, none ever stable before.
+bool FirstDeploy(const Json& status) {
+  return status.value("rollout", Json::object()).value("revision", 0) == 1 &&
+         status.value("stableRevision", "").empty();
+}
+
 void ServiceWaiter::CheckAllocations(const std::vector<Json>& allocs, Verdict& v) {
   const auto now = Clock::now();
   for (const auto& a : allocs) {
@@ -92,8 +105,8 @@ void ServiceWaiter::CheckAllocations(const std::vector<Json>& allocs, Verdict& v
       v.crashed_alloc = NameOf(a);
     } else if (restarts - seen.first_restarts >= kCrashLoopRestarts) {
       v.state = State::kFailed;
-      v.failure = NameOf(a) + " is crash-looping (" + std::to_string(restarts) +
-                  " restarts): " + message;
+      v.failure = NameOf(a) + " is crash-looping (" + std::to_string(restarts) + " restarts): " +
+                  LastExit(st, message);
       v.crashed_alloc = NameOf(a);
     }
   }
@@ -140,7 +153,7 @@ Verdict ServiceWaiter::Judge(const ServiceToWait& s, const Json* svc, const std:
   if (!ready || ready->value("status", "") != "True") return v;
   if (rollout.value("state", "") == "Complete") {
     v.state = State::kUp;
-  } else if (s.created && !SetsMinHealthyTime(*svc)) {
+  } else if (FirstDeploy(st) && !SetsMinHealthyTime(*svc)) {
     // A first deploy with no min_healthy_time: up once every allocation stayed up a moment.
     if (AllUp(allocs)) {
       v.state = State::kUp;
@@ -148,7 +161,7 @@ Verdict ServiceWaiter::Judge(const ServiceToWait& s, const Json* svc, const std:
       v.line.detail = "ready; checking that it stays up for " + FormatDuration(kFirstDeployUpTime);
     }
   } else {
-    v.line.detail = rollout.value("message", "waiting for the rollout");
+    v.line.detail = "ready; the rollout has yet to call it healthy: " + rollout.value("message", "");
   }
   if (v.state == State::kUp) v.line.detail = "ready";
   v.line.done = v.state == State::kUp;

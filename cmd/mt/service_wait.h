@@ -2,9 +2,9 @@
 // service until each is Ready for its current spec and has stayed up, or until one fails.
 //
 // "Stayed up" is the rollout's own verdict (status.rollout Complete: every allocation Ready for
-// deploy.min_healthy_time), or, for a service this apply created whose spec sets no
-// min_healthy_time, every allocation seen Ready, with no restart, for kFirstDeployUpTime: a
-// workload that crashes a moment after it starts is not called ready. A crash loop (an
+// deploy.min_healthy_time), or, on a service's first deploy (revision 1, none stable before)
+// whose spec sets no min_healthy_time, every allocation seen Ready, with no restart, for
+// kFirstDeployUpTime: a workload that crashes a moment after it starts is not called ready. A crash loop (an
 // allocation restarted kCrashLoopRestarts times while waited for), a Failed allocation or a
 // failed rollout ends the wait at once; so does the timeout. Either way it says why: the
 // reason, the last lines of the allocation's stderr, the service's conditions and last events.
@@ -24,7 +24,6 @@ inline constexpr int kCrashLoopRestarts = 3;
 struct ServiceToWait {
   std::string ns;
   std::string name;
-  bool created = false;  // this apply created it: its first deploy
 };
 
 // kExitOk once every service is up; kExitError (having said why on stderr) when one failed or
