@@ -80,7 +80,9 @@ app_port=$(sed -n 's/^port: *\([0-9][0-9]*\).*/\1/p' "$manifest")
 echo
 echo "==> hello answers on http://127.0.0.1:$app_port/ :"
 page=$(curl -fsS --max-time 10 "http://127.0.0.1:$app_port/")
-printf '%s\n' "$page" | head -n 5
+# A here-string, not a pipe: head leaving early would kill printf with SIGPIPE, and pipefail
+# would turn that into the script's exit status (141).
+head -n 5 <<<"$page"
 cat <<MSG
 
 Mentat is running. Try:
