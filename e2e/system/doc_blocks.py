@@ -3,7 +3,9 @@
   ```sh          commands, run in order in one shell session (exports and cd carry over); each
                  must exit 0. A line ending in a backslash continues on the next.
   ```console     "$ COMMAND" lines, each followed by the output the page shows for it. The
-                 command must exit 0 unless the output shown starts with "error:". A command
+                 command must exit 0 unless a line of the output shown starts with
+                 "error:", "unauthorized:" or "forbidden:" and the command does not end by
+                 echoing its own exit status ($?). A command
                  that only reads (mt get, curl, ...) is run again until its output matches, for
                  up to a minute: pages show the state a system reaches, not how fast.
   anything else  (yaml, text, ...) is shown, not run.
@@ -25,10 +27,12 @@ what the page assumes its reader has done (followed getting-started.md, say):
 Expected output is compared line by line, token by token (runs of blanks separate tokens, so
 table columns may shift). These tokens match any value of their kind: durations (5s, 3m,
 1m20s, and a number before a unit token: 481 ms), times (2026-11-22T06:21:24Z, 06:21:24),
-numbers of three digits or more (pids, ports), quoted numbers ("14"), UUIDs and hex digests.
+numbers of three digits or more (pids, ports), quoted numbers ("14"), UUIDs, hex digests and
+the count of a repeated event ("(x7 over 15s)").
 A path (or a host:port) matches component by component, each by the same rules, and a sandbox
 base's build directory (build-<recipe hash>-<time in base 36>) matches any other. "..." as a token
-matches the rest of its line; a line of just "..." matches any number of lines.
+matches any number of tokens (at the end: the rest of its line); a line of just "..." matches
+any number of lines.
 """
 import re
 
@@ -118,6 +122,7 @@ VOLATILE = [
     re.compile(r"^\"\d+\"[,;:]?$"),  # quoted numbers: resourceVersion
     re.compile(r"^\"?[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\"?[,;:]?$"),  # UUIDs
     re.compile(r"^(sha256:)?[0-9a-f]{12,}(\u2026)?[,;:]?$"),  # digests
+    re.compile(r"^\(x\d+$"),  # how many times an event repeated: "3s (x7 over 15s)"
 ]
 
 
@@ -149,20 +154,35 @@ def _token_matches(e, a):
 
 
 def line_matches(expected, actual):
-    e, a = expected.split(), actual.split()
-    for i, token in enumerate(e):
-        if token == "...":
-            return True
-        if i >= len(a):
+    return _tokens_match(expected.split(), 0, actual.split(), 0)
+
+
+def _tokens_match(e, i, a, j):
+    while i < len(e):
+        if e[i] == "...":
+            return any(_tokens_match(e, i + 1, a, k) for k in range(j, len(a) + 1))
+        if j >= len(a):
             return False
-        if _token_matches(token, a[i]):
+        # A duration written with a space ("in 481 ms", "in 1.5 s"), or any token by its kind.
+        if (NUMBER.match(e[i]) and NUMBER.match(a[j]) and i + 1 < len(e) and j + 1 < len(a)
+                and e[i + 1] in UNITS and a[j + 1] in UNITS and e[i + 1][-1] == a[j + 1][-1]):
+            i += 2
+            j += 2
             continue
-        # A duration written with a space: "in 481 ms".
-        if (NUMBER.match(token) and NUMBER.match(a[i]) and i + 1 < len(e) and i + 1 < len(a)
-                and e[i + 1] == a[i + 1] and e[i + 1] in UNITS):
-            continue
+        if not _token_matches(e[i], a[j]):
+            return False
+        i += 1
+        j += 1
+    return j == len(a)
+
+
+def expects_failure(command, shown):
+    """Whether the page shows `command` failing: a line of its output starts with mt's words
+    for a failure, and it does not print its own exit status (`...; echo "exit $?"`, which
+    exits 0)."""
+    if re.search(r"echo\b[^;|&]*\$\?[^;|&]*$", command):
         return False
-    return len(e) == len(a)
+    return any(l.startswith(("error:", "unauthorized:", "forbidden:")) for l in shown)
 
 
 def output_matches(expected_lines, actual_text):

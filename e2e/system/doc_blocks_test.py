@@ -76,6 +76,8 @@ class MatchTest(unittest.TestCase):
         self.assertFalse(m("hello-0   Running   0   3s", "hello-0 Running 1 3s"))
         self.assertFalse(m("hello   3s", "hello 3s extra"))
         self.assertFalse(m("AGE 3s", "AGE 1402"))  # a duration is not a number
+        self.assertTrue(m("Warning   FailedScheduling   1s (x51 over 2m)   service-controller",
+                          "Warning FailedScheduling 4s (x7 over 15s) service-controller"))
         self.assertTrue(m("error: cannot reach it: could not connect ...",
                           "error: cannot reach it: could not connect (whatever follows)"))
 
@@ -85,6 +87,8 @@ class MatchTest(unittest.TestCase):
                           "built static: BusyBox v1.35.0, 1.9 MiB in 131 ms"))
         self.assertFalse(m("built static: BusyBox v1.35.0, 1.9 MiB in 29 ms",
                            "built static: BusyBox v1.35.0, 2.1 MiB in 29 ms"))  # a size is not
+        self.assertTrue(m("64.2 MiB in 481 ms", "64.2 MiB in 1.5 s"))
+        self.assertFalse(m("64.2 MiB in 481 ms", "64.2 MiB in 1.5 MiB"))
         self.assertTrue(m("rootfs: /tmp/bases/static/build-df286df74441-hotzlgibjz/rootfs",
                           "rootfs: /tmp/bases/static/build-df286df74441-hou0a1b2c3/rootfs"))
         self.assertFalse(m("rootfs: /tmp/bases/static/build-df286df74441-hotzlgibjz/rootfs",
@@ -94,6 +98,26 @@ class MatchTest(unittest.TestCase):
         self.assertFalse(m("ls /proc/22037/cgroup", "ls /proc/self/cgroup"))
         self.assertTrue(m('INFO: 127.0.0.1:35604 - "GET /', 'INFO: 127.0.0.1:4711 - "GET /'))
         self.assertFalse(m('INFO: 127.0.0.1:35604 - "GET /', 'INFO: 10.0.0.1:4711 - "GET /'))
+
+    def test_failures_shown_by_their_words_unless_the_status_is_echoed(self):
+        f = doc_blocks.expects_failure
+        self.assertTrue(f("mt get services nope", ["error: Service \"nope\" not found"]))
+        self.assertTrue(f("mt get services", ["unauthorized: a bearer token is required"]))
+        self.assertTrue(f("mt delete service web", ["forbidden: token \"reader\" ..."]))
+        self.assertFalse(f("mt get services nope; echo $?", ["error: x", "1"]))
+        self.assertFalse(f('mt diff -f bad.yaml; echo "exit $?"', ["error: x", "exit 2"]))
+        self.assertFalse(f('curl -s http://x/ || echo "exit status $?"', ["exit status 7"]))
+        self.assertFalse(f("mt get services", ["NAME   DRIVER"]))
+        self.assertTrue(f("mt run x.yaml", ["service/x created", "...", "error: not ready: 1"]))
+        self.assertFalse(f("mt logs x", ["stderr: error: DATABASE_URL is not set"]))
+
+    def test_ellipsis_tokens_within_a_line(self):
+        m = doc_blocks.line_matches
+        self.assertTrue(m("service/x ... x-0 is crash-looping (3 restarts): exited",
+                          "service/x (1/1 ready, Running): x-0 is crash-looping (3 restarts): exited"))
+        self.assertTrue(m("a ... b", "a b"))
+        self.assertFalse(m("service/x ... x-0 is crash-looping", "service/x (0/1 ready): x-0 failed"))
+        self.assertFalse(m("a ... b", "a c"))
 
     def test_lines_in_order_with_ellipsis_lines(self):
         om = doc_blocks.output_matches
