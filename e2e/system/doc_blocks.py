@@ -27,8 +27,8 @@ what the page assumes its reader has done (followed getting-started.md, say):
 Expected output is compared line by line, token by token (runs of blanks separate tokens, so
 table columns may shift). These tokens match any value of their kind: durations (5s, 3m,
 1m20s, and a number before a unit token: 481 ms), times (2026-11-22T06:21:24Z, 06:21:24),
-numbers of three digits or more (pids, ports), quoted numbers ("14"), UUIDs, hex digests and
-the count of a repeated event ("(x7 over 15s)").
+numbers of three digits or more (pids, ports), quoted numbers ("14"), UUIDs, hex digests, API
+tokens (mt_ and 64 hex digits) and the count of a repeated event ("(x7 over 15s)").
 A path (or a host:port) matches component by component, each by the same rules, and a sandbox
 base's build directory (build-<recipe hash>-<time in base 36>) matches any other. "..." as a token
 matches any number of tokens (at the end: the rest of its line); a line of just "..." matches
@@ -123,6 +123,7 @@ VOLATILE = [
     re.compile(r"^\"?[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\"?[,;:]?$"),  # UUIDs
     re.compile(r"^(sha256:)?[0-9a-f]{12,}(\u2026)?[,;:]?$"),  # digests
     re.compile(r"^\(x\d+$"),  # how many times an event repeated: "3s (x7 over 15s)"
+    re.compile(r"^\"?mt_[0-9a-f]{64}\"?[,;]?$"),  # API tokens
 ]
 
 

@@ -76,6 +76,8 @@ class MatchTest(unittest.TestCase):
         self.assertFalse(m("hello-0   Running   0   3s", "hello-0 Running 1 3s"))
         self.assertFalse(m("hello   3s", "hello 3s extra"))
         self.assertFalse(m("AGE 3s", "AGE 1402"))  # a duration is not a number
+        self.assertTrue(m('  "token": "mt_' + "0" * 64 + '"', '  "token": "mt_' + "ab" * 32 + '"'))
+        self.assertFalse(m('  "token": "mt_' + "0" * 64 + '"', '  "token": "hunter2"'))
         self.assertTrue(m("Warning   FailedScheduling   1s (x51 over 2m)   service-controller",
                           "Warning FailedScheduling 4s (x7 over 15s) service-controller"))
         self.assertTrue(m("error: cannot reach it: could not connect ...",
