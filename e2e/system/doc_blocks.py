@@ -121,7 +121,7 @@ VOLATILE = [
     re.compile(r"^\d{3,}[,;:)]?$"),  # pids, ports, sizes
     re.compile(r"^\"\d+\"[,;:]?$"),  # quoted numbers: resourceVersion
     re.compile(r"^\"?[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\"?[,;:]?$"),  # UUIDs
-    re.compile(r"^(sha256:)?[0-9a-f]{12,}(\u2026)?[,;:]?$"),  # digests
+    re.compile(r"^\"?(sha256:)?[0-9a-f]{12,}(\u2026)?\"?[,;:]?$"),  # digests
     re.compile(r"^\(x\d+$"),  # how many times an event repeated: "3s (x7 over 15s)"
     re.compile(r"^\"?mt_[0-9a-f]{64}\"?[,;]?$"),  # API tokens
 ]

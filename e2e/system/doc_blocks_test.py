@@ -96,6 +96,7 @@ class MatchTest(unittest.TestCase):
         self.assertFalse(m("rootfs: /tmp/bases/static/build-df286df74441-hotzlgibjz/rootfs",
                            "rootfs: /tmp/bases/python312/build-7fda51d0a647-hotzlg5wgj/rootfs"))
         self.assertTrue(m("build-df286df74441-hotzlgibjz", "build-df286df74441-hou0a1b2c3"))
+        self.assertTrue(m('  "digest": "sha256:' + "a" * 64 + '",', '  "digest": "sha256:' + "b" * 64 + '",'))
         self.assertTrue(m("ls /proc/22037/cgroup", "ls /proc/981/cgroup"))
         self.assertFalse(m("ls /proc/22037/cgroup", "ls /proc/self/cgroup"))
         self.assertTrue(m('INFO: 127.0.0.1:35604 - "GET /', 'INFO: 127.0.0.1:4711 - "GET /'))

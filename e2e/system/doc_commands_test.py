@@ -31,7 +31,8 @@ import urllib.request
 import doc_blocks
 import systest
 
-PAGES = ["docs/getting-started.md", "docs/sandbox.md", "docs/cli.md", "docs/security.md"]
+PAGES = ["docs/getting-started.md", "docs/sandbox.md", "docs/cli.md", "docs/security.md",
+         "docs/api.md"]
 PAGE_PORTS = [4646, 4650, 18080, 8080, 8081, 8082, 8083]
 CAPTURED_HOST = "vm"
 READ_ONLY = re.compile(
