@@ -193,6 +193,72 @@ TEST(Hostile, DeepNestingIsRefused) {
   ASSERT_FALSE(r);
 }
 
+TEST(Hostile, DeepBlockNestingNamesTheLine) {
+  // 700 levels of indentation: refused at the first line past the limit, not yaml-cpp's
+  // "bad file" at line 502.
+  std::string deep;
+  for (int i = 0; i < 700; ++i) deep += std::string(static_cast<size_t>(i) * 2, ' ') + "k" + std::to_string(i) + ":\n";
+  deep += std::string(1400, ' ') + "v\n";
+  auto r = DecodeYaml(deep);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "document nested too deeply");
+  ASSERT_EQ(r.error().details().size(), 1u);
+  EXPECT_EQ(r.error().details()[0].line, kMaxManifestDepth + 1);
+  // Lists opened within a line count too.
+  std::string dashes;
+  for (int i = 0; i < 100; ++i) dashes += "- ";
+  auto d = DecodeYaml(dashes + "x\n");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().message(), "document nested too deeply");
+  // A block scalar's indented text is not nesting.
+  std::string script = "name: web\nscript: |\n";
+  for (int i = 0; i < 100; ++i) script += std::string(2 + static_cast<size_t>(i), ' ') + "echo " + std::to_string(i) + "\n";
+  EXPECT_TRUE(DecodeYaml(script)) << DecodeYaml(script).error().ToString();
+}
+
+TEST(Hostile, NulAndControlCharactersAreRefusedWhereNoProcessCouldTakeThem) {
+  using std::string_literals::operator""s;
+  Error nul_env = Rejected("name: a\ndriver: exec\ncommand: /bin/true\nenv:\n  DB: \"x\\0y\"\n");
+  ASSERT_NE(Detail(nul_env, "env.DB"), nullptr) << nul_env.ToString();
+  EXPECT_NE(Detail(nul_env, "env.DB")->message.find("NUL"), std::string::npos);
+  Error nul_cmd = Rejected("name: a\ndriver: exec\ncommand: \"/bin/true\\0x\"\n");
+  ASSERT_NE(Detail(nul_cmd, "command"), nullptr) << nul_cmd.ToString();
+  Error nul_arg = Rejected("name: a\ndriver: exec\ncommand: /bin/echo\nargs: [\"a\\0b\"]\n");
+  ASSERT_NE(Detail(nul_arg, "args[0]"), nullptr) << nul_arg.ToString();
+  Error ctl_name = Rejected("name: a\ndriver: exec\ncommand: /bin/true\nenv:\n  \"A\\x1b[31m\": x\n");
+  EXPECT_NE(ctl_name.ToString().find("control characters"), std::string::npos) << ctl_name.ToString();
+  // A newline in a value is data (a PEM certificate, say), not a problem.
+  Json pem = Canonical("name: a\ndriver: exec\ncommand: /bin/true\nenv:\n  CERT: \"a\\nb\"\n");
+  EXPECT_EQ(pem["spec"]["env"][0]["value"], "a\nb");
+}
+
+TEST(Validate, LabelKeysAndValuesFollowKubernetesRules) {
+  EXPECT_EQ(LabelKeyProblem("app"), "");
+  EXPECT_EQ(LabelKeyProblem("mentat.io/service"), "");
+  EXPECT_EQ(LabelKeyProblem("a.b-c/x_y.z"), "");
+  EXPECT_NE(LabelKeyProblem(""), "");
+  EXPECT_NE(LabelKeyProblem("../../etc/passwd"), "");
+  EXPECT_NE(LabelKeyProblem(std::string(5000, 'a')), "");
+  EXPECT_NE(LabelKeyProblem("\x1b[31mred"), "");
+  EXPECT_NE(LabelKeyProblem("Upper.Case/x"), "");
+  EXPECT_EQ(LabelValueProblem(""), "");
+  EXPECT_EQ(LabelValueProblem("v1.2_rc-3"), "");
+  EXPECT_NE(LabelValueProblem("../../etc/passwd"), "");
+  EXPECT_NE(LabelValueProblem(std::string(64, 'a')), "");
+  EXPECT_NE(LabelValueProblem("a b"), "");
+  Error e = Rejected("name: a\ndriver: exec\ncommand: /bin/true\nlabels:\n  \"../x\": y\n"
+                     "  tier: \"\\x1b[2J\"\n");
+  const FieldError* key = Detail(e, "labels.../x");
+  ASSERT_NE(key, nullptr) << e.ToString();
+  EXPECT_EQ(key->line, 5);
+  const FieldError* value = Detail(e, "labels.tier");
+  ASSERT_NE(value, nullptr) << e.ToString();
+  EXPECT_EQ(value->line, 6);
+  EXPECT_NE(value->message.find("\\x1b"), std::string::npos) << value->message;  // shown escaped
+  Error ann = Rejected("name: a\ndriver: exec\ncommand: /bin/true\nannotations:\n  \"\": x\n");
+  EXPECT_NE(Detail(ann, "annotations."), nullptr) << ann.ToString();
+}
+
 TEST(Hostile, NestingCheckSkipsCommentsAndQuotes) {
   std::string deep_in_comment = "name: web # " + std::string(100, '[') + "\n";
   EXPECT_TRUE(DecodeYaml(deep_in_comment));
@@ -411,7 +477,8 @@ TEST(Forms, BuiltinProfilesIncludeTheSeedsFiveAndHull) {
   std::set<std::string> names;
   for (const auto& p : BuiltinProfiles()) names.insert(NameOf(p));
   EXPECT_EQ(names, (std::set<std::string>{"firecracker", "docker-hardened", "docker-legacy",
-                                          "sandbox", "exec-internal", "hull"}));
+                                          "sandbox", "exec-internal", "hull", "exec-restricted",
+                                          "qemu"}));
 }
 
 // ---- each rule rejects a crafted manifest with the right field and line ----

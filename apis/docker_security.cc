@@ -27,14 +27,6 @@ const Json* BuiltinProfileSpec(const std::string& name) {
   return nullptr;
 }
 
-// Root, or a member of a group that owns what root owns (root's group, or the Docker socket's).
-bool IsRootUser(const std::string& user) {
-  size_t colon = user.find(':');
-  std::string u = user.substr(0, colon);
-  std::string g = colon == std::string::npos ? "" : user.substr(colon + 1);
-  return u == "0" || u == "root" || g == "0" || g == "root" || g == "docker";
-}
-
 // `profile` true, false or "preferred" as a tri-state: required, off, preferred.
 enum class Want { kOff, kPreferred, kRequired };
 Want WantOf(const Json& profile, const char* key) {
@@ -51,6 +43,14 @@ bool DropsAll(const Json& profile) {
 }
 
 }  // namespace
+
+bool IsRootUser(const std::string& user) {
+  size_t colon = user.find(':');
+  std::string u = user.substr(0, colon);
+  std::string g = colon == std::string::npos ? "" : user.substr(colon + 1);
+  auto zero = [](const std::string& id) { return !id.empty() && id.find_first_not_of('0') == std::string::npos; };
+  return zero(u) || u == "root" || zero(g) || g == "root" || g == "docker";
+}
 
 bool IsCapabilityName(const std::string& name) {
   static const std::set<std::string> names = {

@@ -66,6 +66,11 @@ std::vector<RuleViolation> DockerRuleViolations(const Json& spec, const Json& pr
 // "volumes[0].source") and the rule. kForbidden when any is broken. `marks` gives line numbers.
 Status CheckDockerRules(const Json& spec, const Json& profile = Json(), const SourceMap& marks = {});
 
+// Root, or a member of a group that owns what root owns (root's group, or the Docker socket's),
+// by the user spec alone ("root", "0", "00", "app:root", "1000:docker"). A name that is uid 0 on
+// a node is the agent's to refuse: it resolves names.
+bool IsRootUser(const std::string& user);
+
 // A Linux capability's name without CAP_, upper case (NET_BIND_SERVICE), or ALL.
 bool IsCapabilityName(const std::string& name);
 

@@ -68,6 +68,7 @@ const std::vector<KindInfo>& Kinds() {
       {"Allocation", "allocations", true},
       {"Node", "nodes", false},
       {"SecurityProfile", "securityprofiles", false},
+      {"NamespacePolicy", "namespacepolicies", false},
       {"Event", "events", true},
       {"ServiceRevision", "servicerevisions", true},
   };
@@ -87,6 +88,7 @@ std::optional<KindInfo> KindByName(std::string_view name) {
   static const std::vector<std::pair<std::string_view, std::string_view>> aliases = {
       {"svc", "services"}, {"alloc", "allocations"}, {"allocs", "allocations"},
       {"no", "nodes"},     {"profile", "securityprofiles"}, {"profiles", "securityprofiles"},
+      {"policy", "namespacepolicies"}, {"policies", "namespacepolicies"}, {"nspolicy", "namespacepolicies"},
       {"rev", "servicerevisions"}, {"revision", "servicerevisions"}, {"revisions", "servicerevisions"},
   };
   for (const auto& [alias, plural] : aliases) {

@@ -252,6 +252,23 @@ const std::vector<Json>& BuiltinProfiles() {
                    {"allowed_nodes", {"internal-only"}},
                    {"internet_exposed", false},
                    {"intended_for", {"agents", "collectors", "operational helpers"}}}),
+      // Not in the seeds: the restricted NamespacePolicy's defaults for exec and qemu. exec runs
+      // on the host itself, so what can be refused is root and the host's system paths.
+      MakeProfile("exec-restricted",
+                  {{"driver", "exec"},
+                   {"isolation", "low"},
+                   {"run_as_non_root", true},
+                   {"docker_socket", "forbidden"},
+                   {"bind_mounts", {{"host_system_paths", "forbidden"}, {"service_data_paths", "allowed"}}},
+                   {"intended_for", {"trusted binaries run as an unprivileged user"}}}),
+      MakeProfile("qemu",
+                  {{"driver", "qemu"},
+                   {"isolation", "strong"},
+                   {"allow_privileged", false},
+                   {"read_only_rootfs", true},
+                   {"persistent_volumes", "allowed"},
+                   {"network_policy", "private-by-default"},
+                   {"intended_for", {"the firecracker profile's workloads, where Firecracker cannot run"}}}),
       MakeProfile("hull",
                   {{"driver", "hull"},
                    {"isolation", "strong"},
@@ -322,6 +339,17 @@ Status AdmitService(const Json& service, const std::map<std::string, Json>& prof
     }
   }
   for (auto& v : DockerRuleViolations(spec, p)) deny(v.field, v.rule);
+  // Docker's user rule is DockerRuleViolations' (an image's own user may be fine there); other
+  // drivers run the task as `user`, or as the agent (root) when it names none.
+  if (driver != "docker" && p.value("run_as_non_root", Json(false)) == true) {
+    std::string user = spec.value("user", "");
+    if (user.empty()) {
+      deny("user", "required: this profile runs tasks as a non-root user (e.g. user: nobody)");
+    } else if (IsRootUser(user)) {
+      deny("user", "\"" + user + "\" is root, or in group root or docker; this profile runs tasks as a "
+                   "non-root user (e.g. user: nobody)");
+    }
+  }
   if (name == "docker-hardened" && public_ingress) {
     int exposed = static_cast<int>(spec.value("ports", Json::array()).size());
     bool privileged_port = false;

@@ -1,5 +1,6 @@
 // SecurityProfile objects (seed 001): the zero-trust policies a Service names in
-// security.profile. Six are built in (the seed's five plus `hull`). Admission checks a Service
+// security.profile. Eight are built in: the seed's five, `hull`, and the restricted
+// NamespacePolicy's defaults for exec and qemu, `exec-restricted` and `qemu`. Admission checks a Service
 // against its profile before it is stored.
 #pragma once
 

@@ -1,7 +1,9 @@
 #include "apis/service.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <regex>
 #include <set>
@@ -9,10 +11,36 @@
 
 #include "apis/docker_security.h"
 #include "apis/hull_manifest.h"
+#include "apis/namespace_policy.h"
 #include "apis/security_profile.h"
 
 namespace mentat {
 namespace {
+
+// 1-63 of [A-Za-z0-9_.-], beginning and ending alphanumeric.
+bool IsLabelName(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+
+// What a string shows of itself in an error: quoted, cut, control characters escaped.
+std::string Shown(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s.substr(0, 64)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + (s.size() > 64 ? "...\"" : "\"");
+}
+
 
 // Every key a Service spec accepts, at top level (seed form), under `config`, or under `spec`.
 const std::vector<std::string>& SpecFields() {
@@ -87,6 +115,10 @@ class Normalizer {
     }
     if (!allow_empty && v.get_ref<const std::string&>().empty()) {
       Fail(path, "must not be empty");
+      return std::nullopt;
+    }
+    if (v.get_ref<const std::string&>().find('\0') != std::string::npos) {
+      Fail(path, "contains a NUL byte, which no argument, environment or path can hold");
       return std::nullopt;
     }
     return v.get<std::string>();
@@ -214,8 +246,14 @@ class Normalizer {
     std::set<std::string> seen;
     auto add = [&](const std::string& item_path, const std::string& name, const Json& value) {
       if (name.empty()) return Fail(item_path, "environment variable name is empty");
-      if (name.find('=') != std::string::npos || name.find('\0') != std::string::npos) {
+      if (name.find('=') != std::string::npos) {
         return Fail(item_path, "environment variable name \"" + name + "\" may not contain '='");
+      }
+      if (std::any_of(name.begin(), name.end(), [](char c) {
+            return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+          })) {
+        return Fail(item_path, "environment variable name " + Shown(name) +
+                                   " may not contain control characters");
       }
       if (!seen.insert(name).second) {
         return Fail(item_path, "duplicate environment variable \"" + name + "\"");
@@ -223,6 +261,10 @@ class Normalizer {
       std::string v;
       if (value.is_string()) {
         v = value.get<std::string>();
+        if (v.find('\0') != std::string::npos) {
+          return Fail(item_path, "value of \"" + name + "\" contains a NUL byte, which no "
+                                 "environment can hold");
+        }
       } else if (value.is_number() || value.is_boolean()) {
         v = value.dump();
       } else if (!value.is_null()) {
@@ -926,7 +968,7 @@ class Normalizer {
       } else {
         for (size_t i = 0; i < args.size(); ++i) {
           if (args[i].is_string()) {
-            norm.push_back(args[i]);
+            if (auto a = Str(args[i], src["args"] + "[" + std::to_string(i) + "]", true)) norm.push_back(*a);
           } else if (args[i].is_number() || args[i].is_boolean()) {
             norm.push_back(args[i].dump());  // `- 9090` means the string "9090"
           } else {
@@ -1181,8 +1223,20 @@ Json NormalizeMetadata(const Json& input, bool flat, bool namespaced, Normalizer
       n.Fail(base + field, "must be a map of strings");
       continue;
     }
+    const bool labels = std::string(field) == "labels";
     for (auto it = m.begin(); it != m.end(); ++it) {
-      if (!it.value().is_string()) n.Fail(base + field + "." + it.key(), "must be a string");
+      const std::string path = base + field + "." + it.key();
+      if (!it.value().is_string()) {
+        n.Fail(path, "must be a string");
+        continue;
+      }
+      const std::string& v = it.value().get_ref<const std::string&>();
+      std::string problem = LabelKeyProblem(it.key());
+      if (problem.empty() && labels) problem = LabelValueProblem(v);
+      if (problem.empty() && !labels && v.find('\0') != std::string::npos) {
+        problem = "value contains a NUL byte";
+      }
+      if (!problem.empty()) n.Fail(path, problem);
     }
   }
   return meta;
@@ -1221,6 +1275,36 @@ bool IsArtifactDigest(const std::string& s) {
   if (s.size() != prefix + 64 || s.compare(0, prefix, kArtifactDigestPrefix) != 0) return false;
   return std::all_of(s.begin() + prefix, s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string LabelKeyProblem(const std::string& key) {
+  const auto slash = key.find('/');
+  const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+  if (slash != std::string::npos) {
+    const std::string prefix = key.substr(0, slash);
+    bool ok = !prefix.empty() && prefix.size() <= 253;
+    for (size_t at = 0; ok && at <= prefix.size();) {
+      size_t dot = prefix.find('.', at);
+      if (dot == std::string::npos) dot = prefix.size();
+      ok = IsDnsLabel(prefix.substr(at, dot - at));
+      at = dot + 1;
+    }
+    if (!ok) {
+      return "key " + Shown(key) + ": the prefix before '/' must be a DNS subdomain (lowercase "
+             "letters, digits, '-' and '.', at most 253)";
+    }
+  }
+  if (!IsLabelName(name)) {
+    return "key " + Shown(key) + ": the name must be 1-63 letters, digits, '-', '_' or '.', "
+           "starting and ending with a letter or digit";
+  }
+  return "";
+}
+
+std::string LabelValueProblem(const std::string& value) {
+  if (value.empty() || IsLabelName(value)) return "";
+  return "value " + Shown(value) + " must be empty, or 1-63 letters, digits, '-', '_' or '.', "
+         "starting and ending with a letter or digit";
 }
 
 bool IsDnsLabel(const std::string& name) {
@@ -1385,6 +1469,11 @@ Result<Json> NormalizeObject(const Json& input, const SourceMap& marks) {
       }
       out["spec"] = n.NormalizeSpec(input.value("spec", Json::object()), "spec.");
     }
+  } else if (kind == kNamespacePolicyKind) {
+    if (flat) n.Fail("metadata", "required for kind " + kind);
+    out["spec"] = NormalizeNamespacePolicySpec(
+        input.value("spec", Json::object()),
+        [&](const std::string& path, const std::string& msg) { n.Fail(path, msg); });
   } else {
     // Allocations and Nodes are written by the control plane, in canonical form.
     if (flat) n.Fail("metadata", "required for kind " + kind);

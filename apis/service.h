@@ -85,4 +85,11 @@ bool HasDotDot(const std::string& path);
 // DNS label: 1-63 chars of [a-z0-9-], starting and ending alphanumeric.
 bool IsDnsLabel(const std::string& name);
 
+// What is wrong with a label key or value, or "" when nothing is (Kubernetes' rules): a key is
+// NAME or PREFIX/NAME, NAME 1-63 letters, digits, '-', '_' or '.', starting and ending with a
+// letter or digit, PREFIX a DNS subdomain of at most 253; a value is empty or like NAME.
+// Annotation keys follow the key rule.
+std::string LabelKeyProblem(const std::string& key);
+std::string LabelValueProblem(const std::string& value);
+
 }  // namespace mentat

@@ -1,8 +1,10 @@
 #include "apis/yaml.h"
 
+#include <cctype>
 #include <cmath>
 #include <regex>
 #include <set>
+#include <string_view>
 
 #include <yaml-cpp/yaml.h>
 
@@ -191,6 +193,48 @@ bool Blank(const std::string& text) {
   return true;
 }
 
+// Block nesting (maps and lists by indentation, "- - -" on a line) deeper than the limit is
+// refused before the parser recurses into it, naming the line: yaml-cpp's own guard says only
+// "bad file". The depth is the number of open indentation levels, plus the "- " that open
+// lists within a line. Lines of a block scalar (after "key: |" or ">") are text, not nesting.
+Status CheckBlockNesting(const RawDoc& raw) {
+  std::vector<size_t> open;  // the indentation of each open level
+  size_t scalar_indent = std::string::npos;  // inside a block scalar opened at this indent
+  size_t pos = 0;
+  int line_no = raw.first_line;
+  for (; pos < raw.text.size(); ++line_no) {
+    size_t nl = raw.text.find('\n', pos);
+    if (nl == std::string::npos) nl = raw.text.size();
+    const std::string_view line(raw.text.data() + pos, nl - pos);
+    pos = nl + 1;
+    const size_t indent = line.find_first_not_of(' ');
+    if (indent == std::string_view::npos || line[indent] == '#' || line[indent] == '\r') continue;
+    if (scalar_indent != std::string::npos && indent > scalar_indent) continue;
+    scalar_indent = std::string::npos;
+    while (!open.empty() && open.back() >= indent) open.pop_back();
+    open.push_back(indent);
+    size_t depth = open.size();
+    for (size_t i = indent; i + 1 < line.size() && line[i] == '-' && line[i + 1] == ' ';) {
+      ++depth;
+      i = line.find_first_not_of(' ', i + 1);
+      if (i == std::string_view::npos) break;
+    }
+    if (depth > static_cast<size_t>(kMaxManifestDepth)) {
+      return MakeError(Code::kInvalidArgument, "document nested too deeply",
+                       {{"", line_no, static_cast<int>(indent + 1),
+                         "nesting deeper than " + std::to_string(kMaxManifestDepth) + " levels"}});
+    }
+    const size_t last = line.find_last_not_of(" \r");
+    const char tail = line[last];
+    const char before = last > 0 ? line[last - 1] : ' ';
+    const bool block_scalar = tail == '|' || tail == '>' ||
+                              ((tail == '-' || tail == '+' || std::isdigit(static_cast<unsigned char>(tail))) &&
+                               (before == '|' || before == '>'));
+    if (block_scalar) scalar_indent = indent;
+  }
+  return {};
+}
+
 Result<Document> DecodeOne(const RawDoc& raw) {
   // YAML forbids tabs for indentation; yaml-cpp's message for it is obscure, so say it plainly.
   size_t pos = 0;
@@ -209,6 +253,7 @@ Result<Document> DecodeOne(const RawDoc& raw) {
     if (nl == std::string::npos) break;
     pos = nl + 1;
   }
+  MT_RETURN_IF_ERROR(CheckBlockNesting(raw));
   // Flow nesting ([[[...]]]) deeper than the limit is refused before the parser recurses into
   // it; yaml-cpp's own guard only says "bad file".
   {

@@ -195,6 +195,11 @@ std::vector<std::string> ServerArgv(int port, const std::string& data_dir,
   if (std::find(extra.begin(), extra.end(), "--auth") == extra.end()) {
     argv.insert(argv.end(), {"--auth", "none"});
   }
+  // Tests run their workloads as root with whatever the feature under test needs, as a
+  // cluster's permissive namespace would; the policy tests ask for the restricted default.
+  if (std::find(extra.begin(), extra.end(), "--default-policy") == extra.end()) {
+    argv.insert(argv.end(), {"--default-policy", "permissive"});
+  }
   return argv;
 }
 

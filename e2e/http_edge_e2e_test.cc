@@ -75,6 +75,35 @@ class HttpEdge : public ::testing::Test {
   std::unique_ptr<Process> server_;
 };
 
+TEST_F(HttpEdge, ANamespaceThatIsNotADnsLabelIsRefusedOnEveryRoute) {
+  // The body names no namespace; ?namespace= did, and was stored as given (a path, a newline,
+  // a NUL, 5,000 characters). Now each is a 400 naming the field, and nothing is stored.
+  httplib::Client cli("127.0.0.1", port_);
+  const std::string body = "name: nsx\ndriver: exec\ncommand: /bin/true\n";
+  const std::vector<std::string> hostile = {"..%2F..%2Fx", "a%2Fb", "a%0Ab%00c",
+                                            std::string(5000, 'n'), "UPPER"};
+  for (const std::string& ns : hostile) {
+    auto put = cli.Put("/v1/services/nsx?namespace=" + ns, body, "application/yaml");
+    ASSERT_TRUE(put);
+    EXPECT_EQ(put->status, 400) << ns.substr(0, 40) << ": " << put->body;
+    auto err = Json::parse(put->body, nullptr, false);
+    ASSERT_TRUE(err.is_object()) << put->body;
+    EXPECT_EQ(err["details"][0].value("field", ""), "namespace") << put->body;
+    for (const char* path : {"/v1/services?namespace=", "/v1/services/nsx?namespace=",
+                             "/v1/allocations?watch=true&namespace="}) {
+      auto get = cli.Get(std::string(path) + ns);
+      ASSERT_TRUE(get);
+      EXPECT_EQ(get->status, 400) << path << ns.substr(0, 40);
+    }
+    auto apply = cli.Post("/v1/apply?namespace=" + ns, body, "application/yaml");
+    ASSERT_TRUE(apply);
+    EXPECT_EQ(apply->status, 400) << apply->body;
+  }
+  auto all = cli.Get("/v1/services");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(Json::parse(all->body)["items"].size(), 0u) << all->body;
+}
+
 TEST_F(HttpEdge, GarbageAndOversizedHeadersAreRefused) {
   std::string garbage = Raw(port_, std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n", 40));
   EXPECT_TRUE(garbage.empty() || garbage.find(" 400 ") != std::string::npos) << garbage;

@@ -27,7 +27,12 @@ class HullE2E : public ServerFixture {
     fs::create_directories(root_ + "/www");
     WriteFile(root_ + "/www/index.html", "<h1>hello from hull</h1>\n");
     agent_argv_ = {Runfile("cmd/mentat-agent/mentat-agent"), "--server", Addr(), "--node-name", "hull-node",
-                   "--data-dir", dir_ + "/agent", "--sandbox-init", Runfile("cmd/sandbox-init/sandbox-init")};
+                   "--data-dir", dir_ + "/agent", "--sandbox-init", Runfile("cmd/sandbox-init/sandbox-init"),
+                   // One port for the agent across its restart: the node's recorded address stays
+                   // right, so `mt exec` reaches the new agent as soon as it has recovered its tasks
+                   // (it listens before it recovers). With port 0 the record would be stale until
+                   // the new agent's first heartbeat.
+                   "--listen", "127.0.0.1:" + std::to_string(FreePort())};
     StartAgent();
   }
   void TearDown() override {

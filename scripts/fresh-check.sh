@@ -11,14 +11,18 @@
 # Docker runs it with explicit capabilities (--privileged fails on hosts whose root lacks
 # CAP_SYS_RESOURCE) and the host's cgroup tree, so the drivers' namespaces, cgroups, seccomp and
 # a Docker daemon of its own (for the docker driver) work inside. The image is built once and
-# kept as mentat-fresh:bookworm (FRESH_REBUILD=1 makes it again).
+# kept (FRESH_REBUILD=1 makes it again). The one thing it takes from the host is the machine's
+# own trust: the CA certificates added under /usr/local/share/ca-certificates, which this
+# workplace's machines carry for their egress proxy (the npm registry is reached through it).
 # Env: FRESH_LOG (default /var/tmp/mentat-fresh-check.log), FRESH_MIRROR (default the host's
 # Debian mirror), FRESH_KEEP=1 keeps the container's scratch directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 command=${1:-scripts/quickstart.sh}
-image=mentat-fresh:bookworm
+extra_cas=/usr/local/share/ca-certificates
+ca_tag=$(cat "$extra_cas"/*.crt 2>/dev/null | sha256sum | cut -c1-12)
+image=mentat-fresh:bookworm-$ca_tag
 log=${FRESH_LOG:-/var/tmp/mentat-fresh-check.log}
 mirror=${FRESH_MIRROR:-http://deb.debian.org/debian}
 
@@ -37,6 +41,10 @@ if [ "${FRESH_REBUILD:-}" = 1 ] || ! docker image inspect "$image" >/dev/null 2>
   printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
     "$mirror" >"$root/etc/apt/sources.list.d/debian.sources"
   rm -f "$root/etc/apt/sources.list"
+  if ls "$extra_cas"/*.crt >/dev/null 2>&1; then
+    cp "$extra_cas"/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null
+  fi
   tar -C "$root" -c . | docker import -c 'CMD ["/bin/bash"]' - "$image" >/dev/null
   rm -rf "$root" "$root.debootstrap.log"
 fi

@@ -10,6 +10,7 @@
 
 #include "apis/json_text.h"
 #include "apis/security_profile.h"
+#include "cmd/mentat-server/authorization.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
 
@@ -40,15 +41,30 @@ Result<KindInfo> KindOf(const std::string& plural) {
   return *k;
 }
 
+// ?namespace=, when given, is a DNS label on every route (it names a place in the store and in
+// the nodes' task directories: "../x", "a/b" or a newline must never reach either).
+Status CheckNamespaceParam(const HttpRequest& req) {
+  if (!req.HasParam("namespace")) return {};
+  const std::string ns = req.Param("namespace");
+  if (ns.empty() || IsDnsLabel(ns)) return {};
+  std::string shown;
+  for (char c : ns.substr(0, 64)) shown += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+  return MakeError(Code::kInvalidArgument, "invalid namespace",
+                   {{"namespace", 0, 0,
+                     "must be a DNS label (1-63 lowercase letters, digits or '-', starting and "
+                     "ending with a letter or digit), got \"" + shown +
+                         (ns.size() > 64 ? "..." : "") + "\""}});
+}
+
 std::string NamespaceParam(const HttpRequest& req, const KindInfo& kind) {
   if (!kind.namespaced) return "";
   std::string ns = req.Param("namespace");
   return ns.empty() ? std::string(kDefaultNamespace) : ns;
 }
 
-Result<std::optional<LabelSelector>> SelectorParam(const HttpRequest& req) {
-  if (req.Param("labelSelector").empty()) return std::optional<LabelSelector>();
-  MT_ASSIGN_OR_RETURN(auto sel, LabelSelector::Parse(req.Param("labelSelector")));
+Result<std::optional<LabelSelector>> SelectorParam(const std::string& text) {
+  if (text.empty()) return std::optional<LabelSelector>();
+  MT_ASSIGN_OR_RETURN(auto sel, LabelSelector::Parse(text));
   return std::optional<LabelSelector>(std::move(sel));
 }
 
@@ -135,13 +151,6 @@ std::string NameFromSource(const std::string& source) {
   auto dot = base.find('.');
   if (dot != std::string::npos) base = base.substr(0, dot);
   return IsDnsLabel(base) ? base : "";
-}
-
-std::unexpected<Error> Forbidden(const Principal& who, const std::string& action,
-                                const std::string& needs) {
-  return MakeError(Code::kForbidden, "token \"" + who.name + "\" (role " +
-                                         RoleName(who.role) + ") may not " + action + "; that needs " +
-                                         needs);
 }
 
 // May `who` create, update or delete this object (its spec)?
@@ -251,25 +260,10 @@ struct WatchStream : std::enable_shared_from_this<WatchStream> {
 
 }  // namespace
 
-Result<std::map<std::string, Json>> ApiServer::Profiles() {
-  std::map<std::string, Json> profiles;
-  for (const auto& p : BuiltinProfiles()) profiles[NameOf(p)] = p;
-  MT_ASSIGN_OR_RETURN(auto stored, store_->List("SecurityProfile", {}));
-  for (auto& p : stored.items) {
-    std::string name = NameOf(p);
-    profiles[name] = std::move(p);
-  }
-  return profiles;
-}
-
 Result<std::vector<Json>> ApiServer::NormalizeAndAdmit(const Document& doc,
                                                        const std::string& default_name) {
   MT_ASSIGN_OR_RETURN(auto objects, NormalizeDocument(doc.value, doc.marks, default_name));
-  for (const auto& obj : objects) {
-    if (obj.value("kind", "") != "Service") continue;
-    MT_ASSIGN_OR_RETURN(auto profiles, Profiles());
-    MT_RETURN_IF_ERROR(AdmitService(obj, profiles, doc.marks));
-  }
+  for (auto& obj : objects) MT_RETURN_IF_ERROR(admission_.Admit(obj, doc.marks));
   return objects;
 }
 
@@ -300,7 +294,7 @@ Status ApiServer::CheckArtifacts(const std::vector<Json>& objects, const SourceM
 }
 
 ApiServer::ApiServer(Store* store, ApiServerOptions opts)
-    : store_(store), opts_(std::move(opts)) {
+    : store_(store), opts_(std::move(opts)), admission_(store, opts_.default_policy), node_auth_(store) {
   HttpServerOptions ho;
   ho.host = opts_.host;
   ho.port = opts_.port;
@@ -352,18 +346,7 @@ Status ApiServer::CanWriteStatus(const Principal& who, const ObjectKey& key) {
   if (who.role != Role::kNode) {
     return Forbidden(who, "write the status of " + key.kind + " objects", "the admin role");
   }
-  if (key.kind == "Node" && key.name == who.node) return {};
-  if (key.kind == "Allocation") {
-    auto alloc = store_->Get(key);
-    if (!alloc) return std::unexpected(alloc.error());
-    std::string placed = (*alloc)["metadata"].value("labels", Json::object()).value(std::string(kLabelNode), "");
-    if (placed == who.node) return {};
-    return Forbidden(who, "write the status of allocation " + key.name + ", placed on node \"" +
-                              placed + "\", not on " + who.node,
-                     "a token of that node");
-  }
-  return Forbidden(who, "write the status of " + key.kind + " " + key.name,
-                   key.kind == "Node" ? "that node's own token" : "the admin role");
+  return node_auth_.Owns(who, key);
 }
 
 void ApiServer::Routes() {
@@ -385,6 +368,7 @@ void ApiServer::Routes() {
     return [this, h = std::move(h)](const HttpRequest& req, HttpResponse& res) {
       auto who = Authenticate(req);
       if (!who) return SendError(res, who.error());
+      if (auto st = CheckNamespaceParam(req); !st) return SendError(res, st.error());
       h(req, res, *who);
     };
   };
@@ -507,8 +491,11 @@ void ApiServer::Routes() {
                  });
   }
   Get("/v1/artifacts", [this, artifacts_off](const HttpRequest&, HttpResponse& res,
-                                             const Principal&) {
+                                             const Principal& who) {
     if (artifacts_off(res)) return;
+    if (who.role == Role::kNode) {
+      return SendError(res, Forbidden(who, "list artifacts", "a role other than node").error());
+    }
     auto list = opts_.artifacts->List();
     if (!list) return SendError(res, list.error());
     auto refs = ArtifactReferences(*store_);
@@ -527,10 +514,11 @@ void ApiServer::Routes() {
   // GET downloads (a piece at a time as the client takes it), HEAD answers whether it is
   // stored and its size.
   Get("/v1/artifacts/:digest", [this, artifacts_off](const HttpRequest& req, HttpResponse& res,
-                                                     const Principal&) {
+                                                     const Principal& who) {
     if (artifacts_off(res)) return;
     const std::string& digest = req.matches[0];
     if (!IsArtifactDigest(digest)) return SendError(res, InvalidDigest(digest));
+    if (auto st = node_auth_.CanReadArtifact(who, digest); !st) return SendError(res, st.error());
     opts_.artifacts->Touch(digest);  // before the look: see ArtifactStore::CollectGarbage
     auto info = opts_.artifacts->Stat(digest);
     if (!info) {
@@ -602,10 +590,12 @@ void ApiServer::Routes() {
   });
 
   // List, or watch with ?watch=true.
-  Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res, const Principal&) {
+  Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
-    auto sel = SelectorParam(req);
+    auto narrowed = node_auth_.ListSelector(who, std::string(kind->kind), req.Param("labelSelector"));
+    if (!narrowed) return SendError(res, narrowed.error());
+    auto sel = SelectorParam(*narrowed);
     if (!sel) return SendError(res, sel.error());
     std::string ns = req.HasParam("namespace") ? req.Param("namespace") : "";
     if (!kind->namespaced) ns.clear();
@@ -671,11 +661,12 @@ void ApiServer::Routes() {
     };
   });
 
-  Get("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res, const Principal&) {
+  Get("/v1/:kind/:name", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
     auto kind = KindOf(req.matches[0]);
     if (!kind) return SendError(res, kind.error());
     auto obj = store_->Get({std::string(kind->kind), NamespaceParam(req, *kind), req.matches[1]});
     if (!obj) return SendError(res, obj.error());
+    if (auto st = node_auth_.CanRead(who, *obj); !st) return SendError(res, st.error());
     SendJson(res, 200, *obj);
   });
 
@@ -703,6 +694,8 @@ void ApiServer::Routes() {
         in.explicit_ns = d.value.contains("namespace") ||
                          (in.has_metadata && d.value["metadata"].is_object() &&
                           d.value["metadata"].contains("namespace"));
+        // Placed before admission: a namespace's policy is chosen by it.
+        if (kind->namespaced && req.HasParam("namespace")) DefaultNamespace(d.value, req.Param("namespace"));
       }
       return std::make_pair(in, NormalizeAndAdmit(d, name));
     };
@@ -751,17 +744,7 @@ void ApiServer::Routes() {
       }
       (*obj)["metadata"]["namespace"] = req.Param("namespace");
     }
-    if (who.role == Role::kNode && kind->kind == "Event") {
-      const Json& ref = (*obj)["spec"].value("involvedObject", Json::object());
-      ObjectKey about{ref.value("kind", ""), ref.value("namespace", NamespaceOf(*obj)),
-                      ref.value("name", "")};
-      if (about.kind != "Node" && about.kind != "Allocation") {
-        return SendError(res, Forbidden(who, "record events about " + about.kind + " objects",
-                                        "the admin role").error());
-      }
-      if (about.kind == "Node") about.ns = "";
-      if (auto st = CanWriteStatus(who, about); !st) return SendError(res, st.error());
-    }
+    if (auto st = node_auth_.CanWriteObject(who, *obj); !st) return SendError(res, st.error());
     if (!DryRun(req)) {
       if (auto st = CheckArtifacts({*obj}, {}); !st) {
         // An error path: decode again for the line (the fast JSON path keeps none).
@@ -889,13 +872,15 @@ void ApiServer::Routes() {
     if (!errors.empty()) {
       return SendError(res, Error(code, std::to_string(bad_documents) + " document" +
                                             (bad_documents == 1 ? " is" : "s are") +
-                                            " invalid; nothing was applied",
+                                            (code == Code::kForbidden ? " not allowed" : " invalid") +
+                                            "; nothing was applied",
                                   std::move(errors)));
     }
     for (const auto& o : objects) {
       if (auto st = CanWrite(who, o.value("kind", ""), NameOf(o), false); !st) {
         return SendError(res, st.error());
       }
+      if (auto st = node_auth_.CanWriteObject(who, o); !st) return SendError(res, st.error());
     }
     // An apply set: every object is labelled with it, and --prune deletes the objects an
     // earlier apply of the same set labelled that this one no longer declares. Never others.

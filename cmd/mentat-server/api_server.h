@@ -13,9 +13,12 @@
 #include <vector>
 
 #include "apis/error.h"
+#include "apis/namespace_policy.h"
 #include "apis/yaml.h"
+#include "cmd/mentat-server/admission.h"
 #include "cmd/mentat-server/artifacts.h"
 #include "cmd/mentat-server/auth.h"
+#include "cmd/mentat-server/authorization.h"
 #include "cmd/mentat-server/http_server.h"
 #include "cmd/mentat-server/metrics.h"
 #include "store/store.h"
@@ -42,6 +45,8 @@ struct ApiServerOptions {
   std::function<Result<std::string>()> snapshot;
   // /v1/artifacts: app rootfs archives uploaded by `mt apply`. nullptr: none are stored (503).
   ArtifactStore* artifacts = nullptr;
+  // The NamespacePolicy of namespaces no stored one names (apis/namespace_policy.h).
+  Json default_policy = BuiltinRestrictedPolicy();
 };
 
 class ApiServer {
@@ -62,9 +67,7 @@ class ApiServer {
   void Routes();
   Result<Principal> Authenticate(const HttpRequest& req) const;
   Status CanWriteStatus(const Principal& who, const ObjectKey& key);
-  // Built-in profiles overlaid with the stored ones, by name.
-  Result<std::map<std::string, Json>> Profiles();
-  // Decode result -> canonical objects, each admitted against its security profile.
+  // Decode result -> canonical objects, each admitted (cmd/mentat-server/admission.h).
   Result<std::vector<Json>> NormalizeAndAdmit(const Document& doc, const std::string& default_name);
   // Every artifact a Service names as its rootfs is stored here (an error at its field
   // otherwise), and is marked used so that garbage collection spares it.
@@ -72,6 +75,8 @@ class ApiServer {
 
   Store* store_;
   ApiServerOptions opts_;
+  Admission admission_;
+  NodeAuthorizer node_auth_;
   Metrics metrics_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> stopping_{false};

@@ -209,14 +209,18 @@ void CollectDigests(const Json& j, std::set<std::string>* out) {
 
 }  // namespace
 
+std::set<std::string> ArtifactsNamedBy(const Json& spec) {
+  std::set<std::string> digests;
+  CollectDigests(spec, &digests);
+  return digests;
+}
+
 Result<std::map<std::string, std::vector<std::string>>> ArtifactReferences(Store& store) {
   std::map<std::string, std::vector<std::string>> refs;
   for (const char* kind : {"Service", "Allocation"}) {
     MT_ASSIGN_OR_RETURN(auto list, store.List(kind, {}));
     for (const auto& obj : list.items) {
-      std::set<std::string> digests;
-      CollectDigests(obj.value("spec", Json::object()), &digests);
-      for (const auto& d : digests) {
+      for (const auto& d : ArtifactsNamedBy(obj.value("spec", Json::object()))) {
         refs[d].push_back(Lower(kind) + " " + NamespaceOf(obj) + "/" + NameOf(obj));
       }
     }

@@ -90,6 +90,9 @@ class ArtifactStore {
   std::map<std::string, std::chrono::steady_clock::time_point> last_used_;
 };
 
+// The artifact digests a spec names as a rootfs, at any depth.
+std::set<std::string> ArtifactsNamedBy(const Json& spec);
+
 // What refers to each artifact: digest -> "service NS/NAME" and "allocation NS/NAME", from
 // every rootfs of every Service and Allocation in the store.
 Result<std::map<std::string, std::vector<std::string>>> ArtifactReferences(Store& store);

@@ -28,6 +28,11 @@ using namespace mentat;
 
 namespace {
 
+// 127.0.0.0/8, ::1 and localhost: addresses only this machine reaches.
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 // The store, once no other process holds it: a server started right after another one on the
 // same data directory was told to stop (a restart) waits for that one to let go, rather than
 // failing while it closes its store.
@@ -111,6 +116,7 @@ int main(int argc, char** argv) {
   bool bootstrap_token = false;
   std::string bootstrap_token_file;
   std::string tls_cert, tls_key;
+  bool insecure_http = false;
   bool unsafe_no_fsync = false;
   int max_artifact_mb = 512;
   std::string artifact_grace = "1h";
@@ -162,6 +168,16 @@ int main(int argc, char** argv) {
   app.add_option("--bootstrap-token-file", bootstrap_token_file,
                  "as --bootstrap-token, but write the token to this file (mode 0600, made "
                  "before the server listens) instead of printing it");
+  std::string default_policy;
+  app.add_option("--default-policy", default_policy,
+                 "the NamespacePolicy of namespaces no stored policy names: restricted (the "
+                 "default; --dev implies permissive) gives each driver a hardened profile and "
+                 "refuses host root, privileged containers, host system paths and the Docker "
+                 "socket; permissive admits what each service's own profile (or none) allows")
+      ->check(CLI::IsMember({"restricted", "permissive"}));
+  app.add_flag("--insecure-http", insecure_http,
+               "allow plain HTTP on an address other than loopback (tokens cross the network in "
+               "the clear; refused without it)");
   app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
@@ -245,11 +261,21 @@ int main(int argc, char** argv) {
                       "--dev serves plain HTTP on 127.0.0.1 to its in-process agent; drop --tls-cert"));
   }
   if (dev) auth = "none";
-  bool loopback = host == "127.0.0.1" || host == "localhost";
+  const bool loopback = IsLoopbackHost(host);
   if (auth == "none" && !loopback) {
     return Fail(Error(Code::kInvalidArgument,
                       "--auth none serves every request as admin, so it binds a loopback address "
                       "only; got --listen " + listen));
+  }
+  if (!loopback && tls_cert.empty() && !insecure_http) {
+    return Fail(Error(Code::kInvalidArgument,
+                      "--listen " + listen + " would send bearer tokens in the clear over the "
+                      "network: serve HTTPS (--tls-cert, --tls-key), listen on 127.0.0.1 behind a "
+                      "TLS proxy, or pass --insecure-http if this network is trusted"));
+  }
+  if (!loopback && tls_cert.empty()) {
+    spdlog::warn("--insecure-http: serving plain HTTP on {}; bearer tokens and every request "
+                 "cross the network in the clear, readable by anyone on the path", listen);
   }
   std::unique_ptr<TokenStore> tokens;
   if (auth == "tokens") {
@@ -279,6 +305,12 @@ int main(int argc, char** argv) {
   }
   if (!dev) {
     spdlog::info("running without --dev: no in-process agent; start mentat-agent on each node");
+  }
+  if (default_policy.empty()) default_policy = dev ? "permissive" : "restricted";
+  if (default_policy == "permissive") {
+    spdlog::warn("namespaces without a NamespacePolicy are permissive{}: a service that names no "
+                 "security profile runs unchecked (root, host paths, privileged containers)",
+                 dev ? " (--dev)" : "");
   }
 
   // Block the stop signals in every thread; main waits for them with sigwait.
@@ -327,6 +359,7 @@ int main(int argc, char** argv) {
   ao.tokens = tokens.get();
   ao.tls_cert = tls_cert;
   ao.tls_key = tls_key;
+  ao.default_policy = *BuiltinPolicy(default_policy);
   ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
   ControllerManager controllers(store->get());
   ao.metrics = [&controllers, s = store->get()] {

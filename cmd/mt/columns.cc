@@ -101,6 +101,7 @@ std::vector<std::string> Header(const KindInfo& kind, bool wide) {
     std::vector<std::string> h = {"NAME", "DRIVER", "ISOLATION", "AGE"};
     return h;
   }
+  if (kind.kind == "NamespacePolicy") return {"NAME", "NAMESPACES", "ALLOWED", "AGE"};
   return {"NAME", "AGE"};
 }
 
@@ -158,6 +159,16 @@ std::vector<std::string> Row(const KindInfo& kind, const Json& o, bool wide) {
       return it->is_string() ? it->get<std::string>() : it->dump();
     };
     return {NameOf(o), text("driver"), text("isolation"), Age(o)};
+  }
+  if (kind.kind == "NamespacePolicy") {
+    auto joined = [&](const char* key) {
+      std::string out;
+      for (const auto& e : spec.value(key, Json::array())) {
+        if (e.is_string()) out += (out.empty() ? "" : ",") + e.get<std::string>();
+      }
+      return out;
+    };
+    return {NameOf(o), joined("namespaces"), joined("allowedProfiles"), Age(o)};
   }
   return {NameOf(o), Age(o)};
 }

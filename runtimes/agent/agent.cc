@@ -302,6 +302,34 @@ void Agent::RecoverHandles() {
   }
 }
 
+// Labels that place workloads (a profile's allowed_nodes, e.g. internal-only) are the admins' to
+// set: the server refuses them from a node token, naming each. The node is written without
+// those changes then (each kept as `before` has it), so that a --label the server refuses does
+// not keep the node from registering.
+Status Agent::PutNode(Json node, const Json& before) {
+  auto written = client_->Put("nodes", opts_.node_name, node.dump());
+  if (written) return {};
+  if (written.error().code() != Code::kForbidden) return std::unexpected(written.error());
+  static const std::string prefix = "metadata.labels.";
+  bool dropped = false;
+  for (const auto& d : written.error().details()) {
+    if (d.field.rfind(prefix, 0) != 0) continue;
+    std::string key = d.field.substr(prefix.size());
+    spdlog::warn("agent: label {} of node {} not set: {}", key, opts_.node_name, d.message);
+    Json& labels = node["metadata"]["labels"];
+    if (before.contains(key)) {
+      labels[key] = before[key];
+    } else {
+      labels.erase(key);
+    }
+    dropped = true;
+  }
+  if (!dropped) return std::unexpected(written.error());
+  auto again = client_->Put("nodes", opts_.node_name, node.dump());
+  if (!again) return std::unexpected(again.error());
+  return {};
+}
+
 Status Agent::RegisterNode() {
   // The agent creates its own Node on first contact (as a kubelet does), or again if it was
   // deleted; every heartbeat after that is one status write.
@@ -313,7 +341,7 @@ Status Agent::RegisterNode() {
                    {"kind", "Node"},
                    {"metadata", {{"name", opts_.node_name}, {"labels", opts_.labels}}},
                    {"spec", Json::object()}};
-      MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+      MT_RETURN_IF_ERROR(PutNode(std::move(node), Json::object()));
     } else {
       // Labels set by others stay; ours are added or corrected.
       Json labels = (*existing)["metadata"].value("labels", Json::object());
@@ -323,7 +351,7 @@ Status Agent::RegisterNode() {
         Json node = *existing;
         node["metadata"]["labels"] = merged;
         node.erase("status");
-        MT_RETURN_IF_ERROR(client_->Put("nodes", opts_.node_name, node.dump()));
+        MT_RETURN_IF_ERROR(PutNode(std::move(node), labels));
       }
     }
     node_registered_ = true;

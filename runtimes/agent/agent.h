@@ -126,6 +126,8 @@ class Agent {
   Result<std::string> RequestedKey(const HttpRequest& req);
   Status Reconcile(const std::string& key);
   Status RegisterNode();
+  // PUT of this agent's Node, less the label changes the server refuses a node token.
+  Status PutNode(Json node, const Json& before);
   // Recovers the persisted tasks, then kills what interrupted starts left behind (orphans.h).
   void RecoverTasks();
   // Puts the stored SecurityProfile spec a docker task names at spec.security.resolved (for

@@ -82,6 +82,13 @@ Result<CgroupLimits> LimitsFromSpec(const Json& spec, int64_t core_mhz) {
   return limits;
 }
 
+// The spec's resolved security profile (the agent attaches it) says run_as_non_root: true.
+static bool RequiresNonRoot(const Json& spec) {
+  if (!spec.is_object() || !spec.contains("security") || !spec["security"].is_object()) return false;
+  const Json& resolved = spec["security"].value("resolved", Json::object());
+  return resolved.is_object() && resolved.value("run_as_non_root", Json(false)) == true;
+}
+
 Result<TaskUser> ResolveTaskUser(const std::string& spec) {
   TaskUser u;
   std::string user = spec.substr(0, spec.find(':'));
@@ -441,6 +448,12 @@ Result<ExecDriver::Spawned> ExecDriver::Spawn(const TaskConfig& config, const Sp
   std::optional<TaskUser> user;
   if (config.spec.is_object() && config.spec.contains("user") && config.spec["user"].is_string()) {
     MT_ASSIGN_OR_RETURN(user, ResolveTaskUser(config.spec["user"].get<std::string>()));
+  }
+  // Admission refused root by name; a name that is uid 0 on this node is refused here.
+  if (RequiresNonRoot(config.spec) && (!user || user->uid == 0)) {
+    return InvalidArgument(P() + "user: its security profile runs tasks as a non-root user, and " +
+                           (user ? config.spec["user"].get<std::string>() + " is uid 0 on this node"
+                                 : std::string("none is given")));
   }
   std::string path_env;
   for (const auto& e : config.env) {
