@@ -157,7 +157,8 @@ class Writer {
       return 0;
     }
     int64_t last = 0;
-    const Json answer = Json::parse(r->body);  // named: a range-for over a temporary's member dangles
+    // Named: a range-for over a member of a temporary would dangle.
+    const Json answer = Json::parse(r->body);
     for (const auto& item : answer["items"]) {
       std::string action = item["action"], name = item["name"];
       int64_t rv = std::stoll(item["resourceVersion"].get<std::string>());

@@ -450,7 +450,8 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   const int64_t first = revision_ + 1;
   const int64_t last = revision_ + static_cast<int64_t>(changes.size());
   for (size_t i = 0; i < changes.size(); ++i) {
-    changes[i].object["metadata"]["resourceVersion"] = std::to_string(first + i);
+    const int64_t rev = first + static_cast<int64_t>(i);
+    changes[i].object["metadata"]["resourceVersion"] = std::to_string(rev);
   }
   if (dry_run) return int64_t{0};
   // Each object is serialized once: the same text goes to the objects column, into the

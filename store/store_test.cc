@@ -300,17 +300,24 @@ TEST_F(StoreTest, TxnGivesEachObjectItsOwnRevisionAndAResumeFromAnyOfThemIsExact
     EXPECT_EQ(NameOf(events[i]->object), std::string(1, static_cast<char>('a' + i)));
     EXPECT_EQ(ResourceVersionOf(events[i]->object), events[i]->revision);
   }
-  // Resumed from the first event: the second and third, and nothing else.
-  auto resumed = store_->Watch("Service", events[0]->revision);
-  ASSERT_TRUE(resumed);
-  EXPECT_EQ(RevisionsOf(Drain(**resumed)), (std::vector<int64_t>{r + 2, r + 3}));
+  // Resumed from before the transaction or from any of its events: exactly the later ones.
+  for (int64_t from = r; from <= r + 3; ++from) {
+    auto resumed = store_->Watch("Service", from);
+    ASSERT_TRUE(resumed);
+    std::vector<int64_t> later;
+    for (int64_t rev = from + 1; rev <= r + 3; ++rev) later.push_back(rev);
+    EXPECT_EQ(RevisionsOf(Drain(**resumed, 50ms)), later) << "resumed from " << from;
+  }
   // Deletes in a transaction follow its puts, each at a revision of its own; from the change
-  // log after a restart, a resume from the middle is exact too.
+  // log after a restart, and with the history compacted to the middle of the transaction, a
+  // resume from the middle is exact too.
   auto mixed = store_->Txn({Svc("d", 1), Svc("a", 2)}, false,
                            {{"Service", "default", "b"}, {"Service", "default", "c"}});
   ASSERT_TRUE(mixed) << mixed.error().ToString();
   EXPECT_EQ(store_->CurrentRevision(), r + 7);
   Reopen();
+  ASSERT_TRUE(store_->Compact(r + 5));
+  EXPECT_EQ(store_->Watch("Service", r + 4).error().code(), Code::kGone);
   auto replayed = store_->Watch("Service", r + 5);
   ASSERT_TRUE(replayed);
   auto tail = Drain(**replayed);
