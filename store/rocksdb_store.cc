@@ -231,6 +231,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const RocksStoreOptions& op
   store->requested_revision_ = store->revision_;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "compacted", &value);
   if (s.ok()) store->compacted_ = std::stoll(value);
+  s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "applied", &value);
+  if (s.ok()) store->applied_index_ = std::stoll(value);
   store->syncer_ = std::thread([s = store.get()] { s->SyncLoop(); });
   return store;
 }
@@ -423,14 +425,34 @@ Result<ListResult> RocksStore::List(const std::string& kind, const ListOptions& 
   return result;
 }
 
+namespace {
+
+// The watch event's JSON, {"type":...,"object":<text>}: the API server streams it as is.
+std::shared_ptr<std::string> EventJson(EventType type, const std::string& text) {
+  auto json = std::make_shared<std::string>();
+  json->reserve(text.size() + 32);
+  *json += "{\"type\":\"";
+  *json += EventTypeName(type);
+  *json += "\",\"object\":";
+  *json += text;
+  *json += '}';
+  return json;
+}
+
+}  // namespace
+
 Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_run,
-                                         int64_t index) {
+                                         int64_t applied_index) {
   if (changes.empty()) return int64_t{0};
   if (broken_) return Internal(broken_reason_);
-  // Standalone, revisions count up by one; under a replicated log they are its indexes.
-  int64_t rev = index > 0 ? index : revision_ + 1;
-  // Every change, deletions too, carries the revision that made it.
-  for (auto& c : changes) c.object["metadata"]["resourceVersion"] = std::to_string(rev);
+  // Each change takes the next revision of its own, deletions too, so that every watch event
+  // has one: a watch resumed from any event's resourceVersion misses none of the others.
+  const int64_t first = revision_ + 1;
+  const int64_t last = revision_ + static_cast<int64_t>(changes.size());
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const int64_t rev = first + static_cast<int64_t>(i);
+    changes[i].object["metadata"]["resourceVersion"] = std::to_string(rev);
+  }
   if (dry_run) return int64_t{0};
   // Each object is serialized once: the same text goes to the objects column, into the
   // change log's entry, and (as the event's JSON) to every watcher.
@@ -440,52 +462,45 @@ Result<int64_t> RocksStore::CommitLocked(std::vector<Change>& changes, bool dry_
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   // The commit time lets compaction keep a window measured in time as well as revisions.
-  std::string entry = "{\"t\":" + std::to_string(now_ms) + ",\"events\":[";
+  const std::string entry_head = "{\"t\":" + std::to_string(now_ms) + ",\"events\":[";
   for (size_t i = 0; i < changes.size(); ++i) {
     auto& c = changes[i];
-    std::string skey = StoreKey(c.key);
     std::string text;
     AppendJson(c.object, &text);
     if (c.type == EventType::kDeleted) {
-      batch.Delete(objects_, skey);
+      batch.Delete(objects_, StoreKey(c.key));
     } else {
-      batch.Put(objects_, skey, text);
+      batch.Put(objects_, StoreKey(c.key), text);
     }
-    auto json = std::make_shared<std::string>();
-    json->reserve(text.size() + 32);
-    *json += "{\"type\":\"";
-    *json += EventTypeName(c.type);
-    *json += "\",\"object\":";
-    *json += text;
-    *json += '}';
-    if (i) entry += ',';
-    entry += *json;
+    auto json = EventJson(c.type, text);
+    batch.Put(log_, RevisionKey(first + i), entry_head + *json + "]}");
     events.push_back(std::make_shared<WatchEvent>(
-        WatchEvent{c.type, rev, c.object, std::move(json)}));
+        WatchEvent{c.type, first + static_cast<int64_t>(i), c.object, std::move(json)}));
     c.json = std::move(text);
   }
-  entry += "]}";
-  batch.Put(log_, RevisionKey(rev), entry);
-  // The applied revision commits in the same batch as the data (a Raft apply will pass its
-  // index here), so a crash can never leave one without the other.
-  batch.Put(meta_, "revision", std::to_string(rev));
+  // The last revision (and a replicated log's applied index) commits in the same batch as the
+  // data, so a crash can never leave one without the other, nor half a transaction.
+  batch.Put(meta_, "revision", std::to_string(last));
+  if (applied_index > 0) batch.Put(meta_, "applied", std::to_string(applied_index));
   // Group commit: the batch is written now (to the WAL's buffer and the memtables) and made
-  // durable by the sync thread, one write and fsync for every writer that arrived meanwhile. Nobody is acknowledged, and no watcher hears of it,
-  // before that fsync.
+  // durable by the sync thread, one write and fsync for every writer that arrived meanwhile.
+  // Nobody is acknowledged, and no watcher hears of it, before that fsync.
   rocksdb::WriteOptions wo;
   wo.sync = false;
   auto s = db_->Write(wo, &batch);
-  if (!s.ok()) return RocksError("writing revision " + std::to_string(rev), s);
-  revision_ = rev;
+  if (!s.ok()) return RocksError("writing revisions " + std::to_string(first) + "-" +
+                                     std::to_string(last), s);
+  revision_ = last;
+  if (applied_index > 0) applied_index_ = applied_index;
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
     for (auto& e : events) pending_events_.push_back(std::move(e));
   }
-  return rev;
+  return last;
 }
 
-// Runs `locked` under the write lock (it prepares and writes one revision, reporting it through
-// its argument), then waits, unlocked, until that revision is durable.
+// Runs `locked` under the write lock (it prepares and writes one transaction, reporting its last
+// revision through its argument), then waits, unlocked, until that revision is durable.
 template <class T, class F>
 Result<T> RocksStore::Durably(F&& locked) {
   int64_t rev = 0;
@@ -788,7 +803,7 @@ Result<Json> RocksStore::DeleteLocked(const ObjectKey& key, const WriteOptions& 
 
 Result<bool> RocksStore::ApplyAt(int64_t index, const std::vector<Mutation>& mutations) {
   return Durably<bool>([&](int64_t* rev) -> Result<bool> {
-    if (index <= revision_) return false;  // already applied: a replay after restart
+    if (index <= applied_index_) return false;  // already applied: a replay after restart
     std::vector<Change> changes;
     for (const auto& m : mutations) {
       ObjectKey key = KeyOf(m.object);
@@ -797,21 +812,27 @@ Result<bool> RocksStore::ApplyAt(int64_t index, const std::vector<Mutation>& mut
       }
       changes.push_back({key, m.type, m.object});
     }
-    if (changes.empty()) {
-      // An index with nothing to write (a no-op entry) still advances the applied index.
-      rocksdb::WriteBatch batch;
-      batch.Put(meta_, "revision", std::to_string(index));
-      rocksdb::WriteOptions wo;
-      wo.sync = false;
-      auto s = db_->Write(wo, &batch);
-      if (!s.ok()) return RocksError("applying index " + std::to_string(index), s);
-      revision_ = index;
-      *rev = index;
+    if (!changes.empty()) {
+      MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, /*dry_run=*/false, index));
       return true;
     }
-    MT_ASSIGN_OR_RETURN(*rev, CommitLocked(changes, /*dry_run=*/false, index));
+    // An entry with nothing to write (a no-op) advances the applied index only. Nothing waits
+    // for it to be durable: if a crash loses it, replaying it writes nothing again, and any
+    // later entry's batch, once synced, carries a higher index.
+    rocksdb::WriteBatch batch;
+    batch.Put(meta_, "applied", std::to_string(index));
+    rocksdb::WriteOptions wo;
+    wo.sync = false;
+    auto s = db_->Write(wo, &batch);
+    if (!s.ok()) return RocksError("applying index " + std::to_string(index), s);
+    applied_index_ = index;
     return true;
   });
+}
+
+int64_t RocksStore::AppliedIndex() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return applied_index_;
 }
 
 Result<int64_t> RocksStore::ExportAll(std::vector<Json>* objects) {

@@ -1,10 +1,14 @@
 // The RocksDB backend of Store. Layout (column families):
 //   objects: "<Kind>/<namespace>/<name>" -> object JSON
-//   log:     8-byte big-endian revision  -> {"type", "object"} (the change log watch resumes from)
-//   default: "revision" -> last applied revision, "compacted" -> oldest revision kept in log
-// Every mutation is one WriteBatch at one revision. It is acknowledged only once its WAL record is
-// synced: a sync thread flushes and fsyncs the WAL once for every write that arrived meanwhile
-// (group commit), then publishes their watch events and completes their writers.
+//   log:     8-byte big-endian revision  -> {"t", "events":[the one event at that revision]}
+//            (the change log watch resumes from; stores written before every object write had
+//            a revision of its own may hold several events at one revision)
+//   default: "revision" -> last written revision, "compacted" -> oldest revision kept in log,
+//            "applied" -> the last replicated log index ApplyAt applied
+// Every transaction is one WriteBatch, each object it writes at the next revision of its own.
+// It is acknowledged only once its WAL record is synced: a sync thread flushes and fsyncs the
+// WAL once for every write that arrived meanwhile (group commit), then publishes their watch
+// events and completes their writers.
 #pragma once
 
 #include <chrono>
@@ -64,16 +68,20 @@ class RocksStore : public Store {
   Result<int64_t> CompactToWindow();
   int64_t CompactedRevision();
 
-  // The apply path a replicated log drives: `mutations` (objects as the leader prepared them,
-  // each ADDED, MODIFIED or DELETED) are written as revision `index`, in one batch with the
-  // applied index. An index at or below the applied one is skipped, so replaying a log after a
-  // crash is safe. Returns whether the batch was applied.
+  // The apply path a replicated log drives: one log entry is one transaction. Its `mutations`
+  // (objects as the leader prepared them, each ADDED, MODIFIED or DELETED) are written at the
+  // next consecutive revisions, one each, in one batch with the applied index `index`. Every
+  // replica applies the same entries in the same order, so each gives them the same revisions.
+  // An index at or below the applied one is skipped, so replaying a log after a crash is safe.
+  // Returns whether the entry was applied.
   struct Mutation {
     EventType type;
     Json object;
     std::string json;  // filled by CommitLocked: the object as stored
   };
   Result<bool> ApplyAt(int64_t index, const std::vector<Mutation>& mutations);
+  // The last index ApplyAt applied (0 when none), which survives a restart.
+  int64_t AppliedIndex();
 
   // Every object, read at one revision (for snapshots). Returns that revision.
   Result<int64_t> ExportAll(std::vector<Json>* objects);
@@ -99,9 +107,12 @@ class RocksStore : public Store {
   // The change a Put would make; nullopt (and *current set) when it changes nothing.
   Result<std::optional<Change>> PreparePutLocked(const Json& in, const WriteOptions& opts,
                                                  Json* current);
-  // Writes every change as the next revision, in one batch (in the WAL buffer, not yet synced),
-  // and queues its events. Returns the revision (0 when nothing was written).
-  Result<int64_t> CommitLocked(std::vector<Change>& changes, bool dry_run, int64_t index = 0);
+  // Writes every change in one batch (in the WAL buffer, not yet synced), each at the next
+  // revision of its own, with `applied_index` when it is a replicated log's entry, and queues
+  // their events. A dry run only sets the resourceVersions the changes would get. Returns the
+  // last revision written (0 when nothing was written).
+  Result<int64_t> CommitLocked(std::vector<Change>& changes, bool dry_run,
+                               int64_t applied_index = 0);
   // Returns once `rev` is on disk (or the WAL could not be synced).
   Status WaitDurable(int64_t rev);
   // Runs `done` on the sync thread once `rev` is on disk, or at once if it already is.
@@ -125,8 +136,9 @@ class RocksStore : public Store {
   rocksdb::ColumnFamilyHandle* log_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
 
-  std::mutex write_mu_;  // serializes mutations: one revision at a time
+  std::mutex write_mu_;  // serializes mutations: one transaction at a time
   int64_t revision_ = 0;  // last written (maybe not yet durable)
+  int64_t applied_index_ = 0;  // last replicated log index applied (ApplyAt)
   int64_t compacted_ = 0;
   bool broken_ = false;   // a WAL sync failed: no more writes
   std::string broken_reason_;
@@ -139,6 +151,7 @@ class RocksStore : public Store {
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;     // wakes the sync thread
   std::condition_variable durable_cv_;  // wakes writers waiting in WaitDurable
+  // Both count revisions; a transaction's writers wait for its last one.
   int64_t requested_revision_ = 0;  // highest revision a writer waits for
   int64_t durable_revision_ = 0;    // last revision known to be on disk and published
   std::vector<Completion> completions_;  // asynchronous writers not yet durable

@@ -1,6 +1,8 @@
 // The Store interface: versioned objects with a global revision, conditional writes, and
-// ordered watch. The RocksDB backend implements it; Raft replication will wrap it (every
-// mutation is one committed transaction at one revision).
+// ordered watch. Every mutation is one transaction, all or nothing, and each object it writes
+// takes a revision of its own, consecutive within the transaction. The RocksDB backend
+// implements it; Raft replication will wrap it (one committed log entry per transaction,
+// spanning that transaction's consecutive revisions).
 #pragma once
 
 #include <chrono>
@@ -21,6 +23,8 @@ std::string EventTypeName(EventType t);
 
 struct WatchEvent {
   EventType type;
+  // This change's own revision: no other event has it. It is the object's resourceVersion
+  // (for kDeleted, the revision of the deletion).
   int64_t revision;
   Json object;  // for kDeleted: the object as it was last stored; for kBookmark: {metadata:{rv}}
   // The event as JSON text, {"type":...,"object":...}, encoded once by the store and shared
@@ -40,7 +44,9 @@ struct ListOptions {
 struct ListResult {
   std::vector<Json> items;
   std::vector<std::string> raw_items;  // with ListOptions::raw
-  int64_t revision = 0;        // the store revision every page of the list is consistent at
+  // The store revision every page of the list is consistent at: always the end of a
+  // transaction, so a watch from it gets every later change.
+  int64_t revision = 0;
   std::string continue_token;  // non-empty when there are more items
 };
 
@@ -51,7 +57,8 @@ struct WriteOptions {
   bool dry_run = false;      // validate and compute the result, persist nothing
 };
 
-// One watch stream. Events arrive in revision order, each exactly once.
+// One watch stream. Events arrive in revision order, each exactly once, each at a revision of
+// its own.
 class Watcher {
  public:
   virtual ~Watcher() = default;
@@ -88,8 +95,12 @@ class Store {
   // Replace only the status. NotFound when absent.
   virtual Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) = 0;
   virtual Result<Json> Delete(const ObjectKey& key, const WriteOptions& opts = {}) = 0;
-  // Several Puts (and Deletes) as one transaction at one revision: all are written or none
-  // is. An object carrying metadata.resourceVersion is written only if it still has that
+  // Several Puts (and Deletes) as one transaction: all are written or none is, in one atomic
+  // write that is durable as a whole. Each object written takes the next revision of its own
+  // (the puts in order, then the deletes), so the transaction spans consecutive revisions and
+  // each of its watch events has its own; an unchanged object or a skipped delete takes none.
+  // A failed transaction takes none either, and a dry run only shows the revisions it would
+  // take. An object carrying metadata.resourceVersion is written only if it still has that
   // version. A delete of an absent object is skipped; one with finalizers marks it
   // (deletionTimestamp), as Delete does. Results: the puts in order, then the deletes done.
   virtual Result<std::vector<TxnResult>> Txn(const std::vector<Json>& puts, bool dry_run,
@@ -106,9 +117,12 @@ class Store {
                         std::function<void(Result<std::vector<TxnResult>>)> done) = 0;
 
   // Every change to `kind` ("" = all kinds) after `from_revision`, in order. 0 = from now.
-  // kGone when from_revision has been compacted away.
+  // kGone when from_revision has been compacted away. Resuming from the revision of the last
+  // event processed (or of a list) is exact: nothing is missed and nothing repeated, wherever
+  // in a transaction's events the last one was.
   virtual Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) = 0;
 
+  // The last revision written: the end of the latest transaction.
   virtual int64_t CurrentRevision() = 0;
   // Drops watch history at and below `revision`: a watch from there gets kGone (410).
   virtual Status Compact(int64_t revision) = 0;

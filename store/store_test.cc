@@ -41,6 +41,22 @@ class StoreTest : public ::testing::Test {
   std::unique_ptr<RocksStore> store_;
 };
 
+// Drains what a watcher has queued, waiting up to `quiet` for each next event.
+std::vector<WatchEventPtr> Drain(Watcher& w, std::chrono::milliseconds quiet = 200ms) {
+  std::vector<WatchEventPtr> got;
+  while (true) {
+    auto ev = w.Next(quiet);
+    if (!ev || !ev->has_value()) return got;
+    got.push_back(**ev);
+  }
+}
+
+std::vector<int64_t> RevisionsOf(const std::vector<WatchEventPtr>& events) {
+  std::vector<int64_t> revs;
+  for (const auto& e : events) revs.push_back(e->revision);
+  return revs;
+}
+
 TEST_F(StoreTest, RevisionsGenerationAndMetadata) {
   auto a = store_->Put(Svc("a", 1));
   ASSERT_TRUE(a);
@@ -252,19 +268,10 @@ TEST_F(StoreTest, GroupCommitDeliversEveryWriteOnceInOrder) {
   ASSERT_TRUE(w2);
   for (auto& th : writers) th.join();
   EXPECT_EQ(acked.load(), 1600);
-  auto drain = [](Watcher& watcher) {
-    std::vector<int64_t> revs;
-    while (true) {
-      auto ev = watcher.Next(200ms);
-      if (!ev || !ev->has_value()) break;
-      revs.push_back((**ev)->revision);
-    }
-    return revs;
-  };
-  auto revs = drain(**w);
+  auto revs = RevisionsOf(Drain(**w));
   ASSERT_EQ(revs.size(), 1600u);
   for (size_t i = 0; i < revs.size(); ++i) EXPECT_EQ(revs[i], static_cast<int64_t>(i + 1));
-  auto revs2 = drain(**w2);
+  auto revs2 = RevisionsOf(Drain(**w2));
   ASSERT_EQ(revs2.size(), static_cast<size_t>(1600 - mid));
   if (!revs2.empty()) {
     EXPECT_EQ(revs2.front(), mid + 1);
@@ -272,6 +279,90 @@ TEST_F(StoreTest, GroupCommitDeliversEveryWriteOnceInOrder) {
   // Everything acknowledged is durable: it survives a reopen.
   Reopen();
   EXPECT_EQ(store_->CurrentRevision(), 1600);
+}
+
+// Issue 17: one apply of three objects, a watcher that read the first event and resumed from
+// its resourceVersion must still get the other two.
+TEST_F(StoreTest, TxnGivesEachObjectItsOwnRevisionAndAResumeFromAnyOfThemIsExact) {
+  ASSERT_TRUE(store_->Put(Svc("before", 1)));
+  int64_t r = store_->CurrentRevision();
+  auto w = store_->Watch("Service", r);
+  ASSERT_TRUE(w);
+  auto results = store_->Txn({Svc("a", 1), Svc("b", 1), Svc("c", 1)}, /*dry_run=*/false);
+  ASSERT_TRUE(results) << results.error().ToString();
+  ASSERT_EQ(results->size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ResourceVersionOf((*results)[i].object), r + 1 + i);
+  EXPECT_EQ(store_->CurrentRevision(), r + 3);
+  auto events = Drain(**w);
+  ASSERT_EQ(RevisionsOf(events), (std::vector<int64_t>{r + 1, r + 2, r + 3}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(events[i]->type, EventType::kAdded);
+    EXPECT_EQ(NameOf(events[i]->object), std::string(1, static_cast<char>('a' + i)));
+    EXPECT_EQ(ResourceVersionOf(events[i]->object), events[i]->revision);
+  }
+  // Resumed from before the transaction or from any of its events: exactly the later ones.
+  for (int64_t from = r; from <= r + 3; ++from) {
+    auto resumed = store_->Watch("Service", from);
+    ASSERT_TRUE(resumed);
+    std::vector<int64_t> later;
+    for (int64_t rev = from + 1; rev <= r + 3; ++rev) later.push_back(rev);
+    EXPECT_EQ(RevisionsOf(Drain(**resumed, 50ms)), later) << "resumed from " << from;
+  }
+  // Deletes in a transaction follow its puts, each at a revision of its own; from the change
+  // log after a restart, and with the history compacted to the middle of the transaction, a
+  // resume from the middle is exact too.
+  auto mixed = store_->Txn({Svc("d", 1), Svc("a", 2)}, false,
+                           {{"Service", "default", "b"}, {"Service", "default", "c"}});
+  ASSERT_TRUE(mixed) << mixed.error().ToString();
+  EXPECT_EQ(store_->CurrentRevision(), r + 7);
+  Reopen();
+  ASSERT_TRUE(store_->Compact(r + 5));
+  EXPECT_EQ(store_->Watch("Service", r + 4).error().code(), Code::kGone);
+  auto replayed = store_->Watch("Service", r + 5);
+  ASSERT_TRUE(replayed);
+  auto tail = Drain(**replayed);
+  ASSERT_EQ(RevisionsOf(tail), (std::vector<int64_t>{r + 6, r + 7}));
+  EXPECT_EQ(tail[0]->type, EventType::kDeleted);
+  EXPECT_EQ(NameOf(tail[0]->object), "b");
+  EXPECT_EQ(NameOf(tail[1]->object), "c");
+}
+
+TEST_F(StoreTest, TxnDryRunWritesNothingAndShowsTheRevisionsItWouldTake) {
+  ASSERT_TRUE(store_->Put(Svc("a", 1)));
+  int64_t r = store_->CurrentRevision();
+  auto w = store_->Watch("", r);
+  ASSERT_TRUE(w);
+  auto dry = store_->Txn({Svc("a", 2), Svc("b", 1), Svc("c", 1)}, /*dry_run=*/true);
+  ASSERT_TRUE(dry) << dry.error().ToString();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ResourceVersionOf((*dry)[i].object), r + 1 + i);
+  EXPECT_EQ(store_->CurrentRevision(), r);
+  EXPECT_EQ(store_->Get({"Service", "default", "b"}).error().code(), Code::kNotFound);
+  EXPECT_EQ((*store_->Get({"Service", "default", "a"}))["spec"]["count"], 1);
+  EXPECT_TRUE(Drain(**w, 100ms).empty()) << "a dry run published an event";
+  // The next real write takes the next revision: the dry run used none.
+  EXPECT_EQ(ResourceVersionOf(*store_->Put(Svc("d", 1))), r + 1);
+}
+
+TEST_F(StoreTest, TxnThatFailsItsConditionLeavesTheRevisionUnchanged) {
+  auto a = store_->Put(Svc("a", 1));
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(store_->Put(Svc("a", 2)));  // now `*a`'s resourceVersion is stale
+  int64_t r = store_->CurrentRevision();
+  auto w = store_->Watch("", r);
+  ASSERT_TRUE(w);
+  Json stale = Svc("a", 3);
+  stale["metadata"]["resourceVersion"] = std::to_string(ResourceVersionOf(*a));
+  auto failed = store_->Txn({Svc("b", 1), Svc("c", 1), stale}, /*dry_run=*/false);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), Code::kConflict);
+  EXPECT_EQ(store_->CurrentRevision(), r);
+  EXPECT_EQ(store_->Get({"Service", "default", "b"}).error().code(), Code::kNotFound);
+  EXPECT_TRUE(Drain(**w, 100ms).empty()) << "a failed transaction published an event";
+  // The same transaction with a current version takes the next three revisions, no gap.
+  stale["metadata"]["resourceVersion"] = std::to_string(r);
+  auto ok = store_->Txn({Svc("b", 1), Svc("c", 1), stale}, false);
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(RevisionsOf(Drain(**w)), (std::vector<int64_t>{r + 1, r + 2, r + 3}));
 }
 
 TEST_F(StoreTest, FinalizersBlockDeletionUntilRemoved) {
@@ -307,21 +398,30 @@ TEST_F(StoreTest, ApplyAtIndexIsIdempotentForLogReplay) {
   Json a = Svc("a", 1);
   a["metadata"]["uid"] = "u-a";
   ASSERT_TRUE(*store_->ApplyAt(5, {M{EventType::kAdded, a}}));
-  EXPECT_EQ(store_->CurrentRevision(), 5);
-  EXPECT_EQ(ResourceVersionOf(*store_->Get({"Service", "default", "a"})), 5);
+  EXPECT_EQ(store_->AppliedIndex(), 5);
+  EXPECT_EQ(store_->CurrentRevision(), 1);
+  EXPECT_EQ(ResourceVersionOf(*store_->Get({"Service", "default", "a"})), 1);
   // Replaying the same index (after a crash, say) changes nothing.
   Json changed = Svc("a", 9);
   EXPECT_FALSE(*store_->ApplyAt(5, {M{EventType::kModified, changed}}));
   EXPECT_EQ((*store_->Get({"Service", "default", "a"}))["spec"]["count"], 1);
-  // The applied index survives a restart, in the same batch as the data.
+  // One entry is one transaction: its objects take consecutive revisions.
+  ASSERT_TRUE(
+      *store_->ApplyAt(6, {M{EventType::kAdded, Svc("b", 1)}, M{EventType::kAdded, Svc("c", 1)}}));
+  EXPECT_EQ(ResourceVersionOf(*store_->Get({"Service", "default", "c"})), 3);
+  // The applied index survives a restart, in the same batch as the data; a no-op entry moves
+  // it without taking a revision.
   ASSERT_TRUE(*store_->ApplyAt(7, {M{EventType::kDeleted, a}}));
+  ASSERT_TRUE(*store_->ApplyAt(8, {}));
+  EXPECT_EQ(store_->CurrentRevision(), 4);
   Reopen();
-  EXPECT_EQ(store_->CurrentRevision(), 7);
+  EXPECT_EQ(store_->CurrentRevision(), 4);
+  EXPECT_GE(store_->AppliedIndex(), 7);
   EXPECT_FALSE(store_->Get({"Service", "default", "a"}));
   EXPECT_FALSE(*store_->ApplyAt(6, {M{EventType::kAdded, a}}));
-  // Local writes continue after the last index.
-  auto b = store_->Put(Svc("b", 1));
-  EXPECT_EQ(ResourceVersionOf(*b), 8);
+  // Local writes continue after the last revision.
+  auto d = store_->Put(Svc("d", 1));
+  EXPECT_EQ(ResourceVersionOf(*d), 5);
 }
 
 TEST_F(StoreTest, WatchFromTheFutureIsRefused) {
