@@ -1,61 +1,31 @@
 // UnpackArchive against hostile archives, made here with libarchive: entries that climb out
 // with "..", absolute paths, a symlink pointing out followed by a file written through it,
-// device nodes, FIFOs, hard links, setuid bits and a size bomb. Each is refused (or, for the
-// mode bits, neutralized) and nothing lands outside the destination. And the round trip: a
-// tree packed by mt's PackDirectory unpacks to the same files, modes and links.
-#include "runtimes/agent/artifacts.h"
+// device nodes, FIFOs, hard links, setuid bits, decompression bombs and too many entries. Each
+// is refused (or, for the mode bits, neutralized), nothing lands outside the destination and
+// a bomb writes nothing past its limit. And the round trip: a tree packed by mt's
+// PackDirectory unpacks to the same files, modes and links.
+#include "runtimes/agent/unpack.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <vector>
 
 #include "cmd/mt/pack.h"
+#include "runtimes/agent/archive_testing.h"
 
 namespace mentat {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Entry {
-  std::string name;
-  mode_t type = AE_IFREG;
-  std::string content;
-  mode_t perm = 0644;
-  std::string link;       // symlink target
-  std::string hardlink;   // hard link target
-  int64_t declared = -1;  // size in the header, when it lies
-};
-
-void WriteArchive(const std::string& path, const std::vector<Entry>& entries) {
-  struct archive* a = archive_write_new();
-  archive_write_add_filter_gzip(a);
-  archive_write_set_format_pax_restricted(a);
-  ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
-  for (const auto& e : entries) {
-    archive_entry* en = archive_entry_new();
-    archive_entry_set_pathname(en, e.name.c_str());
-    archive_entry_set_filetype(en, e.type);
-    archive_entry_set_perm(en, e.perm);
-    if (!e.link.empty()) archive_entry_set_symlink(en, e.link.c_str());
-    if (!e.hardlink.empty()) archive_entry_set_hardlink(en, e.hardlink.c_str());
-    if (e.type == AE_IFCHR) archive_entry_set_rdev(en, makedev(1, 3));
-    if (e.type == AE_IFREG && e.hardlink.empty()) {
-      archive_entry_set_size(en, e.declared >= 0 ? e.declared : e.content.size());
-    }
-    archive_write_header(a, en);
-    if (!e.content.empty()) archive_write_data(a, e.content.data(), e.content.size());
-    archive_entry_free(en);
-  }
-  archive_write_close(a);
-  archive_write_free(a);
-}
+using Entry = ArchiveMember;
 
 class UnpackTest : public ::testing::Test {
  protected:
@@ -71,10 +41,12 @@ class UnpackTest : public ::testing::Test {
   std::string Dest() const { return (root_ / "dest").string(); }
   std::string Outside() const { return (root_ / "outside").string(); }
   bool OutsideEmpty() const { return fs::is_empty(root_ / "outside"); }
-  Status Unpack(const std::vector<Entry>& entries, uint64_t max_bytes = kMaxUnpackedBytes) {
-    WriteArchive(archive_, entries);
-    return UnpackArchive(archive_, Dest(), max_bytes);
+  Result<UnpackedSize> Unpack(const std::vector<ArchiveMember>& entries, UnpackLimits limits = {}) {
+    WriteTestArchive(archive_, entries);
+    return UnpackArchive(archive_, Dest(), limits);
   }
+  // What landed under dest/, however the unpacking ended.
+  UnpackedSize Written() const { return MeasureTree(Dest()).value_or(UnpackedSize{}); }
 
   fs::path root_;
   std::string archive_;
@@ -146,12 +118,107 @@ TEST_F(UnpackTest, SetuidAndOwnersAreNotRestored) {
 TEST_F(UnpackTest, BombsAndLiesAreRefused) {
   auto big =
       Unpack({{"a", AE_IFREG, std::string(3000, 'x')}, {"b", AE_IFREG, std::string(3000, 'y')}},
-             /*max_bytes=*/5000);
+             {.max_bytes = 5000});
   ASSERT_FALSE(big);
-  EXPECT_NE(big.error().message().find("unpacks to more than"), std::string::npos);
+  EXPECT_NE(big.error().message().find("would take more than 4 KiB"), std::string::npos)
+      << big.error().message();
+  EXPECT_LE(Written().bytes, 5000u);
   std::ofstream(archive_) << "this is not an archive at all";
   auto junk = UnpackArchive(archive_, Dest());
   EXPECT_FALSE(junk);
+}
+
+// The defaults an operator gets without flags: far below the 16 GiB of old.
+TEST(UnpackLimitsTest, DefaultsAreSane) {
+  UnpackLimits d;
+  EXPECT_EQ(d.max_bytes, uint64_t{2} << 30);
+  EXPECT_EQ(d.max_entries, 100000u);
+  EXPECT_EQ(d.max_ratio, 100u);
+}
+
+// Issue 17's bomb: 1 GiB of zeros in ~33 KB of zstd. With the default limits it is refused on
+// its header, by its ratio, before a byte of it is written, and quickly.
+TEST_F(UnpackTest, TheZstdBombIsRefusedBeforeItIsWritten) {
+  std::string bomb = (root_ / "bomb.tar.zst").string();
+  ASSERT_TRUE(WriteZeroBomb(bomb, uint64_t{1} << 30));
+  EXPECT_LT(fs::file_size(bomb), 64u << 10);
+  auto start = std::chrono::steady_clock::now();
+  auto got = UnpackArchive(bomb, Dest());
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(got) << "unpacked " << got->bytes << " bytes";
+  EXPECT_EQ(got.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(got.error().message().find("unpacks to more than 1024 MiB from an archive of"),
+            std::string::npos)
+      << got.error().message();
+  EXPECT_NE(got.error().message().find("--unpack-max-ratio"), std::string::npos);
+  EXPECT_EQ(Written().bytes, 0u);
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+// A bomb of many files, each small, with the ratio check off: the byte limit stops it, and no
+// more than the limit is ever written.
+TEST_F(UnpackTest, ABombOfManyFilesWritesNoMoreThanTheLimit) {
+  std::string bomb = (root_ / "many.tar.zst").string();
+  ASSERT_TRUE(WriteZeroBomb(bomb, 3 << 20, 64));  // 192 MiB
+  auto got = UnpackArchive(bomb, Dest(), {.max_bytes = 8 << 20, .max_ratio = 0});
+  ASSERT_FALSE(got);
+  EXPECT_NE(got.error().message().find("would take more than 8 MiB, the limit per artifact "
+                                       "(--unpack-max-mb)"),
+            std::string::npos)
+      << got.error().message();
+  EXPECT_LE(Written().bytes, uint64_t{8} << 20);
+  // The ratio alone, with a low floor, stops it sooner.
+  fs::remove_all(Dest());
+  fs::create_directories(Dest());
+  auto by_ratio = UnpackArchive(bomb, Dest(), {.max_ratio = 100, .ratio_floor = 1 << 20});
+  ASSERT_FALSE(by_ratio);
+  EXPECT_NE(by_ratio.error().message().find("times its size"), std::string::npos);
+  EXPECT_EQ(Written().bytes, 0u);
+}
+
+TEST_F(UnpackTest, TooManyEntriesAreRefused) {
+  std::vector<ArchiveMember> entries = {{"d", AE_IFDIR, "", 0755}};
+  for (int i = 0; i < 60; ++i) entries.push_back({"d/f" + std::to_string(i), AE_IFREG, "x"});
+  auto got = Unpack(entries, {.max_entries = 50});
+  ASSERT_FALSE(got);
+  EXPECT_NE(got.error().message().find("more than 50 entries, the limit per artifact "
+                                       "(--unpack-max-entries)"),
+            std::string::npos)
+      << got.error().message();
+  EXPECT_LE(Written().entries, 50u);
+  fs::remove_all(Dest());
+  fs::create_directories(Dest());
+  entries.resize(50);
+  auto fits = Unpack(entries, {.max_entries = 50});
+  ASSERT_TRUE(fits) << fits.error().message();
+  EXPECT_EQ(fits->entries, 50u);
+  EXPECT_EQ(fits->bytes, 49u);
+}
+
+// The budget hook sees every entry before it is written, and its refusal stops the archive.
+TEST_F(UnpackTest, TheReserveHookIsAskedBeforeEachEntry) {
+  uint64_t granted = 0;
+  WriteTestArchive(archive_, {{"a", AE_IFREG, std::string(1000, 'a')},
+                          {"b", AE_IFREG, std::string(1000, 'b')}});
+  auto got = UnpackArchive(archive_, Dest(), {}, [&](uint64_t bytes, uint64_t) -> Status {
+    if (granted + bytes > 1500) return Unavailable("the budget is spent");
+    granted += bytes;
+    return {};
+  });
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code(), Code::kUnavailable);
+  EXPECT_EQ(got.error().message(), "the budget is spent");
+  EXPECT_FALSE(fs::exists(root_ / "dest/b"));
+}
+
+// A directory an archive leaves without permissions still goes, with all under it.
+TEST_F(UnpackTest, RemoveTreeOpensUpLockedDirectories) {
+  ASSERT_TRUE(Unpack({{"locked", AE_IFDIR, "", 0755}, {"locked/inner", AE_IFDIR, "", 0755},
+                      {"locked/inner/f", AE_IFREG, "x"}}));
+  fs::permissions(root_ / "dest/locked/inner", fs::perms::none);
+  fs::permissions(root_ / "dest/locked", fs::perms::none);
+  ASSERT_TRUE(RemoveTree(Dest()));
+  EXPECT_FALSE(fs::exists(root_ / "dest"));
 }
 
 TEST_F(UnpackTest, APackedTreeRoundTrips) {
