@@ -187,8 +187,10 @@ TEST_F(ArtifactCacheTest, TheNodeBudgetMakesRoomFromUnusedTreesThenRefuses) {
   // c does not fit beside a and b: a, which no task uses, goes; b, which one does, stays.
   SetInUse({b});
   Advance(1s);
-  auto got_c = cache->Ensure(c);
-  ASSERT_TRUE(got_c) << got_c.error().message();
+  {
+    auto got_c = cache->Ensure(c);  // its lease is released at the end of this block
+    ASSERT_TRUE(got_c) << got_c.error().message();
+  }
   EXPECT_FALSE(HasTree(a));
   EXPECT_TRUE(HasTree(b) && HasTree(c));
   EXPECT_EQ(cache->Usage().removed_trees, 1u);
