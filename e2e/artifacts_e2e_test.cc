@@ -623,8 +623,8 @@ TEST_F(ArtifactsTest, UnpackedTreesNoTaskUsesAreCollectedAndUsedOnesNever) {
   agent_->Signal(SIGKILL);
   ASSERT_TRUE(agent_->Wait(5s).has_value());
   agent_ = std::make_unique<Process>(agent_argv, dir_ + "/agent.log");
-  ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("without restarting it") != std::string::npos; },
-                      20s))
+  ASSERT_TRUE(WaitFor(
+      [&] { return agent_->Log().find("without restarting it") != std::string::npos; }, 20s))
       << agent_->Log();
   // Collections run after the restart (they remove this one), and "kept" is untouched.
   std::string later = deploy("later");

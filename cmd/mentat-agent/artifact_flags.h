@@ -3,10 +3,9 @@
 // same cache, so that an error naming a flag names one that exists on either.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "apis/error.h"
 #include "runtimes/agent/artifacts.h"

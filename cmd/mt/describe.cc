@@ -118,7 +118,9 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
       Field(out, "Capacity " + it.key(), Scalar(it.value()), 2);
     }
     if (const Json a = st.value("artifacts", Json::object()); !a.empty()) {
-      auto mib = [&](const char* k) { return std::to_string(a.value(k, uint64_t{0}) >> 20) + " MiB"; };
+      auto mib = [&](const char* k) {
+        return std::to_string(a.value(k, uint64_t{0}) >> 20) + " MiB";
+      };
       auto num = [&](const char* k) { return std::to_string(a.value(k, uint64_t{0})); };
       Field(out, "Unpacked Artifacts",
             num("trees") + " trees, " + mib("bytes") + " of " + mib("budgetBytes") + ", " +

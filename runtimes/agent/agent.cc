@@ -983,9 +983,9 @@ std::optional<std::set<std::string>> Agent::ArtifactsInUse() {
     // A handle from before agents recorded the artifact: its allocation's spec says, while it
     // is the spec the task runs; otherwise nobody can tell, and nothing is removed.
     auto it = desired_.find(key);
-    Json task_spec = it == desired_.end() ? Json()
-                                          : it->second.value("spec", Json::object()).value("task", Json());
-    if (it == desired_.end() || SpecHash(task_spec) != t.spec_hash) return std::nullopt;
+    if (it == desired_.end()) return std::nullopt;
+    Json task_spec = it->second.value("spec", Json::object()).value("task", Json());
+    if (SpecHash(task_spec) != t.spec_hash) return std::nullopt;
   }
   return used;
 }

@@ -31,7 +31,17 @@ bool Close(struct archive* a) {
 
 }  // namespace
 
-bool WriteTestArchive(const std::string& path, const std::vector<ArchiveMember>& entries, ArchiveFilter filter) {
+std::filesystem::path FreshTestDir() {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::filesystem::path dir = std::filesystem::path(tmp ? tmp : "/tmp") /
+                              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+bool WriteTestArchive(const std::string& path, const std::vector<ArchiveMember>& entries,
+                      ArchiveFilter filter) {
   struct archive* a = OpenWriter(path, filter);
   for (const auto& e : entries) {
     archive_entry* en = archive_entry_new();

@@ -6,6 +6,7 @@
 #include <archive_entry.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -26,11 +27,14 @@ struct ArchiveMember {
   int64_t declared = -1;  // size in the header, when it lies
 };
 
+// A fresh, empty directory for the running test, named after it, under TEST_TMPDIR.
+std::filesystem::path FreshTestDir();
+
 enum class ArchiveFilter { kNone, kGzip, kZstd };
 
 // A pax tar of `entries`, compressed with `filter`. False (with a gtest failure) on error.
 bool WriteTestArchive(const std::string& path, const std::vector<ArchiveMember>& entries,
-                  ArchiveFilter filter = ArchiveFilter::kGzip);
+                      ArchiveFilter filter = ArchiveFilter::kGzip);
 
 // `files` regular files "zeros-N" of `file_bytes` zeros each: a few KiB of zstd per GiB.
 bool WriteZeroBomb(const std::string& path, uint64_t file_bytes, int files = 1,

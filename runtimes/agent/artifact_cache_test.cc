@@ -5,8 +5,6 @@
 // garbage collection never removes a tree in use, leased or not known to be unused, removes
 // an unused one once its grace is over (across a restart too), and removes what a crash left
 // under tmp/ but not a fetch in progress.
-#include "runtimes/agent/artifacts.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -16,6 +14,7 @@
 #include <thread>
 
 #include "runtimes/agent/archive_testing.h"
+#include "runtimes/agent/artifacts.h"
 
 namespace mentat {
 namespace {
@@ -38,13 +37,7 @@ bool Has(const std::string& text, const std::string& part) {
 
 class ArtifactCacheTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    root_ = fs::path(tmp ? tmp : "/tmp") /
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
+  void SetUp() override { root_ = FreshTestDir(); }
 
   std::unique_ptr<ArtifactCache> Open(ArtifactLimits limits) {
     ArtifactCacheOptions o;
@@ -131,8 +124,7 @@ TEST_F(ArtifactCacheTest, TheFindingsBombIsRefusedNamingTheArtifactTheLimitAndTh
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code(), Code::kInvalidArgument);
   const std::string& m = got.error().message();
-  EXPECT_TRUE(Has(m, "cannot fetch rootfs " + digest + ": it unpacks to more than 1024 MiB"))
-      << m;
+  EXPECT_TRUE(Has(m, "cannot fetch rootfs " + digest + ": it unpacks to more than 1024 MiB")) << m;
   EXPECT_TRUE(Has(m, "more than 100 times its size")) << m;
   EXPECT_TRUE(Has(m, "--unpack-max-ratio")) << m;
   EXPECT_LT(took, 10s);

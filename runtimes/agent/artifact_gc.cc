@@ -6,8 +6,8 @@ namespace mentat {
 namespace {
 
 GcVictim VictimOf(const TreeUse& t, std::chrono::system_clock::time_point now) {
-  return {t.digest, t.bytes, t.entries, now > t.last_used ? now - t.last_used
-                                                          : std::chrono::system_clock::duration{}};
+  return {t.digest, t.bytes, t.entries,
+          now > t.last_used ? now - t.last_used : std::chrono::system_clock::duration{}};
 }
 
 // The trees no task uses, least recently used first.

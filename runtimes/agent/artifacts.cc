@@ -35,7 +35,8 @@ void ResolveAutoBudget(const std::string& dir, ArtifactLimits& l) {
   struct statvfs vfs {};
   if (::statvfs(dir.c_str(), &vfs) == 0) {
     if (l.budget_bytes == 0) {
-      l.budget_bytes = std::min<uint64_t>(kAutoBudgetBytes, uint64_t(vfs.f_blocks) * vfs.f_frsize / 4);
+      l.budget_bytes =
+          std::min<uint64_t>(kAutoBudgetBytes, uint64_t(vfs.f_blocks) * vfs.f_frsize / 4);
     }
     if (l.budget_entries == 0 && vfs.f_files > 0) {
       l.budget_entries = std::min<uint64_t>(kAutoBudgetEntries, uint64_t(vfs.f_files) / 4);
@@ -113,18 +114,20 @@ Status ArtifactCache::Open() {
     leftovers.push_back(e.path().string());
   }
   for (const auto& path : leftovers) {
-    spdlog::info("agent: artifacts: removing leftover {} (a fetch or removal the last agent "
-                 "did not finish)", path);
+    spdlog::info(
+        "agent: artifacts: removing leftover {} (a fetch or removal the last agent "
+        "did not finish)",
+        path);
     MT_RETURN_IF_ERROR(RemoveTree(path));
   }
   ResolveAutoBudget(opts_.dir, opts_.limits);
   const ArtifactLimits& l = opts_.limits;
   ScanTrees();
-  spdlog::info("agent: artifacts: {} unpacked trees, {} in {} entries; budget {} ({}), {} "
-               "entries ({}); unused trees go after {} ({})",
-               trees_.size(), MiB(tree_bytes_), tree_entries_, MiB(l.budget_bytes),
-               kUnpackedBudgetMbFlag, l.budget_entries, kUnpackedBudgetEntriesFlag,
-               Ago(l.gc_grace), kUnpackedGcGraceFlag);
+  spdlog::info(
+      "agent: artifacts: {} unpacked trees, {} in {} entries; budget {} ({}), {} "
+      "entries ({}); unused trees go after {} ({})",
+      trees_.size(), MiB(tree_bytes_), tree_entries_, MiB(l.budget_bytes), kUnpackedBudgetMbFlag,
+      l.budget_entries, kUnpackedBudgetEntriesFlag, Ago(l.gc_grace), kUnpackedGcGraceFlag);
   return {};
 }
 
@@ -133,7 +136,9 @@ Status ArtifactCache::Open() {
 void ArtifactCache::ScanTrees() {
   std::error_code ec;
   std::vector<fs::path> entries;
-  for (const auto& e : fs::directory_iterator(opts_.dir + "/sha256", ec)) entries.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(opts_.dir + "/sha256", ec)) {
+    entries.push_back(e.path());
+  }
   for (const auto& path : entries) {
     fs::directory_entry e(path);
     std::string digest = kArtifactDigestPrefix + e.path().filename().string();
@@ -152,7 +157,8 @@ void ArtifactCache::ScanTrees() {
       last_used = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
           std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
     } else {
-      Stamp(digest, last_used);  // unknown: counts as used now, so a restart never shortens the grace
+      // Unknown: counts as used now, so that a restart never shortens the grace.
+      Stamp(digest, last_used);
     }
     trees_[digest] = {size->bytes, size->entries, last_used};
     tree_bytes_ += size->bytes;
@@ -178,7 +184,8 @@ void ArtifactCache::Stamp(const std::string& digest, Clock::time_point t) {
   int fd = ::open(StampPath(digest).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return;
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  struct timespec times[2] = {{ns / 1000000000, ns % 1000000000}, {ns / 1000000000, ns % 1000000000}};
+  struct timespec times[2] = {{ns / 1000000000, ns % 1000000000},
+                              {ns / 1000000000, ns % 1000000000}};
   ::futimens(fd, times);
   ::close(fd);
 }
@@ -230,7 +237,8 @@ Result<ArtifactCache::Lease> ArtifactCache::Ensure(const std::string& digest) {
     std::lock_guard<std::mutex> lock(mu_);
     Pin(digest);
     if (auto r = refused_.find(digest); r != refused_.end()) {
-      return MakeError(r->second.code(), r->second.message() + " (refused before: not fetched again)");
+      return MakeError(r->second.code(),
+                       r->second.message() + " (refused before: not fetched again)");
     }
     if (auto t = trees_.find(digest); t != trees_.end()) {
       struct stat st {};
@@ -316,10 +324,9 @@ Status ArtifactCache::Fetch(const std::string& digest) {
   // ./.next/standalone` runs as /app/start.sh), over the base's root.
   if (::mkdir(tree.c_str(), 0755) != 0) return ErrnoError("creating " + tree, errno);
   if (::mkdir(app.c_str(), 0755) != 0) return ErrnoError("creating " + app, errno);
-  auto size = UnpackArchive(download, app, opts_.limits.unpack,
-                            [&](uint64_t bytes, uint64_t entries) {
-                              return Reserve(res, bytes, entries);
-                            });
+  auto size =
+      UnpackArchive(download, app, opts_.limits.unpack,
+                    [&](uint64_t bytes, uint64_t entries) { return Reserve(res, bytes, entries); });
   if (!size) {
     RememberRefusal(digest, size.error());
     return std::unexpected(size.error());
@@ -332,8 +339,7 @@ Status ArtifactCache::Fetch(const std::string& digest) {
   return Commit(digest, tree, *size, res);
 }
 
-Status ArtifactCache::Download(const std::string& digest, const std::string& to,
-                               Reservation& res) {
+Status ArtifactCache::Download(const std::string& digest, const std::string& to, Reservation& res) {
   int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoError("creating " + to, errno);
   // No tar is much larger than its files: a header and padding per entry, at most.
@@ -423,8 +429,8 @@ Result<ArtifactCache::Lease> ResolveRootfs(ArtifactCache& cache, Json& spec) {
   if (digest.empty()) return ArtifactCache::Lease();
   auto lease = cache.Ensure(digest);
   if (!lease) {
-    return std::unexpected(Error(lease.error().code(), "cannot fetch rootfs " + digest + ": " +
-                                                           lease.error().message()));
+    return std::unexpected(Error(lease.error().code(),
+                                 "cannot fetch rootfs " + digest + ": " + lease.error().message()));
   }
   spec["rootfs"] = lease->path();
   spec["rootfsIsApp"] = true;  // the tree sits at /app in its layer

@@ -47,8 +47,8 @@ inline constexpr uint64_t kAutoBudgetEntries = 1000000;
 
 // Streams the archive of a digest to `on_data` (false from it stops the transfer): the
 // server's GET /v1/artifacts/DIGEST, or a test's files.
-using ArtifactSource = std::function<Status(const std::string& digest,
-                                            const std::function<bool(const char*, size_t)>& on_data)>;
+using ArtifactSource = std::function<Status(
+    const std::string& digest, const std::function<bool(const char*, size_t)>& on_data)>;
 
 // The digests of the trees the node's tasks use or are about to use: running, recovered from
 // a handle, waiting to restart, or placed here and not started yet. nullopt while the caller
@@ -66,8 +66,8 @@ struct ArtifactCacheOptions {
 // What the cache holds, for the Node's status and the logs.
 struct ArtifactUsage {
   uint64_t trees = 0;
-  uint64_t bytes = 0;    // file data of the trees
-  uint64_t entries = 0;  // entries of the trees
+  uint64_t bytes = 0;              // file data of the trees
+  uint64_t entries = 0;            // entries of the trees
   uint64_t in_progress_bytes = 0;  // fetches and removals under way
   uint64_t budget_bytes = 0;
   uint64_t budget_entries = 0;
@@ -180,13 +180,13 @@ class ArtifactCache {
   std::vector<std::string> ClaimLeftoversLocked();
 
   ArtifactCacheOptions opts_;
-  mutable std::mutex mu_;  // before the caller's in_use lock; never held while removing
+  mutable std::mutex mu_;              // before the caller's in_use lock; never held while removing
   std::map<std::string, Tree> trees_;  // digest -> its tree on disk
   std::map<std::string, std::shared_future<Status>> in_flight_;
   std::set<std::string> work_dirs_;  // owned names under tmp/
   std::map<std::string, Error> refused_;
   std::deque<std::string> refused_order_;
-  uint64_t tree_bytes_ = 0, tree_entries_ = 0;  // of trees_
+  uint64_t tree_bytes_ = 0, tree_entries_ = 0;          // of trees_
   uint64_t reserved_bytes_ = 0, reserved_entries_ = 0;  // fetches in progress
   uint64_t removing_bytes_ = 0, removing_entries_ = 0;  // detached trees not removed yet
   uint64_t fetches_ = 0, removed_trees_ = 0, removed_bytes_ = 0, refusals_ = 0, detach_seq_ = 0;

@@ -1,7 +1,5 @@
 // ArtifactCache's node budget and garbage collection: how a fetch draws on the budget, how
 // room is made for it, and the periodic removal of trees no task uses (artifacts.h).
-#include "runtimes/agent/artifacts.h"
-
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -10,6 +8,7 @@
 #include <filesystem>
 
 #include "apis/service.h"
+#include "runtimes/agent/artifacts.h"
 
 namespace mentat {
 namespace fs = std::filesystem;
@@ -162,8 +161,8 @@ void ArtifactCache::Remove(std::vector<Detached> detached) {
     auto st = RemoveTree(d.path);
     if (st) {
       spdlog::info("agent: artifacts: removed the tree of {} ({} in {} entries, unused for {}): {}",
-                   d.victim.digest, MiB(d.victim.bytes), d.victim.entries,
-                   Ago(d.victim.unused_for), d.why);
+                   d.victim.digest, MiB(d.victim.bytes), d.victim.entries, Ago(d.victim.unused_for),
+                   d.why);
     } else {
       // Left under tmp/, where the next collection tries again.
       spdlog::warn("agent: artifacts: removing the tree of {}: {}", d.victim.digest,
@@ -198,16 +197,16 @@ GcReport ArtifactCache::CollectGarbage() {
     const ArtifactLimits& l = opts_.limits;
     if (auto uses = TreeUsesLocked()) {
       auto now = opts_.now();
-      detached = DetachLocked(UnusedPastGrace(*uses, now, l.gc_grace),
-                              "no task has used it for " + Ago(l.gc_grace) + " (" +
-                                  kUnpackedGcGraceFlag + ")");
+      detached = DetachLocked(
+          UnusedPastGrace(*uses, now, l.gc_grace),
+          "no task has used it for " + Ago(l.gc_grace) + " (" + kUnpackedGcGraceFlag + ")");
       // Still over the budget (it was lowered since): the least recently used of the rest.
       std::erase_if(*uses, [&](const TreeUse& u) { return !trees_.count(u.digest); });
-      auto over = DetachLocked(
-          LeastRecentlyUsedUntil(*uses, now, Room(l.budget_bytes, reserved_bytes_),
-                                 Room(l.budget_entries, reserved_entries_)),
-          std::string("the trees are over the node's budget (") + kUnpackedBudgetMbFlag + ", " +
-              kUnpackedBudgetEntriesFlag + ")");
+      auto over =
+          DetachLocked(LeastRecentlyUsedUntil(*uses, now, Room(l.budget_bytes, reserved_bytes_),
+                                              Room(l.budget_entries, reserved_entries_)),
+                       std::string("the trees are over the node's budget (") +
+                           kUnpackedBudgetMbFlag + ", " + kUnpackedBudgetEntriesFlag + ")");
       detached.insert(detached.end(), over.begin(), over.end());
     } else {
       spdlog::debug("agent: artifacts: no tree removed: which ones tasks use is not known yet");

@@ -143,7 +143,8 @@ class Extraction {
                              ", the limit per artifact (" + kUnpackMaxMbFlag + ")");
     }
     // The tar stream decompressed so far counts too: headers can be inflated as well as data.
-    uint64_t stream = static_cast<uint64_t>(std::max<la_int64_t>(archive_filter_bytes(in_.get(), 0), 0));
+    uint64_t stream =
+        static_cast<uint64_t>(std::max<la_int64_t>(archive_filter_bytes(in_.get(), 0), 0));
     return CheckRatio(std::max(size_.bytes, stream));
   }
 

@@ -30,10 +30,7 @@ using Entry = ArchiveMember;
 class UnpackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    root_ = fs::path(tmp ? tmp : "/tmp") /
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(root_);
+    root_ = FreshTestDir();
     fs::create_directories(root_ / "dest");
     fs::create_directories(root_ / "outside");
     archive_ = (root_ / "a.tar.gz").string();
@@ -198,8 +195,8 @@ TEST_F(UnpackTest, TooManyEntriesAreRefused) {
 // The budget hook sees every entry before it is written, and its refusal stops the archive.
 TEST_F(UnpackTest, TheReserveHookIsAskedBeforeEachEntry) {
   uint64_t granted = 0;
-  WriteTestArchive(archive_, {{"a", AE_IFREG, std::string(1000, 'a')},
-                          {"b", AE_IFREG, std::string(1000, 'b')}});
+  WriteTestArchive(
+      archive_, {{"a", AE_IFREG, std::string(1000, 'a')}, {"b", AE_IFREG, std::string(1000, 'b')}});
   auto got = UnpackArchive(archive_, Dest(), {}, [&](uint64_t bytes, uint64_t) -> Status {
     if (granted + bytes > 1500) return Unavailable("the budget is spent");
     granted += bytes;
@@ -213,7 +210,8 @@ TEST_F(UnpackTest, TheReserveHookIsAskedBeforeEachEntry) {
 
 // A directory an archive leaves without permissions still goes, with all under it.
 TEST_F(UnpackTest, RemoveTreeOpensUpLockedDirectories) {
-  ASSERT_TRUE(Unpack({{"locked", AE_IFDIR, "", 0755}, {"locked/inner", AE_IFDIR, "", 0755},
+  ASSERT_TRUE(Unpack({{"locked", AE_IFDIR, "", 0755},
+                      {"locked/inner", AE_IFDIR, "", 0755},
                       {"locked/inner/f", AE_IFREG, "x"}}));
   fs::permissions(root_ / "dest/locked/inner", fs::perms::none);
   fs::permissions(root_ / "dest/locked", fs::perms::none);
