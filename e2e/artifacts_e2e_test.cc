@@ -3,7 +3,9 @@
 // server stores it under its sha256; a digest that does not match, a body over the limit and
 // a relative rootfs sent past mt are refused with the API's errors and leave no file; the
 // agent fetches an artifact once for two allocations, and a hostile one fails the start with
-// a clear message; unreferenced artifacts are collected, referenced ones never.
+// a clear message; unreferenced artifacts are collected, referenced ones never. On the node:
+// issue 17's zstd bomb fails the start naming the limit and its flag, and unpacked trees no
+// task uses are collected while a running task's tree stays, across a kill -9 of the agent.
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #include "apis/sha256.h"
 #include "cmd/mt/pack.h"
 #include "e2e/server_fixture.h"
+#include "runtimes/agent/archive_testing.h"
 #include "runtimes/agent/artifacts.h"
 
 namespace mentat::e2e {
@@ -36,19 +39,13 @@ namespace fs = std::filesystem;
 
 std::string Sha256(const std::string& bytes) { return mentat::Sha256::Of(bytes); }
 
-// Bytes that do not compress.
-std::string Noise(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) {
-    seed = seed * 1664525u + 1013904223u;
-    s[i] = static_cast<char>(seed >> 24);
-  }
-  return s;
-}
-
 class ArtifactsTest : public ServerFixture {
  protected:
   void SetUp() override { signal(SIGPIPE, SIG_IGN); }
+  void TearDown() override {
+    ServerFixture::TearDown();  // with the agent still up, so that it stops the workloads
+    agent_.reset();
+  }
 
   // An app directory and a manifest next to it that names it as ./app.
   std::string WriteApp(const std::string& name, const std::string& extra = "") {
@@ -85,11 +82,36 @@ class ArtifactsTest : public ServerFixture {
     }
     return sum;
   }
+  // The pid of the Running allocation of a service, or 0.
+  int RunningPid(const std::string& service) {
+    for (const auto& a : Get("/v1/allocations").value("items", Json::array())) {
+      const Json& st = a.value("status", Json::object());
+      if (a["metadata"].value("name", "").rfind(service + "-", 0) == 0 &&
+          st.value("phase", "") == "Running") {
+        return st.value("pid", 0);
+      }
+    }
+    return 0;
+  }
+  // Waits (30 s at most) until an allocation's status message holds `part`; `message` is the
+  // last one seen.
+  bool WaitForAllocationMessage(const std::string& part, std::string& message) {
+    return WaitFor(
+        [&] {
+          for (const auto& al : Get("/v1/allocations").value("items", Json::array())) {
+            message = al.value("status", Json::object()).value("message", "");
+          }
+          return message.find(part) != std::string::npos;
+        },
+        30s);
+  }
   httplib::Result PutArtifact(const std::string& digest, const std::string& body) {
     httplib::Client cli("127.0.0.1", port_);
     cli.set_default_headers({{"Accept-Encoding", "identity"}});
     return cli.Put("/v1/artifacts/" + digest, body, "application/octet-stream");
   }
+
+  std::unique_ptr<Process> agent_;  // a node agent of the test's own, when it starts one
 };
 
 TEST_F(ArtifactsTest, ApplyUploadsOnceAndTheServerKeepsItUnderItsHash) {
@@ -317,13 +339,13 @@ TEST_F(ArtifactsTest, OverTheLimitIs413NamingItAndLeavesNothing) {
   EXPECT_EQ(FilesIn(dir_ + "/data/artifacts/tmp"), 0u);
   EXPECT_EQ(FilesIn(dir_ + "/data/artifacts/sha256"), 0u);
   // Exactly at the limit is fine.
-  std::string full = Noise(1 << 20, 7);
+  std::string full = IncompressibleBytes(1 << 20, 7);
   auto at_limit = PutArtifact(Sha256(full), full);
   ASSERT_TRUE(at_limit);
   EXPECT_EQ(at_limit->status, 201) << at_limit->body;
   // mt knows the limit from the server and says so before it sends anything.
   std::string manifest = WriteApp("big");
-  std::ofstream(fs::path(dir_) / "proj/app/blob.bin") << Noise(3 << 20, 11);
+  std::ofstream(fs::path(dir_) / "proj/app/blob.bin") << IncompressibleBytes(3 << 20, 11);
   double puts = Requests("/v1/artifacts/:digest", "PUT");
   auto r = Mt({"apply", "-f", manifest});
   EXPECT_EQ(r.exit_code, 1);
@@ -344,7 +366,7 @@ TEST_F(ArtifactsTest, ALargeUploadStreamsToDiskNotMemory) {
     std::ofstream out(path, std::ios::binary);
     mentat::Sha256 sha;
     for (uint32_t i = 0; i < 160; ++i) {
-      std::string mib = Noise(1 << 20, i + 1);
+      std::string mib = IncompressibleBytes(1 << 20, i + 1);
       sha.Update(mib.data(), mib.size());
       out << mib;
     }
@@ -430,15 +452,7 @@ TEST_F(ArtifactsTest, AHostileArtifactFailsTheStartWithAClearMessage) {
   Apply("name: hostile\ndriver: exec\nrootfs: " + digest +
         "\ncommand: /bin/sleep\nargs: [\"600\"]\n");
   std::string message;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (const auto& al : Get("/v1/allocations").value("items", Json::array())) {
-          message = al.value("status", Json::object()).value("message", "");
-        }
-        return message.find("cannot fetch rootfs") != std::string::npos;
-      },
-      30s))
-      << message;
+  ASSERT_TRUE(WaitForAllocationMessage("cannot fetch rootfs", message)) << message;
   EXPECT_NE(message.find("\"../../escaped.txt\" is absolute or climbs out"), std::string::npos)
       << message;
   EXPECT_TRUE(WaitFor(
@@ -482,7 +496,14 @@ TEST_F(ArtifactsTest, ConcurrentCallersShareOneFetch) {
   auto client = ApiClient::Create(Addr());
   ASSERT_TRUE(client);
   std::shared_ptr<ApiClient> shared = std::move(*client);
-  ArtifactCache cache(dir_ + "/cache", shared);
+  ArtifactCacheOptions opts;
+  opts.dir = dir_ + "/cache";
+  opts.source = [shared](const std::string& digest, const auto& on_data) {
+    return shared->GetArtifact(digest, on_data);
+  };
+  auto created = ArtifactCache::Create(std::move(opts));
+  ASSERT_TRUE(created) << created.error().message();
+  ArtifactCache& cache = **created;
   // Not on the server yet: an error, and not remembered as one.
   auto absent = cache.Ensure(packed->digest);
   ASSERT_FALSE(absent);
@@ -490,22 +511,126 @@ TEST_F(ArtifactsTest, ConcurrentCallersShareOneFetch) {
       << absent.error().message();
   ASSERT_TRUE(shared->PutArtifact(packed->digest, archive));
   std::vector<std::thread> threads;
-  std::vector<Result<std::string>> got(8, std::string());
+  std::vector<Result<ArtifactCache::Lease>> got(8);
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] { got[i] = cache.Ensure(packed->digest); });
   }
   for (auto& t : threads) t.join();
   for (const auto& g : got) {
     ASSERT_TRUE(g) << g.error().message();
-    EXPECT_EQ(*g, dir_ + "/cache/sha256/" + packed->digest.substr(7));
+    EXPECT_EQ(g->path(), dir_ + "/cache/sha256/" + packed->digest.substr(7));
   }
   EXPECT_EQ(cache.fetches(), 2u) << "the failed fetch and one for eight callers";
   EXPECT_EQ(Requests("/v1/artifacts/:digest", "GET"), 2);
-  EXPECT_EQ(ReadFile(*got[0] + "/app/lib/util.py"), "X = 1\n");
+  EXPECT_EQ(ReadFile(got[0]->path() + "/app/lib/util.py"), "X = 1\n");
   EXPECT_EQ(FilesIn(dir_ + "/cache/tmp"), 0u);
   // Known on disk: no fetch at all.
   EXPECT_TRUE(cache.Ensure(packed->digest));
   EXPECT_EQ(cache.fetches(), 2u);
+}
+
+// Issue 17, item 9: a 33 KB zstd artifact that unpacks to 1 GiB. The in-process agent, with
+// its default limits, refuses it at once: the start fails naming the artifact, the limit and
+// its flag, in the allocation's status and events, and nothing of it stays on the node.
+TEST_F(ArtifactsTest, AZstdBombFailsTheStartNamingTheLimitAndLeavesNothing) {
+  StartWith("artifacts-bomb", {"--dev"});
+  std::string path = dir_ + "/bomb.tar.zst";
+  ASSERT_TRUE(WriteZeroBomb(path, uint64_t{1} << 30));
+  std::string bytes = ReadFile(path);
+  ASSERT_LT(bytes.size(), 64u << 10);
+  std::string digest = Sha256(bytes);
+  auto put = PutArtifact(digest, bytes);
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 201) << put->body;
+  Apply("name: bomb\ndriver: exec\nrootfs: " + digest + "\ncommand: /bin/sleep\nargs: [\"600\"]\n");
+  std::string message;
+  ASSERT_TRUE(WaitForAllocationMessage("cannot fetch rootfs", message)) << message;
+  EXPECT_NE(message.find(digest + ": it unpacks to more than 1024 MiB"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("--unpack-max-ratio"), std::string::npos) << message;
+  // What an operator reads: the allocation's message and its FailedStart event.
+  std::string alloc = Get("/v1/allocations")["items"][0]["metadata"].value("name", "");
+  CommandResult described;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        described = Mt({"describe", "allocation/" + alloc});
+        return described.out.find("FailedStart") != std::string::npos;
+      },
+      10s))
+      << described.out << described.err;
+  EXPECT_NE(described.out.find("Message:"), std::string::npos) << described.out;
+  EXPECT_NE(described.out.find("times its size (a decompression bomb?; --unpack-max-ratio)"),
+            std::string::npos)
+      << described.out;
+  std::string node = dir_ + "/data/agent/artifacts";
+  EXPECT_FALSE(fs::exists(node + "/sha256/" + digest.substr(7)));
+  EXPECT_EQ(FilesIn(node + "/tmp"), 0u);
+  uint64_t on_disk = 0;
+  for (const auto& e : fs::recursive_directory_iterator(node)) {
+    if (e.is_regular_file()) on_disk += e.file_size();
+  }
+  EXPECT_LT(on_disk, 1u << 20);
+  // The node says so too, in its status (sent with its next heartbeat).
+  std::string node_name = Get("/v1/nodes")["items"][0]["metadata"].value("name", "");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        described = Mt({"describe", "node", node_name});
+        return described.out.find("Unpacked Artifacts:") != std::string::npos &&
+               described.out.find("refused 1") != std::string::npos;
+      },
+      20s))
+      << described.out << described.err;
+}
+
+// A node agent of its own (mentat-agent), with a grace of a second: the tree of a deleted
+// service goes, the tree of a running one stays, also after the agent is killed and recovers
+// the task from its handle.
+TEST_F(ArtifactsTest, UnpackedTreesNoTaskUsesAreCollectedAndUsedOnesNever) {
+  StartWith("artifacts-node-gc", {});
+  std::vector<std::string> agent_argv = {
+      Runfile("cmd/mentat-agent/mentat-agent"), "--server", Addr(), "--node-name", "worker",
+      "--data-dir", dir_ + "/agent", "--unpacked-gc-grace", "1s", "--unpacked-gc-interval", "1s"};
+  agent_ = std::make_unique<Process>(agent_argv, dir_ + "/agent.log");
+  auto deploy = [&](const std::string& name) {
+    std::string manifest = WriteApp(name);
+    WriteFile(manifest, "name: " + name + "\ndriver: exec\nrootfs: ./app\ncommand: /bin/sleep\n" +
+                            "args: [\"600\"]\n");
+    auto r = Mt({"apply", "-f", manifest});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string digest = Get("/v1/services/" + name)["spec"].value("rootfs", "");
+    EXPECT_TRUE(WaitFor([&] { return RunningPid(name) > 0; }, 30s)) << agent_->Log();
+    return digest;
+  };
+  auto tree = [&](const std::string& digest) {
+    return dir_ + "/agent/artifacts/sha256/" + digest.substr(7) + "/app";
+  };
+  auto collected = [&](const std::string& name, const std::string& digest) {
+    EXPECT_EQ(Mt({"delete", "services", name}).exit_code, 0);
+    return WaitFor([&] {
+      return !fs::exists(tree(digest)) &&
+             agent_->Log().find("removed the tree of " + digest) != std::string::npos;
+    }, 30s);
+  };
+  std::string kept = deploy("kept"), gone = deploy("gone");
+  ASSERT_TRUE(fs::exists(tree(kept)) && fs::exists(tree(gone)));
+  int pid = RunningPid("kept");
+  ASSERT_TRUE(collected("gone", gone)) << agent_->Log();
+  EXPECT_NE(agent_->Log().find("no task has used it for 1s (--unpacked-gc-grace)"),
+            std::string::npos)
+      << agent_->Log();
+  EXPECT_TRUE(fs::exists(tree(kept)));
+  // kill -9 of the agent: the new one recovers "kept" from its handle and keeps its tree.
+  agent_->Signal(SIGKILL);
+  ASSERT_TRUE(agent_->Wait(5s).has_value());
+  agent_ = std::make_unique<Process>(agent_argv, dir_ + "/agent.log");
+  ASSERT_TRUE(WaitFor(
+      [&] { return agent_->Log().find("without restarting it") != std::string::npos; }, 20s))
+      << agent_->Log();
+  // Collections run after the restart (they remove this one), and "kept" is untouched.
+  std::string later = deploy("later");
+  ASSERT_TRUE(collected("later", later)) << agent_->Log();
+  EXPECT_TRUE(fs::exists(tree(kept)));
+  EXPECT_EQ(RunningPid("kept"), pid);
 }
 
 }  // namespace

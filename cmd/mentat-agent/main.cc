@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "cmd/mentat-agent/artifact_flags.h"
 #include "runtimes/agent/agent.h"
 
 using namespace mentat;
@@ -63,11 +64,19 @@ int main(int argc, char** argv) {
                  "logs.max_files")
       ->capture_default_str()
       ->check(CLI::Range(0, 100));
+  ArtifactFlags artifact_flags;
+  AddArtifactFlags(app, artifact_flags);
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
   opts.logs.max_file_bytes = static_cast<int64_t>(log_max_file_mb) << 20;
+  if (auto limits = ArtifactLimitsFromFlags(artifact_flags); limits) {
+    opts.artifacts = *limits;
+  } else {
+    std::cerr << "mentat-agent: " << limits.error().message() << "\n";
+    return 2;
+  }
   if (auto d = mentat::ParseDuration(heartbeat); d && d->count() > 0) {
     opts.heartbeat = *d;
   } else {

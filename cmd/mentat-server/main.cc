@@ -20,6 +20,7 @@
 #include "controllers/node_controller.h"
 #include "controllers/reconciler.h"
 #include "controllers/service_controller.h"
+#include "cmd/mentat-agent/artifact_flags.h"
 #include "runtimes/agent/agent.h"
 #include "store/rocksdb_store.h"
 #include "store/snapshot.h"
@@ -208,6 +209,9 @@ int main(int argc, char** argv) {
   app.add_option("--node-lost-after", node_lost_after,
                  "a node silent this long loses its allocations to other nodes (e.g. 60s)")
       ->capture_default_str();
+  // The in-process agent's bounds on unpacked artifacts (--dev), as mentat-agent's.
+  ArtifactFlags agent_artifact_flags;
+  AddArtifactFlags(app, agent_artifact_flags);
   // For tests that prove the power-loss test can fail: acknowledgements without fsync.
   app.add_flag("--unsafe-no-fsync", unsafe_no_fsync)->group("");
   CLI11_PARSE(app, argc, argv);
@@ -231,6 +235,8 @@ int main(int argc, char** argv) {
     return Fail(Error(Code::kInvalidArgument, "--artifact-grace: \"" + artifact_grace +
                                                   "\" is not a positive duration such as 1h"));
   }
+  auto agent_artifacts = ArtifactLimitsFromFlags(agent_artifact_flags);
+  if (!agent_artifacts) return Fail(agent_artifacts.error());
   if (lifecycle.lost_after < lifecycle.heartbeat_timeout) {
     return Fail(Error(Code::kInvalidArgument,
                       "--node-lost-after must be at least --node-heartbeat-timeout"));
@@ -403,6 +409,7 @@ int main(int argc, char** argv) {
     opts.server = url;
     opts.node_name = node_name;
     opts.data_dir = data_dir + "/agent";
+    opts.artifacts = *agent_artifacts;
     auto a = Agent::Create(opts);
     if (!a) return Fail(a.error());
     agent = std::move(*a);

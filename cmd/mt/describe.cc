@@ -117,6 +117,17 @@ std::string Describe(ApiClient& client, const KindInfo& kind, const Json& obj) {
     for (auto it = capacity.begin(); it != capacity.end(); ++it) {
       Field(out, "Capacity " + it.key(), Scalar(it.value()), 2);
     }
+    if (const Json a = st.value("artifacts", Json::object()); !a.empty()) {
+      auto mib = [&](const char* k) {
+        return std::to_string(a.value(k, uint64_t{0}) >> 20) + " MiB";
+      };
+      auto num = [&](const char* k) { return std::to_string(a.value(k, uint64_t{0})); };
+      Field(out, "Unpacked Artifacts",
+            num("trees") + " trees, " + mib("bytes") + " of " + mib("budgetBytes") + ", " +
+                num("entries") + " of " + num("budgetEntries") + " entries; removed " +
+                num("removedTrees") + " (" + mib("removedBytes") + "), refused " + num("refused"),
+            2);
+    }
     out += "Drivers:\n";
     const Json drivers = st.value("drivers", Json::object());
     if (drivers.empty()) out += "  <none>\n";

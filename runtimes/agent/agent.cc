@@ -83,8 +83,14 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   co.token = agent->opts_.token;
   co.ca_file = agent->opts_.ca_file;
   MT_ASSIGN_OR_RETURN(agent->client_, ApiClient::Create(agent->opts_.server, co));
-  agent->artifacts_ =
-      std::make_unique<ArtifactCache>(agent->opts_.data_dir + "/artifacts", agent->client_);
+  ArtifactCacheOptions cache_opts;
+  cache_opts.dir = agent->opts_.data_dir + "/artifacts";
+  cache_opts.source = [client = agent->client_](const std::string& digest, const auto& on_data) {
+    return client->GetArtifact(digest, on_data);
+  };
+  cache_opts.limits = agent->opts_.artifacts;
+  cache_opts.in_use = [a = agent.get()] { return a->ArtifactsInUse(); };
+  MT_ASSIGN_OR_RETURN(agent->artifacts_, ArtifactCache::Create(std::move(cache_opts)));
   ExecDriverOptions exec_opts;
   // resources.cpu_mhz becomes a share of one core at this host's clock.
   exec_opts.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
@@ -186,11 +192,16 @@ Status Agent::Start() {
   threads_.emplace_back([this] { SyncLoop(); });
   for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { WorkLoop(); });
   threads_.emplace_back([this] { ProbeLoop(); });
+  threads_.emplace_back([this] { ArtifactGcLoop(); });
   return {};
 }
 
 void Agent::Stop() {
-  if (stop_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (stop_.exchange(true)) return;
+  }
+  stop_cv_.notify_all();
   if (client_) client_->CancelWatches();
   if (http_) http_->Stop();
   queue_.ShutDown();
@@ -273,6 +284,7 @@ void Agent::RecoverHandles() {
     t.handle = *handle;
     t.alloc_uid = j.value("allocUid", "");
     t.spec_hash = j.value("specHash", "");
+    if (j.contains("artifact") && j["artifact"].is_string()) t.artifact = j["artifact"];
     t.port = j.value("port", 0);
     t.checks_spec = j.value("checks", Json{{"port", t.port}});
     t.logs = LogLimitsFor(j.value("logs", Json()), opts_.logs);
@@ -369,7 +381,8 @@ Status Agent::RegisterNode() {
                  {"lastHeartbeat", NowRfc3339()},
                  {"agentAddress", address_},
                  {"drivers", drivers},
-                 {"capacity", HostCapacity(opts_.data_dir)}}}};
+                 {"capacity", HostCapacity(opts_.data_dir)},
+                 {"artifacts", artifacts_->Usage().ToJson()}}}};
   auto written = client_->PutStatus("nodes", opts_.node_name, node);
   if (!written) {
     if (written.error().code() == Code::kNotFound) node_registered_ = false;  // recreate next time
@@ -490,6 +503,7 @@ Status Agent::WriteHandle(const std::string& key, const LocalTask& t) {
   Json j = {{"key", key},          {"handle", t.handle.ToJson()}, {"allocUid", t.alloc_uid},
             {"specHash", t.spec_hash}, {"port", t.port},          {"restart", t.restart_policy},
             {"restarts", t.restarts}, {"checks", t.checks_spec},
+            {"artifact", t.artifact.value_or("")},
             {"logs", {{"max_file_mb", t.logs.max_file_bytes >> 20}, {"max_files", t.logs.max_files}}}};
   // Write-then-rename so a crash never leaves a torn handle.
   std::string tmp = dir + "/handle.json.tmp";
@@ -604,6 +618,7 @@ Status Agent::Reconcile(const std::string& key) {
     t.driver = spec->driver;
     t.alloc_uid = uid;
     t.spec_hash = hash;
+    t.artifact = ArtifactOf(task_spec);
     t.generation = alloc->at("metadata").value("generation", int64_t{1});
     t.port = spec->port;
     t.checks_spec = {{"port", spec->port}};
@@ -661,10 +676,14 @@ Status Agent::Reconcile(const std::string& key) {
       cfg.log_limits = t.logs;
       cfg.env.push_back({kTaskIdEnv, cfg.id});
       bool was_restart = t.last_exit.has_value();
+      t.artifact = ArtifactOf(task_spec);  // what this start uses, whatever a handle said
       lock.unlock();
       // A rootfs `mt apply` uploaded (sha256:...) is fetched and unpacked once per node; the
-      // driver gets its local directory. If that fails, the task fails to start.
-      Status rootfs = ResolveRootfs(*artifacts_, cfg.spec);
+      // driver gets its local directory. If that fails (a limit, the node's budget), the task
+      // fails to start, saying why. The lease holds the tree until here, where the task
+      // (t.artifact) holds it for garbage collection.
+      auto lease = ResolveRootfs(*artifacts_, cfg.spec);
+      Status rootfs = lease ? Status() : Status(std::unexpected(lease.error()));
       // A docker task's SecurityProfile as the server holds it now, so that a custom or edited
       // profile governs the container; put in this start's config only (never stored). When
       // it cannot be read the start fails (and is retried): never a start without its profile.
@@ -963,6 +982,40 @@ void Agent::ProbeLoop() {
     // Until the next check is due (the implicit port check: every 50 ms), at most 200 ms.
     std::this_thread::sleep_until(std::max(next_check, std::chrono::steady_clock::now() + 10ms));
   }
+}
+
+void Agent::ArtifactGcLoop() {
+  std::unique_lock<std::mutex> lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, opts_.artifacts.gc_interval, [this] { return stop_.load(); })) {
+    lock.unlock();
+    artifacts_->CollectGarbage();  // logs what it removed and why
+    lock.lock();
+  }
+}
+
+std::optional<std::set<std::string>> Agent::ArtifactsInUse() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!synced_) return std::nullopt;  // an allocation placed here may not be known yet
+  std::set<std::string> used;
+  // Placed here, whether started, waiting to restart, or failing to start.
+  for (const auto& [key, alloc] : desired_) {
+    std::string digest = ArtifactOf(alloc.value("spec", Json::object()).value("task", Json()));
+    if (!digest.empty()) used.insert(digest);
+  }
+  // Running, recovered from a handle, or exited and not yet removed.
+  for (const auto& [key, t] : tasks_) {
+    if (t.artifact) {
+      if (!t.artifact->empty()) used.insert(*t.artifact);
+      continue;
+    }
+    // A handle from before agents recorded the artifact: its allocation's spec says, while it
+    // is the spec the task runs; otherwise nobody can tell, and nothing is removed.
+    auto it = desired_.find(key);
+    if (it == desired_.end()) return std::nullopt;
+    Json task_spec = it->second.value("spec", Json::object()).value("task", Json());
+    if (SpecHash(task_spec) != t.spec_hash) return std::nullopt;
+  }
+  return used;
 }
 
 void Agent::ResetChecks(LocalTask& t) {

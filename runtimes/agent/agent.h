@@ -6,9 +6,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,6 +54,8 @@ struct AgentOptions {
   std::string docker_publish_ip;
   // hull's state directory for the hull driver's containers; empty: <data_dir>/hull/state.
   std::string hull_state_dir;
+  // Bounds on the unpacked app rootfs trees under <data_dir>/artifacts, and their collection.
+  ArtifactLimits artifacts;
 };
 
 class Agent {
@@ -71,6 +76,9 @@ class Agent {
     TaskHandle handle;
     std::string alloc_uid;
     std::string spec_hash;
+    // The artifact its rootfs names ("sha256:...", "" for none); nullopt when recovered from a
+    // handle written before agents recorded it (then its allocation's spec says).
+    std::optional<std::string> artifact;
     int64_t generation = 1;
     int port = 0;
     Json checks_spec = Json::object();  // {port, checks} of the spec: persisted for recovery
@@ -97,6 +105,10 @@ class Agent {
   void SyncLoop();
   void WorkLoop();
   void ProbeLoop();
+  // Collects the artifact trees no task uses, every limits.gc_interval.
+  void ArtifactGcLoop();
+  // The artifacts that the tasks of this node use or will use (ArtifactsInUse of artifacts.h).
+  std::optional<std::set<std::string>> ArtifactsInUse();
   // Submits the checks that are due; their results come back through OnCheck. Returns when
   // the next one is due (at most 200 ms away).
   std::chrono::steady_clock::time_point RunDueChecks();
@@ -155,6 +167,8 @@ class Agent {
   std::map<std::string, DriverPtr> drivers_;
   WorkQueue queue_;
   std::atomic<bool> stop_{false};
+  std::mutex stop_mu_;  // with stop_cv_: wakes loops that wait out an interval when Stop comes
+  std::condition_variable stop_cv_;
   std::vector<std::thread> threads_;
 
   std::mutex mu_;
