@@ -20,7 +20,7 @@ using Gate = HttpServer::InputGate;
 
 // How long a connection whose rest of input is dropped stays open after its answer, so that the
 // client reads the answer before the close (a close with unread input resets the connection).
-constexpr std::chrono::seconds kLinger{1};
+constexpr std::chrono::seconds kLinger{2};
 
 std::string PeerOf(evutil_socket_t fd) {
   sockaddr_storage ss{};

@@ -163,12 +163,13 @@ void HttpServer::RefuseHead(InputGate& g, evbuffer* to_evhttp, const RequestHead
   up.refusal = std::move(refusal);
   g.ready = std::move(up);
   g.in_flight = true;
-  std::string bodiless =
-      head ? head->bodiless : std::string(kUnparsedLine) + "\r\nContent-Length: 0\r\n\r\n";
+  std::string bodiless = head ? head->Bodiless(/*keep_open=*/true)
+                              : std::string(kUnparsedLine) + "\r\nContent-Length: 0\r\n\r\n";
   evbuffer_add(to_evhttp, bodiless.data(), bodiless.size());
-  // A body of no more than the ordinary limit is read and dropped, and the connection goes on;
-  // one longer (or of unknown length) is not read: the connection closes after the answer.
-  if (head && !head->chunked && head->content_length <= opts_.max_body_bytes) {
+  // A body of up to 4x the ordinary limit is read and dropped, and the connection goes on: a
+  // client that sends all of its body before it reads gets the answer. One longer (or of unknown
+  // length) is not read: the connection closes after the answer.
+  if (head && !head->chunked && head->content_length <= 4 * opts_.max_body_bytes) {
     g.remaining = head->content_length;
     g.state = g.remaining > 0 ? State::kDrain : State::kHead;
     if (g.remaining > 0) SetBodyDeadline(g, g.remaining);
@@ -211,7 +212,8 @@ void HttpServer::StartUpload(InputGate& g, evbuffer* to_evhttp, const RequestHea
     up.close = true;
     g.ready = std::move(up);
     g.state = State::kSwallow;
-    evbuffer_add(to_evhttp, head.bodiless.data(), head.bodiless.size());
+    std::string bodiless = head.Bodiless(/*keep_open=*/false);
+    evbuffer_add(to_evhttp, bodiless.data(), bodiless.size());
     return;
   }
   auto sink = route.open(request);
@@ -221,7 +223,7 @@ void HttpServer::StartUpload(InputGate& g, evbuffer* to_evhttp, const RequestHea
     up.error = sink.error();  // answered once the body has been read and dropped
   }
   g.upload = std::move(up);
-  g.head = head.bodiless;
+  g.head = head.Bodiless(/*keep_open=*/false);
   g.remaining = head.content_length;
   g.state = State::kSpool;
   SetBodyDeadline(g, head.content_length);

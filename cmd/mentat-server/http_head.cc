@@ -22,6 +22,16 @@ std::string Trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t") - b + 1);
 }
 
+// A piece of the client's input, fit to quote in an error message (which is JSON, so valid
+// UTF-8): at most `max` bytes, anything but printable ASCII shown as '?'.
+std::string Quote(const std::string& s, size_t max) {
+  std::string out = s.substr(0, max);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return "\"" + out + "\"";
+}
+
 bool KnownMethod(const std::string& m) {
   static const std::set<std::string> kMethods = {"GET",    "POST",    "HEAD", "PUT",
                                                  "DELETE", "OPTIONS", "PATCH"};
@@ -32,11 +42,11 @@ bool KnownMethod(const std::string& m) {
 Status ParseRequestLine(const std::string& line, RequestHead* out) {
   size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
   if (sp1 == std::string::npos || sp2 == sp1 || line.compare(sp2 + 1, 7, "HTTP/1.") != 0) {
-    return InvalidArgument("malformed request line: \"" + line.substr(0, 80) + "\"");
+    return InvalidArgument("malformed request line: " + Quote(line, 80));
   }
   out->method = line.substr(0, sp1);
   if (!KnownMethod(out->method)) {
-    return InvalidArgument("method \"" + out->method.substr(0, 20) + "\" is not one this server serves");
+    return InvalidArgument("method " + Quote(out->method, 20) + " is not one this server serves");
   }
   if (!DecodeTarget(line.substr(sp1 + 1, sp2 - sp1 - 1), &out->path, &out->params)) {
     return InvalidArgument("malformed query string: every parameter needs name=value");
@@ -53,7 +63,7 @@ Status ParseFraming(const std::string& length, int lengths_seen, RequestHead* ou
   if (lengths_seen == 0) return {};
   bool digits = !length.empty() && length.size() <= 19 &&
                 std::all_of(length.begin(), length.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits) return InvalidArgument("Content-Length \"" + length.substr(0, 40) + "\" is not a byte count");
+  if (!digits) return InvalidArgument("Content-Length " + Quote(length, 40) + " is not a byte count");
   out->content_length = std::strtoull(length.c_str(), nullptr, 10);
   return {};
 }
@@ -91,7 +101,6 @@ Result<RequestHead> ParseHead(const std::string& head) {
   RequestHead out;
   size_t eol = head.find("\r\n");
   MT_RETURN_IF_ERROR(ParseRequestLine(head.substr(0, eol), &out));
-  out.bodiless = out.line + "\r\n";
   int lengths = 0;
   std::string length;
   size_t pos = eol + 2;
@@ -101,7 +110,7 @@ Result<RequestHead> ParseHead(const std::string& head) {
     pos = next + 2;
     size_t colon = h.find(':');
     if (h.empty() || h[0] == ' ' || h[0] == '\t' || colon == std::string::npos || colon == 0) {
-      return InvalidArgument("malformed header line: \"" + h.substr(0, 80) + "\"");
+      return InvalidArgument("malformed header line: " + Quote(h, 80));
     }
     std::string name = Lower(Trim(h.substr(0, colon)));
     std::string value = Trim(h.substr(colon + 1));
@@ -116,10 +125,9 @@ Result<RequestHead> ParseHead(const std::string& head) {
       continue;
     }
     if (name == "expect") continue;  // a body kept from evhttp needs no 100 Continue from it
-    out.bodiless += h + "\r\n";
+    (name == "connection" ? out.connection_line : out.other_lines) += h + "\r\n";
   }
   MT_RETURN_IF_ERROR(ParseFraming(length, lengths, &out));
-  out.bodiless += "Content-Length: 0\r\n\r\n";
   return out;
 }
 

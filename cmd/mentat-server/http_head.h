@@ -20,9 +20,19 @@ struct RequestHead {
   std::map<std::string, std::string> headers;      // names lower-cased
   uint64_t content_length = 0;
   bool chunked = false;  // Transfer-Encoding: the length is not known from the head
-  // The same head announcing no body (Content-Length: 0, no Transfer-Encoding or Expect): what
-  // evhttp gets when the gate keeps the body from it.
-  std::string bodiless;
+  // The header lines but Content-Length, Transfer-Encoding, Expect and Connection, each with
+  // its CRLF; and the Connection line, if any.
+  std::string other_lines;
+  std::string connection_line;
+
+  // The same head announcing no body (Content-Length: 0): what evhttp gets when the gate keeps
+  // the body from it. Without the Connection line when `keep_open`, so that evhttp does not
+  // close the connection under a client still sending a refused body (a reset would lose the
+  // answer); the gate closes it, or reads on, once that body is dealt with.
+  std::string Bodiless(bool keep_open) const {
+    return line + "\r\n" + other_lines + (keep_open ? "" : connection_line) +
+           "Content-Length: 0\r\n\r\n";
+  }
 };
 
 // Parses `head`, which ends with the blank line (CRLF CRLF). A malformed request line or header

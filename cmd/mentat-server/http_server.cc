@@ -558,7 +558,11 @@ void HttpServer::ReleaseMemorySoon() {
 HttpResponse HttpServer::ErrorResponse(int status, const std::string& message) const {
   HttpResponse res;
   res.status = status;
-  res.body = error_body_(status, message);
+  try {
+    res.body = error_body_(status, message);
+  } catch (const std::exception&) {  // on the loop thread, an exception would end the server
+    res.body = error_body_(status, ReasonPhrase(status));
+  }
   return res;
 }
 

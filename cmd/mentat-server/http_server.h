@@ -150,8 +150,8 @@ using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
 
 // Judges a request from its head alone (method, path, params and headers; no matches, no
 // body), before any of its body is read: nullopt lets it on, a response refuses it. The refusal
-// is sent at once, without running a handler; a body of up to the server's ordinary limit is
-// then read and dropped (never held), a longer one closes the connection. Runs on the loop
+// is sent at once, without running a handler; a body of up to 4x the server's ordinary limit
+// is then read and dropped (never held), a longer one closes the connection. Runs on the loop
 // thread for every request, so it must be quick. `peer` is the client's IP address.
 using HeadCheck =
     std::function<std::optional<HttpResponse>(const HttpRequest& head, const std::string& peer)>;
