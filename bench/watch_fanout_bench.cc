@@ -343,7 +343,9 @@ int main(int argc, char** argv) {
   int mport = FreePort(), eport = FreePort(), epeer = FreePort();
   Process mentat(
       {Runfile("cmd/mentat-server/mentat-server"), "--listen", "127.0.0.1:" + std::to_string(mport),
-       "--data-dir", dir + "/mentat", "--log-level", "warn", "--auth", "none"},
+       "--data-dir", dir + "/mentat", "--log-level", "warn", "--auth", "none",
+       // every stream comes from this one address
+       "--max-connections-per-client", "0"},
       dir + "/mentat.log");
   std::string e = "http://127.0.0.1:" + std::to_string(eport);
   std::string p = "http://127.0.0.1:" + std::to_string(epeer);

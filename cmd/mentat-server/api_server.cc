@@ -301,6 +301,7 @@ ApiServer::ApiServer(Store* store, ApiServerOptions opts)
   ho.workers = opts_.workers;
   ho.max_body_bytes = kMaxApplyBytes;
   ho.idle_timeout = opts_.idle_timeout;
+  ho.limits = opts_.http_limits;
   ho.tls_cert = opts_.tls_cert;
   ho.tls_key = opts_.tls_key;
   ho.observe = [this](const std::string& route, const std::string& method, int status,
@@ -324,6 +325,26 @@ void ApiServer::Stop() {
 
 size_t ApiServer::WatchStreams() const { return http_->StreamCount(); }
 
+std::vector<Metrics::Sample> ApiServer::HttpSamples() const {
+  auto d = [](auto v) { return static_cast<double>(v); };
+  return {
+      {"mentat_http_connections", "Open connections to the HTTP API.", "gauge", "",
+       d(http_->ConnectionCount())},
+      {"mentat_http_connections_refused_total",
+       "Connections refused over --max-connections or --max-connections-per-client.", "counter",
+       "", d(http_->RefusedConnections())},
+      {"mentat_http_connections_timed_out_total",
+       "Connections closed because a request head or body came too slowly.", "counter", "",
+       d(http_->TimedOutConnections())},
+      {"mentat_http_accept_failures_total",
+       "Times accept() failed (out of file descriptors, say) and accepting paused.", "counter", "",
+       d(http_->AcceptFailures())},
+      {"mentat_http_auth_failures_total",
+       "Requests refused for a missing, malformed, unknown or revoked token.", "counter", "",
+       d(auth_failures_.load())},
+  };
+}
+
 Result<Principal> ApiServer::Authenticate(const HttpRequest& req) const {
   if (!opts_.tokens) return Principal{"anonymous", Role::kAdmin, ""};  // --dev, or --auth none
   std::string h = req.Header("authorization");
@@ -337,6 +358,31 @@ Result<Principal> ApiServer::Authenticate(const HttpRequest& req) const {
   auto who = opts_.tokens->Authenticate(h.substr(7));
   if (!who) return MakeError(Code::kUnauthenticated, "unknown or revoked token");
   return *who;
+}
+
+void ApiServer::Unauthenticated(HttpResponse& res, const Error& e, const std::string& peer) {
+  SendError(res, e);
+  res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"mentat\"");
+  ++auth_failures_;
+  auth_log_.Warn("authentication failed for a request from " +
+                 (peer.empty() ? std::string("an unknown address") : peer) + ": " + e.message());
+}
+
+std::optional<HttpResponse> ApiServer::CheckHead(const HttpRequest& head, const std::string& peer,
+                                                 const std::set<std::string>& probes) {
+  HttpResponse res;
+  if (probes.count(head.path)) {
+    std::string length = head.Header("content-length");
+    bool body = !head.Header("transfer-encoding").empty() || (!length.empty() && length != "0");
+    if (!body) return std::nullopt;
+    // Probes answer anyone: a body sent with one would be memory held for a stranger.
+    SendError(res, Error(Code::kTooLarge, head.path + " takes no request body"));
+    return res;
+  }
+  auto who = Authenticate(head);
+  if (who) return std::nullopt;
+  Unauthenticated(res, who.error(), peer);
+  return res;
 }
 
 // Status belongs to the control plane (admin) and, for an agent, to its own Node and the
@@ -354,20 +400,30 @@ void ApiServer::Routes() {
   s.SetErrorBody([](int status, const std::string& message) {
     Code code = status == 404 ? Code::kNotFound
               : status == 413 ? Code::kTooLarge
+              : status == 503 ? Code::kUnavailable
               : status >= 500 ? Code::kInternal
                               : Code::kInvalidArgument;
     Json j = Error(code, message).ToJson();
-    if (status == 405) {
-      j["code"] = 405;
-      j["reason"] = "MethodNotAllowed";
+    // Statuses no Code stands for keep their own number and reason.
+    static const std::map<int, const char*> kOwnReasons = {
+        {405, "MethodNotAllowed"}, {429, "TooManyRequests"},
+        {431, "RequestHeaderFieldsTooLarge"}, {501, "NotImplemented"}};
+    if (auto own = kOwnReasons.find(status); own != kOwnReasons.end()) {
+      j["code"] = status;
+      j["reason"] = own->second;
     }
     return j.dump() + "\n";
   });
-  // Every route but the probes authenticates first; each handler then checks the role.
+  // Every route but the probes authenticates first, from the request's head (CheckHead), and
+  // again here for a request the head check did not see; each handler then checks the role.
+  auto probes = std::make_shared<std::set<std::string>>();
+  s.CheckHeads([this, probes](const HttpRequest& head, const std::string& peer) {
+    return CheckHead(head, peer, *probes);
+  });
   auto secure = [this](AuthedHandler h) -> HttpHandler {
     return [this, h = std::move(h)](const HttpRequest& req, HttpResponse& res) {
       auto who = Authenticate(req);
-      if (!who) return SendError(res, who.error());
+      if (!who) return Unauthenticated(res, who.error(), "");
       if (auto st = CheckNamespaceParam(req); !st) return SendError(res, st.error());
       h(req, res, *who);
     };
@@ -378,7 +434,10 @@ void ApiServer::Routes() {
   auto Delete = [&](const std::string& p, AuthedHandler h) {
     s.Route("DELETE", p, secure(std::move(h)));
   };
-  auto Probe = [&](const std::string& p, HttpHandler h) { s.Route("GET", p, std::move(h)); };
+  auto Probe = [&](const std::string& p, HttpHandler h) {
+    probes->insert(p);
+    s.Route("GET", p, std::move(h));
+  };
 
   Probe("/healthz", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"status", "ok"}, {"revision", store_->CurrentRevision()}});
@@ -446,6 +505,7 @@ void ApiServer::Routes() {
         {"mentat_watch_streams", "Open watch streams on the HTTP API.", "gauge", "",
          static_cast<double>(http_->StreamCount())},
     };
+    for (auto& sample : HttpSamples()) samples.push_back(std::move(sample));
     if (opts_.metrics) {
       for (auto& s : opts_.metrics()) samples.push_back(std::move(s));
     }

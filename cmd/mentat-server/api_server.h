@@ -10,6 +10,8 @@
 #include <thread>
 
 #include <map>
+#include <optional>
+#include <set>
 #include <vector>
 
 #include "apis/error.h"
@@ -21,6 +23,7 @@
 #include "cmd/mentat-server/authorization.h"
 #include "cmd/mentat-server/http_server.h"
 #include "cmd/mentat-server/metrics.h"
+#include "cmd/mentat-server/rate_limited_log.h"
 #include "store/store.h"
 
 
@@ -35,6 +38,7 @@ struct ApiServerOptions {
   std::chrono::seconds bookmark_interval{5};
   int workers = 8;  // request handlers; watch streams and PUTs waiting for fsync take none
   std::chrono::seconds idle_timeout{120};
+  HttpLimits http_limits;  // connection caps, head and body deadlines
   std::string tls_cert;  // HTTPS when both are set
   std::string tls_key;
   // Bearer tokens and their roles; nullptr serves every request as admin (--dev, --auth none).
@@ -66,6 +70,13 @@ class ApiServer {
       std::function<void(const HttpRequest&, HttpResponse&, const Principal&)>;
   void Routes();
   Result<Principal> Authenticate(const HttpRequest& req) const;
+  // The HTTP server's own samples for /metrics: connections, refusals, failed logins.
+  std::vector<Metrics::Sample> HttpSamples() const;
+  // Answers 401 with a WWW-Authenticate challenge; counts and logs (rate-limited) the failure.
+  void Unauthenticated(HttpResponse& res, const Error& e, const std::string& peer);
+  // Every route but the probes authenticates from the request head, before its body is read.
+  std::optional<HttpResponse> CheckHead(const HttpRequest& head, const std::string& peer,
+                                        const std::set<std::string>& probes);
   Status CanWriteStatus(const Principal& who, const ObjectKey& key);
   // Decode result -> canonical objects, each admitted (cmd/mentat-server/admission.h).
   Result<std::vector<Json>> NormalizeAndAdmit(const Document& doc, const std::string& default_name);
@@ -80,6 +91,8 @@ class ApiServer {
   Metrics metrics_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> auth_failures_{0};
+  RateLimitedLog auth_log_;
 };
 
 }  // namespace mentat

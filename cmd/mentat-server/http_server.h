@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "apis/error.h"
+#include "cmd/mentat-server/connection_limits.h"
+#include "cmd/mentat-server/rate_limited_log.h"
 
 struct event;
 struct event_base;
@@ -37,6 +39,9 @@ struct evbuffer_cb_entry;
 struct evbuffer_cb_info;
 
 namespace mentat {
+
+class AcceptBackoff;
+struct RequestHead;
 
 // Where a streamed route's request body goes as it arrives (HttpServer::StreamBody) instead of
 // into HttpRequest::body: the API server writes artifacts of hundreds of MB straight to disk.
@@ -143,6 +148,14 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
 
 using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
 
+// Judges a request from its head alone (method, path, params and headers; no matches, no
+// body), before any of its body is read: nullopt lets it on, a response refuses it. The refusal
+// is sent at once, without running a handler; a body of up to 4x the server's ordinary limit
+// is then read and dropped (never held), a longer one closes the connection. Runs on the loop
+// thread for every request, so it must be quick. `peer` is the client's IP address.
+using HeadCheck =
+    std::function<std::optional<HttpResponse>(const HttpRequest& head, const std::string& peer)>;
+
 // Opens the sink for one streamed request, given its head (method, path, matches, params and
 // headers; no body). Runs on the loop thread. An error (auth, say) is answered by the handler
 // after the body has been read and dropped; nullptr drops the body without an error.
@@ -160,9 +173,10 @@ struct HttpServerOptions {
   // HTTPS when both are set: a PEM certificate chain and its private key.
   std::string tls_cert;
   std::string tls_key;
-  // The largest request head the upload gate reads before it lets a request through unseen;
-  // evhttp's own limit on headers.
+  // The largest request head: a longer one is answered 431 and its connection closed.
   size_t max_header_bytes = 64 << 10;
+  // Caps on connections, and the deadlines of slow heads and bodies.
+  HttpLimits limits;
   // Called on the loop thread once a response (or a stream) has started: the route pattern
   // that matched ("" when none did), the method, the status, and the time since arrival.
   std::function<void(const std::string& route, const std::string& method, int status,
@@ -180,6 +194,8 @@ class HttpServer {
   void Route(const std::string& method, const std::string& pattern, HttpHandler handler);
   // Answers requests no route matched, and turns handler exceptions into a response.
   void SetErrorBody(std::function<std::string(int status, const std::string& message)> body);
+  // Every request's head passes `check` before its body is read (HeadCheck). Call before Start.
+  void CheckHeads(HeadCheck check) { head_check_ = std::move(check); }
   // Bodies of requests matching (method, pattern) are streamed to a sink from `open` as they
   // arrive, never held in memory, and the route's handler (Route) runs once all of the body is
   // in the sink. Such a body needs a Content-Length: one declaring more than max_body_bytes,
@@ -187,10 +203,10 @@ class HttpServer {
   // answer. Call before Start.
   //
   // How, on libevent 2.1's evhttp (which has no hook between a request's head and its body):
-  // every connection's input passes a gate (an evbuffer callback, ahead of evhttp). At the start
-  // of each request the gate reads the head; for a streamed route it sends the body to the
-  // sink itself and hands evhttp the head alone, with "Content-Length: 0". Every other request
-  // passes untouched, under max_body_bytes of HttpServerOptions.
+  // every connection's input passes a gate (an evbuffer callback, ahead of evhttp, http_gate.h)
+  // that reads each request's head first; for a streamed route it sends the body to the sink
+  // itself and hands evhttp the head alone, with "Content-Length: 0". Every other request
+  // passes as sent, under max_body_bytes of HttpServerOptions.
   void StreamBody(const std::string& method, const std::string& pattern, uint64_t max_body_bytes,
                   BodySinkFactory open);
 
@@ -203,8 +219,16 @@ class HttpServer {
   bool Post(std::function<void()> fn);
   // Open streams, for metrics.
   size_t StreamCount() const { return stream_count_.load(); }
-  // Connections the upload gate tracks, for tests: it drops each when its connection closes.
+  // Connections the input gate tracks, for tests: it drops each when its connection closes.
   size_t InputGateCount() const { return input_gate_count_.load(); }
+  // For metrics: connections open and counted in the caps; those refused over a cap; those
+  // closed for a head or body too slow; accept() failures (out of descriptors, say).
+  size_t ConnectionCount() const { return open_connections_.load(); }
+  uint64_t RefusedConnections() const { return refused_connections_.load(); }
+  uint64_t TimedOutConnections() const { return timed_out_connections_.load(); }
+  uint64_t AcceptFailures() const;
+
+  struct InputGate;  // one per connection, in http_gate.h
 
  private:
   friend class HttpStream;
@@ -225,15 +249,46 @@ class HttpServer {
     uint64_t max_body_bytes;
     BodySinkFactory open;
   };
-  struct InputGate;  // one per connection, in http_server.cc
 
+  // Connections (http_connections.cc): admission under the caps, and deadlines. Loop thread.
   static bufferevent* NewConnection(event_base* base, void* self);
-  static void OnInput(evbuffer* buf, const evbuffer_cb_info* info, void* gate);
+  static void OnAdmit(int, short, void* self);
+  void Admit(InputGate& g);
+  void RefuseConnection(InputGate& g, int status, const std::string& why);
   static void OnConnectionClose(evhttp_connection* evcon, void* gate);
-  static void OnRequestComplete(evhttp_request* req, void* gate);
-  // The gate's work on a connection's new input (loop thread).
-  void Peek(InputGate& g, evbuffer* in);
-  void Spool(InputGate& g, evbuffer* in);
+  InputGate* GateOf(evhttp_request* req);
+  void SetHeadDeadline(InputGate& g);
+  void SetBodyDeadline(InputGate& g, uint64_t bytes);
+  void SetLingerDeadline(InputGate& g);
+  void ClearDeadline(InputGate& g);
+  static void OnDeadline(int, short, void* gate);
+
+  // The input gate (http_gate.cc): each request's head is judged before evhttp sees it.
+  static void OnInput(evbuffer* buf, const evbuffer_cb_info* info, void* gate);
+  static void OnRequestComplete(evhttp_request* req, void* self);
+  // Hands on what the gate holds, as far as the connection's state lets it: what evhttp is to
+  // read goes to `to_evhttp`, and the functions below write there too.
+  void Pump(InputGate& g, evbuffer* to_evhttp);
+  void HoldWhileAnswering(InputGate& g);
+  // False while the head is not all in yet.
+  bool TakeHead(InputGate& g, evbuffer* to_evhttp);
+  void PassRequest(InputGate& g, evbuffer* to_evhttp, const RequestHead& head, const std::string& text);
+  // `head` is null when it could not be parsed.
+  void RefuseHead(InputGate& g, evbuffer* to_evhttp, const RequestHead* head, HttpResponse refusal);
+  const StreamedRoute* MatchStreamed(HttpRequest& r) const;
+  void StartUpload(InputGate& g, evbuffer* to_evhttp, const RequestHead& head, HttpRequest request,
+                   const StreamedRoute& route);
+  static std::optional<Error> UploadRefusal(const RequestHead& head, const StreamedRoute& route);
+  void Spool(InputGate& g, evbuffer* to_evhttp);
+  void EndBody(InputGate& g);
+
+  HttpResponse ErrorResponse(int status, const std::string& message) const;
+  static std::string BodyTooLarge(uint64_t bytes, uint64_t max);
+  // Gives the memory of large bodies back to the system, a second after the last one.
+  void ReleaseMemorySoon();
+  Status LoadTls();
+  std::unique_ptr<ConnectionLimits> MakeLimits() const;
+  Result<int> Listen();
 
   static void OnRequest(evhttp_request* req, void* self);
   static void OnWake(int, short, void* self);
@@ -284,6 +339,18 @@ class HttpServer {
   std::vector<StreamedRoute> streamed_;  // set before Start
   std::map<bufferevent*, std::unique_ptr<InputGate>> input_gates_;
   std::atomic<size_t> input_gate_count_{0};
+  HeadCheck head_check_;  // set before Start
+  std::unique_ptr<ConnectionLimits> limits_;
+  std::unique_ptr<AcceptBackoff> backoff_;
+  event* admit_ = nullptr;
+  std::vector<bufferevent*> fresh_;  // accepted, to be admitted
+  event* release_ = nullptr;
+  bool release_pending_ = false;
+  RateLimitedLog refused_log_;
+  RateLimitedLog timeout_log_;
+  std::atomic<size_t> open_connections_{0};
+  std::atomic<uint64_t> refused_connections_{0};
+  std::atomic<uint64_t> timed_out_connections_{0};
 };
 
 }  // namespace mentat

@@ -109,6 +109,9 @@ int main(int argc, char** argv) {
   int history_seconds = 300;
   int compaction_interval = 30;
   int idle_timeout = 120;
+  HttpLimits http_limits;
+  int header_timeout = static_cast<int>(http_limits.header_timeout.count());
+  uint64_t min_body_rate_kib = http_limits.min_body_rate >> 10;
   int bookmark_interval = 5;
   int event_ttl = 3600;
   int http_workers = 8;
@@ -157,6 +160,24 @@ int main(int argc, char** argv) {
                  "before it is closed")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--max-connections", http_limits.max_connections,
+                 "connections open at once, in all; more are answered 503 and closed. 0: the "
+                 "open-file limit less an eighth of it (at least 64) for the store and uploads")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-client", http_limits.max_connections_per_client,
+                 "connections open at once from one IP address; more are answered 429 and "
+                 "closed (0: no cap)")
+      ->capture_default_str();
+  app.add_option("--header-timeout", header_timeout,
+                 "seconds a request head may take to arrive whole, however slowly it trickles "
+                 "in (for a new connection: from its accept, TLS handshake included)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--min-body-rate", min_body_rate_kib,
+                 "KiB/s: a request body must arrive within --header-timeout plus its length at "
+                 "this rate, or its connection is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
   app.add_option("--auth", auth,
                  "tokens: every request needs a bearer token (the default; --dev implies none). "
                  "none: no authentication, allowed only on a loopback address")
@@ -360,6 +381,9 @@ int main(int argc, char** argv) {
   ao.host = host == "localhost" ? "127.0.0.1" : host;
   ao.port = port;
   ao.idle_timeout = std::chrono::seconds(idle_timeout);
+  http_limits.header_timeout = std::chrono::seconds(header_timeout);
+  http_limits.min_body_rate = min_body_rate_kib << 10;
+  ao.http_limits = http_limits;
   ao.workers = http_workers;
   ao.bookmark_interval = std::chrono::seconds(bookmark_interval);
   ao.tokens = tokens.get();
