@@ -80,8 +80,8 @@ TEST_F(SecureCluster, ServiceBecomesReadyThroughAnAgentOverTlsWithTokens) {
                                  << ReadFile(dir_ + "/agent-node-a.log");
   auto nodes = Mt(op, {"nodes"});
   EXPECT_NE(nodes.out.find("node-a"), std::string::npos) << nodes.out << nodes.err;
-  // Logs come from the agent, which asks the server who the token is: an operator may read
-  // them, a read-only token may not.
+  // Logs come through the server, which checks the token's role and calls the agent with its
+  // own key for the node: an operator may read them, a read-only token may not.
   auto logs = Mt(op, {"logs", "web-0"});
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   std::string reader = MakeToken("reader", "read-only");

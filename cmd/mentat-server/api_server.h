@@ -14,6 +14,7 @@
 
 #include "apis/error.h"
 #include "apis/yaml.h"
+#include "cmd/mentat-server/agent_proxy.h"
 #include "cmd/mentat-server/artifacts.h"
 #include "cmd/mentat-server/auth.h"
 #include "cmd/mentat-server/http_server.h"
@@ -42,6 +43,10 @@ struct ApiServerOptions {
   std::function<Result<std::string>()> snapshot;
   // /v1/artifacts: app rootfs archives uploaded by `mt apply`. nullptr: none are stored (503).
   ArtifactStore* artifacts = nullptr;
+  // The server's keys toward node agents (logs and exec go through it: agent_proxy.h).
+  // nullptr: keys from a secret that lasts as long as this server.
+  const AgentKeys* agent_keys = nullptr;
+  std::string agent_ca_file;  // verifies agents that serve https; "" = the system's CAs
 };
 
 class ApiServer {
@@ -74,6 +79,8 @@ class ApiServer {
   ApiServerOptions opts_;
   Metrics metrics_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<AgentKeys> own_agent_keys_;  // when the options give none
+  std::unique_ptr<AgentProxy> agents_;
   std::atomic<bool> stopping_{false};
 };
 
