@@ -103,8 +103,11 @@ TEST_F(SecureCluster, ServiceBecomesReadyThroughAnAgentOverTlsWithTokens) {
 TEST_F(SecureCluster, AnAgentWithAnotherNodesTokenCannotRegister) {
   std::string node_b = MakeToken("node-b", "node", "node-b");
   auto agent = Agent("node-a", node_b);  // claims node-a with node-b's token
+  // Its first call, for node-a's agent key, is refused already; so would its write of node-a be.
   ASSERT_TRUE(WaitFor([&] {
-    return ReadFile(dir_ + "/agent-node-a.log").find("may not write node node-a") != std::string::npos || !agent->Running();
+    std::string log = ReadFile(dir_ + "/agent-node-a.log");
+    return log.find("may not fetch the agent key of node node-a") != std::string::npos ||
+           log.find("may not write node node-a") != std::string::npos || !agent->Running();
   }, 15s)) << ReadFile(dir_ + "/agent-node-a.log");
   auto nodes = Mt(admin_, {"get", "nodes", "-o", "name"});
   EXPECT_EQ(nodes.out.find("node-a"), std::string::npos) << "an impostor agent registered node-a";

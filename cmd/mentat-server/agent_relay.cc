@@ -199,13 +199,15 @@ struct AgentRelay::Call : std::enable_shared_from_this<Call> {
     }
     // A client that left before the stream started gets no stream: the guard then cancels.
     struct Guard {
-      std::shared_ptr<Call> call;
-      bool attached = false;
+      explicit Guard(std::shared_ptr<Call> c) : call(std::move(c)) {}
+      Guard(const Guard&) = delete;  // a copy's destructor would cancel the call
       ~Guard() {
         if (!attached) call->Cancel();
       }
+      std::shared_ptr<Call> call;
+      bool attached = false;
     };
-    auto guard = std::make_shared<Guard>(Guard{shared_from_this()});
+    auto guard = std::make_shared<Guard>(shared_from_this());
     out.stream = [guard](const std::shared_ptr<HttpStream>& s) {
       guard->attached = true;
       Attach(guard->call, s);
