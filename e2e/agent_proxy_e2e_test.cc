@@ -4,12 +4,12 @@
 // for that node; a node token fetches its own node's key and no other; read-only tokens are
 // refused logs and exec by the server; an exec session is its creator's alone. Real binaries:
 // mentat-server with tokens, mentat-agent with a node token, mt.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
 #include <atomic>
 #include <mutex>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <httplib.h>
 
 #include "e2e/harness.h"
 
@@ -26,8 +26,8 @@ class Impostor {
   explicit Impostor(const std::string& host) {
     auto record = [this](const httplib::Request& req) {
       std::lock_guard<std::mutex> lock(mu_);
-      requests_.push_back(req.method + " " + req.path + " Authorization: " +
-                          req.get_header_value("Authorization"));
+      requests_.push_back(req.method + " " + req.path +
+                          " Authorization: " + req.get_header_value("Authorization"));
     };
     server_.Get(".*", [record](const httplib::Request& req, httplib::Response& res) {
       record(req);
@@ -78,9 +78,9 @@ class AgentProxyTest : public ::testing::Test {
     node_ = MakeToken("victim-node", "node", "victim");
     other_node_ = MakeToken("other-node", "node", "other");
     agent_ = std::make_unique<Process>(
-        std::vector<std::string>{Runfile("cmd/mentat-agent/mentat-agent"), "--server", url_, "--token",
-                                 node_, "--node-name", "victim", "--data-dir", dir_ + "/agent",
-                                 "--heartbeat-interval", "1h"},
+        std::vector<std::string>{Runfile("cmd/mentat-agent/mentat-agent"), "--server", url_,
+                                 "--token", node_, "--node-name", "victim", "--data-dir",
+                                 dir_ + "/agent", "--heartbeat-interval", "1h"},
         dir_ + "/agent.log");
     WriteFile(dir_ + "/victim.yaml",
               "name: victim\ndriver: exec\ncommand: /bin/sh\n"
@@ -88,7 +88,11 @@ class AgentProxyTest : public ::testing::Test {
     ASSERT_EQ(Mt(op_, {"apply", "-f", dir_ + "/victim.yaml"}).exit_code, 0);
     auto ready = Mt(op_, {"wait", "--for=condition=Ready", "service/victim", "--timeout=30s"});
     ASSERT_EQ(ready.exit_code, 0) << ready.err << agent_->Log();
-    ASSERT_TRUE(WaitFor([&] { return Mt(op_, {"logs", "victim-0"}).out == "the real output\n"; }, 10s))
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return Mt(op_, {"logs", "victim-0"}).out == "the real output\n";
+        },
+        10s))
         << Mt(op_, {"logs", "victim-0"}).err << agent_->Log();
   }
 
@@ -106,7 +110,8 @@ class AgentProxyTest : public ::testing::Test {
     if (method == "PUT") return cli.Put(path, h, body, "application/json");
     return cli.Post(path, h, body, "application/json");
   }
-  std::string MakeToken(const std::string& name, const std::string& role, const std::string& node = "") {
+  std::string MakeToken(const std::string& name, const std::string& role,
+                        const std::string& node = "") {
     Json req = {{"name", name}, {"role", role}};
     if (!node.empty()) req["node"] = node;
     auto r = Call("POST", "/v1/tokens", admin_, req.dump());
@@ -149,7 +154,8 @@ TEST_F(AgentProxyTest, ANodeThatRedirectsItsAgentAddressGetsNoUsersTokenAndForge
   EXPECT_EQ(logs.out.find("FORGED"), std::string::npos) << logs.out;
   EXPECT_EQ(exec.out.find("FORGED"), std::string::npos) << exec.out;
   EXPECT_NE(logs.exit_code, 0) << logs.out;
-  EXPECT_NE(logs.err.find("did not prove it is node victim's agent"), std::string::npos) << logs.err;
+  EXPECT_NE(logs.err.find("did not prove it is node victim's agent"), std::string::npos)
+      << logs.err;
   EXPECT_NE(exec.exit_code, 0) << exec.out;
   ASSERT_TRUE(tail);
   EXPECT_EQ(tail->status, 503) << tail->body;
@@ -180,7 +186,8 @@ TEST_F(AgentProxyTest, AnAgentAdmitsOnlyTheServersKeyForItsNode) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 401) << "token " << token << ": " << r->body;
     EXPECT_EQ(r->body.find("the real output"), std::string::npos);
-    auto exec = Call("POST", "/v1/allocations/victim-0/exec", token, R"({"command":["true"]})", agent_port);
+    auto exec =
+        Call("POST", "/v1/allocations/victim-0/exec", token, R"({"command":["true"]})", agent_port);
     ASSERT_TRUE(exec);
     EXPECT_EQ(exec->status, 401) << exec->body;
   }
@@ -193,12 +200,14 @@ TEST_F(AgentProxyTest, AnAgentAdmitsOnlyTheServersKeyForItsNode) {
   auto key = Call("GET", "/v1/nodes/victim/agentkey", node_);
   ASSERT_TRUE(key && key->status == 200) << (key ? key->body : "no response");
   httplib::Client cli("127.0.0.1", agent_port);
-  auto right = cli.Get(logs, {{"Authorization", "Bearer " + Json::parse(key->body)["key"].get<std::string>()},
-                              {"X-Mentat-Agent-Challenge", "0123456789abcdef"}});
+  auto right = cli.Get(
+      logs, {{"Authorization", "Bearer " + Json::parse(key->body)["key"].get<std::string>()},
+             {"X-Mentat-Agent-Challenge", "0123456789abcdef"}});
   ASSERT_TRUE(right);
   EXPECT_EQ(right->status, 200) << right->body;
   EXPECT_NE(right->body.find("the real output"), std::string::npos) << right->body;
-  EXPECT_EQ(right->get_header_value("X-Mentat-Agent-Proof").size(), 64u) << "the agent proves its key";
+  EXPECT_EQ(right->get_header_value("X-Mentat-Agent-Proof").size(), 64u)
+      << "the agent proves its key";
 }
 
 TEST_F(AgentProxyTest, ANodeTokenFetchesItsOwnNodesKeyAndNoOther) {
@@ -237,7 +246,8 @@ TEST_F(AgentProxyTest, RolesAreCheckedByTheServerAndSessionsBelongToTheirCreator
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404) << missing->body;
 
-  auto created = Call("POST", "/v1/allocations/victim-0/exec", op_, R"({"command":["cat"],"stdin":true})");
+  auto created =
+      Call("POST", "/v1/allocations/victim-0/exec", op_, R"({"command":["cat"],"stdin":true})");
   ASSERT_TRUE(created && created->status == 201) << (created ? created->body : "no response");
   std::string id = Json::parse(created->body)["id"];
   EXPECT_EQ(id.size(), 32u) << "the server's own random id: " << id;

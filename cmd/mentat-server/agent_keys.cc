@@ -26,7 +26,8 @@ Result<std::unique_ptr<AgentKeys>> AgentKeys::Open(const std::string& path) {
     std::string secret;
     std::getline(in, secret);
     if (!IsSecret(secret)) {
-      return FailedPrecondition(path + " is not an agent secret (64 hex digits); restore it, or "
+      return FailedPrecondition(path +
+                                " is not an agent secret (64 hex digits); restore it, or "
                                 "delete it to make a new one (every agent then fetches its new "
                                 "key when it next connects)");
     }

@@ -1,15 +1,15 @@
 // The server's side of agent identity: the secret in the data dir (made once, kept, never
 // silently replaced), the per-node keys and proofs derived from it, and the exec session table
 // that binds the server's session ids to the token that made them.
+#include "cmd/mentat-server/agent_keys.h"
+
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <fstream>
 
-#include <gtest/gtest.h>
-
 #include "apis/agent_key.h"
-#include "cmd/mentat-server/agent_keys.h"
 #include "cmd/mentat-server/exec_session_table.h"
 
 namespace mentat {

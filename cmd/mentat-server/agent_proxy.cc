@@ -126,7 +126,8 @@ Result<AgentEndpoint> AgentProxy::EndpointOf(const std::string& node) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = observed_.find(node);
     if (it == observed_.end() || it->second.empty()) {
-      return Unavailable("node " + node + "'s agent has not reported to this server since it "
+      return Unavailable("node " + node +
+                         "'s agent has not reported to this server since it "
                          "started (its next heartbeat will)");
     }
     to.ip = it->second;
@@ -165,7 +166,8 @@ void AgentProxy::ExecCreate(const HttpRequest& req, HttpResponse& res, const Pri
   const std::string ns = Namespace(req), name = req.matches[0];
   auto to = Locate(ns, name);
   if (!to) return SendError(res, to.error());
-  auto rewrite = [this, node = to->node, owner = who.name](const std::string& body) -> Result<std::string> {
+  auto rewrite = [this, node = to->node,
+                  owner = who.name](const std::string& body) -> Result<std::string> {
     Json created = Json::parse(body, nullptr, false);
     if (!created.is_object() || !created.value("id", Json()).is_string()) {
       return Internal("node " + node + "'s agent started a session but sent no id for it");
@@ -206,10 +208,11 @@ void AgentProxy::AgentKey(const HttpRequest& req, HttpResponse& res, const Princ
   if (auto st = CheckLabels({{"name", node}}); !st) return SendError(res, st.error());
   bool own = who.role == Role::kNode && who.node == node;
   if (!own && who.role != Role::kAdmin) {
-    return SendError(res, Error(Code::kForbidden,
-                                "token \"" + who.name + "\" (role " + RoleName(who.role) +
-                                    ") may not fetch the agent key of node " + node +
-                                    "; that needs node " + node + "'s own token, or the admin role"));
+    return SendError(
+        res, Error(Code::kForbidden, "token \"" + who.name + "\" (role " + RoleName(who.role) +
+                                         ") may not fetch the agent key of node " + node +
+                                         "; that needs node " + node +
+                                         "'s own token, or the admin role"));
   }
   res.status = 200;
   res.body = Json{{"node", node}, {"key", keys_->KeyFor(node)}}.dump() + "\n";

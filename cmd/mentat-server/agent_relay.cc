@@ -35,11 +35,13 @@ std::unique_ptr<httplib::Client> NewClient(const AgentEndpoint& to, const AgentR
 
 Error Unreachable(const AgentEndpoint& to, httplib::Error err) {
   if (err == httplib::Error::SSLServerVerification || err == httplib::Error::SSLLoadingCerts) {
-    return Error(Code::kFailedPrecondition,
-                 "cannot verify the TLS certificate of " + to.Describe() +
-                     " (mentat-server --agent-ca-file names the CA that signs agents' certificates)");
+    return Error(
+        Code::kFailedPrecondition,
+        "cannot verify the TLS certificate of " + to.Describe() +
+            " (mentat-server --agent-ca-file names the CA that signs agents' certificates)");
   }
-  return Error(Code::kUnavailable, "cannot reach " + to.Describe() + ": " + httplib::to_string(err));
+  return Error(Code::kUnavailable,
+               "cannot reach " + to.Describe() + ": " + httplib::to_string(err));
 }
 
 // The agent answered without proving it holds the node's key: whatever listens there is not
@@ -63,8 +65,8 @@ HttpResponse ErrorResponse(const Error& e) {
 HttpResponse AgentError(const AgentEndpoint& to, int status, const std::string& body) {
   if (status == 401 || status == 403) {
     Error said = Error::FromJson(status, body);
-    return ErrorResponse(Error(Code::kUnavailable, to.Describe() +
-                                                       " refused the server's key: " + said.message()));
+    return ErrorResponse(
+        Error(Code::kUnavailable, to.Describe() + " refused the server's key: " + said.message()));
   }
   HttpResponse out;
   out.status = status;
@@ -244,10 +246,10 @@ void AgentRelay::Launch(std::shared_ptr<Call> c, std::function<void(Call&)> body
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ || calls_.size() >= opts_.max_calls) {
       c->Answer(ErrorResponse(Error(
-          Code::kUnavailable,
-          stopping_ ? "the server is stopping"
-                    : "the server relays " + std::to_string(calls_.size()) +
-                          " calls to agents already, its most; try again shortly")));
+          Code::kUnavailable, stopping_
+                                  ? "the server is stopping"
+                                  : "the server relays " + std::to_string(calls_.size()) +
+                                        " calls to agents already, its most; try again shortly")));
       if (c->hooks.on_end) c->hooks.on_end(false);
       return;
     }
@@ -299,15 +301,17 @@ void AgentRelay::RunGet(Call& c) {
   }
   if (streaming) {
     std::string last;
-    if (!res && !cancelled && c.hooks.last_words) last = c.hooks.last_words(Unreachable(c.to, res.error()));
+    if (!res && !cancelled && c.hooks.last_words)
+      last = c.hooks.last_words(Unreachable(c.to, res.error()));
     c.Finish(std::move(last));
   } else if (status != 0 && !proven) {
     c.Answer(ErrorResponse(Unproven(c.to, status)));
   } else if (status != 0) {
     c.Answer(AgentError(c.to, status, error_body));
   } else {
-    c.Answer(ErrorResponse(cancelled ? Error(Code::kUnavailable, "the call to " + c.to.Describe() + " was cancelled")
-                                     : Unreachable(c.to, res.error())));
+    c.Answer(ErrorResponse(
+        cancelled ? Error(Code::kUnavailable, "the call to " + c.to.Describe() + " was cancelled")
+                  : Unreachable(c.to, res.error())));
   }
   if (c.hooks.on_end) c.hooks.on_end(streaming);
 }
@@ -316,7 +320,8 @@ void AgentRelay::RunPost(Call& c) {
   auto cli = NewClient(c.to, opts_);
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.cancelled) return c.Answer(ErrorResponse(Error(Code::kUnavailable, "the server is stopping")));
+    if (c.cancelled)
+      return c.Answer(ErrorResponse(Error(Code::kUnavailable, "the server is stopping")));
     c.client = cli.get();
   }
   auto res = cli->Post(c.path, c.Headers(), c.body, c.content_type.c_str());
@@ -326,7 +331,8 @@ void AgentRelay::RunPost(Call& c) {
   }
   if (!res) return c.Answer(ErrorResponse(Unreachable(c.to, res.error())));
   if (!c.Proven(*res)) return c.Answer(ErrorResponse(Unproven(c.to, res->status)));
-  if (res->status < 200 || res->status > 299) return c.Answer(AgentError(c.to, res->status, res->body));
+  if (res->status < 200 || res->status > 299)
+    return c.Answer(AgentError(c.to, res->status, res->body));
   HttpResponse out;
   out.status = res->status;
   out.body = res->body;

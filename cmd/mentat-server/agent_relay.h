@@ -28,14 +28,14 @@ struct AgentEndpoint {
   std::string host;  // as the agent advertises itself: the name its certificate is checked for
   std::string ip;    // where the connection goes: the address the node's status writes came from
   int port = 0;
-  std::string key;   // the node's agent key
+  std::string key;  // the node's agent key
   // For messages: "node-a's agent at 127.0.0.1:4700".
   std::string Describe() const;
 };
 
 struct AgentRelayOptions {
-  std::string ca_file;      // verifies https agents' certificates; "" = the system's CAs
-  size_t max_calls = 256;   // in progress at once; more are refused (503)
+  std::string ca_file;         // verifies https agents' certificates; "" = the system's CAs
+  size_t max_calls = 256;      // in progress at once; more are refused (503)
   size_t max_ahead = 1 << 20;  // bytes of a relayed body held for a slow client, at most
   std::chrono::seconds connect_timeout{5};
   // A relayed body silent this long ends (exec output sends a keep-alive every 15 s; a log

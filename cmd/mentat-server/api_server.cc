@@ -611,18 +611,24 @@ void ApiServer::Routes() {
   });
 
   // What only a node's agent serves goes through the server (agent_proxy.h).
-  Get("/v1/allocations/:name/logs", [this](const HttpRequest& req, HttpResponse& res,
-                                           const Principal& who) { agents_->Logs(req, res, who); });
-  Post("/v1/allocations/:name/exec", [this](const HttpRequest& req, HttpResponse& res,
-                                            const Principal& who) { agents_->ExecCreate(req, res, who); });
+  Get("/v1/allocations/:name/logs",
+      [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+        agents_->Logs(req, res, who);
+      });
+  Post("/v1/allocations/:name/exec",
+       [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+         agents_->ExecCreate(req, res, who);
+       });
   auto session = [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
     agents_->ExecSession(req, res, who);
   };
   Get("/v1/exec/:id/output", session);
   Post("/v1/exec/:id/input", session);
   Post("/v1/exec/:id/resize", session);
-  Get("/v1/nodes/:name/agentkey", [this](const HttpRequest& req, HttpResponse& res,
-                                         const Principal& who) { agents_->AgentKey(req, res, who); });
+  Get("/v1/nodes/:name/agentkey",
+      [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+        agents_->AgentKey(req, res, who);
+      });
 
   // List, or watch with ?watch=true.
   Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res, const Principal&) {

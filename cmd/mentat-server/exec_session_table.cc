@@ -13,7 +13,8 @@ std::string ExecSessionTable::Add(ExecSessionEntry entry) {
   return id;
 }
 
-Result<ExecSessionEntry> ExecSessionTable::Find(const std::string& id, const std::string& principal) {
+Result<ExecSessionEntry> ExecSessionTable::Find(const std::string& id,
+                                                const std::string& principal) {
   std::lock_guard<std::mutex> lock(mu_);
   auto now = Clock::now();
   SweepLocked(now);

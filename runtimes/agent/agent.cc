@@ -50,7 +50,6 @@ LogLimits LogLimitsFor(const Json& logs, LogLimits limits) {
   return limits;
 }
 
-
 void SendApiError(HttpResponse& res, const Error& e) {
   res.status = e.HttpStatus();
   res.content_type = "application/json";
@@ -378,7 +377,8 @@ void Agent::SyncLoop() {
     // Each (re)connection fetches the key again: a server whose secret was replaced has
     // ended the watch, and hands out the new key.
     if (auto st = FetchServerKey(); !st) {
-      spdlog::warn("agent: fetching node {}'s agent key: {}", opts_.node_name, st.error().message());
+      spdlog::warn("agent: fetching node {}'s agent key: {}", opts_.node_name,
+                   st.error().message());
       std::this_thread::sleep_for(backoff);  // retry pacing, not a state wait
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
       continue;
@@ -750,7 +750,6 @@ void Agent::EmitLocked(const std::string& key, const char* type, const std::stri
   events_.push_back(MakeEvent(involved, type, reason, message, "agent/" + opts_.node_name));
 }
 
-
 Result<std::string> Agent::RequestedKey(const HttpRequest& req) {
   std::string ns = req.Param("namespace").empty() ? std::string(kDefaultNamespace) : req.Param("namespace");
   std::string name = req.matches[0];
@@ -779,8 +778,8 @@ void Agent::ServeExecCreate(const HttpRequest& req, HttpResponse& res) {
     }
   }
   if (!driver) {
-    return SendApiError(res, Error(Code::kNotFound, "allocation " + *key + " is not running on node " +
-                                                        opts_.node_name));
+    return SendApiError(res, Error(Code::kNotFound, "allocation " + *key +
+                                                        " is not running on node " + opts_.node_name));
   }
   auto id = exec_sessions_->Create(*driver, task_id, *options, kSessionOwner);
   if (!id) {
@@ -825,7 +824,8 @@ void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
   if (!query) return SendApiError(res, query.error());
   const std::string dir = TaskDir(*key);
   if (::access((dir + "/stdout.log").c_str(), F_OK) != 0) {
-    return SendApiError(res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
+    return SendApiError(
+        res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
   }
   ServeTaskLogs(dir, *query, res);
 }

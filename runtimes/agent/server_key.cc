@@ -39,7 +39,8 @@ Status ServerKey::Admit(const HttpRequest& req, HttpResponse& res) const {
 Result<std::string> ServerKey::Fetch(ApiClient& server, const std::string& node) {
   MT_ASSIGN_OR_RETURN(std::string body, server.GetRaw("/v1/nodes/" + node + "/agentkey"));
   Json j = Json::parse(body, nullptr, false);
-  if (!j.is_object() || !j.value("key", Json()).is_string() || j["key"].get<std::string>().empty()) {
+  if (!j.is_object() || !j.value("key", Json()).is_string() ||
+      j["key"].get<std::string>().empty()) {
     return Internal("the server's answer to GET /v1/nodes/" + node + "/agentkey has no key");
   }
   return j["key"].get<std::string>();
