@@ -80,8 +80,8 @@ TEST_F(SecureCluster, ServiceBecomesReadyThroughAnAgentOverTlsWithTokens) {
                                  << ReadFile(dir_ + "/agent-node-a.log");
   auto nodes = Mt(op, {"nodes"});
   EXPECT_NE(nodes.out.find("node-a"), std::string::npos) << nodes.out << nodes.err;
-  // Logs come from the agent, which asks the server who the token is: an operator may read
-  // them, a read-only token may not.
+  // Logs come through the server, which checks the token's role and calls the agent with its
+  // own key for the node: an operator may read them, a read-only token may not.
   auto logs = Mt(op, {"logs", "web-0"});
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   std::string reader = MakeToken("reader", "read-only");
@@ -103,8 +103,11 @@ TEST_F(SecureCluster, ServiceBecomesReadyThroughAnAgentOverTlsWithTokens) {
 TEST_F(SecureCluster, AnAgentWithAnotherNodesTokenCannotRegister) {
   std::string node_b = MakeToken("node-b", "node", "node-b");
   auto agent = Agent("node-a", node_b);  // claims node-a with node-b's token
+  // Its first call, for node-a's agent key, is refused already; so would its write of node-a be.
   ASSERT_TRUE(WaitFor([&] {
-    return ReadFile(dir_ + "/agent-node-a.log").find("may not write node node-a") != std::string::npos || !agent->Running();
+    std::string log = ReadFile(dir_ + "/agent-node-a.log");
+    return log.find("may not fetch the agent key of node node-a") != std::string::npos ||
+           log.find("may not write node node-a") != std::string::npos || !agent->Running();
   }, 15s)) << ReadFile(dir_ + "/agent-node-a.log");
   auto nodes = Mt(admin_, {"get", "nodes", "-o", "name"});
   EXPECT_EQ(nodes.out.find("node-a"), std::string::npos) << "an impostor agent registered node-a";

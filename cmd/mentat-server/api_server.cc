@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apis/agent_key.h"
 #include "apis/json_text.h"
 #include "apis/security_profile.h"
 #include "cmd/mentat-server/authorization.h"
@@ -309,6 +310,14 @@ ApiServer::ApiServer(Store* store, ApiServerOptions opts)
     metrics_.ObserveRequest(route.empty() ? "unmatched" : route, method, status, seconds);
   };
   http_ = std::make_unique<HttpServer>(ho);
+  const AgentKeys* keys = opts_.agent_keys;
+  if (!keys) {
+    own_agent_keys_ = AgentKeys::ForSecret(RandomHex(32));
+    keys = own_agent_keys_.get();
+  }
+  AgentProxyOptions po;
+  po.relay.ca_file = opts_.agent_ca_file;
+  agents_ = std::make_unique<AgentProxy>(store_, keys, po);
 }
 
 ApiServer::~ApiServer() { Stop(); }
@@ -320,6 +329,7 @@ Result<int> ApiServer::Start() {
 
 void ApiServer::Stop() {
   if (stopping_.exchange(true)) return;
+  agents_->Stop();
   http_->Stop();
 }
 
@@ -512,8 +522,7 @@ void ApiServer::Routes() {
     res.content_type = "text/plain; version=0.0.4";
     res.body = metrics_.Render(samples);
   });
-  // Who a token is: agents ask on behalf of their own endpoints (logs), as a kubelet asks
-  // for a token review.
+  // Who a token is.
   Get("/v1/whoami", [](const HttpRequest&, HttpResponse& res, const Principal& who) {
     Json j = {{"name", who.name}, {"role", RoleName(who.role)}};
     if (!who.node.empty()) j["node"] = who.node;
@@ -648,6 +657,26 @@ void ApiServer::Routes() {
     out["created"] = done->created;
     SendJson(res, done->created ? 201 : 200, out);
   });
+
+  // What only a node's agent serves goes through the server (agent_proxy.h).
+  Get("/v1/allocations/:name/logs",
+      [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+        agents_->Logs(req, res, who);
+      });
+  Post("/v1/allocations/:name/exec",
+       [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+         agents_->ExecCreate(req, res, who);
+       });
+  auto session = [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+    agents_->ExecSession(req, res, who);
+  };
+  Get("/v1/exec/:id/output", session);
+  Post("/v1/exec/:id/input", session);
+  Post("/v1/exec/:id/resize", session);
+  Get("/v1/nodes/:name/agentkey",
+      [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+        agents_->AgentKey(req, res, who);
+      });
 
   // List, or watch with ?watch=true.
   Get("/v1/:kind", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
@@ -1024,6 +1053,9 @@ void ApiServer::Routes() {
     WriteOptions wo;
     wo.dry_run = DryRun(req);
     wo.expected_revision = ResourceVersionOf(body);
+    if (kind->kind == "Node" && !wo.dry_run) {
+      agents_->ObserveNode(req.matches[1], req.peer_address, obj["status"]);
+    }
     auto written = store_->UpdateStatus(obj, wo);
     if (!written) return SendError(res, written.error());
     SendJson(res, 200, *written);

@@ -18,6 +18,7 @@
 #include "apis/namespace_policy.h"
 #include "apis/yaml.h"
 #include "cmd/mentat-server/admission.h"
+#include "cmd/mentat-server/agent_proxy.h"
 #include "cmd/mentat-server/artifacts.h"
 #include "cmd/mentat-server/auth.h"
 #include "cmd/mentat-server/authorization.h"
@@ -51,6 +52,10 @@ struct ApiServerOptions {
   ArtifactStore* artifacts = nullptr;
   // The NamespacePolicy of namespaces no stored one names (apis/namespace_policy.h).
   Json default_policy = BuiltinRestrictedPolicy();
+  // The server's keys toward node agents (logs and exec go through it: agent_proxy.h).
+  // nullptr: keys from a secret that lasts as long as this server.
+  const AgentKeys* agent_keys = nullptr;
+  std::string agent_ca_file;  // verifies agents that serve https; "" = the system's CAs
 };
 
 class ApiServer {
@@ -90,6 +95,8 @@ class ApiServer {
   NodeAuthorizer node_auth_;
   Metrics metrics_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<AgentKeys> own_agent_keys_;  // when the options give none
+  std::unique_ptr<AgentProxy> agents_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> auth_failures_{0};
   RateLimitedLog auth_log_;

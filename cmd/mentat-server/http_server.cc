@@ -448,6 +448,12 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
     for (evkeyval* h = kv.tqh_first; h; h = h->next.tqe_next) r.params.emplace(h->key, h->value);
     evhttp_clear_headers(&kv);
   }
+  if (evhttp_connection* evcon = evhttp_request_get_connection(req)) {
+    char* peer = nullptr;
+    ev_uint16_t peer_port = 0;
+    evhttp_connection_get_peer(evcon, &peer, &peer_port);
+    if (peer) r.peer_address = peer;
+  }
   evkeyvalq* in_headers = evhttp_request_get_input_headers(req);
   for (evkeyval* h = in_headers->tqh_first; h; h = h->next.tqe_next) {
     std::string name = h->key;

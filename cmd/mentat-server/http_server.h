@@ -62,6 +62,9 @@ struct HttpRequest {
   std::multimap<std::string, std::string> params;  // the decoded query
   std::map<std::string, std::string> headers;      // names lower-cased
   std::string body;
+  // The client's IP address as its TCP connection shows it ("127.0.0.1", "::1"): not what the
+  // client says of itself, so the server can trust it where it trusts the network path.
+  std::string peer_address;
   // Routes registered with StreamBody. The body went to `sink`, all `body_bytes` of it, and
   // `body` is empty. Or it was refused, and `body_error` says why: a 413 over the route's limit,
   // a 400 without a Content-Length (both unread, and the connection closes after the answer),

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   std::string bootstrap_token_file;
   std::string tls_cert, tls_key;
   bool insecure_http = false;
+  std::string agent_ca_file;
   bool unsafe_no_fsync = false;
   int max_artifact_mb = 512;
   std::string artifact_grace = "1h";
@@ -203,6 +204,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--agent-ca-file", agent_ca_file,
+                 "PEM CA bundle that signs the certificates of agents serving https (logs and "
+                 "exec go through the server to them); default: the system's CAs")
+      ->check(CLI::ExistingFile);
   app.add_option("--http-workers", http_workers,
                  "threads that run API requests (object writes and watch streams hold none "
                  "while they wait)")
@@ -376,7 +381,13 @@ int main(int argc, char** argv) {
   auto artifacts = ArtifactStore::Open(data_dir + "/artifacts", uint64_t(max_artifact_mb) << 20);
   if (!artifacts) return Fail(artifacts.error());
 
+  // The server's identity toward agents (agent_keys.h): its secret stays with the store.
+  auto agent_keys = AgentKeys::Open(data_dir + "/agent-secret");
+  if (!agent_keys) return Fail(agent_keys.error());
+
   ApiServerOptions ao;
+  ao.agent_keys = agent_keys->get();
+  ao.agent_ca_file = agent_ca_file;
   ao.artifacts = artifacts->get();
   ao.host = host == "localhost" ? "127.0.0.1" : host;
   ao.port = port;

@@ -1,5 +1,5 @@
-// Reaching the agent that runs an allocation: its node's status.agentAddress, as `mt logs` and
-// `mt exec` use it.
+// What mt reads of an allocation's log outside `mt logs`: the server's
+// /v1/allocations/NAME/logs, which it relays from the agent of the allocation's node.
 #pragma once
 
 #include <string>
@@ -8,15 +8,9 @@
 
 namespace mentat::mt {
 
-// The agent address of the node allocation `alloc` (in `ns`) is placed on. The server's error
-// for the allocation itself (kNotFound when it does not exist); kUnavailable when it is not
-// placed yet or its agent publishes no address.
-Result<std::string> AgentAddress(ApiClient& server, const std::string& ns, const std::string& alloc);
-
-// The last `lines` lines of one stream ("stdout" or "stderr") of allocation `alloc`'s log, read
-// from its agent with the server's token and CA (`co`).
-Result<std::string> AllocationLogTail(ApiClient& server, const ClientOptions& co,
-                                      const std::string& ns, const std::string& alloc,
-                                      const std::string& stream, int lines);
+// The last `lines` lines of one stream ("stdout" or "stderr") of allocation `alloc`'s log.
+Result<std::string> AllocationLogTail(ApiClient& server, const std::string& ns,
+                                      const std::string& alloc, const std::string& stream,
+                                      int lines);
 
 }  // namespace mentat::mt

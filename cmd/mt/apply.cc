@@ -54,7 +54,7 @@ int ApplyAndReport(ApiClient& client, const ApplyFlags& f, bool dry_run,
 
 }  // namespace
 
-int RunApply(ApiClient& client, const ClientOptions& co, const ApplyFlags& f) {
+int RunApply(ApiClient& client, const ApplyFlags& f) {
   if (!f.dry_run.empty() && f.dry_run != "server" && f.dry_run != "none") {
     return UsageError("--dry-run must be \"server\" or \"none\"");
   }
@@ -76,10 +76,10 @@ int RunApply(ApiClient& client, const ClientOptions& co, const ApplyFlags& f) {
     std::cout << "no services to wait for\n";
     return kExitOk;
   }
-  return WaitForServices(client, co, services, *timeout, start);
+  return WaitForServices(client, services, *timeout, start);
 }
 
-int RunRun(ApiClient& client, const ClientOptions& co, const ApplyFlags& f) {
+int RunRun(ApiClient& client, const ApplyFlags& f) {
   auto timeout = ParseDuration(f.timeout);
   if (!timeout) return UsageError("--timeout: " + timeout.error().message());
   auto start = Clock::now();
@@ -89,7 +89,7 @@ int RunRun(ApiClient& client, const ClientOptions& co, const ApplyFlags& f) {
     std::cout << "no services to run\n";
     return kExitOk;
   }
-  if (int rc = WaitForServices(client, co, services, *timeout, start); rc != kExitOk) return rc;
+  if (int rc = WaitForServices(client, services, *timeout, start); rc != kExitOk) return rc;
   // Where each runs, as `nomad job run` ends with its allocations.
   for (const auto& s : services) {
     RequestOptions ro;

@@ -24,11 +24,11 @@ struct ApplyFlags {
   std::string applyset;
   bool prune = false;
 };
-// `co` reaches the agents (--wait shows a crash-looping allocation's stderr).
-int RunApply(ApiClient& client, const ClientOptions& co, const ApplyFlags& f);
+// With --wait, a crash-looping allocation's stderr is shown (its logs, through the server).
+int RunApply(ApiClient& client, const ApplyFlags& f);
 // mt run: apply, then wait until every applied Service is up, always (f.wait is ignored), and
 // say where each runs.
-int RunRun(ApiClient& client, const ClientOptions& co, const ApplyFlags& f);
+int RunRun(ApiClient& client, const ApplyFlags& f);
 
 struct GetFlags {
   std::vector<std::string> args;  // KIND [NAME...] or KIND/NAME...
@@ -89,8 +89,8 @@ struct LogsFlags {
   std::string since;  // --since: a duration back from now ("5m") or an RFC 3339 time
   std::string ns;
 };
-// Reads logs from the agents, with the server's token and CA (`co`).
-int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f);
+// Reads logs through the server, which relays them from the agents.
+int RunLogs(ApiClient& client, const LogsFlags& f);
 
 struct RolloutFlags {
   std::string action;  // status, history or undo
@@ -109,8 +109,9 @@ struct ExecFlags {
   bool tty = false;                  // -t: a terminal (raw mode locally when stdin is one)
   std::string ns;
 };
-// Runs a command in an allocation through its agent. Returns the command's exit code, or
-// mt's own (output.h) when it could not be run.
+// Runs a command in an allocation, through the server to its agent. Returns the command's exit
+// code, or mt's own (output.h) when it could not be run. `co` makes the extra clients that type
+// stdin and send terminal sizes.
 int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& f);
 
 struct BaseFlags {

@@ -1,7 +1,8 @@
-// mt exec: runs a command inside a running allocation, through the agent of its node (as
-// `kubectl exec` / `docker exec`). The agent's session API is plain HTTP: create the session,
-// stream its output (JSON lines of base64 data, then the exit code), post stdin and terminal
-// sizes. mt exits with the command's exit code.
+// mt exec: runs a command inside a running allocation (as `kubectl exec` / `docker exec`),
+// through the server, which relays to the agent of its node; mt never calls an agent itself.
+// The session API is plain HTTP: create the session, stream its output (JSON lines of base64
+// data, then the exit code), post stdin and terminal sizes. mt exits with the command's exit
+// code.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,7 +17,6 @@
 
 #include "apis/base64.h"
 #include "apis/object.h"
-#include "cmd/mt/agents.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
 
@@ -103,7 +103,7 @@ Result<std::string> ResolveTarget(ApiClient& client, const std::string& ns, cons
 // What the stdin and SIGWINCH threads share. They are detached (a read of the terminal cannot
 // be interrupted), so they own what they use.
 struct Forwarder {
-  std::unique_ptr<ApiClient> agent;
+  std::unique_ptr<ApiClient> server;
   std::string session;
 };
 
@@ -113,11 +113,11 @@ void ForwardStdin(std::shared_ptr<Forwarder> f) {
     ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    auto st = f->agent->PostRaw("/v1/exec/" + f->session + "/input",
+    auto st = f->server->PostRaw("/v1/exec/" + f->session + "/input",
                                 std::string(buf, static_cast<size_t>(n)), "application/octet-stream");
     if (!st) return;  // the session has ended: nothing left to type into
   }
-  f->agent->PostRaw("/v1/exec/" + f->session + "/input?eof=true", "", "application/octet-stream");
+  f->server->PostRaw("/v1/exec/" + f->session + "/input?eof=true", "", "application/octet-stream");
 }
 
 // SIGWINCH is blocked in every thread (see RunExec) and taken here, synchronously.
@@ -128,7 +128,7 @@ void ForwardResizes(std::shared_ptr<Forwarder> f) {
   int sig = 0;
   while (sigwait(&winch, &sig) == 0) {
     auto [rows, cols] = TerminalSize();
-    f->agent->PostRaw("/v1/exec/" + f->session + "/resize",
+    f->server->PostRaw("/v1/exec/" + f->session + "/resize",
                       Json{{"rows", rows}, {"cols", cols}}.dump());
   }
 }
@@ -139,18 +139,16 @@ int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& flags) 
   if (flags.command.empty()) return UsageError("a command is required: mt exec NAME -- COMMAND [ARGS...]");
   auto alloc = ResolveTarget(client, flags.ns, flags.target);
   if (!alloc) return PrintError(alloc.error());
-  auto address = AgentAddress(client, flags.ns, *alloc);
-  if (!address) return PrintError(address.error());
   auto fwd = std::make_shared<Forwarder>();
-  auto agent = ApiClient::Create(*address, co);
-  if (!agent) return PrintError(agent.error());
-  fwd->agent = std::move(*agent);
+  auto server = ApiClient::Create(client.server(), co);
+  if (!server) return PrintError(server.error());
+  fwd->server = std::move(*server);
 
   bool local_tty = isatty(STDIN_FILENO) == 1;
   auto [rows, cols] = TerminalSize();
   Json request = {{"command", flags.command}, {"tty", flags.tty}, {"stdin", flags.stdin},
                   {"rows", rows}, {"cols", cols}};
-  auto created = fwd->agent->PostRaw("/v1/allocations/" + *alloc + "/exec?namespace=" + flags.ns,
+  auto created = fwd->server->PostRaw("/v1/allocations/" + *alloc + "/exec?namespace=" + flags.ns,
                                      request.dump());
   if (!created) return PrintError(created.error(), "exec in " + *alloc);
   fwd->session = created->value("id", "");
@@ -168,9 +166,10 @@ int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& flags) 
   if (flags.stdin) std::thread(ForwardStdin, fwd).detach();
 
   std::optional<int> exit_code;
+  std::optional<Error> lost;  // the server lost the agent before the command ended
   std::string partial;
   bool bad_line = false;
-  auto st = fwd->agent->GetStream(
+  auto st = fwd->server->GetStream(
       "/v1/exec/" + fwd->session + "/output", [&](const char* d, size_t n) {
         partial.append(d, n);
         size_t nl;
@@ -183,6 +182,8 @@ int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& flags) 
           }
           if (line.contains("exit") && line["exit"].is_number_integer()) {
             exit_code = line["exit"].get<int>();
+          } else if (line.contains("error") && line["error"].is_object()) {
+            lost = Error::FromJson(line["error"].value("code", 503), line["error"].dump());
           } else if (line.contains("data") && line["data"].is_string()) {
             auto bytes = Base64Decode(line["data"].get<std::string>());
             if (!bytes) {
@@ -196,10 +197,11 @@ int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& flags) 
       });
   raw.reset();  // the terminal is restored before any message of ours
   if (!st) return PrintError(st.error(), "exec in " + *alloc);
-  if (bad_line) return PrintError(Error(Code::kInternal, "the agent sent output mt cannot read"));
+  if (bad_line) return PrintError(Error(Code::kInternal, "the server sent output mt cannot read"));
+  if (lost) return PrintError(*lost, "exec in " + *alloc);
   if (!exit_code) {
     return PrintError(Error(Code::kUnavailable,
-                            "the connection to the agent ended before the command did"),
+                            "the connection to the server ended before the command did"),
                       "exec in " + *alloc);
   }
   return *exit_code;

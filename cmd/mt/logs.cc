@@ -1,5 +1,5 @@
-// mt logs: a service's or an allocation's output, read from the agent of the node it runs on
-// (the Node's status.agentAddress), with the same token and CA as the server. By default both
+// mt logs: a service's or an allocation's output, read through the server, which relays it
+// from the agent of the node it runs on (mt never calls an agent itself). By default both
 // streams, merged in the order they were written (the agent's stream=all, apis/log_lines.h),
 // stderr's lines marked "stderr: "; --stdout or --stderr: only that stream, as written. With -f
 // it follows: across restarts of the task (the logs are appended), across a new allocation in
@@ -14,7 +14,6 @@
 
 #include "apis/log_lines.h"
 #include "apis/object.h"
-#include "cmd/mt/agents.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
@@ -138,25 +137,22 @@ std::unique_ptr<LogPrinter> PrinterFor(const LogsFlags& f, const std::string& pr
   return std::make_unique<MergedPrinter>(f, prefix);
 }
 
+// True when the allocation no longer exists (not when the server cannot say).
+bool AllocationGone(ApiClient& server, const std::string& ns, const std::string& alloc) {
+  RequestOptions ro;
+  ro.ns = ns;
+  auto a = server.Get("allocations", alloc, ro);
+  return !a && a.error().code() == Code::kNotFound;
+}
+
 // Streams one allocation's log to stdout, each line prefixed when `prefix` is set. Returns
 // when the log ends (without follow), or, with follow, when `stop` is set or the allocation
 // is gone.
-Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
-                 std::optional<int64_t> since_ms, const std::string& ns, const std::string& alloc,
-                 const std::string& prefix, const std::atomic<bool>& stop) {
+Status StreamOne(ApiClient& server, const LogsFlags& f, std::optional<int64_t> since_ms,
+                 const std::string& ns, const std::string& alloc, const std::string& prefix,
+                 const std::atomic<bool>& stop) {
   auto printer = PrinterFor(f, prefix);
   while (!stop) {
-    auto address = AgentAddress(server, ns, alloc);
-    if (!address) {
-      if (address.error().code() == Code::kNotFound && printer->printed_any) return {};  // it is gone
-      if (!f.follow || address.error().code() != Code::kUnavailable) {
-        return std::unexpected(address.error());
-      }
-      std::this_thread::sleep_for(500ms);  // placement or agent pending: poll for it
-      continue;
-    }
-    auto agent = ApiClient::Create(*address, co);
-    if (!agent) return std::unexpected(agent.error());
     std::string path = "/v1/allocations/" + alloc + "/logs?namespace=" + ns + printer->Query();
     if (f.follow) path += "&follow=true";
     if (!printer->resuming()) {
@@ -164,7 +160,7 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
       if (f.tail >= 0) path += "&tail=" + std::to_string(f.tail);
     }
     std::map<std::string, std::string> headers;
-    auto st = (*agent)->GetStream(
+    auto st = server.GetStream(
         path,
         [&](const char* d, size_t n) {
           printer->Feed(d, n);
@@ -173,13 +169,21 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
         &stop, &headers);
     printer->Resume(headers.count("X-Log-Start") ? headers["X-Log-Start"] : "");
     if (!st) {
-      if (!f.follow || st.error().code() == Code::kUnauthenticated ||
-          st.error().code() == Code::kForbidden) {
+      const Code code = st.error().code();
+      if (!f.follow || code == Code::kUnauthenticated || code == Code::kForbidden ||
+          code == Code::kInvalidArgument) {
         return st;
+      }
+      // Not found: the allocation is gone (the end of its log, once some was printed), or its
+      // task has not started yet (its log comes).
+      if (code == Code::kNotFound && AllocationGone(server, ns, alloc)) {
+        return printer->printed_any ? Status() : st;
       }
     }
     if (!f.follow) break;
-    std::this_thread::sleep_for(500ms);  // the agent or its node went away: reconnect
+    // Pacing between attempts: not placed yet, the agent or its node away, or a quiet log
+    // whose connection the server ended. The next one resumes from the last byte printed.
+    std::this_thread::sleep_for(500ms);
   }
   printer->Finish();
   return {};
@@ -187,7 +191,7 @@ Status StreamOne(ApiClient& server, const ClientOptions& co, const LogsFlags& f,
 
 }  // namespace
 
-int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f) {
+int RunLogs(ApiClient& client, const LogsFlags& f) {
   std::optional<int64_t> since_ms;
   if (!f.since.empty()) {
     // Sent as Unix milliseconds: "5m" means 5 minutes before now on this machine's clock.
@@ -234,7 +238,7 @@ int RunLogs(ApiClient& client, const ClientOptions& co, const LogsFlags& f) {
     if (!started.insert(alloc).second) return;
     std::string prefix = service ? "[" + alloc + "] " : "";
     threads.emplace_back([&, alloc, prefix] {
-      auto st = StreamOne(client, co, f, since_ms, f.ns, alloc, prefix, stop);
+      auto st = StreamOne(client, f, since_ms, f.ns, alloc, prefix, stop);
       if (!st) {
         std::lock_guard<std::mutex> lock(mu);
         if (!failure) failure = st.error();

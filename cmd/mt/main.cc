@@ -286,13 +286,13 @@ int main(int argc, char** argv) {
   if (snapshot_save->parsed()) return SnapshotSave(c, snapshot_file);
   if (apply->parsed()) {
     apply_flags.ns = ns_explicit ? namespace_ : "";
-    return RunApply(c, co, apply_flags);
+    return RunApply(c, apply_flags);
   }
   if (run->parsed()) {
     run_flags.files.insert(run_flags.files.begin(), run_files.begin(), run_files.end());
     if (run_flags.files.empty()) return UsageError("run needs a manifest: mt run FILE, or -f FILE");
     run_flags.ns = ns_explicit ? namespace_ : "";
-    return RunRun(c, co, run_flags);
+    return RunRun(c, run_flags);
   }
   if (get->parsed()) {
     get_flags.ns = namespace_;
@@ -305,7 +305,7 @@ int main(int argc, char** argv) {
   }
   if (logs->parsed()) {
     logs_flags.ns = namespace_;
-    return RunLogs(c, co, logs_flags);
+    return RunLogs(c, logs_flags);
   }
   if (exec->parsed()) {
     exec_flags.ns = namespace_;

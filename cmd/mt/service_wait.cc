@@ -45,8 +45,8 @@ struct Verdict {
 
 class ServiceWaiter {
  public:
-  ServiceWaiter(ApiClient& client, const ClientOptions& co, std::vector<ServiceToWait> services)
-      : client_(client), co_(co), services_(std::move(services)) {}
+  ServiceWaiter(ApiClient& client, std::vector<ServiceToWait> services)
+      : client_(client), services_(std::move(services)) {}
 
   int Run(milliseconds timeout, Clock::time_point start);
 
@@ -58,7 +58,6 @@ class ServiceWaiter {
   void Explain(const ServiceToWait& s, const Json* svc, const Verdict& v);
 
   ApiClient& client_;
-  const ClientOptions& co_;
   std::vector<ServiceToWait> services_;
   std::map<std::string, AllocSeen> seen_;  // by allocation uid
 };
@@ -189,7 +188,7 @@ void ServiceWaiter::Explain(const ServiceToWait& s, const Json* svc, const Verdi
   std::cerr << "\n" << v.line.name << " (" << v.line.ready << " ready, " << v.line.phase
             << "): " << v.failure << "\n";
   if (!v.crashed_alloc.empty()) {
-    auto tail = AllocationLogTail(client_, co_, s.ns, v.crashed_alloc, "stderr", kStderrLines);
+    auto tail = AllocationLogTail(client_, s.ns, v.crashed_alloc, "stderr", kStderrLines);
     if (!tail) {
       std::cerr << "  (its stderr could not be read: " << tail.error().message() << ")\n";
     } else if (tail->empty()) {
@@ -267,10 +266,9 @@ int ServiceWaiter::Run(milliseconds timeout, Clock::time_point start) {
 
 }  // namespace
 
-int WaitForServices(ApiClient& client, const ClientOptions& co,
-                    const std::vector<ServiceToWait>& services, milliseconds timeout,
-                    Clock::time_point start) {
-  return ServiceWaiter(client, co, services).Run(timeout, start);
+int WaitForServices(ApiClient& client, const std::vector<ServiceToWait>& services,
+                    milliseconds timeout, Clock::time_point start) {
+  return ServiceWaiter(client, services).Run(timeout, start);
 }
 
 }  // namespace mentat::mt

@@ -27,9 +27,8 @@ struct ServiceToWait {
 };
 
 // kExitOk once every service is up; kExitError (having said why on stderr) when one failed or
-// `timeout`, counted from `start`, passed first. `co` reaches the agents for stderr tails.
-int WaitForServices(ApiClient& client, const ClientOptions& co,
-                    const std::vector<ServiceToWait>& services, std::chrono::milliseconds timeout,
-                    std::chrono::steady_clock::time_point start);
+// `timeout`, counted from `start`, passed first.
+int WaitForServices(ApiClient& client, const std::vector<ServiceToWait>& services,
+                    std::chrono::milliseconds timeout, std::chrono::steady_clock::time_point start);
 
 }  // namespace mentat::mt

@@ -50,6 +50,15 @@ LogLimits LogLimitsFor(const Json& logs, LogLimits limits) {
   return limits;
 }
 
+void SendApiError(HttpResponse& res, const Error& e) {
+  res.status = e.HttpStatus();
+  res.content_type = "application/json";
+  res.body = e.ToJson().dump() + "\n";
+}
+
+// The owner of every exec session on this agent: the server, which binds each one to the
+// user that made it (cmd/mentat-server/exec_session_table.h).
+constexpr const char* kSessionOwner = "mentat-server";
 
 std::string HostName() {
   char buf[256] = {0};
@@ -162,14 +171,18 @@ Status Agent::Start() {
   ho.tls_cert = opts_.tls_cert;
   ho.tls_key = opts_.tls_key;
   http_ = std::make_unique<HttpServer>(ho);
-  http_->Route("GET", "/v1/allocations/:name/logs",
-               [this](const HttpRequest& req, HttpResponse& res) { ServeLogs(req, res); });
-  http_->Route("POST", "/v1/allocations/:name/exec",
-               [this](const HttpRequest& req, HttpResponse& res) { ServeExecCreate(req, res); });
-  auto session = [this](const HttpRequest& req, HttpResponse& res) { ServeExecSession(req, res); };
-  http_->Route("GET", "/v1/exec/:id/output", session);
-  http_->Route("POST", "/v1/exec/:id/input", session);
-  http_->Route("POST", "/v1/exec/:id/resize", session);
+  // Every endpoint admits the server's key alone (server_key.h).
+  auto admitted = [this](void (Agent::*serve)(const HttpRequest&, HttpResponse&)) {
+    return [this, serve](const HttpRequest& req, HttpResponse& res) {
+      if (auto st = server_key_.Admit(req, res); !st) return SendApiError(res, st.error());
+      (this->*serve)(req, res);
+    };
+  };
+  http_->Route("GET", "/v1/allocations/:name/logs", admitted(&Agent::ServeLogs));
+  http_->Route("POST", "/v1/allocations/:name/exec", admitted(&Agent::ServeExecCreate));
+  http_->Route("GET", "/v1/exec/:id/output", admitted(&Agent::ServeExecSession));
+  http_->Route("POST", "/v1/exec/:id/input", admitted(&Agent::ServeExecSession));
+  http_->Route("POST", "/v1/exec/:id/resize", admitted(&Agent::ServeExecSession));
   exec_sessions_ = std::make_unique<ExecSessions>(http_.get(), ExecSessionLimits{});
   checks_ = std::make_unique<CheckRunner>();
   MT_ASSIGN_OR_RETURN(int port, http_->Start());
@@ -392,9 +405,25 @@ Status Agent::RegisterNode() {
   return {};
 }
 
+Status Agent::FetchServerKey() {
+  MT_ASSIGN_OR_RETURN(std::string key, ServerKey::Fetch(*client_, opts_.node_name));
+  if (!server_key_.Known()) spdlog::info("agent: node {} has its agent key", opts_.node_name);
+  server_key_.Set(std::move(key));
+  return {};
+}
+
 void Agent::SyncLoop() {
   auto backoff = 100ms;
   while (!stop_) {
+    // Each (re)connection fetches the key again: a server whose secret was replaced has
+    // ended the watch, and hands out the new key.
+    if (auto st = FetchServerKey(); !st) {
+      spdlog::warn("agent: fetching node {}'s agent key: {}", opts_.node_name,
+                   st.error().message());
+      std::this_thread::sleep_for(backoff);  // retry pacing, not a state wait
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+      continue;
+    }
     if (auto st = RegisterNode(); !st) {
       spdlog::warn("agent: registering node {}: {}", opts_.node_name, st.error().message());
       std::this_thread::sleep_for(backoff);  // retry pacing, not a state wait
@@ -768,34 +797,6 @@ void Agent::EmitLocked(const std::string& key, const char* type, const std::stri
   events_.push_back(MakeEvent(involved, type, reason, message, "agent/" + opts_.node_name));
 }
 
-namespace {
-
-void SendError(HttpResponse& res, const Error& e) {
-  res.status = e.HttpStatus();
-  res.content_type = "application/json";
-  res.body = e.ToJson().dump() + "\n";
-}
-
-}  // namespace
-
-Result<std::string> Agent::Authorize(const HttpRequest& req, const std::string& action) {
-  // The caller proves who it is with its API token; the server says what it may do.
-  std::string auth = req.Header("authorization");
-  ClientOptions co;
-  co.token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
-  co.ca_file = opts_.ca_file;
-  MT_ASSIGN_OR_RETURN(auto asker, ApiClient::Create(opts_.server, co));
-  MT_ASSIGN_OR_RETURN(auto who, asker->GetRaw("/v1/whoami"));
-  Json principal = Json::parse(who, nullptr, false);
-  std::string role = principal.is_object() ? principal.value("role", "") : "";
-  if (role != "operator" && role != "admin") {
-    return MakeError(Code::kForbidden, "token \"" + principal.value("name", "") + "\" (role " + role +
-                                           ") may not " + action +
-                                           "; that needs the operator or admin role");
-  }
-  return co.token;
-}
-
 Result<std::string> Agent::RequestedKey(const HttpRequest& req) {
   std::string ns = req.Param("namespace").empty() ? std::string(kDefaultNamespace) : req.Param("namespace");
   std::string name = req.matches[0];
@@ -809,12 +810,10 @@ Result<std::string> Agent::RequestedKey(const HttpRequest& req) {
 }
 
 void Agent::ServeExecCreate(const HttpRequest& req, HttpResponse& res) {
-  auto token = Authorize(req, "run commands in allocations");
-  if (!token) return SendError(res, token.error());
   auto key = RequestedKey(req);
-  if (!key) return SendError(res, key.error());
+  if (!key) return SendApiError(res, key.error());
   auto options = ParseExecRequest(req.body);
-  if (!options) return SendError(res, options.error());
+  if (!options) return SendApiError(res, options.error());
   Driver* driver = nullptr;
   std::string task_id;
   {
@@ -826,26 +825,24 @@ void Agent::ServeExecCreate(const HttpRequest& req, HttpResponse& res) {
     }
   }
   if (!driver) {
-    return SendError(res, Error(Code::kNotFound, "allocation " + *key + " is not running on node " +
-                                                        opts_.node_name));
+    return SendApiError(res, Error(Code::kNotFound, "allocation " + *key +
+                                                        " is not running on node " + opts_.node_name));
   }
-  auto id = exec_sessions_->Create(*driver, task_id, *options, *token);
+  auto id = exec_sessions_->Create(*driver, task_id, *options, kSessionOwner);
   if (!id) {
     Error e = id.error();
     // The driver could not start it (no such file, not executable): the command is at fault.
     if (e.code() == Code::kInvalidArgument && e.details().empty()) {
       e.mutable_details().push_back({"command[0]", 0, 0, e.message()});
     }
-    return SendError(res, e);
+    return SendApiError(res, e);
   }
   res.status = 201;
   res.body = Json{{"id", *id}}.dump() + "\n";
 }
 
 void Agent::ServeExecSession(const HttpRequest& req, HttpResponse& res) {
-  // Only the creator's token may use a session; its role was checked when it was created.
-  std::string auth = req.Header("authorization");
-  std::string token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+  const std::string token = kSessionOwner;
   const std::string& id = req.matches[0];
   std::string what = req.path.substr(req.path.rfind('/') + 1);
   Status st;
@@ -854,29 +851,28 @@ void Agent::ServeExecSession(const HttpRequest& req, HttpResponse& res) {
   } else if (what == "input") {
     std::string eof = req.Param("eof");
     if (eof != "" && eof != "true" && eof != "false") {
-      return SendError(res, Error(Code::kInvalidArgument, "invalid eof",
+      return SendApiError(res, Error(Code::kInvalidArgument, "invalid eof",
                                      {{"eof", 0, 0, "true or false, got \"" + eof + "\""}}));
     }
     st = exec_sessions_->Input(id, token, req.body, eof == "true");
   } else {
     auto size = ParseResizeRequest(req.body);
-    if (!size) return SendError(res, size.error());
+    if (!size) return SendApiError(res, size.error());
     st = exec_sessions_->Resize(id, token, size->first, size->second);
   }
-  if (!st) return SendError(res, st.error());
+  if (!st) return SendApiError(res, st.error());
   if (!res.stream) res.body = "{}\n";
 }
 
 void Agent::ServeLogs(const HttpRequest& req, HttpResponse& res) {
-  auto token = Authorize(req, "read logs");
-  if (!token) return SendError(res, token.error());
   auto key = RequestedKey(req);
-  if (!key) return SendError(res, key.error());
+  if (!key) return SendApiError(res, key.error());
   auto query = ParseLogsQuery(req);
-  if (!query) return SendError(res, query.error());
+  if (!query) return SendApiError(res, query.error());
   const std::string dir = TaskDir(*key);
   if (::access((dir + "/stdout.log").c_str(), F_OK) != 0) {
-    return SendError(res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
+    return SendApiError(
+        res, NotFound("no logs for allocation " + *key + " on node " + opts_.node_name).error());
   }
   ServeTaskLogs(dir, *query, res);
 }

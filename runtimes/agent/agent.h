@@ -22,6 +22,7 @@
 #include "runtimes/agent/artifacts.h"
 #include "runtimes/agent/exec_sessions.h"
 #include "runtimes/agent/health.h"
+#include "runtimes/agent/server_key.h"
 #include "runtimes/logs/log_rotate.h"
 #include "runtimes/driver.h"
 
@@ -36,11 +37,13 @@ struct AgentOptions {
   // Node's labels when the agent starts.
   std::map<std::string, std::string> labels;
   std::string data_dir;   // handles and logs live under it
-  // The agent's own endpoint (allocation logs): HOST:PORT, port 0 for any. Plain HTTP unless
-  // tls_cert/tls_key are set; callers authenticate with their API token, which the agent checks
-  // with the server.
+  // The agent's own endpoint (allocation logs, exec): HOST:PORT, port 0 for any. Plain HTTP
+  // unless tls_cert/tls_key are set. Only the server calls it, with this node's agent key
+  // (server_key.h); users reach it through the server's API.
   std::string listen = "127.0.0.1:0";
-  std::string advertise;  // the URL others use to reach it; default from the bound address
+  // The URL the server reaches it at; default from the bound address. The server takes its
+  // scheme and port, and calls the address the node's status writes come from.
+  std::string advertise;
   std::string tls_cert, tls_key;
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds heartbeat{5000};
@@ -130,13 +133,12 @@ class Agent {
   // GET /v1/exec/ID/output, POST /v1/exec/ID/input and POST /v1/exec/ID/resize.
   void ServeExecCreate(const HttpRequest& req, HttpResponse& res);
   void ServeExecSession(const HttpRequest& req, HttpResponse& res);
-  // The caller's token when the server says it is an operator's or an admin's; `action` words
-  // the refusal ("read logs").
-  Result<std::string> Authorize(const HttpRequest& req, const std::string& action);
   // The "ns/name" key of the allocation a request names (?namespace=, the :name segment), each
   // a DNS label: they become paths under the data dir.
   Result<std::string> RequestedKey(const HttpRequest& req);
   Status Reconcile(const std::string& key);
+  // The key the server calls this agent with (server_key.h), from the server.
+  Status FetchServerKey();
   Status RegisterNode();
   // PUT of this agent's Node, less the label changes the server refuses a node token.
   Status PutNode(Json node, const Json& before);
@@ -154,6 +156,7 @@ class Agent {
   Json BuildStatus(const std::string& key);
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<ExecSessions> exec_sessions_;  // after http_: it posts to the server's loop
+  ServerKey server_key_;  // the only credential the endpoints accept
   std::string address_;  // advertised in the Node's status as agentAddress
   std::mutex events_mu_;
   std::vector<Json> events_;  // MakeEvent objects waiting to be sent

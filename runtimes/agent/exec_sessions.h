@@ -1,7 +1,8 @@
 // The agent's exec sessions (POST /v1/allocations/NAME/exec and /v1/exec/ID/...). Each wraps a
 // driver ExecSession: its output is kept until a reader attaches (bounded: past the bound the
 // command is paused, nothing is dropped), then streamed as JSON lines; the session belongs to
-// the token that created it; and sessions nobody reads are killed and reaped.
+// its creator (the server, which binds it to a user); and sessions nobody reads are killed and
+// reaped.
 #pragma once
 
 #include <chrono>
@@ -33,7 +34,7 @@ class ExecSessions {
   // Kills and reaps every session.
   ~ExecSessions();
 
-  // Runs `options` in task `task_id` of `driver`, for `owner` (the caller's token). Returns the
+  // Runs `options` in task `task_id` of `driver`, for `owner` (the caller). Returns the
   // new session's id. kUnavailable when the agent already runs max_sessions.
   Result<std::string> Create(Driver& driver, const std::string& task_id,
                              const ExecOptions& options, const std::string& owner);
