@@ -209,8 +209,14 @@ TEST(MtLogs, RotationBoundsDiskAndFollowersMissNothing) {
   auto tail = mt({"logs", "rot-0", "--tail", "2"});
   EXPECT_EQ(Numbers(tail.out), std::vector<long>{kLines - 1}) << tail.out;
   EXPECT_NE(tail.out.find("\ndone\n"), std::string::npos) << tail.out;
+  auto t0 = std::chrono::steady_clock::now();
   auto all = mt({"logs", "rot-0"});
-  ASSERT_EQ(all.exit_code, 0) << all.err;
+  // Said on failure: how long it took, and the end of the server's log (the relay's view).
+  std::string server_log = ReadFile(dir + "/server.log");
+  ASSERT_EQ(all.exit_code, 0) << all.err << " after "
+                              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                              << " s; server log:\n"
+                              << server_log.substr(server_log.size() > 3000 ? server_log.size() - 3000 : 0);
   auto kept = Numbers(all.out);
   // Everything kept, archives and live part: as many lines as those files hold (the live
   // file's punched start reads as zeros, which hold no newline), less at most one line cut and
