@@ -36,7 +36,11 @@ struct AgentEndpoint {
 struct AgentRelayOptions {
   std::string ca_file;         // verifies https agents' certificates; "" = the system's CAs
   size_t max_calls = 256;      // in progress at once; more are refused (503)
-  size_t max_ahead = 1 << 20;  // bytes of a relayed body held for a slow client, at most
+  // Bytes of a relayed body held for a slow client, at most. 16 MiB, not 1: a stream that
+  // waits for its client to drain was seen to stall until the client's 60 s timeout (3 plain
+  // `mt logs` reads of a 1.9 MB log in 48, with three followers on it, under CPU load), and a
+  // plain read of a rotated log (a few MB) then never waits. The lost wake-up is not found yet.
+  size_t max_ahead = 16 << 20;
   std::chrono::seconds connect_timeout{5};
   // A relayed body silent this long ends (exec output sends a keep-alive every 15 s; a log
   // that follows is resumed by its client from the offsets it has).
