@@ -1,5 +1,7 @@
 #include "cmd/mentat-server/agent_proxy.h"
 
+#include <httplib.h>
+
 #include <utility>
 
 #include "apis/service.h"
@@ -36,26 +38,14 @@ std::string Namespace(const HttpRequest& req) {
   return ns.empty() ? std::string(kDefaultNamespace) : ns;
 }
 
-std::string PercentEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 // The request's `names` parameters, as a query to pass on ("&a=1&b=2").
 std::string PassQuery(const HttpRequest& req, std::initializer_list<const char*> names) {
   std::string q;
   for (const char* name : names) {
-    if (req.HasParam(name)) q += std::string("&") + name + "=" + PercentEncode(req.Param(name));
+    if (req.HasParam(name)) {
+      q += std::string("&") + name + "=" + httplib::detail::encode_query_param(req.Param(name));
+    }
   }
   return q;
 }
@@ -188,7 +178,8 @@ void AgentProxy::ExecSession(const HttpRequest& req, HttpResponse& res, const Pr
   const std::string what = req.path.substr(req.path.rfind('/') + 1);
   const std::string path = "/v1/exec/" + session->agent_id + "/" + what;
   if (what != "output") {
-    std::string query = req.HasParam("eof") ? "?eof=" + PercentEncode(req.Param("eof")) : "";
+    std::string query =
+        req.HasParam("eof") ? "?eof=" + httplib::detail::encode_query_param(req.Param("eof")) : "";
     relay_.Forward(*to, path + query, req.body, req.Header("content-type"), nullptr, res.Defer());
     return;
   }
