@@ -184,9 +184,11 @@ struct AgentRelay::Call : std::enable_shared_from_this<Call> {
       std::lock_guard<std::mutex> lock(c->mu);
       c->stream = s;
     }
-    s->OnClose([weak = std::weak_ptr<Call>(c)] {
-      if (auto c = weak.lock()) c->Cancel();
-    });
+    // The stream owns the call while it is open: once the agent's body is over, its last bytes
+    // (and the body's end) may still wait in `queued` for a slow client to drain, after the
+    // relay thread that held the call has gone. Held weakly, the call went with that thread and
+    // the drain found nothing to finish: the client waited for the end until its own timeout.
+    s->OnClose([c] { c->Cancel(); });
     s->Every(std::chrono::seconds(1), [] {});  // notices a client that left a quiet stream
     Flush(c);
   }
@@ -288,7 +290,11 @@ void AgentRelay::RunGet(Call& c) {
     return true;
   };
   auto on_body = [&](const char* d, size_t n) {
-    if (streaming) return c.Push(d, n);
+    if (streaming) {
+      if (!c.Push(d, n)) return false;
+      bytes_relayed_ += n;
+      return true;
+    }
     error_body.append(d, std::min(n, kMaxErrorBody - error_body.size()));
     return error_body.size() < kMaxErrorBody;
   };

@@ -8,6 +8,7 @@
 // proof of the key (apis/agent_key.h) is refused, whatever listens at the address.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -36,11 +37,8 @@ struct AgentEndpoint {
 struct AgentRelayOptions {
   std::string ca_file;         // verifies https agents' certificates; "" = the system's CAs
   size_t max_calls = 256;      // in progress at once; more are refused (503)
-  // Bytes of a relayed body held for a slow client, at most. 16 MiB, not 1: a stream that
-  // waits for its client to drain was seen to stall until the client's 60 s timeout (3 plain
-  // `mt logs` reads of a 1.9 MB log in 48, with three followers on it, under CPU load), and a
-  // plain read of a rotated log (a few MB) then never waits. The lost wake-up is not found yet.
-  size_t max_ahead = 16 << 20;
+  // Bytes of a relayed body held for a slow client, at most; past that the agent is held back.
+  size_t max_ahead = 1 << 20;
   std::chrono::seconds connect_timeout{5};
   // A relayed body silent this long ends (exec output sends a keep-alive every 15 s; a log
   // that follows is resumed by its client from the offsets it has).
@@ -76,6 +74,9 @@ class AgentRelay {
   // Cancels every call in progress and waits for their threads. Later calls are refused.
   void Stop();
   size_t InProgress();
+  // Bytes of agents' streamed answers taken in so far (each counted once it is queued for its
+  // client, after the hand-off to the client's loop is posted).
+  uint64_t BytesRelayed() const { return bytes_relayed_; }
 
   struct Call;  // one call's state, in agent_relay.cc
 
@@ -90,6 +91,7 @@ class AgentRelay {
   std::condition_variable idle_;
   std::set<std::shared_ptr<Call>> calls_;
   bool stopping_ = false;
+  std::atomic<uint64_t> bytes_relayed_{0};
 };
 
 }  // namespace mentat
