@@ -12,7 +12,7 @@ MENTAT_BUILD_PACKAGES=(
   libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl
   procps curl jq python3-jsonschema python3-yaml musl-tools busybox-static ca-certificates
   # hull's network "bridge": rtnetlink through libnl-route-3, NAT through nft and iptables.
-  libnl-route-3-dev nftables iptables
+  libnl-route-3-dev nftables iptables iproute2
   # hull's seccomp profiles are proven by running these runtimes (runtimes/hull:profiles_proof_test);
   # libacl1-dev has the libacl.a that the static hull's libarchive needs.
   nodejs erlang-base openjdk-17-jre-headless openjdk-17-jdk-headless libacl1-dev

@@ -10,7 +10,12 @@
 #
 # Docker runs it with explicit capabilities (--privileged fails on hosts whose root lacks
 # CAP_SYS_RESOURCE) and the host's cgroup tree, so the drivers' namespaces, cgroups, seccomp and
-# a Docker daemon of its own (for the docker driver) work inside. The image is built once and
+# a Docker daemon of its own (for the docker driver) work inside. Two things keep the container
+# a machine rather than a container: /proc without Docker's masks over its paths (a user
+# namespace may mount a new /proc only where the whole of it is visible: hull's rootless mode),
+# and /root/.cache, where Bazel keeps its outputs and tests their data, on the host's own
+# filesystem (the container's root is an overlayfs, which cannot hold an overlay's upper layer:
+# the sandbox's and hull's roots). The image is built once and
 # kept (FRESH_REBUILD=1 makes it again). The one thing it takes from the host is the machine's
 # own trust: the CA certificates added under /usr/local/share/ca-certificates, which this
 # workplace's machines carry for their egress proxy (the npm registry is reached through it).
@@ -53,7 +58,7 @@ scratch=$(mktemp -d /var/tmp/mentat-fresh.XXXXXX)
 [ "${FRESH_KEEP:-}" = 1 ] || trap 'rm -rf "$scratch"' EXIT
 echo "==> a clean clone of $(git rev-parse --short HEAD) in $scratch/mentat"
 git clone -q --no-local "$repo" "$scratch/mentat"
-mkdir -p "$scratch/docker"
+mkdir -p "$scratch/docker" "$scratch/cache"
 
 # The seccomp tests read kill records through the kernel's printk rate limit, a host-wide
 # setting that a container cannot change (scripts/test.sh raises it where it may).
@@ -72,10 +77,12 @@ start=$(date +%s)
 set +e
 docker run --rm --name "$name" --hostname fresh "${caps[@]}" \
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+  --security-opt systempaths=unconfined \
   --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
   --device /dev/fuse --device /dev/kmsg \
   --tmpfs /tmp:exec,mode=1777 \
   -v "$scratch/mentat:/root/mentat" -v "$scratch/docker:/var/lib/docker" \
+  -v "$scratch/cache:/root/.cache" \
   -w /root/mentat "$image" bash -c "$command" >"$log" 2>&1
 rc=$?
 set -e

@@ -409,7 +409,8 @@ TEST_F(ExecDriverTest, AMemoryHogIsOomKilledAndReportedSo) {
   EXPECT_EQ((*exit)->signal, SIGKILL);
   EXPECT_EQ((*exit)->message,
             "OOM-killed: exceeded its 32 MiB memory limit (killed by signal Killed)");
-  EXPECT_TRUE(handler_saw_oom);
+  // The handler runs after Wait's waiters are woken, on the driver's reaper thread.
+  EXPECT_TRUE(WaitFor([&] { return handler_saw_oom.load(); }, 5s));
 }
 
 TEST_F(ExecDriverTest, AnExitWithoutOomIsNotReportedAsOne) {

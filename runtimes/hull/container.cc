@@ -875,6 +875,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
       return ManifestError("mounts[" + std::to_string(failure.index) + "]",
                            mt.host + " on " + mt.container + ": " + why);
     }
+    if (step == IsolationStep::kOverlay) why += OverlayUpperAdvice(plan.upper);
     return Runtime(std::string("starting ") + m.name + ": " + StepName(step) + ": " + why);
   }
 

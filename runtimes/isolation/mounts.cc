@@ -1,9 +1,11 @@
 #include "runtimes/isolation/mounts.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -342,6 +344,15 @@ int SetAttrs(int mount_fd, unsigned attrs, bool recursive) noexcept {
 // the rootfs is resolved. After that a symlink in an image (`proc -> ..`, `data -> /`) can reach
 // nothing but the new root, and mount points are opened without magic links and mounted on by
 // descriptor (move_mount), so nothing is looked up twice.
+std::string OverlayUpperAdvice(const std::string& upper) {
+  struct statfs fs {};
+  if (::statfs(upper.c_str(), &fs) != 0 || fs.f_type != OVERLAYFS_SUPER_MAGIC) return "";
+  return " (" + upper +
+         " is on overlayfs, which cannot hold an overlay's upper layer, as inside a container's "
+         "own root filesystem: keep the data directory on ext4, xfs, btrfs or tmpfs, a volume in "
+         "a container)";
+}
+
 int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept {
   auto fail = [&](IsolationStep step, int err) {
     CloseTrees(plan);

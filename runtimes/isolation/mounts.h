@@ -50,6 +50,11 @@ Status PlanRoot(RootPlan& plan);
 // directory's mode: the rootfs is the workload's to write, this runs as root on the host.
 Status PremakeMountPoints(RootPlan& plan);
 
+// Why the kernel refused an overlay whose upper layer is `upper`, when it is a reason a user
+// can act on, as " (...)"; "" otherwise. An upper layer on overlayfs (a data directory inside a
+// container's own root filesystem) is refused with a bare EINVAL.
+std::string OverlayUpperAdvice(const std::string& upper);
+
 // In the child, in its new mount, PID and UTS namespaces: builds the root and pivots into it.
 // Returns 0, or the failed step with *error (and *index for a volume). Async-signal-safe.
 int SetupRootInChild(const RootPlan& plan, int* error, int* index) noexcept;

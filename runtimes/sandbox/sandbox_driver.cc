@@ -235,9 +235,10 @@ Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const
     } else if (step == IsolationStep::kCwd) {
       what += " " + cwd;
     }
+    std::string advice = step == IsolationStep::kOverlay ? OverlayUpperAdvice(plan.upper) : "";
     Code code = step == IsolationStep::kCwd || step == IsolationStep::kVolume ? Code::kInvalidArgument
                                                                              : Code::kInternal;
-    return MakeError(code, P() + "starting " + config.id + ": " + what + ": " + std::strerror(failure.error));
+    return MakeError(code, P() + "starting " + config.id + ": " + what + ": " + std::strerror(failure.error) + advice);
   }
   Json state = {{"root", plan.merged}, {"upper", plan.upper}, {"work", plan.work},
                 {"statusFile", status_path}, {"layers", plan.lower}, {"cwd", cwd}};

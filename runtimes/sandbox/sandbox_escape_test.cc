@@ -7,9 +7,11 @@
 //   device other than the four; and a fork bomb stopped by pids.max, a memory hog OOM-killed
 //   and reported.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -167,6 +169,30 @@ TEST_F(SandboxEscape, VolumesAreBindMountsReadOnlyWhenAsked) {
   h = driver_->Start(bad);
   ASSERT_FALSE(h);
   EXPECT_NE(h.error().message().find("volumes[0].source"), std::string::npos) << h.error().message();
+}
+
+// Inside a container, the data directory may sit on the container's own root filesystem, an
+// overlayfs, which the kernel refuses as an overlay's upper layer with a bare EINVAL: the error
+// says why, and what to do.
+TEST_F(SandboxEscape, ATaskDirectoryOnOverlayfsIsNamedInTheError) {
+  const std::string o = dir_ + "/outer";
+  for (const char* d : {"lower", "upper", "work", "merged"}) fs::create_directories(o + "/" + d);
+  const std::string opts =
+      "lowerdir=" + o + "/lower,upperdir=" + o + "/upper,workdir=" + o + "/work";
+  ASSERT_EQ(::mount("overlay", (o + "/merged").c_str(), "overlay", 0, opts.c_str()), 0)
+      << std::strerror(errno);
+  TaskConfig c = Config("onoverlay", "/bin/true", {});
+  c.spec["base"] = "static";
+  c.task_dir = o + "/merged/task";
+  ASSERT_NO_FATAL_FAILURE(UseBusyboxBase());
+  auto h = driver_->Start(c);
+  driver_->Destroy(c.id, true);
+  ::umount2((o + "/merged").c_str(), MNT_DETACH);
+  ASSERT_FALSE(h) << "an overlay with its upper layer on overlayfs was mounted";
+  EXPECT_NE(h.error().message().find("mounting the root filesystem: Invalid argument (" + o +
+                                     "/merged/task/upper is on overlayfs"),
+            std::string::npos)
+      << h.error().message();
 }
 
 TEST_F(SandboxEscape, AForkBombIsStoppedByPidsMax) {
