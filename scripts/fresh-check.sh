@@ -13,9 +13,10 @@
 # a Docker daemon of its own (for the docker driver) work inside. Two things keep the container
 # a machine rather than a container: /proc without Docker's masks over its paths (a user
 # namespace may mount a new /proc only where the whole of it is visible: hull's rootless mode),
-# and /root/.cache, where Bazel keeps its outputs and tests their data, on the host's own
-# filesystem (the container's root is an overlayfs, which cannot hold an overlay's upper layer:
-# the sandbox's and hull's roots). The image is built once and
+# and /root/.cache (Bazel's outputs and its tests' data) and /var/tmp (the system tests'
+# checkouts) on the host's own filesystem, as on a machine's disk: the container's root is an
+# overlayfs, which cannot hold an overlay's upper layer (the sandbox's and hull's roots, the
+# system tests' overlaid checkouts). The image is built once and
 # kept (FRESH_REBUILD=1 makes it again). The one thing it takes from the host is the machine's
 # own trust: the CA certificates added under /usr/local/share/ca-certificates, which this
 # workplace's machines carry for their egress proxy (the npm registry is reached through it).
@@ -58,7 +59,8 @@ scratch=$(mktemp -d /var/tmp/mentat-fresh.XXXXXX)
 [ "${FRESH_KEEP:-}" = 1 ] || trap 'rm -rf "$scratch"' EXIT
 echo "==> a clean clone of $(git rev-parse --short HEAD) in $scratch/mentat"
 git clone -q --no-local "$repo" "$scratch/mentat"
-mkdir -p "$scratch/docker" "$scratch/cache"
+mkdir -p "$scratch/docker" "$scratch/cache" "$scratch/var-tmp"
+chmod 1777 "$scratch/var-tmp"
 
 # The seccomp tests read kill records through the kernel's printk rate limit, a host-wide
 # setting that a container cannot change (scripts/test.sh raises it where it may).
@@ -82,7 +84,7 @@ docker run --rm --name "$name" --hostname fresh "${caps[@]}" \
   --device /dev/fuse --device /dev/kmsg \
   --tmpfs /tmp:exec,mode=1777 \
   -v "$scratch/mentat:/root/mentat" -v "$scratch/docker:/var/lib/docker" \
-  -v "$scratch/cache:/root/.cache" \
+  -v "$scratch/cache:/root/.cache" -v "$scratch/var-tmp:/var/tmp" \
   -w /root/mentat "$image" bash -c "$command" >"$log" 2>&1
 rc=$?
 set -e
