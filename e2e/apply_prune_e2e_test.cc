@@ -90,5 +90,43 @@ TEST_F(ApplyPruneTest, AnObjectOfAnotherSetIsNotTakenOver) {
   EXPECT_EQ(shared["metadata"]["labels"]["mentat.io/applyset"], "team-a");
 }
 
+// The answer's resourceVersion is the apply's own last revision, not whatever the store has
+// reached by the time the answer is made: a client watching from it sees every later write.
+TEST_F(ApplyPruneTest, TheAnswersResourceVersionIsTheApplysOwn) {
+  auto post = [&](const std::string& text) {
+    httplib::Client cli("127.0.0.1", port_);
+    Json docs = Json::array({{{"source", "doc.yaml"}, {"text", text}}});
+    auto r = cli.Post("/v1/apply", Json({{"documents", docs}}).dump(), "application/json");
+    return r ? Json::parse(r->body, nullptr, false) : Json();
+  };
+  auto rv = [](const Json& v) { return std::stoll(v.get<std::string>()); };
+  // A profile: no controller writes to it after the apply.
+  const std::string profile =
+      "kind: SecurityProfile\nmetadata:\n  name: rv-profile\nspec:\n  driver: exec\n"
+      "  isolation: low\n";
+  Json first = post(profile);
+  ASSERT_TRUE(first.contains("items")) << first.dump();
+  const int64_t profile_rv = rv(first["items"][0]["resourceVersion"]);
+  EXPECT_EQ(rv(first["resourceVersion"]), profile_rv);
+  // Then the store moves on: a service, and what the service controller writes for it.
+  auto [code, svc] = Apply({"later"}, "");
+  ASSERT_EQ(code, 200) << svc.dump();
+  const int64_t svc_rv = rv(svc["items"][0]["resourceVersion"]);
+  EXPECT_EQ(rv(svc["resourceVersion"]), svc_rv);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto list = Json::parse(HttpGet(port_, "/v1/events").second, nullptr, false);
+        return list.is_object() && rv(list.value("resourceVersion", Json("0"))) > svc_rv;
+      },
+      std::chrono::seconds(20)))
+      << "nothing was written after the service's apply";
+  Json again = post(profile);
+  ASSERT_TRUE(again.contains("items")) << again.dump();
+  EXPECT_EQ(again["items"][0]["action"], "unchanged");
+  EXPECT_EQ(rv(again["resourceVersion"]), profile_rv)
+      << "an apply that changed nothing answered a later revision than its object's: "
+      << again.dump();
+}
+
 }  // namespace
 }  // namespace mentat::e2e

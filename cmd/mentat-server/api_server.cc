@@ -1023,15 +1023,22 @@ void ApiServer::Routes() {
     if (!results) return SendError(res, results.error());
     Json items = Json::array();
     static const char* actions[] = {"created", "configured", "unchanged", "pruned"};
+    // The answer's resourceVersion is this apply's own: the latest of its objects' revisions,
+    // not the store's revision when the answer is made (a controller may have written since,
+    // and a watch from there would miss that write).
+    int64_t last = 0;
     for (const auto& r : *results) {
+      const std::string rv = r.object["metadata"].value("resourceVersion", "");
+      if (auto n = ParseRevision(rv, "resourceVersion"); n) last = std::max(last, *n);
       items.push_back({{"kind", r.object.value("kind", "")},
                        {"name", NameOf(r.object)},
                        {"namespace", NamespaceOf(r.object)},
                        {"action", actions[r.action]},
-                       {"resourceVersion", r.object["metadata"].value("resourceVersion", "")}});
+                       {"resourceVersion", rv}});
     }
+    if (dry_run || last == 0) last = store_->CurrentRevision();
     SendJson(res, 200, {{"items", items}, {"dryRun", dry_run},
-                        {"resourceVersion", std::to_string(store_->CurrentRevision())}});
+                        {"resourceVersion", std::to_string(last)}});
   });
 
   Put("/v1/:kind/:name/status", [this](const HttpRequest& req, HttpResponse& res,
