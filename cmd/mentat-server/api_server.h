@@ -16,15 +16,15 @@
 
 #include "apis/error.h"
 #include "apis/namespace_policy.h"
+#include "apis/server/http_server.h"
+#include "apis/server/rate_limited_log.h"
 #include "apis/yaml.h"
 #include "cmd/mentat-server/admission.h"
 #include "cmd/mentat-server/agent_proxy.h"
 #include "cmd/mentat-server/artifacts.h"
 #include "cmd/mentat-server/auth.h"
 #include "cmd/mentat-server/authorization.h"
-#include "cmd/mentat-server/http_server.h"
 #include "cmd/mentat-server/metrics.h"
-#include "cmd/mentat-server/rate_limited_log.h"
 #include "store/store.h"
 
 

@@ -15,7 +15,7 @@
 
 #include "apis/error.h"
 #include "apis/sha256.h"
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 #include "store/store.h"
 
 namespace mentat {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "apis/client.h"
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 #include "controllers/workqueue.h"
 #include "runtimes/agent/artifacts.h"
 #include "runtimes/agent/exec_sessions.h"

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <string>
 
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 #include "runtimes/driver.h"
 
 namespace mentat {

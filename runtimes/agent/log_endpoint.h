@@ -7,7 +7,7 @@
 #include <string>
 
 #include "apis/error.h"
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 
 namespace mentat {
 

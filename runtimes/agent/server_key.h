@@ -9,7 +9,7 @@
 
 #include "apis/client.h"
 #include "apis/error.h"
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 
 namespace mentat {
 

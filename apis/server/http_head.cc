@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/http_head.h"
+#include "apis/server/http_head.h"
 
 #include <algorithm>
 #include <cctype>

@@ -9,9 +9,9 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 
-#include "cmd/mentat-server/accept_backoff.h"
-#include "cmd/mentat-server/http_gate.h"
-#include "cmd/mentat-server/http_head.h"
+#include "apis/server/accept_backoff.h"
+#include "apis/server/http_gate.h"
+#include "apis/server/http_head.h"
 
 namespace mentat {
 namespace {

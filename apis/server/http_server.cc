@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,10 +22,10 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
-#include "cmd/mentat-server/accept_backoff.h"
-#include "cmd/mentat-server/http_gate.h"
-#include "cmd/mentat-server/http_head.h"
-#include "cmd/mentat-server/memory_release.h"
+#include "apis/server/accept_backoff.h"
+#include "apis/server/http_gate.h"
+#include "apis/server/http_head.h"
+#include "apis/server/memory_release.h"
 
 namespace mentat {
 namespace {

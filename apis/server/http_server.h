@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "apis/error.h"
-#include "cmd/mentat-server/connection_limits.h"
-#include "cmd/mentat-server/rate_limited_log.h"
+#include "apis/server/connection_limits.h"
+#include "apis/server/rate_limited_log.h"
 
 struct event;
 struct event_base;

@@ -1,5 +1,5 @@
 // The caps on connections, in all and per client address, and the automatic total cap.
-#include "cmd/mentat-server/connection_limits.h"
+#include "apis/server/connection_limits.h"
 
 #include <gtest/gtest.h>
 

@@ -6,8 +6,8 @@
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 
-#include "cmd/mentat-server/http_gate.h"
-#include "cmd/mentat-server/http_head.h"
+#include "apis/server/http_gate.h"
+#include "apis/server/http_head.h"
 
 namespace mentat {
 namespace {

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "cmd/mentat-server/rate_limited_log.h"
+#include "apis/server/rate_limited_log.h"
 
 struct event;
 struct event_base;

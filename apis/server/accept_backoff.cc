@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/accept_backoff.h"
+#include "apis/server/accept_backoff.h"
 
 #include <cerrno>
 #include <algorithm>

@@ -3,7 +3,7 @@
 // in pieces and requests pipelined behind an upload; bodies over the limit or without a length
 // are refused unread and close the connection; a client that leaves mid-body leaves nothing;
 // and other routes keep their own, smaller limit.
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>

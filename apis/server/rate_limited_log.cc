@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/rate_limited_log.h"
+#include "apis/server/rate_limited_log.h"
 
 #include <spdlog/spdlog.h>
 

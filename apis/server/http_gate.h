@@ -9,7 +9,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "cmd/mentat-server/http_server.h"
+#include "apis/server/http_server.h"
 
 namespace mentat {
 

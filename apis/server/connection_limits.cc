@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/connection_limits.h"
+#include "apis/server/connection_limits.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/memory_release.h"
+#include "apis/server/memory_release.h"
 
 #include <malloc.h>
 
