@@ -250,11 +250,13 @@ TEST_F(BuiltBasesTest, PythonLeavesOutTestSuitesAndKeepsTheHostLayout) {
   EXPECT_FALSE(fs::exists(r + "/usr/bin/perl"));
   EXPECT_FALSE(fs::exists(r + "/etc/shadow"));
   EXPECT_FALSE(fs::exists(r + "/etc/ssl/private"));
-  // Same filesystem: hard links, not copies.
+  // On the host's filesystem: hard links, not copies; on another (a data dir on its own disk)
+  // they cannot be, and are copies.
   struct stat host_st, base_st;
   ASSERT_EQ(stat("/usr/bin/python3.11", &host_st), 0);
   ASSERT_EQ(stat((r + "/usr/bin/python3.11").c_str(), &base_st), 0);
-  EXPECT_EQ(host_st.st_ino, base_st.st_ino);
+  const bool same_fs = host_st.st_dev == base_st.st_dev;
+  if (same_fs) EXPECT_EQ(host_st.st_ino, base_st.st_ino);
   auto j = nlohmann::json::parse(Slurp(fs::path(r).parent_path() / "base.json"));
   EXPECT_EQ(j["name"], "python312");
   EXPECT_EQ(j["version"], python_->version);
@@ -263,7 +265,7 @@ TEST_F(BuiltBasesTest, PythonLeavesOutTestSuitesAndKeepsTheHostLayout) {
   EXPECT_EQ(j["size_bytes"], python_->size_bytes);
   EXPECT_EQ(j["size"], python_->size_bytes);
   EXPECT_TRUE(j["host_packages"].contains("python3.11"));
-  EXPECT_GT(j["files_linked"].get<int>(), 1000);
+  EXPECT_GT(j[same_fs ? "files_linked" : "files_copied"].get<int>(), 1000);
 }
 
 TEST_F(BuiltBasesTest, ASecondEnsureIsACacheHit) {
