@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/api_server.h"
+#include "apis/server/api_server.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 #include "apis/agent_key.h"
 #include "apis/json_text.h"
 #include "apis/security_profile.h"
-#include "cmd/mentat-server/authorization.h"
+#include "apis/server/authorization.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
 

@@ -16,15 +16,15 @@
 
 #include "apis/error.h"
 #include "apis/namespace_policy.h"
+#include "apis/server/admission.h"
+#include "apis/server/agent_proxy.h"
+#include "apis/server/artifacts.h"
+#include "apis/server/auth.h"
+#include "apis/server/authorization.h"
 #include "apis/server/http_server.h"
+#include "apis/server/metrics.h"
 #include "apis/server/rate_limited_log.h"
 #include "apis/yaml.h"
-#include "cmd/mentat-server/admission.h"
-#include "cmd/mentat-server/agent_proxy.h"
-#include "cmd/mentat-server/artifacts.h"
-#include "cmd/mentat-server/auth.h"
-#include "cmd/mentat-server/authorization.h"
-#include "cmd/mentat-server/metrics.h"
 #include "store/store.h"
 
 
@@ -83,7 +83,7 @@ class ApiServer {
   std::optional<HttpResponse> CheckHead(const HttpRequest& head, const std::string& peer,
                                         const std::set<std::string>& probes);
   Status CanWriteStatus(const Principal& who, const ObjectKey& key);
-  // Decode result -> canonical objects, each admitted (cmd/mentat-server/admission.h).
+  // Decode result -> canonical objects, each admitted (apis/server/admission.h).
   Result<std::vector<Json>> NormalizeAndAdmit(const Document& doc, const std::string& default_name);
   // Every artifact a Service names as its rootfs is stored here (an error at its field
   // otherwise), and is marked used so that garbage collection spares it.
