@@ -16,7 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "apis/security_profile.h"
-#include "cmd/mentat-server/api_server.h"
+#include "apis/server/api_server.h"
 #include "controllers/node_controller.h"
 #include "controllers/reconciler.h"
 #include "controllers/service_controller.h"

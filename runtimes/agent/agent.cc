@@ -57,7 +57,7 @@ void SendApiError(HttpResponse& res, const Error& e) {
 }
 
 // The owner of every exec session on this agent: the server, which binds each one to the
-// user that made it (cmd/mentat-server/exec_session_table.h).
+// user that made it (apis/server/exec_session_table.h).
 constexpr const char* kSessionOwner = "mentat-server";
 
 std::string HostName() {

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/artifacts.h"
+#include "apis/server/artifacts.h"
 
 #include <dirent.h>
 #include <fcntl.h>

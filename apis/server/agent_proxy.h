@@ -17,11 +17,11 @@
 
 #include "apis/error.h"
 #include "apis/object.h"
+#include "apis/server/agent_keys.h"
+#include "apis/server/agent_relay.h"
+#include "apis/server/auth.h"
+#include "apis/server/exec_session_table.h"
 #include "apis/server/http_server.h"
-#include "cmd/mentat-server/agent_keys.h"
-#include "cmd/mentat-server/agent_relay.h"
-#include "cmd/mentat-server/auth.h"
-#include "cmd/mentat-server/exec_session_table.h"
 #include "store/store.h"
 
 namespace mentat {

@@ -1,11 +1,11 @@
-#include "cmd/mentat-server/agent_keys.h"
+#include "apis/server/agent_keys.h"
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 
 #include "apis/agent_key.h"
-#include "cmd/mentat-server/auth.h"
+#include "apis/server/auth.h"
 
 namespace mentat {
 namespace {

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/admission.h"
+#include "apis/server/admission.h"
 
 #include "apis/namespace_policy.h"
 #include "apis/security_profile.h"

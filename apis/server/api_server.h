@@ -16,15 +16,15 @@
 
 #include "apis/error.h"
 #include "apis/namespace_policy.h"
+#include "apis/server/admission.h"
+#include "apis/server/agent_proxy.h"
+#include "apis/server/artifacts.h"
+#include "apis/server/auth.h"
+#include "apis/server/authorization.h"
 #include "apis/server/http_server.h"
+#include "apis/server/metrics.h"
 #include "apis/server/rate_limited_log.h"
 #include "apis/yaml.h"
-#include "cmd/mentat-server/admission.h"
-#include "cmd/mentat-server/agent_proxy.h"
-#include "cmd/mentat-server/artifacts.h"
-#include "cmd/mentat-server/auth.h"
-#include "cmd/mentat-server/authorization.h"
-#include "cmd/mentat-server/metrics.h"
 #include "store/store.h"
 
 
@@ -73,7 +73,60 @@ class ApiServer {
  private:
   using AuthedHandler =
       std::function<void(const HttpRequest&, HttpResponse&, const Principal&)>;
+  // What PUT /v1/:kind/:name learned of its body once normalized (routes_objects.cc).
+  struct PutBody {
+    bool has_metadata = false;
+    bool explicit_ns = false;
+    std::vector<Json> objects;
+  };
+
+  // Registers every route, area by area, in the order they are matched.
   void Routes();
+  // Routes that authenticate first (the principal is passed on), and the probes, which don't.
+  HttpHandler Secure(AuthedHandler h);
+  void Get(const std::string& pattern, AuthedHandler h);
+  void Put(const std::string& pattern, AuthedHandler h);
+  void Post(const std::string& pattern, AuthedHandler h);
+  void Delete(const std::string& pattern, AuthedHandler h);
+  void Probe(const std::string& pattern, HttpHandler h);
+
+  // routes_admin.cc: probes, snapshots, tokens, metrics, whoami.
+  void AdminRoutes();
+  void ListTokens(HttpResponse& res, const Principal& who);
+  void CreateToken(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  void RevokeToken(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  void ServeMetrics(HttpResponse& res);
+  // routes_artifacts.cc: /v1/artifacts.
+  void ArtifactRoutes();
+  bool ArtifactsOff(HttpResponse& res);
+  void ListArtifacts(HttpResponse& res, const Principal& who);
+  void GetArtifact(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  void PutArtifact(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  // routes_agents.cc: logs, exec and the node agent key, through the agent proxy.
+  void AgentRoutes();
+  // routes_objects.cc: list, get, put, status and delete of /v1/:kind.
+  void ObjectRoutes();
+  void ListObjects(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  void GetObject(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  void PutObject(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  Result<PutBody> DecodePutBody(const HttpRequest& req, const KindInfo& kind,
+                                const std::string& name);
+  Result<Json> CheckPutObject(const HttpRequest& req, const KindInfo& kind,
+                              const std::string& name, PutBody body, const Principal& who);
+  void PutStatus(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  void DeleteObject(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  // routes_watch.cc: GET /v1/:kind?watch=true, an NDJSON stream of the store's events.
+  void WatchObjects(const HttpRequest& req, HttpResponse& res, const KindInfo& kind,
+                    std::optional<LabelSelector> selector, const std::string& ns);
+  // routes_apply.cc: POST /v1/apply, with apply sets and prune.
+  void ApplyRoutes();
+  void Apply(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  Result<std::vector<Json>> DecodeApply(const HttpRequest& req,
+                                        std::map<std::string, std::string>& first_seen);
+  Result<std::vector<ObjectKey>> LabelApplySet(const HttpRequest& req, const Principal& who,
+                                               std::vector<Json>& objects,
+                                               const std::map<std::string, std::string>& first_seen);
+
   Result<Principal> Authenticate(const HttpRequest& req) const;
   // The HTTP server's own samples for /metrics: connections, refusals, failed logins.
   std::vector<Metrics::Sample> HttpSamples() const;
@@ -83,7 +136,7 @@ class ApiServer {
   std::optional<HttpResponse> CheckHead(const HttpRequest& head, const std::string& peer,
                                         const std::set<std::string>& probes);
   Status CanWriteStatus(const Principal& who, const ObjectKey& key);
-  // Decode result -> canonical objects, each admitted (cmd/mentat-server/admission.h).
+  // Decode result -> canonical objects, each admitted (apis/server/admission.h).
   Result<std::vector<Json>> NormalizeAndAdmit(const Document& doc, const std::string& default_name);
   // Every artifact a Service names as its rootfs is stored here (an error at its field
   // otherwise), and is marked used so that garbage collection spares it.
@@ -100,6 +153,7 @@ class ApiServer {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> auth_failures_{0};
   RateLimitedLog auth_log_;
+  std::set<std::string> probes_;  // the routes that answer unauthenticated (Probe)
 };
 
 }  // namespace mentat

@@ -1,9 +1,9 @@
-#include "cmd/mentat-server/authorization.h"
+#include "apis/server/authorization.h"
 
 #include <set>
 
 #include "apis/security_profile.h"
-#include "cmd/mentat-server/artifacts.h"
+#include "apis/server/artifacts.h"
 
 namespace mentat {
 namespace {

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/agent_relay.h"
+#include "apis/server/agent_relay.h"
 
 #include <httplib.h>
 

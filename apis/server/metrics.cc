@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/metrics.h"
+#include "apis/server/metrics.h"
 
 #include <cstdio>
 #include <set>

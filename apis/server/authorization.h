@@ -17,7 +17,7 @@
 
 #include "apis/error.h"
 #include "apis/object.h"
-#include "cmd/mentat-server/auth.h"
+#include "apis/server/auth.h"
 #include "store/store.h"
 
 namespace mentat {

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/agent_proxy.h"
+#include "apis/server/agent_proxy.h"
 
 #include <httplib.h>
 

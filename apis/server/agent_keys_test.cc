@@ -1,7 +1,7 @@
 // The server's side of agent identity: the secret in the data dir (made once, kept, never
 // silently replaced), the per-node keys and proofs derived from it, and the exec session table
 // that binds the server's session ids to the token that made them.
-#include "cmd/mentat-server/agent_keys.h"
+#include "apis/server/agent_keys.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "apis/agent_key.h"
-#include "cmd/mentat-server/exec_session_table.h"
+#include "apis/server/exec_session_table.h"
 
 namespace mentat {
 namespace {

@@ -2,7 +2,7 @@
 // with the proof of the node's key, as runtimes/agent does) and the API's HttpServer relaying
 // its answer to a client that reads slowly. The relayed body arrives whole and ends, also when
 // the agent's side of the call is over long before the client has drained what was held for it.
-#include "cmd/mentat-server/agent_relay.h"
+#include "apis/server/agent_relay.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/exec_session_table.h"
+#include "apis/server/exec_session_table.h"
 
 #include "apis/agent_key.h"
 

@@ -1,4 +1,4 @@
-#include "cmd/mentat-server/auth.h"
+#include "apis/server/auth.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
