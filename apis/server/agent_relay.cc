@@ -247,12 +247,12 @@ void AgentRelay::Launch(std::shared_ptr<Call> c, std::function<void(Call&)> body
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ || calls_.size() >= opts_.max_calls) {
+      if (c->hooks.on_end) c->hooks.on_end(false);
       c->Answer(ErrorResponse(Error(
           Code::kUnavailable, stopping_
                                   ? "the server is stopping"
                                   : "the server relays " + std::to_string(calls_.size()) +
                                         " calls to agents already, its most; try again shortly")));
-      if (c->hooks.on_end) c->hooks.on_end(false);
       return;
     }
     calls_.insert(c);
@@ -270,8 +270,8 @@ void AgentRelay::RunGet(Call& c) {
   {
     std::lock_guard<std::mutex> lock(c.mu);
     if (c.cancelled) {
-      c.Answer(ErrorResponse(Error(Code::kUnavailable, "the server is stopping")));
       if (c.hooks.on_end) c.hooks.on_end(false);
+      c.Answer(ErrorResponse(Error(Code::kUnavailable, "the server is stopping")));
       return;
     }
     c.client = cli.get();
@@ -305,6 +305,9 @@ void AgentRelay::RunGet(Call& c) {
     c.client = nullptr;
     cancelled = c.cancelled;
   }
+  // The hook runs before the client can see the answer's end: a client that read an exec
+  // session's output to its end and writes again finds the session gone, not half there.
+  if (c.hooks.on_end) c.hooks.on_end(streaming);
   if (streaming) {
     std::string last;
     if (!res && !cancelled && c.hooks.last_words)
@@ -319,7 +322,6 @@ void AgentRelay::RunGet(Call& c) {
         cancelled ? Error(Code::kUnavailable, "the call to " + c.to.Describe() + " was cancelled")
                   : Unreachable(c.to, res.error())));
   }
-  if (c.hooks.on_end) c.hooks.on_end(streaming);
 }
 
 void AgentRelay::RunPost(Call& c) {

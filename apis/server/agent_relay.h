@@ -47,8 +47,9 @@ struct AgentRelayOptions {
 
 // How a relayed stream (a GET) is passed on.
 struct RelayHooks {
-  // Runs once the call is over. `streamed`: the agent's 200 went out and its body was relayed
-  // (to its end, or until the client or the agent went).
+  // Runs once the call to the agent is over, before the client is given the answer's end (or
+  // the answer, when it is not a stream). `streamed`: the agent's 200 went out and its body
+  // was relayed (to its end, or until the client or the agent went).
   std::function<void(bool streamed)> on_end;
   // When the agent is lost in the middle of a body: a last piece for the client (an exec
   // stream's JSON error line), or "" to end the body as it is.
