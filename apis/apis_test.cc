@@ -758,5 +758,21 @@ TEST(Forms, EverySeedShapeRoundTripsThroughItsCanonicalYaml) {
   }
 }
 
+TEST(MarkOfOffset, CountsLinesAndBytesUpToTheOffset) {
+  const std::string text = "ab\ncd\n\nx";
+  EXPECT_EQ(MarkOfOffset(text, 0).line, 1);
+  EXPECT_EQ(MarkOfOffset(text, 0).column, 1);
+  EXPECT_EQ(MarkOfOffset(text, 2).line, 1);
+  EXPECT_EQ(MarkOfOffset(text, 2).column, 3);
+  EXPECT_EQ(MarkOfOffset(text, 3).line, 2);
+  EXPECT_EQ(MarkOfOffset(text, 3).column, 1);
+  EXPECT_EQ(MarkOfOffset(text, 6).line, 3);
+  EXPECT_EQ(MarkOfOffset(text, 6).column, 1);
+  EXPECT_EQ(MarkOfOffset(text, 7).line, 4);
+  EXPECT_EQ(MarkOfOffset(text, 7).column, 1);
+  EXPECT_EQ(MarkOfOffset(text, 100).line, 4);
+  EXPECT_EQ(MarkOfOffset(text, 100).column, 2);
+}
+
 }  // namespace
 }  // namespace mentat

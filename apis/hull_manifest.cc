@@ -65,19 +65,6 @@ bool IsAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-Mark MarkOfOffset(const std::string& text, size_t offset) {
-  Mark m{1, 1};
-  for (size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++m.line;
-      m.column = 1;
-    } else {
-      ++m.column;
-    }
-  }
-  return m;
-}
-
 // ---- paths ----
 
 std::vector<std::string_view> Components(std::string_view path) {

@@ -29,4 +29,8 @@ std::string Sha256::Of(std::string_view bytes) {
   return h.Finish();
 }
 
+std::string Sha256Hex(std::string_view bytes) {
+  return Sha256::Of(bytes).substr(sizeof("sha256:") - 1);
+}
+
 }  // namespace mentat

@@ -21,10 +21,15 @@ class Sha256 {
   // "sha256:" and the 64 lower-case hex digits of all that was given. Call it once.
   std::string Finish();
 
+  // Finish() of `bytes` at once: "sha256:<hex>".
   static std::string Of(std::string_view bytes);
 
  private:
   evp_md_ctx_st* ctx_;
 };
+
+// The 64 lower-case hex digits of the SHA-256 of `bytes` alone, without "sha256:": how a token's
+// hash, a snapshot's checksum and a base recipe's hash are written.
+std::string Sha256Hex(std::string_view bytes);
 
 }  // namespace mentat

@@ -32,19 +32,6 @@ bool ValidUtf8(const std::string& s, size_t* bad_offset) {
   return true;
 }
 
-Mark LineColOfOffset(const std::string& s, size_t offset) {
-  Mark m{1, 1};
-  for (size_t i = 0; i < offset && i < s.size(); ++i) {
-    if (s[i] == '\n') {
-      ++m.line;
-      m.column = 1;
-    } else {
-      ++m.column;
-    }
-  }
-  return m;
-}
-
 // Resolves a plain (unquoted) scalar the way YAML 1.2's core schema does.
 Json ResolvePlainScalar(const std::string& s) {
   static const std::regex int_re("^[-+]?[0-9]+$");
@@ -348,10 +335,23 @@ void EmitJson(YAML::Emitter& out, const Json& v) {
 
 }  // namespace
 
+Mark MarkOfOffset(std::string_view text, size_t offset) {
+  Mark m{1, 1};
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++m.line;
+      m.column = 1;
+    } else {
+      ++m.column;
+    }
+  }
+  return m;
+}
+
 Status CheckUtf8(const std::string& text) {
   size_t bad = 0;
   if (ValidUtf8(text, &bad)) return {};
-  Mark m = LineColOfOffset(text, bad);
+  Mark m = MarkOfOffset(text, bad);
   return MakeError(Code::kInvalidArgument, "invalid manifest",
                    {{"", m.line, m.column, "invalid UTF-8 byte sequence"}});
 }
@@ -365,7 +365,7 @@ Result<std::vector<Document>> DecodeYamlStream(const std::string& text) {
   }
   size_t bad = 0;
   if (!ValidUtf8(text, &bad)) {
-    Mark m = LineColOfOffset(text, bad);
+    Mark m = MarkOfOffset(text, bad);
     return MakeError(Code::kInvalidArgument, "invalid manifest",
                      {{"", m.line, m.column, "invalid UTF-8 byte sequence"}});
   }

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "apis/error.h"
@@ -21,6 +22,10 @@ struct Mark {
   int line = 0;  // 1-based
   int column = 0;
 };
+
+// Where byte `offset` of `text` is: 1-based line and column, the column counting bytes. An
+// offset at or past the end is the position just after the last byte.
+Mark MarkOfOffset(std::string_view text, size_t offset);
 
 // Dotted path ("config.env[0]") -> where that value starts in the source.
 using SourceMap = std::map<std::string, Mark>;

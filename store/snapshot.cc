@@ -1,7 +1,6 @@
 #include "store/snapshot.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,23 +8,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "apis/sha256.h"
+
 namespace mentat {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
 
 Status WriteFileDurably(const std::string& path, const std::string& content) {
   std::string tmp = path + ".tmp";

@@ -9,11 +9,11 @@
 #include <fstream>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <yaml-cpp/yaml.h>
 
 #include "apis/service.h"
+#include "apis/sha256.h"
 
 namespace mentat {
 namespace {
@@ -27,13 +27,6 @@ std::string Hex(const unsigned char* p, size_t n) {
     out.push_back(d[p[i] & 15]);
   }
   return out;
-}
-
-std::string Sha256Hex(const std::string& s) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
-  return Hex(md, len);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "apis/apply.h"
 #include "apis/server/api_helpers.h"
 #include "apis/server/api_server.h"
 #include "apis/service.h"
@@ -10,14 +11,6 @@
 
 namespace mentat {
 namespace {
-
-// The name a nameless manifest gets from its file: "dir/api-service.yaml" -> "api-service".
-std::string NameFromSource(const std::string& source) {
-  std::string base = source.substr(source.find_last_of('/') + 1);
-  auto dot = base.find('.');
-  if (dot != std::string::npos) base = base.substr(0, dot);
-  return IsDnsLabel(base) ? base : "";
-}
 
 // The apply body's files as (source, text): {"documents": [{source, text}...]}, or the body
 // itself as one nameless file.
@@ -117,7 +110,7 @@ Result<std::vector<Json>> ApiServer::DecodeApply(const HttpRequest& req,
       add_errors(docs.error(), 0);
       continue;
     }
-    std::string default_name = docs->size() == 1 ? NameFromSource(source) : "";
+    std::string default_name = DefaultNameForFile(source, docs->size());
     std::string default_ns = req.Param("namespace");
     for (auto doc : *docs) {
       // `mt -n NS apply` places objects that name no namespace of their own.
@@ -135,10 +128,7 @@ Result<std::vector<Json>> ApiServer::DecodeApply(const HttpRequest& req,
         }
       }
       for (auto& o : *objs) {
-        for (const char* owned : {"resourceVersion", "uid", "generation", "creationTimestamp",
-                                  "deletionTimestamp"}) {
-          o["metadata"].erase(owned);
-        }
+        EraseServerOwnedMetadata(o);
         std::string where = (source.empty() ? "document" : source) + ":" +
                             std::to_string(doc.first_line);
         std::string key = KeyOf(o).ToString();

@@ -4,6 +4,7 @@
 // compared with the live object, both as YAML without the fields the server manages.
 #include <iostream>
 
+#include "apis/apply.h"
 #include "apis/yaml.h"
 #include "cmd/mt/app_rootfs.h"
 #include "cmd/mt/args.h"
@@ -25,11 +26,9 @@ int Trouble(int code) { return code == kExitError || code == kExitUsage ? kDiffT
 std::string Comparable(Json obj) {
   if (obj.is_null()) return "";
   obj.erase("status");
+  EraseServerOwnedMetadata(obj);
   if (obj.contains("metadata") && obj["metadata"].is_object()) {
-    for (const char* managed : {"resourceVersion", "generation", "uid", "creationTimestamp",
-                                "deletionTimestamp", "managedFields"}) {
-      obj["metadata"].erase(managed);
-    }
+    obj["metadata"].erase("managedFields");
   }
   return EncodeYaml(obj);
 }

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apis/apply.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
 
@@ -103,32 +104,17 @@ Error DryRunError(Error e) {
   return Error(e.code(), m, e.details());
 }
 
-namespace {
-
-// As the server names a nameless manifest: "dir/api-service.yaml" -> "api-service".
-std::string NameFromSource(const std::string& source) {
-  std::string base = source.substr(source.find_last_of('/') + 1);
-  auto dot = base.find('.');
-  if (dot != std::string::npos) base = base.substr(0, dot);
-  return IsDnsLabel(base) ? base : "";
-}
-
-}  // namespace
-
 Result<std::map<ObjectKey, Json>> CanonicalObjects(const std::vector<Source>& sources,
                                                    const std::string& ns) {
   std::map<ObjectKey, Json> out;
   for (const auto& s : sources) {
     MT_ASSIGN_OR_RETURN(auto docs, DecodeYamlStream(s.text));
-    std::string default_name = docs.size() == 1 ? NameFromSource(s.path) : "";
+    std::string default_name = DefaultNameForFile(s.path, docs.size());  // as the server
     for (auto& doc : docs) {
       DefaultNamespace(doc.value, ns);  // the server's rule for `mt -n NS apply`
       MT_ASSIGN_OR_RETURN(auto objects, NormalizeDocument(doc.value, doc.marks, default_name));
       for (auto& o : objects) {
-        for (const char* owned :
-             {"resourceVersion", "uid", "generation", "creationTimestamp", "deletionTimestamp"}) {
-          o["metadata"].erase(owned);
-        }
+        EraseServerOwnedMetadata(o);
         ObjectKey key = KeyOf(o);  // before the move: the right of = is evaluated first
         out[key] = std::move(o);
       }

@@ -1,6 +1,7 @@
 #include "runtimes/docker/engine_client.h"
 
 #include <curl/curl.h>
+#include <httplib.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -21,20 +22,9 @@ std::once_flag curl_init_once;
 
 void InitCurl() { std::call_once(curl_init_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); }); }
 
-std::string Escape(const std::string& s) {
-  std::string out;
-  static const char* hex = "0123456789ABCDEF";
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+// A query value or path segment for the Engine API. cpp-httplib's encoder (as apis/client's):
+// it leaves ! ' ( ) * as they are, which the Engine's Go URL parser reads as themselves.
+std::string Escape(const std::string& s) { return httplib::detail::encode_query_param(s); }
 
 struct Transfer {
   std::string body;

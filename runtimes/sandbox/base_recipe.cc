@@ -1,13 +1,12 @@
 #include "runtimes/sandbox/base_recipe.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <optional>
 #include <regex>
 #include <set>
 
 #include "apis/service.h"
+#include "apis/sha256.h"
 #include "apis/yaml.h"
 
 namespace mentat {
@@ -16,19 +15,6 @@ namespace {
 // Part of every recipe's hash: bump it when the builder changes what it makes of a recipe, so
 // that bases built by an older builder are rebuilt.
 constexpr const char* kBuilderVersion = "mentat-base-builder/1";
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
 
 bool IsCleanAbsolutePath(const std::string& p) {
   if (p.empty() || p[0] != '/' || p.find('\0') != std::string::npos) return false;
