@@ -3,150 +3,93 @@
 #include <charconv>
 #include <cstdint>
 
+#include <simdjson.h>
+
 namespace mentat {
 namespace {
 
-// Printable ASCII other than '"' and '\': text nlohmann reads and writes unchanged.
+// Printable ASCII other than '"' and '\\': text nlohmann writes unchanged.
 bool Plain(unsigned char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
 
-class PlainParser {
+// Builds the nlohmann value of simdjson's parsed `e`, or declines (false) where nlohmann would
+// give something else or more than the caller allows: floating-point numbers (and integers
+// beyond 64 bits, which simdjson rejects and nlohmann reads as floats), a key twice in one
+// object (simdjson keeps both, nlohmann the last), nesting deeper than `max_depth`.
+class FromSimdjson {
  public:
-  PlainParser(std::string_view text, int max_depth) : p_(text.data()), end_(p_ + text.size()),
-                                                       max_depth_(max_depth) {}
+  FromSimdjson(std::string_view text, int max_depth) : text_(text), max_depth_(max_depth) {}
 
-  std::optional<Json> Parse() {
-    Json value;
-    if (!Value(&value, 0)) return std::nullopt;
-    SkipSpace();
-    if (p_ != end_) return std::nullopt;
-    return value;
+  bool Build(simdjson::dom::element e, Json* out, int depth) {
+    using Type = simdjson::dom::element_type;
+    switch (e.type()) {
+      case Type::OBJECT:
+        return ++depth <= max_depth_ && Object(simdjson::dom::object(e), out, depth);
+      case Type::ARRAY:
+        return ++depth <= max_depth_ && Array(simdjson::dom::array(e), out, depth);
+      case Type::STRING:
+        *out = std::string(std::string_view(e));
+        return true;
+      case Type::INT64:
+        return Integer(int64_t(e), out);
+      case Type::UINT64:
+        *out = uint64_t(e);
+        return true;
+      case Type::BOOL:
+        *out = bool(e);
+        return true;
+      case Type::DOUBLE:  // both round to the nearest double, as strtod does
+        *out = double(e);
+        return true;
+      case Type::NULL_VALUE:
+        *out = nullptr;
+        return true;
+    }
+    return false;
   }
 
  private:
-  void SkipSpace() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
-  }
-
-  bool Literal(std::string_view word) {
-    if (static_cast<size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) {
-      return false;
+  bool Object(simdjson::dom::object object, Json* out, int depth) {
+    *out = Json::object();
+    auto& members = out->get_ref<Json::object_t&>();
+    for (auto field : object) {
+      Json value;
+      if (!Build(field.value, &value, depth)) return false;
+      if (!members.emplace(std::string(field.key), std::move(value)).second) return false;
     }
-    p_ += word.size();
     return true;
   }
 
-  bool String(std::string* out) {
-    ++p_;  // the opening quote
-    const char* start = p_;
-    while (p_ < end_ && Plain(static_cast<unsigned char>(*p_))) ++p_;
-    if (p_ == end_ || *p_ != '"') return false;  // an escape, a control or non-ASCII byte
-    out->assign(start, p_);
-    ++p_;
+  bool Array(simdjson::dom::array array, Json* out, int depth) {
+    *out = Json::array();
+    auto& items = out->get_ref<Json::array_t&>();
+    for (auto item : array) {
+      items.emplace_back();
+      if (!Build(item, &items.back(), depth)) return false;
+    }
     return true;
   }
 
-  // Integers as nlohmann keeps them: unsigned when non-negative, signed when negative. Leading
-  // zeros, fractions, exponents, "-0" and anything near overflow are declined.
-  bool Number(Json* out) {
-    bool negative = *p_ == '-';
-    if (negative) ++p_;
-    const char* start = p_;
-    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
-    size_t digits = static_cast<size_t>(p_ - start);
-    if (digits == 0 || digits > 18 || (digits > 1 && *start == '0')) return false;
-    if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return false;
-    uint64_t v = 0;
-    std::from_chars(start, p_, v);
-    if (negative) {
-      if (v == 0) return false;
-      *out = -static_cast<int64_t>(v);
-    } else {
+  // nlohmann keeps integers unsigned when non-negative and signed when negative, and "-0" as a
+  // signed zero; simdjson's value does not say whether a zero was written "-0", so a zero in a
+  // text holding "-0" anywhere is declined.
+  bool Integer(int64_t v, Json* out) {
+    if (v < 0) {
       *out = v;
+    } else if (v == 0 && text_.find("-0") != std::string_view::npos) {
+      return false;
+    } else {
+      *out = static_cast<uint64_t>(v);
     }
     return true;
   }
 
-  bool Value(Json* out, int depth) {
-    SkipSpace();
-    if (p_ == end_) return false;
-    switch (*p_) {
-      case '{': {
-        if (++depth > max_depth_) return false;
-        ++p_;
-        *out = Json::object();
-        auto& object = out->get_ref<Json::object_t&>();
-        SkipSpace();
-        if (p_ < end_ && *p_ == '}') {
-          ++p_;
-          return true;
-        }
-        for (;;) {
-          SkipSpace();
-          std::string key;
-          if (p_ == end_ || *p_ != '"' || !String(&key)) return false;
-          SkipSpace();
-          if (p_ == end_ || *p_ != ':') return false;
-          ++p_;
-          Json value;
-          if (!Value(&value, depth)) return false;
-          if (!object.emplace(std::move(key), std::move(value)).second) return false;  // twice
-          SkipSpace();
-          if (p_ == end_) return false;
-          if (*p_ == '}') {
-            ++p_;
-            return true;
-          }
-          if (*p_ != ',') return false;
-          ++p_;
-        }
-      }
-      case '[': {
-        if (++depth > max_depth_) return false;
-        ++p_;
-        *out = Json::array();
-        auto& array = out->get_ref<Json::array_t&>();
-        SkipSpace();
-        if (p_ < end_ && *p_ == ']') {
-          ++p_;
-          return true;
-        }
-        for (;;) {
-          array.emplace_back();
-          if (!Value(&array.back(), depth)) return false;
-          SkipSpace();
-          if (p_ == end_) return false;
-          if (*p_ == ']') {
-            ++p_;
-            return true;
-          }
-          if (*p_ != ',') return false;
-          ++p_;
-        }
-      }
-      case '"': {
-        std::string s;
-        if (!String(&s)) return false;
-        *out = std::move(s);
-        return true;
-      }
-      case 't':
-        *out = true;
-        return Literal("true");
-      case 'f':
-        *out = false;
-        return Literal("false");
-      case 'n':
-        *out = nullptr;
-        return Literal("null");
-      default:
-        return Number(out);
-    }
-  }
-
-  const char* p_;
-  const char* end_;
+  std::string_view text_;
   int max_depth_;
 };
+
+// Documents up to this size are parsed with the calling thread's own parser, kept for the next
+// call; larger ones (rare: manifests reach 1 MiB) with a parser freed right after.
+constexpr size_t kKeptParserBytes = 64 << 10;
 
 void AppendString(const std::string& s, const Json* node, std::string* out) {
   for (unsigned char c : s) {
@@ -169,8 +112,15 @@ void AppendInteger(T v, std::string* out) {
 
 }  // namespace
 
-std::optional<Json> ParsePlainJson(std::string_view text, int max_depth) {
-  return PlainParser(text, max_depth).Parse();
+std::optional<Json> ParseJsonFast(std::string_view text, int max_depth) {
+  thread_local simdjson::dom::parser kept;
+  simdjson::dom::parser once;
+  simdjson::dom::parser& parser = text.size() <= kKeptParserBytes ? kept : once;
+  simdjson::dom::element root;
+  if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
+  Json value;
+  if (!FromSimdjson(text, max_depth).Build(root, &value, 0)) return std::nullopt;
+  return value;
 }
 
 void AppendJson(const Json& j, std::string* out) {

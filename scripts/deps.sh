@@ -6,7 +6,7 @@ set -euo pipefail
 
 MENTAT_BUILD_PACKAGES=(
   bazel-bootstrap g++ python3
-  librocksdb-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
+  librocksdb-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsimdjson-dev
   libseccomp-dev libcap-dev libgtest-dev libgmock-dev libcli11-dev
   libspdlog-dev libfmt-dev libcurl4-openssl-dev libarchive-dev libssl-dev
   libevent-dev libfuse3-dev fuse3 libgoogle-perftools-dev wrk openssl

@@ -60,12 +60,12 @@ class GuardedJsonSax {
   std::vector<std::vector<std::string>> keys_;  // per open object: the keys seen so far
 };
 
-// Parses a JSON body fast (the plain-JSON parser, else nlohmann), but only if it passes the same
+// Parses a JSON body fast (simdjson, else nlohmann), but only if it passes the same
 // guards as the YAML decoder. Anything else is left to the YAML decoder, which reports it with a
 // line.
 std::optional<Json> FastJson(const std::string& body) {
   if (body.empty() || body.front() != '{' || body.size() > kMaxManifestBytes) return std::nullopt;
-  if (auto plain = ParsePlainJson(body, kMaxManifestDepth)) return plain;
+  if (auto plain = ParseJsonFast(body, kMaxManifestDepth)) return plain;
   Json parsed;
   GuardedJsonSax sax(parsed);
   if (!Json::sax_parse(body, &sax) || !parsed.is_object()) return std::nullopt;
