@@ -24,11 +24,11 @@
 #include <regex>
 #include <thread>
 
+#include "apis/artifacts/archive_testing.h"
+#include "apis/artifacts/pack.h"
 #include "apis/client.h"
 #include "apis/sha256.h"
-#include "cmd/mt/pack.h"
 #include "e2e/server_fixture.h"
-#include "runtimes/agent/archive_testing.h"
 #include "runtimes/agent/artifacts.h"
 
 namespace mentat::e2e {
@@ -491,7 +491,7 @@ TEST_F(ArtifactsTest, ConcurrentCallersShareOneFetch) {
   StartWith("artifacts-cache", {});
   WriteApp("cache");
   std::string archive = dir_ + "/app.tar";
-  auto packed = mt::PackDirectory(dir_ + "/proj/app", archive);
+  auto packed = PackDirectory(dir_ + "/proj/app", archive);
   ASSERT_TRUE(packed) << packed.error().message();
   auto client = ApiClient::Create(Addr());
   ASSERT_TRUE(client);

@@ -14,11 +14,11 @@
 #include <set>
 #include <vector>
 
+#include "apis/artifacts/store.h"
 #include "apis/error.h"
 #include "apis/namespace_policy.h"
 #include "apis/server/admission.h"
 #include "apis/server/agent_proxy.h"
-#include "apis/server/artifacts.h"
 #include "apis/server/auth.h"
 #include "apis/server/authorization.h"
 #include "apis/server/http_server.h"

@@ -3,7 +3,7 @@
 #include <set>
 
 #include "apis/security_profile.h"
-#include "apis/server/artifacts.h"
+#include "apis/server/artifact_references.h"
 
 namespace mentat {
 namespace {

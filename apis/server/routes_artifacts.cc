@@ -8,6 +8,7 @@
 
 #include "apis/server/api_helpers.h"
 #include "apis/server/api_server.h"
+#include "apis/server/artifact_references.h"
 #include "apis/server/authorization.h"
 #include "apis/service.h"
 
@@ -32,6 +33,18 @@ Error InvalidDigest(const std::string& digest) {
                  "\"" + digest.substr(0, 80) + "\" is not sha256: and 64 lower-case hex digits"}});
 }
 
+// The HTTP server's sink for the body of PUT /v1/artifacts/DIGEST: the store's upload, written
+// as the body arrives. The store knows no HTTP; this is all that joins them.
+class UploadSink : public BodySink {
+ public:
+  explicit UploadSink(std::shared_ptr<ArtifactUpload> upload) : upload_(std::move(upload)) {}
+  Status Write(const char* data, size_t n) override { return upload_->Write(data, n); }
+  const std::shared_ptr<ArtifactUpload>& upload() const { return upload_; }
+
+ private:
+  std::shared_ptr<ArtifactUpload> upload_;
+};
+
 Json ArtifactJson(const ArtifactInfo& a) {
   return {{"digest", a.digest}, {"size", a.size}, {"createdAt", a.created_at}};
 }
@@ -54,7 +67,7 @@ void ApiServer::ArtifactRoutes() {
                           return BodySinkPtr();
                         }
                         MT_ASSIGN_OR_RETURN(auto upload, opts_.artifacts->Begin());
-                        return BodySinkPtr(std::move(upload));
+                        return BodySinkPtr(std::make_shared<UploadSink>(std::move(upload)));
                       });
   }
   Get("/v1/artifacts", [this](const HttpRequest&, HttpResponse& res, const Principal& who) {
@@ -147,7 +160,8 @@ void ApiServer::PutArtifact(const HttpRequest& req, HttpResponse& res, const Pri
   }
   const std::string& digest = req.matches[0];
   if (!IsArtifactDigest(digest)) return SendError(res, InvalidDigest(digest));
-  auto upload = std::dynamic_pointer_cast<ArtifactUpload>(req.sink);
+  std::shared_ptr<ArtifactUpload> upload;
+  if (auto sink = std::dynamic_pointer_cast<UploadSink>(req.sink)) upload = sink->upload();
   if (!upload) {
     if (auto info = opts_.artifacts->Stat(digest)) {
       // Deduplicated: the same bytes are stored already (the body was not kept).

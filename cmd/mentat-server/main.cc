@@ -15,8 +15,10 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "apis/artifacts/store.h"
 #include "apis/security_profile.h"
 #include "apis/server/api_server.h"
+#include "apis/server/artifact_references.h"
 #include "controllers/node_controller.h"
 #include "controllers/reconciler.h"
 #include "controllers/service_controller.h"

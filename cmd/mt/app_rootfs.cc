@@ -10,9 +10,9 @@
 #include <map>
 #include <optional>
 
+#include "apis/artifacts/pack.h"
 #include "apis/service.h"
 #include "apis/yaml.h"
-#include "cmd/mt/pack.h"
 
 namespace mentat::mt {
 namespace fs = std::filesystem;
@@ -118,6 +118,62 @@ struct Packed {
   bool on_server = false;
 };
 
+// The app's directory that a relative rootfs names, beside its manifest (the working directory
+// for stdin), or what is wrong with it.
+std::expected<fs::path, std::string> AppDirectory(const Source& s, const RootfsRef& r) {
+  fs::path base = s.path == "<stdin>" ? fs::path(".") : fs::path(s.path).parent_path();
+  if (base.empty()) base = ".";
+  fs::path dir = (base / r.value).lexically_normal();
+  std::error_code ec;
+  auto st = fs::status(dir, ec);
+  if (ec || !fs::exists(st)) {
+    return std::unexpected("\"" + r.value + "\" does not exist (looked for " + dir.string() + ")");
+  }
+  if (!fs::is_directory(st)) {
+    return std::unexpected("\"" + r.value + "\" is not a directory (" + dir.string() +
+                           "): a relative rootfs is the app's directory, packed by mt apply");
+  }
+  return dir;
+}
+
+// Packs `dir` into a temp archive and uploads it if `mode` says so and the server lacks it.
+// The first HEAD tells `server_max`, the server's limit (0 while unknown).
+Result<Packed> PackAndUpload(const fs::path& dir, RootfsMode mode, ApiClient* client,
+                             uint64_t& server_max) {
+  std::string archive = TempArchive();
+  if (archive.empty()) return Internal("cannot create a temp file for the archive");
+  struct Remove {
+    std::string path;
+    ~Remove() { ::unlink(path.c_str()); }
+  } remove{archive};
+  Packed p;
+  MT_ASSIGN_OR_RETURN(p.tree, PackDirectory(dir.string(), archive));
+  if (!client) return p;
+  MT_ASSIGN_OR_RETURN(auto have, client->StatArtifact(p.tree.digest, &server_max));
+  p.on_server = have.has_value();
+  if (p.on_server || mode != RootfsMode::kUpload) return p;
+  if (server_max && p.tree.bytes > server_max) {
+    return MakeError(Code::kTooLarge, "packed, it is " + Size(p.tree.bytes) +
+                                          ", over the server's artifact limit of " +
+                                          Size(server_max) + " (mentat-server --max-artifact-mb)");
+  }
+  MT_RETURN_IF_ERROR(client->PutArtifact(p.tree.digest, archive));
+  p.uploaded = true;
+  return p;
+}
+
+void ReportPacked(std::ostream& progress, const Source& s, const RootfsRef& r, const Packed& p,
+                  bool asked_server) {
+  progress << "packed " << r.value << " (" << s.path << ":" << r.mark.line
+           << "): " << p.tree.entries << (p.tree.entries == 1 ? " entry, " : " entries, ")
+           << Size(p.tree.bytes) << ", " << p.tree.digest.substr(0, 19) << "… "
+           << (p.uploaded     ? "uploaded"
+               : p.on_server  ? "already on the server"
+               : asked_server ? "not uploaded (dry run)"
+                              : "packed")
+           << "\n";
+}
+
 }  // namespace
 
 Result<std::vector<PackedRootfs>> ResolveAppRootfs(std::vector<Source>& sources, RootfsMode mode,
@@ -158,60 +214,17 @@ Result<std::vector<PackedRootfs>> ResolveAppRootfs(std::vector<Source>& sources,
         if (mode == RootfsMode::kPlaceholder) {
           digest = std::string(kArtifactDigestPrefix) + std::string(64, '0');
         } else {
-          fs::path base = s.path == "<stdin>" ? fs::path(".") : fs::path(s.path).parent_path();
-          if (base.empty()) base = ".";
-          fs::path dir = (base / r.value).lexically_normal();
+          auto dir = AppDirectory(s, r);
+          if (!dir) {
+            fail(s, r, dir.error());
+            continue;
+          }
           std::error_code ec;
-          auto st = fs::status(dir, ec);
-          if (ec || !fs::exists(st)) {
-            fail(s, r, "\"" + r.value + "\" does not exist (looked for " + dir.string() + ")");
-            continue;
-          }
-          if (!fs::is_directory(st)) {
-            fail(s, r,
-                 "\"" + r.value + "\" is not a directory (" + dir.string() +
-                     "): a relative rootfs is the app's directory, packed by mt apply");
-            continue;
-          }
-          std::string key = fs::weakly_canonical(dir, ec).string();
+          std::string key = fs::weakly_canonical(*dir, ec).string();
           auto it = packed.find(key);
           if (it == packed.end()) {
-            Result<Packed> p = [&]() -> Result<Packed> {
-              std::string archive = TempArchive();
-              if (archive.empty()) return Internal("cannot create a temp file for the archive");
-              struct Remove {
-                std::string path;
-                ~Remove() { ::unlink(path.c_str()); }
-              } remove{archive};
-              Packed p;
-              MT_ASSIGN_OR_RETURN(p.tree, PackDirectory(dir.string(), archive));
-              if (!client) return p;
-              MT_ASSIGN_OR_RETURN(auto have, client->StatArtifact(p.tree.digest, &server_max));
-              p.on_server = have.has_value();
-              if (p.on_server || mode != RootfsMode::kUpload) return p;
-              if (server_max && p.tree.bytes > server_max) {
-                return MakeError(Code::kTooLarge, "packed, it is " + Size(p.tree.bytes) +
-                                                      ", over the server's artifact limit of " +
-                                                      Size(server_max) +
-                                                      " (mentat-server --max-artifact-mb)");
-              }
-              MT_RETURN_IF_ERROR(client->PutArtifact(p.tree.digest, archive));
-              p.uploaded = true;
-              return p;
-            }();
-            it = packed.emplace(key, std::move(p)).first;
-            if (it->second) {
-              const Packed& p = *it->second;
-              progress << "packed " << r.value << " (" << s.path << ":" << r.mark.line
-                       << "): " << p.tree.entries
-                       << (p.tree.entries == 1 ? " entry, " : " entries, ") << Size(p.tree.bytes)
-                       << ", " << p.tree.digest.substr(0, 19) << "… "
-                       << (p.uploaded    ? "uploaded"
-                           : p.on_server ? "already on the server"
-                           : client      ? "not uploaded (dry run)"
-                                         : "packed")
-                       << "\n";
-            }
+            it = packed.emplace(key, PackAndUpload(*dir, mode, client, server_max)).first;
+            if (it->second) ReportPacked(progress, s, r, *it->second, client != nullptr);
           }
           if (!it->second) {
             const Error& e = it->second.error();

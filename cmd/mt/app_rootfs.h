@@ -1,6 +1,6 @@
 // A relative rootfs (`rootfs: ./app`, at top level, under config or under spec) is the app's
 // build output next to the manifest, which the server cannot see. Before the manifests are
-// sent, mt packs each such directory (pack.h), uploads it as a content-addressed artifact
+// sent, mt packs each such directory (apis/artifacts/pack.h), uploads it as a content-addressed artifact
 // (HEAD first: an artifact the server has is never sent again), and rewrites the rootfs in the
 // manifest's text to the artifact's digest, in place, so every line keeps its number.
 #pragma once

@@ -13,7 +13,7 @@
 #include <future>
 #include <thread>
 
-#include "runtimes/agent/archive_testing.h"
+#include "apis/artifacts/archive_testing.h"
 #include "runtimes/agent/artifacts.h"
 
 namespace mentat {

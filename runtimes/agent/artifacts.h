@@ -17,10 +17,10 @@
 #include <set>
 #include <string>
 
+#include "apis/artifacts/unpack.h"
 #include "apis/error.h"
 #include "apis/object.h"
 #include "runtimes/agent/artifact_gc.h"
-#include "runtimes/agent/unpack.h"
 
 namespace mentat {
 

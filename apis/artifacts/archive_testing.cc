@@ -1,4 +1,4 @@
-#include "runtimes/agent/archive_testing.h"
+#include "apis/artifacts/archive_testing.h"
 
 #include <archive.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // PackDirectory is deterministic: the same tree packs to the same bytes, whatever the files'
 // times, owners or creation order; a change of content, mode or link target changes the
 // digest; anything but files, directories and symlinks is refused by name.
-#include "cmd/mt/pack.h"
+#include "apis/artifacts/pack.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace mentat::mt {
+namespace mentat {
 namespace {
 
 namespace fs = std::filesystem;
@@ -99,4 +99,4 @@ TEST_F(PackTest, OnlyFilesDirectoriesAndSymlinksArePacked) {
 }
 
 }  // namespace
-}  // namespace mentat::mt
+}  // namespace mentat

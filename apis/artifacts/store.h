@@ -1,7 +1,8 @@
-// Content-addressed artifacts: the app rootfs archives `mt apply` packs and uploads, kept as
-// files under DATA_DIR/artifacts, one per sha256 digest. An upload goes to a temp file, is
-// checked against the digest it was sent for, fsynced, and renamed into place (then the
-// directory is fsynced): a file under a digest's name is always whole and always hashes to it.
+// The server's content-addressed artifact store: the app rootfs archives `mt apply` packs and
+// uploads, kept as files under DATA_DIR/artifacts, one per sha256 digest. An upload goes to a
+// temp file, is checked against the digest it was sent for, fsynced, and renamed into place
+// (then the directory is fsynced): a file under a digest's name is always whole and always
+// hashes to it. It knows no HTTP: the server's routes feed an upload as its body arrives.
 #pragma once
 
 #include <chrono>
@@ -15,8 +16,6 @@
 
 #include "apis/error.h"
 #include "apis/sha256.h"
-#include "apis/server/http_server.h"
-#include "store/store.h"
 
 namespace mentat {
 
@@ -26,12 +25,13 @@ struct ArtifactInfo {
   std::string created_at;  // RFC 3339: when it was stored
 };
 
-// An upload in progress: a temp file and the running sha256 of what it was given. It is the
-// HTTP server's sink for the body of PUT /v1/artifacts/DIGEST.
-class ArtifactUpload : public BodySink {
+// An upload in progress: a temp file and the running sha256 of what it was given (the body of
+// PUT /v1/artifacts/DIGEST, written as it arrives).
+class ArtifactUpload {
  public:
-  ~ArtifactUpload() override;  // removes the temp file unless it was committed
-  Status Write(const char* data, size_t n) override;
+  ~ArtifactUpload();  // removes the temp file unless it was committed
+  // The next bytes; kTooLarge past the store's limit.
+  Status Write(const char* data, size_t n);
   uint64_t size() const { return size_; }
 
  private:
@@ -89,12 +89,5 @@ class ArtifactStore {
   mutable std::mutex mu_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_used_;
 };
-
-// The artifact digests a spec names as a rootfs, at any depth.
-std::set<std::string> ArtifactsNamedBy(const Json& spec);
-
-// What refers to each artifact: digest -> "service NS/NAME" and "allocation NS/NAME", from
-// every rootfs of every Service and Allocation in the store.
-Result<std::map<std::string, std::vector<std::string>>> ArtifactReferences(Store& store);
 
 }  // namespace mentat

@@ -2,9 +2,9 @@
 // with "..", absolute paths, a symlink pointing out followed by a file written through it,
 // device nodes, FIFOs, hard links, setuid bits, decompression bombs and too many entries. Each
 // is refused (or, for the mode bits, neutralized), nothing lands outside the destination and
-// a bomb writes nothing past its limit. And the round trip: a tree packed by mt's
+// a bomb writes nothing past its limit. And the round trip: a tree packed by
 // PackDirectory unpacks to the same files, modes and links.
-#include "runtimes/agent/unpack.h"
+#include "apis/artifacts/unpack.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -17,8 +17,8 @@
 #include <fstream>
 #include <vector>
 
-#include "cmd/mt/pack.h"
-#include "runtimes/agent/archive_testing.h"
+#include "apis/artifacts/archive_testing.h"
+#include "apis/artifacts/pack.h"
 
 namespace mentat {
 namespace {
@@ -230,7 +230,7 @@ TEST_F(UnpackTest, APackedTreeRoundTrips) {
   fs::create_symlink("lib/deep/data.bin", src / "data");
   std::string long_name(150, 'n');
   std::ofstream(src / long_name) << "long";
-  auto packed = mt::PackDirectory(src.string(), archive_);
+  auto packed = PackDirectory(src.string(), archive_);
   ASSERT_TRUE(packed) << packed.error().message();
   ASSERT_TRUE(UnpackArchive(archive_, Dest()));
   fs::path d = root_ / "dest";

@@ -1,4 +1,4 @@
-#include "cmd/mt/pack.h"
+#include "apis/artifacts/pack.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -13,9 +13,10 @@
 #include <memory>
 #include <vector>
 
+#include "apis/artifacts/rootfs_entries.h"
 #include "apis/sha256.h"
 
-namespace mentat::mt {
+namespace mentat {
 namespace {
 
 // Where libarchive's output goes: the archive file, hashed on the way.
@@ -42,14 +43,6 @@ la_ssize_t WriteOut(struct archive*, void* arg, const void* data, size_t n) {
   out->sha.Update(data, n);
   out->bytes += n;
   return static_cast<la_ssize_t>(n);
-}
-
-const char* KindOf(mode_t mode) {
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  return "not a file, directory or symlink";
 }
 
 class Packer {
@@ -105,8 +98,7 @@ class Packer {
       archive_entry_set_filetype(e.get(), AE_IFREG);
       archive_entry_set_size(e.get(), st.st_size);
     } else {
-      return InvalidArgument(path + " is " + KindOf(st.st_mode) +
-                             ": an app rootfs holds only files, directories and symlinks");
+      return NotARootfsEntry(path, st.st_mode);
     }
     std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* f) {
       if (*f >= 0) ::close(*f);
@@ -188,4 +180,4 @@ Result<PackedTree> PackDirectory(const std::string& dir, const std::string& arch
   return result;
 }
 
-}  // namespace mentat::mt
+}  // namespace mentat

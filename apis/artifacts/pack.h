@@ -1,6 +1,6 @@
-// Packing an app directory for upload (`mt apply` with a relative rootfs): a tar (pax) stream,
-// zstd-compressed (gzip where libarchive has no zstd), whose bytes depend only on the tree's
-// names, contents, permission bits and link targets. So the same tree always packs to the
+// Packing an app directory into an artifact (`mt apply` with a relative rootfs): a tar (pax)
+// stream, zstd-compressed (gzip where libarchive has no zstd), whose bytes depend only on the
+// tree's names, contents, permission bits and link targets. So the same tree always packs to the
 // same digest, on any machine and after any rebuild that changed nothing.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 #include "apis/error.h"
 
-namespace mentat::mt {
+namespace mentat {
 
 struct PackedTree {
   std::string digest;  // "sha256:<hex>" of the archive's bytes
@@ -24,4 +24,4 @@ struct PackedTree {
 // socket, a FIFO) is an error naming it, and so is a file that changes while it is read.
 Result<PackedTree> PackDirectory(const std::string& dir, const std::string& archive);
 
-}  // namespace mentat::mt
+}  // namespace mentat

@@ -1,4 +1,4 @@
-#include "runtimes/agent/unpack.h"
+#include "apis/artifacts/unpack.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -13,6 +13,7 @@
 #include <memory>
 #include <thread>
 
+#include "apis/artifacts/rootfs_entries.h"
 #include "apis/service.h"
 
 namespace mentat {
@@ -23,21 +24,6 @@ using ArchivePtr = std::unique_ptr<struct archive, int (*)(struct archive*)>;
 
 bool ClimbsOut(const std::string& path) {
   return path.empty() || path[0] == '/' || HasDotDot(path);
-}
-
-const char* TypeName(mode_t type) {
-  switch (type) {
-    case AE_IFCHR:
-      return "a character device";
-    case AE_IFBLK:
-      return "a block device";
-    case AE_IFIFO:
-      return "a FIFO";
-    case AE_IFSOCK:
-      return "a socket";
-    default:
-      return "of an unknown type";
-  }
 }
 
 std::string Size(uint64_t bytes) {
@@ -123,10 +109,7 @@ class Extraction {
       return InvalidArgument("entry " + quoted + " is absolute or climbs out with \"..\"");
     }
     if (archive_entry_hardlink(e)) return InvalidArgument("entry " + quoted + " is a hard link");
-    if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK) {
-      return InvalidArgument("entry " + quoted + " is " + TypeName(type) +
-                             ": an app rootfs holds only files, directories and symlinks");
-    }
+    if (!IsRootfsEntryType(type)) return NotARootfsEntry("entry " + quoted, type);
     return {};
   }
 
