@@ -48,6 +48,24 @@ Result<std::unique_ptr<RocksStore>> OpenStoreWhenFree(const RocksStoreOptions& s
   }
 }
 
+// Blocks the stop signals in every thread (main waits for them with sigwait, and they are
+// returned), ignores SIGPIPE, and raises the open-file limit: every connection and watch
+// stream is a descriptor, so the soft limit goes up to the hard one.
+sigset_t PrepareProcess() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  return stop_signals;
+}
+
 int Fail(const Error& e) {
   std::cerr << "mentat-server: " << e.ToString() << "\n";
   return 1;
@@ -104,6 +122,18 @@ std::vector<Metrics::Sample> ControllerMetrics(ControllerManager& controllers, R
   return out;
 }
 
+// --dev's in-process agent, serving the node this server runs on.
+Result<std::unique_ptr<Agent>> StartDevAgent(const ServerFlags& f, const std::string& url) {
+  AgentOptions opts;
+  opts.server = url;
+  opts.node_name = f.node_name;
+  opts.data_dir = f.data_dir + "/agent";
+  opts.artifacts = f.agent_artifacts;
+  MT_ASSIGN_OR_RETURN(auto agent, Agent::Create(opts));
+  MT_RETURN_IF_ERROR(agent->Start());
+  return agent;
+}
+
 // Every registered controller, and the server's maintenance as periodic runnables.
 void AddControllers(ControllerManager& controllers, const ServerFlags& f, RocksStore* store,
                     ArtifactStore* artifacts) {
@@ -156,19 +186,7 @@ int main(int argc, char** argv) {
   }
   AnnounceServingMode(f);
 
-  // Block the stop signals in every thread; main waits for them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  // Every connection and watch stream is a descriptor: raise the soft limit to the hard one.
-  rlimit nofile{};
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-  }
+  const sigset_t stop_signals = PrepareProcess();
 
   RocksStoreOptions so;
   so.dir = f.data_dir + "/store";
@@ -227,15 +245,9 @@ int main(int argc, char** argv) {
   std::string url = std::string(f.tls_cert.empty() ? "http" : "https") + "://" + ao.host + ":" +
                     std::to_string(*bound);
   if (f.dev) {
-    AgentOptions opts;
-    opts.server = url;
-    opts.node_name = f.node_name;
-    opts.data_dir = f.data_dir + "/agent";
-    opts.artifacts = f.agent_artifacts;
-    auto a = Agent::Create(opts);
+    auto a = StartDevAgent(f, url);
     if (!a) return Fail(a.error());
     agent = std::move(*a);
-    if (auto st = agent->Start(); !st) return Fail(st.error());
   }
   spdlog::info("mentat-server listening on {} (store {} at revision {}{})", url, so.dir,
                (*store)->CurrentRevision(),
