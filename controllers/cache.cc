@@ -13,6 +13,10 @@ bool ObjectCache::Holds(const std::string& kind) const {
   return std::find(kinds_.begin(), kinds_.end(), kind) != kinds_.end();
 }
 
+void ObjectCache::AddKind(const std::string& kind) {
+  if (!Holds(kind)) kinds_.push_back(kind);
+}
+
 Status ObjectCache::Fill(Store* store) {
   for (const auto& kind : kinds_) {
     MT_ASSIGN_OR_RETURN(auto list, store->List(kind, {}));

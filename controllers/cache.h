@@ -27,8 +27,9 @@ using ObjectPtr = std::shared_ptr<const Json>;
 
 class ObjectCache {
  public:
-  // The kinds it holds.
-  explicit ObjectCache(std::vector<std::string> kinds) : kinds_(std::move(kinds)) {}
+  // The kinds it holds: those given here and those added before the first Fill.
+  explicit ObjectCache(std::vector<std::string> kinds = {}) : kinds_(std::move(kinds)) {}
+  void AddKind(const std::string& kind);
 
   // Lists every kind from the store and merges the result (a fresh start, or a re-list after
   // the watch broke: objects the list lacks are dropped if the list is newer).
@@ -48,7 +49,7 @@ class ObjectCache {
   void Put(const std::string& kind, const std::string& key, ObjectPtr obj);
   void Erase(const std::string& kind, const std::string& key);
 
-  const std::vector<std::string> kinds_;
+  std::vector<std::string> kinds_;  // fixed once filled
   mutable std::shared_mutex mu_;
   std::map<std::string, std::map<std::string, ObjectPtr>> objects_;  // kind -> "ns/name" -> obj
   std::map<std::string, std::set<std::string>> by_service_;          // "ns/service" -> keys

@@ -28,4 +28,32 @@ void RecordEvent(Store* store, const Json& involved, const std::string& type,
   }
 }
 
+Result<int> ExpireEvents(Store* store, std::chrono::seconds ttl) {
+  MT_ASSIGN_OR_RETURN(auto events, store->List("Event", {}));
+  auto cutoff = std::chrono::system_clock::now() - ttl;
+  int n = 0;
+  for (const auto& e : events.items) {
+    auto last = ParseTime(e["spec"].value("lastTimestamp", ""));
+    if (last && *last > cutoff) continue;
+    auto st = store->Delete(KeyOf(e));
+    if (st) ++n;
+  }
+  return n;
+}
+
+PeriodicRunnable EventExpiryRunnable(Store* store, std::chrono::seconds ttl,
+                                     std::chrono::milliseconds interval) {
+  PeriodicRunnable p;
+  p.name = "event-expiry";
+  p.interval = interval;
+  p.run = [store, ttl] {
+    if (auto n = ExpireEvents(store, ttl); !n) {
+      spdlog::warn("expiring events: {}", n.error().message());
+    } else if (*n) {
+      spdlog::debug("expired {} events", *n);
+    }
+  };
+  return p;
+}
+
 }  // namespace mentat

@@ -95,4 +95,8 @@ Result<ReconcileResult> NodeController::Reconcile(const std::string& name) {
   return r;
 }
 
+MENTAT_REGISTER_CONTROLLER(node_controller, [](const ControllerContext& ctx) -> ReconcilerPtr {
+  return std::make_unique<NodeController>(ctx.store, ctx.node_lifecycle);
+});
+
 }  // namespace mentat

@@ -9,13 +9,9 @@
 #include <chrono>
 
 #include "controllers/reconciler.h"
+#include "controllers/registry.h"  // NodeLifecycleOptions
 
 namespace mentat {
-
-struct NodeLifecycleOptions {
-  std::chrono::milliseconds heartbeat_timeout{15000};
-  std::chrono::milliseconds lost_after{60000};
-};
 
 // Whether a node may receive allocations: its agent said Ready, and its heartbeat is recent.
 bool NodeIsReady(const Json& node, std::chrono::milliseconds heartbeat_timeout,
@@ -26,6 +22,8 @@ class NodeController : public Reconciler {
   NodeController(Store* store, NodeLifecycleOptions opts) : store_(store), opts_(opts) {}
 
   std::string Name() const override { return "node-controller"; }
+  // It marks the status of Allocations on a lost node, but reads them from the store.
+  WatchedKinds Kinds() const override { return {"Node", {}, {}}; }
   Result<ReconcileResult> Reconcile(const std::string& key) override;
   std::vector<std::string> KeysFor(const WatchEvent& event) override;
   Result<std::vector<std::string>> AllKeys() override;

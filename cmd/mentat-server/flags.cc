@@ -1,0 +1,227 @@
+#include "cmd/mentat-server/flags.h"
+
+#include <tuple>
+
+#include <spdlog/spdlog.h>
+
+namespace mentat {
+namespace {
+
+// 127.0.0.0/8, ::1 and localhost: addresses only this machine reaches.
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return InvalidArgument("--listen must be HOST:PORT, got \"" + listen + "\"");
+  }
+  std::string host = listen.substr(0, colon);
+  int port = -1;
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+  }
+  if (port < 0 || port > 65535) {
+    return InvalidArgument("--listen: port must be 0-65535, got \"" + listen.substr(colon + 1) +
+                           "\"");
+  }
+  return std::make_pair(host.empty() ? std::string("127.0.0.1") : host, port);
+}
+
+}  // namespace
+
+void AddServerFlags(CLI::App& app, ServerFlags& f) {
+  app.add_flag("--dev", f.dev,
+               "development mode: embedded store under ./.mentat, an in-process agent, "
+               "127.0.0.1 only");
+  app.add_option("--data-dir", f.data_dir,
+                 "where the store (and, with --dev, the agent) keeps its data")
+      ->capture_default_str();
+  app.add_option("--listen", f.listen, "HOST:PORT to serve the API on")->capture_default_str();
+  app.add_option("--node-name", f.node_name, "name of the in-process agent's node (--dev)");
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn or error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--restore", f.restore,
+                 "restore this snapshot into --data-dir (which must hold no store yet), then exit")
+      ->check(CLI::ExistingFile);
+  app.add_option("--snapshot-dir", f.snapshot_dir, "take scheduled snapshots into this directory");
+  app.add_option("--snapshot-interval", f.snapshot_interval, "seconds between scheduled snapshots")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 365));
+  app.add_option("--snapshot-keep", f.snapshot_keep, "scheduled snapshots to keep")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--history-revisions", f.history_revisions,
+                 "watch history kept: at least this many revisions...")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_option("--history-seconds", f.history_seconds, "...and at least this many seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400 * 30));
+  app.add_option("--compaction-interval", f.compaction_interval,
+                 "seconds between compactions of the watch history")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--idle-timeout", f.idle_timeout,
+                 "seconds a connection may sit idle, or a client leave its output unread, "
+                 "before it is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--max-connections", f.http_limits.max_connections,
+                 "connections open at once, in all; more are answered 503 and closed. 0: the "
+                 "open-file limit less an eighth of it (at least 64) for the store and uploads")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-client", f.http_limits.max_connections_per_client,
+                 "connections open at once from one IP address; more are answered 429 and "
+                 "closed (0: no cap)")
+      ->capture_default_str();
+  app.add_option("--header-timeout", f.header_timeout,
+                 "seconds a request head may take to arrive whole, however slowly it trickles "
+                 "in (for a new connection: from its accept, TLS handshake included)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--min-body-rate", f.min_body_rate_kib,
+                 "KiB/s: a request body must arrive within --header-timeout plus its length at "
+                 "this rate, or its connection is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
+  app.add_option("--auth", f.auth,
+                 "tokens: every request needs a bearer token (the default; --dev implies none). "
+                 "none: no authentication, allowed only on a loopback address")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tokens", "none"}));
+  app.add_option("--tokens-file", f.tokens_file,
+                 "the API tokens (SHA-256 hashes, mode 0600); default DATA_DIR/tokens.yaml");
+  app.add_flag("--bootstrap-token", f.bootstrap_token,
+               "if no admin token exists yet, make one and print it (once)");
+  app.add_option("--bootstrap-token-file", f.bootstrap_token_file,
+                 "as --bootstrap-token, but write the token to this file (mode 0600, made "
+                 "before the server listens) instead of printing it");
+  app.add_option("--default-policy", f.default_policy,
+                 "the NamespacePolicy of namespaces no stored policy names: restricted (the "
+                 "default; --dev implies permissive) gives each driver a hardened profile and "
+                 "refuses host root, privileged containers, host system paths and the Docker "
+                 "socket; permissive admits what each service's own profile (or none) allows")
+      ->check(CLI::IsMember({"restricted", "permissive"}));
+  app.add_flag("--insecure-http", f.insecure_http,
+               "allow plain HTTP on an address other than loopback (tokens cross the network in "
+               "the clear; refused without it)");
+  app.add_option("--tls-cert", f.tls_cert, "serve HTTPS with this PEM certificate chain")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", f.tls_key, "the PEM private key of --tls-cert")
+      ->check(CLI::ExistingFile);
+  app.add_option("--agent-ca-file", f.agent_ca_file,
+                 "PEM CA bundle that signs the certificates of agents serving https (logs and "
+                 "exec go through the server to them); default: the system's CAs")
+      ->check(CLI::ExistingFile);
+  app.add_option("--http-workers", f.http_workers,
+                 "threads that run API requests (object writes and watch streams hold none "
+                 "while they wait)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--event-ttl", f.event_ttl, "seconds an Event is kept after it last happened")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 30));
+  app.add_option("--bookmark-interval", f.bookmark_interval,
+                 "seconds between BOOKMARK events on a quiet watch stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--max-artifact-mb", f.max_artifact_mb,
+                 "the largest artifact (a packed app rootfs) an upload may be, in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--artifact-grace", f.artifact_grace,
+                 "an artifact no Service or Allocation names is deleted once it has not been "
+                 "uploaded or asked for in this long (e.g. 1h)")
+      ->capture_default_str();
+  app.add_option("--node-heartbeat-timeout", f.node_heartbeat_timeout,
+                 "a node whose agent is silent this long is NotReady (e.g. 15s)")
+      ->capture_default_str();
+  app.add_option("--node-lost-after", f.node_lost_after,
+                 "a node silent this long loses its allocations to other nodes (e.g. 60s)")
+      ->capture_default_str();
+  // The in-process agent's bounds on unpacked artifacts (--dev), as mentat-agent's.
+  AddArtifactFlags(app, f.agent_artifact_flags);
+  // For tests that prove the power-loss test can fail: acknowledgements without fsync.
+  app.add_flag("--unsafe-no-fsync", f.unsafe_no_fsync)->group("");
+}
+
+Status ResolveServerFlags(ServerFlags& f) {
+  for (auto [flag, text, out] :
+       {std::tuple{"--node-heartbeat-timeout", &f.node_heartbeat_timeout,
+                   &f.lifecycle.heartbeat_timeout},
+        std::tuple{"--node-lost-after", &f.node_lost_after, &f.lifecycle.lost_after}}) {
+    auto d = ParseDuration(*text);
+    if (!d || d->count() <= 0) {
+      return InvalidArgument(std::string(flag) + ": \"" + *text +
+                             "\" is not a positive duration such as 15s or 1m");
+    }
+    *out = *d;
+  }
+  auto grace = ParseDuration(f.artifact_grace);
+  if (!grace || grace->count() <= 0) {
+    return InvalidArgument("--artifact-grace: \"" + f.artifact_grace +
+                           "\" is not a positive duration such as 1h");
+  }
+  f.artifact_grace_seconds = std::chrono::duration_cast<std::chrono::seconds>(*grace);
+  MT_ASSIGN_OR_RETURN(f.agent_artifacts, ArtifactLimitsFromFlags(f.agent_artifact_flags));
+  if (f.lifecycle.lost_after < f.lifecycle.heartbeat_timeout) {
+    return InvalidArgument("--node-lost-after must be at least --node-heartbeat-timeout");
+  }
+
+  MT_ASSIGN_OR_RETURN(std::tie(f.host, f.port), ParseListen(f.listen));
+  if (f.dev && f.host != "127.0.0.1" && f.host != "localhost") {
+    return InvalidArgument(
+        "--dev serves without authentication, so it binds 127.0.0.1 only; got --listen " +
+        f.listen);
+  }
+  if (f.data_dir.empty()) f.data_dir = f.dev ? ".mentat" : "/var/lib/mentat/state";
+  return {};
+}
+
+Status CheckServingFlags(ServerFlags& f) {
+  if (f.dev && !f.tls_cert.empty()) {
+    return InvalidArgument(
+        "--dev serves plain HTTP on 127.0.0.1 to its in-process agent; drop --tls-cert");
+  }
+  if (f.dev) f.auth = "none";
+  f.loopback = IsLoopbackHost(f.host);
+  if (f.auth == "none" && !f.loopback) {
+    return InvalidArgument(
+        "--auth none serves every request as admin, so it binds a loopback address only; got "
+        "--listen " +
+        f.listen);
+  }
+  if (!f.loopback && f.tls_cert.empty() && !f.insecure_http) {
+    return InvalidArgument(
+        "--listen " + f.listen +
+        " would send bearer tokens in the clear over the "
+        "network: serve HTTPS (--tls-cert, --tls-key), listen on 127.0.0.1 behind a "
+        "TLS proxy, or pass --insecure-http if this network is trusted");
+  }
+  if (!f.loopback && f.tls_cert.empty()) {
+    spdlog::warn(
+        "--insecure-http: serving plain HTTP on {}; bearer tokens and every request "
+        "cross the network in the clear, readable by anyone on the path",
+        f.listen);
+  }
+  return {};
+}
+
+void AnnounceServingMode(ServerFlags& f) {
+  if (!f.dev) {
+    spdlog::info("running without --dev: no in-process agent; start mentat-agent on each node");
+  }
+  if (f.default_policy.empty()) f.default_policy = f.dev ? "permissive" : "restricted";
+  if (f.default_policy == "permissive") {
+    spdlog::warn(
+        "namespaces without a NamespacePolicy are permissive{}: a service that names no "
+        "security profile runs unchecked (root, host paths, privileged containers)",
+        f.dev ? " (--dev)" : "");
+  }
+}
+
+}  // namespace mentat
