@@ -22,7 +22,7 @@
 #include "controllers/service_controller.h"
 #include "cmd/mentat-agent/artifact_flags.h"
 #include "runtimes/agent/agent.h"
-#include "store/rocksdb_store.h"
+#include "store/local_store.h"
 #include "store/snapshot.h"
 
 using namespace mentat;
@@ -37,12 +37,12 @@ bool IsLoopbackHost(const std::string& host) {
 // The store, once no other process holds it: a server started right after another one on the
 // same data directory was told to stop (a restart) waits for that one to let go, rather than
 // failing while it closes its store.
-Result<std::unique_ptr<RocksStore>> OpenStoreWhenFree(const RocksStoreOptions& so,
-                                                      std::chrono::seconds patience) {
+Result<LocalStorePtr> OpenStoreWhenFree(const StateMachineOptions& so,
+                                        std::chrono::seconds patience) {
   const auto deadline = std::chrono::steady_clock::now() + patience;
   bool said = false;
   while (true) {
-    auto store = RocksStore::Open(so);
+    auto store = OpenLocalStore(so);
     if (store || store.error().code() != Code::kUnavailable ||
         std::chrono::steady_clock::now() >= deadline) {
       return store;
@@ -359,7 +359,7 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
 
-  RocksStoreOptions so;
+  StateMachineOptions so;
   so.dir = data_dir + "/store";
   so.history_revisions = history_revisions;
   so.history_age = std::chrono::seconds(history_seconds);
@@ -401,9 +401,9 @@ int main(int argc, char** argv) {
   ao.tls_cert = tls_cert;
   ao.tls_key = tls_key;
   ao.default_policy = *BuiltinPolicy(default_policy);
-  ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
+  ao.snapshot = [s = &(*store)->snapshotter()]() { return SnapshotText(*s, nullptr); };
   ControllerManager controllers(store->get());
-  ao.metrics = [&controllers, s = store->get()] {
+  ao.metrics = [&controllers, c = &(*store)->compactor()] {
     std::vector<Metrics::Sample> out;
     for (const auto& q : controllers.QueueDepths()) {
       out.push_back({"mentat_reconcile_queue_depth", "Keys waiting in a controller's work queue.",
@@ -425,7 +425,7 @@ int main(int argc, char** argv) {
     }
     out.push_back({"mentat_store_compacted_revision",
                    "Watch history at and below this revision is compacted (a watch from there gets 410).",
-                   "gauge", "", static_cast<double>(s->CompactedRevision())});
+                   "gauge", "", static_cast<double>(c->CompactedRevision())});
     return out;
   };
   ApiServer api(store->get(), ao);
@@ -461,7 +461,7 @@ int main(int argc, char** argv) {
   std::thread compactor([&] {
     std::unique_lock<std::mutex> lock(compact_mu);
     while (!compact_cv.wait_for(lock, std::chrono::seconds(compaction_interval), [&] { return stopping; })) {
-      if (auto r = (*store)->CompactToWindow(); !r) {
+      if (auto r = (*store)->compactor().CompactToWindow(); !r) {
         spdlog::warn("compaction: {}", r.error().message());
       }
       if (auto refs = ArtifactReferences(**store); !refs) {
@@ -488,7 +488,7 @@ int main(int argc, char** argv) {
     if (snapshot_dir.empty()) return;
     std::unique_lock<std::mutex> lock(compact_mu);
     do {
-      auto path = TakeScheduledSnapshot(**store, snapshot_dir, snapshot_keep);
+      auto path = TakeScheduledSnapshot((*store)->snapshotter(), snapshot_dir, snapshot_keep);
       if (path) {
         spdlog::info("snapshot written to {}", *path);
       } else {
