@@ -12,7 +12,7 @@
 
 #include "controllers/registry.h"
 #include "controllers/retry_policy.h"
-#include "store/rocksdb_store.h"
+#include "store/local_store.h"
 
 namespace mentat {
 namespace {
@@ -26,7 +26,7 @@ class ManagerTest : public ::testing::Test {
     dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") + "/mgr-" +
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
-    auto s = RocksStore::Open({dir_, false});
+    auto s = OpenLocalStore({dir_, false});
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
   }
@@ -55,7 +55,7 @@ class ManagerTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<RocksStore> store_;
+  LocalStorePtr store_;
 };
 
 Json Profile(const std::string& name) {

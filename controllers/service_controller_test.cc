@@ -7,7 +7,7 @@
 
 #include "apis/service.h"
 #include "controllers/revisions.h"
-#include "store/rocksdb_store.h"
+#include "store/local_store.h"
 
 namespace mentat {
 namespace {
@@ -18,7 +18,7 @@ class ServiceControllerTest : public ::testing::Test {
     dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
            "/sc-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
-    auto s = RocksStore::Open({dir_, false});
+    auto s = OpenLocalStore({dir_, false});
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
     controller_ = std::make_unique<ServiceController>(store_.get());
@@ -69,7 +69,7 @@ class ServiceControllerTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<RocksStore> store_;
+  LocalStorePtr store_;
   std::unique_ptr<ServiceController> controller_;
 };
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "apis/sha256.h"
+#include "store/local_store.h"
 
 namespace mentat {
 namespace fs = std::filesystem;
@@ -42,7 +43,7 @@ Status WriteFileDurably(const std::string& path, const std::string& content) {
 
 }  // namespace
 
-Result<std::string> SnapshotText(RocksStore& store, SnapshotInfo* info) {
+Result<std::string> SnapshotText(Snapshotter& store, SnapshotInfo* info) {
   std::vector<Json> objects;
   MT_ASSIGN_OR_RETURN(int64_t revision, store.ExportAll(&objects));
   Json header = {{"format", "mentat-snapshot"},
@@ -57,7 +58,7 @@ Result<std::string> SnapshotText(RocksStore& store, SnapshotInfo* info) {
   return body;
 }
 
-Result<SnapshotInfo> SaveSnapshot(RocksStore& store, const std::string& path) {
+Result<SnapshotInfo> SaveSnapshot(Snapshotter& store, const std::string& path) {
   SnapshotInfo info;
   MT_ASSIGN_OR_RETURN(std::string text, SnapshotText(store, &info));
   MT_RETURN_IF_ERROR(WriteFileDurably(path, text));
@@ -127,10 +128,10 @@ Result<SnapshotInfo> RestoreSnapshot(const std::string& path, const std::string&
   std::string tmp = dir + "/.store-restoring";
   fs::remove_all(tmp, ec);
   {
-    RocksStoreOptions o;
+    StateMachineOptions o;
     o.dir = tmp;
-    MT_ASSIGN_OR_RETURN(auto store, RocksStore::Open(o));
-    MT_RETURN_IF_ERROR(store->ImportAll(objects, info.revision));
+    MT_ASSIGN_OR_RETURN(auto store, OpenLocalStore(o));
+    MT_RETURN_IF_ERROR(store->snapshotter().ImportAll(objects, info.revision));
   }
   fs::remove(store_dir, ec);  // an empty directory, if any
   fs::rename(tmp, store_dir, ec);
@@ -138,7 +139,7 @@ Result<SnapshotInfo> RestoreSnapshot(const std::string& path, const std::string&
   return info;
 }
 
-Result<std::string> TakeScheduledSnapshot(RocksStore& store, const std::string& dir, int keep) {
+Result<std::string> TakeScheduledSnapshot(Snapshotter& store, const std::string& dir, int keep) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Internal("creating " + dir + ": " + ec.message());

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "apis/error.h"
-#include "store/rocksdb_store.h"
+#include "store/state_machine.h"
 
 namespace mentat {
 
@@ -20,9 +20,9 @@ struct SnapshotInfo {
 };
 
 // Writes a consistent snapshot of `store` to `path` (via a temp file and rename).
-Result<SnapshotInfo> SaveSnapshot(RocksStore& store, const std::string& path);
+Result<SnapshotInfo> SaveSnapshot(Snapshotter& store, const std::string& path);
 // The snapshot text itself, for streaming over HTTP.
-Result<std::string> SnapshotText(RocksStore& store, SnapshotInfo* info);
+Result<std::string> SnapshotText(Snapshotter& store, SnapshotInfo* info);
 // Checks a snapshot's framing and checksum.
 Result<SnapshotInfo> VerifySnapshot(const std::string& text);
 // Restores `path` into a new store at `dir`, which must not hold a store already.
@@ -30,6 +30,6 @@ Result<SnapshotInfo> RestoreSnapshot(const std::string& path, const std::string&
 
 // Writes a snapshot into `dir` named snapshot-<UTC time>-r<revision>.snap and keeps the
 // newest `keep` of them.
-Result<std::string> TakeScheduledSnapshot(RocksStore& store, const std::string& dir, int keep);
+Result<std::string> TakeScheduledSnapshot(Snapshotter& store, const std::string& dir, int keep);
 
 }  // namespace mentat

@@ -1,8 +1,9 @@
 // The Store interface: versioned objects with a global revision, conditional writes, and
 // ordered watch. Every mutation is one transaction, all or nothing, and each object it writes
-// takes a revision of its own, consecutive within the transaction. The RocksDB backend
-// implements it; Raft replication will wrap it (one committed log entry per transaction,
-// spanning that transaction's consecutive revisions).
+// takes a revision of its own, consecutive within the transaction. The local store implements
+// it (local_store.h: the object layer deciding each write, a RocksDB state machine applying
+// it); Raft replication will apply the same decided batches from a log (one committed log entry
+// per transaction, spanning that transaction's consecutive revisions).
 #pragma once
 
 #include <chrono>

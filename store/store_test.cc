@@ -1,4 +1,4 @@
-// The RocksDB store on disk: revisions, generation, conditional writes, watch order and
+// The local store over RocksDB on disk: revisions, generation, conditional writes, watch order and
 // resume, persistence across reopen, and slow-watcher protection.
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "store/rocksdb_store.h"
+#include "store/local_store.h"
 
 namespace mentat {
 namespace {
@@ -24,10 +24,10 @@ class StoreTest : public ::testing::Test {
   }
   void Reopen(size_t watcher_buffer = 10000) {
     store_.reset();
-    RocksStoreOptions o;
+    StateMachineOptions o;
     o.dir = dir_;
     o.watcher_buffer = watcher_buffer;
-    auto s = RocksStore::Open(o);
+    auto s = OpenLocalStore(o);
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
   }
@@ -37,8 +37,19 @@ class StoreTest : public ::testing::Test {
             {"spec", {{"driver", "exec"}, {"count", count}}}};
   }
 
+  // Applies a log entry as a replica does: the decided batch at `index`, then waits until it is
+  // durable. Whether it was applied (false: the index was applied before).
+  bool ApplyEntry(int64_t index, std::vector<Change> changes) {
+    StateMachine& state = store_->state_machine();
+    auto applied = state.ApplyAt(index, changes);
+    EXPECT_TRUE(applied) << applied.error().ToString();
+    if (!applied) return false;
+    EXPECT_TRUE(state.WaitDurable(applied->last_revision));
+    return applied->applied;
+  }
+
   std::string dir_;
-  std::unique_ptr<RocksStore> store_;
+  LocalStorePtr store_;
 };
 
 // Drains what a watcher has queued, waiting up to `quiet` for each next event.
@@ -223,28 +234,28 @@ TEST_F(StoreTest, CompactedHistoryGivesGoneAndTheRestStillResumes) {
   EXPECT_EQ(revs.front(), 11);
   // The mark survives a restart; objects are untouched by compaction.
   Reopen();
-  EXPECT_EQ(store_->CompactedRevision(), 10);
+  EXPECT_EQ(store_->compactor().CompactedRevision(), 10);
   EXPECT_FALSE(store_->Watch("", 9));
   EXPECT_EQ(store_->List("Service", {})->items.size(), 20u);
 }
 
 TEST_F(StoreTest, CompactionKeepsTheWindow) {
   store_.reset();
-  RocksStoreOptions o;
+  StateMachineOptions o;
   o.dir = dir_;
   o.history_revisions = 5;
   o.history_age = std::chrono::seconds(0);
-  store_ = std::move(*RocksStore::Open(o));
+  store_ = std::move(*OpenLocalStore(o));
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(store_->Put(Svc("s" + std::to_string(i), 1)));
-  auto c = store_->CompactToWindow();
+  auto c = store_->compactor().CompactToWindow();
   ASSERT_TRUE(c);
   EXPECT_EQ(*c, 7);  // revisions 8..12 remain
   // With a time window, recent revisions are kept even past the revision count.
   store_.reset();
   o.history_age = std::chrono::seconds(300);
-  store_ = std::move(*RocksStore::Open(o));
+  store_ = std::move(*OpenLocalStore(o));
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(store_->Put(Svc("t" + std::to_string(i), 1)));
-  auto kept = store_->CompactToWindow();
+  auto kept = store_->compactor().CompactToWindow();
   ASSERT_TRUE(kept);
   EXPECT_EQ(*kept, 7) << "nothing younger than 5 minutes may be compacted";
 }
@@ -394,31 +405,31 @@ TEST_F(StoreTest, FinalizersBlockDeletionUntilRemoved) {
 }
 
 TEST_F(StoreTest, ApplyAtIndexIsIdempotentForLogReplay) {
-  using M = RocksStore::Mutation;
+  auto M = [](EventType type, const Json& obj) { return Change{KeyOf(obj), type, obj}; };
   Json a = Svc("a", 1);
   a["metadata"]["uid"] = "u-a";
-  ASSERT_TRUE(*store_->ApplyAt(5, {M{EventType::kAdded, a}}));
-  EXPECT_EQ(store_->AppliedIndex(), 5);
+  ASSERT_TRUE(ApplyEntry(5, {M(EventType::kAdded, a)}));
+  EXPECT_EQ(store_->state_machine().AppliedIndex(), 5);
   EXPECT_EQ(store_->CurrentRevision(), 1);
   EXPECT_EQ(ResourceVersionOf(*store_->Get({"Service", "default", "a"})), 1);
   // Replaying the same index (after a crash, say) changes nothing.
   Json changed = Svc("a", 9);
-  EXPECT_FALSE(*store_->ApplyAt(5, {M{EventType::kModified, changed}}));
+  EXPECT_FALSE(ApplyEntry(5, {M(EventType::kModified, changed)}));
   EXPECT_EQ((*store_->Get({"Service", "default", "a"}))["spec"]["count"], 1);
   // One entry is one transaction: its objects take consecutive revisions.
   ASSERT_TRUE(
-      *store_->ApplyAt(6, {M{EventType::kAdded, Svc("b", 1)}, M{EventType::kAdded, Svc("c", 1)}}));
+      ApplyEntry(6, {M(EventType::kAdded, Svc("b", 1)), M(EventType::kAdded, Svc("c", 1))}));
   EXPECT_EQ(ResourceVersionOf(*store_->Get({"Service", "default", "c"})), 3);
   // The applied index survives a restart, in the same batch as the data; a no-op entry moves
   // it without taking a revision.
-  ASSERT_TRUE(*store_->ApplyAt(7, {M{EventType::kDeleted, a}}));
-  ASSERT_TRUE(*store_->ApplyAt(8, {}));
+  ASSERT_TRUE(ApplyEntry(7, {M(EventType::kDeleted, a)}));
+  ASSERT_TRUE(ApplyEntry(8, {}));
   EXPECT_EQ(store_->CurrentRevision(), 4);
   Reopen();
   EXPECT_EQ(store_->CurrentRevision(), 4);
-  EXPECT_GE(store_->AppliedIndex(), 7);
+  EXPECT_GE(store_->state_machine().AppliedIndex(), 7);
   EXPECT_FALSE(store_->Get({"Service", "default", "a"}));
-  EXPECT_FALSE(*store_->ApplyAt(6, {M{EventType::kAdded, a}}));
+  EXPECT_FALSE(ApplyEntry(6, {M(EventType::kAdded, a)}));
   // Local writes continue after the last revision.
   auto d = store_->Put(Svc("d", 1));
   EXPECT_EQ(ResourceVersionOf(*d), 5);
@@ -453,9 +464,9 @@ TEST_F(StoreTest, DataSurvivesReopen) {
 }
 
 TEST_F(StoreTest, SecondOpenOfTheSameDirIsRefusedClearly) {
-  RocksStoreOptions o;
+  StateMachineOptions o;
   o.dir = dir_;
-  auto second = RocksStore::Open(o);
+  auto second = OpenLocalStore(o);
   ASSERT_FALSE(second);
   EXPECT_NE(second.error().message().find("in use"), std::string::npos);
 }

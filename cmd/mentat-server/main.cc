@@ -20,7 +20,7 @@
 #include "controllers/manager.h"
 #include "controllers/registry.h"
 #include "runtimes/agent/agent.h"
-#include "store/rocksdb_store.h"
+#include "store/local_store.h"
 #include "store/snapshot.h"
 
 using namespace mentat;
@@ -30,12 +30,12 @@ namespace {
 // The store, once no other process holds it: a server started right after another one on the
 // same data directory was told to stop (a restart) waits for that one to let go, rather than
 // failing while it closes its store.
-Result<std::unique_ptr<RocksStore>> OpenStoreWhenFree(const RocksStoreOptions& so,
+Result<LocalStorePtr> OpenStoreWhenFree(const StateMachineOptions& so,
                                                       std::chrono::seconds patience) {
   const auto deadline = std::chrono::steady_clock::now() + patience;
   bool said = false;
   while (true) {
-    auto store = RocksStore::Open(so);
+    auto store = OpenLocalStore(so);
     if (store || store.error().code() != Code::kUnavailable ||
         std::chrono::steady_clock::now() >= deadline) {
       return store;
@@ -98,7 +98,7 @@ Result<std::unique_ptr<TokenStore>> OpenTokens(ServerFlags& f) {
 }
 
 // The controllers' queues and reconciles, and the store's compaction, for /metrics.
-std::vector<Metrics::Sample> ControllerMetrics(ControllerManager& controllers, RocksStore& store) {
+std::vector<Metrics::Sample> ControllerMetrics(ControllerManager& controllers, Compactor& store) {
   std::vector<Metrics::Sample> out;
   for (const auto& q : controllers.QueueDepths()) {
     out.push_back({"mentat_reconcile_queue_depth", "Keys waiting in a controller's work queue.",
@@ -136,7 +136,7 @@ Result<std::unique_ptr<Agent>> StartDevAgent(const ServerFlags& f, const std::st
 }
 
 // Every registered controller, and the server's maintenance as periodic runnables.
-void AddControllers(ControllerManager& controllers, const ServerFlags& f, RocksStore* store,
+void AddControllers(ControllerManager& controllers, const ServerFlags& f, LocalStore* store,
                     ArtifactStore* artifacts) {
   ControllerContext ctx;
   ctx.store = store;
@@ -145,13 +145,13 @@ void AddControllers(ControllerManager& controllers, const ServerFlags& f, RocksS
   for (auto& r : ControllerRegistry::Global().MakeAll(ctx)) controllers.Add(std::move(r));
   // Compaction, artifact GC and event expiry share one interval and run in that order.
   std::chrono::seconds maintenance_interval(f.compaction_interval);
-  controllers.AddPeriodic(CompactionRunnable(store, maintenance_interval));
+  controllers.AddPeriodic(CompactionRunnable(&store->compactor(), maintenance_interval));
   controllers.AddPeriodic(ArtifactGcRunnable(store, artifacts, f.artifact_grace_seconds,
                                              maintenance_interval));
   controllers.AddPeriodic(EventExpiryRunnable(store, std::chrono::seconds(f.event_ttl),
                                               maintenance_interval));
   if (!f.snapshot_dir.empty()) {
-    controllers.AddPeriodic(SnapshotRunnable(store, f.snapshot_dir, f.snapshot_keep,
+    controllers.AddPeriodic(SnapshotRunnable(&store->snapshotter(), f.snapshot_dir, f.snapshot_keep,
                                              std::chrono::seconds(f.snapshot_interval)));
   }
 }
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
 
   const sigset_t stop_signals = PrepareProcess();
 
-  RocksStoreOptions so;
+  StateMachineOptions so;
   so.dir = f.data_dir + "/store";
   so.history_revisions = f.history_revisions;
   so.history_age = std::chrono::seconds(f.history_seconds);
@@ -231,10 +231,10 @@ int main(int argc, char** argv) {
   ao.tls_cert = f.tls_cert;
   ao.tls_key = f.tls_key;
   ao.default_policy = *BuiltinPolicy(f.default_policy);
-  ao.snapshot = [s = store->get()]() { return SnapshotText(*s, nullptr); };
+  ao.snapshot = [s = &(*store)->snapshotter()]() { return SnapshotText(*s, nullptr); };
 
   ControllerManager controllers(store->get());
-  ao.metrics = [&controllers, s = store->get()] { return ControllerMetrics(controllers, *s); };
+  ao.metrics = [&controllers, c = &(*store)->compactor()] { return ControllerMetrics(controllers, *c); };
   ApiServer api(store->get(), ao);
   auto bound = api.Start();
   if (!bound) return Fail(bound.error());

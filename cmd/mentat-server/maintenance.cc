@@ -9,7 +9,7 @@
 
 namespace mentat {
 
-PeriodicRunnable CompactionRunnable(RocksStore* store, std::chrono::seconds interval) {
+PeriodicRunnable CompactionRunnable(Compactor* store, std::chrono::seconds interval) {
   return {"compaction", interval, false, [store] {
             if (auto r = store->CompactToWindow(); !r) {
               spdlog::warn("compaction: {}", r.error().message());
@@ -38,7 +38,7 @@ PeriodicRunnable ArtifactGcRunnable(Store* store, ArtifactStore* artifacts,
           }};
 }
 
-PeriodicRunnable SnapshotRunnable(RocksStore* store, std::string dir, int keep,
+PeriodicRunnable SnapshotRunnable(Snapshotter* store, std::string dir, int keep,
                                   std::chrono::seconds interval) {
   return {"scheduled-snapshot", interval, true, [store, dir, keep] {
             auto path = TakeScheduledSnapshot(*store, dir, keep);

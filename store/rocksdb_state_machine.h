@@ -1,0 +1,124 @@
+// The RocksDB state machine under the store. Layout (column families):
+//   objects: StoreKey ("<Kind>/<namespace>/<name>") -> object JSON
+//   log:     8-byte big-endian revision  -> {"t", "events":[the one event at that revision]}
+//            (the change log watch resumes from; stores written before every object write had
+//            a revision of its own may hold several events at one revision)
+//   default: "revision" -> last written revision, "compacted" -> oldest revision kept in log,
+//            "applied" -> the last replicated log index ApplyAt applied
+// Every batch is one WriteBatch, each change at the next revision of its own. It counts as
+// durable only once its WAL record is synced: a sync thread flushes and fsyncs the WAL once for
+// every batch that arrived meanwhile (group commit), then publishes their watch events and
+// completes their waiters.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/state_machine.h"
+#include "store/watch_hub.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class Snapshot;
+}  // namespace rocksdb
+
+namespace mentat {
+
+class RocksStateMachine : public StateMachine {
+ public:
+  static Result<std::unique_ptr<RocksStateMachine>> Open(const StateMachineOptions& opts);
+  ~RocksStateMachine() override;
+
+  Result<std::optional<Json>> Find(const ObjectKey& key) override;
+
+  Result<Applied> ApplyAt(int64_t index, std::vector<Change>& changes) override;
+  Result<int64_t> NextRevision() override;
+  Status WaitDurable(int64_t revision) override;
+  void WhenDurable(int64_t revision, std::function<void(Status)> done) override;
+  int64_t CurrentRevision() override;
+  int64_t AppliedIndex() override;
+
+  Result<ListResult> List(const std::string& kind, const ListOptions& opts) override;
+  Result<WatcherPtr> Watch(const std::string& kind, int64_t from_revision) override;
+  void CloseWatchers() override;
+
+  Status Compact(int64_t revision) override;
+  Result<int64_t> CompactToWindow() override;
+  int64_t CompactedRevision() override;
+
+  Result<int64_t> ExportAll(std::vector<Json>* objects) override;
+  Status ImportAll(const std::vector<Json>& objects, int64_t revision) override;
+
+ private:
+  explicit RocksStateMachine(const StateMachineOptions& opts)
+      : opts_(opts), watches_(opts.watcher_buffer) {}
+  // Writes every change in one batch (in the WAL buffer, not yet synced), each at the next
+  // revision of its own, with `index` unless it is kLocalWrite, and queues their events.
+  // Returns the last revision written.
+  Result<int64_t> CommitLocked(std::vector<Change>& changes, int64_t index);
+  // The snapshots a page of a list reads from. A new one, at the current revision:
+  const rocksdb::Snapshot* NewListSnapshot(int64_t* revision);
+  // The one a continue token's first page kept (kGone once it expired), with the key the page
+  // starts after; nullptr without a token. Releases those unused for a while.
+  Result<const rocksdb::Snapshot*> KeptListSnapshot(const std::string& prefix,
+                                                    const std::string& token,
+                                                    std::string* start_after, int64_t* revision);
+  // Keeps `snap` for the list's next page when there is one (`more`), or releases it.
+  void KeepOrReleaseListSnapshot(const rocksdb::Snapshot* snap, int64_t revision, bool more);
+  // The group committer: flushes and syncs the WAL for every revision written so far, publishes
+  // their events in revision order, then completes their waiters.
+  void SyncLoop();
+
+  StateMachineOptions opts_;
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* objects_ = nullptr;
+  rocksdb::ColumnFamilyHandle* log_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+
+  std::mutex write_mu_;        // serializes batches: one at a time
+  int64_t revision_ = 0;       // last written (maybe not yet durable)
+  int64_t applied_index_ = 0;  // last replicated log index applied (ApplyAt)
+  int64_t compacted_ = 0;
+  bool broken_ = false;  // a WAL sync failed: no more writes
+  std::string broken_reason_;
+
+  // Group commit.
+  struct Completion {
+    int64_t revision;
+    std::function<void(Status)> done;
+  };
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;     // wakes the sync thread
+  std::condition_variable durable_cv_;  // wakes writers waiting in WaitDurable
+  // Both count revisions; a batch's waiters wait for its last one.
+  int64_t requested_revision_ = 0;       // highest revision a writer waits for
+  int64_t durable_revision_ = 0;         // last revision known to be on disk and published
+  std::vector<Completion> completions_;  // asynchronous waiters not yet durable
+  bool stopping_sync_ = false;
+  std::optional<std::string> sync_error_;
+  std::thread syncer_;
+  std::mutex pending_mu_;
+  std::deque<WatchEventPtr> pending_events_;  // written, not yet durable, in revision order
+
+  // Snapshots that paginated lists read from, by revision, with their last use.
+  struct KeptSnapshot {
+    const rocksdb::Snapshot* snapshot;
+    std::chrono::steady_clock::time_point last_used;
+  };
+  std::mutex snapshots_mu_;
+  std::map<int64_t, KeptSnapshot> list_snapshots_;
+
+  WatchHub watches_;
+};
+
+}  // namespace mentat
