@@ -52,6 +52,13 @@ class DriverRegistry {
 // Makes every registered driver for `context`, by name. Fails with the first that fails.
 Result<std::vector<DriverPtr>> MakeRegisteredDrivers(const DriverContext& context);
 
+// `D::Create(options)` as a DriverPtr: the body of most registrations' `make`.
+template <class D, class Options>
+Result<DriverPtr> CreateDriver(Options options) {
+  MT_ASSIGN_OR_RETURN(auto driver, D::Create(std::move(options)));
+  return DriverPtr(std::move(driver));
+}
+
 }  // namespace mentat
 
 // In a driver's .cc, at namespace scope: MENTAT_REGISTER_DRIVER(exec, {.name = "exec", ...}).

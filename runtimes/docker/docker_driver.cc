@@ -1288,8 +1288,7 @@ MENTAT_REGISTER_DRIVER(docker, {
     o.node_name = context.node_name;
     o.publish_ip = context.docker_publish_ip;
     o.data_dir = context.data_dir;
-    MT_ASSIGN_OR_RETURN(auto d, DockerDriver::Create(std::move(o)));
-    return DriverPtr(std::move(d));
+    return CreateDriver<DockerDriver>(std::move(o));
   },
   .probe = [](const DriverContext& context) -> Status {
     docker::EngineClient engine(context.docker_socket.empty() ? docker::kDefaultSocket

@@ -184,8 +184,7 @@ MENTAT_REGISTER_DRIVER(exec, {
     ExecDriverOptions options;
     // resources.cpu_mhz becomes a share of one core at this host's clock.
     options.core_mhz = context.core_mhz;
-    MT_ASSIGN_OR_RETURN(auto d, ExecDriver::Create(std::move(options)));
-    return DriverPtr(std::move(d));
+    return CreateDriver<ExecDriver>(std::move(options));
   },
   .probe = [](const DriverContext&) -> Status { return {}; },
 });

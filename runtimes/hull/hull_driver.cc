@@ -495,8 +495,7 @@ MENTAT_REGISTER_DRIVER(hull, {
     o.init_path = context.sandbox_init;
     o.state_dir = context.hull_state_dir.empty() ? context.data_dir + "/hull/state"
                                                  : context.hull_state_dir;
-    MT_ASSIGN_OR_RETURN(auto d, HullDriver::Create(std::move(o)));
-    return DriverPtr(std::move(d));
+    return CreateDriver<HullDriver>(std::move(o));
   },
   .probe = [](const DriverContext& context) -> Status {
     if (::geteuid() != 0) {

@@ -316,8 +316,7 @@ MENTAT_REGISTER_DRIVER(sandbox, {
       }
       return out;
     };
-    MT_ASSIGN_OR_RETURN(auto d, SandboxDriver::Create(std::move(o)));
-    return DriverPtr(std::move(d));
+    return CreateDriver<SandboxDriver>(std::move(o));
   },
   .probe = [](const DriverContext& context) -> Status {
     std::string why = SandboxUnusable(context.sandbox_init.empty() ? FindSandboxInit()
