@@ -18,9 +18,19 @@
 
 namespace mentat {
 
+// Whose task it is: the Allocation it runs, as the agent read it. Drivers that label or name
+// what they make (the docker driver's container labels) take it from here, never from the id.
+struct TaskIdentity {
+  std::string namespace_name;  // the Allocation's namespace, e.g. "default"
+  std::string service;         // the Service that owns it, e.g. "hello"
+  std::string allocation;      // the Allocation's name, e.g. "hello-0"
+  int slot = -1;               // its index among the Service's replicas; -1 when unknown
+};
+
 // What to run. Built by the agent from an Allocation.
 struct TaskConfig {
   std::string id;  // unique on the node, e.g. "default.hello-0"
+  TaskIdentity identity;
   std::string command;
   std::vector<std::string> args;
   std::vector<EnvVar> env;
@@ -112,6 +122,14 @@ class ExecSession {
 };
 using ExecSessionPtr = std::unique_ptr<ExecSession>;
 
+// What the agent can look up for a driver that completes a task's config (ResolveConfig).
+struct ConfigSources {
+  // Puts the SecurityProfile that spec.security.profile names, as the server holds it now,
+  // under spec.security.resolved (nothing for a built-in profile). kUnavailable when the server
+  // cannot be asked: the start fails and is retried, never made without its profile.
+  std::function<Status(Json& spec)> attach_security_profile;
+};
+
 class Driver {
  public:
   using ExitHandler = std::function<void(const std::string& id, const ExitResult&)>;
@@ -152,6 +170,15 @@ class Driver {
 
   // Called from a driver thread whenever a task exits. Set once, before Start/Recover.
   virtual void SetExitHandler(ExitHandler handler) = 0;
+
+  // Completes `config` before Start with what only the agent can look up, for the spec fields
+  // this driver owns (the docker driver: the resolved security profile). Called without the
+  // agent's locks; may block. An error fails this start.
+  virtual Status ResolveConfig(TaskConfig& config, const ConfigSources& sources) { return {}; }
+  // Called once after the agent has recovered every persisted handle: what no recovered task
+  // owns is the driver's to clean up (orphaned containers, empty cgroups a killed agent left).
+  // Errors are reported and do not stop the agent.
+  virtual Status CleanupAfterRecovery() { return {}; }
 };
 using DriverPtr = std::unique_ptr<Driver>;
 

@@ -1,12 +1,13 @@
-// One conformance suite, run against every driver through the Driver interface alone: start,
-// inspect, exit codes and signal deaths, signal, stop with a grace period and kill after it,
-// recover after the driver object is recreated (an agent restart), destroy, logs, exec, stats,
-// and limits enforced by the kernel (OOM kill reported, pids.max). Real processes, real
-// namespaces and real cgroups: it runs as root (tag no-sandbox).
+// One conformance suite, run against every registered driver (registry.h) through the Driver
+// interface alone: start, inspect, exit codes and signal deaths, signal, stop with a grace
+// period and kill after it, recover after the driver object is recreated (an agent restart),
+// destroy, logs, exec, stats, and limits enforced by the kernel (OOM kill reported, pids.max).
+// Real processes, real namespaces and real cgroups: it runs as root (tag no-sandbox). A driver
+// this machine cannot run (its probe says why) is skipped, saying so.
 //
-// Each driver runs the same POSIX shell scripts: exec on the host's /bin/sh, sandbox on a
-// busybox root filesystem (the `static` base's contents) built for the test, hull on the same
-// root as a hull container (its manifest generated from the TaskConfig).
+// Each driver runs the same POSIX shell scripts, found where its tasks find their programs: the
+// host's /bin/sh, a busybox root filesystem (the `static` base's contents) built for the test,
+// or the busybox image under a real dockerd (scripts/dockerd.sh).
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,12 +22,9 @@
 
 #include <gtest/gtest.h>
 
-#include "runtimes/docker/docker_driver.h"
 #include "runtimes/docker/docker_testing.h"
-#include "runtimes/exec/exec_driver.h"
-#include "runtimes/hull/hull_driver.h"
 #include "runtimes/process_testing.h"
-#include "runtimes/sandbox/sandbox_driver.h"
+#include "runtimes/registry.h"
 #include "runtimes/sandbox/sandbox_testing.h"
 
 namespace mentat {
@@ -49,7 +47,10 @@ std::string TempRoot() {
 
 struct DriverCase {
   std::string name;
+  WorkloadRoot root = WorkloadRoot::kHost;
   std::function<Result<std::unique_ptr<Driver>>()> make;
+  // Why this machine cannot run the driver; empty when it can.
+  std::function<std::string()> unrunnable;
   // The TaskConfig of a shell script under this driver.
   std::function<TaskConfig(const std::string& id, const std::string& script, const std::string& task_dir)> config;
 };
@@ -60,6 +61,7 @@ auto ShellScript(std::function<Json()> spec) {
   return [spec](const std::string& id, const std::string& script, const std::string& task_dir) {
     TaskConfig c;
     c.id = id;
+    c.identity = {"default", id, id, 0};
     c.command = "/bin/sh";
     c.args = {"-c", script};
     c.task_dir = task_dir;
@@ -68,43 +70,41 @@ auto ShellScript(std::function<Json()> spec) {
   };
 }
 
+// Where a driver's tasks find /bin/sh: the host, the busybox root, the busybox image (imported
+// into a dockerd this test starts when none answers).
+std::function<Json()> ShellSpec(WorkloadRoot root) {
+  switch (root) {
+    case WorkloadRoot::kRootfs:
+      return [] { return Json{{"rootfs", BusyboxRoot()}}; };
+    case WorkloadRoot::kImage:
+      return [] { return Json{{"image", kBusyboxImage}}; };
+    case WorkloadRoot::kHost:
+      break;
+  }
+  return [] { return Json::object(); };
+}
+
 std::vector<DriverCase> Cases() {
-  DriverCase exec{
-      "exec",
-      []() -> Result<std::unique_ptr<Driver>> {
-        MT_ASSIGN_OR_RETURN(auto d, ExecDriver::Create());
-        return std::unique_ptr<Driver>(std::move(d));
-      },
-      ShellScript([] { return Json::object(); })};
-  DriverCase sandbox{
-      "sandbox",
-      []() -> Result<std::unique_ptr<Driver>> {
-        SandboxDriverOptions o;
-        MT_ASSIGN_OR_RETURN(auto d, SandboxDriver::Create(std::move(o)));
-        return std::unique_ptr<Driver>(std::move(d));
-      },
-      ShellScript([] { return Json{{"rootfs", BusyboxRoot()}}; })};
-  DriverCase hull{
-      "hull",
-      []() -> Result<std::unique_ptr<Driver>> {
-        HullDriverOptions o;
-        o.state_dir = TempRoot() + "/hull-state";
-        MT_ASSIGN_OR_RETURN(auto d, HullDriver::Create(std::move(o)));
-        return std::unique_ptr<Driver>(std::move(d));
-      },
-      ShellScript([] { return Json{{"rootfs", BusyboxRoot()}}; })};
-  // docker: the same scripts in local/busybox:1 under a real dockerd (scripts/dockerd.sh).
-  DriverCase docker{
-      "docker",
-      []() -> Result<std::unique_ptr<Driver>> {
-        MT_RETURN_IF_ERROR(EnsureDockerd());
-        DockerDriverOptions o;
-        o.node_name = "conformance";
-        MT_ASSIGN_OR_RETURN(auto d, DockerDriver::Create(std::move(o)));
-        return std::unique_ptr<Driver>(std::move(d));
-      },
-      ShellScript([] { return Json{{"image", kBusyboxImage}}; })};
-  return {exec, sandbox, hull, docker};
+  DriverContext context;
+  context.node_name = "conformance";
+  context.data_dir = TempRoot();
+  std::vector<DriverCase> cases;
+  for (const DriverRegistration& r : DriverRegistry::All()) {
+    DriverCase c;
+    c.name = r.name;
+    c.root = r.root;
+    c.make = [r, context] { return r.make(context); };
+    c.unrunnable = [r, context]() -> std::string {
+      if (r.root == WorkloadRoot::kImage) {
+        if (auto st = EnsureDockerd(); !st) return st.error().message();
+      }
+      auto st = r.probe ? r.probe(context) : Status();
+      return st ? "" : st.error().message();
+    };
+    c.config = ShellScript(ShellSpec(r.root));
+    cases.push_back(std::move(c));
+  }
+  return cases;
 }
 
 class DriverConformance : public ::testing::TestWithParam<DriverCase> {
@@ -115,6 +115,9 @@ class DriverConformance : public ::testing::TestWithParam<DriverCase> {
     dir_ = TempRoot() + "/conformance-" + test;
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    if (std::string why = GetParam().unrunnable(); !why.empty()) {
+      GTEST_SKIP() << GetParam().name << " cannot run on this machine: " << why;
+    }
     auto d = GetParam().make();
     ASSERT_TRUE(d) << d.error().ToString();
     driver_ = std::move(*d);
@@ -168,7 +171,8 @@ TEST_P(DriverConformance, StartsInspectsAndReportsTheExitCodeAndLogs) {
   EXPECT_FALSE(driver_->Logs("nope"));
   Json caps = driver_->Capabilities();
   EXPECT_TRUE(caps.value("exec", false) && caps.value("signal", false) && caps.value("recover", false)) << caps;
-  EXPECT_EQ(caps["isolation"], GetParam().name == "exec" ? "none" : "namespaces");
+  // Only a driver whose tasks run on the host's own files isolates nothing.
+  EXPECT_EQ(caps["isolation"], GetParam().root == WorkloadRoot::kHost ? "none" : "namespaces");
 }
 
 TEST_P(DriverConformance, AMissingProgramIsAClearError) {

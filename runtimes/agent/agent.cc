@@ -21,11 +21,7 @@
 #include "runtimes/logs/log_writer.h"
 #include "runtimes/agent/orphans.h"
 #include "apis/security_profile.h"
-#include "runtimes/docker/docker_driver.h"
-#include "runtimes/exec/exec_driver.h"
-#include "runtimes/hull/hull_driver.h"
-#include "runtimes/sandbox/bases.h"
-#include "runtimes/sandbox/sandbox_driver.h"
+#include "runtimes/registry.h"
 
 namespace mentat {
 namespace fs = std::filesystem;
@@ -100,48 +96,17 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
   cache_opts.limits = agent->opts_.artifacts;
   cache_opts.in_use = [a = agent.get()] { return a->ArtifactsInUse(); };
   MT_ASSIGN_OR_RETURN(agent->artifacts_, ArtifactCache::Create(std::move(cache_opts)));
-  ExecDriverOptions exec_opts;
-  // resources.cpu_mhz becomes a share of one core at this host's clock.
-  exec_opts.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
-  MT_ASSIGN_OR_RETURN(auto exec, ExecDriver::Create(std::move(exec_opts)));
-  agent->drivers_["exec"] = std::move(exec);
-  // Sandboxes: bases are built from their recipes on first use, under <data dir>/bases.
-  SandboxDriverOptions sandbox_opts;
-  sandbox_opts.process.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
-  sandbox_opts.init_path = agent->opts_.sandbox_init;
-  sandbox_opts.process.cgroup_parent = "mentat-sandbox";
-  const std::string bases_dir = agent->opts_.data_dir + "/bases";
-  sandbox_opts.resolve_base = [bases_dir](const std::string& name) -> Result<std::string> {
-    MT_ASSIGN_OR_RETURN(BaseInfo base, EnsureBase(bases_dir, name));
-    return base.rootfs;
-  };
-  sandbox_opts.describe_bases = [bases_dir] {
-    Json out = Json::array();
-    if (auto bases = ListBases(bases_dir)) {
-      for (const auto& b : *bases) out.push_back({{"name", b.name}, {"version", b.version}});
-    }
-    return out;
-  };
-  MT_ASSIGN_OR_RETURN(auto sandbox, SandboxDriver::Create(std::move(sandbox_opts)));
-  agent->drivers_["sandbox"] = std::move(sandbox);
-  // hull containers (seed 003), recorded in a hull state directory of the agent's own: `hull ps`
-  // with HULL_STATE_DIR set to it lists them.
-  HullDriverOptions hull_opts;
-  hull_opts.process.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
-  hull_opts.process.cgroup_parent = "hull";
-  hull_opts.init_path = agent->opts_.sandbox_init;
-  hull_opts.state_dir = agent->opts_.hull_state_dir.empty() ? agent->opts_.data_dir + "/hull/state"
-                                                            : agent->opts_.hull_state_dir;
-  MT_ASSIGN_OR_RETURN(auto hull, HullDriver::Create(std::move(hull_opts)));
-  agent->drivers_["hull"] = std::move(hull);
-  // Docker: dockerd may be down now; the driver's fingerprint says so and it reconnects.
-  DockerDriverOptions docker_opts;
-  docker_opts.socket = agent->opts_.docker_socket;
-  docker_opts.node_name = agent->opts_.node_name;
-  docker_opts.publish_ip = agent->opts_.docker_publish_ip;
-  docker_opts.data_dir = agent->opts_.data_dir;
-  MT_ASSIGN_OR_RETURN(auto docker, DockerDriver::Create(std::move(docker_opts)));
-  agent->drivers_["docker"] = std::move(docker);
+  // Every registered driver (registry.h), made for this node.
+  DriverContext context;
+  context.node_name = agent->opts_.node_name;
+  context.data_dir = agent->opts_.data_dir;
+  context.core_mhz = HostCapacity(agent->opts_.data_dir).value("cpu_mhz", int64_t{0});
+  context.sandbox_init = agent->opts_.sandbox_init;
+  context.docker_socket = agent->opts_.docker_socket;
+  context.docker_publish_ip = agent->opts_.docker_publish_ip;
+  context.hull_state_dir = agent->opts_.hull_state_dir;
+  MT_ASSIGN_OR_RETURN(auto drivers, MakeRegisteredDrivers(context));
+  for (auto& d : drivers) agent->drivers_[d->Name()] = std::move(d);
   for (auto& [name, driver] : agent->drivers_) {
     driver->SetExitHandler([a = agent.get()](const std::string& id, const ExitResult& exit) {
       a->OnExit(id, exit);
@@ -191,16 +156,12 @@ Status Agent::Start() {
                  : std::string(opts_.tls_cert.empty() ? "http" : "https") + "://" + ho.host + ":" +
                        std::to_string(port);
   RecoverTasks();
-  // Mars Mode: containers labelled for this node that no recovered task owns are stopped and
-  // removed (their allocation is gone, or they died while the agent was down and start anew).
-  if (auto* docker = dynamic_cast<DockerDriver*>(DriverFor("docker"))) {
-    auto removed = docker->CleanupOrphans();
-    if (!removed) spdlog::warn("agent: docker orphan cleanup: {}", removed.error().message());
-  }
-  // Empty groups an agent killed mid-start left behind (any agent on this host: only those
-  // older than a minute, so another agent's group made a moment ago is never taken).
+  // Mars Mode: what no recovered task owns goes (containers labelled for this node whose
+  // allocation is gone or that died while the agent was down, empty cgroups of killed starts).
   for (auto& [name, d] : drivers_) {
-    if (auto* process = dynamic_cast<ExecDriver*>(d.get())) process->SweepEmptyGroups(std::chrono::seconds(60));
+    if (auto st = d->CleanupAfterRecovery(); !st) {
+      spdlog::warn("agent: {} cleanup after recovery: {}", name, st.error().message());
+    }
   }
   threads_.emplace_back([this] { SyncLoop(); });
   for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { WorkLoop(); });
@@ -694,8 +655,9 @@ Status Agent::Reconcile(const std::string& key) {
       t.restart_policy = "never";
     } else {
       TaskConfig cfg;
-      const std::string t_driver = t.driver;
       cfg.id = TaskIdForKey(key);
+      cfg.identity = {NamespaceOf(*alloc), alloc->at("spec").value("service", ""), NameOf(*alloc),
+                      alloc->at("spec").value("index", -1)};
       cfg.command = spec->command;
       cfg.args = spec->args;
       cfg.env = spec->env;
@@ -713,10 +675,12 @@ Status Agent::Reconcile(const std::string& key) {
       // (t.artifact) holds it for garbage collection.
       auto lease = ResolveRootfs(*artifacts_, cfg.spec);
       Status rootfs = lease ? Status() : Status(std::unexpected(lease.error()));
-      // A docker task's SecurityProfile as the server holds it now, so that a custom or edited
-      // profile governs the container; put in this start's config only (never stored). When
-      // it cannot be read the start fails (and is retried): never a start without its profile.
-      if (rootfs && t_driver == "docker") rootfs = AttachSecurityProfile(cfg.spec);
+      // The driver completes its fields with what the agent looks up (the docker driver: the
+      // SecurityProfile as the server holds it now); when that fails the start fails (and is
+      // retried): never a start without its profile.
+      ConfigSources sources;
+      sources.attach_security_profile = [this](Json& spec) { return AttachSecurityProfile(spec); };
+      if (rootfs) rootfs = driver->ResolveConfig(cfg, sources);
       // Until the handle is written, a crash would leave a process no handle knows: the marker
       // lets the next agent find and kill it (orphans.h).
       if (rootfs) MT_RETURN_IF_ERROR(WriteMarker(key, cfg.id));

@@ -1,5 +1,7 @@
 #include "runtimes/docker/docker_driver.h"
 
+#include "runtimes/registry.h"
+
 #include "runtimes/logs/log_writer.h"
 
 #include <fcntl.h>
@@ -60,22 +62,6 @@ std::string ContainerName(const std::string& task_id) {
     n += "--" + h.substr(0, 12);
   }
   return n;
-}
-
-std::string NamespaceOf(const std::string& task_id) {
-  auto dot = task_id.find('.');
-  return dot == std::string::npos ? "" : task_id.substr(0, dot);
-}
-
-// "ns.alloc-name" -> the allocation's name; its service is that less the last "-N".
-std::string AllocationOf(const std::string& task_id) {
-  auto dot = task_id.find('.');
-  return dot == std::string::npos ? task_id : task_id.substr(dot + 1);
-}
-std::string ServiceOf(const std::string& task_id) {
-  std::string a = AllocationOf(task_id);
-  auto dash = a.rfind('-');
-  return dash == std::string::npos ? a : a.substr(0, dash);
 }
 
 std::string PortKey(int container, const std::string& proto) {
@@ -473,11 +459,11 @@ Result<Json> DockerDriver::ContainerConfig(const TaskConfig& config, const Json&
   for (const auto& e : config.env) env.push_back(e.name + "=" + e.value);
   c["Env"] = env;
   if (!config.cwd.empty()) c["WorkingDir"] = config.cwd;
-  c["Labels"] = {{kDockerLabelService, ServiceOf(config.id)},
-                 {kDockerLabelAllocation, AllocationOf(config.id)},
+  c["Labels"] = {{kDockerLabelService, config.identity.service},
+                 {kDockerLabelAllocation, config.identity.allocation},
                  {kDockerLabelNode, opts_.node_name},
                  {kDockerLabelTask, config.id},
-                 {kDockerLabelNamespace, NamespaceOf(config.id)},
+                 {kDockerLabelNamespace, config.identity.namespace_name},
                  {kDockerLabelSpecHash, SpecHashLabel(spec)}};
 
   DockerSecurity sec = ResolveDockerSecurity(spec, profile);
@@ -1277,6 +1263,40 @@ Result<TaskLogs> DockerDriver::Logs(const std::string& id) {
   if (!t) return NotFound("no docker task " + id);
   return TaskLogs{t->task_dir + "/stdout.log", t->task_dir + "/stderr.log", /*self_indexed=*/true};
 }
+
+Status DockerDriver::ResolveConfig(TaskConfig& config, const ConfigSources& sources) {
+  // The task's SecurityProfile as the server holds it now, so that a custom or edited profile
+  // governs the container; in this start's config only (never stored).
+  if (!sources.attach_security_profile) return {};
+  return sources.attach_security_profile(config.spec);
+}
+
+Status DockerDriver::CleanupAfterRecovery() {
+  auto removed = CleanupOrphans();
+  if (!removed) return std::unexpected(removed.error());
+  return {};
+}
+
+// dockerd may be down when the agent starts: the driver exists all the same, its fingerprint
+// says so and its event watcher reconnects.
+MENTAT_REGISTER_DRIVER(docker, {
+  .name = "docker",
+  .root = WorkloadRoot::kImage,
+  .make = [](const DriverContext& context) -> Result<DriverPtr> {
+    DockerDriverOptions o;
+    if (!context.docker_socket.empty()) o.socket = context.docker_socket;
+    o.node_name = context.node_name;
+    o.publish_ip = context.docker_publish_ip;
+    o.data_dir = context.data_dir;
+    return CreateDriver<DockerDriver>(std::move(o));
+  },
+  .probe = [](const DriverContext& context) -> Status {
+    docker::EngineClient engine(context.docker_socket.empty() ? docker::kDefaultSocket
+                                                              : context.docker_socket);
+    if (auto v = engine.Version(); !v) return FailedPrecondition("docker: " + v.error().message());
+    return {};
+  },
+});
 
 Result<std::vector<std::string>> DockerDriver::CleanupOrphans() {
   MT_ASSIGN_OR_RETURN(Json list, engine_->ListContainers(std::vector<std::string>{std::string(kDockerLabelNode) + "=" + opts_.node_name}));

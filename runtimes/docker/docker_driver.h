@@ -2,8 +2,9 @@
 // (engine_client.h). See docs/docker.md.
 //
 // - Containers are named mentat-<task id> (the dot kept: unambiguous across namespaces) and
-//   labelled mentat.service, mentat.allocation, mentat.node, mentat.task, mentat.namespace and
-//   mentat.spec-hash; Docker's restart policy is "no" (Mentat's own restart policy applies).
+//   labelled mentat.service, mentat.allocation, mentat.namespace (the TaskConfig's identity),
+//   mentat.node, mentat.task and mentat.spec-hash; Docker's restart policy is "no" (Mentat's own
+//   restart policy applies).
 // - Exits are learned from the /events stream (die, oom) at once; exit code and OOMKilled come
 //   from inspect. When the stream reconnects (dockerd restarted), every task is inspected again.
 // - The agent's log endpoint follows files, so a thread per task follows the container's log
@@ -69,6 +70,10 @@ class DockerDriver : public Driver {
   Json Capabilities() const override;
   Result<TaskLogs> Logs(const std::string& id) override;
   void SetExitHandler(ExitHandler handler) override { exit_handler_ = std::move(handler); }
+  // Attaches the resolved security profile (ConfigSources): the container's rules come from it.
+  Status ResolveConfig(TaskConfig& config, const ConfigSources& sources) override;
+  // CleanupOrphans.
+  Status CleanupAfterRecovery() override;
 
   // Mars Mode's orphan cleanup, called by the agent after recovery: stops and removes the
   // containers labelled mentat.node=<this node> that no known task (Start, Recover) owns.

@@ -145,6 +145,7 @@ class DockerDriverTest : public ::testing::Test {
     ids_.push_back(id);
     TaskConfig c;
     c.id = "default." + id;
+    c.identity = {"default", id, id};
     ids_.back() = c.id;
     c.command = "/bin/sh";
     c.args = std::move(args);
@@ -297,8 +298,10 @@ TEST_F(DockerDriverTest, NamesOfTasksInDifferentNamespacesDoNotCollide) {
   // and the second Start removed the first one's running container.
   auto a = Config("x", {"-c", "sleep 300"});
   a.id = "team-a.web-0";
+  a.identity = {"team-a", "web", "web-0", 0};
   auto b = Config("y", {"-c", "sleep 300"});
   b.id = "team.a-web-0";
+  b.identity = {"team", "a-web", "a-web-0", 0};
   ids_ = {a.id, b.id};
   auto ha = driver_->Start(a);
   ASSERT_TRUE(ha) << ha.error().ToString();

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "runtimes/exec/exec_driver.h"
+#include "runtimes/exec/supervisor.h"
 #include "runtimes/helper_binary.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC

@@ -17,7 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtimes/exec/exec_session.h"
+#include "runtimes/exec/child_argv.h"
 #include "runtimes/hull/container.h"
 #include "runtimes/hull/leases.h"
 #include "runtimes/hull/compiled_profiles.h"
@@ -25,9 +25,11 @@
 #include "runtimes/hull/seccomp_audit.h"
 #include "runtimes/isolation/child.h"
 #include "runtimes/isolation/confine.h"
+#include "runtimes/isolation/confined_exec.h"
 #include "runtimes/isolation/bridge.h"
 #include "runtimes/isolation/init_binary.h"
 #include "runtimes/isolation/namespaces.h"
+#include "runtimes/registry.h"
 
 namespace mentat {
 namespace fs = std::filesystem;
@@ -177,22 +179,29 @@ Result<HullManifest> HullManifestForTask(const TaskConfig& config, int64_t core_
 }
 
 HullDriver::HullDriver(HullDriverOptions options)
-    : ExecDriver(std::move(options.process)),
-      hopts_(std::move(options)),
+    : hopts_(std::move(options)),
       dir_(hopts_.state_dir.empty() ? hull::ResolveStateDir() : hopts_.state_dir) {}
-
-HullDriver::~HullDriver() { StopReaper(); }
 
 Result<std::unique_ptr<HullDriver>> HullDriver::Create(HullDriverOptions options) {
   std::unique_ptr<HullDriver> d(new HullDriver(std::move(options)));
-  MT_RETURN_IF_ERROR(d->Init());
+  SupervisorPolicy policy;
+  // To the container's PID 1 alone: sandbox-init forwards signals to the workload.
+  policy.signal = SupervisorPolicy::SignalTarget::kLeader;
+  policy.refine_exit = [p = d.get()](const Json& state, ExitResult& result) {
+    p->RefineExit(state, result);
+  };
+  policy.release_task = [p = d.get()](const std::string& id, const Json& state) {
+    return p->ReleaseTask(id, state);
+  };
+  MT_ASSIGN_OR_RETURN(d->supervisor_,
+                      ProcessSupervisor::Create(d->Name(), std::move(d->hopts_.process), std::move(policy)));
   if (d->hopts_.init_path.empty()) d->hopts_.init_path = FindSandboxInit();
   if (::geteuid() != 0) {
     d->unusable_ = "the agent is not running as root (hull's namespaces, mounts and cgroups need it)";
   } else if (d->hopts_.init_path.empty() || ::access(d->hopts_.init_path.c_str(), X_OK) != 0) {
     d->unusable_ = "sandbox-init was not found (set MENTAT_SANDBOX_INIT or install it next to the agent)";
-  } else if (!d->cgroups_unusable_.empty()) {
-    d->unusable_ = "cgroups are not usable: " + d->cgroups_unusable_;
+  } else if (!d->supervisor_->cgroups_unusable().empty()) {
+    d->unusable_ = "cgroups are not usable: " + d->supervisor_->cgroups_unusable();
   } else if (auto st = d->dir_.Ensure(); !st) {
     d->unusable_ = "hull's state directory " + d->dir_.root() + ": " + st.error().message();
   }
@@ -207,7 +216,7 @@ Result<std::unique_ptr<HullDriver>> HullDriver::Create(HullDriverOptions options
 }
 
 Json HullDriver::Fingerprint() {
-  Json fp = ExecDriver::Fingerprint();
+  Json fp = supervisor_->Fingerprint();
   fp["healthy"] = unusable_.empty();
   fp["detail"] = unusable_.empty() ? "hull containers (seed 003): pid, mount, uts, ipc, cgroup and "
                                      "network namespaces, pivot_root, seccomp allowlists, Landlock "
@@ -236,10 +245,7 @@ Result<hull::ContainerState> HullDriver::RunBinary(const std::string& binary, co
   // The operator's hull (e.g. a sudo wrapper) runs the container; it records it in the same
   // state directory, from where the driver takes over as for an in-process run.
   const std::string err_path = config.task_dir + "/hull-run.err";
-  std::vector<std::string> argv_s = {binary, "run", manifest_path};
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  ChildArgv argv({binary, "run", manifest_path});
   // The environment is built before fork: the agent has threads, and the child may only make
   // async-signal-safe calls (setenv is not; it can deadlock on a lock held by another thread).
   std::vector<std::string> env_s;
@@ -250,9 +256,7 @@ Result<hull::ContainerState> HullDriver::RunBinary(const std::string& binary, co
   }
   env_s.push_back("HULL_STATE_DIR=" + dir_.root());
   env_s.push_back("MENTAT_SANDBOX_INIT=" + hopts_.init_path);
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  ChildArgv envp(std::move(env_s));
   pid_t pid = ::fork();
   if (pid == 0) {
     // O_CLOEXEC: dup2 makes the copies hull gets; the originals must not leak into it.
@@ -278,9 +282,48 @@ Result<hull::ContainerState> HullDriver::RunBinary(const std::string& binary, co
   return dir_.Load(name);
 }
 
+Result<hull::ContainerState> HullDriver::RunInProcess(const TaskConfig& config,
+                                                      const HullManifest& m, Json& relay_state) {
+  const std::string out_path = config.task_dir + "/stdout.log";
+  const std::string err_path = config.task_dir + "/stderr.log";
+  hull::RunOptions ro;
+  ro.init_path = hopts_.init_path;
+  ro.stdout_path = out_path;
+  ro.stderr_path = err_path;
+  // The output goes through the task's log relay, or straight into the files.
+  std::optional<LogRelay> relay = supervisor_->StartRelay(config);
+  if (relay) {
+    ro.stdout_fd = relay->out_fd;
+    ro.stderr_fd = relay->err_fd;
+  }
+  auto run = hull::Run(dir_, m, ro);
+  if (relay) {
+    // The container has its own copies now (or failed, and the relay sees end of file).
+    ::close(relay->out_fd);
+    ::close(relay->err_fd);
+  }
+  if (!run) {
+    const Error& e = run.error().error;
+    Code code = run.error().exit_code == hull::kExitManifest || run.error().exit_code == hull::kExitExec
+                    ? Code::kInvalidArgument
+                    : e.code();
+    std::string msg = P() + "starting " + config.id + " (container " + m.name + "): " + e.message();
+    for (const auto& d : e.details()) msg += "; " + d.field + ": " + d.message;
+    return std::unexpected(Error(code, msg, e.details()));
+  }
+  if (relay) RecordLogRelay(*relay, relay_state);
+  // `hull logs <name>` reads the container directory: it finds the task's logs there.
+  std::error_code ec;
+  for (const auto& [link, target] : {std::pair{dir_.StdoutPath(m.name), out_path}, {dir_.StderrPath(m.name), err_path}}) {
+    fs::remove(link, ec);
+    fs::create_symlink(target, link, ec);
+  }
+  return std::move(*run);
+}
+
 Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
   if (!unusable_.empty()) return FailedPrecondition(P() + "cannot run on this node: " + unusable_);
-  auto manifest = HullManifestForTask(config, opts_.core_mhz);
+  auto manifest = HullManifestForTask(config, supervisor_->options().core_mhz);
   if (!manifest) {
     return std::unexpected(Error(manifest.error().code(), P() + manifest.error().message(),
                                  manifest.error().details()));
@@ -292,12 +335,8 @@ Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
                               std::strerror(errno) + "); install hull there or drop binary to run "
                               "containers in the agent");
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = tasks_.find(config.id);
-    if (it != tasks_.end() && !it->second.exit) {
-      return MakeError(Code::kAlreadyExists, P() + "task " + config.id + " is already running");
-    }
+  if (supervisor_->Running(config.id)) {
+    return MakeError(Code::kAlreadyExists, P() + "task " + config.id + " is already running");
   }
   std::error_code ec;
   fs::create_directories(config.task_dir, ec);
@@ -309,74 +348,29 @@ Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
     f << m.ToJson().dump(2) << "\n";
     if (!f) return Internal(P() + "writing " + manifest_path);
   }
-  const std::string out_path = config.task_dir + "/stdout.log";
-  const std::string err_path = config.task_dir + "/stderr.log";
   hull::ContainerState s;
-  std::optional<LogRelay> relay;
+  Json relay_state = Json::object();
   if (!binary.empty()) {
     MT_ASSIGN_OR_RETURN(s, RunBinary(binary, config, manifest_path, m.name));
     // That hull wrote the logs in its container directory: the task directory gets the same
     // files (hard links, so the agent reads and rotates what the workload writes).
-    for (const auto& [from, to] : {std::pair{dir_.StdoutPath(m.name), out_path}, {dir_.StderrPath(m.name), err_path}}) {
+    for (const auto& [from, to] : {std::pair{dir_.StdoutPath(m.name), config.task_dir + "/stdout.log"},
+                                   {dir_.StderrPath(m.name), config.task_dir + "/stderr.log"}}) {
       fs::remove(to, ec);
       if (::link(from.c_str(), to.c_str()) != 0) {
         spdlog::warn("hull: task {}: linking {} to {}: {}", config.id, from, to, std::strerror(errno));
       }
     }
   } else {
-    hull::RunOptions ro;
-    ro.init_path = hopts_.init_path;
-    ro.stdout_path = out_path;
-    ro.stderr_path = err_path;
-    // The output goes through the task's log relay, or straight into the files.
-    relay = StartRelay(config, PreviousState(config.id));
-    if (relay) {
-      ro.stdout_fd = relay->out_fd;
-      ro.stderr_fd = relay->err_fd;
-    }
-    auto run = hull::Run(dir_, m, ro);
-    if (relay) {
-      // The container has its own copies now (or failed, and the relay sees end of file).
-      ::close(relay->out_fd);
-      ::close(relay->err_fd);
-    }
-    if (!run) {
-      const Error& e = run.error().error;
-      Code code = run.error().exit_code == hull::kExitManifest || run.error().exit_code == hull::kExitExec
-                      ? Code::kInvalidArgument
-                      : e.code();
-      std::string msg = P() + "starting " + config.id + " (container " + m.name + "): " + e.message();
-      for (const auto& d : e.details()) msg += "; " + d.field + ": " + d.message;
-      return std::unexpected(Error(code, msg, e.details()));
-    }
-    s = std::move(*run);
-    // `hull logs <name>` reads the container directory: it finds the task's logs there.
-    for (const auto& [link, target] : {std::pair{dir_.StdoutPath(m.name), out_path}, {dir_.StderrPath(m.name), err_path}}) {
-      fs::remove(link, ec);
-      fs::create_symlink(target, link, ec);
-    }
+    MT_ASSIGN_OR_RETURN(s, RunInProcess(config, m, relay_state));
   }
 
-  Task task;
-  task.pid = s.pid;
-  task.start_ticks = s.start_ticks;
-  task.started_at = NowRfc3339();
-  task.pidfd = static_cast<int>(syscall(SYS_pidfd_open, s.pid, 0));
-  if (task.pidfd < 0) {
-    // Only a container run by `binary` (not our child) can be gone already; it said how.
-    return Internal(P() + "container " + m.name + " ended at once: " +
-                    (s.exit ? s.exit->Describe() : ReadFile(dir_.ExitStatusPath(m.name))));
-  }
-  if (!s.cgroup.empty()) {
-    if (auto g = opts_.cgroups->Open(s.cgroup)) task.cgroup = std::move(*g);
-  }
-  task.memory_limit_bytes = m.limits.memory_mb << 20;
   TaskHandle handle;
   handle.driver = Name();
   handle.id = config.id;
   handle.state = {{"pid", s.pid},
                   {"startTicks", s.start_ticks},
-                  {"startedAt", task.started_at},
+                  {"startedAt", NowRfc3339()},
                   {"taskDir", config.task_dir},
                   {"name", m.name},
                   {"stateDir", dir_.root()},
@@ -386,12 +380,16 @@ Result<TaskHandle> HullDriver::Start(const TaskConfig& config) {
                   {"cwd", m.cwd},
                   {"auditSession", s.audit_session},
                   {"workloadPid", s.workload_pid},
-                  {"memoryLimitBytes", *task.memory_limit_bytes}};
+                  {"memoryLimitBytes", m.limits.memory_mb << 20}};
   if (!s.cgroup.empty()) handle.state["cgroup"] = s.cgroup;
   if (!binary.empty()) handle.state["binary"] = binary;
-  if (relay) RecordLogRelay(*relay, handle.state);
-  task.state = handle.state;
-  MT_RETURN_IF_ERROR(Track(config.id, std::move(task)));
+  handle.state.update(relay_state);
+  if (auto st = supervisor_->Adopt(handle); !st) {
+    if (st.error().code() != Code::kNotFound) return std::unexpected(st.error());
+    // Only a container run by `binary` (not our child) can be gone already; it said how.
+    return Internal(P() + "container " + m.name + " ended at once: " +
+                    (s.exit ? s.exit->Describe() : ReadFile(dir_.ExitStatusPath(m.name))));
+  }
   spdlog::debug("hull: started {} as container {} (pid {}, cgroup {})", config.id, m.name, s.pid, s.cgroup);
   return handle;
 }
@@ -415,7 +413,7 @@ Status HullDriver::Recover(const TaskHandle& handle) {
   }
   TaskHandle h = handle;
   if (!s->cgroup.empty()) h.state["cgroup"] = s->cgroup;
-  return ExecDriver::Recover(h);
+  return supervisor_->Recover(h);
 }
 
 void HullDriver::RefineExit(const Json& state, ExitResult& result) {
@@ -469,99 +467,50 @@ Status HullDriver::ReleaseTask(const std::string& id, const Json& state) {
   return {};
 }
 
-Status HullDriver::Signal(const std::string& id, int sig) {
-  int pid = 0;
-  uint64_t ticks = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = tasks_.find(id);
-    if (it == tasks_.end()) return NotFound(P() + "no task " + id);
-    if (it->second.exit) return FailedPrecondition(P() + "task " + id + " has exited");
-    pid = it->second.pid;
-    ticks = it->second.start_ticks;
-  }
-  // To PID 1 alone: sandbox-init forwards it to the workload (a group signal would reach the
-  // workload twice). The pidfd pins the process; the start time says it is still ours.
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return NotFound(P() + "task " + id + " is gone");
-  int rc = -1, err = ESRCH;
-  if (ProcessStartTicks(pid) == std::optional<uint64_t>(ticks)) {
-    rc = static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-    err = errno;
-  }
-  ::close(pidfd);
-  if (rc != 0) return ErrnoError(P() + "signalling " + id, err);
-  return {};
-}
-
 Result<ExecSessionPtr> HullDriver::Exec(const std::string& id, const ExecOptions& options,
                                         ExecCallbacks callbacks) {
-  Json state;
-  std::shared_ptr<Cgroup> group;
-  int init = 0;
-  uint64_t ticks = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = tasks_.find(id);
-    if (it == tasks_.end() || it->second.exit) return NotFound(P() + "task " + id + " is not running");
-    state = it->second.state;
-    group = it->second.cgroup;
-    init = it->second.pid;
-    ticks = it->second.start_ticks;
-  }
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, init, 0));
-  if (pidfd < 0) return NotFound(P() + "task " + id + " is not running");
-  auto context = ReadProcessContext(init);
-  const int ns_flags = NamespacesToJoin(init);
-  if (!context || ProcessStartTicks(init) != std::optional<uint64_t>(ticks) || ns_flags == 0) {
-    ::close(pidfd);
-    return NotFound(P() + "task " + id + " is not running");
-  }
-  // The workload's profile, built here: the child may only make system calls.
-  auto seccomp = std::make_shared<SeccompProgram>();
-  if (auto p = hull::BuildProfile(state.value("profile", std::string("default")))) {
-    *seccomp = std::move(*p);
-  } else {
-    ::close(pidfd);
-    return std::unexpected(p.error());
-  }
-  context->cwd = state.value("cwd", "/");
-  context->root = "/proc/" + std::to_string(init) + "/root";
-  context->uid = ::geteuid();  // the workload's uid; confinement comes from the steps below
-  context->gid = ::getegid();
-  std::vector<int> join_fds;
-  if (group) {
-    auto fds = group->OpenProcsFiles();
-    if (!fds) {
-      ::close(pidfd);
-      return std::unexpected(fds.error());
-    }
-    join_fds = std::move(*fds);
-  }
-  const LandlockPlan* landlock = &landlock_;
-  const CapsPlan* caps = caps_.get();
-  const SeccompProgram* filter = seccomp.get();
-  // In the session's child: into every namespace of the container (joining the mount
-  // namespace enters its root); the PID namespace takes effect for children only, so fork once
-  // more and relay the command's exit, as nsenter and `hull exec` do.
-  auto enter = [pidfd, ns_flags, landlock, caps, filter]() noexcept -> int {
-    if (::setns(pidfd, ns_flags) != 0) return errno;
-    if (ns_flags & CLONE_NEWUSER) {
-      // A rootless container (a `binary:` hull run --rootless): become its uid/gid 0, the
-      // mapped host id, as `hull exec` does; the agent's own root is unmapped there. Groups go
-      // where the namespace allows setgroups. Raw system calls: no glibc setxid broadcast in a
-      // child forked from the threaded agent.
-      if (syscall(SYS_setgroups, 0, nullptr) != 0 && errno != EPERM) return errno;
-      if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) return errno;
-    }
-    if (int err = ForkIntoPidNamespace()) return err;
-    int step = 0;
-    return ConfineInChild(*landlock, *caps, *filter, -1, &step);
+  auto prepare = [this, &id](const ProcessSupervisor::ExecTarget& target,
+                             ProcessContext& context) -> Result<std::function<int()>> {
+    const int ns_flags = NamespacesToJoin(target.pid);
+    if (ns_flags == 0) return NotFound(P() + "task " + id + " is not running");
+    // The workload's profile, built here: the child may only make system calls.
+    MT_ASSIGN_OR_RETURN(SeccompProgram seccomp,
+                        hull::BuildProfile(target.state->value("profile", std::string("default"))));
+    EnterTaskRoot(target, context);
+    return EnterConfinedTask(target.pidfd, ns_flags, &landlock_, caps_.get(),
+                             std::make_shared<const SeccompProgram>(std::move(seccomp)));
   };
-  auto session = StartExecSession(*context, options, std::move(callbacks), join_fds, enter);
-  for (int fd : join_fds) ::close(fd);
-  ::close(pidfd);
-  return session;
+  return supervisor_->Exec(id, options, std::move(callbacks), prepare);
 }
+
+// hull containers (seed 003), recorded in a hull state directory of the agent's own: `hull ps`
+// with HULL_STATE_DIR set to it lists them.
+MENTAT_REGISTER_DRIVER(hull, {
+  .name = "hull",
+  .root = WorkloadRoot::kRootfs,
+  .make = [](const DriverContext& context) -> Result<DriverPtr> {
+    HullDriverOptions o;
+    o.process.core_mhz = context.core_mhz;
+    o.process.cgroup_parent = "hull";
+    o.init_path = context.sandbox_init;
+    o.state_dir = context.hull_state_dir.empty() ? context.data_dir + "/hull/state"
+                                                 : context.hull_state_dir;
+    return CreateDriver<HullDriver>(std::move(o));
+  },
+  .probe = [](const DriverContext& context) -> Status {
+    if (::geteuid() != 0) {
+      return FailedPrecondition("hull: the agent is not running as root (hull's namespaces, "
+                                "mounts and cgroups need it)");
+    }
+    const std::string init = context.sandbox_init.empty() ? FindSandboxInit() : context.sandbox_init;
+    if (init.empty() || ::access(init.c_str(), X_OK) != 0) {
+      return FailedPrecondition("hull: sandbox-init was not found");
+    }
+    if (auto st = CgroupHost::Probe()->UsableForTracking(); !st) {
+      return FailedPrecondition("hull: cgroups are not usable: " + st.error().message());
+    }
+    return {};
+  },
+});
 
 }  // namespace mentat

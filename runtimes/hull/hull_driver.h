@@ -11,15 +11,16 @@
 //
 // Everything after the start (exits through a pidfd, the exact exit status that sandbox-init
 // writes, stop with grace then kill, OOM and pids reports, stats, recover by pid and start time)
-// is the process machinery of ExecDriver, pointed at the container's PID 1 and at the cgroup
-// hull made for it (hull/<name>).
+// is the driver's ProcessSupervisor's, pointed at the container's PID 1 and at the cgroup hull
+// made for it (hull/<name>).
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "apis/hull_manifest.h"
-#include "runtimes/exec/exec_driver.h"
+#include "runtimes/exec/supervised_driver.h"
+#include "runtimes/exec/supervisor.h"
 #include "runtimes/hull/state.h"
 #include "runtimes/isolation/caps.h"
 #include "runtimes/isolation/landlock.h"
@@ -27,7 +28,7 @@
 namespace mentat {
 
 struct HullDriverOptions {
-  ExecDriverOptions process;  // core_mhz for resources.cpu_mhz; cgroups
+  SupervisorOptions process;  // core_mhz for resources.cpu_mhz; cgroups
   std::string state_dir;      // hull's state directory; empty: hull::ResolveStateDir()
   std::string init_path;      // sandbox-init; empty: FindSandboxInit()
 };
@@ -44,18 +45,15 @@ std::string HullNameForTask(const std::string& id);
 // otherwise. kInvalidArgument naming the field (manifest, rootfs, command, hull.network, ...).
 Result<HullManifest> HullManifestForTask(const TaskConfig& config, int64_t core_mhz);
 
-class HullDriver : public ExecDriver {
+class HullDriver : public SupervisedDriver<HullDriver> {
  public:
   static Result<std::unique_ptr<HullDriver>> Create(HullDriverOptions options);
-  ~HullDriver() override;
 
   std::string Name() const override { return "hull"; }
   Result<TaskHandle> Start(const TaskConfig& config) override;
   // From hull's state.json: the container must still run with the recorded PID 1 and start
   // time; kNotFound when it is gone (its record is then brought up to date).
   Status Recover(const TaskHandle& handle) override;
-  // To the container's PID 1, which forwards it to the workload.
-  Status Signal(const std::string& id, int signal) override;
   // In every namespace of the container, its cgroup, and the same Landlock, capabilities and
   // seccomp profile as the workload.
   Result<ExecSessionPtr> Exec(const std::string& id, const ExecOptions& options,
@@ -64,23 +62,32 @@ class HullDriver : public ExecDriver {
   Json Capabilities() const override;
 
   const hull::StateDir& state_dir() const { return dir_; }
-
- protected:
-  void RefineExit(const Json& state, ExitResult& result) override;
-  // The container's record and directory go (hull ps no longer lists it).
-  Status ReleaseTask(const std::string& id, const Json& state) override;
+  ProcessSupervisor& supervisor() { return *supervisor_; }
 
  private:
   explicit HullDriver(HullDriverOptions options);
   // spec.binary: `<binary> run <manifest>` with HULL_STATE_DIR set, then the record it wrote.
   Result<hull::ContainerState> RunBinary(const std::string& binary, const TaskConfig& config,
                                          const std::string& manifest_path, const std::string& name);
+  // The container made in this process through hull's library, its output through the task's
+  // log relay when there is one (recorded in `relay_state`).
+  Result<hull::ContainerState> RunInProcess(const TaskConfig& config, const HullManifest& m,
+                                            Json& relay_state);
+  // sandbox-init's report of the workload, the container's network given back, and the syscall
+  // a seccomp kill was for (from the audit log). The supervisor's refine_exit.
+  void RefineExit(const Json& state, ExitResult& result);
+  // The container's record and directory go (hull ps no longer lists it). The supervisor's
+  // release_task.
+  Status ReleaseTask(const std::string& id, const Json& state);
+  std::string P() const { return Name() + ": "; }
 
   HullDriverOptions hopts_;
   hull::StateDir dir_;
   std::string unusable_;  // why this host cannot run hull containers; empty when it can
   std::unique_ptr<CapsPlan> caps_;
   LandlockPlan landlock_;
+  // Last: destroyed first, so its exit watcher stops before what its hooks use goes.
+  ProcessSupervisorPtr supervisor_;
 };
 
 }  // namespace mentat

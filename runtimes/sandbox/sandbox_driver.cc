@@ -17,10 +17,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtimes/exec/exec_session.h"
+#include "runtimes/exec/child_argv.h"
 #include "runtimes/isolation/child.h"
 #include "runtimes/isolation/confine.h"
+#include "runtimes/isolation/confined_exec.h"
 #include "runtimes/isolation/mounts.h"
+#include "runtimes/registry.h"
+#include "runtimes/sandbox/bases.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -71,8 +74,6 @@ int ChildMain(void* p) {
   FailChild(a.errpipe, IsolationStep::kExec, errno);
 }
 
-std::string ProcRoot(int pid) { return "/proc/" + std::to_string(pid) + "/root"; }
-
 bool RunningAsRoot() { return ::geteuid() == 0; }
 
 bool HasOverlayfs() {
@@ -83,45 +84,85 @@ bool HasOverlayfs() {
   return false;
 }
 
+void RefineSandboxExit(const Json& state, ExitResult& result) {
+  // sandbox-init's report of its workload: exact even when init itself could only exit 128+N,
+  // and known for recovered tasks, whose status the kernel keeps for a parent that is gone.
+  std::ifstream f(state.value("statusFile", ""));
+  std::string line;
+  if (!f || !std::getline(f, line)) return;
+  Json j = Json::parse(line, nullptr, false);
+  if (!j.is_object()) return;
+  if (j.contains("signal") && j["signal"].is_number_integer()) {
+    result.signal = j["signal"].get<int>();
+    result.exit_code.reset();
+  } else if (j.contains("exit_code") && j["exit_code"].is_number_integer()) {
+    result.exit_code = j["exit_code"].get<int>();
+    result.signal.reset();
+  }
+  if (j.contains("exec_error") && j["exec_error"].is_string()) {
+    result.message = "the workload could not be started: " + j["exec_error"].get<std::string>();
+  }
+}
+
+Status ReleaseSandboxTask(const std::string& id, const Json& state) {
+  // The overlay was mounted in the task's own mount namespace, gone with it: only the
+  // directories remain, the writable layer with what the workload wrote.
+  for (const char* key : {"upper", "work", "root"}) {
+    std::string dir = state.value(key, "");
+    if (dir.empty()) continue;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) return Internal("sandbox: task " + id + ": removing " + dir + ": " + ec.message());
+  }
+  return {};
+}
+
 }  // namespace
 
-SandboxDriver::SandboxDriver(SandboxDriverOptions options)
-    : ExecDriver(std::move(options.process)), sopts_(std::move(options)) {}
-
-SandboxDriver::~SandboxDriver() { StopReaper(); }
+std::string SandboxUnusable(const std::string& init_path) {
+  if (!RunningAsRoot()) {
+    return "the agent is not running as root (namespaces, mounts and pivot_root need it)";
+  }
+  if (!HasOverlayfs()) return "the kernel has no overlayfs";
+  if (init_path.empty() || ::access(init_path.c_str(), X_OK) != 0) {
+    return "sandbox-init was not found (set MENTAT_SANDBOX_INIT or install it next to the agent)";
+  }
+  return "";
+}
 
 Result<std::unique_ptr<SandboxDriver>> SandboxDriver::Create(SandboxDriverOptions options) {
   std::unique_ptr<SandboxDriver> d(new SandboxDriver(std::move(options)));
-  MT_RETURN_IF_ERROR(d->Init());
+  SupervisorPolicy policy;
+  // To sandbox-init alone: it forwards signals to the workload.
+  policy.signal = SupervisorPolicy::SignalTarget::kLeader;
+  policy.refine_exit = RefineSandboxExit;
+  policy.release_task = ReleaseSandboxTask;
+  MT_ASSIGN_OR_RETURN(d->supervisor_,
+                      ProcessSupervisor::Create(d->Name(), std::move(d->sopts_.process), std::move(policy)));
   if (d->sopts_.init_path.empty()) d->sopts_.init_path = FindSandboxInit();
-  if (!RunningAsRoot()) {
-    d->unusable_ = "the agent is not running as root (namespaces, mounts and pivot_root need it)";
-  } else if (!HasOverlayfs()) {
-    d->unusable_ = "the kernel has no overlayfs";
-  } else if (d->sopts_.init_path.empty() || ::access(d->sopts_.init_path.c_str(), X_OK) != 0) {
-    d->unusable_ = "sandbox-init was not found (set MENTAT_SANDBOX_INIT or install it next to the agent)";
-  }
-  MT_ASSIGN_OR_RETURN(d->seccomp_, BuildSandboxSeccomp());
+  d->unusable_ = SandboxUnusable(d->sopts_.init_path);
+  MT_ASSIGN_OR_RETURN(auto seccomp, BuildSandboxSeccomp());
+  d->seccomp_ = std::make_shared<const SeccompProgram>(std::move(seccomp));
   MT_ASSIGN_OR_RETURN(d->caps_, PlanDropAllCaps());
   d->landlock_ = PlanLandlock();
   if (!d->unusable_.empty()) {
     spdlog::warn("sandbox: this node cannot run sandboxes: {}", d->unusable_);
   } else {
     spdlog::info("sandbox: sandbox-init {}, Landlock ABI {}, seccomp denies {} syscalls",
-                 d->sopts_.init_path, d->landlock_.abi, d->seccomp_.denied.size());
+                 d->sopts_.init_path, d->landlock_.abi, d->seccomp_->denied.size());
   }
   return d;
 }
 
 Json SandboxDriver::Fingerprint() {
-  Json fp = ExecDriver::Fingerprint();
+  Json fp = supervisor_->Fingerprint();
   fp["healthy"] = unusable_.empty();
   fp["detail"] = unusable_.empty() ? "namespaces (pid, mount, uts, ipc), overlayfs root, no "
                                      "capabilities, seccomp, Landlock ABI " +
                                          std::to_string(landlock_.abi)
                                    : unusable_;
   fp["landlock"] = DescribeLandlock(landlock_);
-  fp["seccomp"] = {{"denied", seccomp_.denied}};
+  fp["seccomp"] = {{"denied", seccomp_->denied}};
   fp["init"] = sopts_.init_path;
   if (sopts_.describe_bases) fp["bases"] = sopts_.describe_bases();
   return fp;
@@ -137,7 +178,12 @@ Json SandboxDriver::Capabilities() const {
           {"volumes", true}};
 }
 
-Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const SpawnIO& io) {
+Result<TaskHandle> SandboxDriver::Start(const TaskConfig& config) {
+  return supervisor_->Start(config, [&](const ProcessSupervisor::SpawnIO& io) { return Spawn(config, io); });
+}
+
+Result<ProcessSupervisor::Spawned> SandboxDriver::Spawn(const TaskConfig& config,
+                                                        const ProcessSupervisor::SpawnIO& io) {
   if (!unusable_.empty()) return FailedPrecondition(P() + "cannot run on this node: " + unusable_);
   const Json& spec = config.spec.is_object() ? config.spec : Json::object();
   if (spec.contains("user")) {
@@ -175,16 +221,9 @@ Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const
   // An app layer (the build output mt apply packed) is at /app: the app starts there.
   const std::string cwd = !config.cwd.empty() ? config.cwd : spec.value("rootfsIsApp", false) ? "/app" : "/";
 
-  std::vector<std::string> argv_s = {"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--",
-                                     config.command};
-  argv_s.insert(argv_s.end(), config.args.begin(), config.args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_s = EnvStrings(config.env);
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  ChildArgv argv(Concat({"sandbox-init", "--status-fd", std::to_string(kStatusFd), "--", config.command},
+                        config.args));
+  ChildArgv envp(EnvStrings(config.env));
 
   const std::string status_path = config.task_dir + "/init-status";
   int status_fd = ::open(status_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
@@ -209,7 +248,7 @@ Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const
     return ErrnoError(P() + "mmap", e);
   }
   ChildArgs args{io.join_fds, io.out_fd, io.err_fd, io.null_fd, status_fd, init_fd, errpipe[1],
-                 &plan, cwd.c_str(), &landlock_, caps_.get(), &seccomp_, argv.data(), envp.data()};
+                 &plan, cwd.c_str(), &landlock_, caps_.get(), seccomp_.get(), argv.data(), envp.data()};
   // CLONE_VFORK: this thread waits until the child has exec'd or died, so the plan it reads
   // stays put, and nothing of the agent's memory is copied.
   pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStack,
@@ -242,109 +281,49 @@ Result<ExecDriver::Spawned> SandboxDriver::Spawn(const TaskConfig& config, const
   }
   Json state = {{"root", plan.merged}, {"upper", plan.upper}, {"work", plan.work},
                 {"statusFile", status_path}, {"layers", plan.lower}, {"cwd", cwd}};
-  return Spawned{pid, state};
-}
-
-void SandboxDriver::RefineExit(const Json& state, ExitResult& result) {
-  // sandbox-init's report of its workload: exact even when init itself could only exit 128+N,
-  // and known for recovered tasks, whose status the kernel keeps for a parent that is gone.
-  std::ifstream f(state.value("statusFile", ""));
-  std::string line;
-  if (!f || !std::getline(f, line)) return;
-  Json j = Json::parse(line, nullptr, false);
-  if (!j.is_object()) return;
-  if (j.contains("signal") && j["signal"].is_number_integer()) {
-    result.signal = j["signal"].get<int>();
-    result.exit_code.reset();
-  } else if (j.contains("exit_code") && j["exit_code"].is_number_integer()) {
-    result.exit_code = j["exit_code"].get<int>();
-    result.signal.reset();
-  }
-  if (j.contains("exec_error") && j["exec_error"].is_string()) {
-    result.message = "the workload could not be started: " + j["exec_error"].get<std::string>();
-  }
-}
-
-Status SandboxDriver::ReleaseTask(const std::string& id, const Json& state) {
-  // The overlay was mounted in the task's own mount namespace, gone with it: only the
-  // directories remain, the writable layer with what the workload wrote.
-  for (const char* key : {"upper", "work", "root"}) {
-    std::string dir = state.value(key, "");
-    if (dir.empty()) continue;
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    if (ec) return Internal(P() + "task " + id + ": removing " + dir + ": " + ec.message());
-  }
-  return {};
-}
-
-Status SandboxDriver::Signal(const std::string& id, int sig) {
-  auto st = Inspect(id);
-  if (!st) return std::unexpected(st.error());
-  if (st->exit) return FailedPrecondition(P() + "task " + id + " has exited");
-  // To init alone: it forwards to the workload (a group signal would reach the workload twice).
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, st->pid, 0));
-  if (pidfd < 0) return NotFound(P() + "task " + id + " is gone");
-  auto ticks = ProcessStartTicks(st->pid);
-  int rc = -1, err = ESRCH;
-  if (ticks) {
-    rc = static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-    err = errno;
-  }
-  ::close(pidfd);
-  if (rc != 0) return ErrnoError(P() + "signalling " + id, err);
-  return {};
+  return ProcessSupervisor::Spawned{pid, state};
 }
 
 Result<ExecSessionPtr> SandboxDriver::Exec(const std::string& id, const ExecOptions& options,
                                            ExecCallbacks callbacks) {
-  auto st = Inspect(id);
-  if (!st || st->exit) return NotFound(P() + "task " + id + " is not running");
-  const int init = st->pid;
-  Json state;
-  std::shared_ptr<Cgroup> group;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = tasks_.find(id);
-    if (it == tasks_.end() || it->second.exit) return NotFound(P() + "task " + id + " is not running");
-    state = it->second.state;
-    group = it->second.cgroup;
-  }
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, init, 0));
-  if (pidfd < 0) return NotFound(P() + "task " + id + " is not running");
-  auto context = ReadProcessContext(init);
-  if (!context) {
-    ::close(pidfd);
-    return NotFound(P() + "task " + id + " is not running");
-  }
-  context->cwd = state.value("cwd", "/");
-  context->root = ProcRoot(init);
-  context->uid = ::geteuid();  // the workload's uid; confinement comes from the steps below
-  context->gid = ::getegid();
-  std::vector<int> join_fds;
-  if (group) {
-    auto fds = group->OpenProcsFiles();
-    if (!fds) {
-      ::close(pidfd);
-      return std::unexpected(fds.error());
-    }
-    join_fds = std::move(*fds);
-  }
-  const LandlockPlan* landlock = &landlock_;
-  const CapsPlan* caps = caps_.get();
-  const SeccompProgram* seccomp = &seccomp_;
-  // In the session's child: into the task's namespaces; the PID namespace takes effect for
-  // children only, so fork once more and relay the command's exit, as nsenter does.
-  auto enter = [pidfd, landlock, caps, seccomp]() noexcept -> int {
-    if (::setns(pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) != 0) return errno;
-    if (int err = ForkIntoPidNamespace()) return err;
-    int step = 0;
-    return ConfineInChild(*landlock, *caps, *seccomp, -1, &step);
+  auto prepare = [this](const ProcessSupervisor::ExecTarget& target,
+                        ProcessContext& context) -> Result<std::function<int()>> {
+    EnterTaskRoot(target, context);
+    return EnterConfinedTask(target.pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID,
+                             &landlock_, caps_.get(), seccomp_);
   };
-  auto session = StartExecSession(*context, options, std::move(callbacks), join_fds, enter);
-  for (int fd : join_fds) ::close(fd);
-  ::close(pidfd);
-  return session;
+  return supervisor_->Exec(id, options, std::move(callbacks), prepare);
 }
+
+// Bases are built from their recipes on first use, under <data dir>/bases.
+MENTAT_REGISTER_DRIVER(sandbox, {
+  .name = "sandbox",
+  .root = WorkloadRoot::kRootfs,
+  .make = [](const DriverContext& context) -> Result<DriverPtr> {
+    SandboxDriverOptions o;
+    o.process.core_mhz = context.core_mhz;
+    o.process.cgroup_parent = "mentat-sandbox";
+    o.init_path = context.sandbox_init;
+    const std::string bases_dir = context.data_dir + "/bases";
+    o.resolve_base = [bases_dir](const std::string& name) -> Result<std::string> {
+      MT_ASSIGN_OR_RETURN(BaseInfo base, EnsureBase(bases_dir, name));
+      return base.rootfs;
+    };
+    o.describe_bases = [bases_dir] {
+      Json out = Json::array();
+      if (auto bases = ListBases(bases_dir)) {
+        for (const auto& b : *bases) out.push_back({{"name", b.name}, {"version", b.version}});
+      }
+      return out;
+    };
+    return CreateDriver<SandboxDriver>(std::move(o));
+  },
+  .probe = [](const DriverContext& context) -> Status {
+    std::string why = SandboxUnusable(context.sandbox_init.empty() ? FindSandboxInit()
+                                                                   : context.sandbox_init);
+    if (!why.empty()) return FailedPrecondition("sandbox: " + why);
+    return {};
+  },
+});
 
 }  // namespace mentat

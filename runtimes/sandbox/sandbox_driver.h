@@ -19,7 +19,8 @@
 #include <functional>
 #include <memory>
 
-#include "runtimes/exec/exec_driver.h"
+#include "runtimes/exec/supervised_driver.h"
+#include "runtimes/exec/supervisor.h"
 #include "runtimes/isolation/caps.h"
 #include "runtimes/isolation/init_binary.h"
 #include "runtimes/isolation/landlock.h"
@@ -28,7 +29,7 @@
 namespace mentat {
 
 struct SandboxDriverOptions {
-  ExecDriverOptions process;  // cgroups, as for exec
+  SupervisorOptions process;  // cgroups, as for exec
   // The sandbox-init binary; empty: FindSandboxInit().
   std::string init_path;
   // A base name (spec.base) -> the directory of its root filesystem, built on first use.
@@ -38,33 +39,38 @@ struct SandboxDriverOptions {
   std::function<Json()> describe_bases;
 };
 
-class SandboxDriver : public ExecDriver {
+class SandboxDriver : public SupervisedDriver<SandboxDriver> {
  public:
   static Result<std::unique_ptr<SandboxDriver>> Create(SandboxDriverOptions options);
-  ~SandboxDriver() override;
 
   std::string Name() const override { return "sandbox"; }
+  Result<TaskHandle> Start(const TaskConfig& config) override;
   Json Fingerprint() override;
   Json Capabilities() const override;
-  // To sandbox-init, which forwards it to the workload.
-  Status Signal(const std::string& id, int signal) override;
   // In the task's namespaces, cgroup and restrictions, with its environment.
   Result<ExecSessionPtr> Exec(const std::string& id, const ExecOptions& options,
                               ExecCallbacks callbacks) override;
 
- protected:
-  Result<Spawned> Spawn(const TaskConfig& config, const SpawnIO& io) override;
-  void RefineExit(const Json& state, ExitResult& result) override;
-  Status ReleaseTask(const std::string& id, const Json& state) override;
+  ProcessSupervisor& supervisor() { return *supervisor_; }
 
  private:
-  explicit SandboxDriver(SandboxDriverOptions options);
+  explicit SandboxDriver(SandboxDriverOptions options) : sopts_(std::move(options)) {}
+  // The task's first process: sandbox-init cloned into new namespaces on its overlay root.
+  Result<ProcessSupervisor::Spawned> Spawn(const TaskConfig& config,
+                                           const ProcessSupervisor::SpawnIO& io);
+  std::string P() const { return Name() + ": "; }
 
   SandboxDriverOptions sopts_;
   std::string unusable_;  // why this host cannot run sandboxes; empty when it can
-  SeccompProgram seccomp_;
+  std::shared_ptr<const SeccompProgram> seccomp_;
   std::unique_ptr<CapsPlan> caps_;
   LandlockPlan landlock_;
+  // Last: destroyed first, so its exit watcher stops before what its hooks use goes.
+  ProcessSupervisorPtr supervisor_;
 };
+
+// Why this host cannot run sandboxes ("" when it can): root, overlayfs, sandbox-init at
+// `init_path`.
+std::string SandboxUnusable(const std::string& init_path);
 
 }  // namespace mentat
