@@ -3,6 +3,8 @@
 // and static. Exit codes and signal deaths with the status line, signals forwarded, orphans
 // reaped while the workload runs, exec failures (127, 126, PATH lookup), usage errors.
 #include <elf.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
