@@ -83,6 +83,12 @@ int List(const BaseFlags& f) {
 
 }  // namespace
 
+std::string KnownBaseNames() {
+  std::string out;
+  for (const auto& n : KnownBases()) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 int RunBase(const BaseFlags& f) {
   if (f.action == "build") return Build(f);
   return List(f);

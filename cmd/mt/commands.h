@@ -122,6 +122,11 @@ struct BaseFlags {
 };
 // Builds or lists the sandbox's bases on this machine; needs no server (and no client).
 int RunBase(const BaseFlags& f);
+// The bases mt has recipes for, "a, b, c": for `mt base build`'s help.
+std::string KnownBaseNames();
+
+// mt snapshot save: writes the server's snapshot to `file`, once it is verified.
+int RunSnapshotSave(ApiClient& client, const std::string& file);
 
 // A bash completion script generated from the command line's own definition.
 std::string BashCompletion(const CLI::App& app);

@@ -2,50 +2,20 @@
 // command lives in its own file (commands.h), configuration in config.h, output in output.h.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "apis/client.h"
 #include "apis/schema.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/config.h"
+#include "cmd/mt/connect.h"
 #include "cmd/mt/output.h"
 #include "runtimes/sandbox/bases.h"
-#include "store/snapshot.h"
 
 using namespace mentat;
 using namespace mentat::mt;
-namespace fs = std::filesystem;
 
 namespace {
-
-int SnapshotSave(ApiClient& client, const std::string& file) {
-  auto text = client.GetRaw("/v1/snapshot");
-  if (!text) return PrintError(text.error());
-  // Check it before keeping it: a snapshot that fails later, at restore, is no backup.
-  auto info = VerifySnapshot(*text);
-  if (!info) return PrintError(info.error());
-  std::string tmp = file + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << *text;
-    f.flush();
-    if (!f) return PrintError(Error(Code::kInternal, "writing " + tmp));
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) return PrintError(Error(Code::kInternal, "renaming " + tmp + ": " + ec.message()));
-  std::cout << "snapshot of " << info->objects << " objects at revision " << info->revision
-            << " saved to " << file << "\n";
-  return kExitOk;
-}
-
-std::string JoinBaseNames() {
-  std::string out;
-  for (const auto& n : KnownBases()) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
 
 std::optional<std::string> Given(const CLI::Option* opt, const std::string& value) {
   if (opt->count() == 0) return std::nullopt;
@@ -214,7 +184,7 @@ int main(int argc, char** argv) {
   base->require_subcommand(1);
   auto* base_build = base->add_subcommand(
       "build", "build a base from its recipe, unless it is built and up to date");
-  base_build->add_option("name", base_flags.name, "the base: " + JoinBaseNames())->required();
+  base_build->add_option("name", base_flags.name, "the base: " + KnownBaseNames())->required();
   base_build->add_option("--dir", base_flags.dir, "where bases live")->capture_default_str();
   base_build->add_flag("--force", base_flags.force, "rebuild even when up to date");
   auto* base_list = base->add_subcommand("list", "the bases built on this machine");
@@ -261,29 +231,14 @@ int main(int argc, char** argv) {
     std::cout << RenderConfig(*cfg);
     return kExitOk;
   }
-  SetAuthHint(AuthHintFor(*cfg));
-  SetServerHint(cfg->server.source == "default"
-                    ? "the default; set --server, MENTAT_ADDR or server: in ~/.mentat/config"
-                    : "server from " + cfg->server.source);
-  ClientOptions co;
-  co.token = cfg->token.value;
-  co.ca_file = cfg->ca_file.value;
-  auto client = ApiClient::Create(cfg->server.value, co);
-  if (!client) {
-    Error e = client.error();
-    return PrintError(Error(
-        e.code(), e.message() + " (server from " + cfg->server.source +
-                      (co.ca_file.empty() ? "" : ", CA file from " + cfg->ca_file.source) + ")"));
-  }
-  if (!co.ca_file.empty() && (*client)->server().rfind("https://", 0) != 0 &&
-      cfg->ca_file.source == "--ca-file") {
-    PrintWarning("--ca-file is ignored: " + (*client)->server() + " is not an https:// server");
-  }
+  ClientOptions co = ClientOptionsFor(*cfg);
+  auto client = Connect(*cfg, co);
+  if (!client) return PrintError(client.error());
   ApiClient& c = **client;
   const std::string& namespace_ = cfg->ns.value;
   bool ns_explicit = cfg->ns.source != "default";
 
-  if (snapshot_save->parsed()) return SnapshotSave(c, snapshot_file);
+  if (snapshot_save->parsed()) return RunSnapshotSave(c, snapshot_file);
   if (apply->parsed()) {
     apply_flags.ns = ns_explicit ? namespace_ : "";
     return RunApply(c, apply_flags);

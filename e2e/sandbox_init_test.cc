@@ -1,15 +1,11 @@
-// sandbox-init as it runs in a sandbox: PID 1 of a fresh PID namespace (clone3 with
-// CLONE_NEWPID, so root), real workloads written in sh. The binary itself: small and static.
-// Exit codes and signal deaths with the status line, signals forwarded, orphans reaped while the
-// workload runs, exec failures (127, 126, PATH lookup), usage errors.
+// sandbox-init end to end (the fixture: sandbox_init_fixture.h): PID 1 of a fresh PID namespace
+// (clone3 with CLONE_NEWPID, so root), real workloads written in sh. The binary itself: small
+// and static. Exit codes and signal deaths with the status line, signals forwarded, orphans
+// reaped while the workload runs, exec failures (127, 126, PATH lookup), usage errors.
 #include <elf.h>
 #include <fcntl.h>
-#include <gtest/gtest.h>
-#include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,200 +13,23 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "e2e/harness.h"
+#include "e2e/sandbox_init_fixture.h"
 #include "runtimes/process_testing.h"
 
-namespace mentat {
+namespace mentat::e2e {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using mentat::WaitFor;  // process_testing's (every 5 ms), not the harness's
 
-std::string InitBinary() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  std::string rel = "cmd/sandbox-init/sandbox-init";
-  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/" + rel;
-  return rel;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// The pids of `pid`'s children, from /proc (the host's view of the namespace).
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  std::vector<pid_t> out;
-  for (pid_t p; f >> p;) out.push_back(p);
-  return out;
-}
-
-char StateOf(pid_t pid) {
-  std::string stat = Slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto paren = stat.rfind(')');
-  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
-}
-
-// Every process below `pid`, depth first.
-std::vector<pid_t> DescendantsOf(pid_t pid) {
-  std::vector<pid_t> out;
-  for (pid_t c : ChildrenOf(pid)) {
-    out.push_back(c);
-    for (pid_t d : DescendantsOf(c)) out.push_back(d);
-  }
-  return out;
-}
-
-// One sandbox-init started as PID 1 of a new PID namespace. Its stderr goes to a file; with a
-// status pipe, the read end stays here and the write end is the child's fd 3.
-class InitProcess {
- public:
-  struct Options {
-    bool status_fd = true;
-    std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
-    int extra_fd = -1;  // dup2'ed to the child's fd 4 when set
-    bool exec_fd = false;  // and named by --exec-fd
-    // The workload is forked before sandbox-init is exec'd, as hull does, and adopted: it is
-    // pid 2 of the namespace, and its exec's errno pipe is the child's fd 5.
-    bool adopt = false;
-  };
-
-  InitProcess(const std::string& dir, std::vector<std::string> args, Options o)
-      : stderr_path_(dir + "/init.stderr") {
-    int status_pipe[2] = {-1, -1};
-    if (o.status_fd) {
-      EXPECT_EQ(pipe2(status_pipe, O_CLOEXEC), 0);
-      status_read_ = status_pipe[0];
-    }
-    std::vector<std::string> argv = {InitBinary()};
-    if (o.status_fd) argv.insert(argv.end(), {"--status-fd", "3"});
-    if (o.exec_fd) argv.insert(argv.end(), {"--exec-fd", "4"});
-    if (o.adopt) argv.insert(argv.end(), {"--adopt", "2", "--exec-error-fd", "5"});
-    argv.push_back("--");
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv, cenv, wargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    for (auto& a : args) wargv.push_back(a.data());
-    wargv.push_back(nullptr);
-    for (auto& e : o.env) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-    int err = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    // Copies above the child's 3 and 4, so that one dup2 cannot close the other's source.
-    int status_w = o.status_fd ? fcntl(status_pipe[1], F_DUPFD_CLOEXEC, 64) : -1;
-    int extra = o.extra_fd >= 0 ? fcntl(o.extra_fd, F_DUPFD_CLOEXEC, 64) : -1;
-
-    clone_args ca{};
-    ca.flags = CLONE_NEWPID;
-    ca.exit_signal = SIGCHLD;
-    pid_ = static_cast<pid_t>(syscall(SYS_clone3, &ca, sizeof(ca)));
-    if (pid_ == 0) {
-      // Only async-signal-safe calls from here to exec.
-      if (status_w >= 0) dup2(status_w, 3);
-      if (extra >= 0) dup2(extra, 4);
-      dup2(err, 2);
-      if (o.adopt) {
-        sigset_t all, none;
-        sigfillset(&all);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &all, nullptr);
-        int ep[2];
-        if (pipe2(ep, O_CLOEXEC) != 0) _exit(98);
-        pid_t w = fork();
-        if (w == 0) {
-          close(3);
-          close(4);
-          sigprocmask(SIG_SETMASK, &none, nullptr);
-          execve(wargv[0], wargv.data(), cenv.data());
-          int e = errno;
-          ssize_t n = write(ep[1], &e, sizeof(e));
-          (void)n;
-          _exit(e == EACCES ? 126 : 127);
-        }
-        close(ep[1]);
-        if (dup2(ep[0], 5) != 5) _exit(97);
-      }
-      execve(cargv[0], cargv.data(), cenv.data());
-      _exit(99);
-    }
-    EXPECT_GT(pid_, 0) << strerror(errno);
-    close(err);
-    if (o.status_fd) close(status_pipe[1]);
-    if (status_w >= 0) close(status_w);
-    if (extra >= 0) close(extra);
-  }
-  ~InitProcess() {
-    if (!reaped_ && pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (status_read_ >= 0) close(status_read_);
-  }
-
-  pid_t pid() const { return pid_; }
-
-  // The exit status (as waitpid reports it), or nullopt when it did not exit within `deadline`.
-  std::optional<int> Wait(std::chrono::milliseconds deadline) {
-    int st = 0;
-    bool done = WaitFor([&] { return waitpid(pid_, &st, WNOHANG) == pid_; }, deadline);
-    if (!done) return std::nullopt;
-    reaped_ = true;
-    return st;
-  }
-
-  // Everything written to the status fd (read to EOF: call after Wait).
-  std::string StatusText() {
-    std::string out;
-    char buf[256];
-    for (ssize_t n; (n = read(status_read_, buf, sizeof(buf))) > 0;) out.append(buf, n);
-    return out;
-  }
-
-  std::string Stderr() const { return Slurp(stderr_path_); }
-
-  // Whether the status line can be read now, without waiting.
-  bool StatusReady() const {
-    pollfd p{status_read_, POLLIN, 0};
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
-  }
-
- private:
-  std::string stderr_path_;
-  pid_t pid_ = -1;
-  int status_read_ = -1;
-  bool reaped_ = false;
-};
-
-class SandboxInitTest : public ::testing::Test {
- public:
-  void SetUp() override {
-    dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") +
-           "/sandbox-init-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  std::unique_ptr<InitProcess> Start(std::vector<std::string> args, InitProcess::Options o = {}) {
-    return std::make_unique<InitProcess>(dir_, std::move(args), std::move(o));
-  }
-  std::unique_ptr<InitProcess> Sh(const std::string& script, InitProcess::Options o = {}) {
-    return Start({"/bin/sh", "-c", script}, std::move(o));
-  }
-  std::string dir_;
-};
-
-int ExitCode(std::optional<int> st) {
-  EXPECT_TRUE(st.has_value()) << "sandbox-init did not exit in time";
-  if (!st) return -1;
-  EXPECT_TRUE(WIFEXITED(*st)) << "sandbox-init itself was killed: status " << *st;
-  return WIFEXITED(*st) ? WEXITSTATUS(*st) : -1;
-}
+std::string Slurp(const std::string& path) { return ReadFile(path); }
 
 TEST(SandboxInitBinaryTest, IsSmallAndStatic) {
   std::string path = InitBinary();
@@ -378,28 +197,6 @@ TEST_F(SandboxInitTest, TheWorkloadDoesNotInheritTheStatusFd) {
   EXPECT_EQ(ExitCode(init->Wait(10s)), 0) << "fd 3 leaked into the workload";
 }
 
-// Waits (up to 10 s) for EOF on `fd`: true when it came. Bytes before it are a failure.
-bool AwaitEof(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, 10000) != 1) return false;
-  char c;
-  return read(fd, &c, 1) == 0;
-}
-
-// Starts `args` under sandbox-init --exec-fd 4 and waits for that fd's EOF: true when it came.
-bool StartAwaitingExec(SandboxInitTest& t, std::vector<std::string> args, std::unique_ptr<InitProcess>* init) {
-  int exec_pipe[2];
-  if (pipe2(exec_pipe, O_CLOEXEC) != 0) return false;
-  InitProcess::Options o;
-  o.extra_fd = exec_pipe[1];
-  o.exec_fd = true;
-  *init = t.Start(std::move(args), o);
-  close(exec_pipe[1]);
-  bool eof = AwaitEof(exec_pipe[0]);
-  close(exec_pipe[0]);
-  return eof;
-}
-
 TEST_F(SandboxInitTest, TheExecFdClosesOnceTheWorkloadRunsAndIsNotInherited) {
   std::unique_ptr<InitProcess> init;
   // A static workload: a dynamic one's loader opens its libraries on fd 3 right after the exec,
@@ -446,28 +243,6 @@ TEST_F(SandboxInitTest, AnAdoptedWorkloadIsTheOneItWaitsForAndSignals) {
   EXPECT_EQ(missing->StatusText(), "{\"exit_code\":127,\"exec_error\":\"No such file or directory\"}\n");
 }
 
-// Runs sandbox-init directly (no namespace) and returns its exit code; stderr into `err`.
-int RunDirect(const std::string& dir, std::vector<std::string> args, std::string* err) {
-  std::vector<std::string> argv = {InitBinary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> c;
-  for (auto& a : argv) c.push_back(a.data());
-  c.push_back(nullptr);
-  std::string err_path = dir + "/direct.stderr";
-  int fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fd, 2);
-    execv(c[0], c.data());
-    _exit(99);
-  }
-  close(fd);
-  int st = 0;
-  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) return -1;
-  *err = Slurp(err_path);
-  return WEXITSTATUS(st);
-}
-
 TEST_F(SandboxInitTest, UsageErrorsExit2) {
   std::string err;
   EXPECT_EQ(RunDirect(dir_, {}, &err), 2);
@@ -498,4 +273,4 @@ TEST_F(SandboxInitTest, UsageErrorsExit2) {
 }
 
 }  // namespace
-}  // namespace mentat
+}  // namespace mentat::e2e
