@@ -30,12 +30,17 @@ TEST(Metrics, RequestsRevisionWatchersAndQueueDepthInPrometheusText) {
   std::thread watcher([&] {
     wc.Get("/v1/services?watch=true", [&](const char*, size_t) { return !stop.load(); });
   });
+  // The watch is open, and the service controller has reconciled "web" (asynchronously, after
+  // the PUT was answered).
+  const std::regex reconciled(
+      "\nmentat_reconcile_total\\{controller=\"service-controller\",result=\"success\"\\} [1-9]");
   std::string text;
   ASSERT_TRUE(WaitFor([&] {
     auto r = cli.Get("/metrics");
     text = r ? r->body : "";
-    return text.find("mentat_watch_streams 1\n") != std::string::npos;
-  }, 10s)) << text;
+    return text.find("mentat_watch_streams 1\n") != std::string::npos &&
+           std::regex_search(text, reconciled);
+  }, 30s)) << text;
   auto r = cli.Get("/metrics");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4");
@@ -51,9 +56,7 @@ TEST(Metrics, RequestsRevisionWatchersAndQueueDepthInPrometheusText) {
   EXPECT_NE(text.find("mentat_http_request_duration_seconds_count{route=\"/v1/:kind/:name\",method=\"PUT\"} 1\n"),
             std::string::npos) << text;
   EXPECT_NE(text.find("mentat_reconcile_queue_depth{controller=\""), std::string::npos) << text;
-  EXPECT_TRUE(std::regex_search(
-      text, std::regex("\nmentat_reconcile_total\\{controller=\"service-controller\",result=\"success\"\\} [1-9]")))
-      << text;
+  EXPECT_TRUE(std::regex_search(text, reconciled)) << text;
   EXPECT_NE(text.find("\nmentat_reconcile_seconds_total{controller=\"node-controller\"} "), std::string::npos)
       << text;
   auto health = nlohmann::json::parse(HttpGet(port, "/healthz").second);
