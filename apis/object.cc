@@ -62,46 +62,6 @@ std::string FormatDuration(std::chrono::milliseconds d) {
 }
 
 
-const std::vector<KindInfo>& Kinds() {
-  static const std::vector<KindInfo> kinds = {
-      {"Service", "services", true},
-      {"Allocation", "allocations", true},
-      {"Node", "nodes", false},
-      {"SecurityProfile", "securityprofiles", false},
-      {"NamespacePolicy", "namespacepolicies", false},
-      {"Event", "events", true},
-      {"ServiceRevision", "servicerevisions", true},
-  };
-  return kinds;
-}
-
-std::optional<KindInfo> KindByPlural(std::string_view plural) {
-  for (const auto& k : Kinds()) {
-    if (k.plural == plural) return k;
-  }
-  return std::nullopt;
-}
-
-std::optional<KindInfo> KindByName(std::string_view name) {
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  static const std::vector<std::pair<std::string_view, std::string_view>> aliases = {
-      {"svc", "services"}, {"alloc", "allocations"}, {"allocs", "allocations"},
-      {"no", "nodes"},     {"profile", "securityprofiles"}, {"profiles", "securityprofiles"},
-      {"policy", "namespacepolicies"}, {"policies", "namespacepolicies"}, {"nspolicy", "namespacepolicies"},
-      {"rev", "servicerevisions"}, {"revision", "servicerevisions"}, {"revisions", "servicerevisions"},
-  };
-  for (const auto& [alias, plural] : aliases) {
-    if (lower == alias) return KindByPlural(plural);
-  }
-  for (const auto& k : Kinds()) {
-    std::string kind_lower(k.kind);
-    std::transform(kind_lower.begin(), kind_lower.end(), kind_lower.begin(), ::tolower);
-    if (lower == kind_lower || lower == k.plural) return k;
-  }
-  return std::nullopt;
-}
-
 namespace {
 const Json& Meta(const Json& obj) {
   static const Json empty = Json::object();

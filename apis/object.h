@@ -1,11 +1,13 @@
 // The generic object model: every object is {apiVersion, kind, metadata, spec, status} held as
-// JSON, plus the table of kinds the API serves. Typed views (ServiceSpec, ...) decode from it.
+// JSON (the kinds the API serves are apis/kind_registry.h). Typed views (ServiceSpec, ...)
+// decode from it.
 #pragma once
 
 #include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,18 +26,6 @@ inline constexpr std::string_view kLabelNode = "mentat.io/node";
 // The apply set (`mt apply --applyset NAME`) an object was last applied with: the inventory
 // that `--prune` deletes from, and nothing else.
 inline constexpr std::string_view kLabelApplySet = "mentat.io/applyset";
-
-struct KindInfo {
-  std::string_view kind;    // "Service"
-  std::string_view plural;  // "services"
-  bool namespaced;
-};
-
-// Every kind the API serves, in a fixed order.
-const std::vector<KindInfo>& Kinds();
-std::optional<KindInfo> KindByPlural(std::string_view plural);
-// Accepts "Service", "service", "services", "svc", "allocation", "allocs", "node", ...
-std::optional<KindInfo> KindByName(std::string_view name);
 
 // Identifies one object in the store.
 struct ObjectKey {

@@ -370,3 +370,18 @@ Status AdmitService(const Json& service, const std::map<std::string, Json>& prof
 }
 
 }  // namespace mentat
+
+namespace mentat {
+
+Result<std::map<std::string, Json>> ProfilesByName(AdmissionContext& context) {
+  std::map<std::string, Json> profiles;
+  for (const auto& p : BuiltinProfiles()) profiles[NameOf(p)] = p;
+  MT_ASSIGN_OR_RETURN(auto stored, context.Stored("SecurityProfile"));
+  for (auto& p : stored) {
+    std::string name = NameOf(p);
+    profiles[name] = std::move(p);
+  }
+  return profiles;
+}
+
+}  // namespace mentat

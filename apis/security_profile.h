@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "apis/error.h"
+#include "apis/kind_registry.h"
 #include "apis/object.h"
 #include "apis/yaml.h"
 
@@ -21,6 +22,9 @@ Result<Json> NormalizeSecurityProfile(const Json& input, const SourceMap& marks)
 
 // The built-in profiles, canonical, labelled mentat.io/builtin=true.
 const std::vector<Json>& BuiltinProfiles();
+
+// The built-in profiles overlaid with the stored ones, by name.
+Result<std::map<std::string, Json>> ProfilesByName(AdmissionContext& context);
 
 // Checks a canonical Service against the profile it names. `profiles` maps name -> profile
 // object (built-ins and stored ones). Unknown profile: kInvalidArgument; a rule broken:

@@ -1,21 +1,22 @@
 // Admission: what the server checks of an object after it is normalized and before it is
-// stored, beyond its own shape. A Service is placed under its namespace's NamespacePolicy
-// (which may give it a default security profile) and then checked against that profile; a
-// NamespacePolicy must not claim a namespace another one claims, and its defaults must be
-// profiles of the right driver.
+// stored, beyond its own shape. Each kind registers its own admission step
+// (apis/kind_registry.h: a Service is placed under its namespace's NamespacePolicy and checked
+// against its profile; a NamespacePolicy must not claim another's namespace); this class runs
+// it against the store.
 #pragma once
 
 #include <map>
 #include <string>
 
 #include "apis/error.h"
+#include "apis/kind_registry.h"
 #include "apis/object.h"
 #include "apis/yaml.h"
 #include "store/store.h"
 
 namespace mentat {
 
-class Admission {
+class Admission : public AdmissionContext {
  public:
   // `fallback`: the NamespacePolicy of namespaces no stored policy names (BuiltinPolicy()).
   Admission(Store* store, Json fallback) : store_(store), fallback_(std::move(fallback)) {}
@@ -25,12 +26,9 @@ class Admission {
   // NamespacePolicy; each error names the field, with its line from `marks`.
   Status Admit(Json& object, const SourceMap& marks);
 
-  // Built-in profiles overlaid with the stored ones, by name.
-  Result<std::map<std::string, Json>> Profiles();
-
  private:
-  Status AdmitService(Json& service, const SourceMap& marks);
-  Status AdmitPolicy(const Json& policy, const SourceMap& marks);
+  Result<std::vector<Json>> Stored(const std::string& kind) override;
+  const Json& FallbackPolicy() const override { return fallback_; }
 
   Store* store_;
   Json fallback_;

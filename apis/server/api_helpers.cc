@@ -82,8 +82,10 @@ Status CanWrite(const Principal& who, const std::string& kind, const std::string
                 bool deleting) {
   if (who.role == Role::kAdmin) return {};
   std::string action = (deleting ? "delete " : "write ") + kind + " objects";
+  const KindInfo* info = KindNamed(kind);
+  const bool operator_writes = info && info->operator_writes;
   if (who.role == Role::kOperator) {
-    if (kind == "Service") return {};
+    if (operator_writes) return {};
     return Forbidden(who, action, "the admin role");
   }
   if (who.role == Role::kNode && kind == "Node" && name == who.node && !deleting) return {};
@@ -93,7 +95,7 @@ Status CanWrite(const Principal& who, const std::string& kind, const std::string
     return Forbidden(who, (deleting ? "delete node " : "write node ") + name,
                      deleting ? "the admin role" : "node " + name + "'s own token, or the admin role");
   }
-  return Forbidden(who, action, kind == "Service" ? "the operator or admin role" : "the admin role");
+  return Forbidden(who, action, operator_writes ? "the operator or admin role" : "the admin role");
 }
 
 }  // namespace mentat

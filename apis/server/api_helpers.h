@@ -6,6 +6,7 @@
 #include <string>
 
 #include "apis/error.h"
+#include "apis/kind_registry.h"
 #include "apis/object.h"
 #include "apis/server/auth.h"
 #include "apis/server/http_server.h"

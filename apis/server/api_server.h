@@ -16,6 +16,7 @@
 
 #include "apis/artifacts/store.h"
 #include "apis/error.h"
+#include "apis/kind_registry.h"
 #include "apis/namespace_policy.h"
 #include "apis/server/admission.h"
 #include "apis/server/agent_proxy.h"

@@ -188,7 +188,7 @@ Result<ApiServer::PutBody> ApiServer::DecodePutBody(const HttpRequest& req, cons
   auto normalize = [&](Document d) -> Result<PutBody> {
     PutBody in;
     if (d.value.is_object()) {
-      if (!d.value.contains("kind") && kind.kind != "Service" && !IsProfilesDocument(d.value)) {
+      if (!d.value.contains("kind") && !kind.flat_form && !IsProfilesDocument(d.value)) {
         d.value["kind"] = std::string(kind.kind);
       }
       in.has_metadata = d.value.contains("metadata");

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "apis/error.h"
+#include "apis/kind_registry.h"
 #include "apis/object.h"
 
 namespace mentat::mt {

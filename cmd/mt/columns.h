@@ -1,24 +1,21 @@
-// The table columns of each kind, shared by get, nodes, describe and apply --wait: what a
-// Service's READY means, when a Node counts as Ready, how old an object is.
+// What get, nodes, describe and apply --wait read of an object's status: its age, a node's
+// readiness, conditions and why an object is not ready. The table columns themselves are
+// registered with each kind (apis/kinds/).
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "apis/kind_registry.h"
+#include "apis/kinds/node.h"
 #include "apis/object.h"
 
 namespace mentat::mt {
 
-std::vector<std::string> Header(const KindInfo& kind, bool wide);
-std::vector<std::string> Row(const KindInfo& kind, const Json& obj, bool wide);
-
-// "5s", "3m" since metadata.creationTimestamp (or any RFC 3339 time); "<unknown>" without one.
-std::string Age(const Json& obj);
-std::string AgeOf(const std::string& rfc3339);
-
-// Ready when the agent says so and its last heartbeat is under 30 s old (the service
-// controller's rule for placement); NotReady otherwise; Unknown before the first heartbeat.
-std::string NodeStatus(const Json& node);
+// Age, AgeOf (apis/kind_registry.h) and NodeStatus (apis/kinds/node.h), as mt's tables use them.
+using ::mentat::Age;
+using ::mentat::AgeOf;
+using ::mentat::NodeStatus;
 
 // The condition of `type` in status.conditions (case-insensitive), or null.
 const Json* FindCondition(const Json& obj, const std::string& type);

@@ -4,6 +4,7 @@
 // the --server, --token, --ca-file and -n flags already on the line.
 #include <CLI/CLI.hpp>
 
+#include "apis/kind_registry.h"
 #include "apis/object.h"
 #include "cmd/mt/commands.h"
 

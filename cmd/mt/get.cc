@@ -44,10 +44,10 @@ int RunGet(ApiClient& client, const GetFlags& f) {
       std::cout << RefString(obj) << "\n";
     }
   };
-  auto header = Header(kind, wide);
+  auto header = PrinterHeader(kind, wide);
   if (show_ns) header.insert(header.begin(), "NAMESPACE");
   auto row = [&](const Json& o) {
-    auto r = Row(kind, o, wide);
+    auto r = PrinterRow(kind, o, wide);
     if (show_ns) r.insert(r.begin(), NamespaceOf(o));
     return r;
   };
