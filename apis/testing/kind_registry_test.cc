@@ -11,7 +11,7 @@
 #include "apis/kind_registry.h"
 #include "apis/server/api_server.h"
 #include "apis/service.h"
-#include "store/rocksdb_store.h"
+#include "store/local_store.h"
 
 namespace mentat {
 namespace {
@@ -96,9 +96,9 @@ class WidgetServerTest : public ::testing::Test {
     std::string dir = base + "/widgets-XXXXXX";
     ASSERT_NE(mkdtemp(dir.data()), nullptr);
     dir_ = dir;
-    RocksStoreOptions o;
+    StateMachineOptions o;
     o.dir = dir_ + "/store";
-    auto s = RocksStore::Open(o);
+    auto s = OpenLocalStore(o);
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
     ApiServerOptions opts;
@@ -120,7 +120,7 @@ class WidgetServerTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<RocksStore> store_;
+  LocalStorePtr store_;
   std::unique_ptr<ApiServer> server_;
   std::unique_ptr<httplib::Client> client_;
 };

@@ -16,6 +16,9 @@ rendered, so readers never see it):
   <!-- doc-test: background [wait-for URL] --> each command of the block runs in the background
                                                (a reader's second terminal); with wait-for, the
                                                test goes on once URL answers
+  <!-- doc-test: same-as PATH -->              a block that shows a file of the repository (code in
+                                               docs/architecture.md): not run; doc_code_test.py
+                                               checks that it is that file, word for word
   <!-- doc-test: file PATH -->                 a block of any kind (yaml, json, ...) that shows a
                                                file the page then uses: it is written to PATH
                                                (relative to the shell's directory) when reached,
