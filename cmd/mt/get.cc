@@ -1,12 +1,12 @@
 // mt get (and mt nodes): tables in the kubectl style, -o json|yaml|name, and -w, which keeps
-// printing one row per change and survives server restarts (see follow.h).
+// printing one row per change and survives server restarts (see apis/list_watch.h).
 #include <iostream>
 
 #include "apis/yaml.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
 #include "cmd/mt/commands.h"
-#include "cmd/mt/follow.h"
+#include "apis/list_watch.h"
 #include "cmd/mt/output.h"
 #include "cmd/mt/table.h"
 
@@ -55,7 +55,7 @@ int RunGet(ApiClient& client, const GetFlags& f) {
 
   // Named objects are read one by one (a missing one is an error); otherwise one list.
   std::vector<Json> items;
-  KindFollower follower(client, std::string(kind.plural), ro);
+  ListWatcher follower(client, std::string(kind.plural), ro);
   int rc = kExitOk;
   if (!names.empty()) {
     RequestOptions one = ro;

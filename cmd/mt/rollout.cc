@@ -9,7 +9,7 @@
 #include "apis/yaml.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
-#include "cmd/mt/follow.h"
+#include "apis/list_watch.h"
 #include "cmd/mt/output.h"
 #include "cmd/mt/table.h"
 
@@ -74,8 +74,8 @@ int Status(ApiClient& client, const RolloutFlags& f) {
   }
   RequestOptions ro;
   ro.ns = f.ns;
-  KindFollower follower(client, "services", ro);
-  if (timeout.count() > 0) follower.set_deadline(KindFollower::Clock::now() + timeout);
+  ListWatcher follower(client, "services", ro);
+  if (timeout.count() > 0) follower.set_deadline(ListWatcher::Clock::now() + timeout);
   follower.set_notice([](const std::string& note) { std::cerr << note << "\n"; });
   auto listed = follower.List();
   if (!listed) return PrintError(listed.error());

@@ -10,7 +10,7 @@
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
 #include "cmd/mt/describe.h"
-#include "cmd/mt/follow.h"
+#include "apis/list_watch.h"
 #include "cmd/mt/output.h"
 #include "cmd/mt/progress.h"
 
@@ -212,7 +212,7 @@ int ServiceWaiter::Run(milliseconds timeout, Clock::time_point start) {
   for (const auto& s : services_) namespaces.insert(s.ns);
   RequestOptions ro;
   if (namespaces.size() == 1) ro.ns = *namespaces.begin();
-  KindFollower follower(client_, "services", ro);
+  ListWatcher follower(client_, "services", ro);
   ProgressDisplay display(IsTerminal(Stream::kOut), TerminalWidth());
   follower.set_notice([&](const std::string& note) { display.Note(note); });
   if (auto listed = follower.List(); !listed) return PrintError(listed.error(), "waiting for the services");

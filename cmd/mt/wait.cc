@@ -7,7 +7,7 @@
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
 #include "cmd/mt/commands.h"
-#include "cmd/mt/follow.h"
+#include "apis/list_watch.h"
 #include "cmd/mt/output.h"
 
 namespace mentat::mt {
@@ -87,7 +87,7 @@ int RunWait(ApiClient& client, const WaitFlags& f) {
   auto timeout = ParseDuration(f.timeout);
   if (!timeout) return UsageError("--timeout: " + timeout.error().message());
   // One deadline for all of them, as kubectl wait.
-  auto deadline = KindFollower::Clock::now() + *timeout;
+  auto deadline = ListWatcher::Clock::now() + *timeout;
 
   for (const auto& ref : *refs) {
     std::string ns = ref.kind.namespaced ? f.ns : "";
@@ -95,7 +95,7 @@ int RunWait(ApiClient& client, const WaitFlags& f) {
     std::string what = RefString(ref.kind, ref.name);
     RequestOptions ro;
     ro.ns = ns;
-    KindFollower follower(client, std::string(ref.kind.plural), ro);
+    ListWatcher follower(client, std::string(ref.kind.plural), ro);
     follower.set_deadline(deadline);
     follower.set_notice([](const std::string& note) { std::cerr << note << "\n"; });
     auto current = [&]() -> const Json* {

@@ -17,11 +17,15 @@
 #include <vector>
 
 #include "apis/client.h"
-#include "apis/server/http_server.h"
+#include "apis/service.h"
 #include "controllers/workqueue.h"
 #include "runtimes/agent/artifacts.h"
-#include "runtimes/agent/exec_sessions.h"
+#include "runtimes/agent/endpoints.h"
+#include "runtimes/agent/event_queue.h"
+#include "runtimes/agent/handle_store.h"
 #include "runtimes/agent/health.h"
+#include "runtimes/agent/local_task.h"
+#include "runtimes/agent/node_registration.h"
 #include "runtimes/agent/server_key.h"
 #include "runtimes/logs/log_rotate.h"
 #include "runtimes/driver.h"
@@ -61,6 +65,16 @@ struct AgentOptions {
   ArtifactLimits artifacts;
 };
 
+// The agent wires its parts together and owns the state they share (under mu_). Its member
+// functions are defined by concern:
+//   agent.cc           lifecycle (Create, Start, Stop), the probe and artifact GC loops, events
+//   sync_loop.cc       list/watch of this node's Allocations, the work loop, Reconcile
+//   task_runner.cc     start, restart policy, exit and recovery of tasks through their drivers
+//   task_checks.cc     health checks: running those due, recording their results
+//   usage_sampler.cc   log indexing and rotation, pids-limit hits, artifacts in use
+// The parts with narrow interfaces are classes of their own: HandleStore (handle_store.h),
+// NodeRegistration (node_registration.h), EventQueue (event_queue.h) and AgentEndpoints
+// (endpoints.h).
 class Agent {
  public:
   static Result<std::unique_ptr<Agent>> Create(AgentOptions opts);
@@ -74,100 +88,81 @@ class Agent {
   const std::string& node_name() const { return opts_.node_name; }
 
  private:
-  struct LocalTask {
-    std::string driver;
-    TaskHandle handle;
-    std::string alloc_uid;
-    std::string spec_hash;
-    // The artifact its rootfs names ("sha256:...", "" for none); nullopt when recovered from a
-    // handle written before agents recorded it (then its allocation's spec says).
-    std::optional<std::string> artifact;
-    int64_t generation = 1;
-    int port = 0;
-    Json checks_spec = Json::object();  // {port, checks} of the spec: persisted for recovery
-    LogLimits logs;
-    int64_t pids_limit = 0;         // spec resources.pids; 0: none
-    uint64_t pids_limit_hits = 0;   // forks its pids limit refused, as last read
-    std::vector<CheckState> checks;     // Ready needs every one passing
-    std::string restart_policy = "always";
-    bool running = false;
-    bool ready = false;
-    int pid = 0;
-    int restarts = 0;
-    std::string started_at;
-    std::optional<ExitResult> last_exit;
-    std::string message;
-    std::chrono::steady_clock::time_point started_mono;
-    std::chrono::steady_clock::time_point restart_at;  // when a restart is due
-    bool restart_pending = false;
-    int backoff_exp = 0;
-    bool adopted_event_due = false;  // recovered from its handle: say so once its Allocation is known
-  };
+  explicit Agent(AgentOptions opts) : opts_(std::move(opts)), handles_(opts_.data_dir) {}
 
-  explicit Agent(AgentOptions opts) : opts_(std::move(opts)) {}
-  void SyncLoop();
-  void WorkLoop();
+  // agent.cc
   void ProbeLoop();
   // Collects the artifact trees no task uses, every limits.gc_interval.
   void ArtifactGcLoop();
-  // The artifacts that the tasks of this node use or will use (ArtifactsInUse of artifacts.h).
-  std::optional<std::set<std::string>> ArtifactsInUse();
+  // Writes the Node's heartbeat: its address, drivers, capacity and artifact usage.
+  Status RegisterNode();
+  // Queues an Event about the allocation behind `key` (sent by the probe loop, off the lock).
+  // Caller holds mu_.
+  void EmitLocked(const std::string& key, const char* type, const std::string& reason,
+                  const std::string& message);
+  Driver* DriverFor(const std::string& name);
+
+  // sync_loop.cc
+  void SyncLoop();
+  void WorkLoop();
+  // The key the server calls this agent with (server_key.h), from the server.
+  Status FetchServerKey();
+  Status Reconcile(const std::string& key);
+  // Stops and forgets the task of `key` if it should not run here, or runs an outdated spec
+  // or a replaced allocation. Called with `lock` held; returns with it held unless it fails.
+  Status StopOutdated(const std::string& key, bool want, const std::string& uid,
+                      const std::string& hash, std::unique_lock<std::mutex>& lock);
+  // Writes the task's status to its Allocation when it changed. Called with `lock` held, which
+  // it releases for the write.
+  Status ReportStatus(const std::string& key, const Json& alloc, std::unique_lock<std::mutex>& lock);
+
+  // task_runner.cc
+  // Recovers the persisted tasks, then kills what interrupted starts left behind (orphans.h).
+  void RecoverTasks();
+  void RecoverHandles();
+  // The task of `key`, made from the allocation's spec if there is none yet. Caller holds mu_.
+  LocalTask& TrackTask(const std::string& key, const Json& alloc, const ServiceSpec& spec,
+                       const std::string& hash);
+  // Applies the restart policy to a task that exited: schedules its restart, with backoff.
+  void ScheduleRestart(const std::string& key, LocalTask& t);
+  // Starts the task of `key` through its driver, persisting its handle. Called with `lock`
+  // held, released while the driver works; returns with it held unless it fails. The task may
+  // be gone by then (stopped meanwhile).
+  Status StartTask(const std::string& key, const Json& alloc, const ServiceSpec& spec,
+                   std::unique_lock<std::mutex>& lock);
+  // Records what a start gave the task of `key`. Caller holds mu_.
+  Status RecordStart(const std::string& key, LocalTask& t, Driver& driver,
+                     const Result<TaskHandle>& handle, bool was_restart);
+  // Puts the stored SecurityProfile spec a docker task names at spec.security.resolved (for
+  // the driver); kUnavailable when the server cannot be asked.
+  Status AttachSecurityProfile(Json& spec);
+  void OnExit(const std::string& task_id, const ExitResult& exit);
+
+  // task_checks.cc
   // Submits the checks that are due; their results come back through OnCheck. Returns when
   // the next one is due (at most 200 ms away).
   std::chrono::steady_clock::time_point RunDueChecks();
   void OnCheck(const std::string& key, const std::string& alloc_uid, size_t index, const CheckResult& r);
-  // (Re)arms a task's checks from checks_spec when it starts or is recovered: all failing.
-  static void ResetChecks(LocalTask& t);
-  // Queues an Event about the allocation behind `key` (sent by FlushEvents, off the lock).
-  void EmitLocked(const std::string& key, const char* type, const std::string& reason,
-                  const std::string& message);
-  void FlushEvents();
+
+  // usage_sampler.cc
   // For tasks whose logs the workload writes itself (no relay): appends to each log's time
   // index (log_index.h) and rotates; from the probe loop, once a second.
   void SampleLogs();
   // Reads the pids-limit hits of tasks that have a limit: status pidsLimitHits and an event.
   void SampleLimits();
-  // GET /v1/allocations/NAME/logs (log_endpoint.h): both streams merged in order, or one.
-  void ServeLogs(const HttpRequest& req, HttpResponse& res);
-  // POST /v1/allocations/NAME/exec: starts a command in the running task (ExecSessions), then
-  // GET /v1/exec/ID/output, POST /v1/exec/ID/input and POST /v1/exec/ID/resize.
-  void ServeExecCreate(const HttpRequest& req, HttpResponse& res);
-  void ServeExecSession(const HttpRequest& req, HttpResponse& res);
-  // The "ns/name" key of the allocation a request names (?namespace=, the :name segment), each
-  // a DNS label: they become paths under the data dir.
-  Result<std::string> RequestedKey(const HttpRequest& req);
-  Status Reconcile(const std::string& key);
-  // The key the server calls this agent with (server_key.h), from the server.
-  Status FetchServerKey();
-  Status RegisterNode();
-  // PUT of this agent's Node, less the label changes the server refuses a node token.
-  Status PutNode(Json node, const Json& before);
-  // Recovers the persisted tasks, then kills what interrupted starts left behind (orphans.h).
-  void RecoverTasks();
-  // Puts the stored SecurityProfile spec a docker task names at spec.security.resolved (for
-  // the driver); kUnavailable when the server cannot be asked.
-  Status AttachSecurityProfile(Json& spec);
-  void RecoverHandles();
-  // The `starting` marker of orphans.h, written before a driver starts the task.
-  Status WriteMarker(const std::string& key, const std::string& task_id);
-  void OnExit(const std::string& task_id, const ExitResult& exit);
-  Status WriteHandle(const std::string& key, const LocalTask& t);
-  void RemoveTaskDir(const std::string& key);
-  Json BuildStatus(const std::string& key);
-  std::unique_ptr<HttpServer> http_;
-  std::unique_ptr<ExecSessions> exec_sessions_;  // after http_: it posts to the server's loop
-  ServerKey server_key_;  // the only credential the endpoints accept
-  std::string address_;  // advertised in the Node's status as agentAddress
-  std::mutex events_mu_;
-  std::vector<Json> events_;  // MakeEvent objects waiting to be sent
-  std::string TaskDir(const std::string& key) const;
-  Driver* DriverFor(const std::string& name);
+  // The artifacts that the tasks of this node use or will use (ArtifactsInUse of artifacts.h).
+  std::optional<std::set<std::string>> ArtifactsInUse();
 
   AgentOptions opts_;
-  std::unique_ptr<CheckRunner> checks_;
+  HandleStore handles_;  // task handles and markers under data_dir/tasks
   std::shared_ptr<ApiClient> client_;
+  std::unique_ptr<NodeRegistration> node_;
   std::unique_ptr<ArtifactCache> artifacts_;  // app rootfs trees, under data_dir/artifacts
   std::map<std::string, DriverPtr> drivers_;
+  ServerKey server_key_;  // the only credential the endpoints accept
+  std::unique_ptr<AgentEndpoints> endpoints_;
+  std::unique_ptr<CheckRunner> checks_;
+  EventQueue events_;
   WorkQueue queue_;
   std::atomic<bool> stop_{false};
   std::mutex stop_mu_;  // with stop_cv_: wakes loops that wait out an interval when Stop comes
@@ -179,11 +174,6 @@ class Agent {
   std::map<std::string, LocalTask> tasks_;    // key -> what runs here
   std::map<std::string, Json> last_status_;   // key -> status last written
   bool synced_ = false;                       // desired_ reflects a full list
-  Json node_conditions_ = Json::array();      // as last written, for lastTransitionTime
-  std::atomic<bool> node_registered_{false};  // the Node object is known to exist
 };
-
-// Exposed for tests: task id <-> allocation key.
-std::string TaskIdForKey(const std::string& key);
 
 }  // namespace mentat

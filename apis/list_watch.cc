@@ -1,15 +1,15 @@
-#include "cmd/mt/follow.h"
+#include "apis/list_watch.h"
 
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
-namespace mentat::mt {
+namespace mentat {
 
-KindFollower::KindFollower(ApiClient& client, std::string plural, RequestOptions options)
+ListWatcher::ListWatcher(ApiClient& client, std::string plural, RequestOptions options)
     : client_(client), plural_(std::move(plural)), options_(std::move(options)) {}
 
-Result<std::vector<Json>> KindFollower::List() {
+Result<std::vector<Json>> ListWatcher::List() {
   MT_ASSIGN_OR_RETURN(Json list, client_.List(plural_, options_));
   std::vector<Json> items;
   objects_.clear();
@@ -25,7 +25,7 @@ Result<std::vector<Json>> KindFollower::List() {
   return items;
 }
 
-void KindFollower::Pause(std::chrono::milliseconds& backoff) {
+void ListWatcher::Pause(std::chrono::milliseconds& backoff) {
   auto wait = backoff;
   if (deadline_) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - Clock::now());
@@ -36,7 +36,7 @@ void KindFollower::Pause(std::chrono::milliseconds& backoff) {
   backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
 }
 
-Result<bool> KindFollower::Relist(const OnEvent& on_event) {
+Result<bool> ListWatcher::Relist(const OnEvent& on_event) {
   auto before = std::move(objects_);
   MT_ASSIGN_OR_RETURN(auto items, List());
   for (const auto& item : items) {
@@ -52,7 +52,7 @@ Result<bool> KindFollower::Relist(const OnEvent& on_event) {
   return true;
 }
 
-Result<bool> KindFollower::Run(const OnEvent& on_event) {
+Result<bool> ListWatcher::Run(const OnEvent& on_event) {
   // The deadline must also end a watch that is quiet: a timer cancels the stream.
   std::mutex mu;
   std::condition_variable cv;
@@ -150,4 +150,4 @@ Result<bool> KindFollower::Run(const OnEvent& on_event) {
   }
 }
 
-}  // namespace mentat::mt
+}  // namespace mentat

@@ -1,4 +1,4 @@
-// Follows one kind the way informers do: list, then watch from the list's revision. After a
+// Follows one kind over the API the way informers do: list, then watch from the list's revision. After a
 // disconnect (a server restart, a network blip) it watches again from the last revision it
 // saw, in an event or a bookmark, so no change is lost. After 410 Gone (that revision was
 // compacted away) it lists again and reports the difference as events: a caller may then
@@ -14,15 +14,15 @@
 
 #include "apis/client.h"
 
-namespace mentat::mt {
+namespace mentat {
 
-class KindFollower {
+class ListWatcher {
  public:
   using Clock = std::chrono::steady_clock;
   // type is "ADDED", "MODIFIED" or "DELETED" (the object as last stored). Return false to stop.
   using OnEvent = std::function<bool(const std::string& type, const Json& obj)>;
 
-  KindFollower(ApiClient& client, std::string plural, RequestOptions options);
+  ListWatcher(ApiClient& client, std::string plural, RequestOptions options);
 
   // Stop at this time (Run then returns false), even in the middle of a watch.
   void set_deadline(Clock::time_point deadline) { deadline_ = deadline; }
@@ -58,4 +58,4 @@ class KindFollower {
   int64_t revision_ = 0;
 };
 
-}  // namespace mentat::mt
+}  // namespace mentat
