@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <optional>
 
 #include <simdjson.h>
 
@@ -75,7 +76,7 @@ class FromSimdjson {
   bool Integer(int64_t v, Json* out) {
     if (v < 0) {
       *out = v;
-    } else if (v == 0 && text_.find("-0") != std::string_view::npos) {
+    } else if (v == 0 && HasMinusZeroText()) {
       return false;
     } else {
       *out = static_cast<uint64_t>(v);
@@ -83,8 +84,15 @@ class FromSimdjson {
     return true;
   }
 
+  // Whether the text holds "-0" anywhere: looked for once per parse, at its first zero.
+  bool HasMinusZeroText() {
+    if (!minus_zero_) minus_zero_ = text_.find("-0") != std::string_view::npos;
+    return *minus_zero_;
+  }
+
   std::string_view text_;
   int max_depth_;
+  std::optional<bool> minus_zero_;
 };
 
 // Documents up to this size are parsed with the calling thread's own parser, kept for the next
