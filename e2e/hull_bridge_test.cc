@@ -268,6 +268,12 @@ TEST_F(BridgeTest, ALinkThatIsNotABridgeIsRefusedAndLeftAlone) {
 TEST_F(BridgeTest, AHullRunKilledMidStartLeavesNoUnrecordedContainer) {
   const std::string manifest = Manifest("victim", {"/bin/sleep", "600"}, {{"network", "bridge"}});
   auto stat_of = [](pid_t p) { return Slurp("/proc/" + std::to_string(p) + "/stat"); };
+  auto state_is = [&](pid_t p, char state) {
+    std::string st = stat_of(p);
+    auto close = st.rfind(')');
+    return close != std::string::npos && close + 2 < st.size() && st[close + 2] == state;
+  };
+  auto gone = [&](pid_t p) { return stat_of(p).empty() || state_is(p, 'Z'); };
   // hull's child in a PID namespace of its own: the container's PID 1 (not nft or iptables).
   const std::string our_pidns = fs::read_symlink("/proc/self/ns/pid").string();
   auto init_of = [&](pid_t p) {
@@ -285,41 +291,43 @@ TEST_F(BridgeTest, AHullRunKilledMidStartLeavesNoUnrecordedContainer) {
     kids >> c;
     return c;
   };
-  int survived = 0;
-  for (int round = 0; round < 30; ++round) {
+  // hull stops itself at each point of a gated start in turn (HULL_TEST_STOP_AT) and is killed
+  // there: before the gate opens PID 1 must die with it; once it opened, PID 1 runs and every
+  // later command must see it, recorded, with its address leased to it.
+  for (const std::string point : {"cloned", "attached", "recorded", "released"}) {
+    SCOPED_TRACE("killed at " + point);
+    env_ = {{"HULL_TEST_STOP_AT", point}};
     std::string out, err;
     pid_t hull = SpawnHull({"run", manifest}, &out, &err);
-    pid_t init = 0;
-    auto until = std::chrono::steady_clock::now() + 10s;
-    while ((init = init_of(hull)) == 0 && !stat_of(hull).empty() && stat_of(hull).find(") Z ") == std::string::npos &&
-           std::chrono::steady_clock::now() < until) {
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(300 * round));  // the kill point
-    ::kill(hull, SIGKILL);
-    ::waitpid(hull, nullptr, 0);
-    if (init == 0) continue;
-    // PID 1 either dies at the closed gate or runs its workload: wait for one of the two.
-    until = std::chrono::steady_clock::now() + 10s;
-    auto gone = [&] {
-      std::string st = stat_of(init);
-      return st.empty() || st.find(") Z ") != std::string::npos;
-    };
-    while (!gone() && first_child(init) == 0 && std::chrono::steady_clock::now() < until) {
+    env_.clear();
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (!state_is(hull, 'T') && !gone(hull) && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(1ms);
     }
-    if (!gone()) {
-      ++survived;
+    ASSERT_TRUE(state_is(hull, 'T')) << "hull never reached " << point << ": " << Slurp(err);
+    const pid_t init = init_of(hull);
+    ::kill(hull, SIGKILL);
+    ::waitpid(hull, nullptr, 0);
+    ASSERT_NE(init, 0) << "hull stopped at " << point << " with no PID 1 child";
+    // PID 1 either dies at the closed gate or runs its workload: wait for one of the two.
+    until = std::chrono::steady_clock::now() + 20s;
+    while (!gone(init) && first_child(init) == 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
+    if (point != "released") {
+      EXPECT_TRUE(gone(init)) << "PID 1 " << init << " outlived a hull killed before the gate";
+      if (!gone(init)) ::kill(init, SIGKILL);
+    } else {
+      ASSERT_FALSE(gone(init)) << "PID 1 died although hull opened the gate";
       Json s = Json::parse(Slurp(state_ + "/containers/victim/state.json"), nullptr, false);
-      EXPECT_TRUE(s.is_object() && s.value("pid", 0) == init) << "round " << round << ": PID 1 " << init
-                                                               << " runs unrecorded: " << s.dump();
+      EXPECT_TRUE(s.is_object() && s.value("pid", 0) == init) << "PID 1 " << init << " runs unrecorded: " << s.dump();
       const std::string ip = s.is_object() ? s.value("ip", "") : "";
       EXPECT_EQ(Slurp(LeaseDir() + "/leases/" + (ip.empty() ? "10.88.0.2" : ip)).rfind("victim " + std::to_string(init) + " ", 0), 0u)
-          << "round " << round << ": the lease does not name PID 1 " << init;
+          << "the lease does not name PID 1 " << init;
       if (!s.is_object()) ::kill(init, SIGKILL);
     }
     Hull({"kill", "victim"});
   }
-  EXPECT_GT(survived, 0) << "no round killed hull after the gate";
   // What the killed runs left is stale (their owners are dead): the next run reclaims it, and
   // after it nothing is left.
   auto r = Hull({"run", manifest});

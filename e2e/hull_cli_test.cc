@@ -126,6 +126,10 @@ TEST_F(HullTest, RunPsLogsExecStopKill) {
   // The exec'd process is in the container's cgroup (v1 memory hierarchy) and has no capability.
   auto cg = Hull({"exec", "web", "/bin/sh", "-c", "grep CapEff /proc/self/status"});
   EXPECT_NE(cg.out.find("0000000000000000"), std::string::npos) << cg.out;
+  // Its group is named for this state directory too (StateDir::CgroupPath).
+  const std::string group = Inspect("web")["cgroup"].value("path", "");
+  EXPECT_EQ(group.rfind("hull/web-", 0), 0u) << group;
+  EXPECT_TRUE(fs::exists("/sys/fs/cgroup/memory/" + group)) << group;
 
   // logs -f follows until the exit, which stop brings: SIGTERM reaches the workload.
   auto follower = std::async(std::launch::async, [&] { return Hull({"logs", "-f", "web"}); });
@@ -142,7 +146,7 @@ TEST_F(HullTest, RunPsLogsExecStopKill) {
   EXPECT_NE(Hull({"ps", "-a"}).out.find("exited"), std::string::npos);
   EXPECT_EQ(Hull({"stop", "web"}).code, 0) << "stopping an exited container is a no-op";
   EXPECT_EQ(Hull({"exec", "web", "/bin/true"}).code, 2) << "not running";
-  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/hull/web")) << "the cgroup went with it";
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/" + group)) << "the cgroup went with it";
 
   // A workload that ignores SIGTERM is SIGKILLed after the grace period; kill is immediate.
   ASSERT_EQ(Hull({"run", Manifest("stubborn", {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 1; done"})}).code, 0);

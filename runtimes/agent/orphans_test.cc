@@ -63,6 +63,18 @@ bool CarriesTaskId(pid_t pid, const std::string& task) {
   return env.find(needle + '\0') != std::string::npos || env.ends_with(needle);
 }
 
+// The name `pid` runs under ("sleep"), empty once it is gone.
+std::string Comm(pid_t pid) {
+  FILE* f = fopen(("/proc/" + std::to_string(pid) + "/comm").c_str(), "r");
+  if (!f) return "";
+  char buf[64] = {0};
+  if (!fgets(buf, sizeof(buf), f)) buf[0] = 0;
+  fclose(f);
+  std::string comm(buf);
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  return comm;
+}
+
 TEST(Orphans, TheRecordedProcessAndItsDescendantsSurviveAnUnrecordedOneIsKilled) {
   const std::string task = "default.orphan-test-" + std::to_string(getpid());
   // The recorded "PID 1" with a workload under it (sleep in the background, then wait).
@@ -73,9 +85,18 @@ TEST(Orphans, TheRecordedProcessAndItsDescendantsSurviveAnUnrecordedOneIsKilled)
   pid_t stray = SpawnTask(task, "exec sleep 60");
   // Another task's process, whose id only shares a prefix.
   pid_t other = SpawnTask(task + "0", "exec sleep 60");
-  ASSERT_TRUE(WaitFor([&] { return CarriesTaskId(stray, task) && CarriesTaskId(other, task + "0"); }, 5s));
+  // Both past their last exec (sh's `exec sleep`): while the kernel replaces a process's image
+  // its environment reads empty for a moment, and a sweep in that moment cannot see the id.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Comm(stray) == "sleep" && Comm(other) == "sleep" && CarriesTaskId(stray, task) &&
+               CarriesTaskId(other, task + "0");
+      },
+      10s));
 
-  EXPECT_EQ(KillUnrecordedProcesses(task, recorded), 1);
+  const int killed = KillUnrecordedProcesses(task, recorded);
+  if (killed != 1) kill(stray, SIGKILL);  // fail below, not hang in waitpid
+  EXPECT_EQ(killed, 1);
   int status = 0;
   ASSERT_EQ(waitpid(stray, &status, 0), stray);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);

@@ -35,6 +35,7 @@
 #include "runtimes/hull/compiled_profiles.h"
 #include "runtimes/hull/profiles.h"
 #include "runtimes/hull/rootfs_archive.h"
+#include "runtimes/hull/stop_point.h"
 #include "runtimes/isolation/bridge.h"
 #include "runtimes/isolation/caps.h"
 #include "runtimes/isolation/child.h"
@@ -636,7 +637,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
   // before it), or by `maker` beside the clone.
   const bool gated = rootless || bridge;
   CgroupSetup cgroup;
-  const std::string group_path = "hull/" + m.name;
+  const std::string group_path = dir.CgroupPath(m.name);
   const bool may_skip_cgroup = rootless && ::geteuid() != 0;
   std::thread maker;
   auto destroy_group = [&] {
@@ -797,6 +798,7 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
     // can write them) and its network namespace its veth end, then it may go on.
     Status prep;
     const char* step = "";
+    StopPoint("cloned");
     if (rootless) {
       step = "mapping uid/gid 0 (user namespace)";
       prep = WriteIdMaps(pid, ids);
@@ -809,14 +811,17 @@ Outcome<ContainerState> Run(const StateDir& dir, const HullManifest& m, const Ru
       // not ours to delete: AttachVeth fails on EEXIST and says so.
       prep = AttachVeth({m.bridge.name, s.host_veth, pid, ip, subnet, m.bridge.mtu});
       veth_made = static_cast<bool>(prep);
+      if (prep) StopPoint("attached");
     }
     if (prep) {
       step = "recording PID 1";
       prep = record_started();
+      if (prep) StopPoint("recorded");
     }
     if (prep) {
       step = "releasing the child";
       if (int e = OpenGate(gate[1]); e != 0) prep = ErrnoError("writing the gate", e);
+      if (prep) StopPoint("released");
     }
     ::close(gate[1]);
     if (!prep) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,6 +25,14 @@ std::string ResolveStateDir() {
   if (const char* d = std::getenv("HULL_STATE_DIR"); d && *d) return d;
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.hull/state";
   return "/var/lib/hull/state";
+}
+
+std::string StateDir::CgroupPath(const std::string& name) const {
+  struct stat st {};
+  if (::stat(root_.c_str(), &st) != 0) return "hull/" + name;  // Run made the directory: not reached
+  std::ostringstream path;
+  path << "hull/" << name << "-" << std::hex << st.st_ino;
+  return path.str();
 }
 
 Json ExitInfo::ToJson() const {

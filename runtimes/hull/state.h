@@ -47,7 +47,7 @@ struct ContainerState {
   int64_t finished_at = 0;       // unix seconds, when seen exited
   pid_t workload_pid = 0;        // the workload (container pid 2), host pid; 0 if unseen
   int64_t audit_session = 0;     // its own audit session id, or 0 (then pids are matched)
-  std::string cgroup;            // relative group path, e.g. "hull/web"
+  std::string cgroup;            // relative group path, e.g. "hull/web-1a2b3c" (StateDir::CgroupPath)
   std::string cgroup_version;    // "v1" or "v2"
   std::string root;              // the container's root directory on the host
   std::string upper;             // overlay writable layer (tar.gz rootfs), or ""
@@ -79,6 +79,10 @@ class StateDir {
     return ContainerDir(name) + "/exit-status.json";
   }
   std::string CacheDir() const { return root_ + "/rootfs-cache"; }
+  // The container's cgroup, relative to the hierarchy roots: hull/<name>-<inode of the state
+  // directory, hex>. A name is unique within one state directory only; the inode keeps two of
+  // them (the agent's and an operator's) from sharing, and killing, each other's groups.
+  std::string CgroupPath(const std::string& name) const;
 
   // Creates containers/, leases/ and rootfs-cache/.
   Status Ensure() const;
