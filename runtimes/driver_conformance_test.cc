@@ -304,7 +304,8 @@ TEST_P(DriverConformance, ExecRunsACommandInTheTask) {
 TEST_P(DriverConformance, StatsComeFromTheCgroup) {
   // A tmpfs file is charged to the writer's cgroup and stays there while it exists.
   const std::string fill = "/dev/shm/conformance-stats-" + GetParam().name;
-  TaskConfig c = Config("stats", "head -c 9000000 /dev/zero > " + fill + "; echo ready; sleep 300");
+  // "ready" comes after the fork of sleep: two processes are in the group by then.
+  TaskConfig c = Config("stats", "head -c 9000000 /dev/zero > " + fill + "; sleep 300 & echo ready; wait");
   ASSERT_TRUE(Start(c));
   ASSERT_TRUE(WaitFor([&] { return Log("stats").find("ready") != std::string::npos; }, 10s));
   auto s = driver_->Stats("stats");
