@@ -20,7 +20,7 @@ namespace cfs = cgroupfs;
 using namespace std::chrono_literals;
 
 // The hierarchies a group joins: enforcement (memory, cpu, pids), accounting (cpuacct) and
-// the freezer, which stops a tree from forking while KillAll signals it.
+// the freezer, only to thaw a group an older agent left frozen (KillAll says why it is not used).
 constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
 
 class CgroupV1 : public Cgroup {
@@ -124,24 +124,24 @@ class CgroupV1 : public Cgroup {
   }
 
   Status KillAll() override {
-    auto freezer = Dir("freezer");
-    if (freezer) {
-      // Frozen, the tree cannot fork between our read of its members and the signals.
-      // Frozen tasks die only once thawed, so thaw right after signalling.
-      if (cfs::Write(*freezer + "/freezer.state", "FROZEN")) {
-        auto end = std::chrono::steady_clock::now() + 1s;
-        while (std::chrono::steady_clock::now() < end) {
-          auto state = cfs::Read(*freezer + "/freezer.state");
-          if (!state || state->rfind("FROZEN", 0) == 0) break;
-          std::this_thread::sleep_for(1ms);
-        }
-        if (auto pids = Pids()) {
-          for (pid_t p : *pids) ::kill(p, SIGKILL);
-        }
-        cfs::Write(*freezer + "/freezer.state", "THAWED");
-      }
+    // While pids.max is 0 no member can fork, so the signal loop catches every one: a tree
+    // cannot outrun it. Not the v1 freezer: a frozen task dies only once thawed, so a killer
+    // that dies between FROZEN and THAWED (an agent SIGKILLed while it stops a task) would
+    // leave the tree frozen and unkillable, and whatever waits for it would hang for good.
+    std::optional<std::string> old_max;
+    if (auto d = Dir("pids")) {
+      auto max = cfs::Read(*d + "/pids.max");
+      if (max && cfs::Write(*d + "/pids.max", "0")) old_max = max->substr(0, max->find('\n'));
     }
-    return cfs::KillUntilEmpty([this] { return Pids(); }, 5s, "killing cgroup " + path_);
+    // A group frozen by an agent of before this change, which died before it thawed it.
+    if (auto freezer = Dir("freezer")) {
+      auto state = cfs::Read(*freezer + "/freezer.state");
+      if (state && state->rfind("THAWED", 0) != 0) cfs::Write(*freezer + "/freezer.state", "THAWED");
+    }
+    Status killed = cfs::KillUntilEmpty([this] { return Pids(); }, 5s, "killing cgroup " + path_);
+    // The group may be used again: its limit comes back.
+    if (old_max) cfs::Write(*Dir("pids") + "/pids.max", *old_max);
+    return killed;
   }
 
   Status Destroy() override {
@@ -181,7 +181,7 @@ class CgroupV1Backend : public CgroupHost {
     Json controllers = DescribeControllers();
     return {{"version", "v1"},
             {"controllers", controllers},
-            {"killAll", UsableByName("freezer") ? "freezer" : "signal loop"}};
+            {"killAll", UsableByName("pids") ? "pids.max 0 and a signal loop" : "signal loop"}};
   }
 
   Result<CgroupPtr> Create(const std::string& path, const CgroupLimits& limits) override {

@@ -226,6 +226,56 @@ TEST_F(CgroupV1Test, KillAllKillsATreeThatLeftItsSessionAndDestroyLeavesNoDirect
   group_.reset();
 }
 
+// Reads a cgroup v1 interface file of this test's group, without its newline.
+std::string ReadGroupFile(const std::string& controller, const std::string& path, const std::string& file) {
+  std::ifstream in("/sys/fs/cgroup/" + controller + "/" + path + "/" + file);
+  std::string value;
+  std::getline(in, value);
+  return value;
+}
+
+TEST_F(CgroupV1Test, KillAllOutrunsATreeThatForksWithoutEndAndGivesTheLimitBack) {
+  auto g = host_->Create(path_, {.pids_max = 64});
+  ASSERT_TRUE(g) << g.error().message();
+  group_ = std::move(*g);
+  // Every member forks as fast as it can, and so does every child: the tree stays at the limit.
+  pid_t pid = ForkIntoGroup([] {
+    for (;;) {
+      if (::fork() < 0) ::usleep(100);
+    }
+  });
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    auto members = group_->Pids();
+    return members && members->size() >= 32u;
+  }, 5s));
+  auto st = group_->KillAll();
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_TRUE(group_->Pids()->empty());
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  // Not frozen on the way (a killer that died there would leave the tree unkillable), and the
+  // group keeps its limit for a next use.
+  EXPECT_EQ(ReadGroupFile("freezer", path_, "freezer.state"), "THAWED");
+  EXPECT_EQ(ReadGroupFile("pids", path_, "pids.max"), "64");
+}
+
+TEST_F(CgroupV1Test, KillAllEndsAGroupThatAnEarlierKillerLeftFrozen) {
+  auto g = host_->Create(path_, {.pids_max = 8});
+  ASSERT_TRUE(g) << g.error().message();
+  group_ = std::move(*g);
+  pid_t pid = AddPausedMember();
+  ASSERT_GT(pid, 0);
+  std::ofstream("/sys/fs/cgroup/freezer/" + path_ + "/freezer.state") << "FROZEN";
+  ASSERT_TRUE(WaitFor([&] { return ReadGroupFile("freezer", path_, "freezer.state") == "FROZEN"; }, 5s));
+  auto st = group_->KillAll();
+  ASSERT_TRUE(st) << st.error().message();
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_EQ(ReadGroupFile("freezer", path_, "freezer.state"), "THAWED");
+}
+
 TEST_F(CgroupV1Test, OpenReattachesToAGroupAndReadsItsUsage) {
   auto g = host_->Create(path_, {.memory_bytes = 64 << 20});
   ASSERT_TRUE(g) << g.error().message();

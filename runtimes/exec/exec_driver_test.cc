@@ -562,7 +562,7 @@ TEST_F(ExecDriverTest, FingerprintSaysWhichCgroupsWork) {
   EXPECT_EQ(fp["cgroups"]["version"], "v1") << fp.dump();
   EXPECT_EQ(fp["cgroups"]["usable"], true);
   EXPECT_EQ(fp["cgroups"]["controllers"]["memory"], "ok");
-  EXPECT_EQ(fp["cgroups"]["killAll"], "freezer");
+  EXPECT_EQ(fp["cgroups"]["killAll"], "pids.max 0 and a signal loop");
 }
 
 TEST(LimitsFromSpecTest, TurnsResourcesIntoLimitsAndNamesWhatItCannotConvert) {
