@@ -89,8 +89,15 @@ Result<bool> ListWatcher::Run(const OnEvent& on_event) {
 
   auto backoff = std::chrono::milliseconds(200);
   bool interrupted = false;  // a notice was given for the current outage
-  while (true) {
+  for (bool first = true; true; first = false) {
     if (Expired()) return false;
+    if (!first && before_resume_) {
+      if (auto ready = before_resume_(); !ready) {
+        if (notice_) notice_("not resuming the watch yet: " + ready.error().message());
+        Pause(backoff);
+        continue;
+      }
+    }
     bool stopped = false, gone = false;
     auto st = client_.Watch(plural_, revision_, options_, [&](const Json& ev) {
       std::string type = ev.value("type", "");
@@ -119,7 +126,7 @@ Result<bool> ListWatcher::Run(const OnEvent& on_event) {
         return false;
       }
       return true;
-    });
+    }, stop_);
     if (stopped) return true;
     if (Expired()) return false;
     if (!gone && !st && st.error().code() == Code::kGone) gone = true;

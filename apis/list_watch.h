@@ -5,6 +5,7 @@
 // see several changes to one object as one, but never misses the latest state.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -28,12 +29,19 @@ class ListWatcher {
   void set_deadline(Clock::time_point deadline) { deadline_ = deadline; }
   // Called with a one-line note when a watch breaks and is being resumed.
   void set_notice(std::function<void(const std::string&)> notice) { notice_ = std::move(notice); }
+  // Stop when *stop becomes true (Run then returns false), even in the middle of a watch; a
+  // wait between reconnects may finish first.
+  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+  // Runs before each watch but the first: what a client must redo after losing the server
+  // (the agent fetches the server's key again and re-registers its node). While it fails, the
+  // watch is not resumed; it is tried again with backoff.
+  void set_before_resume(std::function<Status()> hook) { before_resume_ = std::move(hook); }
 
   // The first list. Errors are returned as they are: a server that cannot be reached at the
   // start is an error, not something to wait for.
   Result<std::vector<Json>> List();
 
-  // Watches until `on_event` returns false (true) or the deadline passes (false). Unavailable
+  // Watches until `on_event` returns false (true) or the deadline passes or stop is set (false). Unavailable
   // servers and broken streams are retried with backoff; other errors (401, 403, 400) end it.
   Result<bool> Run(const OnEvent& on_event);
 
@@ -43,7 +51,7 @@ class ListWatcher {
 
  private:
   static std::string Key(const Json& obj) { return NamespaceOf(obj) + "/" + NameOf(obj); }
-  bool Expired() const { return deadline_ && Clock::now() >= *deadline_; }
+  bool Expired() const { return (deadline_ && Clock::now() >= *deadline_) || (stop_ && *stop_); }
   // Waits `backoff` (less if the deadline is nearer), then doubles it up to 2 s.
   void Pause(std::chrono::milliseconds& backoff);
   // After 410: list again and report what changed since the view. False when a handler stopped.
@@ -54,6 +62,8 @@ class ListWatcher {
   RequestOptions options_;
   std::optional<Clock::time_point> deadline_;
   std::function<void(const std::string&)> notice_;
+  const std::atomic<bool>* stop_ = nullptr;
+  std::function<Status()> before_resume_;
   std::map<std::string, Json> objects_;
   int64_t revision_ = 0;
 };

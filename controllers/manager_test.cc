@@ -11,6 +11,7 @@
 #include <map>
 
 #include "controllers/registry.h"
+#include "apis/service.h"
 #include "controllers/retry_policy.h"
 #include "store/local_store.h"
 
@@ -31,25 +32,26 @@ class ManagerTest : public ::testing::Test {
     store_ = std::move(*s);
   }
 
-  static bool Annotated(const Json& profile) {
-    return profile["metadata"]
-        .value("annotations", Json::object())
-        .contains("test.mentat.io/observed");
+  // Whether the widget's status is the test controller's, for its current spec.
+  static bool Reconciled(const Json& widget) {
+    const int size = widget["spec"].value("size", 0);
+    const Json& status = widget.value("status", Json::object());
+    return status.value("area", -1) == size * size &&
+           status.value("observedGeneration", int64_t{-1}) == widget["metadata"].value("generation", int64_t{0});
   }
 
-  // Waits until the profile `name` is annotated by the test controller: as read now, or as a
+  // Waits until the widget `name` carries the test controller's status: as read now, or as a
   // watch from then shows it.
-  bool WaitForAnnotation(const std::string& name) {
+  bool WaitForStatus(const std::string& name) {
     const int64_t from = store_->CurrentRevision();
-    if (auto now = store_->Get({"SecurityProfile", "", name}); now && Annotated(*now)) return true;
-    auto w = store_->Watch("SecurityProfile", from);
+    if (auto now = store_->Get({"Widget", "default", name}); now && Reconciled(*now)) return true;
+    auto w = store_->Watch("Widget", from);
     if (!w) return false;
     auto deadline = Clock::now() + kPatience;
     while (Clock::now() < deadline) {
       auto ev = (*w)->Next(std::chrono::milliseconds(100));
       if (!ev) return false;
-      if (ev->has_value() && NameOf((**ev)->object) == name && Annotated((**ev)->object))
-        return true;
+      if (ev->has_value() && NameOf((**ev)->object) == name && Reconciled((**ev)->object)) return true;
     }
     return false;
   }
@@ -58,14 +60,18 @@ class ManagerTest : public ::testing::Test {
   LocalStorePtr store_;
 };
 
-Json Profile(const std::string& name) {
-  return {{"kind", "SecurityProfile"}, {"metadata", {{"name", name}}}, {"spec", Json::object()}};
+// A Widget (the test-only kind of apis/testing/widget_kind.cc) as its own steps make it.
+Json Widget(const std::string& name, int size) {
+  auto w = NormalizeManifestText("kind: Widget\nmetadata: {name: " + name + "}\nspec: {size: " +
+                                 std::to_string(size) + "}\n");
+  EXPECT_TRUE(w) << w.error().ToString();
+  return w ? *w : Json();
 }
 
 TEST_F(ManagerTest, AControllerRegisteredFromItsOwnFileReconcilesThroughTheManager) {
   auto names = ControllerRegistry::Global().Names();
-  ASSERT_NE(std::find(names.begin(), names.end(), "test_profile_annotator"), names.end());
-  ASSERT_TRUE(store_->Put(Profile("before-start")));
+  ASSERT_NE(std::find(names.begin(), names.end(), "test_widget_status"), names.end());
+  ASSERT_TRUE(store_->Put(Widget("before-start", 2)));
 
   ControllerManager manager(store_.get());
   ControllerContext ctx;
@@ -73,16 +79,21 @@ TEST_F(ManagerTest, AControllerRegisteredFromItsOwnFileReconcilesThroughTheManag
   ctx.cache = manager.cache();
   for (auto& r : ControllerRegistry::Global().MakeAll(ctx)) manager.Add(std::move(r));
   // The cache holds what the controllers declare: the server's kinds and the test's.
-  for (const char* kind : {"Service", "Allocation", "Node", "SecurityProfile"}) {
+  for (const char* kind : {"Service", "Allocation", "Node", "Widget"}) {
     EXPECT_TRUE(manager.cache()->Holds(kind)) << kind;
   }
   EXPECT_FALSE(manager.cache()->Holds("Event"));
   ASSERT_TRUE(manager.Start());
 
   // One from the initial sync, one from the watch.
-  EXPECT_TRUE(WaitForAnnotation("before-start"));
-  ASSERT_TRUE(store_->Put(Profile("after-start")));
-  EXPECT_TRUE(WaitForAnnotation("after-start"));
+  EXPECT_TRUE(WaitForStatus("before-start"));
+  ASSERT_TRUE(store_->Put(Widget("after-start", 3)));
+  EXPECT_TRUE(WaitForStatus("after-start"));
+  ASSERT_TRUE(store_->Put(Widget("after-start", 5)));  // a new generation: a new status
+  EXPECT_TRUE(WaitForStatus("after-start"));
+  auto resized = store_->Get({"Widget", "default", "after-start"});
+  ASSERT_TRUE(resized);
+  EXPECT_EQ((*resized)["status"], (Json{{"area", 25}, {"observedGeneration", 2}}));
   manager.Stop();
 }
 
@@ -204,7 +215,7 @@ TEST_F(ManagerTest, NothingIsReconciledOrRunWhileThisServerMayNotWrite) {
                          ++runs;
                          cv.notify_all();
                        }});
-  ASSERT_TRUE(store_->Put(Profile("p")));
+  ASSERT_TRUE(store_->Put(Widget("p", 4)));
   int64_t from = store_->CurrentRevision();
   ASSERT_TRUE(manager.Start());
 
@@ -214,12 +225,12 @@ TEST_F(ManagerTest, NothingIsReconciledOrRunWhileThisServerMayNotWrite) {
     std::lock_guard<std::mutex> lock(mu);
     EXPECT_EQ(runs, 0);
   }
-  auto unchanged = store_->Get({"SecurityProfile", "", "p"});
+  auto unchanged = store_->Get({"Widget", "default", "p"});
   ASSERT_TRUE(unchanged);
   EXPECT_EQ(ResourceVersionOf(*unchanged), from);
 
   gate->Open();
-  EXPECT_TRUE(WaitForAnnotation("p"));
+  EXPECT_TRUE(WaitForStatus("p"));
   {
     std::unique_lock<std::mutex> lock(mu);
     EXPECT_TRUE(cv.wait_until(lock, Clock::now() + kPatience, [&] { return runs > 0; }));

@@ -103,6 +103,9 @@ class Agent {
   Driver* DriverFor(const std::string& name);
 
   // sync_loop.cc
+  // Fetches the server's key and registers the node: before the first list and before each
+  // watch resumed after a disconnect.
+  Status Connect();
   void SyncLoop();
   void WorkLoop();
   // The key the server calls this agent with (server_key.h), from the server.

@@ -1,11 +1,12 @@
-// The agent's view of its Allocations and the reconcile of its tasks: the sync loop lists the
-// Allocations placed on this node and watches them from the list's revision (re-listing after
-// the watch ends); the work loop reconciles one key at a time against that view.
+// The agent's view of its Allocations and the reconcile of its tasks: the sync loop follows the
+// Allocations placed on this node through the shared list/watch client (apis/list_watch.h),
+// the one `mt get -w` uses; the work loop reconciles one key at a time against that view.
 #include <signal.h>
 
 #include <spdlog/spdlog.h>
 
 #include "apis/event.h"
+#include "apis/list_watch.h"
 #include "runtimes/agent/agent.h"
 
 namespace mentat {
@@ -18,71 +19,69 @@ Status Agent::FetchServerKey() {
   return {};
 }
 
+Status Agent::Connect() {
+  // Each (re)connection fetches the key again: a server whose secret was replaced has ended
+  // the watch, and hands out the new key.
+  if (auto st = FetchServerKey(); !st) {
+    return MakeError(st.error().code(), "fetching node " + opts_.node_name + "'s agent key: " + st.error().message());
+  }
+  if (auto st = RegisterNode(); !st) {
+    return MakeError(st.error().code(), "registering node " + opts_.node_name + ": " + st.error().message());
+  }
+  return {};
+}
+
 void Agent::SyncLoop() {
   auto backoff = 100ms;
-  auto retry_later = [&](const std::string& what, const Error& e) {
-    spdlog::warn("agent: {}: {}", what, e.message());
+  auto retry_later = [&](const std::string& why) {
+    spdlog::warn("agent: {}", why);
     std::this_thread::sleep_for(backoff);  // retry pacing, not a state wait
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
   };
+  RequestOptions ro;
+  ro.label_selector = std::string(kLabelNode) + "=" + opts_.node_name;
   while (!stop_) {
-    // Each (re)connection fetches the key again: a server whose secret was replaced has
-    // ended the watch, and hands out the new key.
-    if (auto st = FetchServerKey(); !st) {
-      retry_later("fetching node " + opts_.node_name + "'s agent key", st.error());
+    if (auto st = Connect(); !st) {
+      retry_later(st.error().message());
       continue;
     }
-    if (auto st = RegisterNode(); !st) {
-      retry_later("registering node " + opts_.node_name, st.error());
-      continue;
-    }
-    RequestOptions ro;
-    ro.label_selector = std::string(kLabelNode) + "=" + opts_.node_name;
-    auto list = client_->List("allocations", ro);
+    // The shared list/watch client: after a disconnect it resumes from the last revision it
+    // saw (reconnecting first), and after 410 it lists again and reports the difference.
+    ListWatcher allocations(*client_, "allocations", ro);
+    allocations.set_stop(&stop_);
+    allocations.set_before_resume([this] { return Connect(); });
+    allocations.set_notice([](const std::string& note) { spdlog::info("agent: allocations: {}", note); });
+    auto list = allocations.List();
     if (!list) {
-      retry_later("listing allocations", list.error());
+      retry_later("listing allocations: " + list.error().message());
       continue;
     }
     backoff = 100ms;
-    int64_t rv = std::stoll(list->value("resourceVersion", std::string("0")));
     std::set<std::string> keys;
     {
       std::lock_guard<std::mutex> lock(mu_);
       desired_.clear();
-      for (const auto& item : (*list)["items"]) desired_[KeyOfAlloc(item)] = item;
+      for (const auto& item : *list) desired_[KeyOfAlloc(item)] = item;
       synced_ = true;
       for (const auto& [k, v] : desired_) keys.insert(k);
       for (const auto& [k, v] : tasks_) keys.insert(k);
     }
     for (const auto& k : keys) queue_.Add(k);
-    auto st = client_->Watch(
-        "allocations", rv, ro,
-        [this](const Json& ev) {
-          std::string type = ev.value("type", "");
-          if (type == "BOOKMARK") return true;
-          if (type == "ERROR" || !ev.contains("object") || !ev["object"].is_object() ||
-              !ev["object"].contains("metadata")) {
-            // The server ended the stream (shutdown, or this watcher fell behind): re-list.
-            spdlog::info("agent: watch closed by the server: {}",
-                         ev.value("object", Json::object()).value("message", std::string("?")));
-            return false;
-          }
-          const Json& obj = ev["object"];
-          std::string key = KeyOfAlloc(obj);
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            if (type == "DELETED") {
-              desired_.erase(key);
-            } else {
-              desired_[key] = obj;
-            }
-          }
-          queue_.Add(key);
-          return !stop_;
-        },
-        &stop_);
+    auto st = allocations.Run([this](const std::string& type, const Json& obj) {
+      std::string key = KeyOfAlloc(obj);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (type == "DELETED") {
+          desired_.erase(key);
+        } else {
+          desired_[key] = obj;
+        }
+      }
+      queue_.Add(key);
+      return !stop_;
+    });
     if (stop_) break;
-    if (!st) spdlog::info("agent: watch ended ({}); re-listing", st.error().message());
+    if (!st) spdlog::info("agent: watch ended ({}); listing again", st.error().message());
   }
 }
 

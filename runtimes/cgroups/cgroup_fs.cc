@@ -90,6 +90,20 @@ Result<uint64_t> ReadKey(const std::string& path, const std::string& key) {
   return NotFound(path + " has no " + key);
 }
 
+Status ReadPidCounts(const std::optional<std::string>& pids_dir,
+                     const std::function<Result<std::vector<pid_t>>()>& members, uint64_t* count,
+                     uint64_t* limit_hits) {
+  if (!pids_dir) {
+    MT_ASSIGN_OR_RETURN(auto pids, members());
+    *count = pids.size();
+    return {};
+  }
+  MT_ASSIGN_OR_RETURN(auto n, ReadUint(*pids_dir + "/pids.current"));
+  *count = n.value_or(0);
+  *limit_hits = ReadKey(*pids_dir + "/pids.events", "max").value_or(0);
+  return {};
+}
+
 Result<std::vector<pid_t>> ReadPids(const std::string& procs_path) {
   MT_ASSIGN_OR_RETURN(std::string s, Read(procs_path));
   std::vector<pid_t> pids;

@@ -26,6 +26,12 @@ Result<std::optional<uint64_t>> ReadUint(const std::string& path);
 Result<uint64_t> ReadKey(const std::string& path, const std::string& key);
 // The pids listed in a cgroup.procs file.
 Result<std::vector<pid_t>> ReadPids(const std::string& procs_path);
+// A group's process count and the forks its pids.max refused ("max N" in pids.events), read in
+// `pids_dir`, its directory in the pids controller; without that controller (nullopt) the
+// count is of `members` and no refusal is known.
+Status ReadPidCounts(const std::optional<std::string>& pids_dir,
+                     const std::function<Result<std::vector<pid_t>>()>& members, uint64_t* count,
+                     uint64_t* limit_hits);
 
 // mkdir -p of `rel` under `root`; the directories it made are appended to `made`.
 Status MakeDirs(const std::string& root, const std::string& rel, std::vector<std::string>* made);

@@ -80,15 +80,7 @@ class CgroupV1 : public Cgroup {
       MT_ASSIGN_OR_RETURN(auto ns, cfs::ReadUint(*d + "/cpuacct.usage"));
       s.cpu_usage_ns = ns.value_or(0);
     }
-    if (auto d = Dir("pids")) {
-      MT_ASSIGN_OR_RETURN(auto n, cfs::ReadUint(*d + "/pids.current"));
-      s.pids = n.value_or(0);
-      // "max N" in pids.events: how many forks pids.max refused.
-      s.pids_limit_hits = cfs::ReadKey(*d + "/pids.events", "max").value_or(0);
-    } else {
-      MT_ASSIGN_OR_RETURN(auto pids, Pids());
-      s.pids = pids.size();
-    }
+    MT_RETURN_IF_ERROR(cfs::ReadPidCounts(Dir("pids"), [this] { return Pids(); }, &s.pids, &s.pids_limit_hits));
     return s;
   }
 

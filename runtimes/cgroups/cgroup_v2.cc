@@ -53,14 +53,9 @@ class CgroupV2 : public Cgroup {
     // cpu.stat is there even without the cpu controller.
     MT_ASSIGN_OR_RETURN(uint64_t usec, cfs::ReadKey(dir_ + "/cpu.stat", "usage_usec"));
     s.cpu_usage_ns = usec * 1000;
-    if (cfs::Exists(dir_ + "/pids.current")) {
-      MT_ASSIGN_OR_RETURN(auto n, cfs::ReadUint(dir_ + "/pids.current"));
-      s.pids = n.value_or(0);
-      s.pids_limit_hits = cfs::ReadKey(dir_ + "/pids.events", "max").value_or(0);
-    } else {
-      MT_ASSIGN_OR_RETURN(auto pids, Pids());
-      s.pids = pids.size();
-    }
+    // The pids controller's files are there when it is enabled for the group.
+    const auto pids_dir = cfs::Exists(dir_ + "/pids.current") ? std::optional(dir_) : std::nullopt;
+    MT_RETURN_IF_ERROR(cfs::ReadPidCounts(pids_dir, [this] { return Pids(); }, &s.pids, &s.pids_limit_hits));
     return s;
   }
 
