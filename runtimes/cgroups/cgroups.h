@@ -53,7 +53,7 @@ class Cgroup {
   // that a cgroup.procs write takes; v2: cgroup.procs.)
   virtual Result<std::vector<int>> OpenProcsFiles() = 0;
   // The paths OpenProcsFiles opens: for a child that opens them itself (hull's, which may start
-  // before the group is made; runtimes/hull/container.cc).
+  // before the group is made; runtimes/hull/cgroup_setup.h).
   virtual std::vector<std::string> JoinFiles() const = 0;
   // Members now (every hierarchy's, merged).
   virtual Result<std::vector<pid_t>> Pids() = 0;

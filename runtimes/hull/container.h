@@ -34,7 +34,7 @@ struct RunOptions {
   // How long Run waits for the workload's exec to succeed or fail (to exit 127 on a failure).
   std::chrono::milliseconds exec_wait{3000};
   // --rootless: a new user namespace whose 0 maps to an unprivileged host id (see
-  // RootlessMapping in container.cc and docs/hull.md).
+  // RootlessMapping in gated_start.h and docs/hull.md).
   bool rootless = false;
   // Where the workload's stdout and stderr go; empty: containers/<name>/stdout.log, stderr.log.
   // The hull driver points them at the task directory, where the agent reads and rotates logs.
