@@ -15,6 +15,9 @@
 //   `adopt: {container: NAME}` adopts an existing container (image and ports must match; never
 //   a Mentat-labelled one; under a profile its inspected settings must keep the profile's rules).
 //   CleanupOrphans removes labelled containers of this node that no task owns.
+//
+// The class's members are defined by concern: docker_driver.cc (lifecycle), adopt.cc,
+// recover.cc, exits.cc (how exits are learned and reported) and stats.cc.
 #pragma once
 
 #include <atomic>
@@ -110,13 +113,8 @@ class DockerDriver : public Driver {
   };
   explicit DockerDriver(DockerDriverOptions options);
   std::shared_ptr<Task> Find(const std::string& id);
-  // Builds the POST /containers/create body.
-  Result<Json> ContainerConfig(const TaskConfig& config, const Json& profile);
   Result<TaskHandle> Adopt(const TaskConfig& config, const std::string& container, const Json& profile);
-  // The spec with each host volume source realpath()ed on this node; under a profile the
-  // resolved paths are checked again (CheckDockerRules) and kept out of the agent's data dir.
-  Result<Json> ResolveVolumeSources(const Json& spec, const Json& profile);
-  // Starts the thread that follows the container's logs into the task's files.
+  // Starts the thread that follows the container's logs into the task's files (log_pump.h).
   void StartLogPump(const std::shared_ptr<Task>& t);
   // From inspect: records the exit of a container that no longer runs (once) and reports it.
   void CheckExited(const std::shared_ptr<Task>& t);
