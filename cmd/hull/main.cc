@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
   kill->add_option("name", name)->required();
   // Parsed by hand below (everything after the name is the command, its flags included); here
   // for --help.
-  auto* exec = app.add_subcommand("exec", "Run a command inside a running container: exec NAME CMD...");
+  app.add_subcommand("exec", "Run a command inside a running container: exec NAME CMD...");
   auto* logs = app.add_subcommand("logs", "Print the container's stdout and stderr");
   logs->add_option("name", name)->required();
   logs->add_flag("-f,--follow", follow, "Follow until the container exits");
