@@ -155,7 +155,10 @@ TEST_F(HullTest, SymlinkedMountPointsAreRefusedAndTheRootHasNoParent) {
   EXPECT_NE(r.err.find("Too many levels of symbolic links"), std::string::npos) << r.err;
   fs::remove(root_ + "/data");
 
+  // PID 1 is hull's undumpable code until it execs sandbox-init, and the workload may start in
+  // that moment, when /proc/1/root does not open (EACCES): wait for the exec, as hull_cli_test.
   r = Hull({"run", Manifest("noparent", {"/bin/busybox", "sh", "-c",
+                                         "until /bin/busybox grep -q sandbox-init /proc/1/cmdline; do :; done; "
                                          "/bin/busybox stat -c %d:%i / /.. /proc/1/root/..; echo ready; exec sleep 600"})});
   ASSERT_EQ(r.code, 0) << r.err;
   std::istringstream lines(AwaitOutput("noparent", "ready"));
