@@ -83,7 +83,9 @@ TEST_F(SecureCluster, ServiceBecomesReadyThroughAnAgentOverTlsWithTokens) {
   // Logs come through the server, which checks the token's role and calls the agent with its
   // own key for the node: an operator may read them, a read-only token may not.
   auto logs = Mt(op, {"logs", "web-0"});
-  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.exit_code, 0) << logs.err << "\nserver log:\n"
+                               << server_->Log() << "\nagent log:\n"
+                               << ReadFile(dir_ + "/agent-node-a.log");
   std::string reader = MakeToken("reader", "read-only");
   auto refused = Mt(reader, {"logs", "web-0"});
   EXPECT_EQ(refused.exit_code, 4) << refused.out << refused.err;
