@@ -1,9 +1,10 @@
-// mt schema: the JSON Schema of the Service manifest, for editors and linters; needs no server.
+// mt schema: the JSON Schema of the Service manifest, for editors and linters, as the Service
+// kind registers it (apis/kind_registry.h); needs no server.
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
-#include "apis/schema.h"
+#include "apis/kind_registry.h"
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
 
@@ -12,7 +13,11 @@ namespace mentat::mt {
 Command AddSchemaCommand(CLI::App& app) {
   auto* schema = app.add_subcommand("schema", "print the JSON Schema of the Service manifest");
   return {.cli = schema, .offline = [] {
-            std::cout << ServiceManifestSchema().dump(2) << "\n";
+            const KindInfo* service = KindNamed("Service");
+            if (service == nullptr || service->schema == nullptr) {
+              return PrintError(Error(Code::kInternal, "the Service kind registers no schema"));
+            }
+            std::cout << service->schema().dump(2) << "\n";
             return kExitOk;
           }};
 }
