@@ -1,7 +1,8 @@
 // The kinds the API serves. Each kind registers, from its own file under apis/kinds/, what
 // it is (names, scope), how a manifest of it becomes a stored object (normalize, default and
-// validate steps for its spec, then admission against what is stored) and the columns `mt get`
-// shows of it. A new kind is a new file there, not a branch in the server or in mt.
+// validate steps for its spec, then admission against what is stored), the columns `mt get`
+// shows of it and the JSON Schema `mt schema` prints. A new kind is a new file there, not a
+// branch in the server or in mt.
 #pragma once
 
 #include <map>
@@ -79,6 +80,8 @@ struct KindInfo {
   ValidateStep validate = nullptr;
   AdmitStep admit = nullptr;  // nullptr: nothing stored constrains it
   std::span<const PrinterColumn> columns;  // empty: NAME and AGE
+  // The JSON Schema of its manifest as users write it, which `mt schema` prints; nullptr: none.
+  Json (*schema)() = nullptr;
 };
 
 // Adds a kind at static initialization: `static const KindRegistration r(kServiceKind);` in the

@@ -17,16 +17,23 @@ Json AbsPath(const std::string& description) {
   return {{"type", "string"}, {"pattern", "^/"}, {"description", description}};
 }
 
-// Fields allowed both at the top level and under `config`.
-Json SpecProperties() {
-  Json memory = {{"description", "memory: 256m, 1g, 512Mi; a bare number is megabytes"},
-                 {"oneOf", Json::array({{{"type", "integer"}, {"minimum", 4}},
-                                        {{"type", "string"},
-                                         {"pattern", "^[0-9]+(\\.[0-9]+)?\\s*[kKmMgGtT]?[iI]?[bB]?$"}}})}};
-  Json cpu = {{"description", "CPU: 50% of a core, 0.5 or 2 cores, or 500m millicores"},
-              {"oneOf", Json::array({{{"type", "number"}, {"exclusiveMinimum", 0}},
-                                     {{"type", "string"}, {"pattern", "^[0-9]+(\\.[0-9]+)?\\s*(%|m)?$"}}})}};
-  Json env = {
+// ---- the forms a value may take ----
+
+Json MemoryForms() {
+  return {{"description", "memory: 256m, 1g, 512Mi; a bare number is megabytes"},
+          {"oneOf", Json::array({{{"type", "integer"}, {"minimum", 4}},
+                                 {{"type", "string"},
+                                  {"pattern", "^[0-9]+(\\.[0-9]+)?\\s*[kKmMgGtT]?[iI]?[bB]?$"}}})}};
+}
+
+Json CpuForms() {
+  return {{"description", "CPU: 50% of a core, 0.5 or 2 cores, or 500m millicores"},
+          {"oneOf", Json::array({{{"type", "number"}, {"exclusiveMinimum", 0}},
+                                 {{"type", "string"}, {"pattern", "^[0-9]+(\\.[0-9]+)?\\s*(%|m)?$"}}})}};
+}
+
+Json EnvForms() {
+  return {
       {"description", "environment: a map, a list of \"KEY=VALUE\", a list of [KEY, VALUE] pairs, "
                       "or a list of {name, value}"},
       {"oneOf",
@@ -41,38 +48,53 @@ Json SpecProperties() {
                               {"required", {"name"}},
                               {"properties", {{"name", {{"type", "string"}}}, {"value", {{"type", "string"}}}}},
                               {"additionalProperties", false}}})}}}}})}};
-  Json port_item = {{"oneOf",
-                     Json::array({{{"type", "integer"}, {"minimum", 1}, {"maximum", 65535}},
-                                  {{"type", "string"}, {"pattern", "^[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$"}},
-                                  {{"type", "object"},
-                                   {"required", {"container"}},
-                                   {"properties",
-                                    {{"host", Int("host port", 1, 65535)},
-                                     {"container", Int("container port", 1, 65535)},
-                                     {"protocol", Enum("protocol", {"tcp", "udp"})}}},
-                                   {"additionalProperties", false}}})}};
-  Json volume_item = {{"oneOf",
-                       Json::array({{{"type", "string"}, {"pattern", "^/[^:]*:/[^:]*(:(ro|rw))?$"}},
-                                    {{"type", "object"},
-                                     {"required", {"source", "target"}},
-                                     {"properties",
-                                      {{"source", AbsPath("host path (absolute, no ..)")},
-                                       {"target", AbsPath("path inside the workload")},
-                                       {"read_only", Bool("mount read-only")}}},
-                                     {"additionalProperties", false}}})}};
-  Json resources = {{"type", "object"},
-                    {"description", "resource requests and limits"},
-                    {"properties",
-                     {{"memory", memory},
-                      {"memory_mb", Int("memory in megabytes", 4, 1 << 20)},
-                      {"cpu", cpu},
-                      {"cpu_percent", Int("CPU as a percentage of one core", 1, 102400)},
-                      {"cpu_mhz", Int("CPU in MHz", 1, 1000000)},
-                      {"disk_mb", Int("disk in megabytes", 1, 1 << 24)},
-                      {"pids", Int("maximum processes", 1, 4194304)},
-                      {"max_pids", Int("maximum processes", 1, 4194304)},
-                      {"vcpus", Int("virtual CPUs (firecracker, qemu)", 1, 256)}}},
-                    {"additionalProperties", false}};
+}
+
+Json PortForms() {
+  return {{"oneOf",
+           Json::array({{{"type", "integer"}, {"minimum", 1}, {"maximum", 65535}},
+                        {{"type", "string"}, {"pattern", "^[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$"}},
+                        {{"type", "object"},
+                         {"required", {"container"}},
+                         {"properties",
+                          {{"host", Int("host port", 1, 65535)},
+                           {"container", Int("container port", 1, 65535)},
+                           {"protocol", Enum("protocol", {"tcp", "udp"})}}},
+                         {"additionalProperties", false}}})}};
+}
+
+Json VolumeForms() {
+  return {{"oneOf",
+           Json::array({{{"type", "string"}, {"pattern", "^/[^:]*:/[^:]*(:(ro|rw))?$"}},
+                        {{"type", "object"},
+                         {"required", {"source", "target"}},
+                         {"properties",
+                          {{"source", AbsPath("host path (absolute, no ..)")},
+                           {"target", AbsPath("path inside the workload")},
+                           {"read_only", Bool("mount read-only")}}},
+                         {"additionalProperties", false}}})}};
+}
+
+// ---- the spec's fields, by section (nlohmann's objects keep their keys sorted, so how the
+// fields are grouped here does not change the printed schema) ----
+
+// The resource fields, accepted at the spec's level and under `resources` alike.
+Json ResourceProperties() {
+  return {
+      {"memory", MemoryForms()},
+      {"memory_mb", Int("memory in megabytes", 4, 1 << 20)},
+      {"cpu", CpuForms()},
+      {"cpu_percent", Int("CPU as a percentage of one core", 1, 102400)},
+      {"cpu_mhz", Int("CPU in MHz", 1, 1000000)},
+      {"disk_mb", Int("disk in megabytes", 1, 1 << 24)},
+      {"max_pids", Int("maximum processes", 1, 4194304)},
+      {"pids", Int("maximum processes", 1, 4194304)},
+      {"vcpus", Int("virtual CPUs (firecracker, qemu)", 1, 256)},
+  };
+}
+
+// What runs, how many, and with what.
+Json WorkloadProperties() {
   return {
       {"driver", Enum("the runtime driver", {"exec", "sandbox", "hull", "docker", "firecracker", "qemu"})},
       {"count", Int("desired number of allocations", 0, 1000)},
@@ -94,22 +116,38 @@ Json SpecProperties() {
                      "path on the node")},
       {"command", Str("the program to run")},
       {"args", {{"type", "array"}, {"items", {{"type", Json::array({"string", "number", "boolean"})}}}}},
-      {"env", env},
+      {"env", EnvForms()},
       {"cwd", AbsPath("working directory")},
       {"user", {{"type", Json::array({"string", "integer"})}, {"description", "user name or uid, optionally :group"}}},
+      {"volumes", {{"type", "array"}, {"items", VolumeForms()}}},
+      {"resources",
+       {{"type", "object"},
+        {"description", "resource requests and limits"},
+        {"properties", ResourceProperties()},
+        {"additionalProperties", false}}},
+  };
+}
+
+Json HealthCheck() {
+  return {{"type", "object"},
+          {"required", {"type"}},
+          {"properties",
+           {{"type", Enum("what the check does", {"tcp", "http", "exec"})},
+            {"port", Int("tcp, http: the port (default: the service's port)", 1, 65535)},
+            {"path", {{"type", "string"}, {"pattern", "^/"}, {"description", "http: GET this path; 2xx and 3xx pass"}}},
+            {"command", {{"type", Json::array({"string", "array"})}, {"description", "exec: run in the task; exit 0 passes"}}},
+            {"interval", {{"type", Json::array({"string", "integer"})}, {"description", "e.g. 10s"}}},
+            {"timeout", {{"type", Json::array({"string", "integer"})}, {"description", "e.g. 1s"}}},
+            {"success_threshold", Int("passes in a row to become healthy", 1, 100)},
+            {"failure_threshold", Int("failures in a row to become unhealthy", 1, 100)}}},
+          {"additionalProperties", false}};
+}
+
+// How it is reached, secured, watched and rolled out.
+Json OperationsProperties() {
+  return {
       {"port", Int("the service's TCP port; readiness waits for it", 1, 65535)},
-      {"ports", {{"type", "array"}, {"items", port_item}, {"description", "published ports, \"HOST:CONTAINER[/udp]\""}}},
-      {"volumes", {{"type", "array"}, {"items", volume_item}}},
-      {"resources", resources},
-      {"memory", memory},
-      {"memory_mb", Int("memory in megabytes", 4, 1 << 20)},
-      {"cpu", cpu},
-      {"cpu_percent", Int("CPU as a percentage of one core", 1, 102400)},
-      {"cpu_mhz", Int("CPU in MHz", 1, 1000000)},
-      {"disk_mb", Int("disk in megabytes", 1, 1 << 24)},
-      {"max_pids", Int("maximum processes", 1, 4194304)},
-      {"pids", Int("maximum processes", 1, 4194304)},
-      {"vcpus", Int("virtual CPUs (firecracker, qemu)", 1, 256)},
+      {"ports", {{"type", "array"}, {"items", PortForms()}, {"description", "published ports, \"HOST:CONTAINER[/udp]\""}}},
       {"security",
        {{"type", "object"},
         {"properties", {{"profile", Str("a SecurityProfile name, e.g. sandbox or docker-hardened")}}},
@@ -143,19 +181,13 @@ Json SpecProperties() {
       {"checks",
        {{"type", "array"},
         {"description", "health checks: an allocation is Ready only while all pass"},
-        {"items",
-         {{"type", "object"},
-          {"required", {"type"}},
-          {"properties",
-           {{"type", Enum("what the check does", {"tcp", "http", "exec"})},
-            {"port", Int("tcp, http: the port (default: the service's port)", 1, 65535)},
-            {"path", {{"type", "string"}, {"pattern", "^/"}, {"description", "http: GET this path; 2xx and 3xx pass"}}},
-            {"command", {{"type", Json::array({"string", "array"})}, {"description", "exec: run in the task; exit 0 passes"}}},
-            {"interval", {{"type", Json::array({"string", "integer"})}, {"description", "e.g. 10s"}}},
-            {"timeout", {{"type", Json::array({"string", "integer"})}, {"description", "e.g. 1s"}}},
-            {"success_threshold", Int("passes in a row to become healthy", 1, 100)},
-            {"failure_threshold", Int("failures in a row to become unhealthy", 1, 100)}}},
-          {"additionalProperties", false}}}}},
+        {"items", HealthCheck()}}},
+  };
+}
+
+// The fields only some drivers take: hull's, docker's, the VMs' binary.
+Json DriverProperties() {
+  return {
       {"manifest", {{"description", "hull: a manifest path on the node, or an inline hull manifest"},
                     {"type", Json::array({"string", "object"})}}},
       {"binary", AbsPath("hull binary, or VM binary")},
@@ -185,6 +217,15 @@ Json SpecProperties() {
                  {"properties", {{"container", Str("the running Docker container to adopt")}}},
                  {"additionalProperties", false}}},
   };
+}
+
+// Fields allowed both at the top level and under `config`.
+Json SpecProperties() {
+  Json properties = WorkloadProperties();
+  properties.update(ResourceProperties());
+  properties.update(OperationsProperties());
+  properties.update(DriverProperties());
+  return properties;
 }
 
 }  // namespace

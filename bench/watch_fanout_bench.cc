@@ -186,132 +186,183 @@ struct Result {
   double setup_s = 0;
 };
 
-Result Measure(const Store& st, int n_streams, int n_writes) {
-  Result res;
-  res.streams = n_streams;
-  res.rss_before_kb = ProcStatus(st.pid, "VmRSS:");
-
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  std::vector<Stream> streams(n_streams);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(st.port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  auto setup_start = Clock::now();
-  for (int i = 0; i < n_streams; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        write(fd, st.watch_request.data(), st.watch_request.size()) !=
-            static_cast<ssize_t>(st.watch_request.size())) {
-      fprintf(stderr, "%s: stream %d: %s\n", st.name.c_str(), i, strerror(errno));
-      if (fd >= 0) close(fd);
-      streams[i].closed = true;
-      continue;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u32 = i;
-    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-    streams[i].fd = fd;
+// One measurement of one store: its streams on one epoll, the writes and when each was sent,
+// and every delivery's latency. Open the streams, wait until they are established, make the
+// writes, then Finish.
+class FanoutRun {
+ public:
+  FanoutRun(const Store& st, int n_streams, int n_writes)
+      : st_(st), streams_(n_streams), written_(n_writes) {
+    res_.streams = n_streams;
+    res_.rss_before_kb = ProcStatus(st.pid, "VmRSS:");
+    latencies_ms_.reserve(static_cast<size_t>(n_streams) * n_writes);
   }
 
-  // The writer thread publishes written[w] before it sends write w, then sent = w + 1; a stream
-  // only looks for markers of writes already sent.
-  std::vector<Clock::time_point> written(n_writes);
-  std::atomic<int> sent{0};
-  std::vector<double> latencies_ms;
-  latencies_ms.reserve(static_cast<size_t>(n_streams) * n_writes);
-  auto pump = [&](int wait_ms) {
-    epoll_event events[256];
-    int n = epoll_wait(ep, events, 256, wait_ms);
-    char buf[65536];
-    for (int e = 0; e < n; ++e) {
-      Stream& s = streams[events[e].data.u32];
-      for (;;) {
-        ssize_t r = read(s.fd, buf, sizeof(buf));
-        auto now = Clock::now();
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) s.closed = true;
-        if (r <= 0) break;
-        s.raw.append(buf, r);
-        Decode(s);
-        if (!s.established && s.headers && s.ok_status &&
-            (st.created.empty() || s.tail.find(st.created) != std::string::npos)) {
-          s.established = true;
-          ++res.established;
-        }
-        int limit = sent.load(std::memory_order_acquire);
-        while (s.next < limit) {
-          std::string marker = st.marker(s.next);
-          auto at = s.tail.find(marker);
-          if (at == std::string::npos) break;
-          latencies_ms.push_back(
-              std::chrono::duration<double, std::milli>(now - written[s.next]).count());
-          s.tail.erase(0, at + marker.size());
-          ++s.next;
-        }
-        // A marker split across reads survives in the last 256 bytes.
-        if (s.tail.size() > 4096) s.tail.erase(0, s.tail.size() - 256);
-        if (s.closed) break;
+  // Connects every stream and sends its watch request; a stream that fails counts as closed.
+  void Open() {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(st_.port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setup_start_ = Clock::now();
+    for (size_t i = 0; i < streams_.size(); ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+          write(fd, st_.watch_request.data(), st_.watch_request.size()) !=
+              static_cast<ssize_t>(st_.watch_request.size())) {
+        fprintf(stderr, "%s: stream %zu: %s\n", st_.name.c_str(), i, strerror(errno));
+        if (fd >= 0) close(fd);
+        streams_[i].closed = true;
+        continue;
       }
-      if (s.closed) {
-        epoll_ctl(ep, EPOLL_CTL_DEL, s.fd, nullptr);
-        ++res.closed;
-      }
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u32 = static_cast<uint32_t>(i);
+      epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+      streams_[i].fd = fd;
     }
-  };
-  auto all_established = [&] { return res.established + res.closed >= n_streams; };
-  auto deadline = Clock::now() + std::chrono::seconds(60);
-  while (!all_established() && Clock::now() < deadline) pump(100);
-  res.setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
-  if (res.established < n_streams) {
-    fprintf(stderr, "%s: %d of %d watch streams established after %.1f s (%d closed)\n",
-            st.name.c_str(), res.established, n_streams, res.setup_s, res.closed);
   }
 
-  httplib::Client cli("127.0.0.1", st.port);
-  cli.set_keep_alive(true);
-  cli.set_tcp_nodelay(true);
-  cli.set_read_timeout(10, 0);
-  cli.set_default_headers({{"Accept-Encoding", "identity"}});
-  for (int w = 0; w < n_writes && res.established > 0; ++w) {
+  // Waits (up to 60 s) until every stream is established or closed.
+  void Establish() {
+    const int n_streams = static_cast<int>(streams_.size());
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (res_.established + res_.closed < n_streams && Clock::now() < deadline) Pump(100);
+    res_.setup_s = std::chrono::duration<double>(Clock::now() - setup_start_).count();
+    if (res_.established < n_streams) {
+      fprintf(stderr, "%s: %d of %d watch streams established after %.1f s (%d closed)\n",
+              st_.name.c_str(), res_.established, n_streams, res_.setup_s, res_.closed);
+    }
+  }
+
+  // Makes the writes one at a time; each must reach every established stream within 10 s
+  // before the next is made (a stream that misses it counts one miss).
+  void WriteAll() {
+    httplib::Client cli("127.0.0.1", st_.port);
+    cli.set_keep_alive(true);
+    cli.set_tcp_nodelay(true);
+    cli.set_read_timeout(10, 0);
+    cli.set_default_headers({{"Accept-Encoding", "identity"}});
+    const int n_writes = static_cast<int>(written_.size());
+    for (int w = 0; w < n_writes && res_.established > 0; ++w) {
+      if (!WriteOne(cli, w)) break;
+      ++res_.writes;
+      for (auto& s : streams_) {
+        if (s.established && !s.closed && s.next <= w) {
+          ++res_.missed;
+          s.next = w + 1;  // count it once; look for the next write from here
+        }
+      }
+    }
+  }
+
+  // The latencies and the server's memory and threads after the writes; closes the streams.
+  Result Finish() {
+    res_.rss_after_kb = ProcStatus(st_.pid, "VmRSS:");
+    res_.threads = ProcStatus(st_.pid, "Threads:");
+    res_.p50 = Percentile(latencies_ms_, 0.50);
+    res_.p99 = Percentile(latencies_ms_, 0.99);
+    res_.max = latencies_ms_.empty()
+                   ? 0
+                   : *std::max_element(latencies_ms_.begin(), latencies_ms_.end());
+    if (res_.missed > 0) {
+      fprintf(stderr, "%s: %d deliveries missed the 10 s deadline\n", st_.name.c_str(),
+              res_.missed);
+    }
+    for (auto& s : streams_) {
+      if (s.fd >= 0) close(s.fd);
+    }
+    close(ep_);
+    return res_;
+  }
+
+ private:
+  // Makes write w from a thread of its own while this one reads the streams, until every
+  // established stream has seen it and the write is acknowledged, or 10 s pass.
+  bool WriteOne(httplib::Client& cli, int w) {
     std::atomic<bool> acked{false}, ok{false};
     std::thread writer([&] {
-      written[w] = Clock::now();
-      sent.store(w + 1, std::memory_order_release);
-      ok = st.write(cli, w);
+      written_[w] = Clock::now();
+      sent_.store(w + 1, std::memory_order_release);
+      ok = st_.write(cli, w);
       acked = true;
     });
-    // Every established stream must see this write, within 10 s, before the next one is made.
     auto seen = [&] {
-      return std::all_of(streams.begin(), streams.end(),
+      return std::all_of(streams_.begin(), streams_.end(),
                          [&](const Stream& s) { return !s.established || s.closed || s.next > w; });
     };
     auto until = Clock::now() + std::chrono::seconds(10);
-    while ((!seen() || !acked) && Clock::now() < until) pump(5);
+    while ((!seen() || !acked) && Clock::now() < until) Pump(5);
     writer.join();
-    if (!ok) break;
-    ++res.writes;
-    for (auto& s : streams) {
-      if (s.established && !s.closed && s.next <= w) {
-        ++res.missed;
-        s.next = w + 1;  // count it once; look for the next write from here
+    return ok;
+  }
+
+  // Reads what the streams have (waiting up to wait_ms for any), recording each delivery.
+  void Pump(int wait_ms) {
+    epoll_event events[256];
+    int n = epoll_wait(ep_, events, 256, wait_ms);
+    for (int e = 0; e < n; ++e) {
+      Stream& s = streams_[events[e].data.u32];
+      Read(s);
+      if (s.closed) {
+        epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
+        ++res_.closed;
       }
     }
   }
-  res.rss_after_kb = ProcStatus(st.pid, "VmRSS:");
-  res.threads = ProcStatus(st.pid, "Threads:");
-  res.p50 = Percentile(latencies_ms, 0.50);
-  res.p99 = Percentile(latencies_ms, 0.99);
-  res.max = latencies_ms.empty() ? 0 : *std::max_element(latencies_ms.begin(), latencies_ms.end());
-  if (res.missed > 0) {
-    fprintf(stderr, "%s: %d deliveries missed the 10 s deadline\n", st.name.c_str(), res.missed);
+
+  // Drains one stream's socket: decodes it, marks it established, and matches the markers of
+  // writes already sent, in order.
+  void Read(Stream& s) {
+    char buf[65536];
+    for (;;) {
+      ssize_t r = read(s.fd, buf, sizeof(buf));
+      auto now = Clock::now();
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) s.closed = true;
+      if (r <= 0) break;
+      s.raw.append(buf, r);
+      Decode(s);
+      if (!s.established && s.headers && s.ok_status &&
+          (st_.created.empty() || s.tail.find(st_.created) != std::string::npos)) {
+        s.established = true;
+        ++res_.established;
+      }
+      // The writer publishes written_[w] before it sends write w, then sent_ = w + 1; a stream
+      // only looks for markers of writes already sent.
+      int limit = sent_.load(std::memory_order_acquire);
+      while (s.next < limit) {
+        std::string marker = st_.marker(s.next);
+        auto at = s.tail.find(marker);
+        if (at == std::string::npos) break;
+        latencies_ms_.push_back(
+            std::chrono::duration<double, std::milli>(now - written_[s.next]).count());
+        s.tail.erase(0, at + marker.size());
+        ++s.next;
+      }
+      // A marker split across reads survives in the last 256 bytes.
+      if (s.tail.size() > 4096) s.tail.erase(0, s.tail.size() - 256);
+      if (s.closed) break;
+    }
   }
-  for (auto& s : streams) {
-    if (s.fd >= 0) close(s.fd);
-  }
-  close(ep);
-  return res;
+
+  const Store& st_;
+  int ep_ = -1;
+  std::vector<Stream> streams_;
+  std::vector<Clock::time_point> written_;
+  std::atomic<int> sent_{0};
+  std::vector<double> latencies_ms_;
+  Clock::time_point setup_start_;
+  Result res_;
+};
+
+Result Measure(const Store& st, int n_streams, int n_writes) {
+  FanoutRun run(st, n_streams, n_writes);
+  run.Open();
+  run.Establish();
+  run.WriteAll();
+  return run.Finish();
 }
 
 void Stop(Process& p, const char* name) {

@@ -19,7 +19,7 @@ find examples -name '*.yaml' -o -name '*.json' | while read -r f; do cp "$f" "$o
 clang++-16 -std=c++2b -D__cpp_concepts=202002L -Wno-macro-redefined -I. -O1 -g \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   apis/decoder_fuzzer.cc apis/error.cc apis/object.cc apis/yaml.cc apis/service.cc \
-  apis/security_profile.cc apis/hull_manifest.cc \
+  apis/security_profile.cc apis/hull_manifest.cc apis/hull_manifest_parse.cc \
   -lyaml-cpp -o "$out/decoder_fuzzer"
 
 echo "==> fuzzing the decoder for ${seconds}s"

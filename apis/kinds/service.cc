@@ -4,6 +4,7 @@
 // a default security profile) and then checks it against that profile.
 #include "apis/kind_registry.h"
 #include "apis/namespace_policy.h"
+#include "apis/schema.h"
 #include "apis/security_profile.h"
 #include "apis/service_spec.h"
 
@@ -62,6 +63,7 @@ const KindRegistration kRegistered({
     .validate = ValidateServiceSpec,
     .admit = Admit,
     .columns = kColumns,
+    .schema = ServiceManifestSchema,
 });
 
 }  // namespace

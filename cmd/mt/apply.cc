@@ -3,6 +3,8 @@
 // until every applied Service is up (service_wait.h). mt run is apply, then that wait, always.
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "cmd/mt/app_rootfs.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
@@ -106,6 +108,47 @@ int RunRun(ApiClient& client, const ApplyFlags& f) {
     }
   }
   return kExitOk;
+}
+
+Command AddApplyCommand(CLI::App& app) {
+  auto f = std::make_shared<ApplyFlags>();
+  auto* apply = app.add_subcommand("apply", "create or update objects from manifests");
+  apply->add_option("-f,--filename", f->files, "file, directory or - for stdin")->required();
+  apply->add_flag("-R,--recursive", f->recursive, "descend into directories");
+  apply->add_option("--dry-run", f->dry_run, "\"server\": validate and admit, persist nothing")
+      ->expected(0, 1)
+      ->default_str("server");
+  apply->add_flag("--wait", f->wait, "wait until every applied Service is Ready");
+  apply->add_option("--timeout", f->timeout, "how long --wait waits (e.g. 90s, 5m)")
+      ->capture_default_str();
+  apply->add_option("--applyset", f->applyset,
+                    "label every applied object mentat.io/applyset=NAME");
+  apply->add_flag("--prune", f->prune,
+                  "delete the applyset's objects that the manifests no longer declare");
+  return {.cli = apply, .connected = [f](const Session& s) {
+            f->ns = s.ns_given ? s.ns : "";
+            return RunApply(s.client, *f);
+          }};
+}
+
+// mt run: seed 000's boot flow ("mt run service.yaml"), as `nomad job run`.
+Command AddRunCommand(CLI::App& app) {
+  auto f = std::make_shared<ApplyFlags>();
+  f->timeout = "5m";
+  auto files = std::make_shared<std::vector<std::string>>();
+  auto* run = app.add_subcommand(
+      "run", "apply manifests, then follow each Service live until it is up (or say why not)");
+  run->add_option("file", *files, "file or directory (the same as -f)");
+  run->add_option("-f,--filename", f->files, "file, directory or - for stdin");
+  run->add_flag("-R,--recursive", f->recursive, "descend into directories");
+  run->add_option("--timeout", f->timeout, "give up after this long (e.g. 90s, 5m)")
+      ->capture_default_str();
+  return {.cli = run, .connected = [f, files](const Session& s) {
+            f->files.insert(f->files.begin(), files->begin(), files->end());
+            if (f->files.empty()) return UsageError("run needs a manifest: mt run FILE, or -f FILE");
+            f->ns = s.ns_given ? s.ns : "";
+            return RunRun(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
 #include "cmd/mt/table.h"
@@ -92,6 +94,24 @@ std::string KnownBaseNames() {
 int RunBase(const BaseFlags& f) {
   if (f.action == "build") return Build(f);
   return List(f);
+}
+
+Command AddBaseCommand(CLI::App& app) {
+  auto f = std::make_shared<BaseFlags>();
+  f->dir = kDefaultBasesDir;
+  auto* base = app.add_subcommand("base", "build or list the sandbox's bases on this machine");
+  base->require_subcommand(1);
+  auto* build = base->add_subcommand(
+      "build", "build a base from its recipe, unless it is built and up to date");
+  build->add_option("name", f->name, "the base: " + KnownBaseNames())->required();
+  build->add_option("--dir", f->dir, "where bases live")->capture_default_str();
+  build->add_flag("--force", f->force, "rebuild even when up to date");
+  auto* list = base->add_subcommand("list", "the bases built on this machine");
+  list->add_option("--dir", f->dir, "where bases live")->capture_default_str();
+  return {.cli = base, .offline = [f, build] {
+            f->action = build->parsed() ? "build" : "list";
+            return RunBase(*f);
+          }};
 }
 
 }  // namespace mentat::mt

@@ -1,18 +1,61 @@
-// The commands of mt. Each takes its parsed flags and a connected client and returns the
-// process exit code (output.h); main.cc only parses the command line and dispatches.
+// The commands of mt. Each command's file declares its flags on the command line (Add*Command)
+// and runs it: from its parsed flags and a connected client to the process exit code
+// (output.h). main.cc only builds the command line from the Add* functions and runs what was
+// parsed.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "apis/client.h"
+#include "cmd/mt/config.h"
 
 namespace CLI {
 class App;
 }
 
 namespace mentat::mt {
+
+// What a command that talks to the server is handed once the configuration is resolved and the
+// client made.
+struct Session {
+  ApiClient& client;
+  const ClientOptions& options;  // for the extra clients a command makes (exec)
+  const std::string& ns;         // the namespace in effect
+  bool ns_given;                 // set by -n, MENTAT_NAMESPACE or the config file, not defaulted
+};
+
+// A subcommand of mt and how to run it once it is the one parsed. Exactly one runner is set; it
+// says how much main prepares first, so that a command needing no server never fails on a bad
+// configuration.
+struct Command {
+  CLI::App* cli = nullptr;
+  std::function<int()> offline;                   // needs no configuration nor server
+  std::function<int(const Config&)> configured;   // needs the configuration, not a server
+  std::function<int(const Session&)> connected;  // needs a client of the server
+};
+
+// Each adds its subcommand to `app`, with its flags. main adds them in this order, which is the
+// order of `mt --help`.
+Command AddApplyCommand(CLI::App& app);
+Command AddRunCommand(CLI::App& app);
+Command AddGetCommand(CLI::App& app);
+Command AddNodesCommand(CLI::App& app);
+Command AddDescribeCommand(CLI::App& app);
+Command AddLogsCommand(CLI::App& app);
+Command AddExecCommand(CLI::App& app);
+Command AddDeleteCommand(CLI::App& app);
+Command AddDiffCommand(CLI::App& app);
+Command AddWaitCommand(CLI::App& app);
+Command AddRolloutCommand(CLI::App& app);
+Command AddCompletionCommand(CLI::App& app);  // completes `app`'s commands
+Command AddConfigCommand(CLI::App& app);
+Command AddSnapshotCommand(CLI::App& app);
+Command AddBaseCommand(CLI::App& app);
+Command AddVersionCommand(CLI::App& app);
+Command AddSchemaCommand(CLI::App& app);
 
 struct ApplyFlags {
   std::vector<std::string> files;

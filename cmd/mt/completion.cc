@@ -1,12 +1,15 @@
 // mt completion bash: a completion script generated from the command line's own definition
-// (commands, flags, which flags take a value), so it cannot drift from main.cc. Kinds come
+// (commands, flags, which flags take a value), so it cannot drift from the commands' files. Kinds come
 // from apis/; object names are asked of the server (`mt get KIND -o name`) as you type, with
 // the --server, --token, --ca-file and -n flags already on the line.
+#include <iostream>
+
 #include <CLI/CLI.hpp>
 
 #include "apis/kind_registry.h"
 #include "apis/object.h"
 #include "cmd/mt/commands.h"
+#include "cmd/mt/output.h"
 
 namespace mentat::mt {
 namespace {
@@ -131,6 +134,19 @@ std::string BashCompletion(const CLI::App& app) {
   s += "}\n";
   s += "complete -o default -F _mt mt\n";
   return s;
+}
+
+Command AddCompletionCommand(CLI::App& app) {
+  auto shell = std::make_shared<std::string>();
+  auto* completion = app.add_subcommand("completion", "print a shell completion script");
+  completion->add_option("shell", *shell, "bash")->required();
+  return {.cli = completion, .offline = [&app, shell] {
+            if (*shell != "bash") {
+              return UsageError("only bash completion is available, not \"" + *shell + "\"");
+            }
+            std::cout << BashCompletion(app);
+            return kExitOk;
+          }};
 }
 
 }  // namespace mentat::mt

@@ -4,9 +4,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/yaml.h"
+#include "cmd/mt/commands.h"
+#include "cmd/mt/output.h"
 
 namespace mentat::mt {
 namespace {
@@ -116,6 +121,17 @@ std::string AuthHintFor(const Config& c) {
   const std::string how = "set --token, MENTAT_TOKEN or token: in ~/.mentat/config";
   if (c.token.value.empty()) return "no token was sent: " + how;
   return "the token from " + c.token.source + " was refused: " + how;
+}
+
+Command AddConfigCommand(CLI::App& app) {
+  auto* config = app.add_subcommand("config", "show the configuration mt uses");
+  config->require_subcommand(1);
+  config->add_subcommand("view", "each setting and where it came from");
+  // view is the only action: require_subcommand(1) makes it the parsed one.
+  return {.cli = config, .configured = [](const Config& c) {
+            std::cout << RenderConfig(c);
+            return kExitOk;
+          }};
 }
 
 }  // namespace mentat::mt

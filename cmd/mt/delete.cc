@@ -4,6 +4,8 @@
 // removes what apply -f created. Manifests that admission now refuses are named locally.
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "cmd/mt/app_rootfs.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/commands.h"
@@ -108,6 +110,32 @@ int RunDelete(ApiClient& client, const DeleteFlags& f) {
               << std::flush;
   }
   return rc;
+}
+
+Command AddDeleteCommand(CLI::App& app) {
+  auto f = std::make_shared<DeleteFlags>();
+  auto dry_run = std::make_shared<std::string>();
+  auto* del = app.add_subcommand("delete", "delete objects by name, selector or manifest");
+  del->add_option("resources", f->args, "KIND NAME... or KIND/NAME...");
+  del->add_option("-f,--filename", f->files,
+                  "delete the objects these manifests declare (file, directory or -)");
+  del->add_flag("-R,--recursive", f->recursive, "descend into directories");
+  del->add_option("-l,--selector", f->selector, "delete the objects of KIND it selects");
+  del->add_flag("--all", f->all, "delete every object of KIND in the namespace");
+  del->add_flag("--ignore-not-found", f->ignore_not_found,
+                "an object that does not exist is not an error");
+  del->add_option("--dry-run", *dry_run, "\"server\": report what would be deleted, delete nothing")
+      ->expected(0, 1)
+      ->default_str("server");
+  return {.cli = del, .connected = [f, dry_run](const Session& s) {
+            f->ns = s.ns;
+            f->ns_given = s.ns_given;
+            if (!dry_run->empty() && *dry_run != "server" && *dry_run != "none") {
+              return UsageError("--dry-run must be \"server\" or \"none\"");
+            }
+            f->dry_run = *dry_run == "server";
+            return RunDelete(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/yaml.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
@@ -277,6 +279,17 @@ int RunDescribe(ApiClient& client, const DescribeFlags& f) {
     std::cout << Describe(client, objects[i].first, objects[i].second);
   }
   return rc;
+}
+
+Command AddDescribeCommand(CLI::App& app) {
+  auto f = std::make_shared<DescribeFlags>();
+  auto* describe = app.add_subcommand("describe", "show one object in detail");
+  describe->add_option("resources", f->args, "KIND [NAME...] or KIND/NAME...")->required();
+  describe->add_option("-l,--selector", f->selector, "label selector (with a KIND)");
+  return {.cli = describe, .connected = [f](const Session& s) {
+            f->ns = s.ns;
+            return RunDescribe(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

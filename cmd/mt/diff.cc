@@ -4,6 +4,8 @@
 // compared with the live object, both as YAML without the fields the server manages.
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/apply.h"
 #include "apis/yaml.h"
 #include "cmd/mt/app_rootfs.h"
@@ -124,6 +126,19 @@ int RunDiff(ApiClient& client, const DiffFlags& f) {
   }
   std::cout << std::flush;
   return rc;
+}
+
+Command AddDiffCommand(CLI::App& app) {
+  auto f = std::make_shared<DiffFlags>();
+  auto* diff = app.add_subcommand("diff", "show what apply would change, as a unified diff");
+  diff->add_option("-f,--filename", f->files, "file, directory or - for stdin")->required();
+  diff->add_flag("-R,--recursive", f->recursive, "descend into directories");
+  diff->add_option("--applyset", f->applyset, "as apply --applyset");
+  diff->add_flag("--prune", f->prune, "also show what apply --prune would delete");
+  return {.cli = diff, .connected = [f](const Session& s) {
+            f->ns = s.ns_given ? s.ns : "";
+            return RunDiff(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

@@ -15,6 +15,8 @@
 #include <iostream>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/base64.h"
 #include "apis/object.h"
 #include "cmd/mt/commands.h"
@@ -205,6 +207,21 @@ int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& flags) 
                       "exec in " + *alloc);
   }
   return *exit_code;
+}
+
+Command AddExecCommand(CLI::App& app) {
+  auto f = std::make_shared<ExecFlags>();
+  auto* exec = app.add_subcommand(
+      "exec", "run a command in an allocation, or a service's first running one");
+  exec->add_option("name", f->target, "an allocation, or a service")->required();
+  exec->add_option("command", f->command, "the command and its arguments, after --");
+  exec->add_flag("-i,--stdin", f->stdin, "forward stdin to the command");
+  exec->add_flag("-t,--tty", f->tty,
+                 "a terminal for the command (the local one in raw mode while it runs)");
+  return {.cli = exec, .connected = [f](const Session& s) {
+            f->ns = s.ns;
+            return RunExec(s.client, s.options, *f);
+          }};
 }
 
 }  // namespace mentat::mt

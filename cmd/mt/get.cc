@@ -2,6 +2,8 @@
 // printing one row per change and survives server restarts (see apis/list_watch.h).
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/yaml.h"
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
@@ -125,6 +127,34 @@ int RunGet(ApiClient& client, const GetFlags& f) {
   });
   if (!ran) return PrintError(ran.error());
   return kExitOk;
+}
+
+Command AddGetCommand(CLI::App& app) {
+  auto f = std::make_shared<GetFlags>();
+  auto* get = app.add_subcommand("get", "show objects");
+  get->add_option("resources", f->args, "KIND [NAME...] or KIND/NAME...")->required();
+  get->add_option("-o,--output", f->output, "wide, json, yaml or name");
+  get->add_option("-l,--selector", f->selector, "label selector, e.g. app=web,tier!=db");
+  get->add_flag("-A,--all-namespaces", f->all_namespaces, "every namespace");
+  get->add_flag("-w,--watch", f->watch, "keep printing changes");
+  return {.cli = get, .connected = [f](const Session& s) {
+            f->ns = s.ns;
+            return RunGet(s.client, *f);
+          }};
+}
+
+Command AddNodesCommand(CLI::App& app) {
+  auto f = std::make_shared<GetFlags>();
+  auto* nodes = app.add_subcommand("nodes", "show nodes (the same as get nodes)");
+  nodes->add_option("names", f->args, "node names");
+  nodes->add_option("-o,--output", f->output, "wide, json, yaml or name");
+  nodes->add_option("-l,--selector", f->selector, "label selector");
+  nodes->add_flag("-w,--watch", f->watch, "keep printing changes");
+  return {.cli = nodes, .connected = [f](const Session& s) {
+            f->args.insert(f->args.begin(), "nodes");
+            f->ns = s.ns;
+            return RunGet(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

@@ -12,6 +12,8 @@
 #include <set>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/log_lines.h"
 #include "apis/object.h"
 #include "cmd/mt/args.h"
@@ -271,6 +273,25 @@ int RunLogs(ApiClient& client, const LogsFlags& f) {
   }
   if (failure) return PrintError(*failure);
   return kExitOk;
+}
+
+Command AddLogsCommand(CLI::App& app) {
+  auto f = std::make_shared<LogsFlags>();
+  auto* logs = app.add_subcommand(
+      "logs", "print (-f: follow) a service's or an allocation's output: stdout and stderr in order");
+  logs->add_option("name", f->name, "an allocation, or a service (all its allocations)")->required();
+  logs->add_flag("-f,--follow", f->follow,
+                 "keep printing: across restarts, new allocations and agent restarts");
+  logs->add_option("--tail", f->tail, "only the last N lines (then, with -f, what follows)");
+  logs->add_flag("--stdout", f->stdout_, "only the standard output stream, as written");
+  logs->add_flag("--stderr", f->stderr_, "only the standard error stream, as written");
+  logs->add_flag("--timestamps", f->timestamps, "each line with when it was written (RFC 3339)");
+  logs->add_option("--since", f->since,
+                   "only what was written since: a duration (5m, 1h) or an RFC 3339 time");
+  return {.cli = logs, .connected = [f](const Session& s) {
+            f->ns = s.ns;
+            return RunLogs(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

@@ -5,6 +5,8 @@
 #include <iostream>
 #include <set>
 
+#include <CLI/CLI.hpp>
+
 #include "apis/service.h"
 #include "apis/yaml.h"
 #include "cmd/mt/args.h"
@@ -222,6 +224,31 @@ int RunRollout(ApiClient& client, const RolloutFlags& f) {
   if (f.action == "history") return History(client, f);
   if (f.action == "undo") return Undo(client, f);
   return UsageError("rollout needs status, history or undo");
+}
+
+Command AddRolloutCommand(CLI::App& app) {
+  auto f = std::make_shared<RolloutFlags>();
+  auto* rollout = app.add_subcommand("rollout", "follow, list or undo a service's spec rollouts");
+  rollout->require_subcommand(1);
+  auto* status =
+      rollout->add_subcommand("status", "wait until the service's current rollout completes or fails");
+  status->add_option("service", f->name, "the service")->required();
+  status->add_option("--timeout", f->timeout,
+                     "give up after this long (e.g. 5m; default: wait as long as it takes)");
+  auto* history = rollout->add_subcommand("history", "list the service's spec revisions");
+  history->add_option("service", f->name, "the service")->required();
+  history->add_option("--revision", f->revision, "print this revision's spec template")
+      ->check(CLI::PositiveNumber);
+  auto* undo =
+      rollout->add_subcommand("undo", "roll the service back to its previous (or a given) revision");
+  undo->add_option("service", f->name, "the service")->required();
+  undo->add_option("--to-revision", f->to_revision, "the revision to go back to")
+      ->check(CLI::PositiveNumber);
+  return {.cli = rollout, .connected = [f, status, history](const Session& s) {
+            f->ns = s.ns;
+            f->action = status->parsed() ? "status" : history->parsed() ? "history" : "undo";
+            return RunRollout(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt

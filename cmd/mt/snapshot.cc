@@ -4,6 +4,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "cmd/mt/commands.h"
 #include "cmd/mt/output.h"
 #include "store/snapshot.h"
@@ -29,6 +31,17 @@ int RunSnapshotSave(ApiClient& client, const std::string& file) {
   std::cout << "snapshot of " << info->objects << " objects at revision " << info->revision
             << " saved to " << file << "\n";
   return kExitOk;
+}
+
+Command AddSnapshotCommand(CLI::App& app) {
+  auto file = std::make_shared<std::string>();
+  auto* snapshot = app.add_subcommand("snapshot", "save a point-in-time snapshot of the store");
+  snapshot->require_subcommand(1);
+  auto* save = snapshot->add_subcommand("save", "write a snapshot to FILE");
+  save->add_option("file", *file, "where to write it")->required();
+  // save is the only action: require_subcommand(1) makes it the parsed one.
+  return {.cli = snapshot,
+          .connected = [file](const Session& s) { return RunSnapshotSave(s.client, *file); }};
 }
 
 }  // namespace mentat::mt

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "cmd/mt/args.h"
 #include "cmd/mt/columns.h"
 #include "cmd/mt/commands.h"
@@ -122,6 +124,19 @@ int RunWait(ApiClient& client, const WaitFlags& f) {
     std::cout << what << (goal->deletion ? " deleted" : " condition met") << "\n" << std::flush;
   }
   return kExitOk;
+}
+
+Command AddWaitCommand(CLI::App& app) {
+  auto f = std::make_shared<WaitFlags>();
+  auto* wait = app.add_subcommand("wait", "wait for a condition, or a deletion");
+  wait->add_option("resources", f->args, "KIND/NAME... or KIND NAME...")->required();
+  wait->add_option("--for", f->for_, "condition=Ready[=True|False], or delete")->required();
+  wait->add_option("--timeout", f->timeout, "give up after this long (e.g. 90s, 5m)")
+      ->capture_default_str();
+  return {.cli = wait, .connected = [f](const Session& s) {
+            f->ns = s.ns;
+            return RunWait(s.client, *f);
+          }};
 }
 
 }  // namespace mentat::mt
