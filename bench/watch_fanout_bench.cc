@@ -264,9 +264,8 @@ class FanoutRun {
     res_.threads = ProcStatus(st_.pid, "Threads:");
     res_.p50 = Percentile(latencies_ms_, 0.50);
     res_.p99 = Percentile(latencies_ms_, 0.99);
-    res_.max = latencies_ms_.empty()
-                   ? 0
-                   : *std::max_element(latencies_ms_.begin(), latencies_ms_.end());
+    res_.max =
+        latencies_ms_.empty() ? 0 : *std::max_element(latencies_ms_.begin(), latencies_ms_.end());
     if (res_.missed > 0) {
       fprintf(stderr, "%s: %d deliveries missed the 10 s deadline\n", st_.name.c_str(),
               res_.missed);

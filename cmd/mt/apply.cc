@@ -145,7 +145,9 @@ Command AddRunCommand(CLI::App& app) {
       ->capture_default_str();
   return {.cli = run, .connected = [f, files](const Session& s) {
             f->files.insert(f->files.begin(), files->begin(), files->end());
-            if (f->files.empty()) return UsageError("run needs a manifest: mt run FILE, or -f FILE");
+            if (f->files.empty()) {
+              return UsageError("run needs a manifest: mt run FILE, or -f FILE");
+            }
             f->ns = s.ns_given ? s.ns : "";
             return RunRun(s.client, *f);
           }};

@@ -32,8 +32,8 @@ struct Session {
 // configuration.
 struct Command {
   CLI::App* cli = nullptr;
-  std::function<int()> offline;                   // needs no configuration nor server
-  std::function<int(const Config&)> configured;   // needs the configuration, not a server
+  std::function<int()> offline;                  // needs no configuration nor server
+  std::function<int(const Config&)> configured;  // needs the configuration, not a server
   std::function<int(const Session&)> connected;  // needs a client of the server
 };
 

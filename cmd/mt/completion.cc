@@ -1,6 +1,6 @@
 // mt completion bash: a completion script generated from the command line's own definition
-// (commands, flags, which flags take a value), so it cannot drift from the commands' files. Kinds come
-// from apis/; object names are asked of the server (`mt get KIND -o name`) as you type, with
+// (commands, flags, which flags take a value), so it cannot drift from the commands' files. Kinds
+// come from apis/; object names are asked of the server (`mt get KIND -o name`) as you type, with
 // the --server, --token, --ca-file and -n flags already on the line.
 #include <iostream>
 

@@ -278,8 +278,10 @@ int RunLogs(ApiClient& client, const LogsFlags& f) {
 Command AddLogsCommand(CLI::App& app) {
   auto f = std::make_shared<LogsFlags>();
   auto* logs = app.add_subcommand(
-      "logs", "print (-f: follow) a service's or an allocation's output: stdout and stderr in order");
-  logs->add_option("name", f->name, "an allocation, or a service (all its allocations)")->required();
+      "logs",
+      "print (-f: follow) a service's or an allocation's output: stdout and stderr in order");
+  logs->add_option("name", f->name, "an allocation, or a service (all its allocations)")
+      ->required();
   logs->add_flag("-f,--follow", f->follow,
                  "keep printing: across restarts, new allocations and agent restarts");
   logs->add_option("--tail", f->tail, "only the last N lines (then, with -f, what follows)");

@@ -75,12 +75,12 @@ int main(int argc, char** argv) {
   AddGlobalFlags(app, global);
   // In the order of `mt --help`.
   const std::vector<Command> commands = {
-      AddApplyCommand(app),    AddRunCommand(app),      AddGetCommand(app),
-      AddNodesCommand(app),    AddDescribeCommand(app), AddLogsCommand(app),
-      AddExecCommand(app),     AddDeleteCommand(app),   AddDiffCommand(app),
-      AddWaitCommand(app),     AddRolloutCommand(app),  AddCompletionCommand(app),
-      AddConfigCommand(app),   AddSnapshotCommand(app), AddBaseCommand(app),
-      AddVersionCommand(app),  AddSchemaCommand(app),
+      AddApplyCommand(app),   AddRunCommand(app),      AddGetCommand(app),
+      AddNodesCommand(app),   AddDescribeCommand(app), AddLogsCommand(app),
+      AddExecCommand(app),    AddDeleteCommand(app),   AddDiffCommand(app),
+      AddWaitCommand(app),    AddRolloutCommand(app),  AddCompletionCommand(app),
+      AddConfigCommand(app),  AddSnapshotCommand(app), AddBaseCommand(app),
+      AddVersionCommand(app), AddSchemaCommand(app),
   };
 
   try {

@@ -230,8 +230,8 @@ Command AddRolloutCommand(CLI::App& app) {
   auto f = std::make_shared<RolloutFlags>();
   auto* rollout = app.add_subcommand("rollout", "follow, list or undo a service's spec rollouts");
   rollout->require_subcommand(1);
-  auto* status =
-      rollout->add_subcommand("status", "wait until the service's current rollout completes or fails");
+  auto* status = rollout->add_subcommand(
+      "status", "wait until the service's current rollout completes or fails");
   status->add_option("service", f->name, "the service")->required();
   status->add_option("--timeout", f->timeout,
                      "give up after this long (e.g. 5m; default: wait as long as it takes)");
@@ -239,8 +239,8 @@ Command AddRolloutCommand(CLI::App& app) {
   history->add_option("service", f->name, "the service")->required();
   history->add_option("--revision", f->revision, "print this revision's spec template")
       ->check(CLI::PositiveNumber);
-  auto* undo =
-      rollout->add_subcommand("undo", "roll the service back to its previous (or a given) revision");
+  auto* undo = rollout->add_subcommand(
+      "undo", "roll the service back to its previous (or a given) revision");
   undo->add_option("service", f->name, "the service")->required();
   undo->add_option("--to-revision", f->to_revision, "the revision to go back to")
       ->check(CLI::PositiveNumber);
