@@ -109,6 +109,20 @@ TEST_F(MtChangeTest, ApplyWaitDoesNotCallAWorkloadThatCrashesReady) {
   EXPECT_NE(r.err.find("Events:\n"), std::string::npos) << r.err;
 }
 
+TEST_F(MtChangeTest, ApplyWaitShowsTheStderrBehindAFailedRollout) {
+  // Never restarted: the allocation fails and so does the rollout. The rollout's reason comes
+  // first, then what the failed allocation wrote to stderr.
+  std::string app = File("once.yaml",
+                         "name: once\ndriver: exec\nrestart: never\ncommand: /bin/sh\n"
+                         "args: [\"-c\", \"echo 'fatal: no license' >&2; exit 3\"]\n");
+  auto r = Mt({"apply", "-f", app, "--wait", "--timeout=60s"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(Has(r.err, "service/once \\([01]/1 ready, [A-Za-z]+\\): [^\n]*once-0 failed: exited with code 3"))
+      << r.err;
+  EXPECT_NE(r.err.find("the last lines of once-0's stderr:\n    fatal: no license\n"), std::string::npos)
+      << r.err;
+}
+
 TEST_F(MtChangeTest, RunAppliesFollowsAndSaysWhereItRuns) {
   std::string web = File("run.yaml", "name: runner\ndriver: exec\ncommand: /bin/sleep\nargs: [\"120\"]\n");
   auto r = Mt({"run", web});

@@ -148,6 +148,31 @@ TEST_F(RolloutTest, AFailingHealthCheckOnTheNewVersionAutoReverts) {
       << h.out;
 }
 
+// A task that exits at once (often before the driver's Start has returned) is Restarting
+// between its runs, never Failed while its restart policy restarts it: a Failed allocation
+// fails the rollout. Checked on every status the agent wrote, from the watch history.
+TEST_F(RolloutTest, ATaskThatExitsAtOnceIsRestartingNeverFailed) {
+  int64_t before = Revision();
+  Apply("name: quitter\ndriver: exec\ncommand: /bin/false\n");
+  auto restarts = [&] {
+    Json a = Get("/v1/allocations/quitter-0");
+    return a.is_object() ? a.value("status", Json::object()).value("restarts", 0) : 0;
+  };
+  ASSERT_TRUE(WaitFor([&] { return restarts() >= 3; }, 30s)) << Get("/v1/allocations/quitter-0").dump();
+  int statuses = 0;
+  for (const auto& ev : AllocationChangesSince(before)) {
+    const Json& st = ev["object"].value("status", Json::object());
+    if (!st.contains("phase")) continue;
+    ++statuses;
+    EXPECT_NE(st["phase"], "Failed") << ev.dump();
+  }
+  EXPECT_GE(statuses, 3);
+  Json svc = Service("quitter");
+  EXPECT_NE(svc.value("status", Json::object()).value("rollout", Json::object()).value("state", ""),
+            "Failed")
+      << svc.dump();
+}
+
 TEST_F(RolloutTest, UndoGoesBackToThePreviousOrAGivenRevision) {
   const std::string base = "name: undo\ndriver: exec\ncommand: /bin/sleep\ncount: 2\n"
                            "deploy: {max_parallel: 2, min_healthy_time: 1s, healthy_deadline: 30s}\n";

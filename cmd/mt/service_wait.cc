@@ -96,9 +96,16 @@ void ServiceWaiter::CheckAllocations(const std::vector<Json>& allocs, Verdict& v
     const bool up = st.value("ready", false) && st.value("phase", "") == "Running";
     if (!up) seen.up_since.reset();
     if (up && !seen.up_since) seen.up_since = now;
-    if (v.state == State::kFailed) continue;
+    const std::string phase = st.value("phase", "");
+    if (v.state == State::kFailed) {
+      // A failed rollout: the stderr of an allocation that failed or restarts tells more.
+      if (v.crashed_alloc.empty() && (phase == "Failed" || phase == "Restarting" || restarts > 0)) {
+        v.crashed_alloc = NameOf(a);
+      }
+      continue;
+    }
     const std::string message = st.value("message", st.value("phase", "Pending"));
-    if (st.value("phase", "") == "Failed") {
+    if (phase == "Failed") {
       v.state = State::kFailed;
       v.failure = NameOf(a) + " failed: " + message;
       v.crashed_alloc = NameOf(a);

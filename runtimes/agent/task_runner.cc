@@ -149,14 +149,6 @@ Status Agent::RecordStart(const std::string& key, LocalTask& t, Driver& driver,
   t.handle = *handle;
   t.running = true;
   t.pids_limit_hits = 0;  // a new run, a new cgroup: its own count
-  // A task may exit before this point; its exit handler then found nothing running.
-  if (auto st = driver.Inspect(handle->id); st && st->exit) {
-    t.running = false;
-    t.last_exit = st->exit;
-    // A memory hog can be killed before Start has even returned.
-    if (st->exit->oom_killed) EmitLocked(key, kEventWarning, "OOMKilled", st->exit->message);
-    queue_.Add(key);
-  }
   ResetChecks(t);
   t.pid = handle->state.value("pid", 0);
   t.started_at = handle->state.value("startedAt", "");
@@ -164,6 +156,17 @@ Status Agent::RecordStart(const std::string& key, LocalTask& t, Driver& driver,
   t.restart_pending = false;
   t.message.clear();
   if (was_restart) t.restarts++;
+  // A task may exit before this point; its exit handler then found nothing running. Its
+  // restart is scheduled here, before any status is reported: between the two, the task
+  // would read as Failed, which a rollout takes as final.
+  if (auto st = driver.Inspect(handle->id); st && st->exit) {
+    t.running = false;
+    t.last_exit = st->exit;
+    // A memory hog can be killed before Start has even returned.
+    if (st->exit->oom_killed) EmitLocked(key, kEventWarning, "OOMKilled", st->exit->message);
+    ScheduleRestart(key, t);
+    if (!t.restart_pending) queue_.Add(key);
+  }
   MT_RETURN_IF_ERROR(handles_.WriteHandle(key, t));
   handles_.ClearMarker(key);
   spdlog::info("agent: started {} (pid {})", key, t.pid);
