@@ -12,10 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 #include <sstream>
 #include <thread>
-
-#include <algorithm>
 
 #include <httplib.h>
 #include <openssl/evp.h>
@@ -54,6 +53,10 @@ int FreePort() {
   int port = ntohs(addr.sin_port);
   ::close(fd);
   return port;
+}
+
+bool Has(const std::string& text, const std::string& pattern) {
+  return std::regex_search(text, std::regex(pattern));
 }
 
 std::string ReadFile(const std::string& path) {

@@ -26,6 +26,9 @@ std::string TempDir(const std::string& prefix);
 int FreePort();
 
 std::string ReadFile(const std::string& path);
+
+// Whether `text` has a match of the regular expression `pattern` (ECMAScript) anywhere.
+bool Has(const std::string& text, const std::string& pattern);
 void WriteFile(const std::string& path, const std::string& content);
 
 // Polls `cond` every `every` until it returns true or `deadline` passes.

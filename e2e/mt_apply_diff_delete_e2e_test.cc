@@ -14,10 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-bool Has(const std::string& text, const std::string& pattern) {
-  return std::regex_search(text, std::regex(pattern));
-}
-
 class MtChangeTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -7,60 +7,21 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <regex>
 
-#include "e2e/harness.h"
+#include "e2e/server_fixture.h"
 
 namespace mentat::e2e {
 namespace {
 
 using namespace std::chrono_literals;
 
-bool Has(const std::string& text, const std::string& pattern) {
-  return std::regex_search(text, std::regex(pattern));
-}
-
-class MtDescribeWaitTest : public ::testing::Test {
+class MtDescribeWaitTest : public ServerFixture {
  protected:
-  void SetUp() override {
-    dir_ = TempDir("mt-describe");
-    port_ = FreePort();
-    server_ = StartServer(port_, dir_ + "/data", dir_ + "/server.log",
-                          {"--dev", "--node-name", "e2e-node"});
-    ASSERT_TRUE(server_) << ReadFile(dir_ + "/server.log");
-  }
-  void TearDown() override {
-    Mt({"delete", "services", "--all"});
-    WaitFor([&] { return Mt({"get", "allocations", "-o", "name"}).out.empty(); }, 20s);
-  }
-  std::vector<std::string> MtArgv(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"/usr/bin/env",
-                                     "-u",
-                                     "MENTAT_TOKEN",
-                                     "-u",
-                                     "NO_COLOR",
-                                     "HOME=" + dir_,
-                                     "MENTAT_ADDR=http://127.0.0.1:" + std::to_string(port_),
-                                     Runfile("cmd/mt/mt")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-  }
-  CommandResult Mt(std::vector<std::string> args) { return RunCommand(MtArgv(std::move(args))); }
-  void Apply(const std::string& name, const std::string& manifest) {
-    std::string f = dir_ + "/" + name + ".yaml";
-    WriteFile(f, manifest);
-    auto r = Mt({"apply", "-f", f});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  std::string dir_;
-  int port_ = 0;
-  std::unique_ptr<Process> server_;
+  void SetUp() override { StartWith("mt-describe", {"--dev", "--node-name", "e2e-node"}); }
 };
 
 TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
-  Apply("web",
-        "name: web\ndriver: exec\ncount: 2\ncommand: /bin/sleep\nargs: [\"120\"]\n"
+  Apply("name: web\ndriver: exec\ncount: 2\ncommand: /bin/sleep\nargs: [\"120\"]\n"
         "labels:\n  app: web\n");
   auto ready = Mt({"wait", "--for=condition=Ready", "service/web", "--timeout=30s"});
   ASSERT_EQ(ready.exit_code, 0) << ready.err;
@@ -85,7 +46,7 @@ TEST_F(MtDescribeWaitTest, DescribeShowsSpecConditionsAndAllocations) {
       << d.out;
 
   // A placement failure: the controller's message, verbatim, with its reason.
-  Apply("dock", "name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
+  Apply("name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
   ASSERT_TRUE(WaitFor(
       [&] {
         return Has(Mt({"describe", "svc/dock"}).out, "Degraded +True +PlacementFailed");
@@ -144,7 +105,7 @@ TEST_F(MtDescribeWaitTest, WaitFollowsObjectsThatDoNotExistYet) {
   Process waiting(
       MtArgv({"wait", "--for", "condition=Ready", "services", "later", "--timeout", "30s"}),
       dir_ + "/wait.log");
-  Apply("later", "name: later\ndriver: exec\ncommand: /bin/sleep\nargs: [\"120\"]\n");
+  Apply("name: later\ndriver: exec\ncommand: /bin/sleep\nargs: [\"120\"]\n");
   auto status = waiting.Wait(35s);
   ASSERT_TRUE(status.has_value()) << ReadFile(dir_ + "/wait.log");
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(dir_ + "/wait.log");
@@ -163,7 +124,7 @@ TEST_F(MtDescribeWaitTest, WaitFollowsObjectsThatDoNotExistYet) {
 }
 
 TEST_F(MtDescribeWaitTest, WaitTimeoutSaysWhatItSawLast) {
-  Apply("dock", "name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
+  Apply("name: dock\ndriver: qemu\nimage: /opt/vm/dock.img\n");
   // Degraded comes true (no node has qemu); Ready never does.
   auto degraded = Mt({"wait", "--for=condition=Degraded", "service/dock", "--timeout=20s"});
   EXPECT_EQ(degraded.exit_code, 0) << degraded.err;

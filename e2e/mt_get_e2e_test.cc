@@ -79,10 +79,6 @@ class MtGetTest : public ::testing::Test {
   std::unique_ptr<Process> server_;
 };
 
-bool Has(const std::string& text, const std::string& pattern) {
-  return std::regex_search(text, std::regex(pattern));
-}
-
 TEST_F(MtGetTest, TablesShowControllerAndAgentStatus) {
   Start({"--dev", "--node-name", "e2e-node"});
   Service("web", "count: 2\n");

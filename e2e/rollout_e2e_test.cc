@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <map>
-#include <regex>
 #include <sstream>
 
 #include "e2e/server_fixture.h"
@@ -16,10 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-
-bool Has(const std::string& text, const std::string& pattern) {
-  return std::regex_search(text, std::regex(pattern));
-}
 
 class RolloutTest : public ServerFixture {
  protected:
@@ -113,9 +108,11 @@ TEST_F(RolloutTest, MaxParallelOneReplacesOneSlotAtATime) {
 
 TEST_F(RolloutTest, AFailingHealthCheckOnTheNewVersionAutoReverts) {
   int app_port = FreePort();
+  // 15 s to become healthy: time for a loaded machine to start python, for the new version
+  // (which never listens) to fail, and for the revert (deploy is service-wide: it keeps it).
   const std::string base =
       "name: api\ndriver: exec\ncount: 1\nport: " + std::to_string(app_port) +
-      "\ndeploy: {min_healthy_time: 1s, healthy_deadline: 4s, auto_revert: true}\n";
+      "\ndeploy: {min_healthy_time: 1s, healthy_deadline: 15s, auto_revert: true}\n";
   const std::string good = base + "command: /usr/bin/python3\nargs: ['-m', 'http.server', '--bind', "
                                   "'127.0.0.1', '" + std::to_string(app_port) + "']\n";
   Apply(good);
@@ -127,7 +124,7 @@ TEST_F(RolloutTest, AFailingHealthCheckOnTheNewVersionAutoReverts) {
   st = Mt({"rollout", "status", "api", "--timeout", "60s"});
   EXPECT_EQ(st.exit_code, 1) << st.out << st.err;
   EXPECT_TRUE(Has(st.err, "error: service/api: rollout of revision 2 failed: api-0 was not healthy "
-                          "within 4s \\(Running: running, waiting for port [0-9]+\\); reverting to "
+                          "within 15s \\(Running: running, waiting for port [0-9]+\\); reverting to "
                           "revision 1\n"))
       << st.err;
 

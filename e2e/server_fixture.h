@@ -38,12 +38,14 @@ class ServerFixture : public ::testing::Test {
             std::chrono::seconds(30));
   }
 
-  CommandResult Mt(std::vector<std::string> args) {
+  // mt's command line with `args`, against this server in a clean environment.
+  std::vector<std::string> MtArgv(std::vector<std::string> args) {
     std::vector<std::string> argv = {"/usr/bin/env", "-u", "MENTAT_TOKEN", "NO_COLOR=1", "HOME=" + dir_,
                                      "MENTAT_ADDR=" + Addr(), Runfile("cmd/mt/mt")};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
+    return argv;
   }
+  CommandResult Mt(std::vector<std::string> args) { return RunCommand(MtArgv(std::move(args))); }
   // Writes `manifest` to a file and applies it; the test fails if mt does.
   void Apply(const std::string& manifest) {
     std::string f = dir_ + "/apply.yaml";
