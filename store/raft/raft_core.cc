@@ -230,8 +230,15 @@ std::optional<RaftReady> RaftCore::Ready() {
 
 Status RaftCore::Advance() { return Check(raftshim_advance(handle_), "advance"); }
 
-Status RaftCore::Compact(uint64_t index, std::string_view data) {
-  return Check(raftshim_compact(handle_, index, In(data), data.size()), "compaction");
+Result<RaftSnapshotInfo> RaftCore::Compact(uint64_t index, std::string_view data) {
+  ShimBuffer b;
+  MT_RETURN_IF_ERROR(
+      Check(raftshim_compact(handle_, index, In(data), data.size(), &b.data, &b.size), "compaction"));
+  RaftSnapshotInfo out;
+  out.raw = std::string(b.view());
+  out.index = index;
+  out.data = std::string(data);
+  return out;
 }
 
 Json RaftCore::StatusJson() const {

@@ -130,8 +130,9 @@ class RaftCore {
   Status Advance();
   // The caller's state at `index` (applied) is saved as a snapshot that `data` describes; the
   // in-memory log up to `index` is dropped. A follower that needs older entries gets a
-  // kMsgSnap message carrying `data`.
-  Status Compact(uint64_t index, std::string_view data);
+  // kMsgSnap message carrying `data`. Returns the snapshot to persist (its `raw`);
+  // InvalidArgument for an index at or below the last snapshot's, or past the applied one.
+  Result<RaftSnapshotInfo> Compact(uint64_t index, std::string_view data);
 
   // The library's status: id, term, vote, commit, lead, raftState, applied, progress.
   Json StatusJson() const;

@@ -227,7 +227,13 @@ TEST(RaftCore, AFollowerBehindACompactedLogGetsTheSnapshot) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.at(leader).core->Propose("v" + std::to_string(i)));
   ASSERT_TRUE(c.RunUntil([&] { return c.at(leader).applied.size() == 5; }));
   uint64_t last = c.at(leader).applied.rbegin()->first;
-  ASSERT_TRUE(c.at(leader).core->Compact(last, "checkpoint@" + std::to_string(last)));
+  auto snap = c.at(leader).core->Compact(last, "checkpoint@" + std::to_string(last));
+  ASSERT_TRUE(snap) << snap.error().message();
+  EXPECT_FALSE(snap->raw.empty());
+  // Compacting again at or below it is refused, not a crash.
+  auto again = c.at(leader).core->Compact(last - 1, "older");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), Code::kInvalidArgument) << again.error().message();
   c.Restart(behind);
   ASSERT_TRUE(c.RunUntil([&] { return c.at(behind).restored.has_value(); }));
   EXPECT_EQ(c.at(behind).restored->index, last);

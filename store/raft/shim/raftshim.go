@@ -545,24 +545,30 @@ func raftshim_advance(h C.uint64_t) C.int {
 
 // raftshim_compact records that the caller's state at `index` (applied) is a snapshot with
 // `data` (the caller's description of it: where it is, how large), and drops the log up to it.
-// A follower that needs entries before `index` gets a snapshot message carrying `data`.
+// A follower that needs entries before `index` gets a snapshot message carrying `data`. Out:
+// the snapshot (protobuf), for the caller to persist in place of the entries it covers.
 //
 //export raftshim_compact
-func raftshim_compact(h C.uint64_t, index C.uint64_t, data *C.char, n C.size_t) C.int {
+func raftshim_compact(h C.uint64_t, index C.uint64_t, data *C.char, n C.size_t, out **C.char,
+	outLen *C.size_t) C.int {
 	nd := get(h)
 	if nd == nil {
 		return errNoHandle
 	}
 	conf := nd.conf
-	if _, err := nd.storage.CreateSnapshot(uint64(index), &conf, goBytes(data, n)); err != nil &&
-		!errors.Is(err, raft.ErrSnapOutOfDate) {
+	snap, err := nd.storage.CreateSnapshot(uint64(index), &conf, goBytes(data, n))
+	if err != nil {
 		setError(uint64(h), err)
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return errInvalid
+		}
 		return errOther
 	}
 	if err := nd.storage.Compact(uint64(index)); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		setError(uint64(h), err)
 		return errOther
 	}
+	cBytes(marshal(&snap), out, outLen)
 	return okCode
 }
 
