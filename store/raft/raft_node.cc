@@ -116,6 +116,8 @@ void RaftNode::Loop() {
   // Whatever waits hears that it will not be answered here.
   for (auto& [id, p] : pending_) p.done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
   pending_.clear();
+  for (auto& w : waiting_) w.done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
+  waiting_.clear();
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [p, done] : proposals_) done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
   proposals_.clear();
@@ -130,12 +132,9 @@ void RaftNode::Step(std::deque<std::string>& messages,
     }
   }
   for (auto& [p, done] : proposals) {
-    if (auto st = core_->Propose(EncodeProposal(p)); !st) {
-      done(std::unexpected(st.error()));
-      continue;
-    }
-    pending_[p.id] = Pending{std::move(done), Clock::now() + opts_.proposal_timeout};
+    waiting_.push_back({std::move(p), std::move(done), Clock::now() + opts_.proposal_timeout});
   }
+  ProposeWaiting();
   while (auto rd = core_->Ready()) {
     if (auto st = HandleReady(*rd); !st) {
       // The log could not be saved: going on would acknowledge what is not durable.
@@ -166,6 +165,8 @@ Status RaftNode::HandleReady(RaftReady& rd) {
   }
   for (auto& m : rd.messages) transport_.Send(std::move(m));
   for (const auto& e : rd.committed) ApplyEntry(e);
+  // What was applied is published to watches once durable: ask for it, whoever proposed it.
+  if (!rd.committed.empty()) state_.WhenDurable(state_.CurrentRevision(), [](mentat::Status) {});
   return core_->Advance();
 }
 
@@ -198,8 +199,30 @@ void RaftNode::ApplyEntry(const RaftEntry& e) {
   done(std::move(p->changes));
 }
 
+void RaftNode::ProposeWaiting() {
+  while (!waiting_.empty()) {
+    Waiting& w = waiting_.front();
+    std::string bytes = EncodeProposal(w.proposal);
+    auto st = core_->Propose(bytes);
+    if (!st && st.error().code() == Code::kUnavailable) return;  // no leader known yet: later
+    Waiting taken = std::move(w);
+    waiting_.pop_front();
+    if (!st) {
+      taken.done(std::unexpected(st.error()));
+      continue;
+    }
+    pending_[taken.proposal.id] = Pending{std::move(taken.done), taken.deadline};
+  }
+}
+
 void RaftNode::ExpireProposals() {
   const auto now = Clock::now();
+  while (!waiting_.empty() && waiting_.front().deadline <= now) {
+    auto done = std::move(waiting_.front().done);
+    waiting_.pop_front();
+    done(Unavailable("raft: node " + std::to_string(opts_.id) + " knew no leader for " +
+                     std::to_string(opts_.proposal_timeout.count()) + " ms; the write was not made"));
+  }
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->second.deadline > now) {
       ++it;

@@ -5,7 +5,8 @@
 // then the core advances.
 //
 // Any member takes proposals: a follower's go to the leader inside Raft (proposal forwarding),
-// and the node that proposed one hears its result when it applies the entry itself. A proposal
+// and the node that proposed one hears its result when it applies the entry itself. While no
+// leader is known (an election), proposals wait for one. A proposal
 // that is not applied within `proposal_timeout` (no quorum, a lost leader) completes with
 // kUnavailable; it may still be applied later (as with etcd, the write's fate is then unknown to
 // the caller, never reported as done when it was not).
@@ -82,6 +83,7 @@ class RaftNode {
   void Step(std::deque<std::string>& messages, std::deque<std::pair<Proposal, ProposalDone>>& proposals);
   Status HandleReady(RaftReady& rd);
   void ApplyEntry(const RaftEntry& e);
+  void ProposeWaiting();
   void ExpireProposals();
 
   RaftNodeOptions opts_;
@@ -107,6 +109,13 @@ class RaftNode {
     std::chrono::steady_clock::time_point deadline;
   };
   std::map<std::string, Pending> pending_;
+  // Proposals not yet taken by the core (no leader known), oldest first, tried on every pass.
+  struct Waiting {
+    Proposal proposal;
+    ProposalDone done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::deque<Waiting> waiting_;
   uint64_t next_proposal_ = 0;
   std::thread thread_;
 };
