@@ -20,6 +20,9 @@ MENTAT_BUILD_PACKAGES=(
   libxml2-dev nettle-dev liblzma-dev zlib1g-dev libnl-3-dev
   # The docker driver's tests run a real dockerd (scripts/dockerd.sh starts it).
   docker.io
+  # The replicated store's consensus: etcd's Raft library (its source, as Debian ships it) built
+  # into a C archive by Debian's Go (store/raft). etcd-server is the peer its benchmarks measure.
+  golang-go golang-etcd-server-dev etcd-server
   # The python312 sandbox base carries FastAPI and uvicorn (seed 000's my-api).
   python3-fastapi python3-uvicorn
 )

@@ -71,6 +71,7 @@ Result<std::unique_ptr<RocksStateMachine>> RocksStateMachine::Open(
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"objects", ObjectsOptions()},
       {"log", rocksdb::ColumnFamilyOptions()},
+      {"raft", rocksdb::ColumnFamilyOptions()},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   auto s = rocksdb::DB::Open(db_opts, opts.dir, cfs, &handles, &store->db_);
@@ -84,6 +85,7 @@ Result<std::unique_ptr<RocksStateMachine>> RocksStateMachine::Open(
   store->meta_ = handles[0];
   store->objects_ = handles[1];
   store->log_ = handles[2];
+  store->raft_ = handles[3];
   std::string value;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, "revision", &value);
   if (s.ok()) store->revision_ = std::stoll(value);
@@ -111,7 +113,7 @@ RocksStateMachine::~RocksStateMachine() {
     for (auto& [rev, ls] : list_snapshots_) {
       db_->ReleaseSnapshot(ls.snapshot);
     }
-    for (auto* h : {objects_, log_, meta_}) {
+    for (auto* h : {objects_, log_, raft_, meta_}) {
       if (h) db_->DestroyColumnFamilyHandle(h);
     }
     db_->Close();

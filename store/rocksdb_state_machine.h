@@ -5,6 +5,8 @@
 //            a revision of its own may hold several events at one revision)
 //   default: "revision" -> last written revision, "compacted" -> oldest revision kept in log,
 //            "applied" -> the last replicated log index ApplyAt applied
+//   raft:    the replicated log's own entries and state (store/raft/rocks_raft_log.h), in the
+//            same database so that one WAL sync makes both durable
 // Every batch is one WriteBatch, each change at the next revision of its own. It counts as
 // durable only once its WAL record is synced: a sync thread flushes and fsyncs the WAL once for
 // every batch that arrived meanwhile (group commit), then publishes their watch events and
@@ -59,6 +61,11 @@ class RocksStateMachine : public StateMachine {
   Result<int64_t> ExportAll(std::vector<Json>* objects) override;
   Status ImportAll(const std::vector<Json>& objects, int64_t revision) override;
 
+  // The database and its "raft" column family, for the Raft log kept beside the state
+  // (rocks_raft_log.h); both live as long as this state machine.
+  rocksdb::DB* db() const { return db_; }
+  rocksdb::ColumnFamilyHandle* raft_family() const { return raft_; }
+
  private:
   explicit RocksStateMachine(const StateMachineOptions& opts)
       : opts_(opts), watches_(opts.watcher_buffer) {}
@@ -84,6 +91,7 @@ class RocksStateMachine : public StateMachine {
   rocksdb::ColumnFamilyHandle* objects_ = nullptr;
   rocksdb::ColumnFamilyHandle* log_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* raft_ = nullptr;
 
   std::mutex write_mu_;        // serializes batches: one at a time
   int64_t revision_ = 0;       // last written (maybe not yet durable)

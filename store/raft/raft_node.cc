@@ -1,0 +1,239 @@
+#include "store/raft/raft_node.h"
+
+#include <random>
+
+namespace mentat::raft {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string BootNonce() {
+  std::random_device rd;
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
+  return buf;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RaftNode>> RaftNode::Start(const RaftNodeOptions& opts,
+                                                  RocksStateMachine& state, RaftTransport& transport) {
+  std::unique_ptr<RaftNode> node(new RaftNode(opts, state, transport));
+  MT_ASSIGN_OR_RETURN(PersistedRaftState persisted, node->log_.Load());
+  bool fresh = persisted.hard_state.empty() && persisted.snapshot.empty() && persisted.entries.empty();
+  RaftConfig cfg;
+  cfg.id = opts.id;
+  cfg.election_tick = opts.election_ticks;
+  cfg.heartbeat_tick = opts.heartbeat_ticks;
+  // Config.applied stays 0: committed entries after the snapshot come again, so that their
+  // configuration changes reach the core; the state machine skips the data it applied before.
+  MT_ASSIGN_OR_RETURN(node->core_, RaftCore::Start(cfg, persisted,
+                                                   fresh ? opts.bootstrap_peers : std::vector<uint64_t>{}));
+  node->thread_ = std::thread([n = node.get()] { n->Loop(); });
+  return node;
+}
+
+RaftNode::~RaftNode() { Stop(); }
+
+void RaftNode::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RaftNode::Propose(Proposal p, ProposalDone done) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_) {
+    lock.unlock();
+    return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
+  }
+  proposals_.emplace_back(std::move(p), std::move(done));
+  wake_.notify_all();
+}
+
+void RaftNode::Receive(std::string message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  inbox_.push_back(std::move(message));
+  wake_.notify_all();
+}
+
+void RaftNode::ReportUnreachable(uint64_t peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  unreachable_.push_back(peer);
+}
+
+uint64_t RaftNode::Leader() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return leader_;
+}
+
+bool RaftNode::IsLeader() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return is_leader_;
+}
+
+Json RaftNode::StatusJson() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+std::string RaftNode::TakeLogs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(logs_, "");
+}
+
+void RaftNode::Loop() {
+  const std::string nonce = BootNonce();
+  auto next_tick = Clock::now() + opts_.tick;
+  for (;;) {
+    std::deque<std::string> messages;
+    std::deque<std::pair<Proposal, ProposalDone>> proposals;
+    std::vector<uint64_t> unreachable;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_until(lock, next_tick, [&] { return stopping_ || !inbox_.empty() || !proposals_.empty(); });
+      if (stopping_) break;
+      messages.swap(inbox_);
+      proposals.swap(proposals_);
+      unreachable.swap(unreachable_);
+    }
+    for (uint64_t peer : unreachable) core_->ReportUnreachable(peer);
+    for (auto& [p, done] : proposals) {
+      p.id = std::to_string(opts_.id) + "-" + nonce + "-" + std::to_string(++next_proposal_);
+    }
+    if (Clock::now() >= next_tick) {
+      core_->Tick();
+      next_tick += opts_.tick;
+      if (next_tick < Clock::now()) next_tick = Clock::now() + opts_.tick;  // fell behind: no burst
+      ExpireProposals();
+    }
+    Step(messages, proposals);
+  }
+  // Whatever waits hears that it will not be answered here.
+  for (auto& [id, p] : pending_) p.done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
+  pending_.clear();
+  for (auto& w : waiting_) w.done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
+  waiting_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [p, done] : proposals_) done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
+  proposals_.clear();
+}
+
+void RaftNode::Step(std::deque<std::string>& messages,
+                    std::deque<std::pair<Proposal, ProposalDone>>& proposals) {
+  for (const auto& m : messages) {
+    if (auto st = core_->Step(m); !st) {
+      std::lock_guard<std::mutex> lock(mu_);
+      logs_ += "warning a peer's message was refused: " + st.error().message() + "\n";
+    }
+  }
+  for (auto& [p, done] : proposals) {
+    waiting_.push_back({std::move(p), std::move(done), Clock::now() + opts_.proposal_timeout});
+  }
+  ProposeWaiting();
+  while (auto rd = core_->Ready()) {
+    if (auto st = HandleReady(*rd); !st) {
+      // The log could not be saved: going on would acknowledge what is not durable.
+      std::lock_guard<std::mutex> lock(mu_);
+      logs_ += "error " + st.error().message() + "; the node stops\n";
+      stopping_ = true;
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  status_ = core_->StatusJson();
+  status_["leader"] = leader_;
+  logs_ += core_->TakeLogs();
+}
+
+Status RaftNode::HandleReady(RaftReady& rd) {
+  if (rd.soft_state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_ = rd.soft_state->first;
+    is_leader_ = rd.soft_state->second == RaftRole::kLeader;
+  }
+  MT_RETURN_IF_ERROR(log_.Save(rd, rd.must_sync));
+  if (rd.snapshot) {
+    // Installing a leader's state from a snapshot is not built yet: say so loudly.
+    return FailedPrecondition("raft: node " + std::to_string(opts_.id) +
+                              " was sent a snapshot at index " + std::to_string(rd.snapshot->index) +
+                              ", which it cannot install yet");
+  }
+  for (auto& m : rd.messages) transport_.Send(std::move(m));
+  for (const auto& e : rd.committed) ApplyEntry(e);
+  // What was applied is published to watches once durable: ask for it, whoever proposed it.
+  if (!rd.committed.empty()) state_.WhenDurable(state_.CurrentRevision(), [](mentat::Status) {});
+  return core_->Advance();
+}
+
+void RaftNode::ApplyEntry(const RaftEntry& e) {
+  const auto index = static_cast<int64_t>(e.index);
+  if (e.type == EntryType::kConfChange) {
+    auto cc = core_->ApplyConfChange(e.data);
+    std::vector<Change> none;
+    if (cc && index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
+    return;
+  }
+  if (e.data.empty()) {  // a new leader's empty entry
+    std::vector<Change> none;
+    if (index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
+    return;
+  }
+  auto p = DecodeProposal(e.data);
+  if (!p) {
+    // Every node refuses the same bytes alike; the index still moves.
+    std::vector<Change> none;
+    if (index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
+    return;
+  }
+  auto applied = ApplyProposal(state_, index, *p);
+  auto it = pending_.find(p->id);
+  if (it == pending_.end()) return;
+  ProposalDone done = std::move(it->second.done);
+  pending_.erase(it);
+  if (!applied) return done(std::unexpected(applied.error()));
+  done(std::move(p->changes));
+}
+
+void RaftNode::ProposeWaiting() {
+  while (!waiting_.empty()) {
+    Waiting& w = waiting_.front();
+    std::string bytes = EncodeProposal(w.proposal);
+    auto st = core_->Propose(bytes);
+    if (!st && st.error().code() == Code::kUnavailable) return;  // no leader known yet: later
+    Waiting taken = std::move(w);
+    waiting_.pop_front();
+    if (!st) {
+      taken.done(std::unexpected(st.error()));
+      continue;
+    }
+    pending_[taken.proposal.id] = Pending{std::move(taken.done), taken.deadline};
+  }
+}
+
+void RaftNode::ExpireProposals() {
+  const auto now = Clock::now();
+  while (!waiting_.empty() && waiting_.front().deadline <= now) {
+    auto done = std::move(waiting_.front().done);
+    waiting_.pop_front();
+    done(Unavailable("raft: node " + std::to_string(opts_.id) + " knew no leader for " +
+                     std::to_string(opts_.proposal_timeout.count()) + " ms; the write was not made"));
+  }
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = pending_.erase(it);
+    done(Unavailable("raft: the write was not committed within " +
+                     std::to_string(opts_.proposal_timeout.count()) +
+                     " ms (no leader, or no quorum); it may still be applied later"));
+  }
+}
+
+}  // namespace mentat::raft

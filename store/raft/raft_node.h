@@ -1,0 +1,123 @@
+// RaftNode: one member of the replicated store. It drives a RaftCore on a thread of its own by
+// etcd's Ready contract: each Ready's entries and hard state are saved (RocksRaftLog, one sync),
+// its messages handed to the transport, its committed entries applied to the node's state
+// machine in log order (ApplyProposal: every node applies the same bytes at the same index),
+// then the core advances.
+//
+// Any member takes proposals: a follower's go to the leader inside Raft (proposal forwarding),
+// and the node that proposed one hears its result when it applies the entry itself. While no
+// leader is known (an election), proposals wait for one. A proposal
+// that is not applied within `proposal_timeout` (no quorum, a lost leader) completes with
+// kUnavailable; it may still be applied later (as with etcd, the write's fate is then unknown to
+// the caller, never reported as done when it was not).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "store/proposal.h"
+#include "store/raft/raft_core.h"
+#include "store/raft/rocks_raft_log.h"
+#include "store/rocksdb_state_machine.h"
+
+namespace mentat::raft {
+
+// How messages reach the other members. Send must not block for long (it queues); messages may
+// be lost, duplicated or reordered, as Raft allows.
+class RaftTransport {
+ public:
+  virtual ~RaftTransport() = default;
+  virtual void Send(RaftMessage message) = 0;
+};
+
+struct RaftNodeOptions {
+  uint64_t id = 0;
+  // Members of a new cluster, itself included: used only when the node's disk holds no log yet.
+  std::vector<uint64_t> bootstrap_peers;
+  std::chrono::milliseconds tick{100};
+  int election_ticks = 10;  // an election after 1 s without a leader
+  int heartbeat_ticks = 1;
+  std::chrono::milliseconds proposal_timeout{5000};
+};
+
+// The outcome of a proposal as its own node applied it: the changes with their revisions.
+using ProposalDone = std::function<void(Result<std::vector<Change>>)>;
+
+class RaftNode {
+ public:
+  // Starts the node over `state` (its log in the same database) and `transport`; both outlive
+  // it.
+  static Result<std::unique_ptr<RaftNode>> Start(const RaftNodeOptions& opts,
+                                                 RocksStateMachine& state, RaftTransport& transport);
+  ~RaftNode();  // Stop()s
+
+  // Proposes `p` (its id is set here); `done` runs on the node's thread.
+  void Propose(Proposal p, ProposalDone done);
+  // A message from a peer (the transport calls it, from any thread).
+  void Receive(std::string message);
+  // The peer's messages cannot be delivered (the transport says so).
+  void ReportUnreachable(uint64_t peer);
+
+  uint64_t id() const { return opts_.id; }
+  // The leader this node knows of (0: none) and whether it is the leader.
+  uint64_t Leader();
+  bool IsLeader();
+  // The library's status (term, commit, applied, progress) with "leader" added.
+  Json StatusJson();
+  // The last raw log lines the library wrote, for the server's log.
+  std::string TakeLogs();
+  void Stop();
+
+ private:
+  RaftNode(const RaftNodeOptions& opts, RocksStateMachine& state, RaftTransport& transport)
+      : opts_(opts), state_(state), log_(state.db(), state.raft_family()), transport_(transport) {}
+  void Loop();
+  // One pass on the node's thread: messages and proposals in, ticks due, Readys out.
+  void Step(std::deque<std::string>& messages, std::deque<std::pair<Proposal, ProposalDone>>& proposals);
+  Status HandleReady(RaftReady& rd);
+  void ApplyEntry(const RaftEntry& e);
+  void ProposeWaiting();
+  void ExpireProposals();
+
+  RaftNodeOptions opts_;
+  RocksStateMachine& state_;
+  RocksRaftLog log_;
+  RaftTransport& transport_;
+  std::unique_ptr<RaftCore> core_;  // the node's thread only
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::string> inbox_;
+  std::deque<std::pair<Proposal, ProposalDone>> proposals_;
+  std::vector<uint64_t> unreachable_;
+  bool stopping_ = false;
+  uint64_t leader_ = 0;
+  bool is_leader_ = false;
+  Json status_ = Json::object();
+  std::string logs_;
+
+  // Proposals this node made, by id, until applied or expired (the node's thread only).
+  struct Pending {
+    ProposalDone done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::map<std::string, Pending> pending_;
+  // Proposals not yet taken by the core (no leader known), oldest first, tried on every pass.
+  struct Waiting {
+    Proposal proposal;
+    ProposalDone done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::deque<Waiting> waiting_;
+  uint64_t next_proposal_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace mentat::raft

@@ -1,0 +1,133 @@
+// For tests: a cluster of RaftNode members in one process, each over its own RocksDB state
+// machine on disk under the test's temporary directory, their messages passed in memory by
+// Loopback (a stand-in for the peer transport, which has tests of its own). Members can be
+// stopped and started again from their disks.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "store/raft/raft_node.h"
+
+namespace mentat::raft::testing {
+
+class Loopback : public RaftTransport {
+ public:
+  void Send(RaftMessage m) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nodes_.find(m.to);
+    if (it != nodes_.end()) it->second->Receive(std::move(m.bytes));
+  }
+  void Attach(uint64_t id, RaftNode* n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    nodes_[id] = n;
+  }
+  void Detach(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    nodes_.erase(id);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<uint64_t, RaftNode*> nodes_;
+};
+
+inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return cond();
+}
+
+class Members : public ::testing::Test {
+ protected:
+  // Members 1..n of a new cluster.
+  void StartCluster(int n) {
+    base_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") + "/members-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(base_);
+    std::filesystem::create_directories(base_);
+    for (int i = 1; i <= n; ++i) peers_.push_back(static_cast<uint64_t>(i));
+    for (uint64_t id : peers_) {
+      StateMachineOptions o;
+      o.dir = base_ + "/n" + std::to_string(id);
+      auto sm = RocksStateMachine::Open(o);
+      ASSERT_TRUE(sm) << sm.error().message();
+      states_[id] = std::move(*sm);
+      StartNode(id);
+    }
+  }
+  void TearDown() override {
+    for (auto& [id, n] : nodes_) {
+      transport_.Detach(id);
+      if (n) n->Stop();
+    }
+    nodes_.clear();
+  }
+  void StartNode(uint64_t id) {
+    RaftNodeOptions o;
+    o.id = id;
+    o.bootstrap_peers = peers_;
+    // Elections after 0.5 to 1 s without a leader: a loaded machine does not start them.
+    o.tick = std::chrono::milliseconds(50);
+    o.proposal_timeout = std::chrono::seconds(5);
+    auto n = RaftNode::Start(o, *states_[id], transport_);
+    ASSERT_TRUE(n) << n.error().message();
+    nodes_[id] = std::move(*n);
+    transport_.Attach(id, nodes_[id].get());
+  }
+  void StopNode(uint64_t id) {
+    transport_.Detach(id);
+    nodes_[id]->Stop();
+    nodes_[id].reset();
+  }
+  // The leader among `among` (all members when empty), once there is one; 0 after 10 s.
+  uint64_t WaitLeader(std::set<uint64_t> among = {}) {
+    if (among.empty()) among = std::set<uint64_t>(peers_.begin(), peers_.end());
+    uint64_t leader = 0;
+    WaitFor([&] {
+      for (uint64_t id : among) {
+        if (nodes_[id] && nodes_[id]->IsLeader()) leader = id;
+      }
+      return leader != 0;
+    }, std::chrono::seconds(10));
+    return leader;
+  }
+  // Waits until every running member applied all that any member had applied when called.
+  bool Settled() {
+    int64_t most = 0;
+    std::set<uint64_t> running;
+    for (auto& [id, n] : nodes_) {
+      if (!n) continue;
+      running.insert(id);
+      most = std::max(most, states_[id]->AppliedIndex());
+    }
+    return AllApplied(running, most);
+  }
+  bool AllApplied(std::set<uint64_t> ids, int64_t at_least) {
+    return WaitFor([&] {
+      for (uint64_t id : ids) {
+        if (states_[id]->AppliedIndex() < at_least) return false;
+      }
+      return true;
+    }, std::chrono::seconds(10));
+  }
+
+  std::string base_;
+  std::vector<uint64_t> peers_;
+  Loopback transport_;
+  std::map<uint64_t, std::unique_ptr<RocksStateMachine>> states_;
+  std::map<uint64_t, std::unique_ptr<RaftNode>> nodes_;
+};
+
+}  // namespace mentat::raft::testing
