@@ -132,7 +132,9 @@ void RaftNode::Step(std::deque<std::string>& messages,
     }
   }
   for (auto& [p, done] : proposals) {
-    waiting_.push_back({std::move(p), std::move(done), Clock::now() + opts_.proposal_timeout});
+    std::string bytes = EncodeProposal(p);
+    waiting_.push_back({std::move(p.id), std::move(bytes), std::move(done),
+                        Clock::now() + opts_.proposal_timeout});
   }
   ProposeWaiting();
   while (auto rd = core_->Ready()) {
@@ -172,24 +174,18 @@ Status RaftNode::HandleReady(RaftReady& rd) {
 
 void RaftNode::ApplyEntry(const RaftEntry& e) {
   const auto index = static_cast<int64_t>(e.index);
+  // An entry with nothing to write still moves the applied index (once).
+  auto advance_only = [&] {
+    std::vector<Change> none;
+    if (index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
+  };
   if (e.type == EntryType::kConfChange) {
-    auto cc = core_->ApplyConfChange(e.data);
-    std::vector<Change> none;
-    if (cc && index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
+    if (core_->ApplyConfChange(e.data)) advance_only();
     return;
   }
-  if (e.data.empty()) {  // a new leader's empty entry
-    std::vector<Change> none;
-    if (index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
-    return;
-  }
+  if (e.data.empty()) return advance_only();  // a new leader's empty entry
   auto p = DecodeProposal(e.data);
-  if (!p) {
-    // Every node refuses the same bytes alike; the index still moves.
-    std::vector<Change> none;
-    if (index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
-    return;
-  }
+  if (!p) return advance_only();  // every node refuses the same bytes alike
   auto applied = ApplyProposal(state_, index, *p);
   auto it = pending_.find(p->id);
   if (it == pending_.end()) return;
@@ -201,17 +197,15 @@ void RaftNode::ApplyEntry(const RaftEntry& e) {
 
 void RaftNode::ProposeWaiting() {
   while (!waiting_.empty()) {
-    Waiting& w = waiting_.front();
-    std::string bytes = EncodeProposal(w.proposal);
-    auto st = core_->Propose(bytes);
+    auto st = core_->Propose(waiting_.front().bytes);
     if (!st && st.error().code() == Code::kUnavailable) return;  // no leader known yet: later
-    Waiting taken = std::move(w);
+    Waiting taken = std::move(waiting_.front());
     waiting_.pop_front();
     if (!st) {
       taken.done(std::unexpected(st.error()));
       continue;
     }
-    pending_[taken.proposal.id] = Pending{std::move(taken.done), taken.deadline};
+    pending_[taken.id] = Pending{std::move(taken.done), taken.deadline};
   }
 }
 

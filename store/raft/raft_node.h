@@ -111,7 +111,8 @@ class RaftNode {
   std::map<std::string, Pending> pending_;
   // Proposals not yet taken by the core (no leader known), oldest first, tried on every pass.
   struct Waiting {
-    Proposal proposal;
+    std::string id;     // the proposal's
+    std::string bytes;  // encoded once
     ProposalDone done;
     std::chrono::steady_clock::time_point deadline;
   };
