@@ -77,9 +77,24 @@ std::string HttpRequest::Header(const std::string& lower_name) const {
 
 // ---------------------------------------------------------------------------------------------
 // HttpStream
+//
+// How a stream ends. libevent's TLS bufferevent reports "the output drained" through a deferred
+// callback that runs on the next loop turn and does not look at the buffer again. Whatever is
+// written in between is still in the buffer when the report arrives, and the report runs the
+// connection's current callback. After evhttp_send_reply_end that callback is evhttp's "the
+// response is done": it frees the request and stops writing (keep-alive) or frees the connection,
+// and the last chunk and the end are never sent. So a stream never ends right after a write
+// within the same turn: the end goes out from our own drain callback once the buffer is empty
+// (inside the report: none can be pending), or from a timer one turn after the buffer was seen
+// empty with nothing more to write (any report pending then runs before the timer).
+
+namespace {
+constexpr auto kEndPoll = std::chrono::milliseconds(10);
+}
 
 HttpStream::~HttpStream() {
   if (timer_) event_free(timer_);
+  if (end_timer_) event_free(end_timer_);
 }
 
 bool HttpStream::ClientGone() const {
@@ -87,26 +102,31 @@ bool HttpStream::ClientGone() const {
 }
 
 bool HttpStream::Write(const std::string& data) {
-  if (!req_) return false;
+  if (!open()) return false;
   if (ClientGone()) {
-    Close(/*send_end=*/true);
+    CloseForUser();
+    Finish();
     return false;
   }
   evbuffer* buf = evbuffer_new();
   evbuffer_add(buf, data.data(), data.size());
+  wrote_ = true;
   evhttp_send_reply_chunk_with_cb(
-      req_, buf,
-      [](evhttp_connection*, void* arg) {
-        auto* self = static_cast<HttpStream*>(arg);
-        if (!self->drained_) return;
-        auto hold = self->shared_from_this();
-        auto fn = std::move(self->drained_);
-        self->drained_ = nullptr;
-        fn();
-      },
+      req_, buf, [](evhttp_connection*, void* arg) { static_cast<HttpStream*>(arg)->OnDrained(); },
       this);
   evbuffer_free(buf);
   return true;
+}
+
+void HttpStream::OnDrained() {
+  auto hold = shared_from_this();
+  // A late report of an earlier drain: more has been written since, and its own report follows.
+  if (Pending() > 0) return;
+  if (ending_) return Finish();
+  if (!drained_) return;
+  auto fn = std::move(drained_);
+  drained_ = nullptr;
+  fn();
 }
 
 struct HttpStream::FileToSend {
@@ -122,7 +142,7 @@ void HttpStream::SendFile(int fd, uint64_t offset, uint64_t length) {
 }
 
 void HttpStream::SendPiece(const std::shared_ptr<FileToSend>& file) {
-  if (!req_) return;
+  if (!open()) return;
   if (file->left == 0) return End();
   std::string piece(static_cast<size_t>(std::min<uint64_t>(file->left, 1 << 20)), '\0');
   ssize_t n = ::pread(file->fd, piece.data(), piece.size(), static_cast<off_t>(file->offset));
@@ -147,23 +167,61 @@ size_t HttpStream::Pending() const {
   return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
-void HttpStream::End() { Close(/*send_end=*/true); }
+void HttpStream::End() {
+  if (!open()) return;
+  auto hold = shared_from_this();
+  CloseForUser();
+  ending_ = true;
+  // Nothing more will be written: empty now, the buffer sees no drain after this turn.
+  quiet_ = Pending() == 0;
+  // With bytes pending after a Write, OnDrained ends it; the timer covers a client that leaves
+  // first, and the other cases.
+  ArmEndCheck(quiet_ ? std::chrono::milliseconds(0) : kEndPoll);
+}
 
-void HttpStream::Close(bool send_end) {
+void HttpStream::CheckEnd() {
   if (!req_) return;
-  evhttp_request* req = req_;
-  req_ = nullptr;
-  // A request whose client is gone is detached from its connection; ending it frees it.
-  if (send_end) evhttp_send_reply_end(req);
+  if (ClientGone() || quiet_) return Finish();
+  if (Pending() == 0) quiet_ = true;
+  ArmEndCheck(quiet_ ? std::chrono::milliseconds(0) : kEndPoll);
+}
+
+void HttpStream::ArmEndCheck(std::chrono::milliseconds delay) {
+  if (!end_timer_) {
+    end_timer_ = event_new(
+        server_->base_, -1, 0,
+        [](int, short, void* arg) {
+          auto self = static_cast<HttpStream*>(arg)->shared_from_this();
+          self->CheckEnd();
+        },
+        this);
+  }
+  timeval tv{static_cast<time_t>(delay.count() / 1000),
+             static_cast<suseconds_t>((delay.count() % 1000) * 1000)};
+  event_add(end_timer_, &tv);
+}
+
+void HttpStream::CloseForUser() {
+  if (ending_ || !req_) return;
+  ending_ = true;
   if (timer_) event_del(timer_);
   auto hold = shared_from_this();
   auto hooks = std::move(on_close_);
   on_close_.clear();
   tick_ = nullptr;
   drained_ = nullptr;
+  for (auto& fn : hooks) fn();
+}
+
+void HttpStream::Finish() {
+  if (!req_) return;
+  evhttp_request* req = std::exchange(req_, nullptr);
+  if (end_timer_) event_del(end_timer_);
+  // A request whose client is gone is detached from its connection; ending it frees it.
+  evhttp_send_reply_end(req);
+  auto hold = shared_from_this();
   server_->streams_.erase(this);
   server_->stream_count_ = server_->streams_.size();
-  for (auto& fn : hooks) fn();
 }
 
 void HttpStream::Post(std::function<void()> fn) {
@@ -174,13 +232,16 @@ void HttpStream::Post(std::function<void()> fn) {
 }
 
 void HttpStream::Every(std::chrono::milliseconds interval, std::function<void()> fn) {
-  if (!req_) return;
+  if (!open()) return;
   tick_ = std::move(fn);
   if (!timer_) {
     timer_ = event_new(server_->base_, -1, EV_PERSIST,
                        [](int, short, void* arg) {
                          auto self = static_cast<HttpStream*>(arg)->shared_from_this();
-                         if (self->ClientGone()) return self->Close(/*send_end=*/true);
+                         if (self->ClientGone()) {
+                           self->CloseForUser();
+                           return self->Finish();
+                         }
                          auto fn = self->tick_;  // a copy: the tick may close the stream
                          if (fn) fn();
                        },
@@ -194,7 +255,7 @@ void HttpStream::Every(std::chrono::milliseconds interval, std::function<void()>
 void HttpStream::WhenDrained(std::function<void()> fn) { drained_ = std::move(fn); }
 
 void HttpStream::OnClose(std::function<void()> fn) {
-  if (!req_) return fn();
+  if (!open()) return fn();
   on_close_.push_back(std::move(fn));
 }
 
@@ -358,7 +419,11 @@ void HttpServer::Stop() {
   Post([this] {
     std::vector<std::shared_ptr<HttpStream>> open;
     for (auto& [p, s] : streams_) open.push_back(s);
-    for (auto& s : open) s->End();
+    // No waiting for slow clients: evhttp frees every connection next.
+    for (auto& s : open) {
+      s->CloseForUser();
+      s->Finish();
+    }
   });
   {
     std::lock_guard<std::mutex> lock(jobs_mu_);

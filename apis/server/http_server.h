@@ -111,7 +111,7 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
   ~HttpStream();
 
   // False once the client has gone or the stream has ended.
-  bool open() const { return req_ != nullptr; }
+  bool open() const { return req_ != nullptr && !ending_; }
   // Sends one chunk. False if the stream is no longer open.
   bool Write(const std::string& data);
   // Sends `length` bytes of the open file `fd` from `offset`, then ends the stream. It takes
@@ -120,7 +120,8 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
   void SendFile(int fd, uint64_t offset, uint64_t length);
   // Bytes written but not yet taken by the kernel: how far the client lags.
   size_t Pending() const;
-  // Ends the response (the terminating chunk) and closes the stream.
+  // Ends the response (the terminating chunk) and closes the stream: open() is false and the
+  // close hooks have run when it returns. The end goes out once the client has taken the rest.
   void End();
 
   // Runs fn on the loop thread, if the stream is still open then. Any thread.
@@ -137,16 +138,28 @@ class HttpStream : public std::enable_shared_from_this<HttpStream> {
   HttpStream(class HttpServer* server, evhttp_request* req) : server_(server), req_(req) {}
   struct FileToSend;
   void SendPiece(const std::shared_ptr<FileToSend>& file);
-  // The client is gone or the server stops: free the request, run the close hooks.
-  void Close(bool send_end);
+  // The client's buffer drained: libevent says so after each Write.
+  void OnDrained();
+  // Stops the stream for its user: no more ticks or drain callbacks; the close hooks run.
+  void CloseForUser();
+  // Sends the terminating chunk if the client is still there, frees the request and lets the
+  // server drop the stream. Only where no late drain report can follow (see End).
+  void Finish();
+  // Runs on the loop turn after End, and again until Finish is safe.
+  void CheckEnd();
+  void ArmEndCheck(std::chrono::milliseconds delay);
   bool ClientGone() const;
 
   HttpServer* server_;
-  evhttp_request* req_;
+  evhttp_request* req_;  // until Finish
   event* timer_ = nullptr;
+  event* end_timer_ = nullptr;
   std::function<void()> tick_;
   std::function<void()> drained_;
   std::vector<std::function<void()>> on_close_;
+  bool wrote_ = false;   // a Write set our drain callback on the connection
+  bool ending_ = false;  // End was called; Finish has yet to run
+  bool quiet_ = false;   // nothing to write was seen after End: no drain can follow
 };
 
 using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
