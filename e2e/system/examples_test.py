@@ -77,8 +77,10 @@ class ExamplesTest(unittest.TestCase):
         if self.server:
             systest.run([self.mt, "-n", NAMESPACE, "delete", "services", "--all"], env=self.env)
             systest.wait_for(lambda: self.mt_out("get", "allocations") == "", 60)
+            systest.wait_for(lambda: not systest.task_processes(NAMESPACE), 60)
             self.server.terminate()
             self.server.wait(timeout=30)
+        systest.kill_task_processes(NAMESPACE)
         if self.legacy_started:
             systest.run(["docker", "rm", "-f", LEGACY])
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -129,6 +131,10 @@ class ExamplesTest(unittest.TestCase):
         self.assertEqual(rc, 0, out + err)
         self.assertTrue(systest.wait_for(lambda: self.mt_out("get", "allocations") == "", 120),
                         "allocations left: %s" % self.mt_out("get", "allocations"))
+        # An allocation is gone from the store before its agent has stopped the task: the next
+        # example may want the same port.
+        self.assertTrue(systest.wait_for(lambda: not systest.task_processes(NAMESPACE), 60),
+                        "task processes left: %s" % systest.task_processes(NAMESPACE))
 
     def check_runs(self, name):
         port, path, text = RUNNABLE[name]

@@ -143,6 +143,32 @@ def stop_namespace(ns):
             return
 
 
+def task_processes(namespace):
+    """The pids of live processes an agent started for a task in `namespace` (their environment
+    holds MENTAT_TASK_ID=<namespace>.<allocation>)."""
+    marker = ("\0MENTAT_TASK_ID=%s." % namespace).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if marker in b"\0" + f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def kill_task_processes(namespace):
+    """SIGKILL to what task_processes finds: a failed test leaves no workload to the next."""
+    for pid in task_processes(namespace):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def kill_pidfile_process(path, timeout=15):
     """SIGTERM to the pid in `path` (if it runs), then SIGKILL if it outlives `timeout`."""
     try:
