@@ -36,6 +36,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kMaxHullName = 64;
+// How long a SIGSYS death waits for its audit record (kauditd prints it from its own thread).
+constexpr std::chrono::milliseconds kSeccompRecordWait{2000};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
@@ -443,8 +445,8 @@ void HullDriver::RefineExit(const Json& state, ExitResult& result) {
   }
   if (result.signal == SIGSYS) {
     // Killed by its seccomp profile: which call, from the kernel's audit record.
-    if (auto kill = hull::FindSeccompKill(state.value("auditSession", int64_t{0}),
-                                          state.value("workloadPid", 0))) {
+    if (auto kill = hull::AwaitSeccompKill(state.value("auditSession", int64_t{0}),
+                                           state.value("workloadPid", 0), kSeccompRecordWait)) {
       result.message = "seccomp profile " + state.value("profile", std::string("default")) +
                        " blocked " + (kill->name.empty() ? "syscall" : kill->name) + " (" +
                        std::to_string(kill->syscall) + ")";

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -120,6 +121,28 @@ TEST(SeccompAudit, FindsTheContainersLastKillBySessionElseByPid) {
   ASSERT_TRUE(by_pid);
   EXPECT_EQ(by_pid->name, "mount");
   EXPECT_FALSE(FindSeccompKill(99, 0, log));
+}
+
+// kauditd prints a kill's record from a thread of its own, possibly after the death is seen: a
+// SIGSYS death waits for it (the record lands 300 ms late here), within a bound.
+TEST(SeccompAudit, ASIGSYSDeathWaitsForItsRecordToReachTheLog) {
+  std::string log = TempDir("kmsg-late") + "/kmsg";
+  std::ofstream(log) << "6,1,1,-;unrelated\n";
+  EXPECT_FALSE(FindSeccompKill(42, 0, log));
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::ofstream(log, std::ios::app) << kRecord << "\n";
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto k = AwaitSeccompKill(42, 0, std::chrono::seconds(5), log);
+  late.join();
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->name, "ptrace");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  // None coming: nullopt after the bound.
+  start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(AwaitSeccompKill(99, 0, std::chrono::milliseconds(200), log));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
 }
 
 // Writes a .tar.gz with the given entries (path, type, mode).

@@ -1,11 +1,13 @@
 #include "runtimes/hull/seccomp_audit.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <seccomp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <thread>
 
 namespace mentat::hull {
 namespace {
@@ -54,8 +56,15 @@ std::optional<SeccompKill> ParseSeccompRecord(const std::string& line, int64_t* 
 }
 
 std::optional<SeccompKill> FindSeccompKill(int64_t session, pid_t pid, const std::string& kmsg_path) {
+  return AwaitSeccompKill(session, pid, std::chrono::milliseconds(0), kmsg_path);
+}
+
+std::optional<SeccompKill> AwaitSeccompKill(int64_t session, pid_t pid,
+                                            std::chrono::milliseconds wait,
+                                            const std::string& kmsg_path) {
   int fd = ::open(kmsg_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
   std::optional<SeccompKill> found;
   char buf[8192];
   std::string pending;
@@ -63,17 +72,30 @@ std::optional<SeccompKill> FindSeccompKill(int64_t session, pid_t pid, const std
     // /dev/kmsg hands out one record per read; EPIPE: records were overwritten, read on.
     ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
     if (n < 0 && (errno == EPIPE || errno == EINTR)) continue;
-    if (n <= 0) break;
-    // A record ends with a newline (a plain file in tests holds many per read): whole lines only.
-    pending.append(buf, static_cast<size_t>(n));
-    size_t start = 0;
-    for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1) {
-      int64_t ses = -1;
-      auto k = ParseSeccompRecord(pending.substr(start, end - start), &ses);
-      if (!k) continue;
-      if ((session > 0 && ses == session) || (session <= 0 && pid > 0 && k->pid == pid)) found = k;
+    if (n > 0) {
+      // A record ends with a newline (a plain file in tests holds many per read): whole lines.
+      pending.append(buf, static_cast<size_t>(n));
+      size_t start = 0;
+      for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1) {
+        int64_t ses = -1;
+        auto k = ParseSeccompRecord(pending.substr(start, end - start), &ses);
+        if (!k) continue;
+        if ((session > 0 && ses == session) || (session <= 0 && pid > 0 && k->pid == pid)) found = k;
+      }
+      pending.erase(0, start);
+      continue;
     }
-    pending.erase(0, start);
+    // Caught up with the log.
+    auto now = std::chrono::steady_clock::now();
+    if (found || now >= deadline) break;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    } else {
+      // A plain file at its end: it may yet grow.
+      std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(20)));
+    }
   }
   ::close(fd);
   return found;

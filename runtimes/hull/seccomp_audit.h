@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,5 +30,12 @@ std::optional<SeccompKill> ParseSeccompRecord(const std::string& line, int64_t* 
 // or of process `pid`. nullopt when none (or the log is unreadable).
 std::optional<SeccompKill> FindSeccompKill(int64_t session, pid_t pid,
                                            const std::string& kmsg_path = "/dev/kmsg");
+
+// The same, for a process known to have died of SIGSYS: its record must come, but kauditd
+// prints it from a thread of its own, possibly after the death is seen. Waits up to `wait` for
+// the record to reach the log.
+std::optional<SeccompKill> AwaitSeccompKill(int64_t session, pid_t pid,
+                                            std::chrono::milliseconds wait,
+                                            const std::string& kmsg_path = "/dev/kmsg");
 
 }  // namespace mentat::hull

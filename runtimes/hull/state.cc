@@ -283,8 +283,10 @@ Status Refresh(const StateDir& dir, ContainerState& s, const ExitInfo* hint, boo
     info.note = "PID 1 is gone and left no status";
   }
   // A process killed by the profile: its syscall, from the kernel's audit record. Any process
-  // of the container counts (a shell's child as much as the shell).
-  if (auto kill = FindSeccompKill(s.audit_session, s.workload_pid)) {
+  // of the container counts (a shell's child as much as the shell). A PID 1 that died of SIGSYS
+  // has a record on its way: wait for it.
+  auto wait = info.signal == SIGSYS ? std::chrono::milliseconds(2000) : std::chrono::milliseconds(0);
+  if (auto kill = AwaitSeccompKill(s.audit_session, s.workload_pid, wait)) {
     info.seccomp_syscall = kill->syscall;
     info.seccomp_syscall_name = kill->name;
     info.seccomp_pid = kill->pid;
