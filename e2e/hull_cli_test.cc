@@ -149,7 +149,11 @@ TEST_F(HullTest, RunPsLogsExecStopKill) {
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/" + group)) << "the cgroup went with it";
 
   // A workload that ignores SIGTERM is SIGKILLed after the grace period; kill is immediate.
-  ASSERT_EQ(Hull({"run", Manifest("stubborn", {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 1; done"})}).code, 0);
+  ASSERT_EQ(Hull({"run", Manifest("stubborn", {"/bin/sh", "-c",
+                                               "trap '' TERM; echo ignoring; while true; do sleep 1; done"})}).code, 0);
+  // `run` returns once the shell runs, maybe before it set its trap: stop after it did.
+  ASSERT_TRUE(WaitFor([&] { return Hull({"logs", "stubborn"}).out == "ignoring\n"; }, 10s))
+      << Hull({"logs", "stubborn"}).out;
   auto t0 = std::chrono::steady_clock::now();
   stop = Hull({"stop", "-t", "1", "stubborn"});
   EXPECT_EQ(stop.code, 0);
