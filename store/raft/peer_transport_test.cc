@@ -71,6 +71,14 @@ class PeerTransportTest : public ::testing::Test {
         });
     return std::move(*t);
   }
+  // Members 1 and 2, each knowing the other.
+  void StartPair() {
+    a_ = Member(1, &in1_);
+    b_ = Member(2, &in2_);
+    ASSERT_TRUE(a_ && b_);
+    a_->AddPeer(2, Addr(b_));
+    b_->AddPeer(1, Addr(a_));
+  }
   static std::string Addr(const std::unique_ptr<PeerTransport>& t) {
     return "127.0.0.1:" + std::to_string(t->port());
   }
@@ -102,15 +110,15 @@ class PeerTransportTest : public ::testing::Test {
     ssize_t r = ::recv(fd, &c, 1, 0);
     return r == 0 || (r < 0 && errno == ECONNRESET);
   }
+
+  Inbox in1_, in2_, in2b_;  // before the transports, which deliver into them until destroyed
+  std::unique_ptr<PeerTransport> a_, b_;
 };
 
 TEST_F(PeerTransportTest, MessagesArriveWholeAndInOrderBothWays) {
-  Inbox in1, in2;
-  auto a = Member(1, &in1);
-  auto b = Member(2, &in2);
-  ASSERT_TRUE(a && b);
-  a->AddPeer(2, Addr(b));
-  b->AddPeer(1, Addr(a));
+  StartPair();
+  auto &a = a_, &b = b_;
+  auto &in1 = in1_, &in2 = in2_;
   for (int i = 0; i < 2000; ++i) a->Send(To(2, "m" + std::to_string(i)));
   std::string big(300 << 10, 'x');  // one message larger than a socket buffer
   b->Send(To(1, big));
@@ -124,13 +132,11 @@ TEST_F(PeerTransportTest, MessagesArriveWholeAndInOrderBothWays) {
 }
 
 TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack) {
-  Inbox in1, in2, in2b;  // before the transports: they deliver into these until destroyed
-  auto a = Member(1, &in1);
-  auto b = Member(2, &in2);
-  ASSERT_TRUE(a && b);
+  StartPair();
+  auto &a = a_, &b = b_;
+  auto &in1 = in1_, &in2 = in2_;
+  auto& in2b = in2b_;
   int port = b->port();
-  a->AddPeer(2, Addr(b));
-  b->AddPeer(1, Addr(a));
   a->Send(To(2, "hello"));
   ASSERT_TRUE(WaitFor([&] { return in2.Count() == 1; }, 5s));
   b.reset();  // the peer's process is gone
@@ -155,12 +161,9 @@ TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack
 }
 
 TEST_F(PeerTransportTest, StrangersAreTurnedAwayAndMembersGoOn) {
-  Inbox in1, in2;
-  auto a = Member(1, &in1);
-  auto b = Member(2, &in2);
-  ASSERT_TRUE(a && b);
-  a->AddPeer(2, Addr(b));
-  b->AddPeer(1, Addr(a));
+  StartPair();
+  auto &a = a_, &b = b_;
+  auto &in1 = in1_, &in2 = in2_;
 
   // Not this protocol at all.
   int fd = Connect(b);
