@@ -1,5 +1,5 @@
-// RaftNode members in one process (testing/members.h: each over its own RocksDB on disk, their
-// messages passed in memory, a stand-in for the peer transport). Writes
+// RaftNode members in one process (testing/members.h: each over its own RocksDB on disk), their
+// messages passed in memory (Loopback) and over real TCP on 127.0.0.1 (PeerTransport). Writes
 // proposed on any member apply on all with the same revisions; a write without quorum fails
 // in bounded time and is never acknowledged; the leader's loss elects another and the old one,
 // restarted from its disk, catches up; two conditional writes racing from two members cannot
@@ -25,9 +25,12 @@ Json Svc(const std::string& name, int count) {
           {"spec", {{"driver", "exec"}, {"count", count}}}};
 }
 
-class ThreeMembers : public testing::Members {
+class ThreeMembers : public testing::Members, public ::testing::WithParamInterface<bool> {
  protected:
-  void SetUp() override { StartCluster(3); }
+  void SetUp() override {
+    over_tcp_ = GetParam();
+    StartCluster(3);
+  }
   // A Put decided on member `id` against its own state and proposed there.
   std::future<Result<std::vector<Change>>> Put(uint64_t id, const Json& obj, WriteOptions opts = {}) {
     RecordingReader reader(*states_[id]);
@@ -48,7 +51,7 @@ class ThreeMembers : public testing::Members {
   }
 };
 
-TEST_F(ThreeMembers, WritesProposedOnAnyMemberApplyOnAllWithTheSameRevisions) {
+TEST_P(ThreeMembers, WritesProposedOnAnyMemberApplyOnAllWithTheSameRevisions) {
   ASSERT_NE(WaitLeader(), 0u);
   for (uint64_t id : {1, 2, 3}) {
     auto r = Put(id, Svc("svc-" + std::to_string(id), static_cast<int>(id))).get();
@@ -69,7 +72,7 @@ TEST_F(ThreeMembers, WritesProposedOnAnyMemberApplyOnAllWithTheSameRevisions) {
   EXPECT_EQ(states_[1]->CurrentRevision(), states_[3]->CurrentRevision());
 }
 
-TEST_F(ThreeMembers, AWriteWithoutAQuorumFailsWithinTheTimeoutAndIsNeverApplied) {
+TEST_P(ThreeMembers, AWriteWithoutAQuorumFailsWithinTheTimeoutAndIsNeverApplied) {
   uint64_t leader = WaitLeader();
   ASSERT_NE(leader, 0u);
   for (uint64_t id : {1, 2, 3}) {
@@ -86,7 +89,7 @@ TEST_F(ThreeMembers, AWriteWithoutAQuorumFailsWithinTheTimeoutAndIsNeverApplied)
   EXPECT_FALSE(found->has_value());
 }
 
-TEST_F(ThreeMembers, AnotherLeaderTakesOverAndTheOldOneCatchesUpFromItsDisk) {
+TEST_P(ThreeMembers, AnotherLeaderTakesOverAndTheOldOneCatchesUpFromItsDisk) {
   uint64_t old = WaitLeader();
   ASSERT_NE(old, 0u);
   ASSERT_TRUE(Put(old, Svc("before", 1)).get());
@@ -106,7 +109,7 @@ TEST_F(ThreeMembers, AnotherLeaderTakesOverAndTheOldOneCatchesUpFromItsDisk) {
   EXPECT_EQ(**after, *states_[next]->Find({"Service", "default", "after"}).value());
 }
 
-TEST_F(ThreeMembers, OfTwoConditionalWritesRacingFromTwoMembersExactlyOneSucceeds) {
+TEST_P(ThreeMembers, OfTwoConditionalWritesRacingFromTwoMembersExactlyOneSucceeds) {
   ASSERT_NE(WaitLeader(), 0u);
   auto created = Put(1, Svc("web", 1)).get();
   ASSERT_TRUE(created) << created.error().message();
@@ -128,6 +131,9 @@ TEST_F(ThreeMembers, OfTwoConditionalWritesRacingFromTwoMembersExactlyOneSucceed
   EXPECT_EQ(**one, **other);
   EXPECT_EQ((**one)["spec"]["count"], ra ? 5 : 9);
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, ThreeMembers, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Tcp" : "Loopback"; });
 
 }  // namespace
 }  // namespace mentat::raft

@@ -1,7 +1,7 @@
 // For tests: a cluster of RaftNode members in one process, each over its own RocksDB state
 // machine on disk under the test's temporary directory, their messages passed in memory by
-// Loopback (a stand-in for the peer transport, which has tests of its own). Members can be
-// stopped and started again from their disks.
+// Loopback (a stand-in for the peer transport) unless a subclass gives them another transport
+// (peer_transport_test: real TCP). Members can be stopped and started again from their disks.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "store/raft/peer_transport.h"
 #include "store/raft/raft_node.h"
 
 namespace mentat::raft::testing {
@@ -69,11 +70,50 @@ class Members : public ::testing::Test {
   }
   void TearDown() override {
     for (auto& [id, n] : nodes_) {
-      transport_.Detach(id);
-      if (n) n->Stop();
+      if (!n) continue;
+      Detached(id);
+      n->Stop();
     }
     nodes_.clear();
   }
+  // The transport member `id` sends through, asked at each start of the member; Attached and
+  // Detached follow its start and precede its stop. Over TCP, each member has a PeerTransport
+  // on 127.0.0.1; a stopped member's is stopped with it and started again on the same port.
+  RaftTransport& TransportOf(uint64_t id) {
+    if (!over_tcp_) return transport_;
+    if (!tcp_.count(id) || stopped_.count(id)) StartTcp(id);
+    return *tcp_[id];
+  }
+  void Attached(uint64_t id, RaftNode* n) {
+    if (!over_tcp_) return transport_.Attach(id, n);
+    tcp_[id]->SetHandlers([n](std::string m) { n->Receive(std::move(m)); },
+                          [n](uint64_t peer) { n->ReportUnreachable(peer); });
+  }
+  void Detached(uint64_t id) {
+    if (!over_tcp_) return transport_.Detach(id);
+    tcp_[id]->SetHandlers(nullptr, nullptr);
+    tcp_[id]->Stop();
+    stopped_.insert(id);
+  }
+  void StartTcp(uint64_t id) {
+    PeerTransportOptions o;
+    o.self = id;
+    o.listen = "127.0.0.1:" + std::to_string(tcp_ports_[id]);  // 0 the first time
+    auto t = PeerTransport::Start(o);
+    ASSERT_TRUE(t) << t.error().message();
+    tcp_ports_[id] = (*t)->port();
+    tcp_[id] = std::move(*t);
+    stopped_.erase(id);
+    for (uint64_t peer : peers_) {
+      if (peer == id || !tcp_ports_[peer]) continue;
+      tcp_[id]->AddPeer(peer, "127.0.0.1:" + std::to_string(tcp_ports_[peer]));
+      // A member started before this one learns its port now.
+      if (tcp_.count(peer) && !stopped_.count(peer)) {
+        tcp_[peer]->AddPeer(id, "127.0.0.1:" + std::to_string(tcp_ports_[id]));
+      }
+    }
+  }
+
   void StartNode(uint64_t id) {
     RaftNodeOptions o;
     o.id = id;
@@ -81,13 +121,13 @@ class Members : public ::testing::Test {
     // Elections after 0.5 to 1 s without a leader: a loaded machine does not start them.
     o.tick = std::chrono::milliseconds(50);
     o.proposal_timeout = std::chrono::seconds(5);
-    auto n = RaftNode::Start(o, *states_[id], transport_);
+    auto n = RaftNode::Start(o, *states_[id], TransportOf(id));
     ASSERT_TRUE(n) << n.error().message();
     nodes_[id] = std::move(*n);
-    transport_.Attach(id, nodes_[id].get());
+    Attached(id, nodes_[id].get());
   }
   void StopNode(uint64_t id) {
-    transport_.Detach(id);
+    Detached(id);
     nodes_[id]->Stop();
     nodes_[id].reset();
   }
@@ -126,6 +166,10 @@ class Members : public ::testing::Test {
   std::string base_;
   std::vector<uint64_t> peers_;
   Loopback transport_;
+  bool over_tcp_ = false;  // set before StartCluster
+  std::map<uint64_t, int> tcp_ports_;
+  std::map<uint64_t, std::unique_ptr<PeerTransport>> tcp_;
+  std::set<uint64_t> stopped_;
   std::map<uint64_t, std::unique_ptr<RocksStateMachine>> states_;
   std::map<uint64_t, std::unique_ptr<RaftNode>> nodes_;
 };

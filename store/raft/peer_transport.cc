@@ -1,0 +1,435 @@
+#include "store/raft/peer_transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace mentat::raft {
+namespace {
+
+constexpr char kMagic[] = "MTRAFT1\n";
+constexpr size_t kMagicLen = sizeof(kMagic) - 1;
+constexpr size_t kMaxClusterName = 255;
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+void PutU64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+uint64_t GetU(const unsigned char* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+// "host:port" -> sockaddr_in. IPv4 literals and names (resolved once, here).
+Result<sockaddr_in> ParseAddress(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return InvalidArgument("peer address " + address + " is not host:port");
+  }
+  std::string host = address.substr(0, colon);
+  std::string port = address.substr(colon + 1);
+  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 ||
+      std::stoi(port) > 65535) {
+    return InvalidArgument("peer address " + address + ": port " + port + " is not 0-65535");
+  }
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(port)));
+  if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) == 1) return sa;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res); rc != 0 || !res) {
+    return InvalidArgument("peer address " + address + ": cannot resolve " + host + ": " +
+                           gai_strerror(rc));
+  }
+  sa.sin_addr = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
+  freeaddrinfo(res);
+  return sa;
+}
+
+// Reads exactly n bytes; false on EOF, an error or a timeout (SO_RCVTIMEO).
+bool ReadFull(int fd, void* buf, size_t n) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = ::recv(fd, p, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool WriteFull(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+void SetTimeout(int fd, int option, std::chrono::milliseconds d) {
+  timeval tv{static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>((d.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
+}
+
+// A non-blocking connect bounded by `timeout`; the socket (blocking again), or -1.
+int ConnectWithin(const sockaddr_in& sa, std::chrono::milliseconds timeout) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
+  if (rc < 0 && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    rc = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) rc = 0;
+    else rc = -1;
+  }
+  if (rc != 0) {
+    ::close(fd);
+    return -1;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+}  // namespace
+
+std::string PeerHello(const std::string& cluster, uint64_t sender) {
+  std::string out(kMagic, kMagicLen);
+  out.push_back(static_cast<char>(cluster.size()));
+  out += cluster;
+  PutU64(out, sender);
+  return out;
+}
+
+// One peer's outgoing side: its queue, and the thread that writes it.
+struct PeerTransport::Link {
+  uint64_t id = 0;
+  std::string address;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> queue;
+  bool closing = false;
+  int fd = -1;  // while connected; shut down to wake a stalled write
+  PeerLinkStats stats;
+  std::thread thread;
+};
+
+Result<std::unique_ptr<PeerTransport>> PeerTransport::Start(const PeerTransportOptions& opts) {
+  if (opts.self == 0) return InvalidArgument("a member's id must not be 0");
+  if (opts.cluster.empty() || opts.cluster.size() > kMaxClusterName) {
+    return InvalidArgument("the cluster name must be 1 to 255 bytes");
+  }
+  auto sa = ParseAddress(opts.listen);
+  if (!sa) return std::unexpected(sa.error());
+  std::unique_ptr<PeerTransport> t(new PeerTransport(opts));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Internal(std::string("peer listener: socket: ") + strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&*sa), sizeof(*sa)) != 0 || ::listen(fd, 64) != 0) {
+    std::string why = strerror(errno);
+    ::close(fd);
+    return Unavailable("cannot listen for peers on " + opts.listen + ": " + why);
+  }
+  sockaddr_in bound{};
+  socklen_t len = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  t->listen_fd_ = fd;
+  t->port_ = ntohs(bound.sin_port);
+  t->acceptor_ = std::thread([p = t.get()] { p->AcceptLoop(); });
+  return t;
+}
+
+PeerTransport::PeerTransport(const PeerTransportOptions& opts) : opts_(opts) {}
+
+PeerTransport::~PeerTransport() { Stop(); }
+
+void PeerTransport::SetHandlers(DeliverFn deliver, UnreachableFn unreachable) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  deliver_ = std::move(deliver);
+  unreachable_ = std::move(unreachable);
+}
+
+void PeerTransport::AddPeer(uint64_t id, const std::string& address) {
+  if (id == opts_.self) return;
+  RemovePeer(id);
+  auto link = std::make_unique<Link>();
+  link->id = id;
+  link->address = address;
+  Link* l = link.get();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return;
+  links_[id] = std::move(link);
+  l->thread = std::thread([this, l] { WriteLoop(l); });
+}
+
+void PeerTransport::RemovePeer(uint64_t id) {
+  std::unique_ptr<Link> link;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = links_.find(id);
+    if (it == links_.end()) return;
+    link = std::move(it->second);
+    links_.erase(it);
+  }
+  {
+    std::lock_guard<std::mutex> lock(link->mu);
+    link->closing = true;
+    if (link->fd >= 0) ::shutdown(link->fd, SHUT_RDWR);
+  }
+  link->cv.notify_all();
+  link->thread.join();
+}
+
+void PeerTransport::Send(RaftMessage m) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = links_.find(m.to);
+  if (it == links_.end()) return;
+  Link* l = it->second.get();
+  bool lagging = false;
+  {
+    std::lock_guard<std::mutex> link_lock(l->mu);
+    if (l->queue.size() >= opts_.max_queue) {
+      l->stats.dropped += l->queue.size();
+      l->queue.clear();
+      lagging = true;
+    }
+    l->queue.push_back(std::move(m.bytes));
+  }
+  l->cv.notify_one();
+  if (lagging) ReportUnreachable(l->id);
+}
+
+PeerLinkStats PeerTransport::Stats(uint64_t peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = links_.find(peer);
+  if (it == links_.end()) return {};
+  std::lock_guard<std::mutex> link_lock(it->second->mu);
+  return it->second->stats;
+}
+
+void PeerTransport::Stop() {
+  if (stopping_.exchange(true)) return;
+  ::shutdown(listen_fd_, SHUT_RDWR);
+  if (acceptor_.joinable()) acceptor_.join();
+  ::close(listen_fd_);
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, l] : links_) ids.push_back(id);
+  }
+  for (uint64_t id : ids) RemovePeer(id);
+  std::list<Reader> readers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& r : readers_) {
+      if (!r.done) ::shutdown(r.fd, SHUT_RDWR);  // a done one's fd is closed, maybe reused
+    }
+    readers.swap(readers_);
+  }
+  for (auto& r : readers) r.thread.join();
+}
+
+void PeerTransport::AcceptLoop() {
+  while (!stopping_) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      spdlog::warn("raft peers: accept: {}", strerror(errno));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // EMFILE: let one close
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    // Reap readers whose connection ended.
+    for (auto it = readers_.begin(); it != readers_.end();) {
+      if (it->done) {
+        it->thread.join();
+        it = readers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    readers_.push_back(Reader{fd, {}, false});
+    Reader* r = &readers_.back();
+    r->thread = std::thread([this, r] {
+      ReadLoop(r->fd);
+      std::lock_guard<std::mutex> lock(mu_);
+      ::close(r->fd);
+      r->done = true;
+    });
+  }
+}
+
+void PeerTransport::ReadLoop(int fd) {
+  // The hello: magic, the cluster's name, the sender's id; within hello_timeout.
+  SetTimeout(fd, SO_RCVTIMEO, opts_.hello_timeout);
+  unsigned char head[kMagicLen + 1];
+  if (!ReadFull(fd, head, sizeof(head)) || std::memcmp(head, kMagic, kMagicLen) != 0) return;
+  std::string cluster(head[kMagicLen], '\0');
+  unsigned char id_bytes[8];
+  if (!ReadFull(fd, cluster.data(), cluster.size()) || !ReadFull(fd, id_bytes, 8)) return;
+  uint64_t sender = GetU(id_bytes, 8);
+  if (cluster != opts_.cluster) {
+    spdlog::warn("raft peers: refused member {} of cluster '{}' (this is '{}')", sender, cluster,
+                 opts_.cluster);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!links_.count(sender)) {
+      spdlog::warn("raft peers: refused a connection from {}, not a member", sender);
+      return;
+    }
+  }
+  SetTimeout(fd, SO_RCVTIMEO, std::chrono::milliseconds(0));  // a quiet peer is not an error
+  for (;;) {
+    unsigned char len_bytes[4];
+    if (!ReadFull(fd, len_bytes, 4)) return;
+    uint64_t len = GetU(len_bytes, 4);
+    if (len > opts_.max_message) {
+      spdlog::warn("raft peers: member {} sent a message of {} bytes, over the limit of {}; "
+                   "closing its connection", sender, len, opts_.max_message);
+      return;
+    }
+    std::string message(len, '\0');
+    if (!ReadFull(fd, message.data(), len)) return;
+    DeliverMessage(std::move(message));
+  }
+}
+
+void PeerTransport::DeliverMessage(std::string message) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  if (deliver_) deliver_(std::move(message));
+}
+
+void PeerTransport::ReportUnreachable(uint64_t peer) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  if (unreachable_) unreachable_(peer);
+}
+
+void PeerTransport::DropQueued(Link* l) {
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(l->mu);
+    n = l->queue.size();
+    l->stats.dropped += n;
+    l->queue.clear();
+  }
+  if (n) ReportUnreachable(l->id);
+}
+
+int PeerTransport::Dial(Link* l) {
+  auto sa = ParseAddress(l->address);
+  if (!sa) {
+    spdlog::warn("raft peers: member {}: {}", l->id, sa.error().message());
+    return -1;
+  }
+  int fd = ConnectWithin(*sa, opts_.dial_timeout);
+  if (fd < 0) return -1;
+  SetTimeout(fd, SO_SNDTIMEO, opts_.write_timeout);
+  std::string hello = PeerHello(opts_.cluster, opts_.self);
+  if (!WriteFull(fd, hello.data(), hello.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool PeerTransport::Flush(Link* l, int fd) {
+  std::deque<std::string> batch;
+  {
+    std::lock_guard<std::mutex> lock(l->mu);
+    batch.swap(l->queue);
+  }
+  std::string out;
+  for (const auto& m : batch) {
+    PutU32(out, static_cast<uint32_t>(m.size()));
+    out += m;
+  }
+  if (!WriteFull(fd, out.data(), out.size())) {
+    std::lock_guard<std::mutex> lock(l->mu);
+    l->stats.dropped += batch.size();
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(l->mu);
+  l->stats.sent += batch.size();
+  return true;
+}
+
+void PeerTransport::WriteLoop(Link* l) {
+  auto backoff = std::chrono::milliseconds(50);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(l->mu);
+      l->cv.wait(lock, [&] { return l->closing || !l->queue.empty(); });
+      if (l->closing) return;
+    }
+    int fd = Dial(l);
+    if (fd < 0) {
+      DropQueued(l);
+      std::unique_lock<std::mutex> lock(l->mu);
+      l->cv.wait_for(lock, backoff, [&] { return l->closing; });
+      backoff = std::min(backoff * 2, opts_.max_backoff);
+      continue;
+    }
+    backoff = std::chrono::milliseconds(50);
+    {
+      std::lock_guard<std::mutex> lock(l->mu);
+      if (l->closing) {
+        ::close(fd);
+        return;
+      }
+      l->fd = fd;
+      l->stats.connected = true;
+      ++l->stats.dials;
+    }
+    bool ok = true;
+    while (ok) {
+      {
+        std::unique_lock<std::mutex> lock(l->mu);
+        l->cv.wait(lock, [&] { return l->closing || !l->queue.empty(); });
+        if (l->closing) break;
+      }
+      ok = Flush(l, fd);
+    }
+    {
+      std::lock_guard<std::mutex> lock(l->mu);
+      l->fd = -1;
+      l->stats.connected = false;
+    }
+    ::close(fd);
+    if (!ok) ReportUnreachable(l->id);
+    std::lock_guard<std::mutex> lock(l->mu);
+    if (l->closing) return;
+  }
+}
+
+}  // namespace mentat::raft

@@ -1,0 +1,120 @@
+// PeerTransport: Raft messages between the members of a cluster over TCP (the peer port, 4648 by
+// default).
+//
+// Each member dials every other member and only writes on the connection it dialed; it reads
+// on the connections others dialed to it. A connection opens with a hello (PeerHello) naming
+// the cluster and the sender; a connection from another cluster or from an unknown member is
+// closed. Then frames follow: a 4-byte big-endian length and that many bytes of one message,
+// opaque here (RaftNode::Receive takes them). A frame over `max_message` closes the connection.
+//
+// Sending never blocks on the network. Each peer has a queue and a writer thread that connects
+// (with backoff), writes whatever is queued in one go, and reconnects after an error. A peer that
+// cannot be reached, or that falls `max_queue` messages behind, loses the queued messages and is
+// reported unreachable: Raft retransmits, and the leader probes a peer reported so instead of
+// streaming to it. A write that stalls (a stopped peer) gives up after `write_timeout`.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "apis/error.h"
+#include "store/raft/raft_node.h"
+
+namespace mentat::raft {
+
+struct PeerTransportOptions {
+  uint64_t self = 0;
+  // Shared by the members: a hello naming another cluster is refused.
+  std::string cluster = "mentat";
+  // host:port to listen on; port 0 picks a free one (port() says which).
+  std::string listen = "127.0.0.1:0";
+  size_t max_message = 64 << 20;
+  size_t max_queue = 4096;
+  std::chrono::milliseconds dial_timeout{1000};
+  std::chrono::milliseconds max_backoff{1000};
+  std::chrono::milliseconds write_timeout{5000};
+  // A dialed connection must send its hello within this.
+  std::chrono::milliseconds hello_timeout{5000};
+};
+
+// Counters of one peer's outgoing side, for status and tests.
+struct PeerLinkStats {
+  bool connected = false;
+  uint64_t sent = 0;     // messages written to the connection
+  uint64_t dropped = 0;  // messages lost to an unreachable or lagging peer
+  uint64_t dials = 0;    // connections opened
+};
+
+class PeerTransport : public RaftTransport {
+ public:
+  using DeliverFn = std::function<void(std::string message)>;
+  using UnreachableFn = std::function<void(uint64_t peer)>;
+
+  // Listens on opts.listen. Messages that arrive before SetHandlers are dropped.
+  static Result<std::unique_ptr<PeerTransport>> Start(const PeerTransportOptions& opts);
+  ~PeerTransport() override;  // Stop()s
+
+  // Where received messages go, and who hears of an unreachable peer. Any thread; before
+  // traffic is expected.
+  void SetHandlers(DeliverFn deliver, UnreachableFn unreachable);
+  // Adds a member (or moves it to a new address); RemovePeer forgets it and closes its links.
+  void AddPeer(uint64_t id, const std::string& address);
+  void RemovePeer(uint64_t id);
+
+  // Queues m for m.to. Never blocks on the network; a message for an unknown peer is dropped.
+  void Send(RaftMessage m) override;
+
+  int port() const { return port_; }
+  PeerLinkStats Stats(uint64_t peer);
+  // Closes every connection and joins the threads. Idempotent.
+  void Stop();
+
+ private:
+  struct Link;
+  explicit PeerTransport(const PeerTransportOptions& opts);
+  void AcceptLoop();
+  void ReadLoop(int fd);
+  void WriteLoop(Link* link);
+  // Connects link to its address and sends the hello: the socket, or -1.
+  int Dial(Link* link);
+  // Writes every queued message of link to fd; false on an error (the link then reconnects).
+  bool Flush(Link* link, int fd);
+  void DropQueued(Link* link);
+  void ReportUnreachable(uint64_t peer);
+  void DeliverMessage(std::string message);
+
+  PeerTransportOptions opts_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+
+  std::mutex handlers_mu_;
+  DeliverFn deliver_;
+  UnreachableFn unreachable_;
+
+  std::mutex mu_;  // links_, readers_
+  std::map<uint64_t, std::unique_ptr<Link>> links_;
+  // Incoming connections: their sockets (shut down on Stop) and reader threads.
+  struct Reader {
+    int fd;
+    std::thread thread;
+    bool done = false;
+  };
+  std::list<Reader> readers_;
+};
+
+// The hello's bytes, for tests that speak the protocol by hand.
+std::string PeerHello(const std::string& cluster, uint64_t sender);
+
+}  // namespace mentat::raft

@@ -1,0 +1,235 @@
+// PeerTransport over real TCP on 127.0.0.1: messages reach the peer whole and in order, both
+// ways; a peer that is down is reported unreachable and gets what is sent once it is back; and
+// what a stranger sends (another protocol, another cluster, an unknown member, an oversized or
+// cut-off frame) closes its connection without harming the members' own. Raft members over it
+// are tested in raft_node_test (its Tcp cases).
+#include "store/raft/peer_transport.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+namespace mentat::raft {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return cond();
+}
+
+// What one member received, and which peers it heard were unreachable.
+struct Inbox {
+  std::mutex mu;
+  std::vector<std::string> messages;
+  std::set<uint64_t> unreachable;
+  size_t Count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return messages.size();
+  }
+  bool HeardUnreachable(uint64_t peer) {
+    std::lock_guard<std::mutex> lock(mu);
+    return unreachable.count(peer) > 0;
+  }
+};
+
+class PeerTransportTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<PeerTransport> Member(uint64_t id, Inbox* inbox, int port = 0,
+                                        const std::string& cluster = "mentat") {
+    PeerTransportOptions o;
+    o.self = id;
+    o.cluster = cluster;
+    o.listen = "127.0.0.1:" + std::to_string(port);
+    o.max_message = 1 << 20;
+    o.hello_timeout = 2s;
+    auto t = PeerTransport::Start(o);
+    EXPECT_TRUE(t) << t.error().message();
+    if (!t) return nullptr;
+    (*t)->SetHandlers(
+        [inbox](std::string m) {
+          std::lock_guard<std::mutex> lock(inbox->mu);
+          inbox->messages.push_back(std::move(m));
+        },
+        [inbox](uint64_t peer) {
+          std::lock_guard<std::mutex> lock(inbox->mu);
+          inbox->unreachable.insert(peer);
+        });
+    return std::move(*t);
+  }
+  // Members 1 and 2, each knowing the other.
+  void StartPair() {
+    a_ = Member(1, &in1_);
+    b_ = Member(2, &in2_);
+    ASSERT_TRUE(a_ && b_);
+    a_->AddPeer(2, Addr(b_));
+    b_->AddPeer(1, Addr(a_));
+  }
+  static std::string Addr(const std::unique_ptr<PeerTransport>& t) {
+    return "127.0.0.1:" + std::to_string(t->port());
+  }
+  static RaftMessage To(uint64_t peer, std::string bytes) {
+    RaftMessage m;
+    m.to = peer;
+    m.bytes = std::move(bytes);
+    return m;
+  }
+  // A raw connection to t's peer port, for speaking the protocol by hand.
+  static int Connect(const std::unique_ptr<PeerTransport>& t) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(t->port()));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    return fd;
+  }
+  static std::string Frame(const std::string& m) {
+    uint32_t n = htonl(static_cast<uint32_t>(m.size()));
+    return std::string(reinterpret_cast<const char*>(&n), 4) + m;
+  }
+  // True when the server closed fd (a read sees EOF or a reset) within 3 s.
+  static bool ClosedByPeer(int fd) {
+    timeval tv{3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char c;
+    ssize_t r = ::recv(fd, &c, 1, 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+  }
+
+  Inbox in1_, in2_, in2b_;  // before the transports, which deliver into them until destroyed
+  std::unique_ptr<PeerTransport> a_, b_;
+};
+
+TEST_F(PeerTransportTest, MessagesArriveWholeAndInOrderBothWays) {
+  StartPair();
+  auto &a = a_, &b = b_;
+  auto &in1 = in1_, &in2 = in2_;
+  for (int i = 0; i < 2000; ++i) a->Send(To(2, "m" + std::to_string(i)));
+  std::string big(300 << 10, 'x');  // one message larger than a socket buffer
+  b->Send(To(1, big));
+  ASSERT_TRUE(WaitFor([&] { return in2.Count() == 2000 && in1.Count() == 1; }, 10s))
+      << in2.Count() << " and " << in1.Count();
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(in2.messages[i], "m" + std::to_string(i));
+  EXPECT_EQ(in1.messages[0], big);
+  EXPECT_EQ(a->Stats(2).sent, 2000u);
+  EXPECT_EQ(a->Stats(2).dropped, 0u);
+  EXPECT_TRUE(a->Stats(2).connected);
+}
+
+TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack) {
+  StartPair();
+  auto &a = a_, &b = b_;
+  auto &in1 = in1_, &in2 = in2_;
+  auto& in2b = in2b_;
+  int port = b->port();
+  a->Send(To(2, "hello"));
+  ASSERT_TRUE(WaitFor([&] { return in2.Count() == 1; }, 5s));
+  b.reset();  // the peer's process is gone
+  // Sends fail while it is down: the sender hears the peer is unreachable, and nothing blocks.
+  ASSERT_TRUE(WaitFor([&] {
+    a->Send(To(2, "lost"));
+    return in1.HeardUnreachable(2);
+  }, 10s));
+  b = Member(2, &in2b, port);  // back, on the same port
+  ASSERT_TRUE(b);
+  b->AddPeer(1, Addr(a));
+  ASSERT_TRUE(WaitFor([&] {
+    a->Send(To(2, "again"));
+    std::lock_guard<std::mutex> lock(in2b.mu);
+    for (const auto& m : in2b.messages) {
+      if (m == "again") return true;
+    }
+    return false;
+  }, 10s));
+  EXPECT_GE(a->Stats(2).dials, 2u);
+  EXPECT_GT(a->Stats(2).dropped, 0u);
+}
+
+TEST_F(PeerTransportTest, StrangersAreTurnedAwayAndMembersGoOn) {
+  StartPair();
+  auto &a = a_, &b = b_;
+  auto &in1 = in1_, &in2 = in2_;
+
+  // Not this protocol at all.
+  int fd = Connect(b);
+  std::string http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(fd, http.data(), http.size(), 0), static_cast<ssize_t>(http.size()));
+  EXPECT_TRUE(ClosedByPeer(fd));
+  ::close(fd);
+
+  // Another cluster's member, and a member this one does not know.
+  for (const std::string& hello : {PeerHello("other", 1), PeerHello("mentat", 9)}) {
+    fd = Connect(b);
+    std::string bytes = hello + Frame("sneaky");
+    ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    EXPECT_TRUE(ClosedByPeer(fd));
+    ::close(fd);
+  }
+
+  // A known member's id, then a frame over the limit: closed before any of it is read.
+  fd = Connect(b);
+  uint32_t huge = htonl(512u << 20);
+  std::string bytes = PeerHello("mentat", 1) + std::string(reinterpret_cast<char*>(&huge), 4);
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  EXPECT_TRUE(ClosedByPeer(fd));
+  ::close(fd);
+
+  // A hello that never comes: closed after the hello timeout.
+  fd = Connect(b);
+  EXPECT_TRUE(ClosedByPeer(fd));
+  ::close(fd);
+
+  // A frame cut off by the client's leaving: nothing delivered.
+  fd = Connect(b);
+  bytes = PeerHello("mentat", 1) + Frame("complete").substr(0, 7);
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+
+  EXPECT_EQ(in2.Count(), 0u) << in2.messages[0];
+  a->Send(To(2, "still here"));
+  ASSERT_TRUE(WaitFor([&] { return in2.Count() == 1; }, 5s));
+  EXPECT_EQ(in2.messages[0], "still here");
+}
+
+TEST_F(PeerTransportTest, BadSettingsAreRefusedWithTheReason) {
+  PeerTransportOptions o;
+  o.self = 0;
+  auto r = PeerTransport::Start(o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("id"), std::string::npos) << r.error().message();
+  o.self = 1;
+  o.listen = "127.0.0.1";
+  r = PeerTransport::Start(o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("host:port"), std::string::npos) << r.error().message();
+  o.listen = "127.0.0.1:99999";
+  r = PeerTransport::Start(o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("99999"), std::string::npos) << r.error().message();
+  Inbox in;
+  auto taken = Member(1, &in);
+  ASSERT_TRUE(taken);
+  o.listen = Addr(taken);
+  r = PeerTransport::Start(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Code::kUnavailable);
+  EXPECT_NE(r.error().message().find(o.listen), std::string::npos) << r.error().message();
+}
+
+}  // namespace
+}  // namespace mentat::raft
