@@ -163,7 +163,7 @@ TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack
 TEST_F(PeerTransportTest, StrangersAreTurnedAwayAndMembersGoOn) {
   StartPair();
   auto &a = a_, &b = b_;
-  auto &in1 = in1_, &in2 = in2_;
+  auto& in2 = in2_;
 
   // Not this protocol at all.
   int fd = Connect(b);

@@ -1,5 +1,6 @@
 #include "store/raft/raft_node.h"
 
+#include <algorithm>
 #include <random>
 
 namespace mentat::raft {
@@ -29,6 +30,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::Start(const RaftNodeOptions& opts,
   // configuration changes reach the core; the state machine skips the data it applied before.
   MT_ASSIGN_OR_RETURN(node->core_, RaftCore::Start(cfg, persisted,
                                                    fresh ? opts.bootstrap_peers : std::vector<uint64_t>{}));
+  node->nonce_ = BootNonce();
   node->thread_ = std::thread([n = node.get()] { n->Loop(); });
   return node;
 }
@@ -52,6 +54,16 @@ void RaftNode::Propose(Proposal p, ProposalDone done) {
     return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
   }
   proposals_.emplace_back(std::move(p), std::move(done));
+  wake_.notify_all();
+}
+
+void RaftNode::ReadBarrier(ReadDone done) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_) {
+    lock.unlock();
+    return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
+  }
+  reads_.push_back(std::move(done));
   wake_.notify_all();
 }
 
@@ -87,44 +99,60 @@ std::string RaftNode::TakeLogs() {
 }
 
 void RaftNode::Loop() {
-  const std::string nonce = BootNonce();
   auto next_tick = Clock::now() + opts_.tick;
   for (;;) {
     std::deque<std::string> messages;
     std::deque<std::pair<Proposal, ProposalDone>> proposals;
+    std::vector<ReadDone> reads;
     std::vector<uint64_t> unreachable;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait_until(lock, next_tick, [&] { return stopping_ || !inbox_.empty() || !proposals_.empty(); });
+      wake_.wait_until(lock, next_tick, [&] {
+        return stopping_ || !inbox_.empty() || !proposals_.empty() || !reads_.empty();
+      });
       if (stopping_) break;
       messages.swap(inbox_);
       proposals.swap(proposals_);
+      reads.swap(reads_);
       unreachable.swap(unreachable_);
     }
     for (uint64_t peer : unreachable) core_->ReportUnreachable(peer);
     for (auto& [p, done] : proposals) {
-      p.id = std::to_string(opts_.id) + "-" + nonce + "-" + std::to_string(++next_proposal_);
+      p.id = std::to_string(opts_.id) + "-" + nonce_ + "-" + std::to_string(++next_proposal_);
     }
     if (Clock::now() >= next_tick) {
       core_->Tick();
       next_tick += opts_.tick;
       if (next_tick < Clock::now()) next_tick = Clock::now() + opts_.tick;  // fell behind: no burst
       ExpireProposals();
+      RetryOrExpireReads();
     }
-    Step(messages, proposals);
+    Step(messages, proposals, std::move(reads));
   }
   // Whatever waits hears that it will not be answered here.
-  for (auto& [id, p] : pending_) p.done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
+  auto stopped = [&] { return Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"); };
+  for (auto& [id, p] : pending_) p.done(stopped());
   pending_.clear();
-  for (auto& w : waiting_) w.done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
+  for (auto& w : waiting_) w.done(stopped());
   waiting_.clear();
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [p, done] : proposals_) done(Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"));
-  proposals_.clear();
+  for (auto& [ctx, r] : asked_reads_) {
+    for (auto& done : r.done) done(stopped());
+  }
+  asked_reads_.clear();
+  for (auto& r : confirmed_reads_) {
+    for (auto& done : r.done) done(stopped());
+  }
+  confirmed_reads_.clear();
+  std::unique_lock<std::mutex> lock(mu_);
+  auto proposals = std::move(proposals_);
+  auto reads = std::move(reads_);
+  lock.unlock();
+  for (auto& [p, done] : proposals) done(stopped());
+  for (auto& done : reads) done(stopped());
 }
 
 void RaftNode::Step(std::deque<std::string>& messages,
-                    std::deque<std::pair<Proposal, ProposalDone>>& proposals) {
+                    std::deque<std::pair<Proposal, ProposalDone>>& proposals, std::vector<ReadDone> reads) {
   for (const auto& m : messages) {
     if (auto st = core_->Step(m); !st) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -137,6 +165,7 @@ void RaftNode::Step(std::deque<std::string>& messages,
                         Clock::now() + opts_.proposal_timeout});
   }
   ProposeWaiting();
+  if (!reads.empty()) AskReads(std::move(reads));
   while (auto rd = core_->Ready()) {
     if (auto st = HandleReady(*rd); !st) {
       // The log could not be saved: going on would acknowledge what is not durable.
@@ -166,7 +195,9 @@ Status RaftNode::HandleReady(RaftReady& rd) {
                               ", which it cannot install yet");
   }
   for (auto& m : rd.messages) transport_.Send(std::move(m));
+  ConfirmReads(rd.read_states);
   for (const auto& e : rd.committed) ApplyEntry(e);
+  ReleaseReads();
   // What was applied is published to watches once durable: ask for it, whoever proposed it.
   if (!rd.committed.empty()) state_.WhenDurable(state_.CurrentRevision(), [](mentat::Status) {});
   return core_->Advance();
@@ -227,6 +258,70 @@ void RaftNode::ExpireProposals() {
     done(Unavailable("raft: the write was not committed within " +
                      std::to_string(opts_.proposal_timeout.count()) +
                      " ms (no leader, or no quorum); it may still be applied later"));
+  }
+}
+
+}  // namespace mentat::raft
+
+namespace mentat::raft {
+
+void RaftNode::AskReads(std::vector<ReadDone> reads) {
+  std::string ctx = "read-" + nonce_ + "-" + std::to_string(++next_read_);
+  const auto now = Clock::now();
+  asked_reads_[ctx] = AskedRead{std::move(reads), now + opts_.proposal_timeout, now + opts_.read_retry};
+  core_->ReadIndex(ctx);
+}
+
+void RaftNode::ConfirmReads(const std::vector<ReadState>& states) {
+  for (const auto& rs : states) {
+    auto it = asked_reads_.find(rs.request_ctx);
+    if (it == asked_reads_.end()) continue;  // answered before (asked again) or not ours
+    confirmed_reads_.push_back(ConfirmedRead{rs.index, std::move(it->second.done), it->second.deadline});
+    asked_reads_.erase(it);
+  }
+}
+
+void RaftNode::ReleaseReads() {
+  const auto applied = static_cast<uint64_t>(state_.AppliedIndex());
+  auto first_waiting = std::partition(confirmed_reads_.begin(), confirmed_reads_.end(),
+                                      [&](const ConfirmedRead& r) { return r.index <= applied; });
+  std::vector<ConfirmedRead> released(std::make_move_iterator(confirmed_reads_.begin()),
+                                      std::make_move_iterator(first_waiting));
+  confirmed_reads_.erase(confirmed_reads_.begin(), first_waiting);
+  for (auto& r : released) {
+    for (auto& done : r.done) done(Status{});
+  }
+}
+
+void RaftNode::RetryOrExpireReads() {
+  const auto now = Clock::now();
+  auto expired = [&](std::vector<ReadDone>& dones, const std::string& why) {
+    for (auto& done : dones) done(Unavailable(why));
+  };
+  for (auto it = asked_reads_.begin(); it != asked_reads_.end();) {
+    if (it->second.deadline <= now) {
+      expired(it->second.done, "raft: no leader confirmed a read within " +
+                                   std::to_string(opts_.proposal_timeout.count()) +
+                                   " ms (no leader, or no quorum)");
+      it = asked_reads_.erase(it);
+      continue;
+    }
+    // The library drops a request when no leader is known or leadership moves: ask again.
+    if (it->second.ask_again <= now) {
+      it->second.ask_again = now + opts_.read_retry;
+      core_->ReadIndex(it->first);
+    }
+    ++it;
+  }
+  for (auto it = confirmed_reads_.begin(); it != confirmed_reads_.end();) {
+    if (it->deadline > now) {
+      ++it;
+      continue;
+    }
+    expired(it->done, "raft: node " + std::to_string(opts_.id) + " did not apply index " +
+                          std::to_string(it->index) + " within " +
+                          std::to_string(opts_.proposal_timeout.count()) + " ms");
+    it = confirmed_reads_.erase(it);
   }
 }
 

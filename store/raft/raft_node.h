@@ -45,10 +45,13 @@ struct RaftNodeOptions {
   int election_ticks = 10;  // an election after 1 s without a leader
   int heartbeat_ticks = 1;
   std::chrono::milliseconds proposal_timeout{5000};
+  std::chrono::milliseconds read_retry{300};
 };
 
 // The outcome of a proposal as its own node applied it: the changes with their revisions.
 using ProposalDone = std::function<void(Result<std::vector<Change>>)>;
+// The outcome of a read barrier: OK once the node's state may be read.
+using ReadDone = std::function<void(Status)>;
 
 class RaftNode {
  public:
@@ -60,6 +63,13 @@ class RaftNode {
 
   // Proposes `p` (its id is set here); `done` runs on the node's thread.
   void Propose(Proposal p, ProposalDone done);
+  // Calls `done` (on the node's thread) once this node has applied every entry that was
+  // committed when it was called, as the leader confirmed with a quorum's heartbeats (etcd's
+  // ReadIndex, ReadOnlySafe): what is read from the state then is linearizable, on a follower as
+  // on the leader. Barriers asked for together share one confirmation. kUnavailable when none
+  // comes within `proposal_timeout` (no leader, no quorum); a request the library dropped (no
+  // leader known yet, leadership lost) is asked again every `read_retry`.
+  void ReadBarrier(ReadDone done);
   // A message from a peer (the transport calls it, from any thread).
   void Receive(std::string message);
   // The peer's messages cannot be delivered (the transport says so).
@@ -80,11 +90,17 @@ class RaftNode {
       : opts_(opts), state_(state), log_(state.db(), state.raft_family()), transport_(transport) {}
   void Loop();
   // One pass on the node's thread: messages and proposals in, ticks due, Readys out.
-  void Step(std::deque<std::string>& messages, std::deque<std::pair<Proposal, ProposalDone>>& proposals);
+  void Step(std::deque<std::string>& messages, std::deque<std::pair<Proposal, ProposalDone>>& proposals,
+            std::vector<ReadDone> reads);
   Status HandleReady(RaftReady& rd);
   void ApplyEntry(const RaftEntry& e);
   void ProposeWaiting();
   void ExpireProposals();
+  // Read barriers: asked of the core, confirmed at an index, released once it is applied.
+  void AskReads(std::vector<ReadDone> reads);
+  void ConfirmReads(const std::vector<ReadState>& states);
+  void ReleaseReads();
+  void RetryOrExpireReads();
 
   RaftNodeOptions opts_;
   RocksStateMachine& state_;
@@ -96,6 +112,7 @@ class RaftNode {
   std::condition_variable wake_;
   std::deque<std::string> inbox_;
   std::deque<std::pair<Proposal, ProposalDone>> proposals_;
+  std::vector<ReadDone> reads_;
   std::vector<uint64_t> unreachable_;
   bool stopping_ = false;
   uint64_t leader_ = 0;
@@ -118,6 +135,22 @@ class RaftNode {
   };
   std::deque<Waiting> waiting_;
   uint64_t next_proposal_ = 0;
+  // Read barriers asked of the core, by request context, until confirmed at an index; then
+  // confirmed ones until this node applied that index (the node's thread only).
+  struct AskedRead {
+    std::vector<ReadDone> done;
+    std::chrono::steady_clock::time_point deadline;
+    std::chrono::steady_clock::time_point ask_again;
+  };
+  std::map<std::string, AskedRead> asked_reads_;
+  struct ConfirmedRead {
+    uint64_t index;
+    std::vector<ReadDone> done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::vector<ConfirmedRead> confirmed_reads_;
+  uint64_t next_read_ = 0;
+  std::string nonce_;  // this start's, in proposal ids and read contexts
   std::thread thread_;
 };
 

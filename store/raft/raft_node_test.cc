@@ -89,6 +89,32 @@ TEST_P(ThreeMembers, AWriteWithoutAQuorumFailsWithinTheTimeoutAndIsNeverApplied)
   EXPECT_FALSE(found->has_value());
 }
 
+TEST_P(ThreeMembers, AReadBarrierConfirmsOnEveryMemberAndFailsWithinTheTimeoutWithoutAQuorum) {
+  uint64_t leader = WaitLeader();
+  ASSERT_NE(leader, 0u);
+  ASSERT_TRUE(Put(leader, Svc("seen", 1)).get());
+  const int64_t committed = states_[leader]->AppliedIndex();
+  for (uint64_t id : {1, 2, 3}) {
+    std::promise<Status> barrier;
+    nodes_[id]->ReadBarrier([&](Status st) { barrier.set_value(std::move(st)); });
+    auto st = barrier.get_future().get();
+    ASSERT_TRUE(st) << "member " << id << ": " << st.error().message();
+    // Released only once the member applied what the leader had committed.
+    EXPECT_GE(states_[id]->AppliedIndex(), committed) << "member " << id;
+  }
+  for (uint64_t id : {1, 2, 3}) {
+    if (id != leader) StopNode(id);
+  }
+  std::promise<Status> barrier;
+  auto start = std::chrono::steady_clock::now();
+  nodes_[leader]->ReadBarrier([&](Status st) { barrier.set_value(std::move(st)); });
+  auto st = barrier.get_future().get();
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().message();
+  EXPECT_LT(took, 7s);  // the 5 s proposal timeout, and not much more
+}
+
 TEST_P(ThreeMembers, AnotherLeaderTakesOverAndTheOldOneCatchesUpFromItsDisk) {
   uint64_t old = WaitLeader();
   ASSERT_NE(old, 0u);

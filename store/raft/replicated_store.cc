@@ -6,13 +6,22 @@
 
 namespace mentat::raft {
 
+Status ReplicatedStore::Barrier() {
+  std::promise<Status> promise;
+  auto future = promise.get_future();
+  node_.ReadBarrier([&promise](Status st) { promise.set_value(std::move(st)); });
+  return future.get();
+}
+
 Result<Json> ReplicatedStore::Get(const ObjectKey& key) {
+  MT_RETURN_IF_ERROR(Barrier());
   MT_ASSIGN_OR_RETURN(std::optional<Json> obj, state_.Find(key));
   if (!obj) return ObjectNotFound(key);
   return std::move(*obj);
 }
 
 Result<ListResult> ReplicatedStore::List(const std::string& kind, const ListOptions& opts) {
+  MT_RETURN_IF_ERROR(Barrier());
   return state_.List(kind, opts);
 }
 
@@ -24,9 +33,18 @@ int64_t ReplicatedStore::CurrentRevision() { return state_.CurrentRevision(); }
 
 Status ReplicatedStore::Compact(int64_t revision) { return state_.Compact(revision); }
 
-void ReplicatedStore::Replicate(Decider decide, Applied done, int attempt) {
+void ReplicatedStore::Replicate(Decider decide, Applied done, int attempt, bool confirmed) {
   RecordingReader reader(state_);
   auto changes = decide(reader);
+  if ((!changes || changes->empty()) && !confirmed) {
+    // Nothing to propose, so nothing at apply would catch a lagging state: decide again on a
+    // state that has all that was committed.
+    return node_.ReadBarrier([this, decide = std::move(decide), done = std::move(done),
+                              attempt](Status st) mutable {
+      if (!st) return done(std::unexpected(st.error()));
+      Replicate(std::move(decide), std::move(done), attempt, /*confirmed=*/true);
+    });
+  }
   if (!changes) return done(std::unexpected(changes.error()));
   if (changes->empty()) return done(std::vector<Change>{});
   Proposal p;
@@ -57,6 +75,7 @@ Result<std::vector<Change>> ReplicatedStore::ReplicateAndWait(Decider decide) {
 Result<Json> ReplicatedStore::WriteOne(bool dry_run, const Prepare& prepare) {
   Json current;
   if (dry_run) {
+    MT_RETURN_IF_ERROR(Barrier());
     MT_ASSIGN_OR_RETURN(std::optional<Change> change, prepare(state_, &current));
     if (!change) return current;
     std::vector<Change> changes{std::move(*change)};
@@ -104,13 +123,16 @@ void ReplicatedStore::TxnAsync(const std::vector<Json>& puts, bool dry_run,
                                std::function<void(Result<std::vector<TxnResult>>)> done) {
   auto plan = std::make_shared<TxnPlan>();
   if (dry_run) {
-    auto decided = PrepareTxn(state_, puts, deletes);
-    if (!decided) return done(std::unexpected(decided.error()));
-    *plan = std::move(*decided);
-    auto next = state_.NextRevision();
-    if (!next) return done(std::unexpected(next.error()));
-    StampRevisions(plan->changes, *next);
-    return done(FinishTxn(*plan));
+    return node_.ReadBarrier([this, plan, puts, deletes, done = std::move(done)](Status st) {
+      if (!st) return done(std::unexpected(st.error()));
+      auto decided = PrepareTxn(state_, puts, deletes);
+      if (!decided) return done(std::unexpected(decided.error()));
+      *plan = std::move(*decided);
+      auto next = state_.NextRevision();
+      if (!next) return done(std::unexpected(next.error()));
+      StampRevisions(plan->changes, *next);
+      done(FinishTxn(*plan));
+    });
   }
   Replicate(
       [plan, puts, deletes](ObjectReader& reader) -> Result<std::vector<Change>> {

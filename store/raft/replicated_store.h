@@ -1,10 +1,17 @@
 // ReplicatedStore: the Store over a Raft-replicated log. Reads are served from this member's
-// state machine (the state every member reaches at the same log index). A write is decided here
-// by the object layer against that state (RecordingReader notes what it read), proposed to the
-// log through this member's RaftNode, and answered when this member has applied it and its
-// revision is durable. When another write changed what the decision read (the entry is refused
-// at apply, on every member alike), the write is decided again on the newer state, a few times
-// at most: an unconditional write then succeeds, a conditional one gets its own kConflict.
+// state machine (the state every member reaches at the same log index) after a read barrier
+// (RaftNode::ReadBarrier): this member has applied all that was committed when the read began,
+// so a read on a follower sees every write acknowledged before it (linearizable). Watches and
+// CurrentRevision are this member's own, without a barrier.
+//
+// A write is decided here by the object layer against this member's state (RecordingReader
+// notes what it read), proposed to the log through this member's RaftNode, and answered when
+// this member has applied it and its revision is durable. When another write changed what the
+// decision read (the entry is refused at apply, on every member alike), the write is decided
+// again on the newer state, a few times at most: an unconditional write then succeeds, a
+// conditional one gets its own kConflict. A decision that writes nothing (an error such as
+// kNotFound or kConflict, or no change) is never answered from a state that may lag: it is made
+// again after a read barrier, and that answer stands. Dry runs decide after a barrier.
 #pragma once
 
 #include <functional>
@@ -44,12 +51,15 @@ class ReplicatedStore : public Store {
   using Decider = std::function<Result<std::vector<Change>>(ObjectReader& reader)>;
   using Applied = std::function<void(Result<std::vector<Change>>)>;
   // Decides, proposes, and calls `done` with the changes as applied here (with their
-  // revisions) once durable; decides again on an apply-time conflict.
-  void Replicate(Decider decide, Applied done, int attempt = 1);
+  // revisions) once durable; decides again on an apply-time conflict, and after a read barrier
+  // when the decision writes nothing and was not made after one (`confirmed`).
+  void Replicate(Decider decide, Applied done, int attempt = 1, bool confirmed = false);
   Result<std::vector<Change>> ReplicateAndWait(Decider decide);
   // One object's write; `prepare` is the object layer's decision for it.
   using Prepare = std::function<Result<std::optional<Change>>(ObjectReader&, Json* current)>;
   Result<Json> WriteOne(bool dry_run, const Prepare& prepare);
+  // Waits for RaftNode::ReadBarrier.
+  Status Barrier();
 
   RocksStateMachine& state_;
   RaftNode& node_;

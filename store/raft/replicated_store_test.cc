@@ -2,12 +2,14 @@
 // ReplicatedStore taking writes: metadata and generation as on one node, conditional writes and
 // their conflicts, racing unconditional writes that all land (decided again when another changed
 // what they read), racing conditional ones that never both win, transactions and dry runs,
-// finalizers, and a watch on one member that sees every member's writes, in order, with the
-// revisions every member gives them.
+// finalizers, a follower that lags reading and deciding only after catching up, and a watch on
+// one member that sees every member's writes, in order, with the revisions every member gives
+// them.
 #include "store/raft/replicated_store.h"
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
 #include "store/raft/testing/members.h"
@@ -154,6 +156,34 @@ TEST_F(ReplicatedStoreTest, FinalizersHoldADeleteOnEveryMember) {
   ASSERT_TRUE(put) << put.error().message();
   Settle();
   for (uint64_t id : {1, 2, 3}) EXPECT_FALSE(on(id).Get({"Service", "default", "held"})) << id;
+}
+
+// A follower that has not yet heard of a write acknowledged elsewhere: Loopback holds the
+// leader's messages to it until it has asked for a read barrier, then delivers them.
+TEST_F(ReplicatedStoreTest, ALaggingFollowerReadsAndDecidesOnlyAfterCatchingUp) {
+  const uint64_t leader = WaitLeader();
+  const uint64_t lagging = leader == 3 ? 2 : 3;
+  // It knows the leader (a follower that does not cannot ask it anything) but no more.
+  ASSERT_TRUE(testing::WaitFor([&] { return nodes_[lagging]->Leader() == leader; }, 5s));
+  auto lagged = [&](const std::string& name, auto op) {
+    transport_.Hold(lagging);
+    Json svc = Svc(name, 1);
+    svc["metadata"]["finalizers"] = {"mentat.io/cleanup"};
+    EXPECT_TRUE(on(leader).Put(svc));
+    auto own = states_[lagging]->Find({"Service", "default", name});
+    EXPECT_TRUE(own && !own->has_value()) << "the follower already had " << name;
+    const int asked = transport_.Sent(testing::kMsgReadIndex);
+    auto result = std::async(std::launch::async, op);
+    EXPECT_TRUE(testing::WaitFor([&] { return transport_.Sent(testing::kMsgReadIndex) > asked; }, 5s))
+        << "the follower answered from its own state without asking the leader";
+    transport_.Release(lagging);
+    return result.get();
+  };
+  auto got = lagged("read", [&] { return on(lagging).Get({"Service", "default", "read"}); });
+  EXPECT_TRUE(got) << got.error().message();
+  auto marked = lagged("deleted", [&] { return on(lagging).Delete({"Service", "default", "deleted"}); });
+  ASSERT_TRUE(marked) << marked.error().message();
+  EXPECT_TRUE((*marked)["metadata"].contains("deletionTimestamp"));
 }
 
 TEST_F(ReplicatedStoreTest, AWatchOnOneMemberSeesEveryMembersWritesInOrder) {

@@ -20,12 +20,35 @@
 
 namespace mentat::raft::testing {
 
+// raftpb.MessageType of a follower's read request on its way to the leader.
+inline constexpr uint32_t kMsgReadIndex = 15;
+
 class Loopback : public RaftTransport {
  public:
   void Send(RaftMessage m) override {
     std::lock_guard<std::mutex> lock(mu_);
+    ++sent_[m.type];
+    if (held_.count(m.to)) return held_[m.to].push_back(std::move(m.bytes));
     auto it = nodes_.find(m.to);
     if (it != nodes_.end()) it->second->Receive(std::move(m.bytes));
+  }
+  // Messages to `id` are kept, in order, until Release(id) delivers them: a member that lags.
+  void Hold(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_[id];
+  }
+  void Release(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto held = std::move(held_[id]);
+    held_.erase(id);
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) return;
+    for (auto& bytes : held) it->second->Receive(std::move(bytes));
+  }
+  // How many messages of raftpb type `type` were sent (held ones included).
+  int Sent(uint32_t type) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sent_[type];
   }
   void Attach(uint64_t id, RaftNode* n) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -39,6 +62,8 @@ class Loopback : public RaftTransport {
  private:
   std::mutex mu_;
   std::map<uint64_t, RaftNode*> nodes_;
+  std::map<uint64_t, std::vector<std::string>> held_;
+  std::map<uint32_t, int> sent_;
 };
 
 inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
