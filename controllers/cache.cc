@@ -19,7 +19,8 @@ void ObjectCache::AddKind(const std::string& kind) {
 
 Status ObjectCache::Fill(Store* store) {
   for (const auto& kind : kinds_) {
-    MT_ASSIGN_OR_RETURN(auto list, store->List(kind, {}));
+    // This member's own state, as the watch that keeps the cache goes on from it.
+    MT_ASSIGN_OR_RETURN(auto list, store->List(kind, {.local = true}));
     std::set<std::string> listed;
     std::unique_lock<std::shared_mutex> lock(mu_);
     for (auto& obj : list.items) {

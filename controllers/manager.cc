@@ -162,12 +162,16 @@ void ControllerManager::RunPeriodic() {
     size_t next = std::min_element(due.begin(), due.end()) - due.begin();
     if (periodic_cv_.wait_until(lock, due[next], [this] { return periodic_stop_; })) return;
     lock.unlock();
-    if (gate_->MayWrite()) {
+    const bool may = gate_->MayWrite();
+    if (may) {
       spdlog::debug("controllers: running {}", periodic_[next].name);
       periodic_[next].run();
     }
     lock.lock();
-    due[next] = Clock::now() + periodic_[next].interval;
+    // One skipped because this server may not write is due again when it may: a new leader
+    // runs it then, not an interval later.
+    due[next] = Clock::now() + (may ? Clock::duration(periodic_[next].interval)
+                                    : std::min<Clock::duration>(periodic_[next].interval, opts_.leader_recheck));
   }
 }
 

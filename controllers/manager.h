@@ -25,7 +25,8 @@ namespace mentat {
 
 struct ControllerManagerOptions {
   int workers_per_controller = 2;
-  // How soon a key that came up while this server might not write is looked at again.
+  // How soon a key, or a periodic runnable, that came up while this server might not write is
+  // looked at again.
   std::chrono::milliseconds leader_recheck{1000};
 };
 

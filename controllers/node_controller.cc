@@ -31,7 +31,8 @@ std::vector<std::string> NodeController::KeysFor(const WatchEvent& ev) {
 }
 
 Result<std::vector<std::string>> NodeController::AllKeys() {
-  MT_ASSIGN_OR_RETURN(auto list, store_->List("Node", {}));
+  // Which keys to look at (each reconcile reads its own): this member's state does.
+  MT_ASSIGN_OR_RETURN(auto list, store_->List("Node", {.local = true}));
   std::vector<std::string> keys;
   for (const auto& n : list.items) keys.push_back(NameOf(n));
   return keys;

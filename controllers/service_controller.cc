@@ -34,7 +34,8 @@ Result<std::vector<std::string>> ServiceController::AllKeys() {
     for (const auto& s : cache_->List("Service")) keys.push_back(NamespaceOf(*s) + "/" + NameOf(*s));
     return keys;
   }
-  MT_ASSIGN_OR_RETURN(auto list, store_->List("Service", {}));
+  // Which keys to look at (each reconcile reads its own): this member's state does.
+  MT_ASSIGN_OR_RETURN(auto list, store_->List("Service", {.local = true}));
   std::vector<std::string> keys;
   for (const auto& s : list.items) keys.push_back(NamespaceOf(s) + "/" + NameOf(s));
   return keys;

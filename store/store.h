@@ -40,6 +40,10 @@ struct ListOptions {
   size_t limit = 0;            // 0 = everything
   std::string continue_token;  // from the previous page's ListResult
   bool raw = false;            // fill raw_items (stored JSON text) instead of items
+  // A replicated store answers from this member's state without a read barrier: it may lag
+  // what other members acknowledged (a follower's ?consistency=local; a cache that this
+  // member's own watch keeps current). One store alone is never behind.
+  bool local = false;
 };
 
 struct ListResult {

@@ -49,6 +49,8 @@ struct ApiServerOptions {
   std::function<std::vector<Metrics::Sample>()> metrics;
   // Produces a consistent snapshot for GET /v1/snapshot.
   std::function<Result<std::string>()> snapshot;
+  // GET /v1/cluster: the control plane's members and leader (ServerBackend::ClusterStatus).
+  std::function<Json()> cluster;
   // /v1/artifacts: app rootfs archives uploaded by `mt apply`. nullptr: none are stored (503).
   ArtifactStore* artifacts = nullptr;
   // The NamespacePolicy of namespaces no stored one names (apis/namespace_policy.h).

@@ -21,6 +21,11 @@ void ApiServer::AdminRoutes() {
     res.body = std::move(*text);
     res.content_type = "application/x-ndjson";
   });
+  // The control plane: any role may read it, as `mt cluster status` does.
+  Get("/v1/cluster", [this](const HttpRequest&, HttpResponse& res, const Principal&) {
+    if (!opts_.cluster) return SendError(res, Error(Code::kUnavailable, "cluster status is not available"));
+    SendJson(res, 200, opts_.cluster());
+  });
   // Tokens: admin only. A new token is in the response once and never again.
   Get("/v1/tokens", [this](const HttpRequest&, HttpResponse& res, const Principal& who) {
     ListTokens(res, who);

@@ -30,6 +30,35 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   return std::make_pair(host.empty() ? std::string("127.0.0.1") : host, port);
 }
 
+// The cluster flags: every member parsed, this one found, its peer address defaulted.
+Status ResolveClusterFlags(ServerFlags& f) {
+  if (f.initial_cluster.empty()) {
+    if (!f.peer_listen.empty()) return InvalidArgument("--peer-listen needs --initial-cluster");
+    return {};
+  }
+  MT_ASSIGN_OR_RETURN(f.cluster, raft::ParseInitialCluster(f.initial_cluster));
+  if (f.name.empty()) {
+    return InvalidArgument("--initial-cluster needs --name: which of its members this server is");
+  }
+  MT_ASSIGN_OR_RETURN(raft::ClusterMemberSpec self, raft::FindMember(f.cluster, f.name));
+  if (f.peer_listen.empty()) f.peer_listen = self.peer_address;
+  // Peer traffic is neither encrypted nor authenticated yet (TLS with a cluster CA comes
+  // first): anyone who reaches a peer port could join the log.
+  auto refuse_remote = [](const std::string& flag, const std::string& address) -> Status {
+    auto colon = address.rfind(':');
+    if (IsLoopbackHost(address.substr(0, colon))) return {};
+    return InvalidArgument(flag + ": " + address + " is not a loopback address; peer traffic is "
+                           "not yet encrypted or authenticated, so members listen on and reach "
+                           "127.0.0.0/8 only for now (a cluster on one machine)");
+  };
+  for (const auto& m : f.cluster) {
+    MT_RETURN_IF_ERROR(refuse_remote("--initial-cluster (member " + m.name + ")", m.peer_address));
+  }
+  MT_RETURN_IF_ERROR(refuse_remote("--peer-listen", f.peer_listen));
+  if (f.node_name.empty()) f.node_name = f.name;
+  return {};
+}
+
 }  // namespace
 
 void AddServerFlags(CLI::App& app, ServerFlags& f) {
@@ -40,7 +69,18 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
                  "where the store (and, with --dev, the agent) keeps its data")
       ->capture_default_str();
   app.add_option("--listen", f.listen, "HOST:PORT to serve the API on")->capture_default_str();
-  app.add_option("--node-name", f.node_name, "name of the in-process agent's node (--dev)");
+  app.add_option("--node-name", f.node_name,
+                 "name of the in-process agent's node (--dev; default: --name, else the host's)");
+  app.add_option("--name", f.name, "this server's member name in --initial-cluster");
+  app.add_option("--peer-listen", f.peer_listen,
+                 "HOST:PORT for the other members' Raft traffic (default: this member's address "
+                 "in --initial-cluster)");
+  app.add_option("--initial-cluster", f.initial_cluster,
+                 "every member of a replicated control plane, this one included, as "
+                 "NAME=HOST:PORT,... (their peer addresses); the same list on every member");
+  app.add_option("--cluster-name", f.cluster_name,
+                 "the cluster's name: peers that name another are refused")
+      ->capture_default_str();
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -179,7 +219,7 @@ Status ResolveServerFlags(ServerFlags& f) {
         f.listen);
   }
   if (f.data_dir.empty()) f.data_dir = f.dev ? ".mentat" : "/var/lib/mentat/state";
-  return {};
+  return ResolveClusterFlags(f);
 }
 
 Status CheckServingFlags(ServerFlags& f) {

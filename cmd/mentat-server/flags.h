@@ -12,6 +12,7 @@
 #include "apis/server/connection_limits.h"
 #include "cmd/mentat-agent/artifact_flags.h"
 #include "controllers/registry.h"
+#include "store/raft/cluster_config.h"
 
 namespace mentat {
 
@@ -20,6 +21,11 @@ struct ServerFlags {
   std::string data_dir;
   std::string listen = "127.0.0.1:4646";
   std::string node_name;
+  // A replicated control plane: this server's member name, its peer port, and every member.
+  std::string name;
+  std::string peer_listen;
+  std::string initial_cluster;
+  std::string cluster_name = "mentat";
   std::string log_level = "info";
   std::string restore;
   std::string snapshot_dir;
@@ -52,6 +58,7 @@ struct ServerFlags {
   ArtifactFlags agent_artifact_flags;
 
   // Resolved by ResolveServerFlags.
+  std::vector<raft::ClusterMemberSpec> cluster;  // empty: this server alone
   NodeLifecycleOptions lifecycle;
   std::chrono::seconds artifact_grace_seconds{3600};
   ArtifactLimits agent_artifacts;

@@ -14,40 +14,18 @@
 #include "apis/artifacts/store.h"
 #include "apis/security_profile.h"
 #include "apis/server/api_server.h"
+#include "cmd/mentat-server/backend.h"
 #include "cmd/mentat-server/flags.h"
 #include "cmd/mentat-server/maintenance.h"
 #include "controllers/events.h"
 #include "controllers/manager.h"
 #include "controllers/registry.h"
 #include "runtimes/agent/agent.h"
-#include "store/local_store.h"
 #include "store/snapshot.h"
 
 using namespace mentat;
 
 namespace {
-
-// The store, once no other process holds it: a server started right after another one on the
-// same data directory was told to stop (a restart) waits for that one to let go, rather than
-// failing while it closes its store.
-Result<LocalStorePtr> OpenStoreWhenFree(const StateMachineOptions& so,
-                                                      std::chrono::seconds patience) {
-  const auto deadline = std::chrono::steady_clock::now() + patience;
-  bool said = false;
-  while (true) {
-    auto store = OpenLocalStore(so);
-    if (store || store.error().code() != Code::kUnavailable ||
-        std::chrono::steady_clock::now() >= deadline) {
-      return store;
-    }
-    if (!said) {
-      spdlog::info("store {} is in use by another process (a server still stopping?); waiting up "
-                   "to {} s for it", so.dir, patience.count());
-      said = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // pacing between attempts
-  }
-}
 
 // Blocks the stop signals in every thread (main waits for them with sigwait, and they are
 // returned), ignores SIGPIPE, and raises the open-file limit: every connection and watch
@@ -135,9 +113,21 @@ Result<std::unique_ptr<Agent>> StartDevAgent(const ServerFlags& f, const std::st
   return agent;
 }
 
+// The built-in security profiles exist from the start; an operator's edits to them stay.
+Status EnsureBuiltinProfiles(Store& store) {
+  for (const auto& profile : BuiltinProfiles()) {
+    WriteOptions create;
+    create.create_only = true;
+    auto st = store.Put(profile, create);
+    if (!st && st.error().code() != Code::kAlreadyExists) return std::unexpected(st.error());
+  }
+  return {};
+}
+
 // Every registered controller, and the server's maintenance as periodic runnables.
-void AddControllers(ControllerManager& controllers, const ServerFlags& f, LocalStore* store,
+void AddControllers(ControllerManager& controllers, const ServerFlags& f, ServerBackend& backend,
                     ArtifactStore* artifacts) {
+  Store* store = &backend.store();
   ControllerContext ctx;
   ctx.store = store;
   ctx.cache = controllers.cache();
@@ -145,13 +135,24 @@ void AddControllers(ControllerManager& controllers, const ServerFlags& f, LocalS
   for (auto& r : ControllerRegistry::Global().MakeAll(ctx)) controllers.Add(std::move(r));
   // Compaction, artifact GC and event expiry share one interval and run in that order.
   std::chrono::seconds maintenance_interval(f.compaction_interval);
-  controllers.AddPeriodic(CompactionRunnable(&store->compactor(), maintenance_interval));
+  controllers.AddPeriodic(CompactionRunnable(&backend.compactor(), maintenance_interval));
   controllers.AddPeriodic(ArtifactGcRunnable(store, artifacts, f.artifact_grace_seconds,
                                              maintenance_interval));
   controllers.AddPeriodic(EventExpiryRunnable(store, std::chrono::seconds(f.event_ttl),
                                               maintenance_interval));
+  if (!f.cluster.empty()) {
+    // In a cluster, the leader makes the built-in profiles, once it leads (alone, the server
+    // made them before serving); until it succeeded, every interval is a retry.
+    auto made = std::make_shared<bool>(false);
+    controllers.AddPeriodic({"builtin-profiles", maintenance_interval, /*run_at_start=*/true, [store, made] {
+      if (*made) return;
+      auto st = EnsureBuiltinProfiles(*store);
+      if (!st) spdlog::warn("the built-in security profiles could not be written yet: {}", st.error().message());
+      *made = st.has_value();
+    }});
+  }
   if (!f.snapshot_dir.empty()) {
-    controllers.AddPeriodic(SnapshotRunnable(&store->snapshotter(), f.snapshot_dir, f.snapshot_keep,
+    controllers.AddPeriodic(SnapshotRunnable(&backend.snapshotter(), f.snapshot_dir, f.snapshot_keep,
                                              std::chrono::seconds(f.snapshot_interval)));
   }
 }
@@ -197,16 +198,12 @@ int main(int argc, char** argv) {
     spdlog::warn("--unsafe-no-fsync: writes are acknowledged before they are durable");
     so.sync = false;
   }
-  auto store = OpenStoreWhenFree(so, std::chrono::seconds(30));
-  if (!store) return Fail(store.error());
-
-  // The built-in security profiles exist from the start; an operator's edits to them stay.
-  for (const auto& profile : BuiltinProfiles()) {
-    WriteOptions create;
-    create.create_only = true;
-    auto st = (*store)->Put(profile, create);
-    if (!st && st.error().code() != Code::kAlreadyExists) return Fail(st.error());
+  auto backend = OpenBackend(f, so, std::chrono::seconds(30));
+  if (!backend) return Fail(backend.error());
+  if (f.cluster.empty()) {
+    if (auto st = EnsureBuiltinProfiles((*backend)->store()); !st) return Fail(st.error());
   }
+  Store* store = &(*backend)->store();
 
   auto artifacts = ArtifactStore::Open(f.data_dir + "/artifacts", uint64_t(f.max_artifact_mb) << 20);
   if (!artifacts) return Fail(artifacts.error());
@@ -231,15 +228,16 @@ int main(int argc, char** argv) {
   ao.tls_cert = f.tls_cert;
   ao.tls_key = f.tls_key;
   ao.default_policy = *BuiltinPolicy(f.default_policy);
-  ao.snapshot = [s = &(*store)->snapshotter()]() { return SnapshotText(*s, nullptr); };
+  ao.snapshot = [s = &(*backend)->snapshotter()]() { return SnapshotText(*s, nullptr); };
+  ao.cluster = [b = backend->get()] { return b->ClusterStatus(); };
 
-  ControllerManager controllers(store->get());
-  ao.metrics = [&controllers, c = &(*store)->compactor()] { return ControllerMetrics(controllers, *c); };
-  ApiServer api(store->get(), ao);
+  ControllerManager controllers(store, (*backend)->gate());
+  ao.metrics = [&controllers, c = &(*backend)->compactor()] { return ControllerMetrics(controllers, *c); };
+  ApiServer api(store, ao);
   auto bound = api.Start();
   if (!bound) return Fail(bound.error());
 
-  AddControllers(controllers, f, store->get(), artifacts->get());
+  AddControllers(controllers, f, **backend, artifacts->get());
   if (auto st = controllers.Start(); !st) return Fail(st.error());
 
   std::unique_ptr<Agent> agent;
@@ -250,8 +248,10 @@ int main(int argc, char** argv) {
     if (!a) return Fail(a.error());
     agent = std::move(*a);
   }
-  spdlog::info("mentat-server listening on {} (store {} at revision {}{})", url, so.dir,
-               (*store)->CurrentRevision(),
+  spdlog::info("mentat-server listening on {} (store {} at revision {}{}{})", url, so.dir,
+               store->CurrentRevision(),
+               f.cluster.empty() ? "" : ", member " + f.name + " of " + std::to_string(f.cluster.size()) +
+                                            " with its peer port on " + f.peer_listen,
                f.dev ? ", dev mode with local agent on node " + agent->node_name() : "");
 
   int sig = 0;
@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
                strsignal(sig));
   if (agent) agent->Stop();
   controllers.Stop();
-  (*store)->CloseWatchers();
+  (*backend)->Close();
   api.Stop();
   return 0;
 }

@@ -53,6 +53,7 @@ Command AddRolloutCommand(CLI::App& app);
 Command AddCompletionCommand(CLI::App& app);  // completes `app`'s commands
 Command AddConfigCommand(CLI::App& app);
 Command AddSnapshotCommand(CLI::App& app);
+Command AddClusterCommand(CLI::App& app);
 Command AddBaseCommand(CLI::App& app);
 Command AddVersionCommand(CLI::App& app);
 Command AddSchemaCommand(CLI::App& app);

@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
       AddNodesCommand(app),   AddDescribeCommand(app), AddLogsCommand(app),
       AddExecCommand(app),    AddDeleteCommand(app),   AddDiffCommand(app),
       AddWaitCommand(app),    AddRolloutCommand(app),  AddCompletionCommand(app),
-      AddConfigCommand(app),  AddSnapshotCommand(app), AddBaseCommand(app),
+      AddConfigCommand(app),  AddSnapshotCommand(app), AddClusterCommand(app),
+      AddBaseCommand(app),
       AddVersionCommand(app), AddSchemaCommand(app),
   };
 

@@ -346,6 +346,17 @@ void PeerTransport::DropQueued(Link* l) {
   if (n) ReportUnreachable(l->id);
 }
 
+namespace {
+
+// The peer never writes on a connection this member dialed: readable means it closed it (or
+// sent what it must not).
+bool ClosedByPeer(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+}  // namespace
+
 int PeerTransport::Dial(Link* l) {
   auto sa = ParseAddress(l->address);
   if (!sa) {
@@ -388,8 +399,7 @@ void PeerTransport::WriteLoop(Link* l) {
   auto backoff = std::chrono::milliseconds(50);
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(l->mu);
-      l->cv.wait(lock, [&] { return l->closing || !l->queue.empty(); });
+      std::lock_guard<std::mutex> lock(l->mu);
       if (l->closing) return;
     }
     int fd = Dial(l);
@@ -415,8 +425,13 @@ void PeerTransport::WriteLoop(Link* l) {
     while (ok) {
       {
         std::unique_lock<std::mutex> lock(l->mu);
-        l->cv.wait(lock, [&] { return l->closing || !l->queue.empty(); });
+        l->cv.wait_for(lock, opts_.idle_check, [&] { return l->closing || !l->queue.empty(); });
         if (l->closing) break;
+        if (l->queue.empty()) {
+          lock.unlock();
+          ok = !ClosedByPeer(fd);
+          continue;
+        }
       }
       ok = Flush(l, fd);
     }

@@ -8,7 +8,10 @@
 // opaque here (RaftNode::Receive takes them). A frame over `max_message` closes the connection.
 //
 // Sending never blocks on the network. Each peer has a queue and a writer thread that connects
-// (with backoff), writes whatever is queued in one go, and reconnects after an error. A peer that
+// as soon as the peer is added (with backoff), keeps the connection open, writes whatever is
+// queued in one go, and reconnects after an error or when the peer closed the connection
+// (checked every `idle_check` while idle): Stats().connected says whether this member reaches
+// the peer now, even when Raft has nothing to send it (a follower to another follower). A peer that
 // cannot be reached, or that falls `max_queue` messages behind, loses the queued messages and is
 // reported unreachable: Raft retransmits, and the leader probes a peer reported so instead of
 // streaming to it. A write that stalls (a stopped peer) gives up after `write_timeout`.
@@ -45,6 +48,8 @@ struct PeerTransportOptions {
   std::chrono::milliseconds write_timeout{5000};
   // A dialed connection must send its hello within this.
   std::chrono::milliseconds hello_timeout{5000};
+  // How often an idle connection is checked for the peer having closed it.
+  std::chrono::milliseconds idle_check{500};
 };
 
 // Counters of one peer's outgoing side, for status and tests.

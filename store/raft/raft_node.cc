@@ -187,6 +187,7 @@ Status RaftNode::HandleReady(RaftReady& rd) {
     leader_ = rd.soft_state->first;
     is_leader_ = rd.soft_state->second == RaftRole::kLeader;
   }
+  if (rd.soft_state && opts_.on_leader_change) opts_.on_leader_change();
   MT_RETURN_IF_ERROR(log_.Save(rd, rd.must_sync));
   if (rd.snapshot) {
     // Installing a leader's state from a snapshot is not built yet: say so loudly.

@@ -46,6 +46,9 @@ struct RaftNodeOptions {
   int heartbeat_ticks = 1;
   std::chrono::milliseconds proposal_timeout{5000};
   std::chrono::milliseconds read_retry{300};
+  // Called on the node's thread when the known leader or this node's role changes. It must not
+  // block nor call into the node (it may signal a thread that does).
+  std::function<void()> on_leader_change;
 };
 
 // The outcome of a proposal as its own node applied it: the changes with their revisions.

@@ -21,7 +21,7 @@ Result<Json> ReplicatedStore::Get(const ObjectKey& key) {
 }
 
 Result<ListResult> ReplicatedStore::List(const std::string& kind, const ListOptions& opts) {
-  MT_RETURN_IF_ERROR(Barrier());
+  if (!opts.local) MT_RETURN_IF_ERROR(Barrier());
   return state_.List(kind, opts);
 }
 

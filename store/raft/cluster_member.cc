@@ -1,0 +1,125 @@
+#include "store/raft/cluster_member.h"
+
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
+namespace mentat::raft {
+namespace {
+
+std::string Hex(uint64_t id) {
+  std::ostringstream out;
+  out << std::hex << id;
+  return out.str();
+}
+
+// The library's lines ("LEVEL message") at their level.
+void LogRaftLines(const std::string& lines, const std::string& member) {
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);) {
+    auto space = line.find(' ');
+    std::string level = line.substr(0, space);
+    std::string msg = space == std::string::npos ? "" : line.substr(space + 1);
+    if (level == "error") {
+      spdlog::error("raft {}: {}", member, msg);
+    } else if (level == "warning") {
+      spdlog::warn("raft {}: {}", member, msg);
+    } else {
+      spdlog::info("raft {}: {}", member, msg);
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions opts) {
+  MT_ASSIGN_OR_RETURN(ClusterMemberSpec self, FindMember(opts.members, opts.name));
+  std::unique_ptr<ClusterMember> m(new ClusterMember(std::move(opts)));
+  m->id_ = self.id;
+  MT_ASSIGN_OR_RETURN(m->state_, RocksStateMachine::Open(m->opts_.state));
+
+  PeerTransportOptions to;
+  to.self = self.id;
+  to.cluster = m->opts_.cluster;
+  to.listen = m->opts_.peer_listen.empty() ? self.peer_address : m->opts_.peer_listen;
+  MT_ASSIGN_OR_RETURN(m->transport_, PeerTransport::Start(to));
+  for (const auto& peer : m->opts_.members) {
+    if (peer.id != self.id) m->transport_->AddPeer(peer.id, peer.peer_address);
+  }
+
+  RaftNodeOptions ro = m->opts_.raft;
+  ro.id = self.id;
+  ro.bootstrap_peers.clear();
+  for (const auto& peer : m->opts_.members) ro.bootstrap_peers.push_back(peer.id);
+  ro.on_leader_change = [raw = m.get()] {
+    std::lock_guard<std::mutex> lock(raw->mu_);
+    raw->leadership_changed_ = true;
+    raw->wake_.notify_all();
+  };
+  MT_ASSIGN_OR_RETURN(m->node_, RaftNode::Start(ro, *m->state_, *m->transport_));
+  m->transport_->SetHandlers([n = m->node_.get()](std::string msg) { n->Receive(std::move(msg)); },
+                             [n = m->node_.get()](uint64_t peer) { n->ReportUnreachable(peer); });
+  m->store_ = std::make_unique<ReplicatedStore>(*m->state_, *m->node_);
+  m->thread_ = std::thread([raw = m.get()] { raw->Loop(); });
+  return m;
+}
+
+ClusterMember::~ClusterMember() { Stop(); }
+
+void ClusterMember::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (transport_) transport_->SetHandlers(nullptr, nullptr);
+  if (node_) node_->Stop();
+  if (transport_) transport_->Stop();
+  if (state_) state_->CloseWatchers();
+  if (node_) LogRaftLines(node_->TakeLogs(), opts_.name);
+}
+
+void ClusterMember::Loop() {
+  bool leader = false;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || leadership_changed_; });
+      if (stopping_) return;
+      leadership_changed_ = false;
+    }
+    LogRaftLines(node_->TakeLogs(), opts_.name);
+    bool now = node_->IsLeader();
+    if (now == leader) continue;
+    leader = now;
+    spdlog::info("cluster member {} {} the leadership", opts_.name, leader ? "took" : "lost");
+  }
+}
+
+Json ClusterMember::Status() {
+  Json raft = node_->StatusJson();
+  const uint64_t leader = node_->Leader();
+  const bool leading = leader == id_;
+  Json members = Json::array();
+  std::string leader_name;
+  for (const auto& m : opts_.members) {
+    if (m.id == leader) leader_name = m.name;
+    Json j = {{"name", m.name},
+              {"peerURL", m.peer_address},
+              {"role", m.id == leader ? "leader" : "follower"},
+              {"voter", true}};
+    if (m.id == id_) {
+      j["applied"] = state_->AppliedIndex();
+      j["healthy"] = true;
+    } else {
+      Json progress = raft.value("/progress"_json_pointer, Json::object());
+      j["applied"] = leading && progress.contains(Hex(m.id)) ? progress[Hex(m.id)]["match"] : Json();
+      j["healthy"] = transport_->Stats(m.id).connected;
+    }
+    members.push_back(std::move(j));
+  }
+  return {{"leader", leader_name}, {"term", raft.value("term", 0)}, {"members", members}};
+}
+
+}  // namespace mentat::raft

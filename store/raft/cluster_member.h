@@ -1,0 +1,74 @@
+// ClusterMember: this server as one member of a replicated control plane. It owns the member's
+// RocksDB (state and Raft log), its peer port (PeerTransport), its RaftNode, and the
+// ReplicatedStore the API server and controllers use. A thread of its own logs the library's
+// lines and each change of leadership into the server's log.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/raft/cluster_config.h"
+#include "store/raft/peer_transport.h"
+#include "store/raft/raft_node.h"
+#include "store/raft/replicated_store.h"
+
+namespace mentat::raft {
+
+struct ClusterMemberOptions {
+  std::string name;                         // this member's, among `members`
+  std::vector<ClusterMemberSpec> members;   // the initial cluster, this one included
+  std::string peer_listen;                  // host:port; "" = this member's own address
+  std::string cluster = "mentat";           // peers from another cluster are refused
+  StateMachineOptions state;                // the member's RocksDB
+  RaftNodeOptions raft;                     // id and bootstrap_peers come from `members`
+};
+
+class ClusterMember {
+ public:
+  // Opens the member's store (kUnavailable when another process holds it), listens on its
+  // peer port, and starts its Raft node: a new cluster's members bootstrap from `members`; a
+  // member with a log on disk goes on from it.
+  static Result<std::unique_ptr<ClusterMember>> Start(ClusterMemberOptions opts);
+  ~ClusterMember();  // Stop()s
+
+  Store& store() { return *store_; }
+  RocksStateMachine& state() { return *state_; }
+  RaftNode& node() { return *node_; }
+  const std::string& name() const { return opts_.name; }
+  bool IsLeader() { return node_->IsLeader(); }
+
+  // GET /v1/cluster: {"leader": NAME ("" while none is known), "term", "members": [{"name",
+  // "peerURL", "role": leader|follower, "voter", "applied", "healthy"}]}. "applied" is exact for
+  // this member; for the others it is what the leader knows (the index their log matches), so
+  // a follower reports null for them. "healthy": this member reaches that one's peer port.
+  Json Status();
+
+  // Stops the leadership thread, the node (what waits on it fails with kUnavailable), the peer
+  // port, and closes the watches. Idempotent.
+  void Stop();
+
+ private:
+  explicit ClusterMember(ClusterMemberOptions opts) : opts_(std::move(opts)) {}
+  // The member's own thread: the library's log lines and leadership changes into the log.
+  void Loop();
+
+  ClusterMemberOptions opts_;
+  uint64_t id_ = 0;
+  std::unique_ptr<RocksStateMachine> state_;
+  std::unique_ptr<PeerTransport> transport_;
+  std::unique_ptr<RaftNode> node_;
+  std::unique_ptr<ReplicatedStore> store_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool leadership_changed_ = false;
+  std::thread thread_;
+};
+
+}  // namespace mentat::raft
