@@ -73,19 +73,10 @@ Result<Json> Decode(const httplib::Result& res, const httplib::Client& cli,
 
 }  // namespace
 
-ApiClient::ApiClient(std::string server, ClientOptions options)
-    : server_(std::move(server)), options_(std::move(options)) {}
-ApiClient::~ApiClient() = default;
+namespace {
 
-Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
-                                                     const std::string& token) {
-  ClientOptions o;
-  o.token = token;
-  return Create(server, o);
-}
-
-Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
-                                                     const ClientOptions& options) {
+// One address as Create takes it, normalized to scheme://host[:port].
+Result<std::string> NormalizeServer(const std::string& server) {
   std::string s = server;
   while (!s.empty() && s.back() == '/') s.pop_back();
   if (s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0) {
@@ -100,18 +91,85 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
   if (authority.empty() || authority.find_first_of("/?#") != std::string::npos) {
     return InvalidArgument("server address \"" + server + "\" must be scheme://host[:port]");
   }
+  return s;
+}
+
+// No connection was made: the request was not sent, so another server may take it.
+bool NotConnected(const httplib::Result& res) {
+  return !res && (res.error() == httplib::Error::Connection ||
+                  res.error() == httplib::Error::ConnectionTimeout);
+}
+
+}  // namespace
+
+ApiClient::ApiClient(std::vector<std::string> servers, ClientOptions options)
+    : servers_(std::move(servers)), options_(std::move(options)) {}
+ApiClient::~ApiClient() = default;
+
+Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
+                                                     const std::string& token) {
+  ClientOptions o;
+  o.token = token;
+  return Create(server, o);
+}
+
+Result<std::unique_ptr<ApiClient>> ApiClient::Create(const std::string& server,
+                                                     const ClientOptions& options) {
+  std::vector<std::string> servers;
+  for (size_t start = 0;;) {
+    size_t comma = server.find(',', start);
+    std::string one = server.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (one.empty() && (comma != std::string::npos || !servers.empty())) {
+      return InvalidArgument("server addresses \"" + server + "\": an empty one between commas");
+    }
+    MT_ASSIGN_OR_RETURN(std::string normalized, NormalizeServer(one));
+    servers.push_back(std::move(normalized));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
   if (!options.ca_file.empty()) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(options.ca_file, ec)) {
       return InvalidArgument("CA file " + options.ca_file + ": no such file");
     }
   }
-  return std::unique_ptr<ApiClient>(new ApiClient(s, options));
+  return std::unique_ptr<ApiClient>(new ApiClient(std::move(servers), options));
 }
 
-std::unique_ptr<httplib::Client> ApiClient::NewClient() const {
-  auto cli = std::make_unique<httplib::Client>(server_);
-  if (server_.rfind("https://", 0) == 0) {
+std::string ApiClient::servers() const {
+  std::string all;
+  for (const auto& s : servers_) all += (all.empty() ? "" : ",") + s;
+  return all;
+}
+
+void ApiClient::MoveOnFrom(const std::string& server) {
+  size_t at = current_.load();
+  if (servers_[at] != server) return;  // another request moved on already
+  current_.compare_exchange_strong(at, (at + 1) % servers_.size());
+}
+
+struct ApiClient::Sent {
+  std::unique_ptr<httplib::Client> cli;
+  std::string server;
+  httplib::Result res{std::unique_ptr<httplib::Response>(), httplib::Error::Unknown, httplib::Headers{}};
+};
+
+template <class Send>
+ApiClient::Sent ApiClient::SendToAny(Send send) {
+  Sent sent;
+  for (size_t tried = 0; tried < servers_.size(); ++tried) {
+    sent.server = server();
+    sent.cli = NewClient(sent.server);
+    sent.res = send(*sent.cli);
+    if (!NotConnected(sent.res)) break;
+    MoveOnFrom(sent.server);
+  }
+  return sent;
+}
+
+std::unique_ptr<httplib::Client> ApiClient::NewClient(const std::string& server) const {
+  auto cli = std::make_unique<httplib::Client>(server);
+  if (server.rfind("https://", 0) == 0) {
     cli->enable_server_certificate_verification(true);
     if (!options_.ca_file.empty()) cli->set_ca_cert_path(options_.ca_file.c_str());
   }
@@ -144,35 +202,36 @@ std::string ApiClient::Path(const std::string& plural, const std::string& name,
 
 Result<Json> ApiClient::Get(const std::string& plural, const std::string& name,
                             const RequestOptions& o) {
-  auto cli = NewClient();
-  return Decode(cli->Get(Path(plural, name, o)), *cli, server_);
+  auto s = SendToAny([&](httplib::Client& cli) { return cli.Get(Path(plural, name, o)); });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<Json> ApiClient::List(const std::string& plural, const RequestOptions& o) {
-  auto cli = NewClient();
-  return Decode(cli->Get(Path(plural, "", o)), *cli, server_);
+  auto s = SendToAny([&](httplib::Client& cli) { return cli.Get(Path(plural, "", o)); });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<Json> ApiClient::Put(const std::string& plural, const std::string& name,
                             const std::string& body, const RequestOptions& o) {
   bool json = !body.empty() && (body.front() == '{');
-  auto cli = NewClient();
-  return Decode(
-      cli->Put(Path(plural, name, o), body, json ? "application/json" : "application/yaml"), *cli,
-      server_);
+  auto s = SendToAny([&](httplib::Client& cli) {
+    return cli.Put(Path(plural, name, o), body, json ? "application/json" : "application/yaml");
+  });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<Json> ApiClient::PutStatus(const std::string& plural, const std::string& name,
                                   const Json& obj, const RequestOptions& o) {
-  auto cli = NewClient();
-  return Decode(cli->Put(Path(plural, name + "/status", o), obj.dump(), "application/json"), *cli,
-                server_);
+  auto s = SendToAny([&](httplib::Client& cli) {
+    return cli.Put(Path(plural, name + "/status", o), obj.dump(), "application/json");
+  });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<Json> ApiClient::Delete(const std::string& plural, const std::string& name,
                                const RequestOptions& o) {
-  auto cli = NewClient();
-  return Decode(cli->Delete(Path(plural, name, o)), *cli, server_);
+  auto s = SendToAny([&](httplib::Client& cli) { return cli.Delete(Path(plural, name, o)); });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<Json> ApiClient::Apply(const Json& documents, bool dry_run, const std::string& ns) {
@@ -192,34 +251,37 @@ Result<Json> ApiClient::Apply(const Json& documents, const ApplyOptions& a) {
     extra = "applyset=" + httplib::detail::encode_query_param(a.applyset);
   }
   if (a.prune) extra += std::string(extra.empty() ? "" : "&") + "prune=true";
-  auto cli = NewClient();
-  return Decode(cli->Post(Path("apply", "", o, extra), body.dump(), "application/json"), *cli,
-                server_);
+  auto s = SendToAny([&](httplib::Client& cli) {
+    return cli.Post(Path("apply", "", o, extra), body.dump(), "application/json");
+  });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<Json> ApiClient::PostRaw(const std::string& path, const std::string& body,
                                const std::string& content_type) {
-  auto cli = NewClient();
-  return Decode(cli->Post(path, body, content_type), *cli, server_);
+  auto s = SendToAny([&](httplib::Client& cli) { return cli.Post(path, body, content_type); });
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Result<std::string> ApiClient::GetRaw(const std::string& path) {
-  auto cli = NewClient();
-  cli->set_read_timeout(300, 0);
-  auto res = cli->Get(path);
-  if (!res) {
+  auto s = SendToAny([&](httplib::Client& cli) {
+    cli.set_read_timeout(300, 0);
+    return cli.Get(path);
+  });
+  if (!s.res) {
     return std::unexpected(
-        TransportError(*cli, res.error(), server_, "cannot reach the Mentat server at"));
+        TransportError(*s.cli, s.res.error(), s.server, "cannot reach the Mentat server at"));
   }
-  if (res->status != 200) return std::unexpected(Error::FromJson(res->status, res->body));
-  return res->body;
+  if (s.res->status != 200) return std::unexpected(Error::FromJson(s.res->status, s.res->body));
+  return s.res->body;
 }
 
 Status ApiClient::GetStream(const std::string& path,
                             const std::function<bool(const char*, size_t)>& on_data,
                             const std::atomic<bool>* stop,
                             std::map<std::string, std::string>* response_headers) {
-  auto cli = NewClient();
+  const std::string server = this->server();
+  auto cli = NewClient(server);
   cli->set_read_timeout(60, 0);
   int status = 0;
   std::string error_body;
@@ -242,19 +304,20 @@ Status ApiClient::GetStream(const std::string& path,
       });
   if (stop && stop->load()) return {};
   if (status != 0 && status != 200) return std::unexpected(Error::FromJson(status, error_body));
+  if (NotConnected(res)) MoveOnFrom(server);  // the caller's retry goes to the next one
   if (!res && res.error() != httplib::Error::Canceled) {
-    return Unavailable("cannot reach " + server_ + ": " + httplib::to_string(res.error()));
+    return Unavailable("cannot reach " + server + ": " + httplib::to_string(res.error()));
   }
   return {};
 }
 
 Result<std::optional<uint64_t>> ApiClient::StatArtifact(const std::string& digest,
                                                         uint64_t* max_bytes) {
-  auto cli = NewClient();
-  auto res = cli->Head("/v1/artifacts/" + digest);
+  auto s = SendToAny([&](httplib::Client& cli) { return cli.Head("/v1/artifacts/" + digest); });
+  const auto& res = s.res;
   if (!res) {
     return std::unexpected(
-        TransportError(*cli, res.error(), server_, "cannot reach the Mentat server at"));
+        TransportError(*s.cli, res.error(), s.server, "cannot reach the Mentat server at"));
   }
   if (max_bytes) {
     *max_bytes = 0;
@@ -267,7 +330,7 @@ Result<std::optional<uint64_t>> ApiClient::StatArtifact(const std::string& diges
   if (res->status != 200) {
     // A HEAD answer has no body to say why: the status must do.
     Error e = Error::FromJson(res->status, "");
-    return std::unexpected(Error(e.code(), "HEAD /v1/artifacts/" + digest + " on " + server_ +
+    return std::unexpected(Error(e.code(), "HEAD /v1/artifacts/" + digest + " on " + s.server +
                                                " answered HTTP " + std::to_string(res->status) +
                                                " (" + e.Reason() + ")"));
   }
@@ -284,11 +347,11 @@ Result<Json> ApiClient::PutArtifact(const std::string& digest, const std::string
     ::close(fd);
     return ErrnoError("stat " + path, err);
   }
-  auto cli = NewClient();
-  // The server fsyncs all of it before it answers.
-  cli->set_read_timeout(300, 0);
   std::string read_error;
-  auto res = cli->Put(
+  auto s = SendToAny([&](httplib::Client& cli) {
+    // The server fsyncs all of it before it answers.
+    cli.set_read_timeout(300, 0);
+    return cli.Put(
       "/v1/artifacts/" + digest, static_cast<size_t>(st.st_size),
       [&](size_t offset, size_t length, httplib::DataSink& sink) {
         char buf[1 << 16];
@@ -300,9 +363,10 @@ Result<Json> ApiClient::PutArtifact(const std::string& digest, const std::string
         return sink.write(buf, static_cast<size_t>(n));
       },
       "application/octet-stream");
+  });
   ::close(fd);
   if (!read_error.empty()) return Internal("reading " + path + ": " + read_error);
-  return Decode(res, *cli, server_);
+  return Decode(s.res, *s.cli, s.server);
 }
 
 Status ApiClient::GetArtifact(const std::string& digest,
@@ -313,7 +377,8 @@ Status ApiClient::GetArtifact(const std::string& digest,
 Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
                         const RequestOptions& o, const std::function<bool(const Json&)>& on_event,
                         const std::atomic<bool>* stop) {
-  auto cli = NewClient();
+  const std::string server = this->server();
+  auto cli = NewClient(server);
   {
     std::lock_guard<std::mutex> lock(watches_mu_);
     if (cancelled_) return {};
@@ -371,11 +436,12 @@ Status ApiClient::Watch(const std::string& plural, int64_t resource_version,
   }
   if (stopped_by_caller || (stop && stop->load())) return {};
   if (status != 0 && status != 200) return std::unexpected(Error::FromJson(status, error_body));
+  if (NotConnected(res)) MoveOnFrom(server);  // the caller's retry goes to the next one
   if (!res) {
     return std::unexpected(
-        TransportError(*cli, res.error(), server_, "watch of " + plural + " ended on"));
+        TransportError(*cli, res.error(), server, "watch of " + plural + " ended on"));
   }
-  return Unavailable("watch of " + plural + " on " + server_ + " ended by the server");
+  return Unavailable("watch of " + plural + " on " + server + " ended by the server");
 }
 
 void ApiClient::CancelWatches() {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "apis/error.h"
 #include "apis/object.h"
@@ -44,9 +45,14 @@ struct ApplyOptions {
 
 class ApiClient {
  public:
-  // server: "http://host:port" or "https://host:port" (a bare "host:port" means http).
+  // server: "http://host:port" or "https://host:port" (a bare "host:port" means http), or
+  // several, separated by commas: the members of a replicated control plane. A request goes to
+  // the server in use; when no connection can be made to it (nothing was sent), it goes to the
+  // next ones in turn, and the first one reached stays in use. A watch or a stream that cannot
+  // connect moves the client on to the next server for the caller's retry.
   // https always verifies the server's certificate and host name, against options.ca_file or
-  // else the system's CAs. Errors: kInvalidArgument for a malformed URL or a missing ca_file.
+  // else the system's CAs. Errors: kInvalidArgument for a malformed URL (naming it) or a
+  // missing ca_file.
   static Result<std::unique_ptr<ApiClient>> Create(const std::string& server,
                                                    const std::string& token = "");
   static Result<std::unique_ptr<ApiClient>> Create(const std::string& server,
@@ -103,15 +109,25 @@ class ApiClient {
   // follow on).
   void ResumeWatches();
 
-  const std::string& server() const { return server_; }
+  // The server in use, and all of them as given to Create (normalized, comma-separated).
+  std::string server() const { return servers_[current_.load()]; }
+  std::string servers() const;
 
  private:
-  ApiClient(std::string server, ClientOptions options);
+  ApiClient(std::vector<std::string> servers, ClientOptions options);
   std::string Path(const std::string& plural, const std::string& name, const RequestOptions& o,
                    const std::string& extra_query = "") const;
-  std::unique_ptr<httplib::Client> NewClient() const;
+  std::unique_ptr<httplib::Client> NewClient(const std::string& server) const;
+  // A request sent by `send` on a client of the server in use, or of the next ones when that
+  // one cannot be connected to; with the client and server that answered (or the last tried).
+  struct Sent;
+  template <class Send>
+  Sent SendToAny(Send send);
+  // After a connection to `server` could not be made: the next one is in use.
+  void MoveOnFrom(const std::string& server);
 
-  std::string server_;
+  std::vector<std::string> servers_;
+  std::atomic<size_t> current_{0};
   ClientOptions options_;
   std::mutex watches_mu_;
   std::set<httplib::Client*> watches_;

@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
   opts.server = "http://127.0.0.1:4646";
   opts.data_dir = "/var/lib/mentat/agent";
   std::string log_level = "info";
-  app.add_option("--server", opts.server, "URL of mentat-server")->envname("MENTAT_ADDR")
+  app.add_option("--server", opts.server,
+                 "URL of mentat-server, or several (a cluster's members), separated by commas")->envname("MENTAT_ADDR")
       ->capture_default_str();
   app.add_option("--node-name", opts.node_name, "this node's name (default: the host name)");
   app.add_option("--data-dir", opts.data_dir, "task handles and logs")->capture_default_str();

@@ -142,7 +142,7 @@ int RunExec(ApiClient& client, const ClientOptions& co, const ExecFlags& flags) 
   auto alloc = ResolveTarget(client, flags.ns, flags.target);
   if (!alloc) return PrintError(alloc.error());
   auto fwd = std::make_shared<Forwarder>();
-  auto server = ApiClient::Create(client.server(), co);
+  auto server = ApiClient::Create(client.servers(), co);
   if (!server) return PrintError(server.error());
   fwd->server = std::move(*server);
 

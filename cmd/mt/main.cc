@@ -29,7 +29,7 @@ struct GlobalFlags {
 
 void AddGlobalFlags(CLI::App& app, GlobalFlags& g) {
   g.server_opt = app.add_option("--server,-s", g.server,
-                                "server URL, http:// or https:// (env MENTAT_ADDR; default " +
+                                "server URL, http:// or https://, or a cluster's, separated by commas (env MENTAT_ADDR; default " +
                                     std::string(kDefaultServer) + ")");
   g.token_opt = app.add_option("--token", g.token, "bearer token (env MENTAT_TOKEN)");
   g.ca_opt = app.add_option("--ca-file", g.ca_file,
