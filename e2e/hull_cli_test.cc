@@ -246,10 +246,14 @@ TEST_F(HullTest, InspectShowsLimitsUsageNamespacesAndMounts) {
 
 TEST_F(HullTest, ASeccompViolationIsReportedByName) {
   // setns is in no profile but java's... and not in default: the whole process is killed.
-  // Once PID 1 is sandbox-init (for a moment after the workload starts it is still hull's
-  // forking code, not dumpable, and /proc/1/ns refuses the workload).
+  // Once PID 1 is sandbox-init and may be looked at: for a moment after the workload starts it
+  // is still hull's forking code, and while it execs sandbox-init its new cmdline shows before
+  // the kernel makes it dumpable again. Until then /proc/1/ns refuses the workload (EACCES, and
+  // nsenter fails before it calls setns), so each waits until readlink of the namespace works
+  // (readlink is allowed; it asks the same ptrace access check as opening it).
   ASSERT_EQ(Hull({"run", Manifest("sys", {"/bin/busybox", "sh", "-c",
-                                          "until /bin/busybox grep -q sandbox-init /proc/1/cmdline; do :; done; "
+                                          "until /bin/busybox grep -q sandbox-init /proc/1/cmdline && "
+                                          "/bin/busybox readlink /proc/1/ns/mnt >/dev/null 2>&1; do :; done; "
                                           "exec /bin/busybox nsenter -t 1 -m /bin/true"})}).code,
             0);
   Json j = AwaitExit("sys");
@@ -261,7 +265,8 @@ TEST_F(HullTest, ASeccompViolationIsReportedByName) {
   EXPECT_NE(logs.err.find("on syscall 308 (setns)"), std::string::npos) << logs.err;
   // In a shell's child too (the shell survives and exits 159).
   ASSERT_EQ(Hull({"run", Manifest("sys2", {"/bin/sh", "-c",
-                                           "until grep -q sandbox-init /proc/1/cmdline; do :; done; "
+                                           "until grep -q sandbox-init /proc/1/cmdline && "
+                                           "busybox readlink /proc/1/ns/uts >/dev/null 2>&1; do :; done; "
                                            "busybox nsenter -t 1 -u true; echo after"})}).code, 0);
   j = AwaitExit("sys2");
   EXPECT_EQ(j["exit"]["seccomp"]["name"], "setns") << j.dump();
