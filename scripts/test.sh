@@ -33,8 +33,13 @@ bazel test //... --keep_going --build_event_json_file="$bep" "$@"
 bazel_rc=$?
 # The system tests run the scripts, docs and examples against the binaries just built.
 system=$(mktemp /tmp/mentat-system.XXXXXX.json)
-python3 scripts/system_tests.py "$system"
-python3 scripts/count_tests.py "$bep" "$(bazel info bazel-testlogs 2>/dev/null)" --system "$system" $targets
+# Debian's python3: a version manager's python3 (pyenv's shim) puts its own directories first in
+# PATH for the system tests, whose quick start then runs `bazel build` with another PATH than
+# `bazel test` had. C++ actions take PATH into their cache key, so every binary was built twice.
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+"$py" scripts/system_tests.py "$system"
+"$py" scripts/count_tests.py "$bep" "$(bazel info bazel-testlogs 2>/dev/null)" --system "$system" $targets
 count_rc=$?
 rm -f "$bep" "$system"
 if [ $bazel_rc -ne 0 ] || [ $count_rc -ne 0 ]; then exit 1; fi
