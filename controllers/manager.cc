@@ -162,7 +162,7 @@ void ControllerManager::RunPeriodic() {
     size_t next = std::min_element(due.begin(), due.end()) - due.begin();
     if (periodic_cv_.wait_until(lock, due[next], [this] { return periodic_stop_; })) return;
     lock.unlock();
-    const bool may = gate_->MayWrite();
+    const bool may = periodic_[next].every_member || gate_->MayWrite();
     if (may) {
       spdlog::debug("controllers: running {}", periodic_[next].name);
       periodic_[next].run();

@@ -41,9 +41,10 @@ class ClusterTest : public ::testing::Test {
     }
   }
   std::vector<std::string> Argv(const Member& m) {
-    return ServerArgv(m.api, dir_ + "/" + m.name,
-                      {"--name", m.name, "--peer-listen", "127.0.0.1:" + std::to_string(m.peer),
-                       "--initial-cluster", initial_});
+    std::vector<std::string> extra = {"--name", m.name, "--peer-listen",
+                                      "127.0.0.1:" + std::to_string(m.peer), "--initial-cluster", initial_};
+    extra.insert(extra.end(), extra_.begin(), extra_.end());
+    return ServerArgv(m.api, dir_ + "/" + m.name, extra);
   }
   void Start(Member& m) {
     m.process = std::make_unique<Process>(Argv(m), dir_ + "/" + m.name + ".log");
@@ -94,6 +95,7 @@ class ClusterTest : public ::testing::Test {
 
   std::string dir_;
   std::string initial_;
+  std::vector<std::string> extra_;  // more flags for every member
   std::vector<Member> members_;
 };
 
@@ -184,6 +186,29 @@ TEST_F(ClusterTest, WritesOnAnyMemberReadEverywhereAndSurviveTheLeadersKill) {
     EXPECT_TRUE(WaitFor([&] { return CountOn(old, "after-" + m.name) == 7; }, 30s)) << "after-" << m.name;
   }
   EXPECT_EQ(CountOn(old, "web-n1"), 1);
+}
+
+TEST_F(ClusterTest, AMemberFarBehindIsSentTheLeadersStateAndGoesOnFromIt) {
+  extra_ = {"--raft-snapshot-count", "20"};
+  for (auto& m : members_) Start(m);
+  std::string leader = AgreedLeader();
+  ASSERT_FALSE(leader.empty());
+  Member& behind = Named(leader == "n3" ? "n2" : "n3");
+  behind.process->Signal(SIGKILL);
+  ASSERT_TRUE(behind.process->Wait(10s).has_value());
+  // Enough writes that the others compact their logs past what it has.
+  for (int i = 0; i < 60; ++i) ASSERT_EQ(Put(Named(leader), "svc-" + std::to_string(i), i + 1), 201) << i;
+
+  Start(behind);
+  EXPECT_TRUE(WaitFor([&] { return CountOn(behind, "svc-59") == 60; }, 30s)) << behind.process->Log();
+  EXPECT_TRUE(WaitFor([&] { return Has(behind.process->Log(), "installed the leader's state at index [0-9]+"); }, 5s))
+      << behind.process->Log();
+  for (int i = 0; i < 60; i += 7) EXPECT_EQ(CountOn(behind, "svc-" + std::to_string(i)), i + 1) << i;
+  // From there it goes on with the log: a write through it reads back everywhere.
+  ASSERT_EQ(Put(behind, "after-snapshot", 3), 201);
+  for (auto& m : members_) {
+    EXPECT_TRUE(WaitFor([&] { return CountOn(m, "after-snapshot") == 3; }, 10s)) << m.name;
+  }
 }
 
 TEST_F(ClusterTest, AMemberWithoutAQuorumAnswers503WithinBoundedTime) {

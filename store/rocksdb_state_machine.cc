@@ -409,7 +409,7 @@ void RocksStateMachine::SyncLoop() {
         }
       }
       for (const auto& ev : events) watches_.Publish(ev);
-      durable_revision_ = target;
+      durable_revision_ = std::max(durable_revision_, target);  // an installed image may be past it
       auto later = std::partition(completions_.begin(), completions_.end(),
                                   [&](const Completion& c) { return c.revision > target; });
       std::move(later, completions_.end(), std::back_inserter(ready));

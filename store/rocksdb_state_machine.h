@@ -61,6 +61,25 @@ class RocksStateMachine : public StateMachine {
   Result<int64_t> ExportAll(std::vector<Json>* objects) override;
   Status ImportAll(const std::vector<Json>& objects, int64_t revision) override;
 
+  // A consistent view of the whole state for a snapshot: the database snapshot, and the log
+  // index and revision it is at. Give it back with ReleaseState.
+  struct PinnedState {
+    const rocksdb::Snapshot* snapshot = nullptr;
+    int64_t applied = 0;
+    int64_t revision = 0;
+  };
+  PinnedState PinState();
+  void ReleaseState(const PinnedState& pinned);
+  // Writes the pinned state (the objects, the change log, and the revision, compaction and
+  // applied marks; not the Raft log) as a state image (state_image.h) to `sink`, in pieces of
+  // about `chunk` bytes.
+  Status WriteImage(const PinnedState& pinned, size_t chunk,
+                    const std::function<Status(std::string_view)>& sink);
+  // Replaces the whole state with the image in the file `path`, which is checked whole before
+  // anything changes; synced before it returns. Open watches are closed (their clients resume
+  // from the change log, which the image carries); writes waiting to be durable complete.
+  Status InstallImage(const std::string& path);
+
   // The database and its "raft" column family, for the Raft log kept beside the state
   // (rocks_raft_log.h); both live as long as this state machine.
   rocksdb::DB* db() const { return db_; }

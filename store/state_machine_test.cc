@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "store/object_layer.h"
@@ -155,6 +157,126 @@ TEST(StateMachineTest, TheSameBatchesOnTwoFreshStateMachinesGiveTheSameState) {
     EXPECT_EQ((**a)->revision, (**b)->revision);
     EXPECT_EQ(*(**a)->json, *(**b)->json);
   }
+}
+
+// Writes `sm`'s whole state as an image to a file; returns its path.
+std::string WriteImageFile(RocksStateMachine& sm, const std::string& path, size_t chunk) {
+  auto pinned = sm.PinState();
+  std::ofstream out(path, std::ios::binary);
+  int pieces = 0;
+  auto st = sm.WriteImage(pinned, chunk, [&](std::string_view bytes) -> Status {
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ++pieces;
+    return {};
+  });
+  sm.ReleaseState(pinned);
+  EXPECT_TRUE(st) << st.error().ToString();
+  EXPECT_GT(pieces, 1) << "a small chunk size gives several pieces";
+  return path;
+}
+
+TEST(StateImageTest, AnImageInstalledElsewhereGivesTheSameStateHistoryAndMarks) {
+  auto leader = OpenStateMachine(TestDir("leader"));
+  const std::string follower_dir = TestDir("follower");
+  auto follower = OpenStateMachine(follower_dir);
+  ASSERT_TRUE(leader && follower);
+  // The follower has an older state of its own, with an object the leader deleted since.
+  for (int64_t index = 1; index <= 3; ++index) {
+    auto plan = PrepareTxn(*leader, {Svc("s" + std::to_string(index), 1)}, {});
+    ASSERT_TRUE(plan);
+    std::vector<Change> copy = plan->changes;
+    ApplyDurably(*leader, index, plan->changes);
+    ApplyDurably(*follower, index, copy);
+  }
+  auto follower_watch = follower->Watch("", 0);
+  ASSERT_TRUE(follower_watch);
+  auto plan = PrepareTxn(*leader, {Svc("s4", 1)}, {KeyOf(Svc("s1", 1))});
+  ASSERT_TRUE(plan);
+  ApplyDurably(*leader, 7, plan->changes);
+  ASSERT_TRUE(leader->Compact(2));
+  // Pinned before a later write: the image is the state at index 7, not after.
+  auto pinned = leader->PinState();
+  auto later = PrepareTxn(*leader, {Svc("s5", 1)}, {});
+  ApplyDurably(*leader, 8, later->changes);
+  std::string path = TestDir("image");
+  {
+    std::ofstream out(path, std::ios::binary);
+    ASSERT_TRUE(leader->WriteImage(pinned, 64, [&](std::string_view b) -> Status {
+      out.write(b.data(), static_cast<std::streamsize>(b.size()));
+      return {};
+    }));
+  }
+  leader->ReleaseState(pinned);
+
+  ASSERT_TRUE(follower->InstallImage(path));
+  EXPECT_EQ(follower->AppliedIndex(), 7);
+  EXPECT_EQ(follower->CurrentRevision(), 5);
+  EXPECT_EQ(follower->CompactedRevision(), 2);
+  auto listed = follower->List("Service", {});
+  ASSERT_TRUE(listed);
+  std::vector<std::string> names;
+  for (const auto& o : listed->items) names.push_back(o["metadata"]["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"s2", "s3", "s4"}));
+  // A watch open across the install is closed (its events would skip); a new one resumes from
+  // the change log the image carried.
+  for (;;) {
+    auto ev = (*follower_watch)->Next(2s);
+    if (!ev) break;
+    ASSERT_TRUE(ev->has_value()) << "the watch must end, not go quiet";
+  }
+  auto w = follower->Watch("", 3);
+  ASSERT_TRUE(w) << w.error().ToString();
+  std::vector<int64_t> revisions;
+  for (int i = 0; i < 2; ++i) {
+    auto ev = (*w)->Next(2s);
+    ASSERT_TRUE(ev && ev->has_value());
+    revisions.push_back((**ev)->revision);
+  }
+  EXPECT_EQ(revisions, (std::vector<int64_t>{4, 5}));
+  EXPECT_EQ(follower->Watch("", 1).error().code(), Code::kGone);
+  // It is on disk: reopened, the member is where the image put it.
+  follower.reset();
+  follower = OpenStateMachine(follower_dir);
+  ASSERT_TRUE(follower);
+  EXPECT_EQ(follower->AppliedIndex(), 7);
+  EXPECT_EQ(follower->CurrentRevision(), 5);
+  EXPECT_EQ(follower->CompactedRevision(), 2);
+}
+
+TEST(StateImageTest, ATruncatedOrCorruptedImageIsRefusedWholeAndChangesNothing) {
+  auto leader = OpenStateMachine(TestDir("leader"));
+  auto follower = OpenStateMachine(TestDir("follower"));
+  ASSERT_TRUE(leader && follower);
+  for (int64_t index = 1; index <= 5; ++index) {
+    auto plan = PrepareTxn(*leader, {Svc("s" + std::to_string(index), 1)}, {});
+    ASSERT_TRUE(plan);
+    ApplyDurably(*leader, index, plan->changes);
+  }
+  auto mine = PrepareTxn(*follower, {Svc("mine", 1)}, {});
+  ApplyDurably(*follower, 1, mine->changes);
+  std::string path = WriteImageFile(*leader, TestDir("image"), 100);
+  std::ifstream in(path, std::ios::binary);
+  std::string whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto write = [&](const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  };
+  std::string flipped = whole;
+  flipped[whole.size() / 2] ^= 0x20;
+  for (const auto& bad : {whole.substr(0, whole.size() / 2), whole.substr(0, whole.size() - 1), flipped,
+                          std::string()}) {
+    write(bad);
+    auto st = follower->InstallImage(path);
+    ASSERT_FALSE(st) << bad.size() << " bytes";
+    EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().message();
+    EXPECT_NE(st.error().message().find(path), std::string::npos) << st.error().message();
+    EXPECT_EQ(follower->AppliedIndex(), 1);
+    EXPECT_TRUE(follower->Find(KeyOf(Svc("mine", 1)))->has_value());
+  }
+  write(whole);
+  ASSERT_TRUE(follower->InstallImage(path));
+  EXPECT_EQ(follower->AppliedIndex(), 5);
+  EXPECT_FALSE(follower->Find(KeyOf(Svc("mine", 1)))->has_value());
 }
 
 }  // namespace

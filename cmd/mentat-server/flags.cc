@@ -81,6 +81,11 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
   app.add_option("--cluster-name", f.cluster_name,
                  "the cluster's name: peers that name another are refused")
       ->capture_default_str();
+  app.add_option("--raft-snapshot-count", f.raft_snapshot_count,
+                 "in a replicated control plane, compact the Raft log after this many entries "
+                 "(etcd's --snapshot-count); a member too far behind is sent the whole state")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{2}, uint64_t{1} << 40));
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

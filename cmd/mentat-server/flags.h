@@ -26,6 +26,7 @@ struct ServerFlags {
   std::string peer_listen;
   std::string initial_cluster;
   std::string cluster_name = "mentat";
+  uint64_t raft_snapshot_count = 10000;
   std::string log_level = "info";
   std::string restore;
   std::string snapshot_dir;

@@ -10,11 +10,14 @@
 namespace mentat {
 
 PeriodicRunnable CompactionRunnable(Compactor* store, std::chrono::seconds interval) {
-  return {"compaction", interval, false, [store] {
+  // Each member keeps its own watch history: every member compacts its own.
+  return {"compaction", interval, false,
+          [store] {
             if (auto r = store->CompactToWindow(); !r) {
               spdlog::warn("compaction: {}", r.error().message());
             }
-          }};
+          },
+          /*every_member=*/true};
 }
 
 PeriodicRunnable ArtifactGcRunnable(Store* store, ArtifactStore* artifacts,

@@ -58,7 +58,10 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
   };
   MT_ASSIGN_OR_RETURN(m->node_, RaftNode::Start(ro, *m->state_, *m->transport_));
   m->transport_->SetHandlers([n = m->node_.get()](std::string msg) { n->Receive(std::move(msg)); },
-                             [n = m->node_.get()](uint64_t peer) { n->ReportUnreachable(peer); });
+                             [n = m->node_.get()](uint64_t peer) { n->ReportUnreachable(peer); },
+                             [n = m->node_.get()](uint64_t, const FrameReader& next) {
+                               return n->ReceiveSnapshot(next);
+                             });
   m->store_ = std::make_unique<ReplicatedStore>(*m->state_, *m->node_);
   m->thread_ = std::thread([raw = m.get()] { raw->Loop(); });
   return m;

@@ -18,7 +18,9 @@ namespace mentat::raft {
 namespace {
 
 constexpr char kMagic[] = "MTRAFT1\n";
+constexpr char kSnapMagic[] = "MTSNAP1\n";  // a snapshot's own connection
 constexpr size_t kMagicLen = sizeof(kMagic) - 1;
+static_assert(sizeof(kSnapMagic) == sizeof(kMagic));
 constexpr size_t kMaxClusterName = 255;
 
 void PutU32(std::string& out, uint32_t v) {
@@ -116,8 +118,8 @@ int ConnectWithin(const sockaddr_in& sa, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-std::string PeerHello(const std::string& cluster, uint64_t sender) {
-  std::string out(kMagic, kMagicLen);
+std::string PeerHello(const std::string& cluster, uint64_t sender, bool snapshot) {
+  std::string out(snapshot ? kSnapMagic : kMagic, kMagicLen);
   out.push_back(static_cast<char>(cluster.size()));
   out += cluster;
   PutU64(out, sender);
@@ -167,10 +169,11 @@ PeerTransport::PeerTransport(const PeerTransportOptions& opts) : opts_(opts) {}
 
 PeerTransport::~PeerTransport() { Stop(); }
 
-void PeerTransport::SetHandlers(DeliverFn deliver, UnreachableFn unreachable) {
+void PeerTransport::SetHandlers(DeliverFn deliver, UnreachableFn unreachable, SnapshotFn snapshot) {
   std::lock_guard<std::mutex> lock(handlers_mu_);
   deliver_ = std::move(deliver);
   unreachable_ = std::move(unreachable);
+  snapshot_ = std::move(snapshot);
 }
 
 void PeerTransport::AddPeer(uint64_t id, const std::string& address) {
@@ -289,40 +292,117 @@ void PeerTransport::AcceptLoop() {
 }
 
 void PeerTransport::ReadLoop(int fd) {
+  bool snapshot = false;
+  uint64_t sender = ReadHello(fd, &snapshot);
+  if (sender == 0) return;
+  if (snapshot) return ReadSnapshot(fd, sender);
+  SetTimeout(fd, SO_RCVTIMEO, std::chrono::milliseconds(0));  // a quiet peer is not an error
+  ReadMessages(fd, sender);
+}
+
+uint64_t PeerTransport::ReadHello(int fd, bool* snapshot) {
   // The hello: magic, the cluster's name, the sender's id; within hello_timeout.
   SetTimeout(fd, SO_RCVTIMEO, opts_.hello_timeout);
   unsigned char head[kMagicLen + 1];
-  if (!ReadFull(fd, head, sizeof(head)) || std::memcmp(head, kMagic, kMagicLen) != 0) return;
+  if (!ReadFull(fd, head, sizeof(head))) return 0;
+  *snapshot = std::memcmp(head, kSnapMagic, kMagicLen) == 0;
+  if (!*snapshot && std::memcmp(head, kMagic, kMagicLen) != 0) return 0;
   std::string cluster(head[kMagicLen], '\0');
   unsigned char id_bytes[8];
-  if (!ReadFull(fd, cluster.data(), cluster.size()) || !ReadFull(fd, id_bytes, 8)) return;
+  if (!ReadFull(fd, cluster.data(), cluster.size()) || !ReadFull(fd, id_bytes, 8)) return 0;
   uint64_t sender = GetU(id_bytes, 8);
   if (cluster != opts_.cluster) {
     spdlog::warn("raft peers: refused member {} of cluster '{}' (this is '{}')", sender, cluster,
                  opts_.cluster);
-    return;
+    return 0;
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!links_.count(sender)) {
+    spdlog::warn("raft peers: refused a connection from {}, not a member", sender);
+    return 0;
+  }
+  return sender;
+}
+
+namespace {
+
+// One frame: its bytes, nullopt for the zero-length end of a snapshot, an error otherwise.
+Result<std::optional<std::string>> ReadFrame(int fd, size_t max, uint64_t sender) {
+  unsigned char len_bytes[4];
+  if (!ReadFull(fd, len_bytes, 4)) return Unavailable("member " + std::to_string(sender) + " closed the connection");
+  uint64_t len = GetU(len_bytes, 4);
+  if (len > max) {
+    return InvalidArgument("member " + std::to_string(sender) + " sent a frame of " + std::to_string(len) +
+                           " bytes, over the limit of " + std::to_string(max));
+  }
+  if (len == 0) return std::nullopt;
+  std::string frame(len, '\0');
+  if (!ReadFull(fd, frame.data(), len)) return Unavailable("member " + std::to_string(sender) + " closed the connection");
+  return frame;
+}
+
+}  // namespace
+
+void PeerTransport::ReadMessages(int fd, uint64_t sender) {
+  for (;;) {
+    auto frame = ReadFrame(fd, opts_.max_message, sender);
+    if (!frame && frame.error().code() == Code::kInvalidArgument) {
+      spdlog::warn("raft peers: {}; closing its connection", frame.error().message());
+    }
+    if (!frame || !*frame) return;  // a zero-length frame has no place here
+    DeliverMessage(std::move(**frame));
+  }
+}
+
+void PeerTransport::ReadSnapshot(int fd, uint64_t sender) {
+  // A stalled sender is given up on after write_timeout, as a stalled receiver is.
+  SetTimeout(fd, SO_RCVTIMEO, opts_.write_timeout);
+  SnapshotFn handler;
+  {
+    std::lock_guard<std::mutex> lock(handlers_mu_);
+    handler = snapshot_;
+  }
+  bool ended = false;
+  FrameReader next = [&]() -> Result<std::optional<std::string>> {
+    if (ended) return std::optional<std::string>();
+    auto frame = ReadFrame(fd, opts_.max_message, sender);
+    if (frame && !*frame) ended = true;
+    return frame;
+  };
+  Status st = handler ? handler(sender, next) : FailedPrecondition("this member takes no snapshots yet");
+  if (st && !ended) st = InvalidArgument("the snapshot went on past its end");
+  if (!st) spdlog::warn("raft peers: a snapshot from member {} was refused: {}", sender, st.error().message());
+  const char answer = st ? 0 : 1;
+  WriteFull(fd, &answer, 1);
+}
+
+Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
+  std::string address;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!links_.count(sender)) {
-      spdlog::warn("raft peers: refused a connection from {}, not a member", sender);
-      return;
-    }
+    auto it = links_.find(to);
+    if (it == links_.end()) return NotFound("member " + std::to_string(to) + " is not a peer");
+    address = it->second->address;
   }
-  SetTimeout(fd, SO_RCVTIMEO, std::chrono::milliseconds(0));  // a quiet peer is not an error
-  for (;;) {
-    unsigned char len_bytes[4];
-    if (!ReadFull(fd, len_bytes, 4)) return;
-    uint64_t len = GetU(len_bytes, 4);
-    if (len > opts_.max_message) {
-      spdlog::warn("raft peers: member {} sent a message of {} bytes, over the limit of {}; "
-                   "closing its connection", sender, len, opts_.max_message);
-      return;
-    }
-    std::string message(len, '\0');
-    if (!ReadFull(fd, message.data(), len)) return;
-    DeliverMessage(std::move(message));
+  int fd = Dial(to, address, /*snapshot=*/true);
+  if (fd < 0) return Unavailable("member " + std::to_string(to) + " at " + address + " cannot be reached");
+  FrameWriter frame = [&](std::string_view bytes) {
+    if (bytes.empty()) return true;
+    std::string len;
+    PutU32(len, static_cast<uint32_t>(bytes.size()));
+    return WriteFull(fd, len.data(), len.size()) && WriteFull(fd, bytes.data(), bytes.size());
+  };
+  Status st = write(frame);
+  const std::string end(4, '\0');
+  if (st && !WriteFull(fd, end.data(), end.size())) st = Unavailable("the connection to member " + std::to_string(to) + " failed");
+  char answer = 1;
+  if (st) {
+    SetTimeout(fd, SO_RCVTIMEO, opts_.snapshot_answer_timeout);
+    if (!ReadFull(fd, &answer, 1)) st = Unavailable("member " + std::to_string(to) + " did not answer the snapshot");
+    else if (answer != 0) st = Unavailable("member " + std::to_string(to) + " refused the snapshot (its log says why)");
   }
+  ::close(fd);
+  return st;
 }
 
 void PeerTransport::DeliverMessage(std::string message) {
@@ -357,16 +437,16 @@ bool ClosedByPeer(int fd) {
 
 }  // namespace
 
-int PeerTransport::Dial(Link* l) {
-  auto sa = ParseAddress(l->address);
+int PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot) {
+  auto sa = ParseAddress(address);
   if (!sa) {
-    spdlog::warn("raft peers: member {}: {}", l->id, sa.error().message());
+    spdlog::warn("raft peers: member {}: {}", peer, sa.error().message());
     return -1;
   }
   int fd = ConnectWithin(*sa, opts_.dial_timeout);
   if (fd < 0) return -1;
   SetTimeout(fd, SO_SNDTIMEO, opts_.write_timeout);
-  std::string hello = PeerHello(opts_.cluster, opts_.self);
+  std::string hello = PeerHello(opts_.cluster, opts_.self, snapshot);
   if (!WriteFull(fd, hello.data(), hello.size())) {
     ::close(fd);
     return -1;
@@ -402,7 +482,7 @@ void PeerTransport::WriteLoop(Link* l) {
       std::lock_guard<std::mutex> lock(l->mu);
       if (l->closing) return;
     }
-    int fd = Dial(l);
+    int fd = Dial(l->id, l->address, /*snapshot=*/false);
     if (fd < 0) {
       DropQueued(l);
       std::unique_lock<std::mutex> lock(l->mu);

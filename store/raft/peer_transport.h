@@ -15,6 +15,11 @@
 // cannot be reached, or that falls `max_queue` messages behind, loses the queued messages and is
 // reported unreachable: Raft retransmits, and the leader probes a peer reported so instead of
 // streaming to it. A write that stalls (a stopped peer) gives up after `write_timeout`.
+//
+// A snapshot goes on a connection of its own, dialed for it (SendSnapshot), so that it neither
+// waits behind the messages nor holds them up: a hello with the snapshot magic, its frames as
+// above, a zero-length frame to end, then the receiver answers one byte (0: taken) once its
+// snapshot handler returned.
 #pragma once
 
 #include <atomic>
@@ -50,6 +55,8 @@ struct PeerTransportOptions {
   std::chrono::milliseconds hello_timeout{5000};
   // How often an idle connection is checked for the peer having closed it.
   std::chrono::milliseconds idle_check{500};
+  // How long a snapshot's receiver may take to answer once the stream ended.
+  std::chrono::milliseconds snapshot_answer_timeout{30000};
 };
 
 // Counters of one peer's outgoing side, for status and tests.
@@ -64,6 +71,8 @@ class PeerTransport : public RaftTransport {
  public:
   using DeliverFn = std::function<void(std::string message)>;
   using UnreachableFn = std::function<void(uint64_t peer)>;
+  // Takes a snapshot stream from `sender`, reading its frames with `next`.
+  using SnapshotFn = std::function<Status(uint64_t sender, const FrameReader& next)>;
 
   // Listens on opts.listen. Messages that arrive before SetHandlers are dropped.
   static Result<std::unique_ptr<PeerTransport>> Start(const PeerTransportOptions& opts);
@@ -71,13 +80,17 @@ class PeerTransport : public RaftTransport {
 
   // Where received messages go, and who hears of an unreachable peer. Any thread; before
   // traffic is expected.
-  void SetHandlers(DeliverFn deliver, UnreachableFn unreachable);
+  void SetHandlers(DeliverFn deliver, UnreachableFn unreachable, SnapshotFn snapshot = nullptr);
   // Adds a member (or moves it to a new address); RemovePeer forgets it and closes its links.
   void AddPeer(uint64_t id, const std::string& address);
   void RemovePeer(uint64_t id);
 
   // Queues m for m.to. Never blocks on the network; a message for an unknown peer is dropped.
   void Send(RaftMessage m) override;
+  // Dials `to` for this snapshot alone; the stream ends when `write` returns. Fails when `to`
+  // is unknown or unreachable, a write fails or stalls past `write_timeout`, or the receiver
+  // did not take it (no answer within `snapshot_answer_timeout`).
+  Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) override;
 
   int port() const { return port_; }
   PeerLinkStats Stats(uint64_t peer);
@@ -89,9 +102,14 @@ class PeerTransport : public RaftTransport {
   explicit PeerTransport(const PeerTransportOptions& opts);
   void AcceptLoop();
   void ReadLoop(int fd);
+  // Reads a connection's hello: the sender's id (0: refused), and whether it carries a snapshot.
+  uint64_t ReadHello(int fd, bool* snapshot);
+  void ReadMessages(int fd, uint64_t sender);
+  void ReadSnapshot(int fd, uint64_t sender);
   void WriteLoop(Link* link);
-  // Connects link to its address and sends the hello: the socket, or -1.
-  int Dial(Link* link);
+  // Connects to `address` and sends the hello (the snapshot one when `snapshot`): the
+  // socket, or -1.
+  int Dial(uint64_t peer, const std::string& address, bool snapshot);
   // Writes every queued message of link to fd; false on an error (the link then reconnects).
   bool Flush(Link* link, int fd);
   void DropQueued(Link* link);
@@ -107,6 +125,7 @@ class PeerTransport : public RaftTransport {
   std::mutex handlers_mu_;
   DeliverFn deliver_;
   UnreachableFn unreachable_;
+  SnapshotFn snapshot_;
 
   std::mutex mu_;  // links_, readers_
   std::map<uint64_t, std::unique_ptr<Link>> links_;
@@ -120,6 +139,6 @@ class PeerTransport : public RaftTransport {
 };
 
 // The hello's bytes, for tests that speak the protocol by hand.
-std::string PeerHello(const std::string& cluster, uint64_t sender);
+std::string PeerHello(const std::string& cluster, uint64_t sender, bool snapshot = false);
 
 }  // namespace mentat::raft

@@ -230,15 +230,25 @@ std::optional<RaftReady> RaftCore::Ready() {
 
 Status RaftCore::Advance() { return Check(raftshim_advance(handle_), "advance"); }
 
-Result<RaftSnapshotInfo> RaftCore::Compact(uint64_t index, std::string_view data) {
+Result<RaftSnapshotInfo> RaftCore::Compact(uint64_t index, uint64_t compact_to, std::string_view data) {
   ShimBuffer b;
-  MT_RETURN_IF_ERROR(
-      Check(raftshim_compact(handle_, index, In(data), data.size(), &b.data, &b.size), "compaction"));
+  MT_RETURN_IF_ERROR(Check(raftshim_compact(handle_, index, compact_to, In(data), data.size(), &b.data,
+                                            &b.size),
+                           "compaction"));
   RaftSnapshotInfo out;
   out.raw = std::string(b.view());
   out.index = index;
   out.data = std::string(data);
   return out;
+}
+
+Result<std::string> RaftCore::SnapshotMessage(std::string_view message, uint64_t index,
+                                              std::string_view data) {
+  ShimBuffer b;
+  MT_RETURN_IF_ERROR(Check(raftshim_snapshot_message(handle_, In(message), message.size(), index,
+                                                     In(data), data.size(), &b.data, &b.size),
+                           "snapshot message"));
+  return std::string(b.view());
 }
 
 Json RaftCore::StatusJson() const {

@@ -129,10 +129,19 @@ class RaftCore {
   std::optional<RaftReady> Ready();
   Status Advance();
   // The caller's state at `index` (applied) is saved as a snapshot that `data` describes; the
-  // in-memory log up to `index` is dropped. A follower that needs older entries gets a
-  // kMsgSnap message carrying `data`. Returns the snapshot to persist (its `raw`);
-  // InvalidArgument for an index at or below the last snapshot's, or past the applied one.
-  Result<RaftSnapshotInfo> Compact(uint64_t index, std::string_view data);
+  // in-memory log up to `compact_to` (at most `index`) is dropped, the entries after it kept for
+  // followers a little behind. A follower that needs older entries gets a kMsgSnap message
+  // (rewrite it with SnapshotMessage). Returns the snapshot to persist (its `raw`);
+  // InvalidArgument for an index at or below the last snapshot's, past the applied one, or
+  // below `compact_to`.
+  Result<RaftSnapshotInfo> Compact(uint64_t index, uint64_t compact_to, std::string_view data);
+  Result<RaftSnapshotInfo> Compact(uint64_t index, std::string_view data) {
+    return Compact(index, index, data);
+  }
+  // A kMsgSnap message from Ready, rewritten to describe the caller's state now: at applied
+  // `index`, with the configuration applied so far and `data` (etcd's merged snapshot). The
+  // caller sends that state with the message; the follower's progress moves on from `index`.
+  Result<std::string> SnapshotMessage(std::string_view message, uint64_t index, std::string_view data);
 
   // The library's status: id, term, vote, commit, lead, raftState, applied, progress.
   Json StatusJson() const;

@@ -1,6 +1,7 @@
 #include "store/raft/raft_node.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <random>
 
 namespace mentat::raft {
@@ -31,7 +32,16 @@ Result<std::unique_ptr<RaftNode>> RaftNode::Start(const RaftNodeOptions& opts,
   MT_ASSIGN_OR_RETURN(node->core_, RaftCore::Start(cfg, persisted,
                                                    fresh ? opts.bootstrap_peers : std::vector<uint64_t>{}));
   node->nonce_ = BootNonce();
+  node->snapshot_index_ = static_cast<uint64_t>(state.AppliedIndex());
+  if (!opts.snapshot_dir.empty()) {
+    // What was staged before a restart is stale: the leader sends a newer one when needed.
+    std::error_code ec;
+    std::filesystem::remove_all(opts.snapshot_dir, ec);
+    std::filesystem::create_directories(opts.snapshot_dir, ec);
+    if (ec) return Internal("raft: cannot make " + opts.snapshot_dir + ": " + ec.message());
+  }
   node->thread_ = std::thread([n = node.get()] { n->Loop(); });
+  node->snapshot_thread_ = std::thread([n = node.get()] { n->SnapshotLoop(); });
   return node;
 }
 
@@ -44,7 +54,9 @@ void RaftNode::Stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  snapshot_wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }
 
 void RaftNode::Propose(Proposal p, ProposalDone done) {
@@ -105,18 +117,22 @@ void RaftNode::Loop() {
     std::deque<std::pair<Proposal, ProposalDone>> proposals;
     std::vector<ReadDone> reads;
     std::vector<uint64_t> unreachable;
+    std::vector<std::pair<uint64_t, bool>> snapshot_reports;
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait_until(lock, next_tick, [&] {
-        return stopping_ || !inbox_.empty() || !proposals_.empty() || !reads_.empty();
+        return stopping_ || !inbox_.empty() || !proposals_.empty() || !reads_.empty() ||
+             !snapshot_reports_.empty();
       });
       if (stopping_) break;
       messages.swap(inbox_);
       proposals.swap(proposals_);
       reads.swap(reads_);
       unreachable.swap(unreachable_);
+      snapshot_reports.swap(snapshot_reports_);
     }
     for (uint64_t peer : unreachable) core_->ReportUnreachable(peer);
+    for (auto [peer, failed] : snapshot_reports) core_->ReportSnapshot(peer, failed);
     for (auto& [p, done] : proposals) {
       p.id = std::to_string(opts_.id) + "-" + nonce_ + "-" + std::to_string(++next_proposal_);
     }
@@ -175,9 +191,14 @@ void RaftNode::Step(std::deque<std::string>& messages,
       return;
     }
   }
+  MaybeCompact();
   std::lock_guard<std::mutex> lock(mu_);
   status_ = core_->StatusJson();
   status_["leader"] = leader_;
+  status_["snapshots"] = {{"taken", snapshot_counts_.taken},
+                          {"sent", snapshot_counts_.sent},
+                          {"failed", snapshot_counts_.failed},
+                          {"installed", snapshot_counts_.installed}};
   logs_ += core_->TakeLogs();
 }
 
@@ -188,14 +209,17 @@ Status RaftNode::HandleReady(RaftReady& rd) {
     is_leader_ = rd.soft_state->second == RaftRole::kLeader;
   }
   if (rd.soft_state && opts_.on_leader_change) opts_.on_leader_change();
+  // The leader's state goes in before the log says it is there: a crash between the two
+  // restarts with the state ahead of the log, and entries it holds already are skipped.
+  if (rd.snapshot) MT_RETURN_IF_ERROR(InstallSnapshot(*rd.snapshot));
   MT_RETURN_IF_ERROR(log_.Save(rd, rd.must_sync));
-  if (rd.snapshot) {
-    // Installing a leader's state from a snapshot is not built yet: say so loudly.
-    return FailedPrecondition("raft: node " + std::to_string(opts_.id) +
-                              " was sent a snapshot at index " + std::to_string(rd.snapshot->index) +
-                              ", which it cannot install yet");
+  for (auto& m : rd.messages) {
+    if (m.type == kMsgSnap) {
+      QueueSnapshot(std::move(m));
+    } else {
+      transport_.Send(std::move(m));
+    }
   }
-  for (auto& m : rd.messages) transport_.Send(std::move(m));
   ConfirmReads(rd.read_states);
   for (const auto& e : rd.committed) ApplyEntry(e);
   ReleaseReads();

@@ -31,10 +31,22 @@ namespace mentat::raft {
 
 // How messages reach the other members. Send must not block for long (it queues); messages may
 // be lost, duplicated or reordered, as Raft allows.
+// A snapshot travels as frames (each non-empty): the sender writes them through a FrameWriter
+// (false: the connection failed), the receiver reads them through a FrameReader (nullopt: the
+// sender ended the stream).
+using FrameWriter = std::function<bool(std::string_view frame)>;
+using FrameReader = std::function<Result<std::optional<std::string>>()>;
+
 class RaftTransport {
  public:
   virtual ~RaftTransport() = default;
   virtual void Send(RaftMessage message) = 0;
+  // Sends a snapshot to `to` on a stream of its own: `write` writes its frames; OK once the
+  // receiver took them all (RaftNode::ReceiveSnapshot returned OK there). Blocks; called from
+  // the node's snapshot thread, never its main one.
+  virtual Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
+    return FailedPrecondition("this transport cannot send snapshots");
+  }
 };
 
 struct RaftNodeOptions {
@@ -49,6 +61,24 @@ struct RaftNodeOptions {
   // Called on the node's thread when the known leader or this node's role changes. It must not
   // block nor call into the node (it may signal a thread that does).
   std::function<void()> on_leader_change;
+  // Log compaction (etcd's --snapshot-count): once this many entries were applied since the
+  // last snapshot, the state at the applied index is recorded as one and the log before it is
+  // dropped, all but the last `catch_up_entries` (for followers a little behind). A follower
+  // that needs what was dropped is sent the leader's whole state instead (a state image on a
+  // connection of its own, in pieces of `snapshot_chunk` bytes).
+  uint64_t snapshot_entries = 10000;
+  uint64_t catch_up_entries = 5000;
+  size_t snapshot_chunk = 1 << 20;
+  // Where snapshots received are staged before they are installed ("": none are taken).
+  std::string snapshot_dir;
+};
+
+// What this node did with snapshots since it started, for status and tests.
+struct SnapshotCounts {
+  uint64_t taken = 0;      // log compactions
+  uint64_t sent = 0;       // state images a follower took
+  uint64_t failed = 0;     // sends that failed
+  uint64_t installed = 0;  // state images installed here
 };
 
 // The outcome of a proposal as its own node applied it: the changes with their revisions.
@@ -77,6 +107,12 @@ class RaftNode {
   void Receive(std::string message);
   // The peer's messages cannot be delivered (the transport says so).
   void ReportUnreachable(uint64_t peer);
+  // A snapshot stream from the leader (the transport calls it, on a thread of its own): a head
+  // naming it, the Raft message, then the state image, staged in `snapshot_dir`. The message then
+  // goes to the core like any other; the image is installed when the core restores the
+  // snapshot. InvalidArgument for a malformed stream.
+  Status ReceiveSnapshot(const FrameReader& next);
+  SnapshotCounts Snapshots();
 
   uint64_t id() const { return opts_.id; }
   // The leader this node knows of (0: none) and whether it is the leader.
@@ -97,6 +133,15 @@ class RaftNode {
             std::vector<ReadDone> reads);
   Status HandleReady(RaftReady& rd);
   void ApplyEntry(const RaftEntry& e);
+  // Snapshots (raft_node_snapshots.cc). On the node's thread: a snapshot message the core asked
+  // to send is given the state now and queued for the snapshot thread, which sends it and
+  // reports how it went; a snapshot the core restores is installed from its staged image; the
+  // log is compacted once enough was applied.
+  void QueueSnapshot(RaftMessage m);
+  void SnapshotLoop();
+  Status InstallSnapshot(const RaftSnapshotInfo& snapshot);
+  void MaybeCompact();
+  std::string StagedPath(const std::string& id) const;
   void ProposeWaiting();
   void ExpireProposals();
   // Read barriers: asked of the core, confirmed at an index, released once it is applied.
@@ -117,6 +162,16 @@ class RaftNode {
   std::deque<std::pair<Proposal, ProposalDone>> proposals_;
   std::vector<ReadDone> reads_;
   std::vector<uint64_t> unreachable_;
+  struct OutgoingSnapshot {
+    uint64_t to;
+    RocksStateMachine::PinnedState pinned;
+    std::string message;
+    std::string id;
+  };
+  std::deque<OutgoingSnapshot> outgoing_;                       // for the snapshot thread
+  std::vector<std::pair<uint64_t, bool>> snapshot_reports_;  // peer, failed: for the core
+  std::condition_variable snapshot_wake_;
+  SnapshotCounts snapshot_counts_;
   bool stopping_ = false;
   uint64_t leader_ = 0;
   bool is_leader_ = false;
@@ -154,7 +209,10 @@ class RaftNode {
   std::vector<ConfirmedRead> confirmed_reads_;
   uint64_t next_read_ = 0;
   std::string nonce_;  // this start's, in proposal ids and read contexts
+  uint64_t snapshot_index_ = 0;  // the last compaction's (the node's thread only)
+  uint64_t next_snapshot_ = 0;
   std::thread thread_;
+  std::thread snapshot_thread_;
 };
 
 }  // namespace mentat::raft

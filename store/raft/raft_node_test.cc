@@ -161,5 +161,73 @@ TEST_P(ThreeMembers, OfTwoConditionalWritesRacingFromTwoMembersExactlyOneSucceed
 INSTANTIATE_TEST_SUITE_P(Transports, ThreeMembers, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Tcp" : "Loopback"; });
 
+// Members that compact their logs after 20 entries, keeping 5 for followers a little behind.
+class CompactingMembers : public ThreeMembers {
+ protected:
+  void SetUp() override {
+    over_tcp_ = GetParam();
+    snapshot_entries_ = 20;
+    catch_up_entries_ = 5;
+    StartCluster(3);
+  }
+  // Every object of member `a` is on member `b`, the same, at the same revision.
+  void ExpectSameState(uint64_t a, uint64_t b) {
+    auto objects_a = states_[a]->List("Service", {});
+    auto objects_b = states_[b]->List("Service", {});
+    ASSERT_TRUE(objects_a && objects_b);
+    EXPECT_EQ(objects_a->items, objects_b->items) << "members " << a << " and " << b;
+    EXPECT_EQ(states_[a]->CurrentRevision(), states_[b]->CurrentRevision());
+    EXPECT_EQ(states_[a]->AppliedIndex(), states_[b]->AppliedIndex());
+  }
+};
+
+TEST_P(CompactingMembers, AMemberBehindTheCompactedLogIsSentTheLeadersStateAndGoesOn) {
+  uint64_t leader = WaitLeader();
+  ASSERT_NE(leader, 0u);
+  uint64_t behind = leader == 3 ? 2 : 3;
+  StopNode(behind);
+  for (int i = 0; i < 60; ++i) {
+    auto r = Put(leader, Svc("svc-" + std::to_string(i), i)).get();
+    ASSERT_TRUE(r) << i << ": " << r.error().message();
+  }
+  // The leader's log on disk no longer holds the first entries.
+  EXPECT_GE(nodes_[leader]->Snapshots().taken, 2u);
+  RocksRaftLog log(states_[leader]->db(), states_[leader]->raft_family());
+  auto persisted = log.Load();
+  ASSERT_TRUE(persisted);
+  EXPECT_FALSE(persisted->snapshot.empty());
+  EXPECT_LT(persisted->entries.size(), 30u);
+  const int64_t revision_30 = ResourceVersionOf(*states_[leader]->Find({"Service", "default", "svc-30"}).value());
+
+  StartNode(behind);
+  ASSERT_TRUE(AllApplied({behind}, states_[leader]->AppliedIndex()));
+  EXPECT_EQ(nodes_[behind]->Snapshots().installed, 1u);
+  uint64_t sent = 0;
+  for (uint64_t id : {1, 2, 3}) sent += nodes_[id]->Snapshots().sent;
+  EXPECT_GE(sent, 1u);
+  ExpectSameState(leader, behind);
+  // The change log came with the state: a watch resumes on the member that was behind.
+  auto w = states_[behind]->Watch("Service", revision_30);
+  ASSERT_TRUE(w) << w.error().message();
+  auto ev = (*w)->Next(std::chrono::seconds(5));
+  ASSERT_TRUE(ev && *ev);
+  EXPECT_EQ((**ev)->revision, revision_30 + 1);
+
+  // It goes on from the log: writes proposed on it apply everywhere.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(behind, Svc("later-" + std::to_string(i), i)).get());
+  ASSERT_TRUE(Settled());
+  ExpectSameState(leader, behind);
+  // And restarted, it comes back from its own disk to the same state.
+  StopNode(behind);
+  StartNode(behind);
+  ASSERT_TRUE(Put(leader, Svc("last", 1)).get());
+  ASSERT_TRUE(Settled());
+  ExpectSameState(leader, behind);
+  EXPECT_EQ(nodes_[behind]->Snapshots().installed, 0u);  // counts since this start
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, CompactingMembers, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Tcp" : "Loopback"; });
+
 }  // namespace
 }  // namespace mentat::raft

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace mentat::raft {
@@ -68,10 +69,10 @@ Status RocksRaftLog::Save(const RaftReady& rd, bool sync) {
   return {};
 }
 
-Status RocksRaftLog::Compact(const RaftSnapshotInfo& snapshot) {
+Status RocksRaftLog::Compact(const RaftSnapshotInfo& snapshot, uint64_t compact_to) {
   rocksdb::WriteBatch batch;
   batch.Put(cf_, kSnapshot, snapshot.raw);
-  batch.DeleteRange(cf_, EntryKey(0), EntryKey(snapshot.index + 1));
+  batch.DeleteRange(cf_, EntryKey(0), EntryKey(std::min(compact_to, snapshot.index) + 1));
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
   if (!s.ok()) return RocksError("compacting", s);
   return {};

@@ -31,8 +31,11 @@ class RocksRaftLog {
   // replace what was there (a new leader's log wins); a snapshot drops the entries it covers.
   // Synced (the WAL, with everything written before it) when `sync`.
   Status Save(const RaftReady& rd, bool sync);
-  // After RaftCore::Compact, the disk follows: `snapshot` is saved and the entries it covers go.
-  Status Compact(const RaftSnapshotInfo& snapshot);
+  // After RaftCore::Compact, the disk follows: `snapshot` is saved and the entries up to
+  // `compact_to` (at most the snapshot's index) go. Not synced: losing it in a crash only keeps
+  // more log.
+  Status Compact(const RaftSnapshotInfo& snapshot, uint64_t compact_to);
+  Status Compact(const RaftSnapshotInfo& snapshot) { return Compact(snapshot, snapshot.index); }
   // The index of the last entry saved (0 when none).
   Result<uint64_t> LastIndex();
 

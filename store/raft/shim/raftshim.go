@@ -544,16 +544,22 @@ func raftshim_advance(h C.uint64_t) C.int {
 }
 
 // raftshim_compact records that the caller's state at `index` (applied) is a snapshot with
-// `data` (the caller's description of it: where it is, how large), and drops the log up to it.
-// A follower that needs entries before `index` gets a snapshot message carrying `data`. Out:
-// the snapshot (protobuf), for the caller to persist in place of the entries it covers.
+// `data` (the caller's description of it), and drops the in-memory log up to `compactTo`
+// (at most `index`; the entries between stay for followers a little behind, as etcd keeps its
+// catch-up entries). A follower that needs entries at or before `compactTo` gets a snapshot
+// message (see raftshim_snapshot_message). Out: the snapshot (protobuf), for the caller to
+// persist.
 //
 //export raftshim_compact
-func raftshim_compact(h C.uint64_t, index C.uint64_t, data *C.char, n C.size_t, out **C.char,
-	outLen *C.size_t) C.int {
+func raftshim_compact(h C.uint64_t, index C.uint64_t, compactTo C.uint64_t, data *C.char, n C.size_t,
+	out **C.char, outLen *C.size_t) C.int {
 	nd := get(h)
 	if nd == nil {
 		return errNoHandle
+	}
+	if compactTo > index {
+		setError(uint64(h), fmt.Errorf("compacting to %d, past the snapshot at %d", compactTo, index))
+		return errInvalid
 	}
 	conf := nd.conf
 	snap, err := nd.storage.CreateSnapshot(uint64(index), &conf, goBytes(data, n))
@@ -564,11 +570,40 @@ func raftshim_compact(h C.uint64_t, index C.uint64_t, data *C.char, n C.size_t, 
 		}
 		return errOther
 	}
-	if err := nd.storage.Compact(uint64(index)); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	if err := nd.storage.Compact(uint64(compactTo)); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		setError(uint64(h), err)
 		return errOther
 	}
 	cBytes(marshal(&snap), out, outLen)
+	return okCode
+}
+
+// raftshim_snapshot_message rewrites a snapshot message (MsgSnap) the node asked to send so
+// that it describes the caller's state now: at applied `index` (its term from the log), with the
+// configuration applied so far and `data`. The caller sends that state with it; the follower
+// restores it and the leader's progress moves on from `index` (etcd's merged snapshot).
+// Out: the message (protobuf).
+//
+//export raftshim_snapshot_message
+func raftshim_snapshot_message(h C.uint64_t, msg *C.char, msgLen C.size_t, index C.uint64_t,
+	data *C.char, n C.size_t, out **C.char, outLen *C.size_t) C.int {
+	nd := get(h)
+	if nd == nil {
+		return errNoHandle
+	}
+	var m pb.Message
+	if err := m.Unmarshal(goBytes(msg, msgLen)); err != nil || m.Type != pb.MsgSnap {
+		setError(uint64(h), fmt.Errorf("not a snapshot message (%v)", err))
+		return errInvalid
+	}
+	term, err := nd.storage.Term(uint64(index))
+	if err != nil {
+		setError(uint64(h), fmt.Errorf("the term of index %d: %v", index, err))
+		return errOther
+	}
+	m.Snapshot.Metadata = pb.SnapshotMetadata{Index: uint64(index), Term: term, ConfState: nd.conf}
+	m.Snapshot.Data = goBytes(data, n)
+	cBytes(marshal(&m), out, outLen)
 	return okCode
 }
 

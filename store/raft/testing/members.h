@@ -45,6 +45,22 @@ class Loopback : public RaftTransport {
     if (it == nodes_.end()) return;
     for (auto& bytes : held) it->second->Receive(std::move(bytes));
   }
+  // A snapshot goes whole to the member's ReceiveSnapshot, unless its messages are held.
+  Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) override {
+    std::vector<std::string> frames;
+    MT_RETURN_IF_ERROR(write([&](std::string_view f) {
+      frames.emplace_back(f);
+      return true;
+    }));
+    std::lock_guard<std::mutex> lock(mu_);  // the member is not detached meanwhile
+    auto it = nodes_.find(to);
+    if (it == nodes_.end() || held_.count(to)) return Unavailable("member " + std::to_string(to) + " is away");
+    size_t next = 0;
+    return it->second->ReceiveSnapshot([&]() -> Result<std::optional<std::string>> {
+      if (next == frames.size()) return std::optional<std::string>();
+      return frames[next++];
+    });
+  }
   // How many messages of raftpb type `type` were sent (held ones included).
   int Sent(uint32_t type) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -112,7 +128,8 @@ class Members : public ::testing::Test {
   void Attached(uint64_t id, RaftNode* n) {
     if (!over_tcp_) return transport_.Attach(id, n);
     tcp_[id]->SetHandlers([n](std::string m) { n->Receive(std::move(m)); },
-                          [n](uint64_t peer) { n->ReportUnreachable(peer); });
+                          [n](uint64_t peer) { n->ReportUnreachable(peer); },
+                          [n](uint64_t, const FrameReader& next) { return n->ReceiveSnapshot(next); });
   }
   void Detached(uint64_t id) {
     if (!over_tcp_) return transport_.Detach(id);
@@ -146,6 +163,10 @@ class Members : public ::testing::Test {
     // Elections after 0.5 to 1 s without a leader: a loaded machine does not start them.
     o.tick = std::chrono::milliseconds(50);
     o.proposal_timeout = std::chrono::seconds(5);
+    o.snapshot_entries = snapshot_entries_;
+    o.catch_up_entries = catch_up_entries_;
+    o.snapshot_chunk = 4096;  // a state of a few objects still goes in several pieces
+    o.snapshot_dir = base_ + "/n" + std::to_string(id) + "-snapshots";
     auto n = RaftNode::Start(o, *states_[id], TransportOf(id));
     ASSERT_TRUE(n) << n.error().message();
     nodes_[id] = std::move(*n);
@@ -192,6 +213,8 @@ class Members : public ::testing::Test {
   std::vector<uint64_t> peers_;
   Loopback transport_;
   bool over_tcp_ = false;  // set before StartCluster
+  uint64_t snapshot_entries_ = 10000;  // log compaction, as RaftNodeOptions says; before StartNode
+  uint64_t catch_up_entries_ = 5000;
   std::map<uint64_t, int> tcp_ports_;
   std::map<uint64_t, std::unique_ptr<PeerTransport>> tcp_;
   std::set<uint64_t> stopped_;
