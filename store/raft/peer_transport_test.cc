@@ -1,7 +1,8 @@
 // PeerTransport over real TCP on 127.0.0.1: messages reach the peer whole and in order, both
 // ways; a peer that is down is reported unreachable and gets what is sent once it is back; and
 // what a stranger sends (another protocol, another cluster, an unknown member, an oversized or
-// cut-off frame) closes its connection without harming the members' own. Raft members over it
+// cut-off frame) closes its connection without harming the members' own. A snapshot goes on a
+// connection of its own and its receiver's answer comes back. Raft members over it
 // are tested in raft_node_test (its Tcp cases).
 #include "store/raft/peer_transport.h"
 
@@ -129,6 +130,50 @@ TEST_F(PeerTransportTest, MessagesArriveWholeAndInOrderBothWays) {
   EXPECT_EQ(a->Stats(2).sent, 2000u);
   EXPECT_EQ(a->Stats(2).dropped, 0u);
   EXPECT_TRUE(a->Stats(2).connected);
+}
+
+TEST_F(PeerTransportTest, ASnapshotGoesOnItsOwnConnectionAndItsAnswerComesBack) {
+  StartPair();
+  std::vector<std::string> taken;
+  bool refuse = false;
+  b_->SetHandlers([&](std::string m) {
+    std::lock_guard<std::mutex> lock(in2_.mu);
+    in2_.messages.push_back(std::move(m));
+  }, nullptr, [&](uint64_t sender, const FrameReader& next) -> Status {
+    EXPECT_EQ(sender, 1u);
+    for (;;) {
+      auto frame = next();
+      if (!frame) return std::unexpected(frame.error());
+      if (!*frame) break;
+      taken.push_back(std::move(**frame));
+    }
+    if (refuse) return InvalidArgument("not this one");
+    return {};
+  });
+  std::string big(700 << 10, 's');  // larger than a socket buffer: the writer waits on the reader
+  auto sent = a_->SendSnapshot(2, [&](const FrameWriter& frame) -> Status {
+    a_->Send(To(2, "a message meanwhile"));  // the message connection is not held up
+    EXPECT_TRUE(WaitFor([&] { return in2_.Count() == 1; }, 5s));
+    if (!frame("head") || !frame(big) || !frame("tail")) return Unavailable("lost");
+    return {};
+  });
+  ASSERT_TRUE(sent) << sent.error().message();
+  EXPECT_EQ(taken, (std::vector<std::string>{"head", big, "tail"}));
+  // A refusal comes back to the sender as an error; so does a member that is not a peer.
+  refuse = true;
+  auto refused = a_->SendSnapshot(2, [](const FrameWriter& frame) -> Status {
+    return frame("x") ? Status{} : Unavailable("lost");
+  });
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("refused the snapshot"), std::string::npos) << refused.error().message();
+  EXPECT_EQ(a_->SendSnapshot(9, [](const FrameWriter&) { return Status{}; }).error().code(), Code::kNotFound);
+  // A stranger's snapshot hello is turned away like its message hello.
+  int fd = Connect(b_);
+  std::string hello = PeerHello("mentat", 42, /*snapshot=*/true) + Frame("x");
+  ASSERT_EQ(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+  EXPECT_TRUE(ClosedByPeer(fd));
+  ::close(fd);
+  EXPECT_EQ(taken.size(), 4u);  // "x" from member 1's refused one, none from the stranger
 }
 
 TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack) {
