@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 #include <memory>
@@ -67,6 +68,21 @@ class ClusterTest : public ::testing::Test {
         named.insert(s.is_object() ? s.value("leader", "") : "");
       }
       leader = named.size() == 1 && running.count(*named.begin()) ? *named.begin() : "";
+      return !leader.empty();
+    }, deadline);
+    return leader;
+  }
+  // The leader that the running members among `names` agree on.
+  std::string AgreedLeaderOf(const std::set<std::string>& names, std::chrono::milliseconds deadline = 30s) {
+    std::string leader;
+    WaitFor([&] {
+      std::set<std::string> named;
+      for (auto& m : members_) {
+        if (!names.count(m.name)) continue;
+        Json s = Status(m);
+        named.insert(s.is_object() ? s.value("leader", "") : "");
+      }
+      leader = named.size() == 1 && names.count(*named.begin()) ? *named.begin() : "";
       return !leader.empty();
     }, deadline);
     return leader;
@@ -211,6 +227,33 @@ TEST_F(ClusterTest, AMemberFarBehindIsSentTheLeadersStateAndGoesOnFromIt) {
   }
 }
 
+TEST_F(ClusterTest, MembersTalkOverTlsWithTheClusterCaAndOneOfAnotherCaIsKeptOut) {
+  ASSERT_EQ(MakeTestCertificates(dir_), "");
+  std::filesystem::create_directories(dir_ + "/other");
+  ASSERT_EQ(MakeTestCertificates(dir_ + "/other"), "");
+  auto tls_of = [&](const std::string& d) {
+    return std::vector<std::string>{"--peer-cert-file", d + "/server.crt", "--peer-key-file", d + "/server.key",
+                                    "--peer-trusted-ca-file", d + "/ca.crt"};
+  };
+  extra_ = tls_of(dir_);
+  Start(members_[0]);
+  Start(members_[1]);
+  extra_ = tls_of(dir_ + "/other");  // n3's certificate comes from another CA
+  Start(members_[2]);
+  ASSERT_EQ(AgreedLeaderOf({"n1", "n2"}).empty(), false);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(Put(members_[i], "tls-" + members_[i].name, 2), 201);
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      EXPECT_TRUE(WaitFor([&] { return CountOn(members_[j], "tls-" + members_[i].name) == 2; }, 10s));
+    }
+  }
+  // n3 hears nothing of the cluster: no leader, none of its writes.
+  EXPECT_EQ(Status(members_[2]).value("leader", "?"), "");
+  EXPECT_NE(CountOn(members_[2], "tls-n1"), 2);
+  EXPECT_TRUE(WaitFor([&] { return Has(members_[2].process->Log(), "peer TLS handshake .*failed"); }, 10s))
+      << members_[2].process->Log();
+}
+
 TEST_F(ClusterTest, AMemberWithoutAQuorumAnswers503WithinBoundedTime) {
   Member& alone = members_[0];
   Start(alone);  // the others never start
@@ -240,6 +283,8 @@ TEST_F(ClusterTest, ClusterFlagsThatCannotWorkAreRefused) {
       {{"--name", "n1", "--initial-cluster", "n1=10.1.2.3:4648,n2=127.0.0.1:5648"},
        "member n1\\): 10.1.2.3:4648 is not a loopback address"},
       {{"--peer-listen", "127.0.0.1:4648"}, "--peer-listen needs --initial-cluster"},
+      {{"--name", "n1", "--initial-cluster", initial_, "--peer-cert-file", "/etc/passwd"},
+       "peer TLS needs all three of --peer-cert-file, --peer-key-file and --peer-trusted-ca-file"},
       {{"--name", "n1", "--initial-cluster", "n1=127.0.0.1:4648,n1=127.0.0.1:5648"}, "named twice"},
   };
   for (const auto& c : cases) {

@@ -110,6 +110,7 @@ Result<std::unique_ptr<ServerBackend>> OpenBackend(const ServerFlags& f, const S
   mo.raft.snapshot_entries = f.raft_snapshot_count;
   mo.raft.catch_up_entries = f.raft_snapshot_count / 2;  // etcd: 5,000 of 100,000; ours half
   mo.raft.snapshot_dir = f.data_dir + "/raft-snapshots";
+  mo.tls = {f.peer_cert_file, f.peer_key_file, f.peer_trusted_ca_file};
   MT_ASSIGN_OR_RETURN(auto member, WhenFree(so.dir, patience, [&] { return raft::ClusterMember::Start(mo); }));
   return std::make_unique<ClusterBackend>(std::move(member));
 }

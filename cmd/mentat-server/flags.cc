@@ -42,14 +42,19 @@ Status ResolveClusterFlags(ServerFlags& f) {
   }
   MT_ASSIGN_OR_RETURN(raft::ClusterMemberSpec self, raft::FindMember(f.cluster, f.name));
   if (f.peer_listen.empty()) f.peer_listen = self.peer_address;
-  // Peer traffic is neither encrypted nor authenticated yet (TLS with a cluster CA comes
-  // first): anyone who reaches a peer port could join the log.
-  auto refuse_remote = [](const std::string& flag, const std::string& address) -> Status {
+  const int tls_files = !f.peer_cert_file.empty() + !f.peer_key_file.empty() + !f.peer_trusted_ca_file.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    return InvalidArgument("peer TLS needs all three of --peer-cert-file, --peer-key-file and "
+                           "--peer-trusted-ca-file");
+  }
+  // Without TLS, anyone who reaches a peer port could join the log: only this machine may.
+  auto refuse_remote = [&](const std::string& flag, const std::string& address) -> Status {
     auto colon = address.rfind(':');
-    if (IsLoopbackHost(address.substr(0, colon))) return {};
-    return InvalidArgument(flag + ": " + address + " is not a loopback address; peer traffic is "
-                           "not yet encrypted or authenticated, so members listen on and reach "
-                           "127.0.0.0/8 only for now (a cluster on one machine)");
+    if (tls_files == 3 || IsLoopbackHost(address.substr(0, colon))) return {};
+    return InvalidArgument(flag + ": " + address + " is not a loopback address; members on other "
+                           "machines need peer TLS with the cluster's CA (--peer-cert-file, "
+                           "--peer-key-file, --peer-trusted-ca-file), or anyone who reaches the "
+                           "peer port could join the cluster");
   };
   for (const auto& m : f.cluster) {
     MT_RETURN_IF_ERROR(refuse_remote("--initial-cluster (member " + m.name + ")", m.peer_address));
@@ -86,6 +91,15 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
                  "(etcd's --snapshot-count); a member too far behind is sent the whole state")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{2}, uint64_t{1} << 40));
+  app.add_option("--peer-cert-file", f.peer_cert_file,
+                 "this member's certificate (PEM) for TLS on the peer port; it must name the "
+                 "host the others dial (an IP or DNS subjectAltName)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--peer-key-file", f.peer_key_file, "the private key of --peer-cert-file (PEM)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--peer-trusted-ca-file", f.peer_trusted_ca_file,
+                 "the cluster's CA (PEM): the only issuer whose members are let in, both ways")
+      ->check(CLI::ExistingFile);
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

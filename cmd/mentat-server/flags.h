@@ -27,6 +27,10 @@ struct ServerFlags {
   std::string initial_cluster;
   std::string cluster_name = "mentat";
   uint64_t raft_snapshot_count = 10000;
+  // TLS on the peer port with the cluster's CA (etcd's names).
+  std::string peer_cert_file;
+  std::string peer_key_file;
+  std::string peer_trusted_ca_file;
   std::string log_level = "info";
   std::string restore;
   std::string snapshot_dir;

@@ -42,6 +42,9 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
   to.self = self.id;
   to.cluster = m->opts_.cluster;
   to.listen = m->opts_.peer_listen.empty() ? self.peer_address : m->opts_.peer_listen;
+  if (!m->opts_.tls.cert.empty()) {
+    MT_ASSIGN_OR_RETURN(to.tls, PeerTls::Load(m->opts_.tls));
+  }
   MT_ASSIGN_OR_RETURN(m->transport_, PeerTransport::Start(to));
   for (const auto& peer : m->opts_.members) {
     if (peer.id != self.id) m->transport_->AddPeer(peer.id, peer.peer_address);

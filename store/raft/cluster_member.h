@@ -26,6 +26,7 @@ struct ClusterMemberOptions {
   std::string cluster = "mentat";           // peers from another cluster are refused
   StateMachineOptions state;                // the member's RocksDB
   RaftNodeOptions raft;                     // id and bootstrap_peers come from `members`
+  PeerTlsFiles tls;                         // all empty: plain TCP on the peer port
 };
 
 class ClusterMember {

@@ -6,13 +6,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 namespace mentat::raft {
 namespace {
@@ -64,12 +69,45 @@ Result<sockaddr_in> ParseAddress(const std::string& address) {
   return sa;
 }
 
+// Blocks SIGPIPE on this thread while it lives: a write (TLS's write(2) cannot ask for
+// MSG_NOSIGNAL) to a peer that closed fails with EPIPE instead of killing the process. One raised
+// meanwhile is taken before the thread's mask is restored.
+class NoSigpipe {
+ public:
+  NoSigpipe() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~NoSigpipe() {
+    if (sigismember(&old_, SIGPIPE)) return;
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  NoSigpipe(const NoSigpipe&) = delete;
+  NoSigpipe& operator=(const NoSigpipe&) = delete;
+
+ private:
+  sigset_t pipe_, old_;
+};
+
+// An interrupted TLS read or write, to try again.
+bool Interrupted(SSL* ssl, int r) { return SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL && errno == EINTR; }
+
 // Reads exactly n bytes; false on EOF, an error or a timeout (SO_RCVTIMEO).
-bool ReadFull(int fd, void* buf, size_t n) {
+bool ReadFull(const PeerConn& c, void* buf, size_t n) {
   auto* p = static_cast<char*>(buf);
   while (n > 0) {
-    ssize_t r = ::recv(fd, p, n, 0);
-    if (r < 0 && errno == EINTR) continue;
+    ssize_t r;
+    if (c.ssl) {
+      r = SSL_read(c.ssl, p, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+      if (r <= 0 && Interrupted(c.ssl, static_cast<int>(r))) continue;
+    } else {
+      r = ::recv(c.fd, p, n, 0);
+      if (r < 0 && errno == EINTR) continue;
+    }
     if (r <= 0) return false;
     p += r;
     n -= static_cast<size_t>(r);
@@ -77,15 +115,28 @@ bool ReadFull(int fd, void* buf, size_t n) {
   return true;
 }
 
-bool WriteFull(int fd, const char* p, size_t n) {
+bool WriteFull(const PeerConn& c, const char* p, size_t n) {
   while (n > 0) {
-    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
+    ssize_t w;
+    if (c.ssl) {
+      w = SSL_write(c.ssl, p, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+      if (w <= 0 && Interrupted(c.ssl, static_cast<int>(w))) continue;
+    } else {
+      w = ::send(c.fd, p, n, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+    }
     if (w <= 0) return false;
     p += w;
     n -= static_cast<size_t>(w);
   }
   return true;
+}
+
+// Ends a connection: its TLS, then its socket.
+void Close(PeerConn& c) {
+  if (c.ssl) SSL_free(c.ssl);
+  if (c.fd >= 0) ::close(c.fd);
+  c = PeerConn{};
 }
 
 void SetTimeout(int fd, int option, std::chrono::milliseconds d) {
@@ -292,24 +343,42 @@ void PeerTransport::AcceptLoop() {
 }
 
 void PeerTransport::ReadLoop(int fd) {
+  NoSigpipe no_sigpipe;
+  PeerConn c{fd, nullptr};
+  // The handshake and the hello: within hello_timeout.
+  SetTimeout(fd, SO_RCVTIMEO, opts_.hello_timeout);
+  SetTimeout(fd, SO_SNDTIMEO, opts_.hello_timeout);
+  if (opts_.tls) {
+    auto ssl = opts_.tls->Accept(fd);
+    if (!ssl) {
+      spdlog::warn("raft peers: refused a connection: {}", ssl.error().message());
+      return;
+    }
+    c.ssl = *ssl;
+  }
+  SetTimeout(fd, SO_SNDTIMEO, opts_.write_timeout);
   bool snapshot = false;
-  uint64_t sender = ReadHello(fd, &snapshot);
-  if (sender == 0) return;
-  if (snapshot) return ReadSnapshot(fd, sender);
-  SetTimeout(fd, SO_RCVTIMEO, std::chrono::milliseconds(0));  // a quiet peer is not an error
-  ReadMessages(fd, sender);
+  uint64_t sender = ReadHello(c, &snapshot);
+  // The hello is answered: the dialer writes nothing into a connection that was refused.
+  const char taken = 0;
+  if (sender != 0 && !WriteFull(c, &taken, 1)) sender = 0;
+  if (sender != 0 && snapshot) ReadSnapshot(c, sender);
+  if (sender != 0 && !snapshot) {
+    SetTimeout(fd, SO_RCVTIMEO, std::chrono::milliseconds(0));  // a quiet peer is not an error
+    ReadMessages(c, sender);
+  }
+  if (c.ssl) SSL_free(c.ssl);  // the socket is the acceptor's to close
 }
 
-uint64_t PeerTransport::ReadHello(int fd, bool* snapshot) {
-  // The hello: magic, the cluster's name, the sender's id; within hello_timeout.
-  SetTimeout(fd, SO_RCVTIMEO, opts_.hello_timeout);
+uint64_t PeerTransport::ReadHello(PeerConn& c, bool* snapshot) {
+  // The hello: magic, the cluster's name, the sender's id.
   unsigned char head[kMagicLen + 1];
-  if (!ReadFull(fd, head, sizeof(head))) return 0;
+  if (!ReadFull(c, head, sizeof(head))) return 0;
   *snapshot = std::memcmp(head, kSnapMagic, kMagicLen) == 0;
   if (!*snapshot && std::memcmp(head, kMagic, kMagicLen) != 0) return 0;
   std::string cluster(head[kMagicLen], '\0');
   unsigned char id_bytes[8];
-  if (!ReadFull(fd, cluster.data(), cluster.size()) || !ReadFull(fd, id_bytes, 8)) return 0;
+  if (!ReadFull(c, cluster.data(), cluster.size()) || !ReadFull(c, id_bytes, 8)) return 0;
   uint64_t sender = GetU(id_bytes, 8);
   if (cluster != opts_.cluster) {
     spdlog::warn("raft peers: refused member {} of cluster '{}' (this is '{}')", sender, cluster,
@@ -327,9 +396,9 @@ uint64_t PeerTransport::ReadHello(int fd, bool* snapshot) {
 namespace {
 
 // One frame: its bytes, nullopt for the zero-length end of a snapshot, an error otherwise.
-Result<std::optional<std::string>> ReadFrame(int fd, size_t max, uint64_t sender) {
+Result<std::optional<std::string>> ReadFrame(const PeerConn& c, size_t max, uint64_t sender) {
   unsigned char len_bytes[4];
-  if (!ReadFull(fd, len_bytes, 4)) return Unavailable("member " + std::to_string(sender) + " closed the connection");
+  if (!ReadFull(c, len_bytes, 4)) return Unavailable("member " + std::to_string(sender) + " closed the connection");
   uint64_t len = GetU(len_bytes, 4);
   if (len > max) {
     return InvalidArgument("member " + std::to_string(sender) + " sent a frame of " + std::to_string(len) +
@@ -337,15 +406,15 @@ Result<std::optional<std::string>> ReadFrame(int fd, size_t max, uint64_t sender
   }
   if (len == 0) return std::nullopt;
   std::string frame(len, '\0');
-  if (!ReadFull(fd, frame.data(), len)) return Unavailable("member " + std::to_string(sender) + " closed the connection");
+  if (!ReadFull(c, frame.data(), len)) return Unavailable("member " + std::to_string(sender) + " closed the connection");
   return frame;
 }
 
 }  // namespace
 
-void PeerTransport::ReadMessages(int fd, uint64_t sender) {
+void PeerTransport::ReadMessages(PeerConn& c, uint64_t sender) {
   for (;;) {
-    auto frame = ReadFrame(fd, opts_.max_message, sender);
+    auto frame = ReadFrame(c, opts_.max_message, sender);
     if (!frame && frame.error().code() == Code::kInvalidArgument) {
       spdlog::warn("raft peers: {}; closing its connection", frame.error().message());
     }
@@ -354,9 +423,9 @@ void PeerTransport::ReadMessages(int fd, uint64_t sender) {
   }
 }
 
-void PeerTransport::ReadSnapshot(int fd, uint64_t sender) {
+void PeerTransport::ReadSnapshot(PeerConn& c, uint64_t sender) {
   // A stalled sender is given up on after write_timeout, as a stalled receiver is.
-  SetTimeout(fd, SO_RCVTIMEO, opts_.write_timeout);
+  SetTimeout(c.fd, SO_RCVTIMEO, opts_.write_timeout);
   SnapshotFn handler;
   {
     std::lock_guard<std::mutex> lock(handlers_mu_);
@@ -365,7 +434,7 @@ void PeerTransport::ReadSnapshot(int fd, uint64_t sender) {
   bool ended = false;
   FrameReader next = [&]() -> Result<std::optional<std::string>> {
     if (ended) return std::optional<std::string>();
-    auto frame = ReadFrame(fd, opts_.max_message, sender);
+    auto frame = ReadFrame(c, opts_.max_message, sender);
     if (frame && !*frame) ended = true;
     return frame;
   };
@@ -373,7 +442,7 @@ void PeerTransport::ReadSnapshot(int fd, uint64_t sender) {
   if (st && !ended) st = InvalidArgument("the snapshot went on past its end");
   if (!st) spdlog::warn("raft peers: a snapshot from member {} was refused: {}", sender, st.error().message());
   const char answer = st ? 0 : 1;
-  WriteFull(fd, &answer, 1);
+  WriteFull(c, &answer, 1);
 }
 
 Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
@@ -384,24 +453,27 @@ Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const
     if (it == links_.end()) return NotFound("member " + std::to_string(to) + " is not a peer");
     address = it->second->address;
   }
-  int fd = Dial(to, address, /*snapshot=*/true);
-  if (fd < 0) return Unavailable("member " + std::to_string(to) + " at " + address + " cannot be reached");
+  NoSigpipe no_sigpipe;
+  PeerConn c;
+  if (!Dial(to, address, /*snapshot=*/true, &c)) {
+    return Unavailable("member " + std::to_string(to) + " at " + address + " cannot be reached");
+  }
   FrameWriter frame = [&](std::string_view bytes) {
     if (bytes.empty()) return true;
     std::string len;
     PutU32(len, static_cast<uint32_t>(bytes.size()));
-    return WriteFull(fd, len.data(), len.size()) && WriteFull(fd, bytes.data(), bytes.size());
+    return WriteFull(c, len.data(), len.size()) && WriteFull(c, bytes.data(), bytes.size());
   };
   Status st = write(frame);
   const std::string end(4, '\0');
-  if (st && !WriteFull(fd, end.data(), end.size())) st = Unavailable("the connection to member " + std::to_string(to) + " failed");
+  if (st && !WriteFull(c, end.data(), end.size())) st = Unavailable("the connection to member " + std::to_string(to) + " failed");
   char answer = 1;
   if (st) {
-    SetTimeout(fd, SO_RCVTIMEO, opts_.snapshot_answer_timeout);
-    if (!ReadFull(fd, &answer, 1)) st = Unavailable("member " + std::to_string(to) + " did not answer the snapshot");
+    SetTimeout(c.fd, SO_RCVTIMEO, opts_.snapshot_answer_timeout);
+    if (!ReadFull(c, &answer, 1)) st = Unavailable("member " + std::to_string(to) + " did not answer the snapshot");
     else if (answer != 0) st = Unavailable("member " + std::to_string(to) + " refused the snapshot (its log says why)");
   }
-  ::close(fd);
+  Close(c);
   return st;
 }
 
@@ -437,24 +509,40 @@ bool ClosedByPeer(int fd) {
 
 }  // namespace
 
-int PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot) {
+bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out) {
   auto sa = ParseAddress(address);
   if (!sa) {
     spdlog::warn("raft peers: member {}: {}", peer, sa.error().message());
-    return -1;
+    return false;
   }
-  int fd = ConnectWithin(*sa, opts_.dial_timeout);
-  if (fd < 0) return -1;
-  SetTimeout(fd, SO_SNDTIMEO, opts_.write_timeout);
+  PeerConn c{ConnectWithin(*sa, opts_.dial_timeout), nullptr};
+  if (c.fd < 0) return false;
+  if (opts_.tls) {
+    SetTimeout(c.fd, SO_RCVTIMEO, opts_.dial_timeout);
+    SetTimeout(c.fd, SO_SNDTIMEO, opts_.dial_timeout);
+    auto ssl = opts_.tls->Connect(c.fd, address.substr(0, address.rfind(':')));
+    if (!ssl) {
+      spdlog::warn("raft peers: member {}: {}", peer, ssl.error().message());
+      Close(c);
+      return false;
+    }
+    c.ssl = *ssl;
+    SetTimeout(c.fd, SO_RCVTIMEO, std::chrono::milliseconds(0));
+  }
+  SetTimeout(c.fd, SO_SNDTIMEO, opts_.write_timeout);
   std::string hello = PeerHello(opts_.cluster, opts_.self, snapshot);
-  if (!WriteFull(fd, hello.data(), hello.size())) {
-    ::close(fd);
-    return -1;
+  SetTimeout(c.fd, SO_RCVTIMEO, opts_.hello_timeout);
+  char answer = 1;
+  if (!WriteFull(c, hello.data(), hello.size()) || !ReadFull(c, &answer, 1) || answer != 0) {
+    Close(c);
+    return false;
   }
-  return fd;
+  SetTimeout(c.fd, SO_RCVTIMEO, std::chrono::milliseconds(0));
+  *out = c;
+  return true;
 }
 
-bool PeerTransport::Flush(Link* l, int fd) {
+bool PeerTransport::Flush(Link* l, const PeerConn& c) {
   std::deque<std::string> batch;
   {
     std::lock_guard<std::mutex> lock(l->mu);
@@ -465,7 +553,7 @@ bool PeerTransport::Flush(Link* l, int fd) {
     PutU32(out, static_cast<uint32_t>(m.size()));
     out += m;
   }
-  if (!WriteFull(fd, out.data(), out.size())) {
+  if (!WriteFull(c, out.data(), out.size())) {
     std::lock_guard<std::mutex> lock(l->mu);
     l->stats.dropped += batch.size();
     return false;
@@ -476,14 +564,15 @@ bool PeerTransport::Flush(Link* l, int fd) {
 }
 
 void PeerTransport::WriteLoop(Link* l) {
+  NoSigpipe no_sigpipe;
   auto backoff = std::chrono::milliseconds(50);
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(l->mu);
       if (l->closing) return;
     }
-    int fd = Dial(l->id, l->address, /*snapshot=*/false);
-    if (fd < 0) {
+    PeerConn c;
+    if (!Dial(l->id, l->address, /*snapshot=*/false, &c)) {
       DropQueued(l);
       std::unique_lock<std::mutex> lock(l->mu);
       l->cv.wait_for(lock, backoff, [&] { return l->closing; });
@@ -494,10 +583,10 @@ void PeerTransport::WriteLoop(Link* l) {
     {
       std::lock_guard<std::mutex> lock(l->mu);
       if (l->closing) {
-        ::close(fd);
+        Close(c);
         return;
       }
-      l->fd = fd;
+      l->fd = c.fd;
       l->stats.connected = true;
       ++l->stats.dials;
     }
@@ -509,18 +598,18 @@ void PeerTransport::WriteLoop(Link* l) {
         if (l->closing) break;
         if (l->queue.empty()) {
           lock.unlock();
-          ok = !ClosedByPeer(fd);
+          ok = !ClosedByPeer(c.fd);
           continue;
         }
       }
-      ok = Flush(l, fd);
+      ok = Flush(l, c);
     }
     {
       std::lock_guard<std::mutex> lock(l->mu);
       l->fd = -1;
       l->stats.connected = false;
     }
-    ::close(fd);
+    Close(c);
     if (!ok) ReportUnreachable(l->id);
     std::lock_guard<std::mutex> lock(l->mu);
     if (l->closing) return;

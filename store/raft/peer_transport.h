@@ -4,7 +4,8 @@
 // Each member dials every other member and only writes on the connection it dialed; it reads
 // on the connections others dialed to it. A connection opens with a hello (PeerHello) naming
 // the cluster and the sender; a connection from another cluster or from an unknown member is
-// closed. Then frames follow: a 4-byte big-endian length and that many bytes of one message,
+// closed, and one taken is answered with one byte (0), so that the dialer never writes into a
+// connection that was refused. Then frames follow: a 4-byte big-endian length and that many bytes of one message,
 // opaque here (RaftNode::Receive takes them). A frame over `max_message` closes the connection.
 //
 // Sending never blocks on the network. Each peer has a queue and a writer thread that connects
@@ -15,6 +16,9 @@
 // cannot be reached, or that falls `max_queue` messages behind, loses the queued messages and is
 // reported unreachable: Raft retransmits, and the leader probes a peer reported so instead of
 // streaming to it. A write that stalls (a stopped peer) gives up after `write_timeout`.
+//
+// With `tls`, every connection is TLS with the cluster's CA, both ways (peer_tls.h), before the
+// hello.
 //
 // A snapshot goes on a connection of its own, dialed for it (SendSnapshot), so that it neither
 // waits behind the messages nor holds them up: a hello with the snapshot magic, its frames as
@@ -36,6 +40,7 @@
 #include <thread>
 
 #include "apis/error.h"
+#include "store/raft/peer_tls.h"
 #include "store/raft/raft_node.h"
 
 namespace mentat::raft {
@@ -57,6 +62,14 @@ struct PeerTransportOptions {
   std::chrono::milliseconds idle_check{500};
   // How long a snapshot's receiver may take to answer once the stream ended.
   std::chrono::milliseconds snapshot_answer_timeout{30000};
+  // TLS with the cluster's CA on every connection, both ways (peer_tls.h); null: plain TCP.
+  std::shared_ptr<PeerTls> tls;
+};
+
+// One connection: its socket, and its TLS when the cluster has TLS.
+struct PeerConn {
+  int fd = -1;
+  SSL* ssl = nullptr;
 };
 
 // Counters of one peer's outgoing side, for status and tests.
@@ -103,15 +116,15 @@ class PeerTransport : public RaftTransport {
   void AcceptLoop();
   void ReadLoop(int fd);
   // Reads a connection's hello: the sender's id (0: refused), and whether it carries a snapshot.
-  uint64_t ReadHello(int fd, bool* snapshot);
-  void ReadMessages(int fd, uint64_t sender);
-  void ReadSnapshot(int fd, uint64_t sender);
+  uint64_t ReadHello(PeerConn& c, bool* snapshot);
+  void ReadMessages(PeerConn& c, uint64_t sender);
+  void ReadSnapshot(PeerConn& c, uint64_t sender);
   void WriteLoop(Link* link);
-  // Connects to `address` and sends the hello (the snapshot one when `snapshot`): the
-  // socket, or -1.
-  int Dial(uint64_t peer, const std::string& address, bool snapshot);
-  // Writes every queued message of link to fd; false on an error (the link then reconnects).
-  bool Flush(Link* link, int fd);
+  // Connects to `address` (with TLS when the cluster has it) and sends the hello (the snapshot
+  // one when `snapshot`); false when it cannot.
+  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out);
+  // Writes every queued message of link to c; false on an error (the link then reconnects).
+  bool Flush(Link* link, const PeerConn& c);
   void DropQueued(Link* link);
   void ReportUnreachable(uint64_t peer);
   void DeliverMessage(std::string message);

@@ -2,7 +2,9 @@
 // shim in shim/), in C++ types. It is the algorithm and nothing else: the caller ticks it,
 // steps it with peers' messages, proposes, and drives each Ready by etcd's contract:
 //
-//   1. persist Ready::hard_state, Ready::snapshot and Ready::entries (synced when must_sync),
+//   1. persist Ready::hard_state, Ready::snapshot and Ready::entries (synced when must_sync or
+//      when there is a snapshot: the library's must_sync looks at entries and votes only, yet
+//      the Ready's messages acknowledge the snapshot),
 //   2. send Ready::messages (after step 1: a vote or an append acknowledged must be durable),
 //   3. apply Ready::committed in order (entries of type kConfChange through ApplyConfChange),
 //   4. call Advance().
