@@ -28,11 +28,13 @@ void Invariants::OnLeader(uint64_t node, uint64_t term, const LogImage& log) {
   }
 }
 
-void Invariants::OnWritten(uint64_t node, const std::vector<RaftEntry>& entries, const LogImage& log) {
+void Invariants::OnWritten(uint64_t node, const std::vector<RaftEntry>& entries,
+                           const LogImage& log) {
   for (const auto& e : entries) {
     auto prev = log.TermAt(e.index - 1);
     if (!prev) {
-      return Fail("node " + N(node) + " wrote index " + N(e.index) + " without the entry before it");
+      return Fail("node " + N(node) + " wrote index " + N(e.index) +
+                  " without the entry before it");
     }
     Written w{Fnv1a(e.raw), *prev, node};
     auto [it, fresh] = written_.emplace(std::make_pair(e.index, e.term), w);
@@ -98,8 +100,8 @@ void Invariants::CheckAcknowledged(uint64_t node, uint64_t acknowledged, const L
   if (durable.LastIndex() >= acknowledged) return;
   Fail("durability: node " + std::to_string(node) + " answered an append with its log at index " +
        std::to_string(acknowledged) + ", but after its crash its disk holds up to index " +
-       std::to_string(durable.LastIndex()) + (durable.snapshot ? " (snapshot at " +
-       std::to_string(durable.snapshot->index) + ")" : "") +
+       std::to_string(durable.LastIndex()) +
+       (durable.snapshot ? " (snapshot at " + std::to_string(durable.snapshot->index) + ")" : "") +
        ": what it acknowledged was not synced before the answer went out");
 }
 

@@ -58,7 +58,8 @@ std::optional<KvCommand> DecodeCommand(std::string_view data) {
 KvOutput KvStateMachine::Apply(const KvCommand& c) {
   auto& session = sessions_[c.client];
   if (deduplicate_ && c.seq <= session.seq) return session.answer;
-  auto [next, answer] = testing::ApplyKv(Read(c.input.key).ok ? keys_[c.input.key] : KvState{}, c.input);
+  auto [next, answer] =
+      testing::ApplyKv(Read(c.input.key).ok ? keys_[c.input.key] : KvState{}, c.input);
   if (next.exists) {
     keys_[c.input.key] = next;
   } else {

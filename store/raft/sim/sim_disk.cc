@@ -36,7 +36,8 @@ void DiskBatch::ApplyTo(LogImage& log) const {
     log.entries.erase(log.entries.begin(), log.entries.upper_bound(snapshot->index));
   }
   // A follower's new entries replace whatever it had from the first one's index on.
-  if (!entries.empty()) log.entries.erase(log.entries.lower_bound(entries.front().index), log.entries.end());
+  if (!entries.empty())
+    log.entries.erase(log.entries.lower_bound(entries.front().index), log.entries.end());
   for (const auto& e : entries) log.entries[e.index] = e;
 }
 

@@ -7,6 +7,8 @@ bool SimNetwork::Send(uint64_t from, RaftMessage message, uint64_t now) {
   const int copies = rng_.Chance(faults_.duplicate) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
     uint64_t at = now + rng_.Between(faults_.min_delay, faults_.max_delay);
+    if (rng_.Chance(faults_.long_delay))
+      at = now + rng_.Between(faults_.min_delay, faults_.max_long_delay);
     queue_.emplace(std::make_pair(at, ++sent_), InFlight{from, message});
   }
   return true;
@@ -20,12 +22,13 @@ std::optional<SimNetwork::Arrival> SimNetwork::NextDue(uint64_t now) {
   return a;
 }
 
-void SimNetwork::Partition(const std::set<uint64_t>& side, const std::set<uint64_t>& all) {
+void SimNetwork::Partition(const std::set<uint64_t>& side, const std::set<uint64_t>& all,
+                           bool one_way) {
   for (uint64_t a : side) {
     for (uint64_t b : all) {
       if (side.count(b)) continue;
       cut_.insert({a, b});
-      cut_.insert({b, a});
+      if (!one_way) cut_.insert({b, a});
     }
   }
 }

@@ -1,7 +1,8 @@
 // SimNetwork: the links between simulated nodes. Each message sent is dropped, delivered once
 // or delivered twice, each copy after its own random delay (so messages are reordered), all
-// drawn from the run's generator. A partition cuts links both ways: what is sent across it, or
-// in flight across it when it arrives, is lost. Time is the simulation's (units, not ticks).
+// drawn from the run's generator. A partition cuts links, both ways or one way: what is sent
+// across it, or in flight across it when it arrives, is lost. Time is the simulation's (units,
+// not ticks).
 #pragma once
 
 #include <cstdint>
@@ -19,8 +20,10 @@ namespace mentat::raft::sim {
 struct NetworkFaults {
   double drop = 0.03;
   double duplicate = 0.02;
-  uint64_t min_delay = 1;   // time units
+  uint64_t min_delay = 1;  // time units
   uint64_t max_delay = 25;
+  double long_delay = 0.005;  // a copy held far longer: a stale message arriving late
+  uint64_t max_long_delay = 400;
 };
 
 struct InFlight {
@@ -42,8 +45,9 @@ class SimNetwork {
   };
   std::optional<Arrival> NextDue(uint64_t now);
 
-  // Cuts every link between `side` and the other nodes.
-  void Partition(const std::set<uint64_t>& side, const std::set<uint64_t>& all);
+  // Cuts every link between `side` and the other nodes; with `one_way`, only those from `side`
+  // (it still hears the others, they do not hear it).
+  void Partition(const std::set<uint64_t>& side, const std::set<uint64_t>& all, bool one_way);
   void Heal() { cut_.clear(); }
   bool Connected(uint64_t a, uint64_t b) const { return !cut_.count({a, b}); }
   bool partitioned() const { return !cut_.empty(); }

@@ -15,8 +15,10 @@ Status SimNode::Start() {
   applied_ = 0;
   acknowledged_ = 0;
   if (disk.snapshot) {
-    auto restored = KvStateMachine::Restore(disk.snapshot->data, opts_.contract != Contract::kNoDeduplication);
-    if (!restored) return Internal("node " + std::to_string(opts_.id) + ": its snapshot is unreadable");
+    auto restored =
+        KvStateMachine::Restore(disk.snapshot->data, opts_.contract != Contract::kNoDeduplication);
+    if (!restored)
+      return Internal("node " + std::to_string(opts_.id) + ": its snapshot is unreadable");
     kv_ = std::move(*restored);
     applied_ = disk.snapshot->index;
   }
@@ -63,7 +65,8 @@ void SimNode::Receive(const RaftMessage& m) {
   // A forwarded proposal reaching a node that knows no leader is dropped (kUnavailable): the
   // proposer's client times out. Anything else refused is a bug.
   auto st = core_->Step(m.bytes);
-  if (!st && st.error().code() != Code::kUnavailable) Fail("refused a peer's message: " + st.error().message());
+  if (!st && st.error().code() != Code::kUnavailable)
+    Fail("refused a peer's message: " + st.error().message());
 }
 
 void SimNode::ReportSnapshot(uint64_t to, bool failed) {
@@ -85,8 +88,8 @@ void SimNode::Drain() {
 
 // etcd's Ready contract, in production's order (raft_node.cc, HandleReady).
 Status SimNode::HandleReady(RaftReady& rd) {
-  const bool became_leader = rd.soft_state && rd.soft_state->second == RaftRole::kLeader &&
-                             role_ != RaftRole::kLeader;
+  const bool became_leader =
+      rd.soft_state && rd.soft_state->second == RaftRole::kLeader && role_ != RaftRole::kLeader;
   if (rd.soft_state) role_ = rd.soft_state->second;
   // 1. Persist; synced when the Ready says so, or when it carries a snapshot (see
   // Contract::kMustSyncOnly for why), never under the broken kAckBeforeSync.
@@ -127,7 +130,8 @@ void SimNode::Apply(const RaftEntry& e) {
     if (auto cc = core_->ApplyConfChange(e.data); !cc) Fail(cc.error().message());
   } else if (!e.data.empty()) {
     auto command = DecodeCommand(e.data);
-    if (!command) return Fail("applied an entry that is no command at index " + std::to_string(e.index));
+    if (!command)
+      return Fail("applied an entry that is no command at index " + std::to_string(e.index));
     KvOutput out = kv_.Apply(*command);
     auto it = writes_.find({command->client, command->seq});
     if (it != writes_.end()) {
@@ -141,8 +145,10 @@ void SimNode::Apply(const RaftEntry& e) {
 }
 
 void SimNode::Install(const RaftSnapshotInfo& snapshot) {
-  auto restored = KvStateMachine::Restore(snapshot.data, opts_.contract != Contract::kNoDeduplication);
-  if (!restored) return Fail("was sent an unreadable snapshot at index " + std::to_string(snapshot.index));
+  auto restored =
+      KvStateMachine::Restore(snapshot.data, opts_.contract != Contract::kNoDeduplication);
+  if (!restored)
+    return Fail("was sent an unreadable snapshot at index " + std::to_string(snapshot.index));
   kv_ = std::move(*restored);
   applied_ = snapshot.index;
   invariants_.OnRestored(opts_.id, snapshot.index, kv_.Fingerprint());

@@ -59,16 +59,21 @@ struct SimNodeOptions {
   uint64_t id = 0;
   std::vector<uint64_t> peers;  // all voters, itself included
   Contract contract = Contract::kProduction;
-  uint64_t compact_every = 0;   // applied entries between snapshots; 0: never compacts
-  int read_retry_ticks = 3;     // asks ReadIndex again while unconfirmed (dropped without leader)
+  uint64_t compact_every = 0;  // applied entries between snapshots; 0: never compacts
+  int read_retry_ticks = 3;    // asks ReadIndex again while unconfirmed (dropped without leader)
 };
 
 class SimNode {
  public:
   SimNode(SimNodeOptions options, SimNetwork& network, Invariants& invariants, const uint64_t& now,
-          std::function<void(const ClientReply&)> reply, std::function<void(const std::string&)> trace)
-      : opts_(std::move(options)), network_(network), invariants_(invariants), now_(now),
-        reply_(std::move(reply)), trace_(std::move(trace)) {}
+          std::function<void(const ClientReply&)> reply,
+          std::function<void(const std::string&)> trace)
+      : opts_(std::move(options)),
+        network_(network),
+        invariants_(invariants),
+        now_(now),
+        reply_(std::move(reply)),
+        trace_(std::move(trace)) {}
 
   // Starts the core over the durable disk (bootstrapping the cluster when the disk is empty).
   Status Start();

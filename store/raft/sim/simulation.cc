@@ -29,8 +29,8 @@ struct Client {
 
 class Simulation {
  public:
-  explicit Simulation(const SimOptions& o) : opts_(o), rng_(o.seed), network_(rng_, o.network),
-                                             invariants_(o.nodes) {}
+  explicit Simulation(const SimOptions& o)
+      : opts_(o), rng_(o.seed), network_(rng_, o.network), invariants_(o.nodes) {}
   SimResult Run();
 
  private:
@@ -92,7 +92,8 @@ SimResult Simulation::Run() {
   for (const auto& op : history_.ops()) {
     all += testing::DescribeKv(op.input, op.output) + "@" + std::to_string(op.call) + "\n";
   }
-  for (auto& [id, n] : nodes_) all += std::to_string(n->applied()) + ":" + std::to_string(n->state_fingerprint());
+  for (auto& [id, n] : nodes_)
+    all += std::to_string(n->applied()) + ":" + std::to_string(n->state_fingerprint());
   result.fingerprint = Fnv1a(all);
   if (!result.failure.empty()) result.trace = TraceDump();
   return result;
@@ -107,9 +108,9 @@ void Simulation::Boot() {
     o.peers = peers;
     o.contract = opts_.contract;
     o.compact_every = opts_.compact ? rng_.Between(8, 40) : 0;
-    nodes_[id] = std::make_unique<SimNode>(o, network_, invariants_, now_,
-                                           [this](const ClientReply& r) { OnReply(r); },
-                                           [this](const std::string& line) { Trace(line); });
+    nodes_[id] = std::make_unique<SimNode>(
+        o, network_, invariants_, now_, [this](const ClientReply& r) { OnReply(r); },
+        [this](const std::string& line) { Trace(line); });
     phase_[id] = rng_.Below(kUnitsPerTick);
     if (auto st = nodes_[id]->Start(); !st) invariants_.Fail(st.error().message());
     nodes_[id]->Drain();
@@ -198,7 +199,8 @@ void Simulation::Restart(SimNode& n) {
   n.Drain();
 }
 
-// Cuts the leader off alone half the time, else a random side from the rest.
+// Cuts the leader off alone half the time, else a random side from the rest; one partition in
+// four is one way.
 void Simulation::Partition() {
   std::set<uint64_t> all, side;
   for (auto& [id, n] : nodes_) all.insert(id);
@@ -211,12 +213,13 @@ void Simulation::Partition() {
     }
     if (side.empty() || side.size() == all.size()) side = {1 + rng_.Below(all.size())};
   }
-  network_.Partition(side, all);
+  const bool one_way = rng_.Chance(0.25);
+  network_.Partition(side, all, one_way);
   heal_at_ = now_ + rng_.Between(5, 80) * kUnitsPerTick;
   ++stats_.partitions;
   std::string names;
   for (uint64_t id : side) names += " " + std::to_string(id);
-  Trace("partition {" + names + " } from the rest");
+  Trace("partition {" + names + " } from the rest" + (one_way ? ", one way (they hear it)" : ""));
 }
 
 void Simulation::Calm() {
@@ -282,13 +285,14 @@ void Simulation::Finish(SimResult& result) {
   const SimNode& first = *nodes_.begin()->second;
   for (auto& [id, n] : nodes_) {
     if (n->applied() != first.applied() || n->state_fingerprint() != first.state_fingerprint()) {
-      return invariants_.Fail("no convergence after " + std::to_string(opts_.calm_ticks) +
-                              " calm ticks: node " + std::to_string(id) + " applied " +
-                              std::to_string(n->applied()) + ", node " + std::to_string(first.id()) +
-                              " applied " + std::to_string(first.applied()));
+      return invariants_.Fail(
+          "no convergence after " + std::to_string(opts_.calm_ticks) + " calm ticks: node " +
+          std::to_string(id) + " applied " + std::to_string(n->applied()) + ", node " +
+          std::to_string(first.id()) + " applied " + std::to_string(first.applied()));
     }
   }
-  auto check = testing::CheckLinearizable(testing::KvModel(), history_.ops(), {.max_steps = 5'000'000});
+  auto check =
+      testing::CheckLinearizable(testing::KvModel(), history_.ops(), {.max_steps = 5'000'000});
   if (check.verdict != testing::Verdict::kLinearizable) {
     invariants_.Fail(std::string("the client history is ") + testing::VerdictName(check.verdict) +
                      " on key " + check.partition + ": " + check.explanation);
@@ -312,7 +316,8 @@ std::string Simulation::TraceDump() {
       tail.push_back(line);
       if (tail.size() > 12) tail.pop_front();
     }
-    out += "node " + std::to_string(id) + (n->up() ? "" : " (down)") + ", its library's last lines:\n";
+    out +=
+        "node " + std::to_string(id) + (n->up() ? "" : " (down)") + ", its library's last lines:\n";
     for (const auto& l : tail) out += "  " + l + "\n";
   }
   return out;
@@ -325,10 +330,12 @@ SimResult RunSimulation(const SimOptions& options) {
     const SimOptions& options;
     SimResult result;
   } task{options, {}};
-  raftshim_run_on_go_thread([](void* t) {
-    auto* task = static_cast<Task*>(t);
-    task->result = Simulation(task->options).Run();
-  }, &task);
+  raftshim_run_on_go_thread(
+      [](void* t) {
+        auto* task = static_cast<Task*>(t);
+        task->result = Simulation(task->options).Run();
+      },
+      &task);
   return std::move(task.result);
 }
 

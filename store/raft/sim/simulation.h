@@ -39,8 +39,8 @@ struct SimStats {
   uint64_t completed = 0;  // of those, answered
   uint64_t crashes = 0;
   uint64_t partitions = 0;
-  uint64_t elections = 0;   // terms that had a leader
-  uint64_t committed = 0;   // the last index known committed
+  uint64_t elections = 0;  // terms that had a leader
+  uint64_t committed = 0;  // the last index known committed
   uint64_t snapshots_sent = 0;
 };
 

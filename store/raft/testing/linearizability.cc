@@ -86,17 +86,20 @@ void EventList::Unlift(int call) {
 
 namespace internal {
 
-std::string Explain(const std::vector<std::string>& linearized, const std::vector<std::string>& stuck,
-                    size_t total) {
+std::string Explain(const std::vector<std::string>& linearized,
+                    const std::vector<std::string>& stuck, size_t total) {
   constexpr size_t kShown = 12;
-  std::string out = "at most " + std::to_string(linearized.size()) + " of " + std::to_string(total) +
+  std::string out = "at most " + std::to_string(linearized.size()) + " of " +
+                    std::to_string(total) +
                     " operations linearize; the longest prefix found ends with:";
   size_t from = linearized.size() > kShown ? linearized.size() - kShown : 0;
   if (from > 0) out += " ...";
   for (size_t i = from; i < linearized.size(); ++i) out += "\n  " + linearized[i];
   for (const auto& s : stuck) {
-    out += "\nafter which this completed operation fits nowhere (nor do the ones concurrent "
-           "with it):\n  " + s;
+    out +=
+        "\nafter which this completed operation fits nowhere (nor do the ones concurrent "
+        "with it):\n  " +
+        s;
   }
   return out;
 }

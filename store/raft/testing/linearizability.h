@@ -38,7 +38,8 @@ struct Model {
   State init;
   // The state after `input` answered `output` in `state`, or nullopt when that answer is
   // impossible there. With output nullopt (unknown) it must say what the operation would do.
-  std::function<std::optional<State>(const State&, const Input&, const std::optional<Output>&)> step;
+  std::function<std::optional<State>(const State&, const Input&, const std::optional<Output>&)>
+      step;
   // Operations of different partitions never affect each other. Empty: one partition.
   std::function<std::string(const Input&)> partition;
   // For failure reports.
@@ -84,7 +85,8 @@ class EventList {
  public:
   static constexpr int kNone = -1;
   // `calls[i]`, `returns[i]` (nullopt: unknown outcome, no return event) of operation i.
-  EventList(const std::vector<uint64_t>& calls, const std::vector<std::optional<uint64_t>>& returns);
+  EventList(const std::vector<uint64_t>& calls,
+            const std::vector<std::optional<uint64_t>>& returns);
   int first() const { return next_[0]; }
   int next(int node) const { return next_[node]; }
   bool is_call(int node) const { return is_call_[node]; }
@@ -104,8 +106,8 @@ class EventList {
 
 namespace internal {
 
-std::string Explain(const std::vector<std::string>& linearized, const std::vector<std::string>& stuck,
-                    size_t total);
+std::string Explain(const std::vector<std::string>& linearized,
+                    const std::vector<std::string>& stuck, size_t total);
 
 template <typename State, typename Input, typename Output>
 Verdict CheckPartition(const Model<State, Input, Output>& model,

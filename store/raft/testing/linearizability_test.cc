@@ -14,7 +14,9 @@ namespace mentat::raft::testing {
 namespace {
 
 KvInput Get(std::string key) { return {KvOp::kGet, std::move(key), "", 0}; }
-KvInput Put(std::string key, std::string v) { return {KvOp::kPut, std::move(key), std::move(v), 0}; }
+KvInput Put(std::string key, std::string v) {
+  return {KvOp::kPut, std::move(key), std::move(v), 0};
+}
 KvInput Cas(std::string key, uint64_t expected, std::string v) {
   return {KvOp::kCas, std::move(key), std::move(v), expected};
 }
@@ -32,16 +34,18 @@ KvOperation Op(int client, KvInput in, std::optional<KvOutput> out, uint64_t cal
 Verdict Check(const std::vector<KvOperation>& h) {
   auto r = CheckLinearizable(KvModel(), h);
   if (r.verdict != Verdict::kLinearizable) {
-    std::cerr << VerdictName(r.verdict) << " on key " << r.partition << ": " << r.explanation << "\n";
+    std::cerr << VerdictName(r.verdict) << " on key " << r.partition << ": " << r.explanation
+              << "\n";
   }
   return r.verdict;
 }
 
 TEST(Linearizability, SequentialOperationsThatMatchTheModelPass) {
-  EXPECT_EQ(Check({Op(0, Put("x", "1"), Wrote(1), 1, 2), Op(0, Get("x"), Found("1", 1), 3, 4),
-                   Op(0, Cas("x", 1, "2"), Wrote(2), 5, 6), Op(0, Cas("x", 1, "3"), Refused(2), 7, 8),
-                   Op(0, Del("x"), Wrote(0), 9, 10), Op(0, Get("x"), Absent(), 11, 12)}),
-            Verdict::kLinearizable);
+  EXPECT_EQ(
+      Check({Op(0, Put("x", "1"), Wrote(1), 1, 2), Op(0, Get("x"), Found("1", 1), 3, 4),
+             Op(0, Cas("x", 1, "2"), Wrote(2), 5, 6), Op(0, Cas("x", 1, "3"), Refused(2), 7, 8),
+             Op(0, Del("x"), Wrote(0), 9, 10), Op(0, Get("x"), Absent(), 11, 12)}),
+      Verdict::kLinearizable);
 }
 
 TEST(Linearizability, AReadConcurrentWithAWriteMaySeeEitherValue) {
@@ -92,8 +96,9 @@ TEST(Linearizability, AWriteOfUnknownOutcomeMayHappenLateOrNever) {
   EXPECT_EQ(Check({unknown, Op(1, Get("x"), Absent(), 5, 6)}), Verdict::kLinearizable);
   EXPECT_EQ(Check({unknown, Op(1, Get("x"), Found("1", 1), 5, 6)}), Verdict::kLinearizable);
   // Late: absent, then there (long after the client gave up).
-  EXPECT_EQ(Check({unknown, Op(1, Get("x"), Absent(), 5, 6), Op(1, Get("x"), Found("1", 1), 50, 51)}),
-            Verdict::kLinearizable);
+  EXPECT_EQ(
+      Check({unknown, Op(1, Get("x"), Absent(), 5, 6), Op(1, Get("x"), Found("1", 1), 50, 51)}),
+      Verdict::kLinearizable);
   // But once seen it cannot be undone.
   EXPECT_EQ(Check({unknown, Op(1, Get("x"), Found("1", 1), 5, 6), Op(1, Get("x"), Absent(), 7, 8)}),
             Verdict::kNotLinearizable);
@@ -117,15 +122,18 @@ TEST(Linearizability, AGenericModelWithoutPartitionsWorks) {
   // A counter: add(n) returns the new total.
   Model<int, int, int> counter;
   counter.init = 0;
-  counter.step = [](const int& s, const int& add, const std::optional<int>& out) -> std::optional<int> {
+  counter.step = [](const int& s, const int& add,
+                    const std::optional<int>& out) -> std::optional<int> {
     if (out && *out != s + add) return std::nullopt;
     return s + add;
   };
   using CounterOp = Operation<int, int>;
-  EXPECT_EQ(CheckLinearizable(counter, std::vector<CounterOp>{{0, 1, 3, 1, 10}, {1, 2, 2, 2, 9}}).verdict,
-            Verdict::kLinearizable);
-  EXPECT_EQ(CheckLinearizable(counter, std::vector<CounterOp>{{0, 1, 1, 1, 2}, {1, 2, 2, 3, 4}}).verdict,
-            Verdict::kNotLinearizable);
+  EXPECT_EQ(
+      CheckLinearizable(counter, std::vector<CounterOp>{{0, 1, 3, 1, 10}, {1, 2, 2, 2, 9}}).verdict,
+      Verdict::kLinearizable);
+  EXPECT_EQ(
+      CheckLinearizable(counter, std::vector<CounterOp>{{0, 1, 1, 1, 2}, {1, 2, 2, 3, 4}}).verdict,
+      Verdict::kNotLinearizable);
 }
 
 // A history of `n` operations by `clients` clients over `keys` keys that a real store produced:
@@ -142,17 +150,26 @@ std::vector<KvOperation> RandomLinearizableHistory(uint64_t seed, int n, int cli
   std::vector<KvOperation> out;
   uint64_t now = 0;
   int issued = 0;
-  while (issued < n || std::any_of(busy.begin(), busy.end(), [](auto& b) { return b.has_value(); })) {
+  while (issued < n ||
+         std::any_of(busy.begin(), busy.end(), [](auto& b) { return b.has_value(); })) {
     ++now;
     int c = static_cast<int>(rng() % clients);
     if (!busy[c] && issued < n && now > free_at[c]) {
       std::string key = "k" + std::to_string(rng() % keys);
       KvInput in;
       switch (rng() % 4) {
-        case 0: in = Get(key); break;
-        case 1: in = Put(key, std::to_string(issued)); break;
-        case 2: in = Cas(key, store[key].version, std::to_string(issued)); break;
-        default: in = Del(key); break;
+        case 0:
+          in = Get(key);
+          break;
+        case 1:
+          in = Put(key, std::to_string(issued));
+          break;
+        case 2:
+          in = Cas(key, store[key].version, std::to_string(issued));
+          break;
+        default:
+          in = Del(key);
+          break;
       }
       busy[c] = Pending{Op(c, in, std::nullopt, now, 0), now + 1 + rng() % 8};
       ++issued;
