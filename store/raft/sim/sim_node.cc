@@ -98,8 +98,9 @@ Status SimNode::HandleReady(RaftReady& rd) {
   disk_.Save(DiskBatch{rd.hard_state, rd.snapshot, rd.entries}, sync);
   invariants_.OnWritten(opts_.id, rd.entries, disk_.written());
   if (became_leader) {
-    trace_("node " + std::to_string(opts_.id) + " is leader");
-    invariants_.OnLeader(opts_.id, core_->StatusJson().value("term", uint64_t{0}), disk_.written());
+    const uint64_t term = core_->StatusJson().value("term", uint64_t{0});
+    trace_("node " + std::to_string(opts_.id) + " is leader of term " + std::to_string(term));
+    invariants_.OnLeader(opts_.id, term, disk_.written());
   }
   if (rd.snapshot) {
     trace_("node " + std::to_string(opts_.id) + " installs a snapshot at index " +

@@ -1,8 +1,9 @@
 // SimNode: one simulated member. A RaftCore driven on the simulation's single thread by the same
 // Ready contract as RaftNode in production (raft_core.h): persist the hard state, snapshot and
-// entries (synced when must_sync), then send the messages, then apply the committed entries, then
-// Advance. Its disk (SimDisk) outlives crashes; everything else, the core, the state machine and
-// the requests it was serving, dies with the process and is rebuilt from the disk on restart.
+// entries (synced when must_sync, and when a snapshot came: see Contract::kMustSyncOnly), then
+// send the messages, then apply the committed entries, then Advance. Its disk (SimDisk) outlives
+// crashes; everything else, the core, the state machine and the requests it was serving, dies with
+// the process and is rebuilt from the disk on restart.
 //
 // Clients reach a node directly. A write is proposed here (a follower's proposal goes to the
 // leader inside Raft) and answered when this node applies it; a read asks ReadIndex and is

@@ -45,7 +45,8 @@ class Simulation {
   void Clients();
   void Issue(Client& c);
   void OnReply(const ClientReply& r);
-  void Finish(SimResult& result);
+  void Finish();
+  SimResult Report();
   SimNode* Leader();
   void Trace(const std::string& line);
   std::string TraceDump();
@@ -65,6 +66,9 @@ class Simulation {
   std::deque<std::string> trace_;
 };
 
+// Each time unit: messages due arrive, nodes due tick, faults strike (once a tick, while the
+// chaos lasts), clients ask and give up. Every step that touches a node drains its Readys, and
+// the invariants are checked there.
 SimResult Simulation::Run() {
   raftshim_seed_library_rand(opts_.seed);
   Boot();
@@ -80,21 +84,26 @@ SimResult Simulation::Run() {
       if (c.busy && c.deadline <= now_) c.busy = false;  // given up: the outcome stays unknown
     }
   }
+  if (invariants_.ok()) Finish();
+  return Report();
+}
+
+SimResult Simulation::Report() {
   SimResult result;
-  if (invariants_.ok()) Finish(result);
-  if (!invariants_.ok()) result.failure = invariants_.violation();
+  result.failure = invariants_.violation();
   stats_.ops = history_.ops().size();
-  for (const auto& op : history_.ops()) stats_.completed += op.output ? 1 : 0;
+  std::string run;  // everything a replay must reproduce
+  for (const auto& op : history_.ops()) {
+    stats_.completed += op.output ? 1 : 0;
+    run += testing::DescribeKv(op.input, op.output) + "@" + std::to_string(op.call) + "\n";
+  }
+  for (auto& [id, n] : nodes_) {
+    run += std::to_string(n->applied()) + ":" + std::to_string(n->state_fingerprint()) + "\n";
+  }
   stats_.elections = invariants_.elections();
   stats_.committed = invariants_.committed();
   result.stats = stats_;
-  std::string all;
-  for (const auto& op : history_.ops()) {
-    all += testing::DescribeKv(op.input, op.output) + "@" + std::to_string(op.call) + "\n";
-  }
-  for (auto& [id, n] : nodes_)
-    all += std::to_string(n->applied()) + ":" + std::to_string(n->state_fingerprint());
-  result.fingerprint = Fnv1a(all);
+  result.fingerprint = Fnv1a(run);
   if (!result.failure.empty()) result.trace = TraceDump();
   return result;
 }
@@ -280,7 +289,7 @@ void Simulation::OnReply(const ClientReply& r) {
   Trace("client " + std::to_string(c.id) + " <- " + testing::DescribeKv(in, r.output));
 }
 
-void Simulation::Finish(SimResult& result) {
+void Simulation::Finish() {
   // Liveness, once faults stopped: every node applied the same last index, to the same state.
   const SimNode& first = *nodes_.begin()->second;
   for (auto& [id, n] : nodes_) {
