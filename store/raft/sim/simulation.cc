@@ -91,9 +91,10 @@ SimResult Simulation::Run() {
 SimResult Simulation::Report() {
   SimResult result;
   result.failure = invariants_.violation();
-  stats_.ops = history_.ops().size();
+  const auto ops = history_.ops();
+  stats_.ops = ops.size();
   std::string run;  // everything a replay must reproduce
-  for (const auto& op : history_.ops()) {
+  for (const auto& op : ops) {
     stats_.completed += op.output ? 1 : 0;
     run += testing::DescribeKv(op.input, op.output) + "@" + std::to_string(op.call) + "\n";
   }
@@ -282,7 +283,7 @@ void Simulation::Issue(Client& c) {
 void Simulation::OnReply(const ClientReply& r) {
   Client& c = clients_.at(r.client);
   if (!c.busy || r.request != c.request) return;  // given up already
-  const KvInput& in = history_.ops()[c.op].input;
+  const KvInput& in = history_.at(c.op).input;
   history_.Return(c.op, r.output);
   c.busy = false;
   c.versions[in.key] = r.output.version;

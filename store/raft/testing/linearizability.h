@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -223,22 +224,32 @@ CheckResult CheckLinearizable(const Model<State, Input, Output>& model,
 }
 
 // Records a history as it happens, on a logical clock: Call before the request leaves, Return
-// once its answer is in; an operation never returned keeps an unknown outcome. Not thread-safe:
-// a multi-threaded client serializes its calls to it.
+// once its answer is in; an operation never returned keeps an unknown outcome. Thread-safe, so
+// that clients on threads (a test against real servers) can share one: the clock's order is
+// then a real-time order.
 template <typename Input, typename Output>
 class History {
  public:
   size_t Call(int client, Input input) {
+    std::lock_guard<std::mutex> lock(mu_);
     ops_.push_back({client, std::move(input), std::nullopt, ++clock_, 0});
     return ops_.size() - 1;
   }
   void Return(size_t id, Output output) {
+    std::lock_guard<std::mutex> lock(mu_);
     ops_[id].output = std::move(output);
     ops_[id].ret = ++clock_;
   }
-  const std::vector<Operation<Input, Output>>& ops() const { return ops_; }
+  // A copy, taken once every client is done.
+  std::vector<Operation<Input, Output>> ops() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ops_;
+  }
+  // The operation `id` (Call's result): only while no other thread records.
+  const Operation<Input, Output>& at(size_t id) const { return ops_[id]; }
 
  private:
+  mutable std::mutex mu_;
   uint64_t clock_ = 0;
   std::vector<Operation<Input, Output>> ops_;
 };
