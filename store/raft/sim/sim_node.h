@@ -99,6 +99,7 @@ class SimNode {
   // Handles every Ready the core has (call after anything above).
   void Drain();
   std::string TakeLogs() { return up() ? core_->TakeLogs() : ""; }
+  Json StatusJson() const { return up() ? core_->StatusJson() : Json::object(); }
 
  private:
   Status HandleReady(RaftReady& rd);

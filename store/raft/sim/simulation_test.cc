@@ -12,6 +12,7 @@
 //                  --test_filter='*OneSeed*' --test_output=streamed
 // (add --test_env=MENTAT_SIM_CONTRACT=ack-before-sync, read-without-read-index,
 // no-deduplication or must-sync-only to replay a run of a deliberately broken contract).
+// More seeds than the suite's: --test_env=MENTAT_SIM_SEED_OFFSET=2000 runs seeds 2001..4000.
 #include "store/raft/sim/simulation.h"
 
 #include <gtest/gtest.h>
@@ -69,7 +70,10 @@ class SimulationSeeds : public ::testing::TestWithParam<uint64_t> {};
 // On simulated in-memory disks (sim_disk.h), not RocksDB.
 TEST_P(SimulationSeeds, InvariantsHoldAndHistoryIsLinearizableOnSimulatedDisks) {
   if (std::getenv("MENTAT_SIM_SEED")) GTEST_SKIP() << "MENTAT_SIM_SEED is set: OneSeed runs it";
-  const uint64_t first = GetParam() * kSeedsPerBlock + 1;
+  // MENTAT_SIM_SEED_OFFSET=N explores seeds N+1..N+2000 instead (a soak); failures name the seed.
+  const char* offset = std::getenv("MENTAT_SIM_SEED_OFFSET");
+  const uint64_t first =
+      (offset ? std::strtoull(offset, nullptr, 10) : 0) + GetParam() * kSeedsPerBlock + 1;
   SimStats total;
   int failures = 0;
   for (uint64_t seed = first; seed < first + kSeedsPerBlock; ++seed) {
