@@ -150,7 +150,9 @@ TEST_P(ThreeMembers, OfTwoConditionalWritesRacingFromTwoMembersExactlyOneSucceed
   EXPECT_NE(static_cast<bool>(ra), static_cast<bool>(rb))
       << (ra ? "a ok" : ra.error().message()) << " / " << (rb ? "b ok" : rb.error().message());
   const auto& refused = ra ? rb : ra;
-  if (!refused) EXPECT_EQ(refused.error().code(), Code::kConflict) << refused.error().message();
+  if (!refused) {
+    EXPECT_EQ(refused.error().code(), Code::kConflict) << refused.error().message();
+  }
   ASSERT_TRUE(Settled());
   auto one = states_[2]->Find({"Service", "default", "web"});
   auto other = states_[3]->Find({"Service", "default", "web"});

@@ -42,7 +42,9 @@ void Drain(RaftCore& core, RocksRaftLog& log, std::map<uint64_t, std::string>& a
   while (auto rd = core.Ready()) {
     ASSERT_TRUE(log.Save(*rd, rd->must_sync));
     for (const auto& e : rd->committed) {
-      if (e.type == EntryType::kConfChange) ASSERT_TRUE(core.ApplyConfChange(e.data));
+      if (e.type == EntryType::kConfChange) {
+        ASSERT_TRUE(core.ApplyConfChange(e.data));
+      }
       if (e.type == EntryType::kNormal && !e.data.empty()) applied[e.index] = e.data;
     }
     ASSERT_TRUE(core.Advance());
