@@ -268,6 +268,19 @@ TEST_F(ClusterTest, AMemberWithoutAQuorumAnswers503WithinBoundedTime) {
   auto get = cli.Get("/v1/services/lonely");
   ASSERT_TRUE(get);
   EXPECT_EQ(get->status, 503) << get->body;
+  // ?consistency=local answers at once from this member's own state (which has nothing).
+  start = std::chrono::steady_clock::now();
+  auto local = cli.Get("/v1/services/lonely?consistency=local");
+  ASSERT_TRUE(local);
+  EXPECT_EQ(local->status, 404) << local->body;
+  auto list = cli.Get("/v1/services?consistency=local");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->status, 200) << list->body;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  auto bad = cli.Get("/v1/services?consistency=eventual");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("consistency: must be linearizable"), std::string::npos) << bad->body;
   Json s = Status(alone);
   EXPECT_EQ(s.value("leader", "?"), "") << s.dump();
   EXPECT_EQ(s["members"][1]["healthy"], false) << s.dump();

@@ -92,6 +92,9 @@ class Store {
   virtual ~Store() = default;
 
   virtual Result<Json> Get(const ObjectKey& key) = 0;
+  // Get from this member's own state, without a read barrier (ListOptions::local says what
+  // that means). One store alone is never behind: the same as Get.
+  virtual Result<Json> GetLocal(const ObjectKey& key) { return Get(key); }
   virtual Result<ListResult> List(const std::string& kind, const ListOptions& opts) = 0;
 
   // Create or update the object's metadata and spec; status is kept as stored. Sets

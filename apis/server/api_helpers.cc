@@ -65,6 +65,13 @@ bool DryRun(const HttpRequest& req) {
   return v == "true" || v == "All" || v == "server";
 }
 
+Result<bool> LocalReadParam(const HttpRequest& req) {
+  const std::string v = req.Param("consistency");
+  if (v.empty() || v == "linearizable") return false;
+  if (v == "local") return true;
+  return InvalidArgument("consistency: must be linearizable (the default) or local, got \"" + v + "\"");
+}
+
 Result<int64_t> ParseRevision(const std::string& s, const std::string& field) {
   if (s.empty()) return 0;
   try {

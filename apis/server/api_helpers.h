@@ -26,6 +26,10 @@ Status CheckNamespaceParam(const HttpRequest& req);
 std::string NamespaceParam(const HttpRequest& req, const KindInfo& kind);
 Result<std::optional<LabelSelector>> SelectorParam(const std::string& text);
 bool DryRun(const HttpRequest& req);
+// ?consistency=: "linearizable" (the default: a read sees every write acknowledged before it)
+// or "local" (this server's own state, at once, even without a quorum; it may lag). True for
+// local; InvalidArgument for anything else.
+Result<bool> LocalReadParam(const HttpRequest& req);
 Result<int64_t> ParseRevision(const std::string& s, const std::string& field);
 
 // May `who` create, update or delete this object (its spec)?

@@ -105,6 +105,9 @@ void ApiServer::ListObjects(const HttpRequest& req, HttpResponse& res, const Pri
   ListOptions lo;
   lo.ns = ns;
   lo.selector = *sel;
+  auto local = LocalReadParam(req);
+  if (!local) return SendError(res, local.error());
+  lo.local = *local;
   auto limit = ParseRevision(req.Param("limit"), "limit");
   if (!limit) return SendError(res, limit.error());
   lo.limit = static_cast<size_t>(*limit);
@@ -132,7 +135,10 @@ void ApiServer::ListObjects(const HttpRequest& req, HttpResponse& res, const Pri
 void ApiServer::GetObject(const HttpRequest& req, HttpResponse& res, const Principal& who) {
   auto kind = KindOf(req.matches[0]);
   if (!kind) return SendError(res, kind.error());
-  auto obj = store_->Get({std::string(kind->kind), NamespaceParam(req, *kind), req.matches[1]});
+  auto local = LocalReadParam(req);
+  if (!local) return SendError(res, local.error());
+  const ObjectKey key{std::string(kind->kind), NamespaceParam(req, *kind), req.matches[1]};
+  auto obj = *local ? store_->GetLocal(key) : store_->Get(key);
   if (!obj) return SendError(res, obj.error());
   if (auto st = node_auth_.CanRead(who, *obj); !st) return SendError(res, st.error());
   SendJson(res, 200, *obj);

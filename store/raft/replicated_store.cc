@@ -15,6 +15,10 @@ Status ReplicatedStore::Barrier() {
 
 Result<Json> ReplicatedStore::Get(const ObjectKey& key) {
   MT_RETURN_IF_ERROR(Barrier());
+  return GetLocal(key);
+}
+
+Result<Json> ReplicatedStore::GetLocal(const ObjectKey& key) {
   MT_ASSIGN_OR_RETURN(std::optional<Json> obj, state_.Find(key));
   if (!obj) return ObjectNotFound(key);
   return std::move(*obj);

@@ -28,6 +28,7 @@ class ReplicatedStore : public Store {
   ReplicatedStore(RocksStateMachine& state, RaftNode& node) : state_(state), node_(node) {}
 
   Result<Json> Get(const ObjectKey& key) override;
+  Result<Json> GetLocal(const ObjectKey& key) override;
   Result<ListResult> List(const std::string& kind, const ListOptions& opts) override;
   Result<Json> Put(const Json& obj, const WriteOptions& opts = {}) override;
   Result<Json> UpdateStatus(const Json& obj, const WriteOptions& opts = {}) override;
