@@ -16,8 +16,9 @@ namespace {
 // The image's column numbers.
 enum Column : uint8_t { kMeta = 0, kObjects = 1, kLog = 2 };
 
-// The marks of the default column family an image carries.
+// The marks of the default column family an image carries (numbers), and the members (JSON).
 constexpr const char* kMarks[] = {"revision", "compacted", "applied"};
+constexpr const char kMembers[] = "members";
 
 int64_t ParseMark(std::string_view v) {
   int64_t out = 0;
@@ -44,7 +45,7 @@ Status RocksStateMachine::WriteImage(const PinnedState& pinned, size_t chunk,
   rocksdb::ReadOptions ro;
   ro.snapshot = pinned.snapshot;
   StateImageWriter w;
-  for (const char* mark : kMarks) {
+  for (const char* mark : {kMarks[0], kMarks[1], kMarks[2], kMembers}) {
     std::string value;
     auto s = db_->Get(ro, meta_, mark, &value);
     if (s.IsNotFound()) continue;
@@ -64,6 +65,28 @@ Status RocksStateMachine::WriteImage(const PinnedState& pinned, size_t chunk,
   return sink(w.Take());
 }
 
+Status RocksStateMachine::ApplyMembersAt(int64_t index, const std::string& members) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (broken_) return Internal(broken_reason_);
+  if (index <= applied_index_) return {};
+  rocksdb::WriteBatch batch;
+  batch.Put(meta_, kMembers, members);
+  batch.Put(meta_, "applied", std::to_string(index));
+  if (auto s = db_->Write(rocksdb::WriteOptions(), &batch); !s.ok()) {
+    return Internal("applying the members at index " + std::to_string(index) + ": " + s.ToString());
+  }
+  applied_index_ = index;
+  return {};
+}
+
+Result<std::string> RocksStateMachine::Members() {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kMembers, &value);
+  if (s.IsNotFound()) return std::string();
+  if (!s.ok()) return Internal("reading the members: " + s.ToString());
+  return value;
+}
+
 Status RocksStateMachine::InstallImage(const std::string& path) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (broken_) return Internal(broken_reason_);
@@ -75,6 +98,7 @@ Status RocksStateMachine::InstallImage(const std::string& path) {
     if (!it->status().ok()) return Internal("installing a state image: " + it->status().ToString());
   }
   for (const char* mark : kMarks) batch.Delete(meta_, mark);
+  batch.Delete(meta_, kMembers);
   int64_t marks[3] = {0, 0, 0};
   MT_RETURN_IF_ERROR(ReadStateImage(path, [&](uint8_t column, std::string_view key,
                                                std::string_view value) -> Status {
@@ -82,6 +106,10 @@ Status RocksStateMachine::InstallImage(const std::string& path) {
       case kObjects: batch.Put(objects_, key, value); return {};
       case kLog: batch.Put(log_, key, value); return {};
       case kMeta:
+        if (key == kMembers) {
+          batch.Put(meta_, key, value);
+          return {};
+        }
         for (int i = 0; i < 3; ++i) {
           if (key != kMarks[i]) continue;
           marks[i] = ParseMark(value);

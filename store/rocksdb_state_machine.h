@@ -4,7 +4,8 @@
 //            (the change log watch resumes from; stores written before every object write had
 //            a revision of its own may hold several events at one revision)
 //   default: "revision" -> last written revision, "compacted" -> oldest revision kept in log,
-//            "applied" -> the last replicated log index ApplyAt applied
+//            "applied" -> the last replicated log index ApplyAt applied, "members" -> a
+//            replicated control plane's members as its log last changed them (JSON)
 //   raft:    the replicated log's own entries and state (store/raft/rocks_raft_log.h), in the
 //            same database so that one WAL sync makes both durable
 // Every batch is one WriteBatch, each change at the next revision of its own. It counts as
@@ -60,6 +61,12 @@ class RocksStateMachine : public StateMachine {
 
   Result<int64_t> ExportAll(std::vector<Json>* objects) override;
   Status ImportAll(const std::vector<Json>& objects, int64_t revision) override;
+
+  // A replicated control plane's members as applied at `index` (a configuration change),
+  // written with the applied index in one batch; nothing when `index` was applied before.
+  Status ApplyMembersAt(int64_t index, const std::string& members);
+  // The members last applied ("" when none was).
+  Result<std::string> Members();
 
   // A consistent view of the whole state for a snapshot: the database snapshot, and the log
   // index and revision it is at. Give it back with ReleaseState.

@@ -51,6 +51,9 @@ struct ApiServerOptions {
   std::function<Result<std::string>()> snapshot;
   // GET /v1/cluster: the control plane's members and leader (ServerBackend::ClusterStatus).
   std::function<Json()> cluster;
+  // Membership changes (ServerBackend::ChangeCluster): op "add" (name, peer address), "remove"
+  // (name), "transfer-leader" (name). nullptr: none can be made (503).
+  std::function<Status(const std::string& op, const std::string& name, const std::string& peer)> change_cluster;
   // /v1/artifacts: app rootfs archives uploaded by `mt apply`. nullptr: none are stored (503).
   ArtifactStore* artifacts = nullptr;
   // The NamespacePolicy of namespaces no stored one names (apis/namespace_policy.h).
@@ -97,6 +100,9 @@ class ApiServer {
   void AdminRoutes();
   void ListTokens(HttpResponse& res, const Principal& who);
   void CreateToken(const HttpRequest& req, HttpResponse& res, const Principal& who);
+  // A membership change by an admin, answered with the cluster's status and `status`.
+  void ChangeCluster(HttpResponse& res, const Principal& who, const std::string& op, const std::string& name,
+                     const std::string& peer, int status);
   void RevokeToken(const HttpRequest& req, HttpResponse& res, const Principal& who);
   void ServeMetrics(HttpResponse& res);
   // routes_artifacts.cc: /v1/artifacts.

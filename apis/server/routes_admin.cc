@@ -26,6 +26,27 @@ void ApiServer::AdminRoutes() {
     if (!opts_.cluster) return SendError(res, Error(Code::kUnavailable, "cluster status is not available"));
     SendJson(res, 200, opts_.cluster());
   });
+  // Membership: admin only (mt cluster add, remove, transfer-leader).
+  Post("/v1/cluster/members", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+    Json body = Json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.value("name", Json()).is_string() || !body.value("peerURL", Json()).is_string()) {
+      return SendError(res, Error(Code::kInvalidArgument, "a member needs a name and a peer address",
+                                  {{"name", 0, 0, "required, a DNS label"},
+                                   {"peerURL", 0, 0, "required, HOST:PORT of its peer port"}}));
+    }
+    ChangeCluster(res, who, "add", body["name"], body["peerURL"], 201);
+  });
+  Delete("/v1/cluster/members/:name", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+    ChangeCluster(res, who, "remove", req.matches[0], "", 200);
+  });
+  Post("/v1/cluster/leader", [this](const HttpRequest& req, HttpResponse& res, const Principal& who) {
+    Json body = Json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.value("name", Json()).is_string()) {
+      return SendError(res, Error(Code::kInvalidArgument, "name the member to lead",
+                                  {{"name", 0, 0, "required: a voting member"}}));
+    }
+    ChangeCluster(res, who, "transfer-leader", body["name"], "", 200);
+  });
   // Tokens: admin only. A new token is in the response once and never again.
   Get("/v1/tokens", [this](const HttpRequest&, HttpResponse& res, const Principal& who) {
     ListTokens(res, who);
@@ -71,6 +92,18 @@ void ApiServer::ListTokens(HttpResponse& res, const Principal& who) {
     items.push_back(std::move(t));
   }
   SendJson(res, 200, {{"kind", "TokenList"}, {"items", items}});
+}
+
+void ApiServer::ChangeCluster(HttpResponse& res, const Principal& who, const std::string& op,
+                              const std::string& name, const std::string& peer, int status) {
+  if (who.role != Role::kAdmin) {
+    return SendError(res, Forbidden(who, "change the cluster's members", "the admin role").error());
+  }
+  if (!opts_.change_cluster || !opts_.cluster) {
+    return SendError(res, Error(Code::kUnavailable, "the cluster's members cannot be changed here"));
+  }
+  if (auto st = opts_.change_cluster(op, name, peer); !st) return SendError(res, st.error());
+  SendJson(res, status, opts_.cluster());
 }
 
 void ApiServer::CreateToken(const HttpRequest& req, HttpResponse& res, const Principal& who) {

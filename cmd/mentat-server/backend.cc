@@ -57,6 +57,10 @@ class LocalBackend : public ServerBackend {
                                       {"applied", store_->CurrentRevision()},
                                       {"healthy", true}}})}};
   }
+  Status ChangeCluster(const std::string&, const std::string&, const std::string&) override {
+    return FailedPrecondition("this server is not a member of a replicated control plane (it was started "
+                              "without --initial-cluster)");
+  }
   void Close() override { store_->CloseWatchers(); }
 
  private:
@@ -85,6 +89,12 @@ class ClusterBackend : public ServerBackend {
   Snapshotter& snapshotter() override { return member_->state(); }
   LeaderGatePtr gate() override { return gate_; }
   Json ClusterStatus() override { return member_->Status(); }
+  Status ChangeCluster(const std::string& op, const std::string& name, const std::string& peer) override {
+    if (op == "add") return member_->AddMember(name, peer);
+    if (op == "remove") return member_->RemoveMember(name);
+    if (op == "transfer-leader") return member_->TransferLeader(name);
+    return InvalidArgument("no cluster operation " + op);
+  }
   void Close() override { member_->Stop(); }
 
  private:
@@ -111,6 +121,7 @@ Result<std::unique_ptr<ServerBackend>> OpenBackend(const ServerFlags& f, const S
   mo.raft.catch_up_entries = f.raft_snapshot_count / 2;  // etcd: 5,000 of 100,000; ours half
   mo.raft.snapshot_dir = f.data_dir + "/raft-snapshots";
   mo.tls = {f.peer_cert_file, f.peer_key_file, f.peer_trusted_ca_file};
+  mo.join_existing = f.initial_cluster_state == "existing";
   MT_ASSIGN_OR_RETURN(auto member, WhenFree(so.dir, patience, [&] { return raft::ClusterMember::Start(mo); }));
   return std::make_unique<ClusterBackend>(std::move(member));
 }

@@ -24,6 +24,8 @@ class ServerBackend {
   virtual LeaderGatePtr gate() = 0;
   // GET /v1/cluster (raft::ClusterMember::Status); alone, one member that leads.
   virtual Json ClusterStatus() = 0;
+  // A membership change (ApiServerOptions::change_cluster); alone: kFailedPrecondition.
+  virtual Status ChangeCluster(const std::string& op, const std::string& name, const std::string& peer) = 0;
   // Ends the watches and, in a cluster, leaves it (the member's node and peer port stop).
   virtual void Close() = 0;
 };

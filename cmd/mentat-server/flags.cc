@@ -86,6 +86,11 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
   app.add_option("--cluster-name", f.cluster_name,
                  "the cluster's name: peers that name another are refused")
       ->capture_default_str();
+  app.add_option("--initial-cluster-state", f.initial_cluster_state,
+                 "new: the members of --initial-cluster make a new cluster; existing: this member "
+                 "joins a running one, after `mt cluster add` named it there")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"new", "existing"}));
   app.add_option("--raft-snapshot-count", f.raft_snapshot_count,
                  "in a replicated control plane, compact the Raft log after this many entries "
                  "(etcd's --snapshot-count); a member too far behind is sent the whole state")

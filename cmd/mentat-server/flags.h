@@ -27,6 +27,7 @@ struct ServerFlags {
   std::string initial_cluster;
   std::string cluster_name = "mentat";
   uint64_t raft_snapshot_count = 10000;
+  std::string initial_cluster_state = "new";
   // TLS on the peer port with the cluster's CA (etcd's names).
   std::string peer_cert_file;
   std::string peer_key_file;

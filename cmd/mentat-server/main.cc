@@ -230,6 +230,9 @@ int main(int argc, char** argv) {
   ao.default_policy = *BuiltinPolicy(f.default_policy);
   ao.snapshot = [s = &(*backend)->snapshotter()]() { return SnapshotText(*s, nullptr); };
   ao.cluster = [b = backend->get()] { return b->ClusterStatus(); };
+  ao.change_cluster = [b = backend->get()](const std::string& op, const std::string& name, const std::string& peer) {
+    return b->ChangeCluster(op, name, peer);
+  };
 
   ControllerManager controllers(store, (*backend)->gate());
   ao.metrics = [&controllers, c = &(*backend)->compactor()] { return ControllerMetrics(controllers, *c); };

@@ -46,14 +46,24 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
     MT_ASSIGN_OR_RETURN(to.tls, PeerTls::Load(m->opts_.tls));
   }
   MT_ASSIGN_OR_RETURN(m->transport_, PeerTransport::Start(to));
-  for (const auto& peer : m->opts_.members) {
-    if (peer.id != self.id) m->transport_->AddPeer(peer.id, peer.peer_address);
+  for (const auto& peer : m->LoadMembers()) {
+    if (peer.id == self.id) continue;
+    m->transport_->AddPeer(peer.id, peer.peer_address);
+    m->peers_[peer.id] = peer.peer_address;
   }
 
   RaftNodeOptions ro = m->opts_.raft;
   ro.id = self.id;
   ro.bootstrap_peers.clear();
-  for (const auto& peer : m->opts_.members) ro.bootstrap_peers.push_back(peer.id);
+  if (!m->opts_.join_existing) {
+    for (const auto& peer : m->opts_.members) ro.bootstrap_peers.push_back(peer.id);
+  }
+  ro.members_after = [raw = m.get()](const AppliedConfChange& cc) { return raw->MembersAfter(cc); };
+  ro.on_members_changed = [raw = m.get()] {
+    std::lock_guard<std::mutex> lock(raw->mu_);
+    raw->members_changed_ = true;
+    raw->wake_.notify_all();
+  };
   ro.on_leader_change = [raw = m.get()] {
     std::lock_guard<std::mutex> lock(raw->mu_);
     raw->leadership_changed_ = true;
@@ -89,13 +99,18 @@ void ClusterMember::Stop() {
 void ClusterMember::Loop() {
   bool leader = false;
   for (;;) {
+    bool members_changed = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || leadership_changed_; });
+      wake_.wait_for(lock, std::chrono::seconds(1),
+                     [&] { return stopping_ || leadership_changed_ || members_changed_; });
       if (stopping_) return;
       leadership_changed_ = false;
+      members_changed = std::exchange(members_changed_, false);
     }
     LogRaftLines(node_->TakeLogs(), opts_.name);
+    if (members_changed) FollowMembers();
+    PromoteCaughtUpLearners();
     bool now = node_->IsLeader();
     if (now == leader) continue;
     leader = now;
@@ -109,12 +124,12 @@ Json ClusterMember::Status() {
   const bool leading = leader == id_;
   Json members = Json::array();
   std::string leader_name;
-  for (const auto& m : opts_.members) {
+  for (const auto& m : Members()) {
     if (m.id == leader) leader_name = m.name;
     Json j = {{"name", m.name},
               {"peerURL", m.peer_address},
-              {"role", m.id == leader ? "leader" : "follower"},
-              {"voter", true}};
+              {"role", m.id == leader ? "leader" : m.learner ? "learner" : "follower"},
+              {"voter", !m.learner}};
     if (m.id == id_) {
       j["applied"] = state_->AppliedIndex();
       j["healthy"] = true;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,9 @@ struct ClusterMemberOptions {
   StateMachineOptions state;                // the member's RocksDB
   RaftNodeOptions raft;                     // id and bootstrap_peers come from `members`
   PeerTlsFiles tls;                         // all empty: plain TCP on the peer port
+  // --initial-cluster-state existing: this member joins a cluster that runs already (after
+  // `mt cluster add`), so it makes no new one; the others reach it and send it the log.
+  bool join_existing = false;
 };
 
 class ClusterMember {
@@ -49,14 +53,42 @@ class ClusterMember {
   // a follower reports null for them. "healthy": this member reaches that one's peer port.
   Json Status();
 
+  // Membership changes, one at a time, each answered once this member applied it.
+  // AddMember: `name` at `peer_address` joins as a learner, which the leader makes a voter once
+  // its log caught up (Status shows when). kAlreadyExists for a name or address taken;
+  // kInvalidArgument for a bad one, or one off this machine without peer TLS.
+  mentat::Status AddMember(const std::string& name, const std::string& peer_address);
+  // kNotFound for no such member; kFailedPrecondition for the leader (transfer the leadership
+  // first) and for the last voter.
+  mentat::Status RemoveMember(const std::string& name);
+  // Hands the leadership to the voter `name`; kUnavailable when it has not taken it in time.
+  mentat::Status TransferLeader(const std::string& name);
+
   // Stops the leadership thread, the node (what waits on it fails with kUnavailable), the peer
   // port, and closes the watches. Idempotent.
   void Stop();
 
  private:
   explicit ClusterMember(ClusterMemberOptions opts) : opts_(std::move(opts)) {}
-  // The member's own thread: the library's log lines and leadership changes into the log.
+  // The member's own thread: the library's log lines and leadership changes into the log; the
+  // peer port follows the members; a leader makes caught-up learners voters.
   void Loop();
+  struct Known {
+    uint64_t id = 0;
+    std::string name;
+    std::string peer_address;
+    bool learner = false;
+  };
+  // The members as last applied (the state's record; before any, --initial-cluster).
+  std::vector<Known> LoadMembers(bool* recorded = nullptr);
+  // On the node's thread: the record after `cc` (RaftNodeOptions::members_after).
+  std::string MembersAfter(const AppliedConfChange& cc);
+  // The peer port's peers follow the members; a member removed stops its node.
+  void FollowMembers();
+  void PromoteCaughtUpLearners();
+  mentat::Status WaitFor(const std::function<void(std::function<void(mentat::Status)>)>& start, const std::string& what);
+  // The members as last applied here (LoadMembers).
+  std::vector<Known> Members();
 
   ClusterMemberOptions opts_;
   uint64_t id_ = 0;
@@ -69,6 +101,11 @@ class ClusterMember {
   std::condition_variable wake_;
   bool stopping_ = false;
   bool leadership_changed_ = false;
+  bool members_changed_ = true;
+  std::map<uint64_t, std::string> peers_;      // what the peer port has: the loop's only
+  bool was_member_ = false;                    // the loop's only
+  bool promoting_ = false;                     // mu_
+  std::mutex change_mu_;                       // one membership change at a time
   std::thread thread_;
 };
 

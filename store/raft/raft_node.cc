@@ -118,11 +118,13 @@ void RaftNode::Loop() {
     std::vector<ReadDone> reads;
     std::vector<uint64_t> unreachable;
     std::vector<std::pair<uint64_t, bool>> snapshot_reports;
+    std::vector<ConfChangeAsked> conf_changes;
+    uint64_t transfer_to = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait_until(lock, next_tick, [&] {
         return stopping_ || !inbox_.empty() || !proposals_.empty() || !reads_.empty() ||
-             !snapshot_reports_.empty();
+             !snapshot_reports_.empty() || !conf_changes_.empty() || transfer_to_ != 0;
       });
       if (stopping_) break;
       messages.swap(inbox_);
@@ -130,7 +132,11 @@ void RaftNode::Loop() {
       reads.swap(reads_);
       unreachable.swap(unreachable_);
       snapshot_reports.swap(snapshot_reports_);
+      conf_changes.swap(conf_changes_);
+      transfer_to = std::exchange(transfer_to_, 0);
     }
+    if (transfer_to) core_->TransferLeader(transfer_to);
+    if (!conf_changes.empty()) AskConfChanges(std::move(conf_changes));
     for (uint64_t peer : unreachable) core_->ReportUnreachable(peer);
     for (auto [peer, failed] : snapshot_reports) core_->ReportSnapshot(peer, failed);
     for (auto& [p, done] : proposals) {
@@ -162,9 +168,11 @@ void RaftNode::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   auto proposals = std::move(proposals_);
   auto reads = std::move(reads_);
+  auto conf_changes = std::move(conf_changes_);
   lock.unlock();
   for (auto& [p, done] : proposals) done(stopped());
   for (auto& done : reads) done(stopped());
+  for (auto& c : conf_changes) c.done(stopped());
 }
 
 void RaftNode::Step(std::deque<std::string>& messages,
@@ -240,10 +248,7 @@ void RaftNode::ApplyEntry(const RaftEntry& e) {
     std::vector<Change> none;
     if (index > state_.AppliedIndex()) (void)state_.ApplyAt(index, none);
   };
-  if (e.type == EntryType::kConfChange) {
-    if (core_->ApplyConfChange(e.data)) advance_only();
-    return;
-  }
+  if (e.type == EntryType::kConfChange) return ApplyConfChange(e);
   if (e.data.empty()) return advance_only();  // a new leader's empty entry
   auto p = DecodeProposal(e.data);
   if (!p) return advance_only();  // every node refuses the same bytes alike

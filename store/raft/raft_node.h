@@ -71,6 +71,13 @@ struct RaftNodeOptions {
   size_t snapshot_chunk = 1 << 20;
   // Where snapshots received are staged before they are installed ("": none are taken).
   std::string snapshot_dir;
+  // Membership. A configuration change applied here (at an index not applied before) is
+  // recorded as the members `members_after` returns for it (RocksStateMachine::ApplyMembersAt,
+  // with the applied index); then, as after a snapshot installed (which carries the members),
+  // `on_members_changed` runs. Both on the node's thread: they must not block nor call into the
+  // node. Without `members_after`, a change only moves the applied index.
+  std::function<std::string(const AppliedConfChange&)> members_after;
+  std::function<void()> on_members_changed;
 };
 
 // What this node did with snapshots since it started, for status and tests.
@@ -96,6 +103,12 @@ class RaftNode {
 
   // Proposes `p` (its id is set here); `done` runs on the node's thread.
   void Propose(Proposal p, ProposalDone done);
+  // Proposes one configuration change; `context` (a JSON object) travels with it. `done` runs
+  // once this node applied it, or with kUnavailable after `proposal_timeout` (the library
+  // takes one change at a time and drops a second one proposed meanwhile).
+  void ProposeConfChange(ConfChangeType type, uint64_t node, Json context, std::function<void(Status)> done);
+  // Asks the leader to hand the leadership to `to` (a voter that is up to date).
+  void TransferLeader(uint64_t to);
   // Calls `done` (on the node's thread) once this node has applied every entry that was
   // committed when it was called, as the leader confirmed with a quorum's heartbeats (etcd's
   // ReadIndex, ReadOnlySafe): what is read from the state then is linearizable, on a follower as
@@ -125,6 +138,12 @@ class RaftNode {
   void Stop();
 
  private:
+  struct ConfChangeAsked {
+    ConfChangeType type;
+    uint64_t node;
+    Json context;
+    std::function<void(Status)> done;
+  };
   RaftNode(const RaftNodeOptions& opts, RocksStateMachine& state, RaftTransport& transport)
       : opts_(opts), state_(state), log_(state.db(), state.raft_family()), transport_(transport) {}
   void Loop();
@@ -133,6 +152,8 @@ class RaftNode {
             std::vector<ReadDone> reads);
   Status HandleReady(RaftReady& rd);
   void ApplyEntry(const RaftEntry& e);
+  void ApplyConfChange(const RaftEntry& e);
+  void AskConfChanges(std::vector<ConfChangeAsked> asked);
   // Snapshots (raft_node_snapshots.cc). On the node's thread: a snapshot message the core asked
   // to send is given the state now and queued for the snapshot thread, which sends it and
   // reports how it went; a snapshot the core restores is installed from its staged image; the
@@ -160,6 +181,8 @@ class RaftNode {
   std::condition_variable wake_;
   std::deque<std::string> inbox_;
   std::deque<std::pair<Proposal, ProposalDone>> proposals_;
+  std::vector<ConfChangeAsked> conf_changes_;
+  uint64_t transfer_to_ = 0;
   std::vector<ReadDone> reads_;
   std::vector<uint64_t> unreachable_;
   struct OutgoingSnapshot {

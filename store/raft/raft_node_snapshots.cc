@@ -159,6 +159,7 @@ Status RaftNode::InstallSnapshot(const RaftSnapshotInfo& snapshot) {
     std::filesystem::remove(f.path(), ec);
   }
   snapshot_index_ = snapshot.index;
+  if (opts_.on_members_changed) opts_.on_members_changed();  // the image carries them
   std::lock_guard<std::mutex> lock(mu_);
   ++snapshot_counts_.installed;
   logs_ += "info installed the leader's state at index " + std::to_string(snapshot.index) +

@@ -1,0 +1,113 @@
+// For the cluster tests: three mentat-server processes on 127.0.0.1 as one replicated control
+// plane (--name, --peer-listen, --initial-cluster), each with its API and peer port, started
+// and stopped by the test, with helpers to read /v1/cluster, agree on a leader, write and read.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "e2e/harness.h"
+
+namespace mentat::e2e {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+struct Member {
+  std::string name;
+  int api = 0;
+  int peer = 0;
+  std::unique_ptr<Process> process;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("cluster");
+    for (const char* name : {"n1", "n2", "n3"}) {
+      members_.push_back({name, FreePort(), FreePort(), nullptr});
+      initial_ += std::string(initial_.empty() ? "" : ",") + name + "=127.0.0.1:" +
+                  std::to_string(members_.back().peer);
+    }
+  }
+  std::vector<std::string> Argv(const Member& m) {
+    std::vector<std::string> extra = {"--name", m.name, "--peer-listen",
+                                      "127.0.0.1:" + std::to_string(m.peer), "--initial-cluster", initial_};
+    extra.insert(extra.end(), extra_.begin(), extra_.end());
+    return ServerArgv(m.api, dir_ + "/" + m.name, extra);
+  }
+  void Start(Member& m) {
+    m.process = std::make_unique<Process>(Argv(m), dir_ + "/" + m.name + ".log");
+    ASSERT_TRUE(WaitFor([&] { return HttpGet(m.api, "/healthz").first == 200; }, 15s))
+        << m.name << " did not serve /healthz:\n" << m.process->Log();
+  }
+  Json Status(const Member& m) {
+    auto [code, body] = HttpGet(m.api, "/v1/cluster");
+    return code == 200 ? Json::parse(body, nullptr, false) : Json();
+  }
+  // The leader every running member names, once they agree on one that is running.
+  std::string AgreedLeader(std::chrono::milliseconds deadline = 30s) {
+    std::string leader;
+    WaitFor([&] {
+      std::set<std::string> named, running;
+      for (auto& m : members_) {
+        if (!m.process || !m.process->Running()) continue;
+        running.insert(m.name);
+        Json s = Status(m);
+        named.insert(s.is_object() ? s.value("leader", "") : "");
+      }
+      leader = named.size() == 1 && running.count(*named.begin()) ? *named.begin() : "";
+      return !leader.empty();
+    }, deadline);
+    return leader;
+  }
+  // The leader that the running members among `names` agree on.
+  std::string AgreedLeaderOf(const std::set<std::string>& names, std::chrono::milliseconds deadline = 30s) {
+    std::string leader;
+    WaitFor([&] {
+      std::set<std::string> named;
+      for (auto& m : members_) {
+        if (!names.count(m.name)) continue;
+        Json s = Status(m);
+        named.insert(s.is_object() ? s.value("leader", "") : "");
+      }
+      leader = named.size() == 1 && names.count(*named.begin()) ? *named.begin() : "";
+      return !leader.empty();
+    }, deadline);
+    return leader;
+  }
+  Member& Named(const std::string& name) {
+    for (auto& m : members_) {
+      if (m.name == name) return m;
+    }
+    throw std::runtime_error("no member " + name);
+  }
+  // PUT a Service through member m: the status code (0 when unreachable).
+  int Put(const Member& m, const std::string& name, int count) {
+    httplib::Client cli("127.0.0.1", m.api);
+    cli.set_connection_timeout(1, 0);
+    cli.set_read_timeout(10, 0);
+    std::string body = "name: " + name + "\ndriver: exec\ncommand: /bin/true\ncount: " +
+                       std::to_string(count) + "\n";
+    auto res = cli.Put("/v1/services/" + name, body, "application/yaml");
+    return res ? res->status : 0;
+  }
+  int CountOn(const Member& m, const std::string& name) {
+    auto [code, body] = HttpGet(m.api, "/v1/services/" + name);
+    if (code != 200) return -code;
+    return Json::parse(body, nullptr, false)["spec"].value("count", -1);
+  }
+
+  std::string dir_;
+  std::string initial_;
+  std::vector<std::string> extra_;  // more flags for every member
+  std::vector<Member> members_;
+};
+
+}  // namespace mentat::e2e

@@ -1,0 +1,202 @@
+// ClusterMember's membership: the members record the log keeps, the peer port following it,
+// learners promoted by the leader once caught up, and the operator's add, remove and
+// leadership transfer (cluster_member.h).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <future>
+#include <set>
+#include <sstream>
+
+#include "store/raft/cluster_member.h"
+
+namespace mentat::raft {
+namespace {
+
+constexpr auto kChangeTimeout = std::chrono::seconds(10);
+// A learner whose log is within this many entries of the leader's commit may vote.
+constexpr uint64_t kCaughtUp = 16;
+
+std::string Hex(uint64_t id) {
+  std::ostringstream out;
+  out << std::hex << id;
+  return out.str();
+}
+
+bool LoopbackHost(const std::string& address) {
+  const std::string host = address.substr(0, address.rfind(':'));
+  return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+std::vector<ClusterMember::Known> ClusterMember::LoadMembers(bool* recorded) {
+  std::vector<Known> out;
+  auto record = state_->Members();
+  Json j = record && !record->empty() ? Json::parse(*record, nullptr, false) : Json();
+  if (recorded) *recorded = j.is_array();
+  if (!j.is_array()) {
+    for (const auto& m : opts_.members) out.push_back({m.id, m.name, m.peer_address, false});
+    return out;
+  }
+  for (const auto& m : j) {
+    const std::string name = m.value("name", "");
+    out.push_back({MemberId(name), name, m.value("peerURL", ""), m.value("learner", false)});
+  }
+  return out;
+}
+
+std::vector<ClusterMember::Known> ClusterMember::Members() { return LoadMembers(); }
+
+std::string ClusterMember::MembersAfter(const AppliedConfChange& cc) {
+  std::map<uint64_t, Known> known;
+  for (auto& m : LoadMembers()) known[m.id] = m;
+  for (const auto& m : opts_.members) known.emplace(m.id, Known{m.id, m.name, m.peer_address, false});
+  Json context = Json::parse(cc.context, nullptr, false);
+  if (cc.type != ConfChangeType::kRemove && context.is_object() && context.contains("name")) {
+    known[cc.node] = Known{cc.node, context.value("name", ""), context.value("peerURL", ""), false};
+  }
+  Json out = Json::array();
+  auto add = [&](uint64_t id, bool learner) {
+    auto it = known.find(id);
+    Known k = it != known.end() ? it->second : Known{id, Hex(id), "", learner};
+    out.push_back({{"name", k.name}, {"peerURL", k.peer_address}, {"learner", learner}});
+  };
+  for (uint64_t id : cc.voters) add(id, false);
+  for (uint64_t id : cc.learners) add(id, true);
+  std::sort(out.begin(), out.end(), [](const Json& a, const Json& b) { return a["name"] < b["name"]; });
+  return out.dump();
+}
+
+void ClusterMember::FollowMembers() {
+  bool recorded = false;
+  auto members = LoadMembers(&recorded);
+  std::map<uint64_t, std::string> want;
+  bool self = false;
+  for (const auto& m : members) {
+    if (m.id == id_) self = true;
+    else want[m.id] = m.peer_address;
+  }
+  for (auto& [id, address] : want) {
+    if (peers_.count(id) && peers_[id] == address) continue;
+    transport_->AddPeer(id, address);
+    peers_[id] = address;
+  }
+  // A joining member knows the others from --initial-cluster until the log names it: until
+  // then no peer goes.
+  if (!recorded || (!self && !was_member_)) return;
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (want.count(it->first)) {
+      ++it;
+      continue;
+    }
+    transport_->RemovePeer(it->first);
+    it = peers_.erase(it);
+  }
+  if (self) was_member_ = true;
+  if (!self && was_member_) {
+    spdlog::error("cluster member {} was removed from the cluster; it takes no part any more "
+                  "(start it again with a new data directory to join again)", opts_.name);
+    node_->Stop();
+  }
+}
+
+void ClusterMember::PromoteCaughtUpLearners() {
+  if (!node_->IsLeader()) return;
+  Json status = node_->StatusJson();
+  const uint64_t commit = status.value("commit", uint64_t{0});
+  for (const auto& m : Members()) {
+    if (!m.learner) continue;
+    Json progress = status.value("/progress"_json_pointer, Json::object());
+    const uint64_t match = progress.contains(Hex(m.id)) ? progress[Hex(m.id)].value("match", uint64_t{0}) : 0;
+    if (match + kCaughtUp < commit) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (promoting_) return;
+      promoting_ = true;
+    }
+    spdlog::info("cluster member {}: learner {} caught up (index {} of {}); making it a voter", opts_.name,
+                 m.name, match, commit);
+    node_->ProposeConfChange(ConfChangeType::kAddVoter, m.id, {{"name", m.name}, {"peerURL", m.peer_address}},
+                             [this, name = m.name](mentat::Status st) {
+                               if (!st) spdlog::warn("cluster: making {} a voter: {}", name, st.error().message());
+                               std::lock_guard<std::mutex> lock(mu_);
+                               promoting_ = false;
+                             });
+    return;  // one change at a time
+  }
+}
+
+mentat::Status ClusterMember::WaitFor(const std::function<void(std::function<void(mentat::Status)>)>& start,
+                              const std::string& what) {
+  auto done = std::make_shared<std::promise<mentat::Status>>();
+  auto result = done->get_future();
+  start([done](mentat::Status st) { done->set_value(std::move(st)); });
+  if (result.wait_for(kChangeTimeout) != std::future_status::ready) {
+    return Unavailable(what + " was not applied within " + std::to_string(kChangeTimeout.count()) +
+                       " s (no leader, no quorum, or another change under way); see mt cluster status");
+  }
+  return result.get();
+}
+
+mentat::Status ClusterMember::AddMember(const std::string& name, const std::string& peer_address) {
+  std::lock_guard<std::mutex> change(change_mu_);
+  MT_ASSIGN_OR_RETURN(auto parsed, ParseInitialCluster(name + "=" + peer_address, "member"));
+  const ClusterMemberSpec& spec = parsed.front();
+  if (opts_.tls.cert.empty() && !LoopbackHost(spec.peer_address)) {
+    return InvalidArgument("member " + name + ": " + spec.peer_address + " is not a loopback address, and "
+                           "this cluster has no peer TLS (--peer-cert-file ...) to let a member on "
+                           "another machine in");
+  }
+  for (const auto& m : Members()) {
+    if (m.name == name) return MakeError(Code::kAlreadyExists, "member " + name + " is in the cluster already");
+    if (m.peer_address == spec.peer_address) {
+      return MakeError(Code::kAlreadyExists, "member " + m.name + " has the peer address " + spec.peer_address);
+    }
+  }
+  return WaitFor([&](std::function<void(mentat::Status)> done) {
+    node_->ProposeConfChange(ConfChangeType::kAddLearner, spec.id, {{"name", name}, {"peerURL", spec.peer_address}},
+                             std::move(done));
+  }, "adding " + name);
+}
+
+mentat::Status ClusterMember::RemoveMember(const std::string& name) {
+  std::lock_guard<std::mutex> change(change_mu_);
+  auto members = Members();
+  const Known* found = nullptr;
+  int voters = 0;
+  for (const auto& m : members) {
+    if (m.name == name) found = &m;
+    if (!m.learner) ++voters;
+  }
+  if (!found) return NotFound("no member " + name + " in the cluster");
+  if (found->id == node_->Leader()) {
+    return FailedPrecondition(name + " leads the cluster: hand the leadership to another member first "
+                              "(mt cluster transfer-leader NAME)");
+  }
+  if (!found->learner && voters == 1) return FailedPrecondition(name + " is the cluster's last voter");
+  return WaitFor([&](std::function<void(mentat::Status)> done) {
+    node_->ProposeConfChange(ConfChangeType::kRemove, found->id, Json::object(), std::move(done));
+  }, "removing " + name);
+}
+
+mentat::Status ClusterMember::TransferLeader(const std::string& name) {
+  std::lock_guard<std::mutex> change(change_mu_);
+  uint64_t id = 0;
+  for (const auto& m : Members()) {
+    if (m.name == name && m.learner) return FailedPrecondition(name + " is a learner: it cannot lead");
+    if (m.name == name) id = m.id;
+  }
+  if (id == 0) return NotFound("no member " + name + " in the cluster");
+  const auto deadline = std::chrono::steady_clock::now() + kChangeTimeout;
+  while (node_->Leader() != id) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Unavailable(name + " did not take the leadership within " + std::to_string(kChangeTimeout.count()) + " s");
+    }
+    node_->TransferLeader(id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return {};
+}
+
+}  // namespace mentat::raft
