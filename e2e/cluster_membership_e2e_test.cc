@@ -3,8 +3,13 @@
 // existing, it catches up and the leader makes it a voter; it takes writes; the leadership is
 // handed to it (`mt cluster transfer-leader`); the old leader is removed (`mt cluster remove`)
 // and the three left go on. Mistakes (a name taken, removing the leader, an unknown member) are
-// refused with what to do.
+// refused with what to do. A cluster of one grows to three and shrinks back to one while a load
+// of writes goes on, and loses none.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "e2e/cluster_fixture.h"
 #include "e2e/harness.h"
@@ -86,6 +91,60 @@ TEST_F(ClusterTest, AMemberAddedCatchesUpVotesLeadsAndTheOldLeaderIsRemoved) {
   auto remote = Mt(m4, {"cluster", "add", "n5", "10.1.2.3:4648"});
   EXPECT_NE(remote.exit_code, 0);
   EXPECT_TRUE(Has(remote.err, "no peer TLS")) << remote.err;
+}
+
+// Starts member `m` joining the cluster whose members are `names` (their peer addresses from
+// the fixture's members), or making a new one of them.
+void StartWith(Member& m, const std::string& dir, const std::vector<Member>& all,
+               const std::vector<std::string>& names, bool existing) {
+  std::string initial;
+  for (const auto& o : all) {
+    if (std::find(names.begin(), names.end(), o.name) == names.end()) continue;
+    initial += (initial.empty() ? "" : ",") + o.name + "=127.0.0.1:" + std::to_string(o.peer);
+  }
+  std::vector<std::string> extra = {"--name", m.name, "--peer-listen", "127.0.0.1:" + std::to_string(m.peer),
+                                    "--initial-cluster", initial};
+  if (existing) extra.insert(extra.end(), {"--initial-cluster-state", "existing"});
+  m.process = std::make_unique<Process>(ServerArgv(m.api, dir + "/" + m.name, extra), dir + "/" + m.name + ".log");
+  ASSERT_TRUE(WaitFor([&] { return HttpGet(m.api, "/healthz").first == 200; }, 15s)) << m.process->Log();
+}
+
+TEST_F(ClusterTest, AClusterOfOneGrowsToThreeAndShrinksBackWhileWritesGoOn) {
+  Member& n1 = members_[0];
+  Member& n2 = members_[1];
+  Member& n3 = members_[2];
+  StartWith(n1, dir_, members_, {"n1"}, false);
+  ASSERT_EQ(AgreedLeaderOf({"n1"}), "n1");
+  // A load through n1 all along: every write acknowledged must be there at the end.
+  std::atomic<bool> stop{false};
+  std::vector<int> acknowledged;
+  std::thread load([&] {
+    for (int i = 0; !stop; ++i) {
+      if (Put(n1, "load-" + std::to_string(i), i + 1) == 201) acknowledged.push_back(i);
+    }
+  });
+  auto voter = [&](const std::string& name) {
+    return WaitFor([&] { return MemberIn(Status(n1), name).value("voter", false); }, 30s);
+  };
+  for (auto* m : {&n2, &n3}) {
+    auto add = Mt(n1, {"cluster", "add", m->name, "127.0.0.1:" + std::to_string(m->peer)});
+    ASSERT_EQ(add.exit_code, 0) << add.err;
+    StartWith(*m, dir_, members_, {"n1", "n2", m->name}, true);
+    EXPECT_TRUE(voter(m->name)) << Status(n1).dump() << "\n" << m->process->Log();
+  }
+  EXPECT_EQ(Status(n1)["members"].size(), 3u);
+  for (auto* m : {&n3, &n2}) {
+    auto removed = Mt(n1, {"cluster", "remove", m->name});
+    ASSERT_EQ(removed.exit_code, 0) << removed.err;
+    m->process.reset();
+  }
+  EXPECT_EQ(Status(n1)["members"].size(), 1u) << Status(n1).dump();
+  stop = true;
+  load.join();
+  ASSERT_GT(acknowledged.size(), 10u);
+  for (int i : acknowledged) ASSERT_EQ(CountOn(n1, "load-" + std::to_string(i)), i + 1) << i;
+  // One voter again: it takes writes alone.
+  EXPECT_EQ(Put(n1, "alone-again", 1), 201);
 }
 
 }  // namespace

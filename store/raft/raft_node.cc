@@ -148,6 +148,7 @@ void RaftNode::Loop() {
       if (next_tick < Clock::now()) next_tick = Clock::now() + opts_.tick;  // fell behind: no burst
       ExpireProposals();
       RetryOrExpireReads();
+      ProposeWaitingConfChanges();
     }
     Step(messages, proposals, std::move(reads));
   }
@@ -157,6 +158,8 @@ void RaftNode::Loop() {
   pending_.clear();
   for (auto& w : waiting_) w.done(stopped());
   waiting_.clear();
+  for (auto& w : conf_waiting_) w.asked.done(stopped());
+  conf_waiting_.clear();
   for (auto& [ctx, r] : asked_reads_) {
     for (auto& done : r.done) done(stopped());
   }

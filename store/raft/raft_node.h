@@ -154,6 +154,8 @@ class RaftNode {
   void ApplyEntry(const RaftEntry& e);
   void ApplyConfChange(const RaftEntry& e);
   void AskConfChanges(std::vector<ConfChangeAsked> asked);
+  // Proposes the changes waiting for a leader; those still waiting past their deadline fail.
+  void ProposeWaitingConfChanges();
   // Snapshots (raft_node_snapshots.cc). On the node's thread: a snapshot message the core asked
   // to send is given the state now and queued for the snapshot thread, which sends it and
   // reports how it went; a snapshot the core restores is installed from its staged image; the
@@ -182,6 +184,12 @@ class RaftNode {
   std::deque<std::string> inbox_;
   std::deque<std::pair<Proposal, ProposalDone>> proposals_;
   std::vector<ConfChangeAsked> conf_changes_;
+  struct WaitingConfChange {
+    ConfChangeAsked asked;
+    std::string id;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::deque<WaitingConfChange> conf_waiting_;  // the node's thread only
   uint64_t transfer_to_ = 0;
   std::vector<ReadDone> reads_;
   std::vector<uint64_t> unreachable_;

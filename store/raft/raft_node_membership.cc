@@ -22,20 +22,34 @@ void RaftNode::TransferLeader(uint64_t to) {
 }
 
 void RaftNode::AskConfChanges(std::vector<ConfChangeAsked> asked) {
+  const auto deadline = std::chrono::steady_clock::now() + opts_.proposal_timeout;
   for (auto& c : asked) {
     // The proposal's id travels in its context: the member that proposed it hears when it is
     // applied.
     const std::string id = "cc-" + std::to_string(opts_.id) + "-" + nonce_ + "-" + std::to_string(++next_proposal_);
     if (!c.context.is_object()) c.context = Json::object();
     c.context["proposal"] = id;
-    if (auto st = core_->ProposeConfChange(c.type, c.node, c.context.dump()); !st) {
-      c.done(st);
+    conf_waiting_.push_back(WaitingConfChange{std::move(c), id, deadline});
+  }
+  ProposeWaitingConfChanges();
+}
+
+void RaftNode::ProposeWaitingConfChanges() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!conf_waiting_.empty()) {
+    auto& w = conf_waiting_.front();
+    auto st = core_->ProposeConfChange(w.asked.type, w.asked.node, w.asked.context.dump());
+    if (!st && st.error().code() == Code::kUnavailable && w.deadline > now) return;  // no leader yet
+    WaitingConfChange taken = std::move(w);
+    conf_waiting_.pop_front();
+    if (!st) {
+      taken.asked.done(st);
       continue;
     }
-    pending_[id] = Pending{[done = std::move(c.done)](Result<std::vector<Change>> r) {
-                             done(r ? Status{} : Status(std::unexpected(r.error())));
-                           },
-                           std::chrono::steady_clock::now() + opts_.proposal_timeout};
+    pending_[taken.id] = Pending{[done = std::move(taken.asked.done)](Result<std::vector<Change>> r) {
+                                   done(r ? Status{} : Status(std::unexpected(r.error())));
+                                 },
+                                 taken.deadline};
   }
 }
 
