@@ -4,8 +4,11 @@
 // handed to it (`mt cluster transfer-leader`); the old leader is removed (`mt cluster remove`)
 // and the three left go on. Mistakes (a name taken, removing the leader, an unknown member) are
 // refused with what to do. A cluster of one grows to three and shrinks back to one while a load
-// of writes goes on, and loses none.
+// of writes goes on, and loses none. After a majority is lost, --force-new-cluster makes the
+// survivor a cluster of one with every acknowledged write.
 #include <gtest/gtest.h>
+
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -145,6 +148,40 @@ TEST_F(ClusterTest, AClusterOfOneGrowsToThreeAndShrinksBackWhileWritesGoOn) {
   for (int i : acknowledged) ASSERT_EQ(CountOn(n1, "load-" + std::to_string(i)), i + 1) << i;
   // One voter again: it takes writes alone.
   EXPECT_EQ(Put(n1, "alone-again", 1), 201);
+}
+
+TEST_F(ClusterTest, AfterAMajorityIsLostForceNewClusterMakesTheSurvivorACluster) {
+  for (auto& m : members_) Start(m);
+  const std::string leader = AgreedLeader();
+  ASSERT_FALSE(leader.empty());
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(Put(Named(leader), "kept-" + std::to_string(i), i + 1), 201);
+  // Two members are lost for good; the survivor alone has no quorum.
+  Member& survivor = Named(leader == "n1" ? "n2" : "n1");
+  for (auto& m : members_) {
+    if (m.name == survivor.name) continue;
+    m.process->Signal(SIGKILL);
+    ASSERT_TRUE(m.process->Wait(10s).has_value());
+    m.process.reset();
+  }
+  survivor.process->Signal(SIGTERM);
+  ASSERT_TRUE(survivor.process->Wait(15s).has_value());
+  extra_ = {"--force-new-cluster"};
+  Start(survivor);
+  ASSERT_EQ(AgreedLeaderOf({survivor.name}), survivor.name) << survivor.process->Log();
+  EXPECT_TRUE(Has(survivor.process->Log(), "--force-new-cluster: member " + survivor.name + " is now a cluster of one"))
+      << survivor.process->Log();
+  Json status = Status(survivor);
+  ASSERT_EQ(status["members"].size(), 1u) << status.dump();
+  // Every write the old cluster acknowledged is there, and the cluster of one takes more.
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(CountOn(survivor, "kept-" + std::to_string(i)), i + 1) << i;
+  EXPECT_EQ(Put(survivor, "after-force", 3), 201);
+  // Restarted without the flag, it goes on as that cluster of one.
+  survivor.process.reset();
+  extra_.clear();
+  Start(survivor);
+  ASSERT_EQ(AgreedLeaderOf({survivor.name}), survivor.name) << survivor.process->Log();
+  EXPECT_EQ(CountOn(survivor, "after-force"), 3);
+  EXPECT_EQ(Put(survivor, "after-restart", 4), 201);
 }
 
 }  // namespace

@@ -79,6 +79,14 @@ Status RocksStateMachine::ApplyMembersAt(int64_t index, const std::string& membe
   return {};
 }
 
+Status RocksStateMachine::ReplaceMembers(const std::string& members) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto s = db_->Put(rocksdb::WriteOptions(), meta_, kMembers, members);
+  if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
+  if (!s.ok()) return Internal("replacing the members: " + s.ToString());
+  return {};
+}
+
 Result<std::string> RocksStateMachine::Members() {
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), meta_, kMembers, &value);

@@ -67,6 +67,8 @@ class RocksStateMachine : public StateMachine {
   Status ApplyMembersAt(int64_t index, const std::string& members);
   // The members last applied ("" when none was).
   Result<std::string> Members();
+  // Replaces the members record whatever the index (--force-new-cluster), synced.
+  Status ReplaceMembers(const std::string& members);
 
   // A consistent view of the whole state for a snapshot: the database snapshot, and the log
   // index and revision it is at. Give it back with ReleaseState.

@@ -122,6 +122,7 @@ Result<std::unique_ptr<ServerBackend>> OpenBackend(const ServerFlags& f, const S
   mo.raft.snapshot_dir = f.data_dir + "/raft-snapshots";
   mo.tls = {f.peer_cert_file, f.peer_key_file, f.peer_trusted_ca_file};
   mo.join_existing = f.initial_cluster_state == "existing";
+  mo.force_new_cluster = f.force_new_cluster;
   MT_ASSIGN_OR_RETURN(auto member, WhenFree(so.dir, patience, [&] { return raft::ClusterMember::Start(mo); }));
   return std::make_unique<ClusterBackend>(std::move(member));
 }

@@ -34,6 +34,10 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
 Status ResolveClusterFlags(ServerFlags& f) {
   if (f.initial_cluster.empty()) {
     if (!f.peer_listen.empty()) return InvalidArgument("--peer-listen needs --initial-cluster");
+    if (f.force_new_cluster) {
+      return InvalidArgument("--force-new-cluster needs --name and --initial-cluster: the member whose data "
+                             "becomes a cluster of one, and its peer address");
+    }
     return {};
   }
   MT_ASSIGN_OR_RETURN(f.cluster, raft::ParseInitialCluster(f.initial_cluster));
@@ -91,6 +95,10 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
                  "joins a running one, after `mt cluster add` named it there")
       ->capture_default_str()
       ->check(CLI::IsMember({"new", "existing"}));
+  app.add_flag("--force-new-cluster", f.force_new_cluster,
+               "UNSAFE, after a majority of the members is lost for good: make this member's data "
+               "a cluster of one (writes only the lost members held are gone); run it once, then "
+               "drop the flag and grow the cluster with `mt cluster add`");
   app.add_option("--raft-snapshot-count", f.raft_snapshot_count,
                  "in a replicated control plane, compact the Raft log after this many entries "
                  "(etcd's --snapshot-count); a member too far behind is sent the whole state")

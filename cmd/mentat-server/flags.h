@@ -28,6 +28,7 @@ struct ServerFlags {
   std::string cluster_name = "mentat";
   uint64_t raft_snapshot_count = 10000;
   std::string initial_cluster_state = "new";
+  bool force_new_cluster = false;
   // TLS on the peer port with the cluster's CA (etcd's names).
   std::string peer_cert_file;
   std::string peer_key_file;

@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "store/raft/force_new_cluster.h"
+
 namespace mentat::raft {
 namespace {
 
@@ -37,6 +39,10 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
   std::unique_ptr<ClusterMember> m(new ClusterMember(std::move(opts)));
   m->id_ = self.id;
   MT_ASSIGN_OR_RETURN(m->state_, RocksStateMachine::Open(m->opts_.state));
+  if (m->opts_.force_new_cluster) {
+    auto forced = ForceNewCluster(*m->state_, self);
+    if (!forced) return std::unexpected(forced.error());
+  }
 
   PeerTransportOptions to;
   to.self = self.id;

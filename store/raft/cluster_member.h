@@ -31,6 +31,8 @@ struct ClusterMemberOptions {
   // --initial-cluster-state existing: this member joins a cluster that runs already (after
   // `mt cluster add`), so it makes no new one; the others reach it and send it the log.
   bool join_existing = false;
+  // --force-new-cluster (force_new_cluster.h): this member's data becomes a cluster of one.
+  bool force_new_cluster = false;
 };
 
 class ClusterMember {

@@ -251,6 +251,19 @@ Result<std::string> RaftCore::SnapshotMessage(std::string_view message, uint64_t
   return std::string(b.view());
 }
 
+Result<PersistedRaftState> RaftCore::NewClusterState(uint64_t id, uint64_t index, uint64_t term) {
+  ShimBuffer b;
+  if (raftshim_new_cluster_state(id, index, term, &b.data, &b.size) != kOk) {
+    return Internal("raft: the shim could not make a new cluster's state");
+  }
+  Reader r(b.view());
+  PersistedRaftState out;
+  out.snapshot = r.Bytes();
+  out.hard_state = r.Bytes();
+  if (!r.ok()) return Internal("raft: the shim's new cluster state is truncated");
+  return out;
+}
+
 Json RaftCore::StatusJson() const {
   ShimBuffer b;
   if (raftshim_status(handle_, &b.data, &b.size) != kOk) return Json::object();

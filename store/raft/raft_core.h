@@ -145,6 +145,10 @@ class RaftCore {
   // caller sends that state with the message; the follower's progress moves on from `index`.
   Result<std::string> SnapshotMessage(std::string_view message, uint64_t index, std::string_view data);
 
+  // The persisted state (PersistedRaftState's snapshot and hard_state) of a new cluster of one,
+  // `id`, going on from a member's state machine at `index`, at `term` (--force-new-cluster).
+  static Result<PersistedRaftState> NewClusterState(uint64_t id, uint64_t index, uint64_t term);
+
   // The library's status: id, term, vote, commit, lead, raftState, applied, progress.
   Json StatusJson() const;
   // The library's log lines since the last call ("info became leader at term 2\n"...).

@@ -78,6 +78,17 @@ Status RocksRaftLog::Compact(const RaftSnapshotInfo& snapshot, uint64_t compact_
   return {};
 }
 
+Status RocksRaftLog::Replace(const PersistedRaftState& state) {
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(cf_, EntryKey(0), EntriesEnd());
+  batch.Put(cf_, kHardState, state.hard_state);
+  batch.Put(cf_, kSnapshot, state.snapshot);
+  auto s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
+  if (!s.ok()) return RocksError("replacing the log", s);
+  return {};
+}
+
 Result<uint64_t> RocksRaftLog::LastIndex() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
   it->SeekForPrev(EntriesEnd());

@@ -36,6 +36,8 @@ class RocksRaftLog {
   // more log.
   Status Compact(const RaftSnapshotInfo& snapshot, uint64_t compact_to);
   Status Compact(const RaftSnapshotInfo& snapshot) { return Compact(snapshot, snapshot.index); }
+  // Replaces everything saved with `state` (--force-new-cluster), synced.
+  Status Replace(const PersistedRaftState& state);
   // The index of the last entry saved (0 when none).
   Result<uint64_t> LastIndex();
 

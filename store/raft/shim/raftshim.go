@@ -607,6 +607,24 @@ func raftshim_snapshot_message(h C.uint64_t, msg *C.char, msgLen C.size_t, index
 	return okCode
 }
 
+// raftshim_new_cluster_state: the persisted state of a cluster of one made from a member's
+// state machine at `index` (--force-new-cluster): a snapshot at `index` and `term` whose
+// configuration is `id` alone, and a hard state committing it. Out: bytes snapshot, bytes
+// hard state (protobuf).
+//
+//export raftshim_new_cluster_state
+func raftshim_new_cluster_state(id C.uint64_t, index C.uint64_t, term C.uint64_t, out **C.char,
+	outLen *C.size_t) C.int {
+	snap := pb.Snapshot{Metadata: pb.SnapshotMetadata{Index: uint64(index), Term: uint64(term),
+		ConfState: pb.ConfState{Voters: []uint64{uint64(id)}}}}
+	hs := pb.HardState{Term: uint64(term), Commit: uint64(index)}
+	w := &writer{}
+	w.bytes(marshal(&snap))
+	w.bytes(marshal(&hs))
+	cBytes(w.b, out, outLen)
+	return okCode
+}
+
 // raftshim_status: the node's status as JSON (id, term, vote, commit, lead, raftState, applied,
 // progress by peer id on a leader, leadtransferee).
 //
