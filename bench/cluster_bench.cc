@@ -17,6 +17,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -40,6 +41,7 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 class StoreCluster {
  public:
   StoreCluster(std::string dir, size_t members) : dir_(std::move(dir)) {
+    std::filesystem::create_directories(dir_);  // the members' logs go here
     for (size_t i = 0; i < members; ++i) {
       members_.push_back({"n" + std::to_string(i + 1), FreePort(), FreePort(), nullptr});
     }
