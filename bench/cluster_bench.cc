@@ -389,5 +389,7 @@ int main(int argc, char** argv) {
       "\n(targets: three members, writes/s at 64 clients >= 1.5x etcd; one voter, writes/s at 64\n"
       " clients >= 2x etcd and p99 <= etcd's at 1, 16, 64; failover < 1.5 s)\nuptime at end:%s",
       uptime.out.c_str());
+  // The members' data (hundreds of MB after the write runs); kept, with their logs, on failure.
+  std::filesystem::remove_all(dir);
   return 0;
 }
