@@ -18,148 +18,23 @@
 
 #include <httplib.h>
 
+#include "bench/store_load.h"
 #include "e2e/harness.h"
 
 using namespace mentat::e2e;
+using namespace mentat::bench;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
 namespace {
 
-const std::string kPad(900, 'x');  // with the envelope, ~1 KiB per object
-
-// One store under test: how to write object i, and how to read things back.
+// One store under test: its kind and API port.
 struct Target {
   std::string name;
+  StoreKind kind;
   int port;
-  std::function<bool(httplib::Client&, const std::string& key)> put;
+  bool put(httplib::Client& c, const std::string& key) const { return PutProfile(kind, c, key); }
 };
-
-Target Mentat(int port) {
-  return {"mentat", port, [](httplib::Client& c, const std::string& key) {
-            Json obj = {{"kind", "SecurityProfile"},
-                        {"metadata", {{"name", key}, {"annotations", {{"pad", kPad}}}}},
-                        {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
-            auto r = c.Put("/v1/securityprofiles/" + key, obj.dump(), "application/json");
-            if (r && r->status != 200 && r->status != 201) {
-              fprintf(stderr, "mentat: HTTP %d %s\n", r->status, r->body.substr(0, 200).c_str());
-            } else if (!r) {
-              fprintf(stderr, "mentat: %s\n", httplib::to_string(r.error()).c_str());
-            }
-            return r && (r->status == 200 || r->status == 201);
-          }};
-}
-
-Target Etcd(int port) {
-  return {"etcd", port, [](httplib::Client& c, const std::string& key) {
-            Json value = {{"kind", "SecurityProfile"},
-                          {"metadata", {{"name", key}, {"annotations", {{"pad", kPad}}}}},
-                          {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
-            Json body = {{"key", Base64("/registry/profiles/" + key)}, {"value", Base64(value.dump())}};
-            auto r = c.Post("/v3/kv/put", body.dump(), "application/json");
-            return r && r->status == 200;
-          }};
-}
-
-struct WriteResult {
-  double per_sec = 0, p50_ms = 0, p99_ms = 0;
-  double cpu_ms_per_1000 = 0;  // the server's CPU time per 1,000 writes
-  bool ok = false;
-};
-
-// The write load comes from wrk (a Debian package, written in C and driven by a small Lua
-// script), the same tool for both stores: a client this light leaves both servers the same
-// CPU on this 2-core machine. Every request writes a new key, so every one is a real,
-// fsynced write in both stores.
-const char* kMentatLua = R"(
-local threads = 0
-function setup(thread) thread:set("id", threads); threads = threads + 1 end
-local counter = 0
-local pad = string.rep("x", 900)
-function init(args) prefix = args[1] .. "-" .. tostring(id) .. "-" end
-function request()
-  counter = counter + 1
-  local name = prefix .. counter
-  return wrk.format("PUT", "/v1/securityprofiles/" .. name, {["Content-Type"] = "application/json"},
-    '{"kind":"SecurityProfile","metadata":{"name":"' .. name .. '","annotations":{"pad":"' .. pad ..
-    '"}},"spec":{"driver":"exec","isolation":"low"}}')
-end
-)";
-
-// etcd's JSON gateway takes base64 keys. The key prefix is passed already encoded (its length
-// a multiple of 3, so encodings concatenate) and the unique suffix is written directly in
-// base64 digits: 8 of them, from the thread id and a counter.
-const char* kEtcdLua = R"(
-local threads = 0
-function setup(thread) thread:set("id", threads); threads = threads + 1 end
-local counter = 0
-local digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-function init(args) prefix = args[1]; value = args[2] end
-function request()
-  counter = counter + 1
-  local n = id * 68719476736 + counter
-  local s = ""
-  for i = 1, 8 do
-    local d = n % 64
-    s = digits:sub(d + 1, d + 1) .. s
-    n = (n - d) / 64
-  end
-  return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"},
-    '{"key":"' .. prefix .. s .. '","value":"' .. value .. '"}')
-end
-)";
-
-double WrkMs(const std::string& v) {
-  double x = std::atof(v.c_str());
-  if (v.find("us") != std::string::npos) return x / 1000;
-  if (v.find("ms") != std::string::npos) return x;
-  if (v.find('s') != std::string::npos) return x * 1000;
-  return x;
-}
-
-WriteResult WriteRun(const Target& t, pid_t server, bool etcd, int clients, double seconds,
-                     const std::string& prefix, const std::string& dir) {
-  std::string script = dir + (etcd ? "/etcd.lua" : "/mentat.lua");
-  WriteFile(script, etcd ? kEtcdLua : kMentatLua);
-  std::vector<std::string> argv = {"/usr/bin/wrk", "-t", std::to_string(std::min(clients, 2)),
-                                   "-c", std::to_string(clients), "-d",
-                                   std::to_string(static_cast<int>(seconds)) + "s", "--latency",
-                                   "-s", script, "http://127.0.0.1:" + std::to_string(t.port), "--"};
-  if (etcd) {
-    std::string p = "/registry/profiles/" + prefix + "-";
-    while (p.size() % 3) p += '-';
-    Json value = {{"kind", "SecurityProfile"},
-                  {"metadata", {{"name", prefix}, {"annotations", {{"pad", kPad}}}}},
-                  {"spec", {{"driver", "exec"}, {"isolation", "low"}}}};
-    argv.push_back(Base64(p));
-    argv.push_back(Base64(value.dump()));
-  } else {
-    argv.push_back(prefix);
-  }
-  double cpu_before = CpuSeconds(server);
-  auto r = RunCommand(argv);
-  double cpu_after = CpuSeconds(server);
-  WriteResult w;
-  auto field = [&](const std::string& label) -> std::string {
-    auto at = r.out.find(label);
-    if (at == std::string::npos) return "";
-    at += label.size();
-    while (at < r.out.size() && r.out[at] == ' ') ++at;
-    return r.out.substr(at, r.out.find_first_of(" \n", at) - at);
-  };
-  w.per_sec = std::atof(field("Requests/sec:").c_str());
-  w.p50_ms = WrkMs(field(" 50%"));
-  w.p99_ms = WrkMs(field(" 99%"));
-  // "  123456 requests in 5.00s, ..."
-  auto in = r.out.find(" requests in ");
-  auto start = r.out.rfind('\n', in);
-  double requests = in == std::string::npos ? 0 : std::atof(r.out.c_str() + start + 1);
-  if (requests > 0) w.cpu_ms_per_1000 = (cpu_after - cpu_before) * 1000 * 1000 / requests;
-  w.ok = r.exit_code == 0 && w.per_sec > 0 && r.out.find("Non-2xx") == std::string::npos &&
-         r.out.find("Socket errors") == std::string::npos;
-  if (!w.ok) fprintf(stderr, "%s: wrk reported errors:\n%s%s\n", t.name.c_str(), r.out.c_str(), r.err.c_str());
-  return w;
-}
 
 // Watch delivery: one watcher; writes one at a time; latency = event received - write acked.
 double WatchP99(const Target& t, bool etcd, int writes) {
@@ -276,19 +151,14 @@ int main(int argc, char** argv) {
                   "127.0.0.1:" + std::to_string(mport), "--data-dir", dir + "/mentat",
                   "--log-level", "warn", "--auth", "none"},
                  dir + "/mentat.log");
-  std::string e = "http://127.0.0.1:" + std::to_string(eport);
-  std::string p = "http://127.0.0.1:" + std::to_string(epeer);
-  Process etcd({"/usr/bin/etcd", "--name", "bench", "--data-dir", dir + "/etcd",
-                "--listen-client-urls", e, "--advertise-client-urls", e, "--listen-peer-urls", p,
-                "--initial-advertise-peer-urls", p, "--initial-cluster", "bench=" + p,
-                "--log-level", "error"},
-               dir + "/etcd.log");
+  EtcdMember etcd_member{"bench", eport, epeer, dir + "/etcd"};
+  Process etcd(EtcdArgv(etcd_member, {etcd_member}), dir + "/etcd.log");
   if (!WaitFor([&] { return HttpGet(mport, "/healthz").first == 200; }, std::chrono::seconds(20)) ||
       !WaitFor([&] { return HttpGet(eport, "/health").first == 200; }, std::chrono::seconds(20))) {
     fprintf(stderr, "servers did not start\n%s\n%s\n", mentat.Log().c_str(), etcd.Log().c_str());
     return 1;
   }
-  Target targets[] = {Mentat(mport), Etcd(eport)};
+  Target targets[] = {{"mentat", StoreKind::kMentat, mport}, {"etcd", StoreKind::kEtcd, eport}};
 
   printf("store benchmark: ~1 KiB objects, fsync on commit, HTTP/JSON on 127.0.0.1, %.0fs per run\n\n", seconds);
   printf("%-22s %12s %12s %8s\n", "", "mentat", "etcd 3.4", "ratio");
@@ -311,8 +181,9 @@ int main(int argc, char** argv) {
   for (int clients : {1, 16, 64}) {
     WriteResult r[2];
     for (int i = 0; i < 2; ++i) {
-      r[i] = WriteRun(targets[i], i == 0 ? mentat.pid() : etcd.pid(), i == 1, clients, seconds,
-                      "w" + std::to_string(clients), dir);
+      pid_t server = i == 0 ? mentat.pid() : etcd.pid();
+      r[i] = WrkWrites(targets[i].kind, targets[i].port, {server}, clients, seconds,
+                       "w" + std::to_string(clients), dir);
     }
     printf("%-22s %12.0f %12.0f %7.2fx\n", ("writes/s, " + std::to_string(clients) + " clients").c_str(),
            r[0].per_sec, r[1].per_sec, r[0].per_sec / r[1].per_sec);
