@@ -144,6 +144,7 @@ void RaftNode::Loop() {
     }
     if (Clock::now() >= next_tick) {
       core_->Tick();
+      status_stale_ = true;
       next_tick += opts_.tick;
       if (next_tick < Clock::now()) next_tick = Clock::now() + opts_.tick;  // fell behind: no burst
       ExpireProposals();
@@ -205,6 +206,9 @@ void RaftNode::Step(std::deque<std::string>& messages,
     }
   }
   MaybeCompact();
+  // The library's status and log lines cost a call into Go each: read once a tick, and when
+  // the leadership changed, not on every pass.
+  if (!std::exchange(status_stale_, false)) return;
   std::lock_guard<std::mutex> lock(mu_);
   status_ = core_->StatusJson();
   status_["leader"] = leader_;
@@ -217,9 +221,15 @@ void RaftNode::Step(std::deque<std::string>& messages,
 
 Status RaftNode::HandleReady(RaftReady& rd) {
   if (rd.soft_state) {
-    std::lock_guard<std::mutex> lock(mu_);
-    leader_ = rd.soft_state->first;
-    is_leader_ = rd.soft_state->second == RaftRole::kLeader;
+    status_stale_ = true;
+    bool moved;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      moved = leader_ != 0 && leader_ != rd.soft_state->first;
+      leader_ = rd.soft_state->first;
+      is_leader_ = rd.soft_state->second == RaftRole::kLeader;
+    }
+    if (moved) FailPendingOnLeaderChange();
   }
   if (rd.soft_state && opts_.on_leader_change) opts_.on_leader_change();
   // The leader's state goes in before the log says it is there: a crash between the two
@@ -262,6 +272,18 @@ void RaftNode::ApplyEntry(const RaftEntry& e) {
   pending_.erase(it);
   if (!applied) return done(std::unexpected(applied.error()));
   done(std::move(p->changes));
+}
+
+void RaftNode::FailPendingOnLeaderChange() {
+  // A write in flight when the leadership moved may be lost with the old leader or committed by
+  // the new one: its outcome is unknown, and the caller hears so now rather than at the
+  // timeout (it may retry on the new leader).
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [id, p] : pending) {
+    p.done(Unavailable("raft: the leader changed while the write was in flight; it may still be applied "
+                       "(its outcome is unknown)"));
+  }
 }
 
 void RaftNode::ProposeWaiting() {

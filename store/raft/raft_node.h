@@ -7,9 +7,9 @@
 // Any member takes proposals: a follower's go to the leader inside Raft (proposal forwarding),
 // and the node that proposed one hears its result when it applies the entry itself. While no
 // leader is known (an election), proposals wait for one. A proposal
-// that is not applied within `proposal_timeout` (no quorum, a lost leader) completes with
-// kUnavailable; it may still be applied later (as with etcd, the write's fate is then unknown to
-// the caller, never reported as done when it was not).
+// that is not applied within `proposal_timeout` (no quorum, a lost leader), or that is in flight
+// when the leadership moves, completes with kUnavailable; it may still be applied later (as with
+// etcd, the write's fate is then unknown to the caller, never reported as done when it was not).
 #pragma once
 
 #include <chrono>
@@ -166,6 +166,7 @@ class RaftNode {
   void MaybeCompact();
   std::string StagedPath(const std::string& id) const;
   void ProposeWaiting();
+  void FailPendingOnLeaderChange();
   void ExpireProposals();
   // Read barriers: asked of the core, confirmed at an index, released once it is applied.
   void AskReads(std::vector<ReadDone> reads);
@@ -241,6 +242,7 @@ class RaftNode {
   uint64_t next_read_ = 0;
   std::string nonce_;  // this start's, in proposal ids and read contexts
   uint64_t snapshot_index_ = 0;  // the last compaction's (the node's thread only)
+  bool status_stale_ = true;     // status_ wants refreshing (the node's thread only)
   uint64_t next_snapshot_ = 0;
   std::thread thread_;
   std::thread snapshot_thread_;

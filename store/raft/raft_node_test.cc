@@ -203,10 +203,13 @@ TEST_P(CompactingMembers, AMemberBehindTheCompactedLogIsSentTheLeadersStateAndGo
 
   StartNode(behind);
   ASSERT_TRUE(AllApplied({behind}, states_[leader]->AppliedIndex()));
-  EXPECT_EQ(nodes_[behind]->Snapshots().installed, 1u);
-  uint64_t sent = 0;
-  for (uint64_t id : {1, 2, 3}) sent += nodes_[id]->Snapshots().sent;
-  EXPECT_GE(sent, 1u);
+  // Counted just after the state is in (which AllApplied saw).
+  EXPECT_TRUE(WaitFor([&] { return nodes_[behind]->Snapshots().installed == 1; }, 5s));
+  EXPECT_TRUE(WaitFor([&] {
+    uint64_t sent = 0;
+    for (uint64_t id : {1, 2, 3}) sent += nodes_[id]->Snapshots().sent;
+    return sent >= 1;
+  }, 5s));
   ExpectSameState(leader, behind);
   // The change log came with the state: a watch resumes on the member that was behind.
   auto w = states_[behind]->Watch("Service", revision_30);
