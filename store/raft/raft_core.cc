@@ -264,6 +264,11 @@ Result<PersistedRaftState> RaftCore::NewClusterState(uint64_t id, uint64_t index
   return out;
 }
 
+void RaftCore::RunOnGoThread(const std::function<void()>& task) {
+  raftshim_run_on_go_thread([](void* t) { (*static_cast<const std::function<void()>*>(t))(); },
+                            const_cast<std::function<void()>*>(&task));
+}
+
 Json RaftCore::StatusJson() const {
   ShimBuffer b;
   if (raftshim_status(handle_, &b.data, &b.size) != kOk) return Json::object();

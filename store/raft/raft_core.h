@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -148,6 +149,10 @@ class RaftCore {
   // The persisted state (PersistedRaftState's snapshot and hard_state) of a new cluster of one,
   // `id`, going on from a member's state machine at `index`, at `term` (--force-new-cluster).
   static Result<PersistedRaftState> NewClusterState(uint64_t id, uint64_t index, uint64_t term);
+
+  // Runs `task` on a thread the Go runtime owns and returns when it returns: a thread that
+  // drives a RaftCore runs its loop this way, so that its calls into the library are cheap.
+  static void RunOnGoThread(const std::function<void()>& task);
 
   // The library's status: id, term, vote, commit, lead, raftState, applied, progress.
   Json StatusJson() const;

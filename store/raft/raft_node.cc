@@ -40,7 +40,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::Start(const RaftNodeOptions& opts,
     std::filesystem::create_directories(opts.snapshot_dir, ec);
     if (ec) return Internal("raft: cannot make " + opts.snapshot_dir + ": " + ec.message());
   }
-  node->thread_ = std::thread([n = node.get()] { n->Loop(); });
+  node->thread_ = std::thread([n = node.get()] { RaftCore::RunOnGoThread([n] { n->Loop(); }); });
   node->snapshot_thread_ = std::thread([n = node.get()] { n->SnapshotLoop(); });
   return node;
 }

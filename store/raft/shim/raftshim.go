@@ -13,6 +13,8 @@ package main
 /*
 #include <stdint.h>
 #include <stdlib.h>
+typedef void (*raftshim_task)(void*);
+static inline void raftshim_call_task(raftshim_task f, void* arg) { f(arg); }
 */
 import "C"
 
@@ -20,6 +22,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -283,6 +286,23 @@ func (n *node) load(state []byte) error {
 		}
 	}
 	return n.storage.Append(ents)
+}
+
+// raftshim_run_on_go_thread calls f(arg) on a thread of the Go runtime and returns when it
+// returns. Every call into Go from a thread Go did not create borrows a Go thread context and
+// gives it back (Go 1.19: several system calls a call); from a thread Go owns, calls into Go
+// are plain callbacks. A node's thread runs its loop this way.
+//
+//export raftshim_run_on_go_thread
+func raftshim_run_on_go_thread(f C.raftshim_task, arg unsafe.Pointer) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		C.raftshim_call_task(f, arg)
+		close(done)
+	}()
+	<-done
 }
 
 //export raftshim_free
