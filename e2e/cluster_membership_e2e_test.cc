@@ -3,7 +3,8 @@
 // existing, it catches up and the leader makes it a voter; it takes writes; the leadership is
 // handed to it (`mt cluster transfer-leader`); the old leader is removed (`mt cluster remove`)
 // and the three left go on. Mistakes (a name taken, removing the leader, an unknown member) are
-// refused with what to do. A cluster of one grows to three and shrinks back to one while a load
+// refused with what to do. A cluster of one grows to three, replaces a dead member and shrinks
+// back to one while a load
 // of writes goes on, and loses none. After a majority is lost, --force-new-cluster makes the
 // survivor a cluster of one with every acknowledged write. A snapshot saved through a member
 // restores into a new cluster of one.
@@ -97,14 +98,11 @@ TEST_F(ClusterTest, AMemberAddedCatchesUpVotesLeadsAndTheOldLeaderIsRemoved) {
   EXPECT_TRUE(Has(remote.err, "no peer TLS")) << remote.err;
 }
 
-// Starts member `m` joining the cluster whose members are `names` (their peer addresses from
-// the fixture's members), or making a new one of them.
-void StartWith(Member& m, const std::string& dir, const std::vector<Member>& all,
-               const std::vector<std::string>& names, bool existing) {
+// Starts member `m` joining the cluster of `members` (it among them), or making a new one.
+void StartWith(Member& m, const std::string& dir, const std::vector<const Member*>& members, bool existing) {
   std::string initial;
-  for (const auto& o : all) {
-    if (std::find(names.begin(), names.end(), o.name) == names.end()) continue;
-    initial += (initial.empty() ? "" : ",") + o.name + "=127.0.0.1:" + std::to_string(o.peer);
+  for (const Member* o : members) {
+    initial += (initial.empty() ? "" : ",") + o->name + "=127.0.0.1:" + std::to_string(o->peer);
   }
   std::vector<std::string> extra = {"--name", m.name, "--peer-listen", "127.0.0.1:" + std::to_string(m.peer),
                                     "--initial-cluster", initial};
@@ -113,11 +111,12 @@ void StartWith(Member& m, const std::string& dir, const std::vector<Member>& all
   ASSERT_TRUE(WaitFor([&] { return HttpGet(m.api, "/healthz").first == 200; }, 15s)) << m.process->Log();
 }
 
-TEST_F(ClusterTest, AClusterOfOneGrowsToThreeAndShrinksBackWhileWritesGoOn) {
+TEST_F(ClusterTest, AClusterOfOneGrowsToThreeReplacesADeadMemberAndShrinksBackWhileWritesGoOn) {
   Member& n1 = members_[0];
   Member& n2 = members_[1];
   Member& n3 = members_[2];
-  StartWith(n1, dir_, members_, {"n1"}, false);
+  Member n4{"n4", FreePort(), FreePort(), nullptr};
+  StartWith(n1, dir_, {&n1}, false);
   ASSERT_EQ(AgreedLeaderOf({"n1"}), "n1");
   // A load through n1 all along: every write acknowledged must be there at the end.
   std::atomic<bool> stop{false};
@@ -130,14 +129,24 @@ TEST_F(ClusterTest, AClusterOfOneGrowsToThreeAndShrinksBackWhileWritesGoOn) {
   auto voter = [&](const std::string& name) {
     return WaitFor([&] { return MemberIn(Status(n1), name).value("voter", false); }, 30s);
   };
-  for (auto* m : {&n2, &n3}) {
-    auto add = Mt(n1, {"cluster", "add", m->name, "127.0.0.1:" + std::to_string(m->peer)});
-    ASSERT_EQ(add.exit_code, 0) << add.err;
-    StartWith(*m, dir_, members_, {"n1", "n2", m->name}, true);
-    EXPECT_TRUE(voter(m->name)) << Status(n1).dump() << "\n" << m->process->Log();
-  }
+  auto add = [&](Member& m, const std::vector<const Member*>& cluster) {
+    auto added = Mt(n1, {"cluster", "add", m.name, "127.0.0.1:" + std::to_string(m.peer)});
+    ASSERT_EQ(added.exit_code, 0) << added.err;
+    StartWith(m, dir_, cluster, true);
+    EXPECT_TRUE(voter(m.name)) << Status(n1).dump() << "\n" << m.process->Log();
+  };
+  add(n2, {&n1, &n2});
+  add(n3, {&n1, &n2, &n3});
   EXPECT_EQ(Status(n1)["members"].size(), 3u);
-  for (auto* m : {&n3, &n2}) {
+  // n3 dies for good: it is removed and n4 takes its place.
+  n3.process->Signal(SIGKILL);
+  ASSERT_TRUE(n3.process->Wait(10s).has_value());
+  n3.process.reset();
+  auto removed = Mt(n1, {"cluster", "remove", "n3"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  add(n4, {&n1, &n2, &n4});
+  EXPECT_EQ(Status(n1)["members"].size(), 3u) << Status(n1).dump();
+  for (auto* m : {&n4, &n2}) {
     auto removed = Mt(n1, {"cluster", "remove", m->name});
     ASSERT_EQ(removed.exit_code, 0) << removed.err;
     m->process.reset();
