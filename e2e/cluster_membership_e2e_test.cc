@@ -4,10 +4,9 @@
 // handed to it (`mt cluster transfer-leader`); the old leader is removed (`mt cluster remove`)
 // and the three left go on. Mistakes (a name taken, removing the leader, an unknown member) are
 // refused with what to do. A cluster of one grows to three, replaces a dead member and shrinks
-// back to one while a load
-// of writes goes on, and loses none. After a majority is lost, --force-new-cluster makes the
-// survivor a cluster of one with every acknowledged write. A snapshot saved through a member
-// restores into a new cluster of one.
+// back to one while a load of writes goes on, and loses none. After a majority is lost,
+// --force-new-cluster makes the survivor a cluster of one with every acknowledged write. A
+// snapshot saved through a member restores into a new cluster of one.
 #include <gtest/gtest.h>
 
 #include <signal.h>
