@@ -17,6 +17,7 @@
 
 #include "e2e/cluster_fixture.h"
 #include "e2e/harness.h"
+#include "e2e/kv_ops.h"
 #include "store/raft/testing/kv_model.h"
 
 namespace mentat::e2e {
@@ -25,43 +26,6 @@ namespace {
 using raft::testing::KvHistory;
 using raft::testing::KvInput;
 using raft::testing::KvOp;
-using raft::testing::KvOutput;
-
-// What became of one operation: answered, its outcome unknown (no answer: a timeout, a cut
-// connection, a 5xx), or never sent (the connection was refused: it cannot have happened).
-struct Outcome {
-  std::optional<KvOutput> answer;
-  bool sent = true;
-};
-
-bool NotSent(const httplib::Result& r) { return !r && r.error() == httplib::Error::Connection; }
-
-// One operation through member `api`.
-Outcome RunOp(int api, const KvInput& in) {
-  httplib::Client cli("127.0.0.1", api);
-  cli.set_connection_timeout(1, 0);
-  cli.set_read_timeout(4, 0);
-  const std::string path = "/v1/services/" + in.key;
-  if (in.op == KvOp::kPut) {
-    std::string body = "name: " + in.key + "\ndriver: exec\ncount: 0\ncommand: /bin/true\nenv:\n  V: \"" + in.value + "\"\n";
-    auto r = cli.Put(path, body, "application/yaml");
-    if (NotSent(r)) return {std::nullopt, false};
-    if (!r || (r->status != 200 && r->status != 201)) return {};
-    Json obj = Json::parse(r->body, nullptr, false);
-    return {KvOutput{true, "", obj["metadata"].value("generation", uint64_t{0})}};
-  }
-  auto r = cli.Get(path);
-  if (NotSent(r)) return {std::nullopt, false};
-  if (!r) return {};
-  if (r->status == 404) return {KvOutput{false, "", 0}};
-  if (r->status != 200) return {};
-  Json obj = Json::parse(r->body, nullptr, false);
-  std::string value;
-  for (const auto& e : obj["spec"].value("env", Json::array())) {
-    if (e.value("name", "") == "V") value = e.value("value", "");
-  }
-  return {KvOutput{true, value, obj["metadata"].value("generation", uint64_t{0})}};
-}
 
 TEST_F(ClusterTest, HistoriesStayLinearizableThroughAKilledLeaderAndAFrozenFollower) {
   for (auto& m : members_) Start(m);
@@ -86,7 +50,7 @@ TEST_F(ClusterTest, HistoriesStayLinearizableThroughAKilledLeaderAndAFrozenFollo
         in.value = std::to_string(c) + "-" + std::to_string(seq);
         const int api = apis[rng() % apis.size()];
         size_t id = history.Call(c, in);
-        Outcome out = RunOp(api, in);
+        KvOutcome out = RunKvOp(api, in);
         if (out.answer) {
           history.Return(id, *out.answer);
           ++answered;
