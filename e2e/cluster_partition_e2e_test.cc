@@ -5,7 +5,8 @@
 // namespace (setns) to talk to it. The leader is partitioned from the two others (iptables in
 // its namespace): the two elect another leader and take writes; the cut-off member answers 503,
 // never a write it did not commit; healed, it catches up. Every answered operation must form a
-// linearizable history.
+// linearizable history. A follower cut off answers 503 to writes and reads (but ?consistency=
+// local from what it has), and healed it catches up without unseating the leader (PreVote).
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
@@ -223,6 +224,33 @@ TEST_F(PartitionTest, ACutOffLeaderGivesWayAndCatchesUpOnceHealed) {
   EXPECT_EQ(result.verdict, raft::testing::Verdict::kLinearizable)
       << raft::testing::VerdictName(result.verdict) << " on key " << result.partition << ": " << result.explanation;
   std::cout << all.size() << " operations, " << ops.size() << " checked\n";
+}
+
+TEST_F(PartitionTest, ACutOffFollowerAnswersOnlyLocalReadsAndCatchesUpOnceHealed) {
+  for (int i = 1; i <= 3; ++i) Start(i);
+  const int leader = AgreedLeader({1, 2, 3});
+  ASSERT_NE(leader, 0) << servers_[0]->Log();
+  ASSERT_EQ(Put(leader, "before", "b"), 201);
+  const int follower = leader == 3 ? 2 : 3;
+  ASSERT_TRUE(WaitFor([&] { return ValueOn(follower, "before") == "b"; }, 10s));
+  Cut(follower, true);
+  // The two others go on without it.
+  EXPECT_EQ(Put(leader, "during", "d"), 201);
+  // Cut off, it neither commits a write nor answers a linearizable read...
+  EXPECT_EQ(Put(follower, "lost", "x"), 503);
+  EXPECT_EQ(ValueOn(follower, "during"), "<503>");
+  // ...but ?consistency=local answers from what it has, which lags.
+  auto local = InNs(follower, [] {
+    httplib::Client cli("127.0.0.1", 4646);
+    cli.set_read_timeout(3, 0);
+    auto r = cli.Get("/v1/services/during?consistency=local");
+    return r ? r->status : 0;
+  });
+  EXPECT_EQ(local, 404);
+  Cut(follower, false);
+  EXPECT_TRUE(WaitFor([&] { return ValueOn(follower, "during") == "d"; }, 30s)) << servers_[follower - 1]->Log();
+  EXPECT_EQ(ValueOn(leader, "lost"), "<404>");
+  EXPECT_EQ(AgreedLeader({1, 2, 3}), leader);  // PreVote: the healed member did not unseat it
 }
 
 }  // namespace
