@@ -115,5 +115,35 @@ TEST_F(SecureCluster, AnAgentWithAnotherNodesTokenCannotRegister) {
   EXPECT_EQ(nodes.out.find("node-a"), std::string::npos) << "an impostor agent registered node-a";
 }
 
+TEST_F(SecureCluster, AnyRoleReadsTheClusterOnlyAnAdminChangesItAndNoTokenNeither) {
+  std::string op = MakeToken("ops", "operator");
+  std::string node = MakeToken("node-c", "node", "node-c");
+  std::string reader = MakeToken("viewer", "read-only");
+  for (const auto& token : {op, node, reader, admin_}) {
+    auto status = Mt(token, {"cluster", "status", "-o", "json"});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+  }
+  for (const auto& token : {op, node, reader}) {
+    auto add = Mt(token, {"cluster", "add", "n9", "127.0.0.1:9648"});
+    EXPECT_NE(add.exit_code, 0);
+    EXPECT_TRUE(Has(add.err, "forbidden")) << add.err;
+    auto transfer = Mt(token, {"cluster", "transfer-leader", "n9"});
+    EXPECT_TRUE(Has(transfer.err, "forbidden")) << transfer.err;
+  }
+  // An admin gets past the check, to what this server (alone) says.
+  auto admin = Mt(admin_, {"cluster", "remove", "n9"});
+  EXPECT_TRUE(Has(admin.err, "not a member of a replicated control plane")) << admin.err;
+  // Without a token: nothing, not even the status.
+  httplib::Client cli(url_);
+  cli.set_ca_cert_path((dir_ + "/ca.crt").c_str());
+  cli.enable_server_certificate_verification(true);
+  auto anonymous = cli.Get("/v1/cluster");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  auto anonymous_add = cli.Post("/v1/cluster/members", R"({"name":"n9","peerURL":"127.0.0.1:9648"})", "application/json");
+  ASSERT_TRUE(anonymous_add);
+  EXPECT_EQ(anonymous_add->status, 401);
+}
+
 }  // namespace
 }  // namespace mentat::e2e
