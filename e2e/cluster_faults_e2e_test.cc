@@ -23,8 +23,6 @@
 namespace mentat::e2e {
 namespace {
 
-using raft::testing::KvHistory;
-using raft::testing::KvInput;
 using raft::testing::KvOp;
 
 TEST_F(ClusterTest, HistoriesStayLinearizableThroughAKilledLeaderAndAFrozenFollower) {
@@ -34,37 +32,9 @@ TEST_F(ClusterTest, HistoriesStayLinearizableThroughAKilledLeaderAndAFrozenFollo
   std::vector<int> apis;
   for (const auto& m : members_) apis.push_back(m.api);
 
-  KvHistory history;
-  std::atomic<bool> stop{false};
-  std::atomic<int> answered{0};
-  std::mutex dropped_mu;
-  std::set<size_t> dropped;  // never sent, or reads without an answer: no effect either way
-  std::vector<std::thread> clients;
-  for (int c = 0; c < 4; ++c) {
-    clients.emplace_back([&, c] {
-      std::mt19937 rng(1234 + c);
-      for (int seq = 0; !stop; ++seq) {
-        KvInput in;
-        in.key = "k" + std::to_string(rng() % 8);
-        in.op = rng() % 2 ? KvOp::kPut : KvOp::kGet;
-        in.value = std::to_string(c) + "-" + std::to_string(seq);
-        const int api = apis[rng() % apis.size()];
-        size_t id = history.Call(c, in);
-        KvOutcome out = RunKvOp(api, in);
-        if (out.answer) {
-          history.Return(id, *out.answer);
-          ++answered;
-        } else if (!out.sent || in.op == KvOp::kGet) {
-          std::lock_guard<std::mutex> lock(dropped_mu);
-          dropped.insert(id);
-        }
-      }
-    });
-  }
-  auto after = [&](int more) {
-    const int target = answered + more;
-    return WaitFor([&] { return answered >= target; }, 60s);
-  };
+  KvLoad load({.clients = 4, .keys = 8, .seed = 1234,
+               .api = [&](int, std::mt19937& rng) { return apis[rng() % apis.size()]; }});
+  auto after = [&](int more) { return load.Progress(more); };
   ASSERT_TRUE(after(100));
   // The leader is killed, and comes back from its disk.
   Member& old = Named(leader);
@@ -86,14 +56,10 @@ TEST_F(ClusterTest, HistoriesStayLinearizableThroughAKilledLeaderAndAFrozenFollo
   EXPECT_TRUE(after(100));
   frozen.process->Signal(SIGCONT);
   EXPECT_TRUE(after(100));
-  stop = true;
-  for (auto& t : clients) t.join();
+  load.Stop();
 
-  std::vector<raft::testing::KvOperation> ops;
-  auto all = history.ops();
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (!dropped.count(i)) ops.push_back(all[i]);
-  }
+  auto all = load.All();
+  auto ops = load.Checkable();
   auto result = raft::testing::CheckLinearizable(raft::testing::KvModel(), ops);
   EXPECT_EQ(result.verdict, raft::testing::Verdict::kLinearizable)
       << raft::testing::VerdictName(result.verdict) << " on key " << result.partition << ": " << result.explanation;

@@ -162,9 +162,23 @@ int ConnectWithin(const sockaddr_in& sa, std::chrono::milliseconds timeout) {
     return -1;
   }
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+// A peer connection: no Nagle delay, and a dead one (the peer's machine gone, a partition) is
+// found within `dead_after` rather than TCP's minutes of retransmission: unacknowledged data or
+// unanswered keepalive probes past it abort the connection (TCP_USER_TIMEOUT). Without this, a
+// connection written into during a partition stayed open after the heal, its retransmissions
+// backed off for tens of seconds, and the leader's messages did not reach the member.
+void TunePeerSocket(int fd, std::chrono::milliseconds dead_after) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  int idle = 1, interval = 1;  // seconds: the fewest keepalive allows
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+  auto ms = static_cast<unsigned int>(dead_after.count());
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 }
 
 }  // namespace
@@ -184,6 +198,7 @@ struct PeerTransport::Link {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::string> queue;
+  size_t queued_bytes = 0;
   bool closing = false;
   int fd = -1;  // while connected; shut down to wake a stalled write
   PeerLinkStats stats;
@@ -266,15 +281,21 @@ void PeerTransport::Send(RaftMessage m) {
   bool lagging = false;
   {
     std::lock_guard<std::mutex> link_lock(l->mu);
-    if (l->queue.size() >= opts_.max_queue) {
-      l->stats.dropped += l->queue.size();
-      l->queue.clear();
-      lagging = true;
+    // A peer this far behind loses the message (as etcd's rafthttp does): Raft retransmits, and
+    // the leader, hearing it is unreachable, probes it rather than streaming to it.
+    lagging = l->queue.size() >= opts_.max_queue || l->queued_bytes + m.bytes.size() > opts_.max_queue_bytes;
+    if (lagging) {
+      ++l->stats.dropped;
+    } else {
+      l->queued_bytes += m.bytes.size();
+      l->queue.push_back(std::move(m.bytes));
     }
-    l->queue.push_back(std::move(m.bytes));
+  }
+  if (lagging) {
+    ReportUnreachable(l->id);
+    return;
   }
   l->cv.notify_one();
-  if (lagging) ReportUnreachable(l->id);
 }
 
 PeerLinkStats PeerTransport::Stats(uint64_t peer) {
@@ -345,6 +366,7 @@ void PeerTransport::AcceptLoop() {
 void PeerTransport::ReadLoop(int fd) {
   NoSigpipe no_sigpipe;
   PeerConn c{fd, nullptr};
+  TunePeerSocket(fd, opts_.write_timeout);
   // The handshake and the hello: within hello_timeout.
   SetTimeout(fd, SO_RCVTIMEO, opts_.hello_timeout);
   SetTimeout(fd, SO_SNDTIMEO, opts_.hello_timeout);
@@ -494,6 +516,7 @@ void PeerTransport::DropQueued(Link* l) {
     n = l->queue.size();
     l->stats.dropped += n;
     l->queue.clear();
+    l->queued_bytes = 0;
   }
   if (n) ReportUnreachable(l->id);
 }
@@ -517,6 +540,7 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
   }
   PeerConn c{ConnectWithin(*sa, opts_.dial_timeout), nullptr};
   if (c.fd < 0) return false;
+  TunePeerSocket(c.fd, opts_.write_timeout);
   if (opts_.tls) {
     SetTimeout(c.fd, SO_RCVTIMEO, opts_.dial_timeout);
     SetTimeout(c.fd, SO_SNDTIMEO, opts_.dial_timeout);
@@ -543,24 +567,31 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
 }
 
 bool PeerTransport::Flush(Link* l, const PeerConn& c) {
-  std::deque<std::string> batch;
-  {
+  // Written in writes of about kFlushBytes, so a long queue is not copied into one buffer.
+  constexpr size_t kFlushBytes = 256 << 10;
+  for (;;) {
+    std::string out;
+    size_t taken = 0;
+    {
+      std::lock_guard<std::mutex> lock(l->mu);
+      while (!l->queue.empty() && (taken == 0 || out.size() + l->queue.front().size() <= kFlushBytes)) {
+        const std::string& m = l->queue.front();
+        PutU32(out, static_cast<uint32_t>(m.size()));
+        out += m;
+        l->queued_bytes -= m.size();
+        l->queue.pop_front();
+        ++taken;
+      }
+    }
+    if (taken == 0) return true;
+    const bool written = WriteFull(c, out.data(), out.size());
     std::lock_guard<std::mutex> lock(l->mu);
-    batch.swap(l->queue);
+    if (!written) {
+      l->stats.dropped += taken;
+      return false;
+    }
+    l->stats.sent += taken;
   }
-  std::string out;
-  for (const auto& m : batch) {
-    PutU32(out, static_cast<uint32_t>(m.size()));
-    out += m;
-  }
-  if (!WriteFull(c, out.data(), out.size())) {
-    std::lock_guard<std::mutex> lock(l->mu);
-    l->stats.dropped += batch.size();
-    return false;
-  }
-  std::lock_guard<std::mutex> lock(l->mu);
-  l->stats.sent += batch.size();
-  return true;
 }
 
 void PeerTransport::WriteLoop(Link* l) {

@@ -13,9 +13,12 @@
 // queued in one go, and reconnects after an error or when the peer closed the connection
 // (checked every `idle_check` while idle): Stats().connected says whether this member reaches
 // the peer now, even when Raft has nothing to send it (a follower to another follower). A peer that
-// cannot be reached, or that falls `max_queue` messages behind, loses the queued messages and is
-// reported unreachable: Raft retransmits, and the leader probes a peer reported so instead of
-// streaming to it. A write that stalls (a stopped peer) gives up after `write_timeout`.
+// cannot be reached loses the queued messages, one whose queue is full (`max_queue` messages or
+// `max_queue_bytes`) loses the message sent, and either is reported unreachable: Raft
+// retransmits, and the leader probes a peer reported so instead of streaming to it. A write that
+// stalls (a stopped peer) gives up after `write_timeout`, and a connection whose peer stopped
+// answering (its machine gone, a partition) is closed within `write_timeout` too, on both
+// sides (TCP_USER_TIMEOUT with keepalive).
 //
 // With `tls`, every connection is TLS with the cluster's CA, both ways (peer_tls.h), before the
 // hello.
@@ -52,7 +55,9 @@ struct PeerTransportOptions {
   // host:port to listen on; port 0 picks a free one (port() says which).
   std::string listen = "127.0.0.1:0";
   size_t max_message = 64 << 20;
+  // A peer's queue holds at most this many messages and bytes; past either, a message is lost.
   size_t max_queue = 4096;
+  size_t max_queue_bytes = 32 << 20;
   std::chrono::milliseconds dial_timeout{1000};
   std::chrono::milliseconds max_backoff{1000};
   std::chrono::milliseconds write_timeout{5000};

@@ -309,6 +309,40 @@ TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack
   EXPECT_GT(a->Stats(2).dropped, 0u);
 }
 
+// A peer that takes nothing (here a socket that never accepts: the dial waits for the hello's
+// answer) cannot make the sender hold more than max_queue_bytes: past it, what is sent is lost at
+// once and the peer is reported unreachable.
+TEST_F(PeerTransportTest, AQueueFullOfBytesLosesWhatIsSentAndReportsThePeer) {
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  ASSERT_EQ(::listen(silent, 4), 0);
+  socklen_t len = sizeof(sa);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+
+  PeerTransportOptions o;
+  o.self = 1;
+  o.max_queue_bytes = 1 << 20;
+  o.hello_timeout = 10s;
+  auto a = PeerTransport::Start(o);
+  ASSERT_TRUE(a) << a.error().message();
+  (*a)->SetHandlers([](std::string) {}, [this](uint64_t peer) {
+    std::lock_guard<std::mutex> lock(in1_.mu);
+    in1_.unreachable.insert(peer);
+  });
+  (*a)->AddPeer(2, "127.0.0.1:" + std::to_string(ntohs(sa.sin_port)));
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 4; ++i) (*a)->Send(To(2, std::string(400 << 10, 'x')));
+  // Two fit in 1 MiB; the others are lost now, not when the dial gives up 10 s later.
+  EXPECT_TRUE(in1_.HeardUnreachable(2));
+  EXPECT_EQ((*a)->Stats(2).dropped, 2u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  (*a)->Stop();
+  ::close(silent);
+}
+
 TEST_F(PeerTransportTest, StrangersAreTurnedAwayAndMembersGoOn) {
   StartPair();
   auto &a = a_, &b = b_;

@@ -54,6 +54,7 @@ void RaftNode::Stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  inbox_space_.notify_all();
   snapshot_wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
@@ -80,7 +81,10 @@ void RaftNode::ReadBarrier(ReadDone done) {
 }
 
 void RaftNode::Receive(std::string message) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  inbox_space_.wait(lock, [&] { return stopping_ || inbox_bytes_ < opts_.max_inbox_bytes; });
+  if (stopping_) return;
+  inbox_bytes_ += message.size();
   inbox_.push_back(std::move(message));
   wake_.notify_all();
 }
@@ -128,6 +132,7 @@ void RaftNode::Loop() {
       });
       if (stopping_) break;
       messages.swap(inbox_);
+      if (std::exchange(inbox_bytes_, 0) >= opts_.max_inbox_bytes) inbox_space_.notify_all();
       proposals.swap(proposals_);
       reads.swap(reads_);
       unreachable.swap(unreachable_);
@@ -161,14 +166,7 @@ void RaftNode::Loop() {
   waiting_.clear();
   for (auto& w : conf_waiting_) w.asked.done(stopped());
   conf_waiting_.clear();
-  for (auto& [ctx, r] : asked_reads_) {
-    for (auto& done : r.done) done(stopped());
-  }
-  asked_reads_.clear();
-  for (auto& r : confirmed_reads_) {
-    for (auto& done : r.done) done(stopped());
-  }
-  confirmed_reads_.clear();
+  FailReads(stopped());
   std::unique_lock<std::mutex> lock(mu_);
   auto proposals = std::move(proposals_);
   auto reads = std::move(reads_);
@@ -202,6 +200,7 @@ void RaftNode::Step(std::deque<std::string>& messages,
       std::lock_guard<std::mutex> lock(mu_);
       logs_ += "error " + st.error().message() + "; the node stops\n";
       stopping_ = true;
+      inbox_space_.notify_all();
       return;
     }
   }
@@ -318,70 +317,6 @@ void RaftNode::ExpireProposals() {
     done(Unavailable("raft: the write was not committed within " +
                      std::to_string(opts_.proposal_timeout.count()) +
                      " ms (no leader, or no quorum); it may still be applied later"));
-  }
-}
-
-}  // namespace mentat::raft
-
-namespace mentat::raft {
-
-void RaftNode::AskReads(std::vector<ReadDone> reads) {
-  std::string ctx = "read-" + nonce_ + "-" + std::to_string(++next_read_);
-  const auto now = Clock::now();
-  asked_reads_[ctx] = AskedRead{std::move(reads), now + opts_.proposal_timeout, now + opts_.read_retry};
-  core_->ReadIndex(ctx);
-}
-
-void RaftNode::ConfirmReads(const std::vector<ReadState>& states) {
-  for (const auto& rs : states) {
-    auto it = asked_reads_.find(rs.request_ctx);
-    if (it == asked_reads_.end()) continue;  // answered before (asked again) or not ours
-    confirmed_reads_.push_back(ConfirmedRead{rs.index, std::move(it->second.done), it->second.deadline});
-    asked_reads_.erase(it);
-  }
-}
-
-void RaftNode::ReleaseReads() {
-  const auto applied = static_cast<uint64_t>(state_.AppliedIndex());
-  auto first_waiting = std::partition(confirmed_reads_.begin(), confirmed_reads_.end(),
-                                      [&](const ConfirmedRead& r) { return r.index <= applied; });
-  std::vector<ConfirmedRead> released(std::make_move_iterator(confirmed_reads_.begin()),
-                                      std::make_move_iterator(first_waiting));
-  confirmed_reads_.erase(confirmed_reads_.begin(), first_waiting);
-  for (auto& r : released) {
-    for (auto& done : r.done) done(Status{});
-  }
-}
-
-void RaftNode::RetryOrExpireReads() {
-  const auto now = Clock::now();
-  auto expired = [&](std::vector<ReadDone>& dones, const std::string& why) {
-    for (auto& done : dones) done(Unavailable(why));
-  };
-  for (auto it = asked_reads_.begin(); it != asked_reads_.end();) {
-    if (it->second.deadline <= now) {
-      expired(it->second.done, "raft: no leader confirmed a read within " +
-                                   std::to_string(opts_.proposal_timeout.count()) +
-                                   " ms (no leader, or no quorum)");
-      it = asked_reads_.erase(it);
-      continue;
-    }
-    // The library drops a request when no leader is known or leadership moves: ask again.
-    if (it->second.ask_again <= now) {
-      it->second.ask_again = now + opts_.read_retry;
-      core_->ReadIndex(it->first);
-    }
-    ++it;
-  }
-  for (auto it = confirmed_reads_.begin(); it != confirmed_reads_.end();) {
-    if (it->deadline > now) {
-      ++it;
-      continue;
-    }
-    expired(it->done, "raft: node " + std::to_string(opts_.id) + " did not apply index " +
-                          std::to_string(it->index) + " within " +
-                          std::to_string(opts_.proposal_timeout.count()) + " ms");
-    it = confirmed_reads_.erase(it);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,9 @@ struct RaftNodeOptions {
   int heartbeat_ticks = 1;
   std::chrono::milliseconds proposal_timeout{5000};
   std::chrono::milliseconds read_retry{300};
+  // Messages from peers not yet taken by the node's thread: past this many bytes, Receive waits
+  // (the peer's connection then stops being read, and TCP slows the sender down).
+  size_t max_inbox_bytes = 64 << 20;
   // Called on the node's thread when the known leader or this node's role changes. It must not
   // block nor call into the node (it may signal a thread that does).
   std::function<void()> on_leader_change;
@@ -88,6 +92,13 @@ struct SnapshotCounts {
   uint64_t installed = 0;  // state images installed here
 };
 
+// The read barriers this node was asked for since it started, and the confirmations (heartbeat
+// rounds of the leader) it asked of the core for them: barriers that come together share one.
+struct ReadCounts {
+  uint64_t barriers = 0;
+  uint64_t rounds = 0;
+};
+
 // The outcome of a proposal as its own node applied it: the changes with their revisions.
 using ProposalDone = std::function<void(Result<std::vector<Change>>)>;
 // The outcome of a read barrier: OK once the node's state may be read.
@@ -112,11 +123,13 @@ class RaftNode {
   // Calls `done` (on the node's thread) once this node has applied every entry that was
   // committed when it was called, as the leader confirmed with a quorum's heartbeats (etcd's
   // ReadIndex, ReadOnlySafe): what is read from the state then is linearizable, on a follower as
-  // on the leader. Barriers asked for together share one confirmation. kUnavailable when none
+  // on the leader. One confirmation is asked at a time; barriers that come meanwhile share the
+  // next (each costs the leader a heartbeat round). kUnavailable when none
   // comes within `proposal_timeout` (no leader, no quorum); a request the library dropped (no
   // leader known yet, leadership lost) is asked again every `read_retry`.
   void ReadBarrier(ReadDone done);
-  // A message from a peer (the transport calls it, from any thread).
+  // A message from a peer (the transport calls it, from any thread). Waits while the messages
+  // not yet taken hold `max_inbox_bytes`, unless the node is stopping.
   void Receive(std::string message);
   // The peer's messages cannot be delivered (the transport says so).
   void ReportUnreachable(uint64_t peer);
@@ -126,6 +139,7 @@ class RaftNode {
   // snapshot. InvalidArgument for a malformed stream.
   Status ReceiveSnapshot(const FrameReader& next);
   SnapshotCounts Snapshots();
+  ReadCounts Reads();
 
   uint64_t id() const { return opts_.id; }
   // The leader this node knows of (0: none) and whether it is the leader.
@@ -168,11 +182,14 @@ class RaftNode {
   void ProposeWaiting();
   void FailPendingOnLeaderChange();
   void ExpireProposals();
-  // Read barriers: asked of the core, confirmed at an index, released once it is applied.
+  // Read barriers (raft_node_reads.cc): asked of the core one confirmation at a time,
+  // confirmed at an index, released once it is applied.
   void AskReads(std::vector<ReadDone> reads);
+  void AskNextReads();
   void ConfirmReads(const std::vector<ReadState>& states);
   void ReleaseReads();
   void RetryOrExpireReads();
+  void FailReads(const Status& why);
 
   RaftNodeOptions opts_;
   RocksStateMachine& state_;
@@ -183,6 +200,8 @@ class RaftNode {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<std::string> inbox_;
+  size_t inbox_bytes_ = 0;
+  std::condition_variable inbox_space_;
   std::deque<std::pair<Proposal, ProposalDone>> proposals_;
   std::vector<ConfChangeAsked> conf_changes_;
   struct WaitingConfChange {
@@ -204,6 +223,7 @@ class RaftNode {
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_;  // peer, failed: for the core
   std::condition_variable snapshot_wake_;
   SnapshotCounts snapshot_counts_;
+  ReadCounts read_counts_;
   bool stopping_ = false;
   uint64_t leader_ = 0;
   bool is_leader_ = false;
@@ -225,14 +245,21 @@ class RaftNode {
   };
   std::deque<Waiting> waiting_;
   uint64_t next_proposal_ = 0;
-  // Read barriers asked of the core, by request context, until confirmed at an index; then
-  // confirmed ones until this node applied that index (the node's thread only).
-  struct AskedRead {
-    std::vector<ReadDone> done;
+  // Read barriers (the node's thread only): those waiting to be asked, the one confirmation
+  // asked of the core (by request context) until it is confirmed at an index, then confirmed
+  // ones until this node applied that index.
+  struct UnaskedRead {
+    ReadDone done;
     std::chrono::steady_clock::time_point deadline;
+  };
+  std::deque<UnaskedRead> unasked_reads_;
+  struct AskedRead {
+    std::string ctx;
+    std::vector<ReadDone> done;
+    std::chrono::steady_clock::time_point deadline;  // its oldest barrier's
     std::chrono::steady_clock::time_point ask_again;
   };
-  std::map<std::string, AskedRead> asked_reads_;
+  std::optional<AskedRead> asked_read_;
   struct ConfirmedRead {
     uint64_t index;
     std::vector<ReadDone> done;
