@@ -89,10 +89,12 @@ class ClusterTest : public ::testing::Test {
     throw std::runtime_error("no member " + name);
   }
   // PUT a Service through member m: the status code (0 when unreachable).
-  int Put(const Member& m, const std::string& name, int count) {
+  int Put(const Member& m, const std::string& name, int count) { return PutWithin(m, name, count, 10s); }
+  // The status of a put that gives up (0) after `within`.
+  int PutWithin(const Member& m, const std::string& name, int count, std::chrono::milliseconds within) {
     httplib::Client cli("127.0.0.1", m.api);
     cli.set_connection_timeout(1, 0);
-    cli.set_read_timeout(10, 0);
+    cli.set_read_timeout(within);
     std::string body = "name: " + name + "\ndriver: exec\ncommand: /bin/true\ncount: " +
                        std::to_string(count) + "\n";
     auto res = cli.Put("/v1/services/" + name, body, "application/yaml");

@@ -1,5 +1,7 @@
 #include "store/raft/cluster_member.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include <sstream>
@@ -81,6 +83,7 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
                              [n = m->node_.get()](uint64_t, const FrameReader& next) {
                                return n->ReceiveSnapshot(next);
                              });
+  m->transport_->SetGoneHandler([raw = m.get()](uint64_t peer) { raw->PeerGone(peer); });
   m->store_ = std::make_unique<ReplicatedStore>(*m->state_, *m->node_);
   m->thread_ = std::thread([raw = m.get()] { raw->Loop(); });
   return m;
@@ -96,6 +99,7 @@ void ClusterMember::Stop() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (transport_) transport_->SetHandlers(nullptr, nullptr);
+  if (transport_) transport_->SetGoneHandler(nullptr);
   if (node_) node_->Stop();
   if (transport_) transport_->Stop();
   if (state_) state_->CloseWatchers();
@@ -108,12 +112,19 @@ void ClusterMember::Loop() {
     bool members_changed = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait_for(lock, std::chrono::seconds(1),
-                     [&] { return stopping_ || leadership_changed_ || members_changed_; });
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      if (gone_leader_ != 0) until = std::min(until, campaign_at_);
+      // A campaign newly scheduled (PeerGone) wakes the loop to wait for its time instead.
+      wake_.wait_until(lock, until, [&] {
+        return stopping_ || leadership_changed_ || members_changed_ || campaign_scheduled_ ||
+               (gone_leader_ != 0 && std::chrono::steady_clock::now() >= campaign_at_);
+      });
+      campaign_scheduled_ = false;
       if (stopping_) return;
       leadership_changed_ = false;
       members_changed = std::exchange(members_changed_, false);
     }
+    CampaignIfDue();
     LogRaftLines(node_->TakeLogs(), opts_.name);
     if (members_changed) FollowMembers();
     PromoteCaughtUpLearners();
@@ -121,6 +132,50 @@ void ClusterMember::Loop() {
     if (now == leader) continue;
     leader = now;
     spdlog::info("cluster member {} {} the leadership", opts_.name, leader ? "took" : "lost");
+  }
+}
+
+void ClusterMember::PeerGone(uint64_t peer) {
+  // The leader this member followed last: still its leader, or none known since (another's
+  // campaign began, and may fail).
+  const uint64_t leader = node_->Leader();
+  if (node_->LastLeader() != peer || (leader != peer && leader != 0)) return;
+  // The voters but the gone one, by id: the first campaigns at once; should it fail (its log
+  // behind another's) or be slow, each next one campaigns kSuccessorStep after the one before
+  // it, with a pre-vote, which cannot unseat a candidate or leader the others already follow.
+  std::vector<uint64_t> line;
+  for (const auto& m : Members()) {
+    if (m.id != peer && !m.learner) line.push_back(m.id);
+  }
+  std::sort(line.begin(), line.end());
+  const auto rank = std::find(line.begin(), line.end(), id_) - line.begin();
+  if (rank == static_cast<long>(line.size())) return;  // not a voter
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gone_leader_ == peer) return;  // on its way
+  gone_leader_ = peer;
+  first_in_line_ = rank == 0;
+  campaign_at_ = std::chrono::steady_clock::now() + rank * kSuccessorStep;
+  campaign_scheduled_ = true;
+  wake_.notify_all();
+}
+
+void ClusterMember::CampaignIfDue() {
+  uint64_t gone = 0;
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (gone_leader_ == 0 || std::chrono::steady_clock::now() < campaign_at_) return;
+    gone = std::exchange(gone_leader_, 0);
+    first = first_in_line_;
+  }
+  if (const uint64_t leader = node_->Leader(); leader != gone && leader != 0) return;  // one was elected
+  spdlog::info("cluster member {}: the leader's peer port refuses connections (its process is gone); "
+               "this member, {} in line to follow it, starts an election now",
+               opts_.name, first ? "first" : "next");
+  if (first) {
+    node_->CampaignNow(gone);
+  } else {
+    node_->Campaign();
   }
 }
 

@@ -4,6 +4,7 @@
 // lines and each change of leadership into the server's log.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <functional>
@@ -88,6 +89,14 @@ class ClusterMember {
   // The peer port's peers follow the members; a member removed stops its node.
   void FollowMembers();
   void PromoteCaughtUpLearners();
+  // The transport found `peer`'s process gone (its port refuses connections). When it was the
+  // leader, the other voters campaign in turn (by id, kSuccessorStep apart; the first as a
+  // leadership transfer's target, the others with a pre-vote) rather than after the election
+  // timeout: failover in about a round trip after the refusal.
+  void PeerGone(uint64_t peer);
+  // On the member's thread: this member's turn came (PeerGone).
+  void CampaignIfDue();
+  static constexpr std::chrono::milliseconds kSuccessorStep{200};
   mentat::Status WaitFor(const std::function<void(std::function<void(mentat::Status)>)>& start, const std::string& what);
   // The members as last applied here (LoadMembers).
   std::vector<Known> Members();
@@ -107,6 +116,10 @@ class ClusterMember {
   std::map<uint64_t, std::string> peers_;      // what the peer port has: the loop's only
   bool was_member_ = false;                    // the loop's only
   bool promoting_ = false;                     // mu_
+  uint64_t gone_leader_ = 0;                   // mu_: PeerGone's, until this member campaigns
+  bool first_in_line_ = false;                 // mu_
+  bool campaign_scheduled_ = false;            // mu_
+  std::chrono::steady_clock::time_point campaign_at_;  // mu_
   std::mutex change_mu_;                       // one membership change at a time
   std::thread thread_;
 };

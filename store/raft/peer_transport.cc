@@ -144,20 +144,24 @@ void SetTimeout(int fd, int option, std::chrono::milliseconds d) {
   setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
 }
 
-// A non-blocking connect bounded by `timeout`; the socket (blocking again), or -1.
-int ConnectWithin(const sockaddr_in& sa, std::chrono::milliseconds timeout) {
+// A non-blocking connect bounded by `timeout`; the socket (blocking again), or -1 with
+// *refused set when the peer's machine answered that nothing listens there (ECONNREFUSED).
+int ConnectWithin(const sockaddr_in& sa, std::chrono::milliseconds timeout, bool* refused) {
+  *refused = false;
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
-  if (rc < 0 && errno == EINPROGRESS) {
+  int err = rc < 0 ? errno : 0;
+  if (rc < 0 && err == EINPROGRESS) {
     pollfd p{fd, POLLOUT, 0};
     rc = ::poll(&p, 1, static_cast<int>(timeout.count()));
-    int err = 0;
+    err = ETIMEDOUT;
     socklen_t len = sizeof(err);
     if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) rc = 0;
     else rc = -1;
   }
   if (rc != 0) {
+    *refused = err == ECONNREFUSED;
     ::close(fd);
     return -1;
   }
@@ -200,6 +204,7 @@ struct PeerTransport::Link {
   std::deque<std::string> queue;
   size_t queued_bytes = 0;
   bool closing = false;
+  bool check_now = false;  // see whether the peer closed the connection without waiting
   int fd = -1;  // while connected; shut down to wake a stalled write
   PeerLinkStats stats;
   std::thread thread;
@@ -440,9 +445,24 @@ void PeerTransport::ReadMessages(PeerConn& c, uint64_t sender) {
     if (!frame && frame.error().code() == Code::kInvalidArgument) {
       spdlog::warn("raft peers: {}; closing its connection", frame.error().message());
     }
-    if (!frame || !*frame) return;  // a zero-length frame has no place here
+    if (!frame || !*frame) break;  // a zero-length frame has no place here
     DeliverMessage(std::move(**frame));
   }
+  // The peer closed its connection to this member (its process may be gone): the connection to
+  // it is checked now rather than at the next idle check, so that a gone peer is known at once.
+  CheckLinkNow(sender);
+}
+
+void PeerTransport::CheckLinkNow(uint64_t peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = links_.find(peer);
+  if (it == links_.end()) return;
+  Link* l = it->second.get();
+  {
+    std::lock_guard<std::mutex> link_lock(l->mu);
+    l->check_now = true;
+  }
+  l->cv.notify_one();
 }
 
 void PeerTransport::ReadSnapshot(PeerConn& c, uint64_t sender) {
@@ -504,6 +524,16 @@ void PeerTransport::DeliverMessage(std::string message) {
   if (deliver_) deliver_(std::move(message));
 }
 
+void PeerTransport::SetGoneHandler(GoneFn gone) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  gone_ = std::move(gone);
+}
+
+void PeerTransport::ReportGone(uint64_t peer) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  if (gone_) gone_(peer);
+}
+
 void PeerTransport::ReportUnreachable(uint64_t peer) {
   std::lock_guard<std::mutex> lock(handlers_mu_);
   if (unreachable_) unreachable_(peer);
@@ -532,13 +562,16 @@ bool ClosedByPeer(int fd) {
 
 }  // namespace
 
-bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out) {
+bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out, bool* refused) {
+  bool no_listener = false;
+  if (!refused) refused = &no_listener;
+  *refused = false;
   auto sa = ParseAddress(address);
   if (!sa) {
     spdlog::warn("raft peers: member {}: {}", peer, sa.error().message());
     return false;
   }
-  PeerConn c{ConnectWithin(*sa, opts_.dial_timeout), nullptr};
+  PeerConn c{ConnectWithin(*sa, opts_.dial_timeout, refused), nullptr};
   if (c.fd < 0) return false;
   TunePeerSocket(c.fd, opts_.write_timeout);
   if (opts_.tls) {
@@ -603,8 +636,10 @@ void PeerTransport::WriteLoop(Link* l) {
       if (l->closing) return;
     }
     PeerConn c;
-    if (!Dial(l->id, l->address, /*snapshot=*/false, &c)) {
+    bool refused = false;
+    if (!Dial(l->id, l->address, /*snapshot=*/false, &c, &refused)) {
       DropQueued(l);
+      if (refused) ReportGone(l->id);
       std::unique_lock<std::mutex> lock(l->mu);
       l->cv.wait_for(lock, backoff, [&] { return l->closing; });
       backoff = std::min(backoff * 2, opts_.max_backoff);
@@ -625,8 +660,9 @@ void PeerTransport::WriteLoop(Link* l) {
     while (ok) {
       {
         std::unique_lock<std::mutex> lock(l->mu);
-        l->cv.wait_for(lock, opts_.idle_check, [&] { return l->closing || !l->queue.empty(); });
+        l->cv.wait_for(lock, opts_.idle_check, [&] { return l->closing || !l->queue.empty() || l->check_now; });
         if (l->closing) break;
+        l->check_now = false;
         if (l->queue.empty()) {
           lock.unlock();
           ok = !ClosedByPeer(c.fd);

@@ -64,7 +64,7 @@ struct PeerTransportOptions {
   // A dialed connection must send its hello within this.
   std::chrono::milliseconds hello_timeout{5000};
   // How often an idle connection is checked for the peer having closed it.
-  std::chrono::milliseconds idle_check{500};
+  std::chrono::milliseconds idle_check{100};
   // How long a snapshot's receiver may take to answer once the stream ended.
   std::chrono::milliseconds snapshot_answer_timeout{30000};
   // TLS with the cluster's CA on every connection, both ways (peer_tls.h); null: plain TCP.
@@ -99,6 +99,11 @@ class PeerTransport : public RaftTransport {
   // Where received messages go, and who hears of an unreachable peer. Any thread; before
   // traffic is expected.
   void SetHandlers(DeliverFn deliver, UnreachableFn unreachable, SnapshotFn snapshot = nullptr);
+  // Who hears that a peer's process is gone: its machine answered that nothing listens on its
+  // peer port (connection refused). Heard on every refused dial (they back off up to
+  // max_backoff); a peer merely unreachable (no answer) is not reported so.
+  using GoneFn = std::function<void(uint64_t peer)>;
+  void SetGoneHandler(GoneFn gone);
   // Adds a member (or moves it to a new address); RemovePeer forgets it and closes its links.
   void AddPeer(uint64_t id, const std::string& address);
   void RemovePeer(uint64_t id);
@@ -126,12 +131,15 @@ class PeerTransport : public RaftTransport {
   void ReadSnapshot(PeerConn& c, uint64_t sender);
   void WriteLoop(Link* link);
   // Connects to `address` (with TLS when the cluster has it) and sends the hello (the snapshot
-  // one when `snapshot`); false when it cannot.
-  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out);
+  // one when `snapshot`); false when it cannot, with *refused set when nothing listened there.
+  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out, bool* refused = nullptr);
   // Writes every queued message of link to c; false on an error (the link then reconnects).
   bool Flush(Link* link, const PeerConn& c);
   void DropQueued(Link* link);
   void ReportUnreachable(uint64_t peer);
+  void ReportGone(uint64_t peer);
+  // Wakes `peer`'s writer to see now whether the peer closed its connection.
+  void CheckLinkNow(uint64_t peer);
   void DeliverMessage(std::string message);
 
   PeerTransportOptions opts_;
@@ -143,6 +151,7 @@ class PeerTransport : public RaftTransport {
   std::mutex handlers_mu_;
   DeliverFn deliver_;
   UnreachableFn unreachable_;
+  GoneFn gone_;
   SnapshotFn snapshot_;
 
   std::mutex mu_;  // links_, readers_

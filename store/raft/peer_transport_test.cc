@@ -84,6 +84,9 @@ class PeerTransportTest : public ::testing::Test {
     ASSERT_TRUE(a_ && b_);
     a_->AddPeer(2, Addr(b_));
     b_->AddPeer(1, Addr(a_));
+    // Each dials at once; one whose hello came before the other knew it is refused, and what it
+    // queued meanwhile lost: the tests begin once both are connected.
+    ASSERT_TRUE(WaitFor([&] { return a_->Stats(2).connected && b_->Stats(1).connected; }, 10s));
   }
   static std::string Addr(const std::unique_ptr<PeerTransport>& t) {
     return "127.0.0.1:" + std::to_string(t->port());

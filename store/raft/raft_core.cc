@@ -154,6 +154,8 @@ void RaftCore::Tick() { raftshim_tick(handle_); }
 
 Status RaftCore::Campaign() { return Check(raftshim_campaign(handle_), "campaign"); }
 
+Status RaftCore::CampaignNow(uint64_t lead) { return Check(raftshim_campaign_now(handle_, lead), "campaign"); }
+
 Status RaftCore::Propose(std::string_view data) {
   return Check(raftshim_propose(handle_, In(data), data.size()), "proposal");
 }

@@ -115,6 +115,10 @@ class RaftCore {
   uint64_t id() const { return id_; }
   void Tick();
   Status Campaign();
+  // As a follower of `lead` (or of none in its term), which the caller knows is gone: an
+  // election now, as a leadership transfer's target starts one (no pre-vote, voters set the
+  // lease aside). Nothing when the node follows another leader.
+  Status CampaignNow(uint64_t lead);
   // kUnavailable when the node cannot take a proposal now (no leader known, a leadership
   // transfer, too much uncommitted): the caller retries elsewhere or later.
   Status Propose(std::string_view data);

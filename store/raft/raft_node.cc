@@ -99,6 +99,11 @@ uint64_t RaftNode::Leader() {
   return leader_;
 }
 
+uint64_t RaftNode::LastLeader() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_leader_;
+}
+
 bool RaftNode::IsLeader() {
   std::lock_guard<std::mutex> lock(mu_);
   return is_leader_;
@@ -123,12 +128,13 @@ void RaftNode::Loop() {
     std::vector<uint64_t> unreachable;
     std::vector<std::pair<uint64_t, bool>> snapshot_reports;
     std::vector<ConfChangeAsked> conf_changes;
-    uint64_t transfer_to = 0;
+    uint64_t transfer_to = 0, campaign_now = 0;
+    bool campaign = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait_until(lock, next_tick, [&] {
         return stopping_ || !inbox_.empty() || !proposals_.empty() || !reads_.empty() ||
-             !snapshot_reports_.empty() || !conf_changes_.empty() || transfer_to_ != 0;
+             !snapshot_reports_.empty() || !conf_changes_.empty() || transfer_to_ != 0 || campaign_now_ != 0 || campaign_;
       });
       if (stopping_) break;
       messages.swap(inbox_);
@@ -139,8 +145,12 @@ void RaftNode::Loop() {
       snapshot_reports.swap(snapshot_reports_);
       conf_changes.swap(conf_changes_);
       transfer_to = std::exchange(transfer_to_, 0);
+      campaign_now = std::exchange(campaign_now_, 0);
+      campaign = std::exchange(campaign_, false);
     }
     if (transfer_to) core_->TransferLeader(transfer_to);
+    if (campaign_now) (void)core_->CampaignNow(campaign_now);  // a no-op once another leads
+    if (campaign && !is_leader_) (void)core_->Campaign();
     if (!conf_changes.empty()) AskConfChanges(std::move(conf_changes));
     for (uint64_t peer : unreachable) core_->ReportUnreachable(peer);
     for (auto [peer, failed] : snapshot_reports) core_->ReportSnapshot(peer, failed);
@@ -226,6 +236,7 @@ Status RaftNode::HandleReady(RaftReady& rd) {
       std::lock_guard<std::mutex> lock(mu_);
       moved = leader_ != 0 && leader_ != rd.soft_state->first;
       leader_ = rd.soft_state->first;
+      if (leader_ != 0) last_leader_ = leader_;
       is_leader_ = rd.soft_state->second == RaftRole::kLeader;
     }
     if (moved) FailPendingOnLeaderChange();

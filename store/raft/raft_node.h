@@ -120,6 +120,12 @@ class RaftNode {
   void ProposeConfChange(ConfChangeType type, uint64_t node, Json context, std::function<void(Status)> done);
   // Asks the leader to hand the leadership to `to` (a voter that is up to date).
   void TransferLeader(uint64_t to);
+  // This node, a follower of `lead`, which the caller knows is gone (its process refuses
+  // connections), starts an election at once rather than after the election timeout
+  // (RaftCore::CampaignNow). Nothing when `lead` no longer leads.
+  void CampaignNow(uint64_t lead);
+  // An ordinary campaign now (with a pre-vote), as the election timeout would start.
+  void Campaign();
   // Calls `done` (on the node's thread) once this node has applied every entry that was
   // committed when it was called, as the leader confirmed with a quorum's heartbeats (etcd's
   // ReadIndex, ReadOnlySafe): what is read from the state then is linearizable, on a follower as
@@ -143,6 +149,8 @@ class RaftNode {
 
   uint64_t id() const { return opts_.id; }
   // The leader this node knows of (0: none) and whether it is the leader.
+  // The last leader this node knew of (0: none yet), still while it knows none.
+  uint64_t LastLeader();
   uint64_t Leader();
   bool IsLeader();
   // The library's status (term, commit, applied, progress) with "leader" added.
@@ -211,6 +219,8 @@ class RaftNode {
   };
   std::deque<WaitingConfChange> conf_waiting_;  // the node's thread only
   uint64_t transfer_to_ = 0;
+  uint64_t campaign_now_ = 0;  // the gone leader whose follower campaigns now
+  bool campaign_ = false;
   std::vector<ReadDone> reads_;
   std::vector<uint64_t> unreachable_;
   struct OutgoingSnapshot {
@@ -226,6 +236,7 @@ class RaftNode {
   ReadCounts read_counts_;
   bool stopping_ = false;
   uint64_t leader_ = 0;
+  uint64_t last_leader_ = 0;  // the last leader known, kept while none is
   bool is_leader_ = false;
   Json status_ = Json::object();
   std::string logs_;

@@ -21,6 +21,18 @@ void RaftNode::TransferLeader(uint64_t to) {
   wake_.notify_all();
 }
 
+void RaftNode::CampaignNow(uint64_t lead) {
+  std::lock_guard<std::mutex> lock(mu_);
+  campaign_now_ = lead;
+  wake_.notify_all();
+}
+
+void RaftNode::Campaign() {
+  std::lock_guard<std::mutex> lock(mu_);
+  campaign_ = true;
+  wake_.notify_all();
+}
+
 void RaftNode::AskConfChanges(std::vector<ConfChangeAsked> asked) {
   const auto deadline = std::chrono::steady_clock::now() + opts_.proposal_timeout;
   for (auto& c : asked) {

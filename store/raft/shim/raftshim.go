@@ -332,6 +332,29 @@ func raftshim_campaign(h C.uint64_t) C.int {
 	return code(n.rn.Campaign())
 }
 
+// raftshim_campaign_now: a follower whose leader is `lead` (or which knows no leader in a term
+// it gave no vote in, as after another's election failed) starts an election at once, as the target of a
+// leadership transfer does (no pre-vote; voters set aside their leader's lease), because the
+// caller knows that leader is gone. Nothing happens when the node follows another leader or
+// is not a follower. Safety is the election's, as for any campaign: votes still go only to a
+// log at least as up to date.
+//
+//export raftshim_campaign_now
+func raftshim_campaign_now(h C.uint64_t, lead C.uint64_t) C.int {
+	n := get(h)
+	if n == nil {
+		return errNoHandle
+	}
+	st := n.rn.Status()
+	stillFollowsIt := st.Lead == uint64(lead)
+	// No leader in a term whose election this node did not vote in (its candidate was behind).
+	failedElection := st.Lead == raft.None && st.Vote == raft.None
+	if st.RaftState != raft.StateFollower || !(stillFollowsIt || failedElection) {
+		return okCode
+	}
+	return code(n.rn.Step(pb.Message{Type: pb.MsgTimeoutNow, From: uint64(lead), To: st.ID, Term: st.Term}))
+}
+
 //export raftshim_propose
 func raftshim_propose(h C.uint64_t, data *C.char, n C.size_t) C.int {
 	nd := get(h)
