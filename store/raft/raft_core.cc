@@ -1,5 +1,6 @@
 #include "store/raft/raft_core.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -100,6 +101,19 @@ std::string LastError(uint64_t handle) {
 }
 
 }  // namespace
+
+std::vector<RaftMessage> TakeSendableBeforeSync(RaftReady& rd, bool leader) {
+  std::vector<RaftMessage> early;
+  // The library committed entries this Ready is yet to persist (one voter): its appends (to
+  // learners) would carry that commit index, so they wait for step 1.
+  if (!leader || (!rd.entries.empty() && rd.commit >= rd.entries.front().index)) return early;
+  auto later = std::stable_partition(rd.messages.begin(), rd.messages.end(), [](const RaftMessage& m) {
+    return m.type == kMsgApp || m.type == kMsgHeartbeat;
+  });
+  early.assign(std::make_move_iterator(rd.messages.begin()), std::make_move_iterator(later));
+  rd.messages.erase(rd.messages.begin(), later);
+  return early;
+}
 
 Result<std::unique_ptr<RaftCore>> RaftCore::Start(const RaftConfig& c, const PersistedRaftState& state,
                                                   const std::vector<uint64_t>& bootstrap_peers) {
@@ -206,6 +220,7 @@ std::optional<RaftReady> RaftCore::Ready() {
   auto role = static_cast<RaftRole>(r.U32());
   if (has_soft) rd.soft_state = std::make_pair(lead, role);
   rd.hard_state = r.Bytes();
+  rd.commit = r.U64();
   rd.read_states.resize(r.U32());
   for (auto& rs : rd.read_states) {
     rs.index = r.U64();

@@ -5,7 +5,8 @@
 //   1. persist Ready::hard_state, Ready::snapshot and Ready::entries (synced when must_sync or
 //      when there is a snapshot: the library's must_sync looks at entries and votes only, yet
 //      the Ready's messages acknowledge the snapshot),
-//   2. send Ready::messages (after step 1: a vote or an append acknowledged must be durable),
+//   2. send Ready::messages (after step 1: a vote or an append acknowledged must be durable;
+//      a leader may send its appends and heartbeats before step 1, see TakeSendableBeforeSync),
 //   3. apply Ready::committed in order (entries of type kConfChange through ApplyConfChange),
 //   4. call Advance().
 //
@@ -57,7 +58,9 @@ struct RaftEntry {
 };
 
 // raftpb.MessageType values the caller routes differently.
+inline constexpr uint32_t kMsgApp = 3;
 inline constexpr uint32_t kMsgSnap = 7;
+inline constexpr uint32_t kMsgHeartbeat = 8;
 
 struct RaftMessage {
   uint64_t to = 0;
@@ -82,6 +85,7 @@ struct RaftSnapshotInfo {
 struct RaftReady {
   std::optional<std::pair<uint64_t, RaftRole>> soft_state;  // leader id and own role, if changed
   std::string hard_state;                                   // empty: unchanged
+  uint64_t commit = 0;  // hard_state's commit index (0: unchanged)
   std::vector<ReadState> read_states;
   std::vector<RaftEntry> entries;  // to persist
   std::optional<RaftSnapshotInfo> snapshot;
@@ -89,6 +93,17 @@ struct RaftReady {
   std::vector<RaftMessage> messages;
   bool must_sync = false;
 };
+
+// A leader's appends and heartbeats, taken out of `rd` to be sent before step 1 (the Raft
+// thesis, 10.2.1: the leader writes its log in parallel with its followers). They acknowledge
+// nothing, and the leader's own entries still count towards a commit only once durable: the
+// library counts them at append, but it commits an entry only when another voter's answer for
+// it is stepped (or alone, with one voter, whose Ready then has no appends to send), and the
+// caller steps nothing before it finished step 1 of this Ready. Empty unless `leader` (the role
+// after this Ready's soft state), and when the library committed entries of this very Ready (one
+// voter: its appends to learners would carry a commit index not yet durable anywhere); everything
+// else in `rd.messages` waits for step 1.
+std::vector<RaftMessage> TakeSendableBeforeSync(RaftReady& rd, bool leader);
 
 enum class ConfChangeType : uint32_t { kAddVoter = 0, kRemove = 1, kAddLearner = 3 };
 

@@ -239,9 +239,13 @@ Status RaftNode::HandleReady(RaftReady& rd) {
       if (leader_ != 0) last_leader_ = leader_;
       is_leader_ = rd.soft_state->second == RaftRole::kLeader;
     }
+    leading_ = rd.soft_state->second == RaftRole::kLeader;
     if (moved) FailPendingOnLeaderChange();
   }
   if (rd.soft_state && opts_.on_leader_change) opts_.on_leader_change();
+  // A leader's appends go out while it writes its own log: the followers' writes and its own
+  // overlap. Safe because nothing is stepped before this Ready is durable (raft_core.h).
+  for (auto& m : TakeSendableBeforeSync(rd, leading_)) transport_.Send(std::move(m));
   // The leader's state goes in before the log says it is there: a crash between the two
   // restarts with the state ahead of the log, and entries it holds already are skipped.
   if (rd.snapshot) MT_RETURN_IF_ERROR(InstallSnapshot(*rd.snapshot));

@@ -281,6 +281,7 @@ class RaftNode {
   std::string nonce_;  // this start's, in proposal ids and read contexts
   uint64_t snapshot_index_ = 0;  // the last compaction's (the node's thread only)
   bool status_stale_ = true;     // status_ wants refreshing (the node's thread only)
+  bool leading_ = false;         // is_leader_, as the node's thread reads it without mu_
   uint64_t next_snapshot_ = 0;
   std::thread thread_;
   std::thread snapshot_thread_;

@@ -480,7 +480,7 @@ func raftshim_has_ready(h C.uint64_t) C.int {
 // raftshim_ready hands out the next Ready (1), or says there is none (0). Layout:
 //
 //	u8 has_soft_state, u64 lead, u32 raft_state (0 follower, 1 candidate, 2 leader, 3 pre-candidate)
-//	bytes hard_state (protobuf; empty when unchanged)
+//	bytes hard_state (protobuf; empty when unchanged), u64 its commit index (0 when unchanged)
 //	u32 count, then per read state: u64 index, bytes request_ctx
 //	entries to persist (putEntries)
 //	bytes snapshot (protobuf; empty for none), u64 its index, u64 its term, bytes its data
@@ -514,8 +514,10 @@ func raftshim_ready(h C.uint64_t, out **C.char, outLen *C.size_t) C.int {
 	}
 	if raft.IsEmptyHardState(rd.HardState) {
 		w.bytes(nil)
+		w.u64(0)
 	} else {
 		w.bytes(marshal(&rd.HardState))
+		w.u64(rd.HardState.Commit)
 	}
 	w.u32(uint32(len(rd.ReadStates)))
 	for _, rs := range rd.ReadStates {

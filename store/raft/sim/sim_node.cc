@@ -28,18 +28,21 @@ Status SimNode::Start() {
 
 void SimNode::Crash(SimRandom& rng) {
   core_.reset();
+  unsynced_ready_.reset();
   writes_.clear();
   reads_.clear();
   disk_.Crash(rng);
 }
 
 bool SimNode::Write(const KvCommand& command, uint64_t request) {
+  FinishUnsyncedReady();
   if (!up() || !core_->Propose(EncodeCommand(command))) return false;
   writes_[{command.client, command.seq}] = request;
   return true;
 }
 
 void SimNode::Read(int client, uint64_t request, const std::string& key) {
+  FinishUnsyncedReady();
   if (!up()) return;
   if (opts_.contract == Contract::kReadWithoutReadIndex) {
     return reply_({client, request, kv_.Read(key)});
@@ -50,6 +53,7 @@ void SimNode::Read(int client, uint64_t request, const std::string& key) {
 }
 
 void SimNode::Tick() {
+  FinishUnsyncedReady();
   if (!up()) return;
   core_->Tick();
   // The library drops a read request while it knows no leader, or leadership moves: ask again.
@@ -61,6 +65,7 @@ void SimNode::Tick() {
 }
 
 void SimNode::Receive(const RaftMessage& m) {
+  FinishUnsyncedReady();
   if (!up()) return;
   // A forwarded proposal reaching a node that knows no leader is dropped (kUnavailable): the
   // proposer's client times out. Anything else refused is a bug.
@@ -70,6 +75,7 @@ void SimNode::Receive(const RaftMessage& m) {
 }
 
 void SimNode::ReportSnapshot(uint64_t to, bool failed) {
+  FinishUnsyncedReady();
   if (up()) core_->ReportSnapshot(to, failed);
 }
 
@@ -78,24 +84,28 @@ void SimNode::Fail(const std::string& what) {
 }
 
 void SimNode::Drain() {
-  while (up() && invariants_.ok()) {
+  while (up() && invariants_.ok() && !unsynced_ready_) {
     auto rd = core_->Ready();
     if (!rd) break;
     if (auto st = HandleReady(*rd); !st) return Fail(st.error().message());
   }
-  if (up() && invariants_.ok()) MaybeCompact();
+  if (up() && invariants_.ok() && !unsynced_ready_) MaybeCompact();
 }
 
-// etcd's Ready contract, in production's order (raft_node.cc, HandleReady).
+// etcd's Ready contract, in production's order (raft_node.cc, HandleReady). A leader's appends
+// go out before its write is synced; the sync and the rest of the Ready then wait until the node
+// next does anything (FinishUnsyncedReady), so that a crash can strike in between, while the
+// appends are on their way, as it can in production during the leader's fsync.
 Status SimNode::HandleReady(RaftReady& rd) {
   const bool became_leader =
       rd.soft_state && rd.soft_state->second == RaftRole::kLeader && role_ != RaftRole::kLeader;
   if (rd.soft_state) role_ = rd.soft_state->second;
+  std::vector<RaftMessage> early = TakeSendableBeforeSync(rd, role_ == RaftRole::kLeader);
   // 1. Persist; synced when the Ready says so, or when it carries a snapshot (see
   // Contract::kMustSyncOnly for why), never under the broken kAckBeforeSync.
   bool sync = rd.must_sync || (rd.snapshot && opts_.contract != Contract::kMustSyncOnly);
   if (opts_.contract == Contract::kAckBeforeSync) sync = false;
-  disk_.Save(DiskBatch{rd.hard_state, rd.snapshot, rd.entries}, sync);
+  disk_.Save(DiskBatch{rd.hard_state, rd.snapshot, rd.entries}, sync && early.empty());
   invariants_.OnWritten(opts_.id, rd.entries, disk_.written());
   if (became_leader) {
     const uint64_t term = core_->StatusJson().value("term", uint64_t{0});
@@ -107,6 +117,21 @@ Status SimNode::HandleReady(RaftReady& rd) {
            std::to_string(rd.snapshot->index) + (sync ? ", synced" : ", not synced"));
     Install(*rd.snapshot);
   }
+  if (early.empty()) return SendApplyAdvance(rd);
+  for (auto& m : early) network_.Send(opts_.id, std::move(m), now_);
+  unsynced_ready_ = UnsyncedReady{std::move(rd), sync};
+  return {};
+}
+
+void SimNode::FinishUnsyncedReady() {
+  if (!unsynced_ready_ || !up()) return;
+  UnsyncedReady owed = std::move(*unsynced_ready_);
+  unsynced_ready_.reset();
+  if (owed.sync) disk_.Flush();
+  if (auto st = SendApplyAdvance(owed.ready); !st) Fail(st.error().message());
+}
+
+Status SimNode::SendApplyAdvance(RaftReady& rd) {
   // 2. Send. A snapshot lost on the way is reported, as a transport that saw the stream fail.
   std::vector<uint64_t> snapshot_lost;
   for (auto& m : rd.messages) {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,12 @@ class SimNode {
 
  private:
   Status HandleReady(RaftReady& rd);
+  // Steps 2 to 4 of a Ready persisted (and synced when it had to be).
+  Status SendApplyAdvance(RaftReady& rd);
+  // A leader's Ready whose appends went out before its write was synced: syncs it and does the
+  // rest (the next Ready waits for Drain). Every entry point calls it first: production finishes
+  // a Ready before it steps anything else.
+  void FinishUnsyncedReady();
   void Apply(const RaftEntry& e);
   void Install(const RaftSnapshotInfo& snapshot);
   void ConfirmReads(const std::vector<ReadState>& states);
@@ -124,6 +131,11 @@ class SimNode {
   KvStateMachine kv_;
   uint64_t applied_ = 0;
   uint64_t acknowledged_ = 0;
+  struct UnsyncedReady {
+    RaftReady ready;
+    bool sync;  // whether the write is to be synced
+  };
+  std::optional<UnsyncedReady> unsynced_ready_;
   std::map<std::pair<int, uint64_t>, uint64_t> writes_;  // (client, seq) -> request
   struct PendingRead {
     int client;
