@@ -116,9 +116,11 @@ void ClusterDiskTest::FillAndRecover(bool the_leader) {
   EXPECT_TRUE(Has(log, "the node stops \\(restart the server\\)")) << log;
   EXPECT_TRUE(full.process->Running());
   EXPECT_EQ(Status(full).value("leader", "?"), "");
-  const int refused = Put(full, "refused", 0);
-  EXPECT_GE(refused, 500) << "a write through the full member was answered " << refused;
+  EXPECT_EQ(Put(full, "refused", 0), 503);
   EXPECT_EQ(HttpGet(rest[0]->api, "/v1/services/refused").first, 404);
+  // It answers a linearizable read 503 too, and a local one from what it has.
+  EXPECT_EQ(HttpGet(full.api, "/v1/services/w0").first, 503);
+  EXPECT_EQ(HttpGet(full.api, "/v1/services/w0?consistency=local").first, 200);
 
   // Room again, and a restart (it does not come back by itself): it catches up and has every
   // acknowledged write.
