@@ -57,10 +57,12 @@ class ClusterDiskTest : public ClusterTest {
     for (auto& m : members_) m.process.reset();
     for (const auto& data : mounted_) Sh("umount -l " + data);
   }
-  // The acknowledged writes so far (PUT answered 200 or 201): each name's count.
+  // Writes a new Service through m; if it is acknowledged (200 or 201), it joins acknowledged_.
   void Write(const Member& m, int count) {
     const std::string name = "w" + std::to_string(written_++);
-    if (const int code = Put(m, name, count); code == 200 || code == 201) acknowledged_[name] = count;
+    if (const int code = Put(m, name, count); code == 200 || code == 201) {
+      acknowledged_[name] = count;
+    }
   }
   // The first acknowledged write that m's own state (?consistency=local: no ReadIndex) lacks,
   // with the status it answered; "" when it has them all.
@@ -77,7 +79,7 @@ class ClusterDiskTest : public ClusterTest {
   void FillAndRecover(bool the_leader);
 
   std::vector<std::string> mounted_;
-  std::map<std::string, int> acknowledged_;
+  std::map<std::string, int> acknowledged_;  // each acknowledged Service's count
   int written_ = 0;
 };
 
@@ -97,12 +99,17 @@ void ClusterDiskTest::FillAndRecover(bool the_leader) {
     if (m.name != full.name) rest.push_back(&m);
   }
   const size_t before = acknowledged_.size();
-  EXPECT_TRUE(WaitFor([&] {
-    Write(*rest[written_ % 2], written_ % 5);
-    const std::string next = AgreedLeaderOf(Others(full.name), 1s);
-    return !next.empty() && acknowledged_.size() >= before + 10 && Has(full.process->Log(), "the node stops");
-  }, 30s)) << acknowledged_.size() - before << " writes acknowledged since the disk filled; the full member's log:\n"
-           << full.process->Log();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        Write(*rest[written_ % 2], written_ % 5);
+        const std::string next = AgreedLeaderOf(Others(full.name), 1s);
+        return !next.empty() && acknowledged_.size() >= before + 10 &&
+               Has(full.process->Log(), "the node stops");
+      },
+      30s))
+      << acknowledged_.size() - before
+      << " writes acknowledged since the disk filled; the full member's log:\n"
+      << full.process->Log();
   for (int i = 0; i < 30; ++i) Write(*rest[i % 2], i % 5);
   EXPECT_GE(acknowledged_.size(), before + 40);
   if (!the_leader) {
@@ -126,22 +133,29 @@ void ClusterDiskTest::FillAndRecover(bool the_leader) {
   // acknowledged write.
   ASSERT_TRUE(std::filesystem::remove(dir_ + "/" + full.name + "/fill"));
   full.process->Signal(SIGTERM);
-  ASSERT_TRUE(full.process->Wait(15s).has_value()) << "the full member did not stop:\n" << full.process->Log();
+  ASSERT_TRUE(full.process->Wait(15s).has_value()) << "the full member did not stop:\n"
+                                                   << full.process->Log();
   Start(full);
   std::string lacking;
   EXPECT_TRUE(WaitFor([&] { return (lacking = Lacking(full)).empty(); }, 30s))
-      << full.name << " lacks " << lacking << "\n" << full.process->Log();
+      << full.name << " lacks " << lacking << "\n"
+      << full.process->Log();
   // No acknowledged write is lost anywhere, and every member takes writes again.
   for (auto& m : members_) {
     EXPECT_EQ(Put(m, "after-" + m.name, 1), 201) << m.name;
-    EXPECT_TRUE(WaitFor([&] { return (lacking = Lacking(m)).empty(); }, 10s)) << m.name << " lacks " << lacking;
+    EXPECT_TRUE(WaitFor([&] { return (lacking = Lacking(m)).empty(); }, 10s))
+        << m.name << " lacks " << lacking;
   }
   std::cout << acknowledged_.size() << " acknowledged writes of " << written_ << "\n";
 }
 
-TEST_F(ClusterDiskTest, ALeaderWhoseDiskFillsGivesWayLosesNothingAndCatchesUpOnceFreed) { FillAndRecover(true); }
+TEST_F(ClusterDiskTest, ALeaderWhoseDiskFillsGivesWayLosesNothingAndCatchesUpOnceFreed) {
+  FillAndRecover(true);
+}
 
-TEST_F(ClusterDiskTest, AFollowerWhoseDiskFillsLosesNothingAndCatchesUpOnceFreed) { FillAndRecover(false); }
+TEST_F(ClusterDiskTest, AFollowerWhoseDiskFillsLosesNothingAndCatchesUpOnceFreed) {
+  FillAndRecover(false);
+}
 
 }  // namespace
 }  // namespace mentat::e2e

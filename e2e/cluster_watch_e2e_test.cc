@@ -15,9 +15,13 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "e2e/cluster_fixture.h"
 #include "e2e/harness.h"
@@ -47,7 +51,8 @@ struct Opening {
 // resourceVersion it saw, until Stop().
 class ResumingWatch {
  public:
-  ResumingWatch(std::vector<int> apis, size_t first, int64_t from) : apis_(std::move(apis)), last_(from) {
+  ResumingWatch(std::vector<int> apis, size_t first, int64_t from)
+      : apis_(std::move(apis)), last_(from) {
     thread_ = std::thread([this, first] { Run(first); });
   }
   ~ResumingWatch() { Stop(); }
@@ -118,13 +123,15 @@ std::vector<WatchedEvent> EventsOf(const std::vector<Kept>& kept) {
 // One unbroken watch of member `api` from `from` through revision `to`.
 std::vector<WatchedEvent> Replay(int api, int64_t from, int64_t to) {
   std::vector<WatchedEvent> events;
-  StreamWatch(api, "/v1/services?watch=true&resourceVersion=" + std::to_string(from), [&](const Json& ev) {
-    const Json& obj = ev["object"];
-    const std::string type = ev.value("type", "");
-    if (type == "ERROR") return false;
-    if (type != "BOOKMARK") events.push_back({type, obj["metadata"].value("name", ""), RvOf(obj)});
-    return RvOf(obj) < to;
-  });
+  StreamWatch(api, "/v1/services?watch=true&resourceVersion=" + std::to_string(from),
+              [&](const Json& ev) {
+                const Json& obj = ev["object"];
+                const std::string type = ev.value("type", "");
+                if (type == "ERROR") return false;
+                if (type != "BOOKMARK")
+                  events.push_back({type, obj["metadata"].value("name", ""), RvOf(obj)});
+                return RvOf(obj) < to;
+              });
   return events;
 }
 
@@ -161,10 +168,12 @@ TEST_F(ClusterTest, AWatchResumedOnAnotherMemberSeesEveryWriteOnceInOrder) {
   const int64_t start = std::stoll(Json::parse(list).value("resourceVersion", "0"));
   ASSERT_GT(start, 0);
   std::vector<std::unique_ptr<ResumingWatch>> watches;
-  for (size_t i = 0; i < members_.size(); ++i) watches.push_back(std::make_unique<ResumingWatch>(apis, i, start));
+  for (size_t i = 0; i < members_.size(); ++i)
+    watches.push_back(std::make_unique<ResumingWatch>(apis, i, start));
   ResumingWatch& on_leader = *watches[watched];
-  KvLoad load({.clients = 3, .keys = 6, .seed = 4242,
-               .api = [&](int, std::mt19937& rng) { return apis[rng() % apis.size()]; }});
+  KvLoad load({.clients = 3, .keys = 6, .seed = 4242, .api = [&](int, std::mt19937& rng) {
+                 return apis[rng() % apis.size()];
+               }});
   auto after = [&](int more) { return load.Progress(more); };
   ASSERT_TRUE(after(60));
   ASSERT_TRUE(WaitFor([&] { return on_leader.Events().size() > 10; }, 10s))
@@ -178,9 +187,10 @@ TEST_F(ClusterTest, AWatchResumedOnAnotherMemberSeesEveryWriteOnceInOrder) {
   ASSERT_FALSE(next.empty());
   const int64_t after_kill = mark(Named(next), "after-kill");
   ASSERT_GT(after_kill, 0);
-  EXPECT_TRUE(WaitFor([&] { return on_leader.Member() != watched && on_leader.Last() >= after_kill; }, 20s))
-      << "the watch did not go on on another member: it reads member " << on_leader.Member() << " at "
-      << on_leader.Last() << "; its openings:" << Describe(on_leader.Openings());
+  EXPECT_TRUE(
+      WaitFor([&] { return on_leader.Member() != watched && on_leader.Last() >= after_kill; }, 20s))
+      << "the watch did not go on on another member: it reads member " << on_leader.Member()
+      << " at " << on_leader.Last() << "; its openings:" << Describe(on_leader.Openings());
   EXPECT_TRUE(after(60));
   Start(old);
   EXPECT_TRUE(after(60));
@@ -215,7 +225,8 @@ TEST_F(ClusterTest, AWatchResumedOnAnotherMemberSeesEveryWriteOnceInOrder) {
   ASSERT_EQ(lcode, 200) << final_list;
   const Json items = Json::parse(final_list)["items"];
   for (auto& w : watches) {
-    ASSERT_TRUE(WaitFor([&] { return w->Last() >= end; }, 30s)) << "a watch reached " << w->Last() << " of " << end;
+    ASSERT_TRUE(WaitFor([&] { return w->Last() >= end; }, 30s))
+        << "a watch reached " << w->Last() << " of " << end;
     w->Stop();
   }
 
@@ -223,7 +234,8 @@ TEST_F(ClusterTest, AWatchResumedOnAnotherMemberSeesEveryWriteOnceInOrder) {
   std::vector<std::vector<WatchedEvent>> replays;
   for (size_t i = 0; i < members_.size(); ++i) {
     replays.push_back(Replay(apis[i], start, end));
-    EXPECT_EQ(FirstDifference(replays[i], replays[0]), "") << members_[i].name << " against " << members_[0].name;
+    EXPECT_EQ(FirstDifference(replays[i], replays[0]), "")
+        << members_[i].name << " against " << members_[0].name;
   }
   const auto& reference = replays[0];
   ASSERT_GT(reference.size(), 100u);
@@ -235,12 +247,14 @@ TEST_F(ClusterTest, AWatchResumedOnAnotherMemberSeesEveryWriteOnceInOrder) {
   size_t acknowledged = 0;
   for (size_t w = 0; w < watches.size(); ++w) {
     auto kept = watches[w]->Events();
-    while (!kept.empty() && kept.back().event.rv > end) kept.pop_back();  // a controller's late writes
+    while (!kept.empty() && kept.back().event.rv > end)
+      kept.pop_back();  // a controller's late writes
     const auto events = EventsOf(kept);
     // In strictly increasing resourceVersions (nothing twice, nothing back in time), and
     // exactly what the replay has.
     for (size_t i = 1; i < events.size(); ++i) {
-      ASSERT_LT(events[i - 1].rv, events[i].rv) << "watch " << w << ", event " << i << " of " << events.size();
+      ASSERT_LT(events[i - 1].rv, events[i].rv)
+          << "watch " << w << ", event " << i << " of " << events.size();
     }
     EXPECT_EQ(FirstDifference(events, reference), "") << "watch " << w;
     // Every acknowledged put is there: a Service's generation counts its spec writes.
@@ -265,7 +279,8 @@ TEST_F(ClusterTest, AWatchResumedOnAnotherMemberSeesEveryWriteOnceInOrder) {
     }
     std::set<std::string> listed;
     for (const auto& item : items) listed.insert(item["metadata"].value("name", ""));
-    for (const auto& [name, rv] : last_event) EXPECT_TRUE(listed.count(name)) << "watch " << w << ": " << name;
+    for (const auto& [name, rv] : last_event)
+      EXPECT_TRUE(listed.count(name)) << "watch " << w << ": " << name;
   }
   EXPECT_GT(acknowledged, 100u);
   std::set<size_t> leader_served;
@@ -302,15 +317,18 @@ TEST_F(ClusterTest, AWatchFromACompactedRevisionIsGoneOnEveryMember) {
   }
   for (const auto& m : members_) {
     WatchStart old;
-    EXPECT_TRUE(WaitFor([&] {
-      old = OpenWatch(m.api, "/v1/securityprofiles?watch=true&resourceVersion=2", 1);
-      return old.status == 410;
-    }, 15s, 200ms)) << m.name << " answered " << old.status << " " << old.body;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          old = OpenWatch(m.api, "/v1/securityprofiles?watch=true&resourceVersion=2", 1);
+          return old.status == 410;
+        },
+        15s, 200ms))
+        << m.name << " answered " << old.status << " " << old.body;
     Json err = Json::parse(old.body, nullptr, false);
     EXPECT_EQ(err.value("reason", ""), "Gone") << m.name << ": " << old.body;
     // A recent revision is still there: the write after it comes back.
-    WatchStart recent =
-        OpenWatch(m.api, "/v1/securityprofiles?watch=true&resourceVersion=" + std::to_string(last - 1), 1);
+    WatchStart recent = OpenWatch(
+        m.api, "/v1/securityprofiles?watch=true&resourceVersion=" + std::to_string(last - 1), 1);
     EXPECT_EQ(recent.status, 200) << m.name << ": " << recent.body;
     ASSERT_EQ(recent.events.size(), 1u) << m.name;
     EXPECT_EQ(RvOf(recent.events[0]["object"]), last) << m.name;
