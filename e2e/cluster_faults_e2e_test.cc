@@ -38,14 +38,8 @@ TEST_F(ClusterTest, HistoriesStayLinearizableThroughAKilledLeaderAndAFrozenFollo
   ASSERT_TRUE(after(100));
   // The leader is killed, and comes back from its disk.
   Member& old = Named(leader);
-  old.process->Signal(SIGKILL);
-  ASSERT_TRUE(old.process->Wait(10s).has_value());
-  old.process.reset();
-  std::set<std::string> rest;
-  for (const auto& m : members_) {
-    if (m.name != leader) rest.insert(m.name);
-  }
-  const std::string next = AgreedLeaderOf(rest);
+  Kill(old);
+  const std::string next = AgreedLeaderOf(Others(leader));
   ASSERT_FALSE(next.empty());
   EXPECT_TRUE(after(100));
   Start(old);

@@ -3,6 +3,8 @@
 // and stopped by the test, with helpers to read /v1/cluster, agree on a leader, write and read.
 #pragma once
 
+#include <signal.h>
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -81,6 +83,20 @@ class ClusterTest : public ::testing::Test {
       return !leader.empty();
     }, deadline);
     return leader;
+  }
+  // kill -9, reaped: the member is down until Start(m) brings it back from its disk.
+  void Kill(Member& m) {
+    m.process->Signal(SIGKILL);
+    ASSERT_TRUE(m.process->Wait(10s).has_value()) << m.name << " outlived kill -9";
+    m.process.reset();
+  }
+  // Every member's name but `name`.
+  std::set<std::string> Others(const std::string& name) const {
+    std::set<std::string> rest;
+    for (const auto& m : members_) {
+      if (m.name != name) rest.insert(m.name);
+    }
+    return rest;
   }
   Member& Named(const std::string& name) {
     for (auto& m : members_) {

@@ -13,42 +13,6 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-struct WatchStart {
-  int status = 0;            // 0 when the request failed before a status arrived
-  std::string body;          // an error body, if the watch was refused
-  std::vector<Json> events;  // the first events of an accepted watch stream
-};
-
-// Opens a watch and reads up to `want` events from it (or the whole body of a refusal).
-WatchStart OpenWatch(int port, const std::string& path, size_t want) {
-  WatchStart w;
-  httplib::Client cli("127.0.0.1", port);
-  cli.set_connection_timeout(1, 0);
-  cli.set_read_timeout(10, 0);  // longer than the server's bookmark interval
-  cli.set_default_headers({{"Accept-Encoding", "identity"}});
-  std::string buf;
-  cli.Get(
-      path,
-      [&](const httplib::Response& res) {
-        w.status = res.status;
-        return true;
-      },
-      [&](const char* data, size_t n) {
-        buf.append(data, n);
-        if (w.status != 200) return true;  // a refusal: read its whole body
-        size_t nl;
-        while ((nl = buf.find('\n')) != std::string::npos) {
-          Json ev = Json::parse(buf.substr(0, nl), nullptr, false);
-          buf.erase(0, nl + 1);
-          if (ev.value("type", "") != "BOOKMARK") w.events.push_back(ev);
-          if (w.events.size() >= want) return false;  // enough: end the stream
-        }
-        return true;
-      });
-  if (w.status != 200) w.body = buf;
-  return w;
-}
-
 TEST(Compaction, OldWatchIsGoneRecentWatchResumes) {
   std::string dir = TempDir("compaction");
   int port = FreePort();

@@ -228,6 +228,70 @@ std::pair<int, std::string> HttpGet(int port, const std::string& path) {
   return {res->status, res->body};
 }
 
+WatchOpening StreamWatch(int port, const std::string& path,
+                         const std::function<bool(const nlohmann::json&)>& on_event,
+                         std::chrono::milliseconds silence) {
+  WatchOpening w;
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_connection_timeout(1, 0);
+  cli.set_read_timeout(silence);
+  cli.set_default_headers({{"Accept-Encoding", "identity"}});
+  std::string buf;
+  cli.Get(
+      path,
+      [&](const httplib::Response& res) {
+        w.status = res.status;
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        buf.append(data, n);
+        if (w.status != 200) return true;  // a refusal: read its whole body
+        for (size_t nl; (nl = buf.find('\n')) != std::string::npos;) {
+          auto ev = nlohmann::json::parse(buf.substr(0, nl), nullptr, false);
+          buf.erase(0, nl + 1);
+          if (!ev.is_object() || !on_event(ev)) return false;
+        }
+        return true;
+      });
+  if (w.status != 200) w.body = buf;
+  return w;
+}
+
+WatchStart OpenWatch(int port, const std::string& path, size_t want) {
+  WatchStart w;
+  WatchOpening opening = StreamWatch(port, path, [&](const nlohmann::json& ev) {
+    if (ev.value("type", "") != "BOOKMARK") w.events.push_back(ev);
+    return w.events.size() < want;  // enough: end the stream
+  });
+  w.status = opening.status;
+  w.body = std::move(opening.body);
+  return w;
+}
+
+void PrintTo(const WatchedEvent& e, std::ostream* os) { *os << e.rv << " " << e.type << " " << e.name; }
+
+int64_t RvOf(const nlohmann::json& object) {
+  return std::stoll(object["metadata"].value("resourceVersion", std::string("0")));
+}
+
+std::string FirstDifference(const std::vector<WatchedEvent>& got,
+                            const std::vector<WatchedEvent>& want) {
+  size_t i = 0;
+  while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
+  if (i == got.size() && i == want.size()) return "";
+  std::ostringstream out;
+  out << "they part at event " << i << " (" << got.size() << " vs " << want.size() << " events)";
+  for (const auto* side : {&got, &want}) {
+    out << (side == &got ? "\n  got:" : "\n  reference:");
+    for (size_t j = i; j < side->size() && j < i + 5; ++j) {
+      out << "  ";
+      PrintTo((*side)[j], &out);
+      out << ";";
+    }
+  }
+  return out.str();
+}
+
 bool ProcessAlive(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +79,43 @@ std::unique_ptr<Process> StartServer(int port, const std::string& data_dir,
 
 // GET http://127.0.0.1:port/path: status code (0 when unreachable) and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
+
+// Watch clients. What a watch request got: its status (0 when no answer came) and, when it was
+// refused, the error body.
+struct WatchOpening {
+  int status = 0;
+  std::string body;
+};
+// Streams a watch (a GET of `path` from 127.0.0.1:port, say
+// "/v1/services?watch=true&resourceVersion=7") and hands `on_event` each event line, parsed,
+// until it returns false: the client then hangs up. Returns when it hangs up, when the stream
+// ends or breaks, or when nothing came for `silence` (keep it above the server's 5 s bookmark
+// interval unless a silent member is what the caller wants to leave).
+WatchOpening StreamWatch(int port, const std::string& path,
+                         const std::function<bool(const nlohmann::json&)>& on_event,
+                         std::chrono::milliseconds silence = std::chrono::seconds(10));
+
+// The first `want` events of a watch, bookmarks left out (or the refusal).
+struct WatchStart {
+  int status = 0;                      // 0 when the request failed before a status arrived
+  std::string body;                    // an error body, if the watch was refused
+  std::vector<nlohmann::json> events;  // the first events of an accepted watch stream
+};
+WatchStart OpenWatch(int port, const std::string& path, size_t want);
+
+// One watch event as a client processed it, and the object revision it carries.
+struct WatchedEvent {
+  std::string type;
+  std::string name;
+  int64_t rv = 0;
+  bool operator==(const WatchedEvent&) const = default;
+};
+// gtest prints a WatchedEvent as "12 ADDED s3".
+void PrintTo(const WatchedEvent& e, std::ostream* os);
+int64_t RvOf(const nlohmann::json& object);
+// Where two event sequences part, with a few events of each from there; "" when equal.
+std::string FirstDifference(const std::vector<WatchedEvent>& got,
+                            const std::vector<WatchedEvent>& want);
 
 // True while a process with this pid exists and is not a zombie.
 bool ProcessAlive(pid_t pid);

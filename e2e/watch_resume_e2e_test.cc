@@ -28,68 +28,16 @@ using namespace std::chrono_literals;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// One watch event as a client processed it.
-struct Seen {
-  std::string type;
-  std::string name;
-  int64_t rv = 0;
-  bool operator==(const Seen&) const = default;
-};
-
-// gtest prints a Seen as "12 ADDED s3".
-void PrintTo(const Seen& e, std::ostream* os) { *os << e.rv << " " << e.type << " " << e.name; }
-
-// Where two event sequences part, with a few events of each from there; "" when equal.
-std::string FirstDifference(const std::vector<Seen>& got, const std::vector<Seen>& want) {
-  size_t i = 0;
-  while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
-  if (i == got.size() && i == want.size()) return "";
-  std::ostringstream out;
-  out << "they part at event " << i << " (" << got.size() << " vs " << want.size() << " events)";
-  for (const auto* side : {&got, &want}) {
-    out << (side == &got ? "\n  resuming:" : "\n  reference:");
-    for (size_t j = i; j < side->size() && j < i + 5; ++j) {
-      out << "  ";
-      PrintTo((*side)[j], &out);
-      out << ";";
-    }
-  }
-  return out.str();
-}
-
-int64_t RvOf(const Json& obj) {
-  return std::stoll(obj["metadata"].value("resourceVersion", std::string("0")));
-}
-
-// Streams GET /v1/services?watch=true&resourceVersion=from and hands `on_event` each event
-// line, parsed, until it returns false: the client then hangs up, dropping whatever else the
-// server had sent. Returns when it hangs up or the stream breaks.
-void WatchServices(int port, int64_t from, const std::function<bool(const Json&)>& on_event) {
-  httplib::Client cli("127.0.0.1", port);
-  cli.set_read_timeout(5s);
-  std::string partial;
-  cli.Get("/v1/services?watch=true&resourceVersion=" + std::to_string(from),
-          [&](const char* data, size_t len) {
-            partial.append(data, len);
-            for (size_t nl; (nl = partial.find('\n')) != std::string::npos;) {
-              Json ev = Json::parse(partial.substr(0, nl), nullptr, false);
-              partial.erase(0, nl + 1);
-              if (!ev.is_object() || !on_event(ev)) return false;
-            }
-            return true;
-          });
-}
-
 // What the writer caused, from the server's answers: each event by revision, and which
 // apply (if any) it belongs to.
 struct WriterRecord {
   std::mutex mu;
-  std::map<int64_t, Seen> events;
+  std::map<int64_t, WatchedEvent> events;
   std::map<int64_t, int> apply_of;  // revision -> apply number
   std::atomic<int64_t> last_rv{0};   // set once the writer is done: the revision to stop at
   int shared_rvs = 0;  // writes acknowledged at a resourceVersion another write has too
 
-  void Add(Seen e, int apply = -1) {
+  void Add(WatchedEvent e, int apply = -1) {
     std::lock_guard<std::mutex> lock(mu);
     if (apply >= 0) apply_of[e.rv] = apply;
     if (events.count(e.rv)) ++shared_rvs;
@@ -208,7 +156,7 @@ class Writer {
 // A watcher's events up to the writer's last revision; `hang_up` says after how many lines
 // (events and bookmarks) of one connection it hangs up, 0 for never.
 struct WatchRun {
-  std::vector<Seen> events;
+  std::vector<WatchedEvent> events;
   std::vector<int64_t> resumed_after;  // the resume point of every reconnect
   int connections = 0;
   int64_t reached = 0;  // the last resourceVersion processed
@@ -223,7 +171,7 @@ WatchRun Follow(int port, int64_t from, const WriterRecord& record,
     if (run.connections++ > 0) run.resumed_after.push_back(last);
     int budget = hang_up();
     int lines = 0;
-    WatchServices(port, last, [&](const Json& ev) {
+    auto on_event = [&](const Json& ev) {
       std::string type = ev.value("type", "");
       if (type == "ERROR") return false;
       const Json& obj = ev["object"];
@@ -231,7 +179,8 @@ WatchRun Follow(int port, int64_t from, const WriterRecord& record,
       if (type != "BOOKMARK") run.events.push_back({type, obj["metadata"].value("name", ""), last});
       if (done() || Clock::now() > deadline) return false;
       return budget == 0 || ++lines < budget;
-    });
+    };
+    StreamWatch(port, "/v1/services?watch=true&resourceVersion=" + std::to_string(last), on_event, 5s);
   }
   run.reached = last;
   // Events after the writer's last one (a controller's late status writes) are not compared.
@@ -239,7 +188,7 @@ WatchRun Follow(int port, int64_t from, const WriterRecord& record,
   return run;
 }
 
-std::map<std::string, int> CountByType(const std::vector<Seen>& events) {
+std::map<std::string, int> CountByType(const std::vector<WatchedEvent>& events) {
   std::map<std::string, int> n;
   for (const auto& e : events) n[e.type]++;
   return n;
@@ -247,7 +196,7 @@ std::map<std::string, int> CountByType(const std::vector<Seen>& events) {
 
 // The objects whose ADDED, MODIFIED or DELETED counts differ between two streams, as
 // "s3 ADDED 0 vs 1; ..."; "" when every object's counts agree.
-std::string CountsPerObjectDiffer(const std::vector<Seen>& got, const std::vector<Seen>& want) {
+std::string CountsPerObjectDiffer(const std::vector<WatchedEvent>& got, const std::vector<WatchedEvent>& want) {
   std::map<std::string, std::map<std::string, std::pair<int, int>>> n;
   for (const auto& e : got) n[e.name][e.type].first++;
   for (const auto& e : want) n[e.name][e.type].second++;
@@ -267,7 +216,7 @@ std::string CountsPerObjectDiffer(const std::vector<Seen>& got, const std::vecto
 // the same ADDED/MODIFIED/DELETED counts per object.
 void ExpectNoEventLost(WriterRecord& record, const WatchRun& steady, const WatchRun& resuming) {
   EXPECT_EQ(record.shared_rvs, 0) << "writes were acknowledged at one resourceVersion";
-  std::map<int64_t, Seen> in_steady;
+  std::map<int64_t, WatchedEvent> in_steady;
   for (const auto& e : steady.events) in_steady[e.rv] = e;
   for (const auto& [rv, e] : record.events) {
     ASSERT_EQ(in_steady.count(rv), 1u) << "the reference watch missed " << e.type << " " << e.name

@@ -1,8 +1,14 @@
 // The seam a replicated store relies on: the object layer decides a write against a read view,
 // and the state machine applies the decided batch, giving it the next revisions and publishing
 // its events. Applying the same batches to two fresh state machines yields the same state.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -277,6 +283,54 @@ TEST(StateImageTest, ATruncatedOrCorruptedImageIsRefusedWholeAndChangesNothing) 
   ASSERT_TRUE(follower->InstallImage(path));
   EXPECT_EQ(follower->AppliedIndex(), 5);
   EXPECT_FALSE(follower->Find(KeyOf(Svc("mine", 1)))->has_value());
+}
+
+// A full disk: the store on a tmpfs of 4 MiB, filled to the last byte with a file. A write that
+// cannot be synced fails with RocksDB's error, and the store refuses the writes after it, but
+// the process lives on to say so: Debian's RocksDB keeps its assertions, and it aborted the
+// process when it logged to its own LOG file, on the same full disk, after a write there had
+// failed. With room again, the store reopens with all that was durable.
+TEST(StateMachineTest, AFullDiskFailsWritesWithoutTakingTheProcessDown) {
+  const std::string dir = TestDir("full");
+  std::filesystem::create_directories(dir);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << "): root is needed";
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{dir};
+  {
+    auto sm = OpenStateMachine(dir + "/store");
+    ASSERT_TRUE(sm);
+    std::vector<Change> before = {{KeyOf(Svc("before", 1)), EventType::kAdded, Svc("before", 1)}};
+    ASSERT_EQ(ApplyDurably(*sm, 1, before), 1);
+    int fd = ::open((dir + "/fill").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    const std::string zeros(1 << 16, '\0');
+    for (size_t chunk = zeros.size(); chunk > 0; chunk /= 2) {
+      while (::write(fd, zeros.data(), chunk) > 0) {
+      }
+    }
+    ::close(fd);
+    Status failed;
+    for (int i = 0; failed && i < 100; ++i) {
+      const Json svc = Svc("s" + std::to_string(i), i);
+      std::vector<Change> more = {{KeyOf(svc), EventType::kAdded, svc}};
+      auto applied = sm->ApplyAt(2 + i, more);
+      failed = applied ? sm->WaitDurable(applied->last_revision) : Status(std::unexpected(applied.error()));
+    }
+    ASSERT_FALSE(failed) << "100 writes were synced on a full disk";
+    EXPECT_NE(failed.error().message().find("No space left on device"), std::string::npos)
+        << failed.error().message();
+    std::vector<Change> after = {{KeyOf(Svc("after", 1)), EventType::kAdded, Svc("after", 1)}};
+    EXPECT_FALSE(sm->ApplyAt(200, after));
+    std::filesystem::remove(dir + "/fill");
+  }
+  auto sm = OpenStateMachine(dir + "/store");
+  ASSERT_TRUE(sm);
+  EXPECT_TRUE(sm->Find(KeyOf(Svc("before", 1)))->has_value());
+  EXPECT_FALSE(sm->Find(KeyOf(Svc("after", 1)))->has_value());
 }
 
 }  // namespace

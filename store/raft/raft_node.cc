@@ -206,11 +206,19 @@ void RaftNode::Step(std::deque<std::string>& messages,
   if (!reads.empty()) AskReads(std::move(reads));
   while (auto rd = core_->Ready()) {
     if (auto st = HandleReady(*rd); !st) {
-      // The log could not be saved: going on would acknowledge what is not durable.
-      std::lock_guard<std::mutex> lock(mu_);
-      logs_ += "error " + st.error().message() + "; the node stops\n";
-      stopping_ = true;
-      inbox_space_.notify_all();
+      // The log could not be saved: going on would acknowledge what is not durable. A stopped
+      // node leads nothing and knows no leader: its status says so, and its controllers stop
+      // (they would only fail), while the others elect a leader without it.
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        logs_ += "error " + st.error().message() + "; the node stops (restart the server)\n";
+        stopping_ = true;
+        leader_ = 0;
+        is_leader_ = false;
+        status_["leader"] = 0;
+        inbox_space_.notify_all();
+      }
+      if (opts_.on_leader_change) opts_.on_leader_change();
       return;
     }
   }
