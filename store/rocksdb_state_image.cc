@@ -19,6 +19,8 @@ enum Column : uint8_t { kMeta = 0, kObjects = 1, kLog = 2 };
 // The marks of the default column family an image carries (numbers), and the members (JSON).
 constexpr const char* kMarks[] = {"revision", "compacted", "applied"};
 constexpr const char kMembers[] = "members";
+// Not in an image: the member's own name stays with its database.
+constexpr const char kOwnName[] = "member-name";
 
 int64_t ParseMark(std::string_view v) {
   int64_t out = 0;
@@ -93,6 +95,22 @@ Result<std::string> RocksStateMachine::Members() {
   if (s.IsNotFound()) return std::string();
   if (!s.ok()) return Internal("reading the members: " + s.ToString());
   return value;
+}
+
+Result<std::string> RocksStateMachine::OwnName() {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kOwnName, &value);
+  if (s.IsNotFound()) return std::string();
+  if (!s.ok()) return Internal("reading the member's name: " + s.ToString());
+  return value;
+}
+
+Status RocksStateMachine::RecordOwnName(const std::string& name) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto s = db_->Put(rocksdb::WriteOptions(), meta_, kOwnName, name);
+  if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
+  if (!s.ok()) return Internal("recording the member's name: " + s.ToString());
+  return {};
 }
 
 Status RocksStateMachine::InstallImage(const std::string& path) {
