@@ -82,34 +82,30 @@ Status RocksStateMachine::ApplyMembersAt(int64_t index, const std::string& membe
 }
 
 Status RocksStateMachine::ReplaceMembers(const std::string& members) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  auto s = db_->Put(rocksdb::WriteOptions(), meta_, kMembers, members);
-  if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
-  if (!s.ok()) return Internal("replacing the members: " + s.ToString());
-  return {};
+  return PutMetaSynced(kMembers, members, "replacing the members");
 }
 
-Result<std::string> RocksStateMachine::Members() {
-  std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kMembers, &value);
-  if (s.IsNotFound()) return std::string();
-  if (!s.ok()) return Internal("reading the members: " + s.ToString());
-  return value;
-}
+Result<std::string> RocksStateMachine::Members() { return GetMeta(kMembers, "reading the members"); }
 
-Result<std::string> RocksStateMachine::OwnName() {
-  std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kOwnName, &value);
-  if (s.IsNotFound()) return std::string();
-  if (!s.ok()) return Internal("reading the member's name: " + s.ToString());
-  return value;
-}
+Result<std::string> RocksStateMachine::OwnName() { return GetMeta(kOwnName, "reading the member's name"); }
 
 Status RocksStateMachine::RecordOwnName(const std::string& name) {
+  return PutMetaSynced(kOwnName, name, "recording the member's name");
+}
+
+Result<std::string> RocksStateMachine::GetMeta(const char* key, const char* what) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, key, &value);
+  if (s.IsNotFound()) return std::string();
+  if (!s.ok()) return Internal(std::string(what) + ": " + s.ToString());
+  return value;
+}
+
+Status RocksStateMachine::PutMetaSynced(const char* key, const std::string& value, const char* what) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  auto s = db_->Put(rocksdb::WriteOptions(), meta_, kOwnName, name);
+  auto s = db_->Put(rocksdb::WriteOptions(), meta_, key, value);
   if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
-  if (!s.ok()) return Internal("recording the member's name: " + s.ToString());
+  if (!s.ok()) return Internal(std::string(what) + ": " + s.ToString());
   return {};
 }
 

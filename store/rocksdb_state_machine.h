@@ -115,6 +115,10 @@ class RocksStateMachine : public StateMachine {
                                                     std::string* start_after, int64_t* revision);
   // Keeps `snap` for the list's next page when there is one (`more`), or releases it.
   void KeepOrReleaseListSnapshot(const rocksdb::Snapshot* snap, int64_t revision, bool more);
+  // A record of the default column family ("" when absent), and one written and synced;
+  // errors say `what` was being done.
+  Result<std::string> GetMeta(const char* key, const char* what);
+  Status PutMetaSynced(const char* key, const std::string& value, const char* what);
   // The group committer: flushes and syncs the WAL for every revision written so far, publishes
   // their events in revision order, then completes their waiters.
   void SyncLoop();
