@@ -206,7 +206,10 @@ TEST_F(ClusterTest, ClusterFlagsThatCannotWorkAreRefused) {
       {{"--name", "n9", "--initial-cluster", initial_}, "--name \"n9\" is not among the members"},
       {{"--name", "n1", "--initial-cluster", "n1=10.1.2.3:4648,n2=127.0.0.1:5648"},
        "member n1\\): 10.1.2.3:4648 is not a loopback address"},
-      {{"--peer-listen", "127.0.0.1:4648"}, "--peer-listen needs --initial-cluster"},
+      // Without --initial-cluster: a cluster of one, whose peer address others must reach safely.
+      {{"--peer-listen", "10.1.2.3:4648"}, "--peer-listen: 10.1.2.3:4648 is not a loopback address"},
+      {{"--initial-cluster-state", "existing"}, "--initial-cluster-state existing needs --initial-cluster"},
+      {{"--name", "Not_A_Label"}, "--name \"Not_A_Label\" is not a member name"},
       {{"--name", "n1", "--initial-cluster", initial_, "--peer-cert-file", "/etc/passwd"},
        "peer TLS needs all three of --peer-cert-file, --peer-key-file and --peer-trusted-ca-file"},
       {{"--name", "n1", "--initial-cluster", "n1=127.0.0.1:4648,n1=127.0.0.1:5648"}, "named twice"},

@@ -26,7 +26,23 @@ struct Member {
   int api = 0;
   int peer = 0;
   std::unique_ptr<Process> process;
+  std::string PeerAddress() const { return "127.0.0.1:" + std::to_string(peer); }
 };
+
+// `mt --server` member `via` with `args`.
+inline CommandResult Mt(const Member& via, std::vector<std::string> args) {
+  args.insert(args.begin(), {Runfile("cmd/mt/mt"), "--server", "http://127.0.0.1:" + std::to_string(via.api)});
+  return RunCommand(args);
+}
+
+// The member `name` in a cluster status, or null.
+inline Json MemberIn(const Json& status, const std::string& name) {
+  if (!status.is_object() || !status.contains("members")) return Json();
+  for (const auto& m : status["members"]) {
+    if (m.value("name", "") == name) return m;
+  }
+  return Json();
+}
 
 class ClusterTest : public ::testing::Test {
  protected:
@@ -48,6 +64,22 @@ class ClusterTest : public ::testing::Test {
     m.process = std::make_unique<Process>(Argv(m), dir_ + "/" + m.name + ".log");
     ASSERT_TRUE(WaitFor([&] { return HttpGet(m.api, "/healthz").first == 200; }, 15s))
         << m.name << " did not serve /healthz:\n" << m.process->Log();
+  }
+  // Starts member `m` joining the cluster of `members` (it among them), or making a new one,
+  // with the fixture's data directory and `extra_` flags.
+  void StartIn(Member& m, const std::vector<const Member*>& members, bool existing) {
+    std::string initial;
+    for (const Member* o : members) initial += (initial.empty() ? "" : ",") + o->name + "=" + o->PeerAddress();
+    std::vector<std::string> extra = {"--name", m.name, "--peer-listen", m.PeerAddress(), "--initial-cluster",
+                                      initial};
+    if (existing) extra.insert(extra.end(), {"--initial-cluster-state", "existing"});
+    extra.insert(extra.end(), extra_.begin(), extra_.end());
+    m.process = std::make_unique<Process>(ServerArgv(m.api, dir_ + "/" + m.name, extra), dir_ + "/" + m.name + ".log");
+    ASSERT_TRUE(WaitFor([&] { return HttpGet(m.api, "/healthz").first == 200; }, 15s)) << m.process->Log();
+  }
+  // Whether `name` is a voter in what member `via` reports, within 30 s.
+  bool BecomesVoter(const Member& via, const std::string& name) {
+    return WaitFor([&] { return MemberIn(Status(via), name).value("voter", false); }, 30s);
   }
   Json Status(const Member& m) {
     auto [code, body] = HttpGet(m.api, "/v1/cluster");

@@ -21,20 +21,6 @@
 namespace mentat::e2e {
 namespace {
 
-CommandResult Mt(const Member& via, std::vector<std::string> args) {
-  args.insert(args.begin(), {Runfile("cmd/mt/mt"), "--server", "http://127.0.0.1:" + std::to_string(via.api)});
-  return RunCommand(args);
-}
-
-// The member `name` in a cluster status, or null.
-Json MemberIn(const Json& status, const std::string& name) {
-  if (!status.is_object() || !status.contains("members")) return Json();
-  for (const auto& m : status["members"]) {
-    if (m.value("name", "") == name) return m;
-  }
-  return Json();
-}
-
 TEST_F(ClusterTest, AMemberAddedCatchesUpVotesLeadsAndTheOldLeaderIsRemoved) {
   for (auto& m : members_) Start(m);
   const std::string leader = AgreedLeader();
@@ -97,25 +83,12 @@ TEST_F(ClusterTest, AMemberAddedCatchesUpVotesLeadsAndTheOldLeaderIsRemoved) {
   EXPECT_TRUE(Has(remote.err, "no peer TLS")) << remote.err;
 }
 
-// Starts member `m` joining the cluster of `members` (it among them), or making a new one.
-void StartWith(Member& m, const std::string& dir, const std::vector<const Member*>& members, bool existing) {
-  std::string initial;
-  for (const Member* o : members) {
-    initial += (initial.empty() ? "" : ",") + o->name + "=127.0.0.1:" + std::to_string(o->peer);
-  }
-  std::vector<std::string> extra = {"--name", m.name, "--peer-listen", "127.0.0.1:" + std::to_string(m.peer),
-                                    "--initial-cluster", initial};
-  if (existing) extra.insert(extra.end(), {"--initial-cluster-state", "existing"});
-  m.process = std::make_unique<Process>(ServerArgv(m.api, dir + "/" + m.name, extra), dir + "/" + m.name + ".log");
-  ASSERT_TRUE(WaitFor([&] { return HttpGet(m.api, "/healthz").first == 200; }, 15s)) << m.process->Log();
-}
-
 TEST_F(ClusterTest, AClusterOfOneGrowsToThreeReplacesADeadMemberAndShrinksBackWhileWritesGoOn) {
   Member& n1 = members_[0];
   Member& n2 = members_[1];
   Member& n3 = members_[2];
   Member n4{"n4", FreePort(), FreePort(), nullptr};
-  StartWith(n1, dir_, {&n1}, false);
+  StartIn(n1, {&n1}, false);
   ASSERT_EQ(AgreedLeaderOf({"n1"}), "n1");
   // A load through n1 all along: every write acknowledged must be there at the end.
   std::atomic<bool> stop{false};
@@ -125,14 +98,11 @@ TEST_F(ClusterTest, AClusterOfOneGrowsToThreeReplacesADeadMemberAndShrinksBackWh
       if (Put(n1, "load-" + std::to_string(i), i + 1) == 201) acknowledged.push_back(i);
     }
   });
-  auto voter = [&](const std::string& name) {
-    return WaitFor([&] { return MemberIn(Status(n1), name).value("voter", false); }, 30s);
-  };
   auto add = [&](Member& m, const std::vector<const Member*>& cluster) {
     auto added = Mt(n1, {"cluster", "add", m.name, "127.0.0.1:" + std::to_string(m.peer)});
     ASSERT_EQ(added.exit_code, 0) << added.err;
-    StartWith(m, dir_, cluster, true);
-    EXPECT_TRUE(voter(m.name)) << Status(n1).dump() << "\n" << m.process->Log();
+    StartIn(m, cluster, true);
+    EXPECT_TRUE(BecomesVoter(n1, m.name)) << Status(n1).dump() << "\n" << m.process->Log();
   };
   add(n2, {&n1, &n2});
   add(n3, {&n1, &n2, &n3});

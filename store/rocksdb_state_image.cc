@@ -19,6 +19,8 @@ enum Column : uint8_t { kMeta = 0, kObjects = 1, kLog = 2 };
 // The marks of the default column family an image carries (numbers), and the members (JSON).
 constexpr const char* kMarks[] = {"revision", "compacted", "applied"};
 constexpr const char kMembers[] = "members";
+// Not in an image: the member's own name stays with its database.
+constexpr const char kOwnName[] = "member-name";
 
 int64_t ParseMark(std::string_view v) {
   int64_t out = 0;
@@ -80,19 +82,31 @@ Status RocksStateMachine::ApplyMembersAt(int64_t index, const std::string& membe
 }
 
 Status RocksStateMachine::ReplaceMembers(const std::string& members) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  auto s = db_->Put(rocksdb::WriteOptions(), meta_, kMembers, members);
-  if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
-  if (!s.ok()) return Internal("replacing the members: " + s.ToString());
-  return {};
+  return PutMetaSynced(kMembers, members, "replacing the members");
 }
 
-Result<std::string> RocksStateMachine::Members() {
+Result<std::string> RocksStateMachine::Members() { return GetMeta(kMembers, "reading the members"); }
+
+Result<std::string> RocksStateMachine::OwnName() { return GetMeta(kOwnName, "reading the member's name"); }
+
+Status RocksStateMachine::RecordOwnName(const std::string& name) {
+  return PutMetaSynced(kOwnName, name, "recording the member's name");
+}
+
+Result<std::string> RocksStateMachine::GetMeta(const char* key, const char* what) {
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kMembers, &value);
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, key, &value);
   if (s.IsNotFound()) return std::string();
-  if (!s.ok()) return Internal("reading the members: " + s.ToString());
+  if (!s.ok()) return Internal(std::string(what) + ": " + s.ToString());
   return value;
+}
+
+Status RocksStateMachine::PutMetaSynced(const char* key, const std::string& value, const char* what) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto s = db_->Put(rocksdb::WriteOptions(), meta_, key, value);
+  if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
+  if (!s.ok()) return Internal(std::string(what) + ": " + s.ToString());
+  return {};
 }
 
 Status RocksStateMachine::InstallImage(const std::string& path) {

@@ -5,7 +5,8 @@
 //            a revision of its own may hold several events at one revision)
 //   default: "revision" -> last written revision, "compacted" -> oldest revision kept in log,
 //            "applied" -> the last replicated log index ApplyAt applied, "members" -> a
-//            replicated control plane's members as its log last changed them (JSON)
+//            replicated control plane's members as its log last changed them (JSON),
+//            "member-name" -> the name of the member this database is (ClusterMember)
 //   raft:    the replicated log's own entries and state (store/raft/rocks_raft_log.h), in the
 //            same database so that one WAL sync makes both durable
 // Every batch is one WriteBatch, each change at the next revision of its own. It counts as
@@ -69,6 +70,10 @@ class RocksStateMachine : public StateMachine {
   Result<std::string> Members();
   // Replaces the members record whatever the index (--force-new-cluster), synced.
   Status ReplaceMembers(const std::string& members);
+  // The name of the member this database belongs to ("" until recorded), and its record,
+  // synced. It stays with this database: a state image neither carries nor replaces it.
+  Result<std::string> OwnName();
+  Status RecordOwnName(const std::string& name);
 
   // A consistent view of the whole state for a snapshot: the database snapshot, and the log
   // index and revision it is at. Give it back with ReleaseState.
@@ -110,6 +115,10 @@ class RocksStateMachine : public StateMachine {
                                                     std::string* start_after, int64_t* revision);
   // Keeps `snap` for the list's next page when there is one (`more`), or releases it.
   void KeepOrReleaseListSnapshot(const rocksdb::Snapshot* snap, int64_t revision, bool more);
+  // A record of the default column family ("" when absent), and one written and synced;
+  // errors say `what` was being done.
+  Result<std::string> GetMeta(const char* key, const char* what);
+  Status PutMetaSynced(const char* key, const std::string& value, const char* what);
   // The group committer: flushes and syncs the WAL for every revision written so far, publishes
   // their events in revision order, then completes their waiters.
   void SyncLoop();

@@ -1,5 +1,8 @@
 #include "cmd/mentat-server/flags.h"
 
+#include <unistd.h>
+
+#include <cctype>
 #include <tuple>
 
 #include <spdlog/spdlog.h>
@@ -30,22 +33,39 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   return std::make_pair(host.empty() ? std::string("127.0.0.1") : host, port);
 }
 
-// The cluster flags: every member parsed, this one found, its peer address defaulted.
+// The first label of the host's name, in lower case: a cluster of one's name without --name.
+std::string HostMemberName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || !buf[0]) return "localhost";
+  std::string name = buf;
+  name = name.substr(0, name.find('.'));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+// The cluster flags: every member parsed, this one found, its peer address defaulted. Without
+// --initial-cluster, this server is a cluster of one, named --name or after the host.
 Status ResolveClusterFlags(ServerFlags& f) {
   if (f.initial_cluster.empty()) {
-    if (!f.peer_listen.empty()) return InvalidArgument("--peer-listen needs --initial-cluster");
-    if (f.force_new_cluster) {
-      return InvalidArgument("--force-new-cluster needs --name and --initial-cluster: the member whose data "
-                             "becomes a cluster of one, and its peer address");
+    if (f.initial_cluster_state == "existing") {
+      return InvalidArgument("--initial-cluster-state existing needs --initial-cluster: the members of the "
+                             "cluster this server joins, itself included (as `mt cluster add` printed it)");
     }
-    return {};
+    f.name_is_default = f.name.empty();
+    if (f.name.empty()) f.name = HostMemberName();
+    if (!raft::IsMemberName(f.name)) {
+      return InvalidArgument(std::string(f.name_is_default ? "the host's name \"" : "--name \"") + f.name +
+                             "\" is not a member name (a DNS label: a-z, 0-9, '-', at most 63)" +
+                             (f.name_is_default ? "; give one with --name" : ""));
+    }
+  } else {
+    MT_ASSIGN_OR_RETURN(f.cluster, raft::ParseInitialCluster(f.initial_cluster));
+    if (f.name.empty()) {
+      return InvalidArgument("--initial-cluster needs --name: which of its members this server is");
+    }
+    MT_ASSIGN_OR_RETURN(raft::ClusterMemberSpec self, raft::FindMember(f.cluster, f.name));
+    if (f.peer_listen.empty()) f.peer_listen = self.peer_address;
   }
-  MT_ASSIGN_OR_RETURN(f.cluster, raft::ParseInitialCluster(f.initial_cluster));
-  if (f.name.empty()) {
-    return InvalidArgument("--initial-cluster needs --name: which of its members this server is");
-  }
-  MT_ASSIGN_OR_RETURN(raft::ClusterMemberSpec self, raft::FindMember(f.cluster, f.name));
-  if (f.peer_listen.empty()) f.peer_listen = self.peer_address;
   const int tls_files = !f.peer_cert_file.empty() + !f.peer_key_file.empty() + !f.peer_trusted_ca_file.empty();
   if (tls_files != 0 && tls_files != 3) {
     return InvalidArgument("peer TLS needs all three of --peer-cert-file, --peer-key-file and "
@@ -63,8 +83,15 @@ Status ResolveClusterFlags(ServerFlags& f) {
   for (const auto& m : f.cluster) {
     MT_RETURN_IF_ERROR(refuse_remote("--initial-cluster (member " + m.name + ")", m.peer_address));
   }
-  MT_RETURN_IF_ERROR(refuse_remote("--peer-listen", f.peer_listen));
-  if (f.node_name.empty()) f.node_name = f.name;
+  if (!f.peer_listen.empty()) {
+    if (f.cluster.empty()) {
+      // Alone, --peer-listen is also the address the members it is grown with dial.
+      MT_ASSIGN_OR_RETURN(auto parsed, raft::ParseInitialCluster(f.name + "=" + f.peer_listen, "--peer-listen"));
+      (void)parsed;
+    }
+    MT_RETURN_IF_ERROR(refuse_remote("--peer-listen", f.peer_listen));
+  }
+  if (f.node_name.empty() && !f.cluster.empty()) f.node_name = f.name;
   return {};
 }
 
@@ -80,13 +107,17 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
   app.add_option("--listen", f.listen, "HOST:PORT to serve the API on")->capture_default_str();
   app.add_option("--node-name", f.node_name,
                  "name of the in-process agent's node (--dev; default: --name, else the host's)");
-  app.add_option("--name", f.name, "this server's member name in --initial-cluster");
+  app.add_option("--name", f.name,
+                 "this server's member name in its cluster (default without --initial-cluster: "
+                 "the host's name; a data directory keeps the name it was first started with)");
   app.add_option("--peer-listen", f.peer_listen,
                  "HOST:PORT for the other members' Raft traffic (default: this member's address "
-                 "in --initial-cluster)");
+                 "in --initial-cluster; without it, the address recorded before, else none: a "
+                 "cluster of one needs one before `mt cluster add` can grow it)");
   app.add_option("--initial-cluster", f.initial_cluster,
                  "every member of a replicated control plane, this one included, as "
-                 "NAME=HOST:PORT,... (their peer addresses); the same list on every member");
+                 "NAME=HOST:PORT,... (their peer addresses); the same list on every member. "
+                 "Without it, the server is a cluster of one");
   app.add_option("--cluster-name", f.cluster_name,
                  "the cluster's name: peers that name another are refused")
       ->capture_default_str();

@@ -21,7 +21,8 @@ struct ServerFlags {
   std::string data_dir;
   std::string listen = "127.0.0.1:4646";
   std::string node_name;
-  // A replicated control plane: this server's member name, its peer port, and every member.
+  // The replicated control plane: this server's member name, its peer port, and every member
+  // (none: a cluster of one).
   std::string name;
   std::string peer_listen;
   std::string initial_cluster;
@@ -65,7 +66,8 @@ struct ServerFlags {
   ArtifactFlags agent_artifact_flags;
 
   // Resolved by ResolveServerFlags.
-  std::vector<raft::ClusterMemberSpec> cluster;  // empty: this server alone
+  std::vector<raft::ClusterMemberSpec> cluster;  // empty: a cluster of one, this server
+  bool name_is_default = false;                  // `name` is the host's (no --name)
   NodeLifecycleOptions lifecycle;
   std::chrono::seconds artifact_grace_seconds{3600};
   ArtifactLimits agent_artifacts;

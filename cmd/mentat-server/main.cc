@@ -140,17 +140,15 @@ void AddControllers(ControllerManager& controllers, const ServerFlags& f, Server
                                              maintenance_interval));
   controllers.AddPeriodic(EventExpiryRunnable(store, std::chrono::seconds(f.event_ttl),
                                               maintenance_interval));
-  if (!f.cluster.empty()) {
-    // In a cluster, the leader makes the built-in profiles, once it leads (alone, the server
-    // made them before serving); until it succeeded, every interval is a retry.
-    auto made = std::make_shared<bool>(false);
-    controllers.AddPeriodic({"builtin-profiles", maintenance_interval, /*run_at_start=*/true, [store, made] {
-      if (*made) return;
-      auto st = EnsureBuiltinProfiles(*store);
-      if (!st) spdlog::warn("the built-in security profiles could not be written yet: {}", st.error().message());
-      *made = st.has_value();
-    }});
-  }
+  // The leader makes the built-in profiles, once it leads (a cluster of one made them before
+  // serving); until it succeeded, every interval is a retry.
+  auto made = std::make_shared<bool>(false);
+  controllers.AddPeriodic({"builtin-profiles", maintenance_interval, /*run_at_start=*/true, [store, made] {
+    if (*made) return;
+    auto st = EnsureBuiltinProfiles(*store);
+    if (!st) spdlog::warn("the built-in security profiles could not be written yet: {}", st.error().message());
+    *made = st.has_value();
+  }});
   if (!f.snapshot_dir.empty()) {
     controllers.AddPeriodic(SnapshotRunnable(&backend.snapshotter(), f.snapshot_dir, f.snapshot_keep,
                                              std::chrono::seconds(f.snapshot_interval)));
@@ -200,7 +198,8 @@ int main(int argc, char** argv) {
   }
   auto backend = OpenBackend(f, so, std::chrono::seconds(30));
   if (!backend) return Fail(backend.error());
-  if (f.cluster.empty()) {
+  // A cluster of one leads at once: what it serves has the built-in profiles from the start.
+  if ((*backend)->member().SoleVoter()) {
     if (auto st = EnsureBuiltinProfiles((*backend)->store()); !st) return Fail(st.error());
   }
   Store* store = &(*backend)->store();
@@ -251,10 +250,15 @@ int main(int argc, char** argv) {
     if (!a) return Fail(a.error());
     agent = std::move(*a);
   }
-  spdlog::info("mentat-server listening on {} (store {} at revision {}{}{})", url, so.dir,
-               store->CurrentRevision(),
-               f.cluster.empty() ? "" : ", member " + f.name + " of " + std::to_string(f.cluster.size()) +
-                                            " with its peer port on " + f.peer_listen,
+  const Json members = (*backend)->ClusterStatus().value("members", Json::array());
+  std::string peer;
+  for (const auto& m : members) {
+    if (m.value("name", "") == (*backend)->member().name()) peer = m.value("peerURL", "");
+  }
+  spdlog::info("mentat-server listening on {} (store {} at revision {}, member {} of {} with {}{})", url, so.dir,
+               store->CurrentRevision(), (*backend)->member().name(),
+               members.size() == 1 ? "a cluster of one" : "a cluster of " + std::to_string(members.size()),
+               peer.empty() ? "no peer port" : "its peer port on " + peer,
                f.dev ? ", dev mode with local agent on node " + agent->node_name() : "");
 
   int sig = 0;

@@ -8,14 +8,6 @@
 namespace mentat::raft {
 namespace {
 
-bool IsDnsLabel(std::string_view s) {
-  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  }
-  return true;
-}
-
 Status CheckAddress(std::string_view address, std::string_view flag, std::string_view entry) {
   auto colon = address.rfind(':');
   auto bad = [&](std::string why) {
@@ -34,6 +26,14 @@ Status CheckAddress(std::string_view address, std::string_view flag, std::string
 }
 
 }  // namespace
+
+bool IsMemberName(std::string_view s) {
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
 
 uint64_t MemberId(std::string_view name) {
   std::string hex = Sha256::Of(name).substr(7, 16);  // after "sha256:"
@@ -62,7 +62,7 @@ Result<std::vector<ClusterMemberSpec>> ParseInitialCluster(std::string_view text
                              "\" is not NAME=HOST:PORT (members are separated by commas)");
     }
     ClusterMemberSpec m{std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)), 0};
-    if (!IsDnsLabel(m.name)) {
+    if (!IsMemberName(m.name)) {
       return InvalidArgument(std::string(flag) + ": \"" + m.name +
                              "\" is not a member name (a DNS label: a-z, 0-9, '-', at most 63)");
     }

@@ -19,6 +19,9 @@ struct ClusterMemberSpec {
   uint64_t id = 0;           // MemberId(name)
 };
 
+// Whether `name` may name a member: a DNS label (a-z, 0-9, '-', at most 63 characters).
+bool IsMemberName(std::string_view name);
+
 // The first 8 bytes of SHA-256 of the name, never 0 (Raft's "none").
 uint64_t MemberId(std::string_view name);
 

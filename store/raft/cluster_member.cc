@@ -37,19 +37,22 @@ void LogRaftLines(const std::string& lines, const std::string& member) {
 }  // namespace
 
 Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions opts) {
-  MT_ASSIGN_OR_RETURN(ClusterMemberSpec self, FindMember(opts.members, opts.name));
+  if (!opts.members.empty()) MT_RETURN_IF_ERROR(FindMember(opts.members, opts.name));
   std::unique_ptr<ClusterMember> m(new ClusterMember(std::move(opts)));
-  m->id_ = self.id;
   MT_ASSIGN_OR_RETURN(m->state_, RocksStateMachine::Open(m->opts_.state));
+  MT_RETURN_IF_ERROR(m->ResolveSelf());
+  MT_ASSIGN_OR_RETURN(ClusterMemberSpec self, FindMember(m->opts_.members, m->opts_.name));
+  m->id_ = self.id;
   if (m->opts_.force_new_cluster) {
     auto forced = ForceNewCluster(*m->state_, self);
     if (!forced) return std::unexpected(forced.error());
+    m->move_to_.reset();  // the new cluster of one records this member at its address already
   }
 
   PeerTransportOptions to;
   to.self = self.id;
   to.cluster = m->opts_.cluster;
-  to.listen = m->opts_.peer_listen.empty() ? self.peer_address : m->opts_.peer_listen;
+  to.listen = m->opts_.peer_listen.empty() ? self.peer_address : m->opts_.peer_listen;  // "": none
   if (!m->opts_.tls.cert.empty()) {
     MT_ASSIGN_OR_RETURN(to.tls, PeerTls::Load(m->opts_.tls));
   }
@@ -66,6 +69,7 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
   if (!m->opts_.join_existing) {
     for (const auto& peer : m->opts_.members) ro.bootstrap_peers.push_back(peer.id);
   }
+  ro.campaign_at_start = !m->opts_.join_existing && m->SoleVoter();
   ro.members_after = [raw = m.get()](const AppliedConfChange& cc) { return raw->MembersAfter(cc); };
   ro.on_members_changed = [raw = m.get()] {
     std::lock_guard<std::mutex> lock(raw->mu_);
@@ -86,6 +90,7 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
   m->transport_->SetGoneHandler([raw = m.get()](uint64_t peer) { raw->PeerGone(peer); });
   m->store_ = std::make_unique<ReplicatedStore>(*m->state_, *m->node_);
   m->thread_ = std::thread([raw = m.get()] { raw->Loop(); });
+  MT_RETURN_IF_ERROR(m->MovePeerAddress());
   return m;
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,9 +23,16 @@
 namespace mentat::raft {
 
 struct ClusterMemberOptions {
-  std::string name;                         // this member's, among `members`
-  std::vector<ClusterMemberSpec> members;   // the initial cluster, this one included
-  std::string peer_listen;                  // host:port; "" = this member's own address
+  std::string name;  // this member's, among `members`
+  // `name` is the host's (no --name given): a database that recorded another member's name goes
+  // on as that member. A name given that differs from the recorded one is refused.
+  bool name_is_default = false;
+  // The initial cluster, this one included (--initial-cluster). Empty: a cluster of one, this
+  // member alone, whose peer address is `peer_listen`, else the one its log recorded, else none.
+  std::vector<ClusterMemberSpec> members;
+  // host:port to listen on for peers; "": with `members`, this member's address there; alone,
+  // as above ("" again: no peer port, so no other member can join until it has one).
+  std::string peer_listen;
   std::string cluster = "mentat";           // peers from another cluster are refused
   StateMachineOptions state;                // the member's RocksDB
   RaftNodeOptions raft;                     // id and bootstrap_peers come from `members`
@@ -40,7 +48,13 @@ class ClusterMember {
  public:
   // Opens the member's store (kUnavailable when another process holds it), listens on its
   // peer port, and starts its Raft node: a new cluster's members bootstrap from `members`; a
-  // member with a log on disk goes on from it.
+  // member with a log on disk goes on from it. A store without a log (written by a server
+  // before every server was a member, or restored from a snapshot) becomes a new cluster with
+  // its objects, revisions and watch history: the log starts at index 1 and the state
+  // machine, at applied index 0, applies it from there on top of its revisions. A member that
+  // is its configuration's only voter leads at once (RaftNodeOptions::campaign_at_start).
+  // Alone (no `members`), a cluster of one given a new --peer-listen records it through its log
+  // before Start returns; a member of a larger cluster cannot move so (kFailedPrecondition).
   static Result<std::unique_ptr<ClusterMember>> Start(ClusterMemberOptions opts);
   ~ClusterMember();  // Stop()s
 
@@ -49,6 +63,8 @@ class ClusterMember {
   RaftNode& node() { return *node_; }
   const std::string& name() const { return opts_.name; }
   bool IsLeader() { return node_->IsLeader(); }
+  // Whether this member is its cluster's only voter, as last applied here.
+  bool SoleVoter();
 
   // GET /v1/cluster: {"leader": NAME ("" while none is known), "term", "members": [{"name",
   // "peerURL", "role": leader|follower, "voter", "applied", "healthy"}]}. "applied" is exact for
@@ -59,7 +75,8 @@ class ClusterMember {
   // Membership changes, one at a time, each answered once this member applied it.
   // AddMember: `name` at `peer_address` joins as a learner, which the leader makes a voter once
   // its log caught up (Status shows when). kAlreadyExists for a name or address taken;
-  // kInvalidArgument for a bad one, or one off this machine without peer TLS.
+  // kInvalidArgument for a bad one, or one off this machine without peer TLS;
+  // kFailedPrecondition when this member has no peer port (it must be restarted with one).
   mentat::Status AddMember(const std::string& name, const std::string& peer_address);
   // kNotFound for no such member; kFailedPrecondition for the leader (transfer the leadership
   // first) and for the last voter.
@@ -84,6 +101,13 @@ class ClusterMember {
   };
   // The members as last applied (the state's record; before any, --initial-cluster).
   std::vector<Known> LoadMembers(bool* recorded = nullptr);
+  // Before the node starts: this member's name (checked against, or taken from, the one its
+  // database recorded) and, alone, its one-member `members` at its peer address. Sets
+  // `move_to_` when a cluster of one is to record a new peer address.
+  mentat::Status ResolveSelf();
+  // Alone, after the node started: records `move_to_` as this member's peer address through
+  // the log (a configuration change adding the voter it is already, which changes no vote).
+  mentat::Status MovePeerAddress();
   // On the node's thread: the record after `cc` (RaftNodeOptions::members_after).
   std::string MembersAfter(const AppliedConfChange& cc);
   // The peer port's peers follow the members; a member removed stops its node.
@@ -103,6 +127,7 @@ class ClusterMember {
 
   ClusterMemberOptions opts_;
   uint64_t id_ = 0;
+  std::optional<std::string> move_to_;  // ResolveSelf's, for MovePeerAddress
   std::unique_ptr<RocksStateMachine> state_;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftNode> node_;

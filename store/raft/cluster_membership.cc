@@ -48,6 +48,62 @@ std::vector<ClusterMember::Known> ClusterMember::LoadMembers(bool* recorded) {
 
 std::vector<ClusterMember::Known> ClusterMember::Members() { return LoadMembers(); }
 
+bool ClusterMember::SoleVoter() {
+  int voters = 0;
+  bool self = false;
+  for (const auto& m : LoadMembers()) {
+    if (m.learner) continue;
+    ++voters;
+    self = self || m.id == MemberId(opts_.name);
+  }
+  return voters == 1 && self;
+}
+
+mentat::Status ClusterMember::ResolveSelf() {
+  MT_ASSIGN_OR_RETURN(std::string recorded, state_->OwnName());
+  if (!recorded.empty() && recorded != opts_.name) {
+    if (!opts_.name_is_default) {
+      return FailedPrecondition("this data directory is member " + recorded + "'s, not " + opts_.name +
+                                "'s: start it with --name " + recorded + " (a member's name is its "
+                                "identity in the cluster's log), or give " + opts_.name + " a new data directory");
+    }
+    spdlog::info("cluster member {}: the name this data directory recorded (the host's is {})", recorded,
+                 opts_.name);
+    opts_.name = recorded;
+  }
+  if (recorded.empty()) MT_RETURN_IF_ERROR(state_->RecordOwnName(opts_.name));
+  if (!opts_.members.empty()) return {};  // --initial-cluster names every member
+  // Alone: this member at --peer-listen, else at the address its log recorded, else at none.
+  const uint64_t id = MemberId(opts_.name);
+  auto members = LoadMembers();
+  const Known* me = nullptr;
+  for (const auto& m : members) {
+    if (m.id == id) me = &m;
+  }
+  std::string address = opts_.peer_listen.empty() && me ? me->peer_address : opts_.peer_listen;
+  if (me && me->peer_address != address) {
+    if (members.size() > 1 && !opts_.force_new_cluster) {
+      return FailedPrecondition("member " + opts_.name + " has the peer address " + me->peer_address +
+                                " in its cluster of " + std::to_string(members.size()) +
+                                " members, who reach it there: only a cluster of one can move its "
+                                "peer address; start it with --peer-listen " + me->peer_address);
+    }
+    move_to_ = address;
+  }
+  opts_.members = {ClusterMemberSpec{opts_.name, address, id}};
+  opts_.peer_listen = address;
+  return {};
+}
+
+mentat::Status ClusterMember::MovePeerAddress() {
+  if (!move_to_) return {};
+  spdlog::info("cluster member {}: its peer address is now {}", opts_.name, move_to_->empty() ? "none" : *move_to_);
+  return WaitFor([&](std::function<void(mentat::Status)> done) {
+    node_->ProposeConfChange(ConfChangeType::kAddVoter, id_, {{"name", opts_.name}, {"peerURL", *move_to_}},
+                             std::move(done));
+  }, "recording the peer address " + *move_to_);
+}
+
 std::string ClusterMember::MembersAfter(const AppliedConfChange& cc) {
   std::map<uint64_t, Known> known;
   for (auto& m : LoadMembers()) known[m.id] = m;
@@ -143,6 +199,13 @@ mentat::Status ClusterMember::AddMember(const std::string& name, const std::stri
   std::lock_guard<std::mutex> change(change_mu_);
   MT_ASSIGN_OR_RETURN(auto parsed, ParseInitialCluster(name + "=" + peer_address, "member"));
   const ClusterMemberSpec& spec = parsed.front();
+  for (const auto& m : Members()) {
+    if (m.id == id_ && m.peer_address.empty()) {
+      return FailedPrecondition("member " + opts_.name + " has no peer port for " + name + " to reach it: "
+                                "restart it with --peer-listen HOST:PORT (an address the other members "
+                                "reach), then add " + name);
+    }
+  }
   if (opts_.tls.cert.empty() && !LoopbackHost(spec.peer_address)) {
     return InvalidArgument("member " + name + ": " + spec.peer_address + " is not a loopback address, and "
                            "this cluster has no peer TLS (--peer-cert-file ...) to let a member on "

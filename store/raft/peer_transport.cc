@@ -215,9 +215,10 @@ Result<std::unique_ptr<PeerTransport>> PeerTransport::Start(const PeerTransportO
   if (opts.cluster.empty() || opts.cluster.size() > kMaxClusterName) {
     return InvalidArgument("the cluster name must be 1 to 255 bytes");
   }
+  std::unique_ptr<PeerTransport> t(new PeerTransport(opts));
+  if (opts.listen.empty()) return t;  // dials out only (a cluster of one without a peer port)
   auto sa = ParseAddress(opts.listen);
   if (!sa) return std::unexpected(sa.error());
-  std::unique_ptr<PeerTransport> t(new PeerTransport(opts));
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Internal(std::string("peer listener: socket: ") + strerror(errno));
   int one = 1;
@@ -313,9 +314,11 @@ PeerLinkStats PeerTransport::Stats(uint64_t peer) {
 
 void PeerTransport::Stop() {
   if (stopping_.exchange(true)) return;
-  ::shutdown(listen_fd_, SHUT_RDWR);
-  if (acceptor_.joinable()) acceptor_.join();
-  ::close(listen_fd_);
+  if (listen_fd_ >= 0) {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();
+    ::close(listen_fd_);
+  }
   std::vector<uint64_t> ids;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -52,7 +52,8 @@ struct PeerTransportOptions {
   uint64_t self = 0;
   // Shared by the members: a hello naming another cluster is refused.
   std::string cluster = "mentat";
-  // host:port to listen on; port 0 picks a free one (port() says which).
+  // host:port to listen on; port 0 picks a free one (port() says which). "": no listener (a
+  // cluster of one without a peer port); peers added are still dialed.
   std::string listen = "127.0.0.1:0";
   size_t max_message = 64 << 20;
   // A peer's queue holds at most this many messages and bytes; past either, a message is lost.

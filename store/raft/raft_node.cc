@@ -32,6 +32,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::Start(const RaftNodeOptions& opts,
   MT_ASSIGN_OR_RETURN(node->core_, RaftCore::Start(cfg, persisted,
                                                    fresh ? opts.bootstrap_peers : std::vector<uint64_t>{}));
   node->nonce_ = BootNonce();
+  node->campaign_pending_ = opts.campaign_at_start;
   node->snapshot_index_ = static_cast<uint64_t>(state.AppliedIndex());
   if (!opts.snapshot_dir.empty()) {
     // What was staged before a restart is stale: the leader sends a newer one when needed.
@@ -121,6 +122,13 @@ std::string RaftNode::TakeLogs() {
 
 void RaftNode::Loop() {
   auto next_tick = Clock::now() + opts_.tick;
+  {
+    // A first pass at once: what the start committed is applied (and campaign_at_start leads)
+    // without waiting for a tick.
+    std::deque<std::string> none;
+    std::deque<std::pair<Proposal, ProposalDone>> no_proposals;
+    Step(none, no_proposals, {});
+  }
   for (;;) {
     std::deque<std::string> messages;
     std::deque<std::pair<Proposal, ProposalDone>> proposals;
@@ -204,22 +212,25 @@ void RaftNode::Step(std::deque<std::string>& messages,
   }
   ProposeWaiting();
   if (!reads.empty()) AskReads(std::move(reads));
-  while (auto rd = core_->Ready()) {
-    if (auto st = HandleReady(*rd); !st) {
-      // The log could not be saved: going on would acknowledge what is not durable. A stopped
-      // node leads nothing and knows no leader: its status says so, and its controllers stop
-      // (they would only fail), while the others elect a leader without it.
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        logs_ += "error " + st.error().message() + "; the node stops (restart the server)\n";
-        stopping_ = true;
-        leader_ = 0;
-        is_leader_ = false;
-        status_["leader"] = 0;
-        inbox_space_.notify_all();
+  // A campaign at start (a cluster of one) wins at once: its Readys go out in this same pass.
+  for (bool again = true; again; again = MaybeCampaign()) {
+    while (auto rd = core_->Ready()) {
+      if (auto st = HandleReady(*rd); !st) {
+        // The log could not be saved: going on would acknowledge what is not durable. A stopped
+        // node leads nothing and knows no leader: its status says so, and its controllers stop
+        // (they would only fail), while the others elect a leader without it.
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          logs_ += "error " + st.error().message() + "; the node stops (restart the server)\n";
+          stopping_ = true;
+          leader_ = 0;
+          is_leader_ = false;
+          status_["leader"] = 0;
+          inbox_space_.notify_all();
+        }
+        if (opts_.on_leader_change) opts_.on_leader_change();
+        return;
       }
-      if (opts_.on_leader_change) opts_.on_leader_change();
-      return;
     }
   }
   MaybeCompact();
@@ -260,7 +271,7 @@ Status RaftNode::HandleReady(RaftReady& rd) {
   // A snapshot is synced too, though the library's must_sync does not ask for it: this Ready's
   // messages acknowledge it, and a leader that counts it replicated must find it after a crash
   // (found by the simulation: store/raft/sim).
-  MT_RETURN_IF_ERROR(log_.Save(rd, rd.must_sync || rd.snapshot.has_value()));
+  MT_RETURN_IF_ERROR(log_.Save(rd, opts_.sync && (rd.must_sync || rd.snapshot.has_value())));
   for (auto& m : rd.messages) {
     if (m.type == kMsgSnap) {
       QueueSnapshot(std::move(m));
@@ -294,6 +305,19 @@ void RaftNode::ApplyEntry(const RaftEntry& e) {
   pending_.erase(it);
   if (!applied) return done(std::unexpected(applied.error()));
   done(std::move(p->changes));
+}
+
+bool RaftNode::MaybeCampaign() {
+  if (!campaign_pending_) return false;
+  Json status = core_->StatusJson();
+  if (status.value("applied", uint64_t{0}) < status.value("commit", uint64_t{0})) return false;
+  campaign_pending_ = false;
+  if (auto st = core_->Campaign(); !st) {
+    std::lock_guard<std::mutex> lock(mu_);
+    logs_ += "warning campaigning at start: " + st.error().message() + "\n";
+  }
+  status_stale_ = true;
+  return true;
 }
 
 void RaftNode::FailPendingOnLeaderChange() {

@@ -57,6 +57,13 @@ struct RaftNodeOptions {
   std::chrono::milliseconds tick{100};
   int election_ticks = 10;  // an election after 1 s without a leader
   int heartbeat_ticks = 1;
+  // For a node that is its configuration's only voter (a cluster of one): it campaigns as soon
+  // as it applied the entries committed before it started, and so leads at once, rather than
+  // after an election timeout (etcd advances its first election the same way). A node of a
+  // larger cluster leaves it off: its election would only disturb a leader already there.
+  bool campaign_at_start = false;
+  // false (--unsafe-no-fsync, for tests): a Ready's entries are never synced.
+  bool sync = true;
   std::chrono::milliseconds proposal_timeout{5000};
   std::chrono::milliseconds read_retry{300};
   // Messages from peers not yet taken by the node's thread: past this many bytes, Receive waits
@@ -188,6 +195,9 @@ class RaftNode {
   void MaybeCompact();
   std::string StagedPath(const std::string& id) const;
   void ProposeWaiting();
+  // campaign_at_start, once every entry committed at the start is applied (before that, the
+  // library refuses to campaign with configuration changes not yet applied). True when it did.
+  bool MaybeCampaign();
   void FailPendingOnLeaderChange();
   void ExpireProposals();
   // Read barriers (raft_node_reads.cc): asked of the core one confirmation at a time,
@@ -283,6 +293,7 @@ class RaftNode {
   bool status_stale_ = true;     // status_ wants refreshing (the node's thread only)
   bool leading_ = false;         // is_leader_, as the node's thread reads it without mu_
   uint64_t next_snapshot_ = 0;
+  bool campaign_pending_ = false;  // campaign_at_start not done yet (the node's thread only)
   std::thread thread_;
   std::thread snapshot_thread_;
 };

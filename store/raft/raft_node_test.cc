@@ -16,6 +16,7 @@
 
 #include "store/object_layer.h"
 #include "store/raft/testing/members.h"
+#include "store/raft/testing/objects.h"
 
 namespace mentat::raft {
 namespace {
@@ -23,11 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::WaitFor;
 
-Json Svc(const std::string& name, int count) {
-  return {{"kind", "Service"},
-          {"metadata", {{"name", name}, {"namespace", "default"}}},
-          {"spec", {{"driver", "exec"}, {"count", count}}}};
-}
+using testing::Svc;
 
 class ThreeMembers : public testing::Members, public ::testing::WithParamInterface<bool> {
  protected:

@@ -13,17 +13,14 @@
 #include <thread>
 
 #include "store/raft/testing/members.h"
+#include "store/raft/testing/objects.h"
 
 namespace mentat::raft {
 namespace {
 
 using namespace std::chrono_literals;
 
-Json Svc(const std::string& name, int count) {
-  return {{"kind", "Service"},
-          {"metadata", {{"name", name}, {"namespace", "default"}}},
-          {"spec", {{"driver", "exec"}, {"count", count}}}};
-}
+using testing::Svc;
 
 class ReplicatedStoreTest : public testing::Members {
  protected:
