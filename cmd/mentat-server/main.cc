@@ -198,18 +198,24 @@ int main(int argc, char** argv) {
   }
   auto backend = OpenBackend(f, so, std::chrono::seconds(30));
   if (!backend) return Fail(backend.error());
+  // From here a failure stops the member first, so that the reason is the last line printed
+  // (the member's own last lines come out as it stops).
+  auto fail = [&](const Error& e) {
+    (*backend)->Close();
+    return Fail(e);
+  };
   // A cluster of one leads at once: what it serves has the built-in profiles from the start.
   if ((*backend)->member().SoleVoter()) {
-    if (auto st = EnsureBuiltinProfiles((*backend)->store()); !st) return Fail(st.error());
+    if (auto st = EnsureBuiltinProfiles((*backend)->store()); !st) return fail(st.error());
   }
   Store* store = &(*backend)->store();
 
   auto artifacts = ArtifactStore::Open(f.data_dir + "/artifacts", uint64_t(f.max_artifact_mb) << 20);
-  if (!artifacts) return Fail(artifacts.error());
+  if (!artifacts) return fail(artifacts.error());
 
   // The server's identity toward agents (agent_keys.h): its secret stays with the store.
   auto agent_keys = AgentKeys::Open(f.data_dir + "/agent-secret");
-  if (!agent_keys) return Fail(agent_keys.error());
+  if (!agent_keys) return fail(agent_keys.error());
 
   ApiServerOptions ao;
   ao.agent_keys = agent_keys->get();
@@ -237,17 +243,17 @@ int main(int argc, char** argv) {
   ao.metrics = [&controllers, c = &(*backend)->compactor()] { return ControllerMetrics(controllers, *c); };
   ApiServer api(store, ao);
   auto bound = api.Start();
-  if (!bound) return Fail(bound.error());
+  if (!bound) return fail(bound.error());
 
   AddControllers(controllers, f, **backend, artifacts->get());
-  if (auto st = controllers.Start(); !st) return Fail(st.error());
+  if (auto st = controllers.Start(); !st) return fail(st.error());
 
   std::unique_ptr<Agent> agent;
   std::string url = std::string(f.tls_cert.empty() ? "http" : "https") + "://" + ao.host + ":" +
                     std::to_string(*bound);
   if (f.dev) {
     auto a = StartDevAgent(f, url);
-    if (!a) return Fail(a.error());
+    if (!a) return fail(a.error());
     agent = std::move(*a);
   }
   const Json members = (*backend)->ClusterStatus().value("members", Json::array());
