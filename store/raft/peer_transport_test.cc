@@ -295,7 +295,7 @@ TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack
   // Sends fail while it is down: the sender hears the peer is unreachable, and nothing blocks.
   ASSERT_TRUE(WaitFor([&] {
     a->Send(To(2, "lost"));
-    return in1.HeardUnreachable(2);
+    return in1.HeardUnreachable(2) && a->Stats(2).dropped > 0;
   }, 10s));
   b = Member(2, &in2b, port);  // back, on the same port
   ASSERT_TRUE(b);
@@ -309,7 +309,6 @@ TEST_F(PeerTransportTest, APeerThatIsDownIsReportedAndGetsWhatIsSentOnceItIsBack
     return false;
   }, 10s));
   EXPECT_GE(a->Stats(2).dials, 2u);
-  EXPECT_GT(a->Stats(2).dropped, 0u);
 }
 
 // A peer that takes nothing (here a socket that never accepts: the dial waits for the hello's
