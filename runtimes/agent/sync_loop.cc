@@ -131,6 +131,11 @@ Status Agent::Reconcile(const std::string& key) {
   if (start_now) {
     MT_RETURN_IF_ERROR(StartTask(key, alloc, *spec, lock));
     if (!tasks_.count(key)) return {};  // stopped while it started
+  } else if (!t.running && t.restart_pending) {
+    // Not due yet: every pass asks for the wake-up again. The queue keeps one deadline per key,
+    // the earliest, so the restart's own request can have been swallowed by a sooner one (a
+    // rate-limited retry) that ran this pass early; without this the restart never came.
+    queue_.AddAfter(key, t.restart_at - std::chrono::steady_clock::now());
   }
   return ReportStatus(key, alloc, lock);
 }
