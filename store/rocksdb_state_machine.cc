@@ -404,6 +404,38 @@ void RocksStateMachine::WhenDurable(int64_t rev, std::function<void(Status)> don
   done(status);
 }
 
+std::vector<RocksStateMachine::Completion> RocksStateMachine::PublishDurableLocked(int64_t target) {
+  // Publish in revision order, under sync_mu_ so that Watch never sees an event both in the
+  // log it replays and in publication.
+  std::deque<WatchEventPtr> events;
+  {
+    std::lock_guard<std::mutex> p(pending_mu_);
+    while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
+      events.push_back(std::move(pending_events_.front()));
+      pending_events_.pop_front();
+    }
+  }
+  for (const auto& ev : events) watches_.Publish(ev);
+  durable_revision_ = std::max(durable_revision_, target);  // an installed image may be past it
+  std::vector<Completion> ready;
+  auto later = std::partition(completions_.begin(), completions_.end(),
+                              [&](const Completion& c) { return c.revision > target; });
+  std::move(later, completions_.end(), std::back_inserter(ready));
+  completions_.erase(later, completions_.end());
+  return ready;
+}
+
+void RocksStateMachine::MarkDurable(int64_t revision) {
+  std::vector<Completion> ready;
+  {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    if (sync_error_) return;  // nothing is published after a failed sync
+    ready = PublishDurableLocked(revision);
+    durable_cv_.notify_all();
+  }
+  for (auto& c : ready) c.done(Status());
+}
+
 void RocksStateMachine::SyncLoop() {
   std::unique_lock<std::mutex> lock(sync_mu_);
   for (;;) {
@@ -431,22 +463,7 @@ void RocksStateMachine::SyncLoop() {
       }
       ready.swap(completions_);
     } else {
-      // Publish in revision order, under sync_mu_ so that Watch never sees an event both in
-      // the log it replays and in publication.
-      std::deque<WatchEventPtr> events;
-      {
-        std::lock_guard<std::mutex> p(pending_mu_);
-        while (!pending_events_.empty() && pending_events_.front()->revision <= target) {
-          events.push_back(std::move(pending_events_.front()));
-          pending_events_.pop_front();
-        }
-      }
-      for (const auto& ev : events) watches_.Publish(ev);
-      durable_revision_ = std::max(durable_revision_, target);  // an installed image may be past it
-      auto later = std::partition(completions_.begin(), completions_.end(),
-                                  [&](const Completion& c) { return c.revision > target; });
-      std::move(later, completions_.end(), std::back_inserter(ready));
-      completions_.erase(later, completions_.end());
+      ready = PublishDurableLocked(target);
     }
     durable_cv_.notify_all();
     Status status;
@@ -459,7 +476,19 @@ void RocksStateMachine::SyncLoop() {
 
 Result<StateMachine::Applied> RocksStateMachine::ApplyAt(int64_t index,
                                                          std::vector<Change>& changes) {
-  std::lock_guard<std::mutex> lock(write_mu_);
+  Result<Applied> applied = [&] {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return ApplyLocked(index, changes);
+  }();
+  // Outside write_mu_: the sync thread takes sync_mu_ before write_mu_.
+  if (applied && index != kLocalWrite && applied->last_revision > 0) {
+    MarkDurable(applied->last_revision);
+  }
+  return applied;
+}
+
+Result<StateMachine::Applied> RocksStateMachine::ApplyLocked(int64_t index,
+                                                             std::vector<Change>& changes) {
   if (index != kLocalWrite && index <= applied_index_) {
     return Applied{};  // already applied: a replay after restart
   }

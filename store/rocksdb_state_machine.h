@@ -9,10 +9,11 @@
 //            "member-name" -> the name of the member this database is (ClusterMember)
 //   raft:    the replicated log's own entries and state (store/raft/rocks_raft_log.h), in the
 //            same database so that one WAL sync makes both durable
-// Every batch is one WriteBatch, each change at the next revision of its own. It counts as
-// durable only once its WAL record is synced: a sync thread flushes and fsyncs the WAL once for
-// every batch that arrived meanwhile (group commit), then publishes their watch events and
-// completes their waiters.
+// Every batch is one WriteBatch, each change at the next revision of its own. A local write
+// counts as durable only once its WAL record is synced: a sync thread flushes and fsyncs the WAL
+// once for every batch that arrived meanwhile (group commit), then publishes their watch events
+// and completes their waiters. A write at a replicated log's index is durable as soon as it is
+// written (its entry, synced before it was applied, replays it) and is published at once.
 #pragma once
 
 #include <chrono>
@@ -119,9 +120,19 @@ class RocksStateMachine : public StateMachine {
   // errors say `what` was being done.
   Result<std::string> GetMeta(const char* key, const char* what);
   Status PutMetaSynced(const char* key, const std::string& value, const char* what);
+  struct Completion {
+    int64_t revision;
+    std::function<void(Status)> done;
+  };
   // The group committer: flushes and syncs the WAL for every revision written so far, publishes
   // their events in revision order, then completes their waiters.
   void SyncLoop();
+  // Under sync_mu_: every revision up to `target` is durable; publishes their events and
+  // returns the waiters to complete (outside the lock).
+  std::vector<Completion> PublishDurableLocked(int64_t target);
+  // A write at a log index: durable through the log (ApplyAt), published at once.
+  void MarkDurable(int64_t revision);
+  Result<Applied> ApplyLocked(int64_t index, std::vector<Change>& changes);
 
   StateMachineOptions opts_;
   rocksdb::DB* db_ = nullptr;
@@ -138,10 +149,6 @@ class RocksStateMachine : public StateMachine {
   std::string broken_reason_;
 
   // Group commit.
-  struct Completion {
-    int64_t revision;
-    std::function<void(Status)> done;
-  };
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;     // wakes the sync thread
   std::condition_variable durable_cv_;  // wakes writers waiting in WaitDurable

@@ -92,8 +92,11 @@ class StateMachine : public ObjectReader, public Compactor, public Snapshotter {
   // at `index` is written together with that index, and an index at or below AppliedIndex() is
   // skipped, so replaying a log after a crash is safe; an entry with no changes advances the
   // applied index only. kLocalWrite is always applied and leaves the applied index alone.
-  // The batch is written but not yet durable: nobody hears of it (no watch event) until
-  // WaitDurable or WhenDurable says its last revision is. Internal once a sync has failed.
+  // A local write is written but not yet durable: nobody hears of it (no watch event) until
+  // WaitDurable or WhenDurable says its last revision is. A write at a log index is durable
+  // when it returns: the replicated log, synced before any of its entries is applied, replays
+  // it after a crash (the state's own WAL sync would be a second fsync per write for nothing),
+  // so its events are published at once. Internal once a sync has failed.
   virtual Result<Applied> ApplyAt(int64_t index, std::vector<Change>& changes) = 0;
   // The revision the next applied change will take; Internal once writes are refused (a sync
   // failed). A dry run shows it without applying anything.

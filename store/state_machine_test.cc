@@ -122,6 +122,34 @@ TEST(StateMachineTest, ApplyAtPublishesEventsAtTheRevisionsItGives) {
   EXPECT_FALSE((*sm->Find(KeyOf(Svc("x", 1)))).has_value());
 }
 
+// A write at a log index is durable through the log that replays it: its event is out and its
+// waiters complete without a sync of the state's own. A local write waits for its sync.
+TEST(StateMachineTest, AWriteAtALogIndexIsPublishedAtOnceALocalOneAfterItsSync) {
+  auto sm = OpenStateMachine(TestDir("published"));
+  ASSERT_TRUE(sm);
+  auto w = sm->Watch("Service", 0);
+  ASSERT_TRUE(w);
+  std::vector<Change> local = {{KeyOf(Svc("local", 1)), EventType::kAdded, Svc("local", 1)}};
+  auto applied = sm->ApplyAt(StateMachine::kLocalWrite, local);
+  ASSERT_TRUE(applied);
+  auto none = (*w)->Next(200ms);
+  EXPECT_TRUE(none && !none->has_value()) << "a local write was published before its sync";
+  ASSERT_TRUE(sm->WaitDurable(applied->last_revision));
+  auto ev = (*w)->Next(2s);
+  ASSERT_TRUE(ev && ev->has_value());
+  EXPECT_EQ((**ev)->revision, 1);
+
+  std::vector<Change> logged = {{KeyOf(Svc("logged", 1)), EventType::kAdded, Svc("logged", 1)}};
+  applied = sm->ApplyAt(5, logged);
+  ASSERT_TRUE(applied);
+  ev = (*w)->Next(0ms);
+  ASSERT_TRUE(ev && ev->has_value()) << "a write at a log index waited for a sync";
+  EXPECT_EQ((**ev)->revision, 2);
+  bool done = false;
+  sm->WhenDurable(applied->last_revision, [&](Status st) { done = st.has_value(); });
+  EXPECT_TRUE(done) << "WhenDurable did not complete at once";
+}
+
 TEST(StateMachineTest, TheSameBatchesOnTwoFreshStateMachinesGiveTheSameState) {
   auto leader = OpenStateMachine(TestDir("leader"));
   auto follower = OpenStateMachine(TestDir("follower"));
@@ -304,7 +332,7 @@ TEST(StateMachineTest, AFullDiskFailsWritesWithoutTakingTheProcessDown) {
     auto sm = OpenStateMachine(dir + "/store");
     ASSERT_TRUE(sm);
     std::vector<Change> before = {{KeyOf(Svc("before", 1)), EventType::kAdded, Svc("before", 1)}};
-    ASSERT_EQ(ApplyDurably(*sm, 1, before), 1);
+    ASSERT_EQ(ApplyDurably(*sm, StateMachine::kLocalWrite, before), 1);
     int fd = ::open((dir + "/fill").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     ASSERT_GE(fd, 0);
     const std::string zeros(1 << 16, '\0');
@@ -317,14 +345,15 @@ TEST(StateMachineTest, AFullDiskFailsWritesWithoutTakingTheProcessDown) {
     for (int i = 0; failed && i < 100; ++i) {
       const Json svc = Svc("s" + std::to_string(i), i);
       std::vector<Change> more = {{KeyOf(svc), EventType::kAdded, svc}};
-      auto applied = sm->ApplyAt(2 + i, more);
+      // Local writes: a write at a log index is durable through the log, which syncs it.
+      auto applied = sm->ApplyAt(StateMachine::kLocalWrite, more);
       failed = applied ? sm->WaitDurable(applied->last_revision) : Status(std::unexpected(applied.error()));
     }
     ASSERT_FALSE(failed) << "100 writes were synced on a full disk";
     EXPECT_NE(failed.error().message().find("No space left on device"), std::string::npos)
         << failed.error().message();
     std::vector<Change> after = {{KeyOf(Svc("after", 1)), EventType::kAdded, Svc("after", 1)}};
-    EXPECT_FALSE(sm->ApplyAt(200, after));
+    EXPECT_FALSE(sm->ApplyAt(StateMachine::kLocalWrite, after));
     std::filesystem::remove(dir + "/fill");
   }
   auto sm = OpenStateMachine(dir + "/store");

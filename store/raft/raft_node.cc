@@ -282,8 +282,6 @@ Status RaftNode::HandleReady(RaftReady& rd) {
   ConfirmReads(rd.read_states);
   for (const auto& e : rd.committed) ApplyEntry(e);
   ReleaseReads();
-  // What was applied is published to watches once durable: ask for it, whoever proposed it.
-  if (!rd.committed.empty()) state_.WhenDurable(state_.CurrentRevision(), [](mentat::Status) {});
   return core_->Advance();
 }
 

@@ -55,12 +55,22 @@ Status RocksRaftLog::Save(const RaftReady& rd, bool sync) {
     batch.DeleteRange(cf_, EntryKey(0), EntryKey(rd.snapshot->index + 1));
   }
   if (!rd.entries.empty()) {
-    batch.DeleteRange(cf_, EntryKey(rd.entries.front().index), EntriesEnd());
+    if (!last_index_) {
+      MT_ASSIGN_OR_RETURN(last_index_, LastIndex());
+    }
+    // Only a tail that the new entries do not overwrite one by one needs deleting.
+    if (rd.entries.back().index < *last_index_) {
+      batch.DeleteRange(cf_, EntryKey(rd.entries.back().index + 1), EntriesEnd());
+    }
     for (const auto& e : rd.entries) batch.Put(cf_, EntryKey(e.index), e.raw);
   }
   if (batch.Count() == 0) return {};
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
-  if (!s.ok()) return RocksError("writing", s);
+  if (!s.ok()) {
+    last_index_.reset();  // read again from disk next time
+    return RocksError("writing", s);
+  }
+  if (!rd.entries.empty()) last_index_ = rd.entries.back().index;
   if (sync) {
     // The store runs with manual WAL flushes (group commit): flush and sync here.
     s = db_->FlushWAL(/*sync=*/true);
@@ -85,6 +95,7 @@ Status RocksRaftLog::Replace(const PersistedRaftState& state) {
   batch.Put(cf_, kSnapshot, state.snapshot);
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
   if (s.ok()) s = db_->FlushWAL(/*sync=*/true);
+  last_index_.reset();
   if (!s.ok()) return RocksError("replacing the log", s);
   return {};
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "apis/error.h"
 #include "store/raft/raft_core.h"
@@ -29,7 +30,9 @@ class RocksRaftLog {
   Result<PersistedRaftState> Load();
   // A Ready's hard state, snapshot and entries: entries at and after the first new index
   // replace what was there (a new leader's log wins); a snapshot drops the entries it covers.
-  // Synced (the WAL, with everything written before it) when `sync`.
+  // Synced (the WAL, with everything written before it) when `sync`. Entries that only extend
+  // the log (the usual case) are written without a range deletion: a tombstone per Ready made
+  // every memtable switch fragment thousands of them.
   Status Save(const RaftReady& rd, bool sync);
   // After RaftCore::Compact, the disk follows: `snapshot` is saved and the entries up to
   // `compact_to` (at most the snapshot's index) go. Not synced: losing it in a crash only keeps
@@ -44,6 +47,9 @@ class RocksRaftLog {
  private:
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
+  // The last entry's index on disk, once read (LastIndex) and then kept by Save and Replace;
+  // only the node's thread saves.
+  std::optional<uint64_t> last_index_;
 };
 
 }  // namespace mentat::raft

@@ -112,6 +112,32 @@ TEST(RocksRaftLog, NewEntriesReplaceTheTailFromTheirFirstIndex) {
   EXPECT_EQ(*db.log->LastIndex(), 3u);
 }
 
+// The last index is read from disk once and then kept: after a reopen, a shorter overwrite
+// still drops the old tail, and entries that only extend the log keep everything before them.
+TEST(RocksRaftLog, AReopenedLogStillDropsAConflictingTailAndKeepsWhatItExtends) {
+  std::string dir = TempDir();
+  {
+    Opened db = Open(dir);
+    RaftReady rd;
+    for (uint64_t i = 1; i <= 5; ++i) rd.entries.push_back(Fake(i, "old" + std::to_string(i)));
+    ASSERT_TRUE(db.log->Save(rd, true));
+  }
+  Opened db = Open(dir);
+  RaftReady extend;
+  extend.entries.push_back(Fake(6, "old6"));
+  ASSERT_TRUE(db.log->Save(extend, true));
+  RaftReady newer;
+  newer.entries = {Fake(2, "new2"), Fake(3, "new3")};
+  ASSERT_TRUE(db.log->Save(newer, true));
+  RaftReady after;
+  after.entries.push_back(Fake(4, "new4"));
+  ASSERT_TRUE(db.log->Save(after, true));
+  auto state = db.log->Load();
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->entries, (std::vector<std::string>{"old1", "new2", "new3", "new4"}));
+  EXPECT_EQ(*db.log->LastIndex(), 4u);
+}
+
 TEST(RocksRaftLog, ACompactionKeepsTheSnapshotAndTheEntriesAfterIt) {
   std::string dir = TempDir();
   {
