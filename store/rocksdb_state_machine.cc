@@ -393,6 +393,8 @@ void RocksStateMachine::WhenDurable(int64_t rev, std::function<void(Status)> don
     std::lock_guard<std::mutex> lock(sync_mu_);
     if (durable_revision_ < rev && !sync_error_) {
       completions_.push_back({rev, std::move(done)});
+      // Written at a log index: PublishApplied completes it, no sync needed.
+      if (rev <= logged_revision_) return;
       if (rev > requested_revision_) {
         requested_revision_ = rev;
         sync_cv_.notify_one();
@@ -425,12 +427,12 @@ std::vector<RocksStateMachine::Completion> RocksStateMachine::PublishDurableLock
   return ready;
 }
 
-void RocksStateMachine::MarkDurable(int64_t revision) {
+void RocksStateMachine::PublishApplied() {
   std::vector<Completion> ready;
   {
     std::lock_guard<std::mutex> lock(sync_mu_);
-    if (sync_error_) return;  // nothing is published after a failed sync
-    ready = PublishDurableLocked(revision);
+    if (sync_error_ || logged_revision_ <= durable_revision_) return;
+    ready = PublishDurableLocked(logged_revision_);
     durable_cv_.notify_all();
   }
   for (auto& c : ready) c.done(Status());
@@ -480,9 +482,10 @@ Result<StateMachine::Applied> RocksStateMachine::ApplyAt(int64_t index,
     std::lock_guard<std::mutex> lock(write_mu_);
     return ApplyLocked(index, changes);
   }();
-  // Outside write_mu_: the sync thread takes sync_mu_ before write_mu_.
   if (applied && index != kLocalWrite && applied->last_revision > 0) {
-    MarkDurable(applied->last_revision);
+    // Outside write_mu_: the sync thread takes sync_mu_ before write_mu_.
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    logged_revision_ = std::max(logged_revision_, applied->last_revision);
   }
   return applied;
 }

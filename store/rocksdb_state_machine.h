@@ -13,7 +13,8 @@
 // counts as durable only once its WAL record is synced: a sync thread flushes and fsyncs the WAL
 // once for every batch that arrived meanwhile (group commit), then publishes their watch events
 // and completes their waiters. A write at a replicated log's index is durable as soon as it is
-// written (its entry, synced before it was applied, replays it) and is published at once.
+// written (its entry, synced before it was applied, replays it): no sync of its own, and its
+// events go out when the node publishes what it applied (PublishApplied, once per batch).
 #pragma once
 
 #include <chrono>
@@ -50,6 +51,7 @@ class RocksStateMachine : public StateMachine {
   Result<int64_t> NextRevision() override;
   Status WaitDurable(int64_t revision) override;
   void WhenDurable(int64_t revision, std::function<void(Status)> done) override;
+  void PublishApplied() override;
   int64_t CurrentRevision() override;
   int64_t AppliedIndex() override;
 
@@ -130,8 +132,6 @@ class RocksStateMachine : public StateMachine {
   // Under sync_mu_: every revision up to `target` is durable; publishes their events and
   // returns the waiters to complete (outside the lock).
   std::vector<Completion> PublishDurableLocked(int64_t target);
-  // A write at a log index: durable through the log (ApplyAt), published at once.
-  void MarkDurable(int64_t revision);
   Result<Applied> ApplyLocked(int64_t index, std::vector<Change>& changes);
 
   StateMachineOptions opts_;
@@ -155,6 +155,7 @@ class RocksStateMachine : public StateMachine {
   // Both count revisions; a batch's waiters wait for its last one.
   int64_t requested_revision_ = 0;       // highest revision a writer waits for
   int64_t durable_revision_ = 0;         // last revision known to be on disk and published
+  int64_t logged_revision_ = 0;          // last written at a log index (durable through the log)
   std::vector<Completion> completions_;  // asynchronous waiters not yet durable
   bool stopping_sync_ = false;
   std::optional<std::string> sync_error_;

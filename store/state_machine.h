@@ -95,8 +95,9 @@ class StateMachine : public ObjectReader, public Compactor, public Snapshotter {
   // A local write is written but not yet durable: nobody hears of it (no watch event) until
   // WaitDurable or WhenDurable says its last revision is. A write at a log index is durable
   // when it returns: the replicated log, synced before any of its entries is applied, replays
-  // it after a crash (the state's own WAL sync would be a second fsync per write for nothing),
-  // so its events are published at once. Internal once a sync has failed.
+  // it after a crash (the state's own WAL sync would be a second fsync per write for nothing);
+  // its events go out and its WhenDurable waiters complete at the next PublishApplied.
+  // Internal once a sync has failed.
   virtual Result<Applied> ApplyAt(int64_t index, std::vector<Change>& changes) = 0;
   // The revision the next applied change will take; Internal once writes are refused (a sync
   // failed). A dry run shows it without applying anything.
@@ -107,6 +108,10 @@ class StateMachine : public ObjectReader, public Compactor, public Snapshotter {
   // Runs `done` once `revision` is durable, on the state machine's own thread (it must only
   // hand the result on), or at once on the caller's when it already is or never will be.
   virtual void WhenDurable(int64_t revision, std::function<void(Status)> done) = 0;
+  // Publishes every write applied at a log index so far (watch events in revision order) and
+  // completes their WhenDurable waiters. The replicated node calls it once per batch it
+  // applied: watchers and waiters are woken once a batch, not once a write.
+  virtual void PublishApplied() = 0;
 
   // The last revision written: the end of the latest batch.
   virtual int64_t CurrentRevision() = 0;

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -122,9 +124,10 @@ TEST(StateMachineTest, ApplyAtPublishesEventsAtTheRevisionsItGives) {
   EXPECT_FALSE((*sm->Find(KeyOf(Svc("x", 1)))).has_value());
 }
 
-// A write at a log index is durable through the log that replays it: its event is out and its
-// waiters complete without a sync of the state's own. A local write waits for its sync.
-TEST(StateMachineTest, AWriteAtALogIndexIsPublishedAtOnceALocalOneAfterItsSync) {
+// A write at a log index is durable through the log that replays it: its event goes out and its
+// waiters complete when the node publishes its batch, without a sync of the state's own. A
+// local write waits for its sync.
+TEST(StateMachineTest, WritesAtLogIndexesArePublishedByTheBatchALocalOneAfterItsSync) {
   auto sm = OpenStateMachine(TestDir("published"));
   ASSERT_TRUE(sm);
   auto w = sm->Watch("Service", 0);
@@ -139,15 +142,22 @@ TEST(StateMachineTest, AWriteAtALogIndexIsPublishedAtOnceALocalOneAfterItsSync) 
   ASSERT_TRUE(ev && ev->has_value());
   EXPECT_EQ((**ev)->revision, 1);
 
+  // Two writes at log indexes: out together when the node publishes its batch.
   std::vector<Change> logged = {{KeyOf(Svc("logged", 1)), EventType::kAdded, Svc("logged", 1)}};
-  applied = sm->ApplyAt(5, logged);
+  std::vector<Change> more = {{KeyOf(Svc("more", 1)), EventType::kAdded, Svc("more", 1)}};
+  ASSERT_TRUE(sm->ApplyAt(5, logged));
+  applied = sm->ApplyAt(6, more);
   ASSERT_TRUE(applied);
-  ev = (*w)->Next(0ms);
-  ASSERT_TRUE(ev && ev->has_value()) << "a write at a log index waited for a sync";
-  EXPECT_EQ((**ev)->revision, 2);
-  bool done = false;
+  std::atomic<bool> done = false;
   sm->WhenDurable(applied->last_revision, [&](Status st) { done = st.has_value(); });
-  EXPECT_TRUE(done) << "WhenDurable did not complete at once";
+  EXPECT_FALSE(done);
+  sm->PublishApplied();
+  EXPECT_TRUE(done) << "PublishApplied did not complete the waiter";
+  for (int64_t rev : {2, 3}) {
+    ev = (*w)->Next(0ms);
+    ASSERT_TRUE(ev && ev->has_value()) << "revision " << rev << " was not published";
+    EXPECT_EQ((**ev)->revision, rev);
+  }
 }
 
 TEST(StateMachineTest, TheSameBatchesOnTwoFreshStateMachinesGiveTheSameState) {

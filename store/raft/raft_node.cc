@@ -281,6 +281,7 @@ Status RaftNode::HandleReady(RaftReady& rd) {
   }
   ConfirmReads(rd.read_states);
   for (const auto& e : rd.committed) ApplyEntry(e);
+  if (!rd.committed.empty()) state_.PublishApplied();
   ReleaseReads();
   return core_->Advance();
 }
