@@ -128,14 +128,98 @@ func (r *reader) bytes() []byte {
 	return v
 }
 
-type writer struct{ b []byte }
+// writer lays bytes out, or (counting) only adds up how many it would: a Ready is counted
+// first, then written straight into the C buffer it is handed out in, with no Go copy of it
+// (at 64 clients a Ready holds ~100 KB; building it in Go each time kept the collector busy).
+type writer struct {
+	b        []byte
+	counting bool
+	n        int
+}
 
-func (w *writer) u8(v uint8)   { w.b = append(w.b, v) }
-func (w *writer) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
-func (w *writer) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
+func (w *writer) u8(v uint8) {
+	if w.counting {
+		w.n++
+		return
+	}
+	w.b = append(w.b, v)
+}
+
+func (w *writer) u32(v uint32) {
+	if w.counting {
+		w.n += 4
+		return
+	}
+	w.b = binary.LittleEndian.AppendUint32(w.b, v)
+}
+
+func (w *writer) u64(v uint64) {
+	if w.counting {
+		w.n += 8
+		return
+	}
+	w.b = binary.LittleEndian.AppendUint64(w.b, v)
+}
+
 func (w *writer) bytes(v []byte) {
 	w.u32(uint32(len(v)))
+	if w.counting {
+		w.n += len(v)
+		return
+	}
 	w.b = append(w.b, v...)
+}
+
+type sizedMarshaler interface {
+	Size() int
+	MarshalTo([]byte) (int, error)
+}
+
+// proto writes m's protobuf encoding as bytes, marshalled in place.
+func (w *writer) proto(m sizedMarshaler) {
+	n := m.Size()
+	w.u32(uint32(n))
+	if w.counting {
+		w.n += n
+		return
+	}
+	start := len(w.b)
+	if cap(w.b)-start < n {
+		w.b = append(w.b, make([]byte, n)...)
+	} else {
+		w.b = w.b[:start+n]
+	}
+	if _, err := m.MarshalTo(w.b[start:]); err != nil {
+		panic(fmt.Sprintf("raftshim: marshal: %v", err)) // only on a programming error
+	}
+}
+
+// toC lays out what encode writes in one malloc'd buffer for C: counted, then written in place.
+func toC(encode func(w *writer), out **C.char, n *C.size_t) {
+	count := &writer{counting: true}
+	encode(count)
+	size := count.n
+	base := C.malloc(C.size_t(size + 1)) // never NULL-sized
+	buf := unsafe.Slice((*byte)(base), size+1)[:0:size]
+	w := &writer{b: buf}
+	encode(w)
+	if len(w.b) != size || (size > 0 && unsafe.Pointer(&w.b[0]) != base) {
+		// The count was wrong and append moved the bytes to Go memory: copy them over.
+		C.free(base)
+		cBytes(w.b, out, n)
+		return
+	}
+	*out = (*C.char)(base)
+	*n = C.size_t(size)
+}
+
+// cView is C memory seen as a Go slice, without a copy; valid while the caller's buffer is.
+// Only for what is unmarshalled (the generated code copies every bytes field it keeps).
+func cView(p *C.char, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
 }
 
 func marshal(m interface{ Marshal() ([]byte, error) }) []byte {
@@ -156,7 +240,7 @@ func putEntries(w *writer, ents []pb.Entry) {
 		w.u64(e.Term)
 		w.u32(uint32(e.Type))
 		w.bytes(e.Data)
-		w.bytes(marshal(e))
+		w.proto(e)
 	}
 }
 
@@ -417,7 +501,7 @@ func raftshim_step(h C.uint64_t, msg *C.char, n C.size_t) C.int {
 		return errNoHandle
 	}
 	var m pb.Message
-	if err := m.Unmarshal(goBytes(msg, n)); err != nil {
+	if err := m.Unmarshal(cView(msg, n)); err != nil {
 		setError(uint64(h), err)
 		return errInvalid
 	}
@@ -502,7 +586,11 @@ func raftshim_ready(h C.uint64_t, out **C.char, outLen *C.size_t) C.int {
 	}
 	rd := n.rn.Ready()
 	n.ready = &rd
-	w := &writer{}
+	toC(func(w *writer) { putReady(w, &rd) }, out, outLen)
+	return 1
+}
+
+func putReady(w *writer, rd *raft.Ready) {
 	if rd.SoftState != nil {
 		w.u8(1)
 		w.u64(rd.SoftState.Lead)
@@ -516,7 +604,7 @@ func raftshim_ready(h C.uint64_t, out **C.char, outLen *C.size_t) C.int {
 		w.bytes(nil)
 		w.u64(0)
 	} else {
-		w.bytes(marshal(&rd.HardState))
+		w.proto(&rd.HardState)
 		w.u64(rd.HardState.Commit)
 	}
 	w.u32(uint32(len(rd.ReadStates)))
@@ -531,7 +619,7 @@ func raftshim_ready(h C.uint64_t, out **C.char, outLen *C.size_t) C.int {
 		w.u64(0)
 		w.bytes(nil)
 	} else {
-		w.bytes(marshal(&rd.Snapshot))
+		w.proto(&rd.Snapshot)
 		w.u64(rd.Snapshot.Metadata.Index)
 		w.u64(rd.Snapshot.Metadata.Term)
 		w.bytes(rd.Snapshot.Data)
@@ -542,15 +630,13 @@ func raftshim_ready(h C.uint64_t, out **C.char, outLen *C.size_t) C.int {
 		m := &rd.Messages[i]
 		w.u64(m.To)
 		w.u32(uint32(m.Type))
-		w.bytes(marshal(m))
+		w.proto(m)
 	}
 	if rd.MustSync {
 		w.u8(1)
 	} else {
 		w.u8(0)
 	}
-	cBytes(w.b, out, outLen)
-	return 1
 }
 
 // raftshim_advance: the last Ready is persisted, sent and applied. Its snapshot, hard state
