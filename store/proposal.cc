@@ -22,7 +22,8 @@ Result<EventType> TypeFrom(const Json& j) {
   return static_cast<EventType>(t);
 }
 
-Result<Proposal> FromJson(const Json& j) {
+// Takes the objects out of `j` (moved, not copied).
+Result<Proposal> FromJson(Json& j) {
   if (!j.is_object() || !j.value("id", Json()).is_string() || !j.value("reads", Json()).is_array() ||
       !j.value("changes", Json()).is_array()) {
     return InvalidArgument("proposal: not an object with id, reads and changes");
@@ -36,13 +37,13 @@ Result<Proposal> FromJson(const Json& j) {
     MT_ASSIGN_OR_RETURN(ObjectKey key, KeyFrom(r[0]));
     p.reads.push_back({std::move(key), r[1].get<int64_t>()});
   }
-  for (const auto& c : j["changes"]) {
+  for (auto& c : j["changes"]) {
     if (!c.is_object() || !c.contains("key") || !c.contains("type") || !c.contains("object")) {
       return InvalidArgument("proposal: a change is not {key, type, object}");
     }
     MT_ASSIGN_OR_RETURN(ObjectKey key, KeyFrom(c["key"]));
     MT_ASSIGN_OR_RETURN(EventType type, TypeFrom(c["type"]));
-    p.changes.push_back(Change{std::move(key), type, c["object"], ""});
+    p.changes.push_back(Change{std::move(key), type, std::move(c["object"]), ""});
   }
   return p;
 }
@@ -50,13 +51,19 @@ Result<Proposal> FromJson(const Json& j) {
 }  // namespace
 
 std::string EncodeProposal(const Proposal& p) {
+  // Written out piece by piece: wrapping each object in a document first would copy it.
   Json reads = Json::array();
   for (const auto& r : p.reads) reads.push_back(Json::array({KeyJson(r.key), r.resource_version}));
-  Json changes = Json::array();
-  for (const auto& c : p.changes) {
-    changes.push_back({{"key", KeyJson(c.key)}, {"type", static_cast<int>(c.type)}, {"object", c.object}});
+  std::string out = "{\"changes\":[";
+  for (size_t i = 0; i < p.changes.size(); ++i) {
+    const Change& c = p.changes[i];
+    if (i > 0) out += ',';
+    out += "{\"key\":" + KeyJson(c.key).dump() + ",\"object\":";
+    out += c.object.dump();
+    out += ",\"type\":" + std::to_string(static_cast<int>(c.type)) + "}";
   }
-  return Json{{"id", p.id}, {"reads", std::move(reads)}, {"changes", std::move(changes)}}.dump();
+  out += "],\"id\":" + Json(p.id).dump() + ",\"reads\":" + reads.dump() + "}";
+  return out;
 }
 
 Result<Proposal> DecodeProposal(std::string_view bytes) {

@@ -69,6 +69,13 @@ TEST(Proposal, EncodesAndDecodesEveryField) {
   ASSERT_EQ(back->changes.size(), 2u);
   EXPECT_EQ(back->changes[1].type, EventType::kDeleted);
   EXPECT_EQ(back->changes[0].object, Svc("web", 2));
+  // The bytes are the document's canonical dump, as every earlier server wrote them.
+  Json doc = {{"id", "n1-7"},
+              {"reads", {{{"Service", "default", "web"}, 12}, {{"Node", "", "a"}, 0}}},
+              {"changes",
+               {{{"key", {"Service", "default", "web"}}, {"type", static_cast<int>(EventType::kModified)}, {"object", Svc("web", 2)}},
+                {{"key", {"Service", "default", "old"}}, {"type", static_cast<int>(EventType::kDeleted)}, {"object", Svc("old", 1)}}}}};
+  EXPECT_EQ(EncodeProposal(p), doc.dump());
 }
 
 TEST(Proposal, TwoNodesApplyingTheSameEntriesHoldTheSameObjectsAtTheSameRevisions) {
