@@ -174,6 +174,18 @@ TEST(Validate, NamesAreDnsLabels) {
   EXPECT_FALSE(IsDnsLabel("../etc"));
 }
 
+// A node's and a cluster of one's default name: the host's first label made a DNS label.
+TEST(Validate, AHostNameGivesOneDnsLabel) {
+  EXPECT_EQ(HostLabel("fresh"), "fresh");
+  EXPECT_EQ(HostLabel("ip-10-0-0-1.ec2.internal"), "ip-10-0-0-1");
+  EXPECT_EQ(HostLabel("My_Box.example"), "my-box");
+  EXPECT_EQ(HostLabel("-x_"), "x");
+  EXPECT_EQ(HostLabel(std::string(80, 'a')), std::string(63, 'a'));
+  EXPECT_EQ(HostLabel("_"), "localhost");
+  EXPECT_EQ(HostLabel("..."), "localhost");
+  EXPECT_TRUE(IsDnsLabel(ThisHostLabel()));
+}
+
 TEST(Hostile, AliasBombIsRefusedNotExpanded) {
   std::string bomb = "a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n";
   char prev = 'a';

@@ -1,5 +1,7 @@
 #include "apis/service.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -89,6 +91,23 @@ bool IsDnsLabel(const std::string& name) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
   }
   return name.front() != '-' && name.back() != '-';
+}
+
+std::string HostLabel(std::string host) {
+  host = host.substr(0, host.find('.'));
+  for (char& c : host) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '-';
+  }
+  host = host.substr(0, 63);
+  const auto first = host.find_first_not_of('-'), last = host.find_last_not_of('-');
+  return first == std::string::npos ? "localhost" : host.substr(first, last - first + 1);
+}
+
+std::string ThisHostLabel() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return HostLabel(buf);
 }
 
 std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates) {

@@ -85,6 +85,13 @@ bool HasDotDot(const std::string& path);
 // DNS label: 1-63 chars of [a-z0-9-], starting and ending alphanumeric.
 bool IsDnsLabel(const std::string& name);
 
+// The first label of a host name, in lower case, made a DNS label (any other character becomes
+// '-', at most 63): "My_Box.example" gives "my-box". A name with no label left ("_", "...")
+// gives "localhost". Without --name, an agent's node and a cluster of one's member are named
+// so after this host (ThisHostLabel), alike.
+std::string HostLabel(std::string host);
+std::string ThisHostLabel();
+
 // What is wrong with a label key or value, or "" when nothing is (Kubernetes' rules): a key is
 // NAME or PREFIX/NAME, NAME 1-63 letters, digits, '-', '_' or '.', starting and ending with a
 // letter or digit, PREFIX a DNS subdomain of at most 253; a value is empty or like NAME.

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   app.add_option("--server", opts.server,
                  "URL of mentat-server, or several (a cluster's members), separated by commas")->envname("MENTAT_ADDR")
       ->capture_default_str();
-  app.add_option("--node-name", opts.node_name, "this node's name (default: the host name)");
+  app.add_option("--node-name", opts.node_name, "this node's name (default: the host name's first label, made a DNS label)");
   app.add_option("--data-dir", opts.data_dir, "task handles and logs")->capture_default_str();
   app.add_option("--token", opts.token, "API token (a node token for this node)")
       ->envname("MENTAT_TOKEN");

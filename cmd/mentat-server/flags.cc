@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apis/service.h"
+
 namespace mentat {
 namespace {
 
@@ -33,23 +35,6 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   return std::make_pair(host.empty() ? std::string("127.0.0.1") : host, port);
 }
 
-// The first label of the host's name, in lower case, made a DNS label (another character
-// becomes '-', at most 63): a cluster of one's name without --name. A host named so that no
-// label is left ("_", "...") gives "localhost".
-std::string HostMemberName() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0 || !buf[0]) return "localhost";
-  std::string name = buf;
-  name = name.substr(0, name.find('.'));
-  for (char& c : name) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '-';
-  }
-  name = name.substr(0, 63);
-  const auto first = name.find_first_not_of('-'), last = name.find_last_not_of('-');
-  return first == std::string::npos ? "localhost" : name.substr(first, last - first + 1);
-}
-
 // The cluster flags: every member parsed, this one found, its peer address defaulted. Without
 // --initial-cluster, this server is a cluster of one, named --name or after the host.
 Status ResolveClusterFlags(ServerFlags& f) {
@@ -59,7 +44,7 @@ Status ResolveClusterFlags(ServerFlags& f) {
                              "cluster this server joins, itself included (as `mt cluster add` printed it)");
     }
     f.name_is_default = f.name.empty();
-    if (f.name.empty()) f.name = HostMemberName();
+    if (f.name.empty()) f.name = ThisHostLabel();
     if (!raft::IsMemberName(f.name)) {
       return InvalidArgument(std::string(f.name_is_default ? "the host's name \"" : "--name \"") + f.name +
                              "\" is not a member name (a DNS label: a-z, 0-9, '-', at most 63)" +

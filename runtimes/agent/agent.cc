@@ -21,16 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string HostName() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "node";
-  std::string s = buf;
-  for (auto& c : s) c = static_cast<char>(tolower(c));
-  auto dot = s.find('.');
-  if (dot != std::string::npos) s = s.substr(0, dot);
-  return IsDnsLabel(s) ? s : "node";
-}
-
 // Every registered driver (registry.h), made for this node.
 Result<std::vector<DriverPtr>> MakeDrivers(const AgentOptions& opts) {
   DriverContext context;
@@ -47,7 +37,7 @@ Result<std::vector<DriverPtr>> MakeDrivers(const AgentOptions& opts) {
 }  // namespace
 
 Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions opts) {
-  if (opts.node_name.empty()) opts.node_name = HostName();
+  if (opts.node_name.empty()) opts.node_name = ThisHostLabel();
   if (!IsDnsLabel(opts.node_name)) {
     return InvalidArgument("node name \"" + opts.node_name + "\" must be a DNS label");
   }
