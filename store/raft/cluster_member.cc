@@ -132,6 +132,7 @@ void ClusterMember::Loop() {
     CampaignIfDue();
     LogRaftLines(node_->TakeLogs(), opts_.name);
     if (members_changed) FollowMembers();
+    ClosePeerPortOnceHalted();
     PromoteCaughtUpLearners();
     bool now = node_->IsLeader();
     if (now == leader) continue;
@@ -184,6 +185,22 @@ void ClusterMember::CampaignIfDue() {
   }
 }
 
+void ClusterMember::ClosePeerPortOnceHalted() {
+  if (peer_port_closed_) return;
+  const std::string why = node_->Halted();
+  if (why.empty()) return;
+  // Its port refusing them, the others report this member unhealthy, and elect another leader
+  // at once if it led (PeerGone) rather than after an election timeout.
+  spdlog::error("cluster member {} closes its peer port: {}", opts_.name, why);
+  peer_port_closed_ = true;
+  transport_->Stop();
+}
+
+mentat::Status ClusterMember::Health() {
+  if (const std::string why = node_->Halted(); !why.empty()) return Unavailable(why);
+  return {};
+}
+
 Json ClusterMember::Status() {
   Json raft = node_->StatusJson();
   const uint64_t leader = node_->Leader();
@@ -198,7 +215,9 @@ Json ClusterMember::Status() {
               {"voter", !m.learner}};
     if (m.id == id_) {
       j["applied"] = state_->AppliedIndex();
-      j["healthy"] = true;
+      const auto health = Health();
+      j["healthy"] = health.has_value();
+      if (!health) j["reason"] = health.error().message();
     } else {
       Json progress = raft.value("/progress"_json_pointer, Json::object());
       j["applied"] = leading && progress.contains(Hex(m.id)) ? progress[Hex(m.id)]["match"] : Json();

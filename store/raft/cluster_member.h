@@ -69,8 +69,13 @@ class ClusterMember {
   // GET /v1/cluster: {"leader": NAME ("" while none is known), "term", "members": [{"name",
   // "peerURL", "role": leader|follower, "voter", "applied", "healthy"}]}. "applied" is exact for
   // this member; for the others it is what the leader knows (the index their log matches), so
-  // a follower reports null for them. "healthy": this member reaches that one's peer port.
+  // a follower reports null for them. "healthy": for this member, Health(), with its "reason"
+  // when false; for the others, whether this member reaches that one's peer port.
   Json Status();
+  // OK while this member takes part in its cluster; kUnavailable saying why once it stopped for
+  // good: its Raft log could not be saved (RaftNode::Halted; a restart is needed). /healthz and
+  // /readyz answer 503 with it.
+  mentat::Status Health();
 
   // Membership changes, one at a time, each answered once this member applied it.
   // AddMember: `name` at `peer_address` joins as a learner, which the leader makes a voter once
@@ -120,6 +125,9 @@ class ClusterMember {
   void PeerGone(uint64_t peer);
   // On the member's thread: this member's turn came (PeerGone).
   void CampaignIfDue();
+  // On the member's thread, once the node stopped for good: the peer port closes, so that the
+  // others see this member gone at once.
+  void ClosePeerPortOnceHalted();
   static constexpr std::chrono::milliseconds kSuccessorStep{200};
   mentat::Status WaitFor(const std::function<void(std::function<void(mentat::Status)>)>& start, const std::string& what);
   // The members as last applied here (LoadMembers).
@@ -140,6 +148,7 @@ class ClusterMember {
   bool members_changed_ = true;
   std::map<uint64_t, std::string> peers_;      // what the peer port has: the loop's only
   bool was_member_ = false;                    // the loop's only
+  bool peer_port_closed_ = false;              // the loop's only
   bool promoting_ = false;                     // mu_
   uint64_t gone_leader_ = 0;                   // mu_: PeerGone's, until this member campaigns
   bool first_in_line_ = false;                 // mu_

@@ -165,6 +165,10 @@ class RaftNode {
   // The last raw log lines the library wrote, for the server's log.
   std::string TakeLogs();
   void Stop();
+  // Why the node stopped for good: it stopped itself because its log could not be saved (disk
+  // full). "" while it runs, and after a plain Stop. What is asked of it from then on (proposals,
+  // read barriers, configuration changes) is refused with kUnavailable and this.
+  std::string Halted();
 
  private:
   struct ConfChangeAsked {
@@ -180,6 +184,8 @@ class RaftNode {
   void Step(std::deque<std::string>& messages, std::deque<std::pair<Proposal, ProposalDone>>& proposals,
             std::vector<ReadDone> reads);
   Status HandleReady(RaftReady& rd);
+  // The Ready's log could not be saved (`e`): the node stops for good (Halted says why).
+  void StopUnsaved(const Error& e);
   void ApplyEntry(const RaftEntry& e);
   void ApplyConfChange(const RaftEntry& e);
   void AskConfChanges(std::vector<ConfChangeAsked> asked);
@@ -208,6 +214,8 @@ class RaftNode {
   void ReleaseReads();
   void RetryOrExpireReads();
   void FailReads(const Status& why);
+  // What is asked of a node that is stopping is refused with this (mu_ held).
+  std::unexpected<Error> Refusal() const;
 
   RaftNodeOptions opts_;
   RocksStateMachine& state_;
@@ -245,6 +253,7 @@ class RaftNode {
   SnapshotCounts snapshot_counts_;
   ReadCounts read_counts_;
   bool stopping_ = false;
+  std::string halted_;  // why the node stopped for good ("": it did not)
   uint64_t leader_ = 0;
   uint64_t last_leader_ = 0;  // the last leader known, kept while none is
   bool is_leader_ = false;

@@ -8,8 +8,9 @@ void RaftNode::ProposeConfChange(ConfChangeType type, uint64_t node, Json contex
                                  std::function<void(Status)> done) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) {
+    auto refused = Refusal();
     lock.unlock();
-    return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
+    return done(refused);
   }
   conf_changes_.push_back(ConfChangeAsked{type, node, std::move(context), std::move(done)});
   wake_.notify_all();
