@@ -27,6 +27,7 @@ constexpr char kSnapMagic[] = "MTSNAP1\n";  // a snapshot's own connection
 constexpr size_t kMagicLen = sizeof(kMagic) - 1;
 static_assert(sizeof(kSnapMagic) == sizeof(kMagic));
 constexpr size_t kMaxClusterName = 255;
+constexpr char kRemovedAnswer = 2;  // the hello's answer to a member removed, with the index
 
 void PutU32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
@@ -363,7 +364,7 @@ void PeerTransport::AcceptLoop() {
     readers_.push_back(Reader{fd, {}, false});
     Reader* r = &readers_.back();
     r->thread = std::thread([this, r] {
-      ReadLoop(r->fd);
+      ReadLoop(r);
       std::lock_guard<std::mutex> lock(mu_);
       ::close(r->fd);
       r->done = true;
@@ -371,8 +372,9 @@ void PeerTransport::AcceptLoop() {
   }
 }
 
-void PeerTransport::ReadLoop(int fd) {
+void PeerTransport::ReadLoop(Reader* r) {
   NoSigpipe no_sigpipe;
+  const int fd = r->fd;
   PeerConn c{fd, nullptr};
   TunePeerSocket(fd, opts_.write_timeout);
   // The handshake and the hello: within hello_timeout.
@@ -388,7 +390,7 @@ void PeerTransport::ReadLoop(int fd) {
   }
   SetTimeout(fd, SO_SNDTIMEO, opts_.write_timeout);
   bool snapshot = false;
-  uint64_t sender = ReadHello(c, &snapshot);
+  uint64_t sender = ReadHello(c, r, &snapshot);
   // The hello is answered: the dialer writes nothing into a connection that was refused.
   const char taken = 0;
   if (sender != 0 && !WriteFull(c, &taken, 1)) sender = 0;
@@ -400,7 +402,7 @@ void PeerTransport::ReadLoop(int fd) {
   if (c.ssl) SSL_free(c.ssl);  // the socket is the acceptor's to close
 }
 
-uint64_t PeerTransport::ReadHello(PeerConn& c, bool* snapshot) {
+uint64_t PeerTransport::ReadHello(PeerConn& c, Reader* r, bool* snapshot) {
   // The hello: magic, the cluster's name, the sender's id.
   unsigned char head[kMagicLen + 1];
   if (!ReadFull(c, head, sizeof(head))) return 0;
@@ -415,11 +417,24 @@ uint64_t PeerTransport::ReadHello(PeerConn& c, bool* snapshot) {
                  opts_.cluster);
     return 0;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (auto it = removed_.find(sender); it != removed_.end()) {
+    const uint64_t index = it->second;
+    lock.unlock();
+    spdlog::warn(
+        "raft peers: refused member {}: it was removed from the cluster (at index {}); told it so",
+        sender, index);
+    std::string answer(1, kRemovedAnswer);
+    PutU64(answer, index);
+    WriteFull(c, answer.data(), answer.size());
+    return 0;
+  }
   if (!links_.count(sender)) {
+    lock.unlock();
     spdlog::warn("raft peers: refused a connection from {}, not a member", sender);
     return 0;
   }
+  r->sender = sender;
   return sender;
 }
 
@@ -532,6 +547,25 @@ void PeerTransport::SetGoneHandler(GoneFn gone) {
   gone_ = std::move(gone);
 }
 
+void PeerTransport::SetRemovedHandler(RemovedFn removed) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  removed_fn_ = std::move(removed);
+}
+
+void PeerTransport::ReportRemoved(uint64_t by, uint64_t index) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  if (removed_fn_) removed_fn_(by, index);
+}
+
+void PeerTransport::SetRemoved(std::map<uint64_t, uint64_t> removed_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  removed_ = std::move(removed_at);
+  // What a member just removed has open here ends now: it dials again and hears why.
+  for (auto& r : readers_) {
+    if (!r.done && removed_.count(r.sender)) ::shutdown(r.fd, SHUT_RDWR);
+  }
+}
+
 void PeerTransport::ReportGone(uint64_t peer) {
   std::lock_guard<std::mutex> lock(handlers_mu_);
   if (gone_) gone_(peer);
@@ -594,6 +628,8 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
   SetTimeout(c.fd, SO_RCVTIMEO, opts_.hello_timeout);
   char answer = 1;
   if (!WriteFull(c, hello.data(), hello.size()) || !ReadFull(c, &answer, 1) || answer != 0) {
+    unsigned char at[8];  // a member removed: the index of its removal follows
+    if (answer == kRemovedAnswer && ReadFull(c, at, sizeof(at))) ReportRemoved(peer, GetU(at, 8));
     Close(c);
     return false;
   }

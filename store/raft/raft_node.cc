@@ -61,6 +61,17 @@ void RaftNode::Stop() {
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }
 
+void RaftNode::Halt(std::string why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (halted_.empty()) halted_ = std::move(why);
+    leader_ = 0;
+    is_leader_ = false;
+    status_["leader"] = 0;
+  }
+  Stop();
+}
+
 std::string RaftNode::Halted() {
   std::lock_guard<std::mutex> lock(mu_);
   return halted_;

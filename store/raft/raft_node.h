@@ -83,11 +83,11 @@ struct RaftNodeOptions {
   // Where snapshots received are staged before they are installed ("": none are taken).
   std::string snapshot_dir;
   // Membership. A configuration change applied here (at an index not applied before) is
-  // recorded as the members `members_after` returns for it (RocksStateMachine::ApplyMembersAt,
-  // with the applied index); then, as after a snapshot installed (which carries the members),
-  // `on_members_changed` runs. Both on the node's thread: they must not block nor call into the
-  // node. Without `members_after`, a change only moves the applied index.
-  std::function<std::string(const AppliedConfChange&)> members_after;
+  // recorded as the members `members_after` returns for it and its log index
+  // (RocksStateMachine::ApplyMembersAt); then, as after a snapshot installed (which carries the
+  // members), `on_members_changed` runs. Both on the node's thread: they must not block nor
+  // call into the node. Without `members_after`, a change only moves the applied index.
+  std::function<std::string(const AppliedConfChange&, uint64_t index)> members_after;
   std::function<void()> on_members_changed;
 };
 
@@ -165,9 +165,12 @@ class RaftNode {
   // The last raw log lines the library wrote, for the server's log.
   std::string TakeLogs();
   void Stop();
-  // Why the node stopped for good: it stopped itself because its log could not be saved (disk
-  // full). "" while it runs, and after a plain Stop. What is asked of it from then on (proposals,
-  // read barriers, configuration changes) is refused with kUnavailable and this.
+  // Stops the node for good because of `why`, a sentence for whoever asks (this member was
+  // removed from its cluster): as Stop, and from then on whatever is asked of it (proposals,
+  // read barriers, configuration changes) is refused with kUnavailable and `why`.
+  void Halt(std::string why);
+  // Why the node stopped for good: it was halted, or it stopped itself because its log could not
+  // be saved (disk full). "" while it runs, and after a plain Stop.
   std::string Halted();
 
  private:

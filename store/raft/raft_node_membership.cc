@@ -78,7 +78,7 @@ void RaftNode::ApplyConfChange(const RaftEntry& e) {
   if (index > state_.AppliedIndex()) {
     Status st;
     if (opts_.members_after) {
-      st = state_.ApplyMembersAt(index, opts_.members_after(*cc));
+      st = state_.ApplyMembersAt(index, opts_.members_after(*cc, e.index));
     } else {
       std::vector<Change> none;
       if (auto applied = state_.ApplyAt(index, none); !applied) st = std::unexpected(applied.error());
