@@ -82,6 +82,11 @@ struct RaftNodeOptions {
   size_t snapshot_chunk = 1 << 20;
   // Where snapshots received are staged before they are installed ("": none are taken).
   std::string snapshot_dir;
+  // A snapshot received whose state image goes past this many bytes is refused (ReceiveSnapshot:
+  // InvalidArgument naming the limit) and what was staged of it removed, so that a broken or
+  // hostile peer cannot fill this member's disk. 8 GiB, etcd's suggested largest database
+  // (--quota-backend-bytes): a control plane's state is far smaller.
+  uint64_t max_snapshot_bytes = uint64_t{8} << 30;
   // Membership. A configuration change applied here (at an index not applied before) is
   // recorded as the members `members_after` returns for it and its log index
   // (RocksStateMachine::ApplyMembersAt); then, as after a snapshot installed (which carries the
@@ -149,7 +154,8 @@ class RaftNode {
   // A snapshot stream from the leader (the transport calls it, on a thread of its own): a head
   // naming it, the Raft message, then the state image, staged in `snapshot_dir`. The message then
   // goes to the core like any other; the image is installed when the core restores the
-  // snapshot. InvalidArgument for a malformed stream.
+  // snapshot. InvalidArgument for a malformed stream, and for an image past
+  // `max_snapshot_bytes` (refused as soon as it passes it; nothing of it stays on disk).
   Status ReceiveSnapshot(const FrameReader& next);
   SnapshotCounts Snapshots();
   ReadCounts Reads();
