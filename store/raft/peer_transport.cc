@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <stop_token>
 
 namespace mentat::raft {
 namespace {
@@ -505,7 +506,41 @@ void PeerTransport::ReadSnapshot(PeerConn& c, uint64_t sender) {
   WriteFull(c, &answer, 1);
 }
 
-Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
+// Shuts down the socket it watches once `stop` is requested, so that a write or read blocked on
+// it returns at once; a socket watched after the request is shut down as it is watched. The
+// socket is unwatched before it is closed: a late request must not shut down a reused number.
+class PeerTransport::SocketStopper {
+ public:
+  explicit SocketStopper(std::stop_token stop) : on_stop_(std::move(stop), Shutter{this}) {}
+  void Watch(int fd) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_ = fd;
+    if (stopped_) ::shutdown(fd_, SHUT_RDWR);
+  }
+  void Unwatch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_ = -1;
+  }
+
+ private:
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  }
+  struct Shutter {
+    SocketStopper* stopper;
+    void operator()() const { stopper->Stop(); }
+  };
+  std::mutex mu_;
+  int fd_ = -1;
+  bool stopped_ = false;
+  std::stop_callback<Shutter> on_stop_;  // last: it runs at once when already requested
+};
+
+Status PeerTransport::SendSnapshot(uint64_t to,
+                                   const std::function<Status(const FrameWriter&)>& write,
+                                   std::stop_token stop) {
   std::string address;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -513,9 +548,15 @@ Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const
     if (it == links_.end()) return NotFound("member " + std::to_string(to) + " is not a peer");
     address = it->second->address;
   }
+  auto abandoned = [&] {
+    return Unavailable("the snapshot to member " + std::to_string(to) +
+                       " was abandoned: this member is stopping");
+  };
   NoSigpipe no_sigpipe;
+  SocketStopper stopper(stop);
   PeerConn c;
-  if (!Dial(to, address, /*snapshot=*/true, &c)) {
+  if (!Dial(to, address, /*snapshot=*/true, &c, nullptr, &stopper)) {
+    if (stop.stop_requested()) return abandoned();
     return Unavailable("member " + std::to_string(to) + " at " + address + " cannot be reached");
   }
   FrameWriter frame = [&](std::string_view bytes) {
@@ -533,7 +574,9 @@ Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const
     if (!ReadFull(c, &answer, 1)) st = Unavailable("member " + std::to_string(to) + " did not answer the snapshot");
     else if (answer != 0) st = Unavailable("member " + std::to_string(to) + " refused the snapshot (its log says why)");
   }
+  stopper.Unwatch();
   Close(c);
+  if (!st && stop.stop_requested()) return abandoned();
   return st;
 }
 
@@ -599,7 +642,8 @@ bool ClosedByPeer(int fd) {
 
 }  // namespace
 
-bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out, bool* refused) {
+bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out,
+                         bool* refused, SocketStopper* stopper) {
   bool no_listener = false;
   if (!refused) refused = &no_listener;
   *refused = false;
@@ -610,6 +654,12 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
   }
   PeerConn c{ConnectWithin(*sa, opts_.dial_timeout, refused), nullptr};
   if (c.fd < 0) return false;
+  if (stopper) stopper->Watch(c.fd);
+  auto fail = [&] {
+    if (stopper) stopper->Unwatch();
+    Close(c);
+    return false;
+  };
   TunePeerSocket(c.fd, opts_.write_timeout);
   if (opts_.tls) {
     SetTimeout(c.fd, SO_RCVTIMEO, opts_.dial_timeout);
@@ -617,8 +667,7 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
     auto ssl = opts_.tls->Connect(c.fd, address.substr(0, address.rfind(':')));
     if (!ssl) {
       spdlog::warn("raft peers: member {}: {}", peer, ssl.error().message());
-      Close(c);
-      return false;
+      return fail();
     }
     c.ssl = *ssl;
     SetTimeout(c.fd, SO_RCVTIMEO, std::chrono::milliseconds(0));
@@ -630,8 +679,7 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
   if (!WriteFull(c, hello.data(), hello.size()) || !ReadFull(c, &answer, 1) || answer != 0) {
     unsigned char at[8];  // a member removed: the index of its removal follows
     if (answer == kRemovedAnswer && ReadFull(c, at, sizeof(at))) ReportRemoved(peer, GetU(at, 8));
-    Close(c);
-    return false;
+    return fail();
   }
   SetTimeout(c.fd, SO_RCVTIMEO, std::chrono::milliseconds(0));
   *out = c;

@@ -123,9 +123,11 @@ class PeerTransport : public RaftTransport {
   // Queues m for m.to. Never blocks on the network; a message for an unknown peer is dropped.
   void Send(RaftMessage m) override;
   // Dials `to` for this snapshot alone; the stream ends when `write` returns. Fails when `to`
-  // is unknown or unreachable, a write fails or stalls past `write_timeout`, or the receiver
-  // did not take it (no answer within `snapshot_answer_timeout`).
-  Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) override;
+  // is unknown or unreachable, a write fails or stalls past `write_timeout`, the receiver did
+  // not take it (no answer within `snapshot_answer_timeout`), or `stop` is requested: its
+  // connection is then shut down, so that a blocked write or wait returns at once.
+  Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write,
+                      std::stop_token stop) override;
 
   int port() const { return port_; }
   PeerLinkStats Stats(uint64_t peer);
@@ -136,6 +138,7 @@ class PeerTransport : public RaftTransport {
   struct Link;
   explicit PeerTransport(const PeerTransportOptions& opts);
   struct Reader;
+  class SocketStopper;
   void AcceptLoop();
   void ReadLoop(Reader* r);
   // Reads a connection's hello: the sender's id (0: refused; a removed member is told so), and
@@ -146,7 +149,9 @@ class PeerTransport : public RaftTransport {
   void WriteLoop(Link* link);
   // Connects to `address` (with TLS when the cluster has it) and sends the hello (the snapshot
   // one when `snapshot`); false when it cannot, with *refused set when nothing listened there.
-  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out, bool* refused = nullptr);
+  // With `stopper`, its socket is shut down once the stopper's stop is requested.
+  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out,
+            bool* refused = nullptr, SocketStopper* stopper = nullptr);
   // Writes every queued message of link to c; false on an error (the link then reconnects).
   bool Flush(Link* link, const PeerConn& c);
   void DropQueued(Link* link);

@@ -164,17 +164,18 @@ TEST_F(PeerTransportTest, ASnapshotGoesOnItsOwnConnectionAndItsAnswerComesBack) 
     EXPECT_TRUE(WaitFor([&] { return in2_.Count() == 1; }, 5s));
     if (!frame("head") || !frame(big) || !frame("tail")) return Unavailable("lost");
     return {};
-  });
+  }, {});
   ASSERT_TRUE(sent) << sent.error().message();
   EXPECT_EQ(taken, (std::vector<std::string>{"head", big, "tail"}));
   // A refusal comes back to the sender as an error; so does a member that is not a peer.
   refuse = true;
   auto refused = a_->SendSnapshot(2, [](const FrameWriter& frame) -> Status {
     return frame("x") ? Status{} : Unavailable("lost");
-  });
+  }, {});
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message().find("refused the snapshot"), std::string::npos) << refused.error().message();
-  EXPECT_EQ(a_->SendSnapshot(9, [](const FrameWriter&) { return Status{}; }).error().code(), Code::kNotFound);
+  EXPECT_EQ(a_->SendSnapshot(9, [](const FrameWriter&) { return Status{}; }, {}).error().code(),
+            Code::kNotFound);
   // A stranger's snapshot hello is turned away like its message hello.
   int fd = Connect(b_);
   std::string hello = PeerHello("mentat", 42, /*snapshot=*/true) + Frame("x");
@@ -237,7 +238,7 @@ TEST_F(PeerTlsTest, MembersOfOneCaTalkAndSendSnapshotsOverTls) {
   });
   auto sent = a_->SendSnapshot(2, [](const FrameWriter& frame) -> Status {
     return frame("head") && frame(std::string(500 << 10, 's')) ? Status{} : Unavailable("lost");
-  });
+  }, {});
   ASSERT_TRUE(sent) << sent.error().message();
   ASSERT_EQ(taken.size(), 2u);
   EXPECT_EQ(taken[1].size(), 500u << 10);

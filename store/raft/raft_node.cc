@@ -57,6 +57,7 @@ void RaftNode::Stop() {
   wake_.notify_all();
   inbox_space_.notify_all();
   snapshot_wake_.notify_all();
+  snapshot_stop_.request_stop();  // a peer that takes nothing does not hold the stop
   if (thread_.joinable()) thread_.join();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }

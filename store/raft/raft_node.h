@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -44,8 +45,10 @@ class RaftTransport {
   virtual void Send(RaftMessage message) = 0;
   // Sends a snapshot to `to` on a stream of its own: `write` writes its frames; OK once the
   // receiver took them all (RaftNode::ReceiveSnapshot returned OK there). Blocks; called from
-  // the node's snapshot thread, never its main one.
-  virtual Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
+  // the node's snapshot thread, never its main one. Once `stop` is requested (the node stops),
+  // it fails at once rather than wait out a peer that takes nothing.
+  virtual Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write,
+                              std::stop_token stop) {
     return FailedPrecondition("this transport cannot send snapshots");
   }
 };
@@ -259,6 +262,7 @@ class RaftNode {
   std::deque<OutgoingSnapshot> outgoing_;                       // for the snapshot thread
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_;  // peer, failed: for the core
   std::condition_variable snapshot_wake_;
+  std::stop_source snapshot_stop_;  // requested by Stop: a send in flight is abandoned
   SnapshotCounts snapshot_counts_;
   ReadCounts read_counts_;
   bool stopping_ = false;

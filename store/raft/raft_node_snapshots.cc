@@ -92,7 +92,7 @@ void RaftNode::SnapshotLoop() {
         if (!frame(chunk)) return lost();
         return {};
       });
-    });
+    }, snapshot_stop_.get_token());
     state_.ReleaseState(out.pinned);
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_reports_.emplace_back(out.to, !st);

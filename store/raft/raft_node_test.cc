@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -263,6 +264,55 @@ TEST_P(CompactingMembers, AMemberBehindTheCompactedLogIsSentTheLeadersStateAndGo
   ASSERT_TRUE(Settled());
   ExpectSameState(leader, behind);
   EXPECT_EQ(nodes_[behind]->Snapshots().installed, 0u);  // counts since this start
+}
+
+// A leader stopped while it sends its state to a member that reads none of it stops at once: the
+// send is abandoned rather than waited out (the receiver's answer is given 30 s).
+TEST_P(CompactingMembers, StopIsNotHeldByASnapshotSendToAPeerThatReadsNothing) {
+  if (!GetParam()) GTEST_SKIP() << "over TCP only: the in-memory transport never blocks";
+  uint64_t leader = WaitLeader();
+  ASSERT_NE(leader, 0u);
+  uint64_t behind = leader == 3 ? 2 : 3;
+  StopNode(behind);
+  for (int i = 0; i < 60; ++i)
+    ASSERT_TRUE(Put(leader, Svc("svc-" + std::to_string(i), i)).get()) << i;
+  // Back, `behind` takes the leader's snapshot connection and reads nothing of it until released.
+  struct Stall {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false;
+    bool released = false;
+  };
+  auto stall = std::make_shared<Stall>();
+  snapshot_handler_[behind] = [stall](uint64_t, const FrameReader&) -> Status {
+    std::unique_lock<std::mutex> lock(stall->mu);
+    stall->entered = true;
+    stall->cv.notify_all();
+    stall->cv.wait(lock, [&] { return stall->released; });
+    return Unavailable("stalled");
+  };
+  // Released however the test ends: stopping `behind`'s transport waits for its receiver.
+  struct Release {
+    std::shared_ptr<Stall> stall;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(stall->mu);
+      stall->released = true;
+      stall->cv.notify_all();
+    }
+  } release{stall};
+  StartNode(behind);
+  {
+    std::unique_lock<std::mutex> lock(stall->mu);
+    ASSERT_TRUE(stall->cv.wait_for(lock, 10s, [&] { return stall->entered; }))
+        << "no snapshot was sent";
+  }
+  const auto start = std::chrono::steady_clock::now();
+  nodes_[leader]->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, 2s) << "Stop took "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                      << " ms";
+  EXPECT_EQ(nodes_[leader]->Snapshots().failed, 1u);  // abandoned, not sent
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, CompactingMembers, ::testing::Values(false, true),
