@@ -2,8 +2,9 @@
 // small tmpfs of its own, and the leader's (or a follower's) is filled to the last byte with a
 // file. What an operator expects: no acknowledged write is lost; the two others go on taking
 // writes (electing another leader if the full one led); the full member says why in its log,
-// and neither crashes nor hangs (it answers its API, knows no leader, refuses writes); once the
-// file is removed and the member restarted, it catches up and holds every acknowledged write.
+// and neither crashes nor hangs (it answers its API, knows no leader, refuses writes); its
+// /healthz answers 503 with the reason, and /v1/cluster calls it unhealthy; once the file is
+// removed and the member restarted, it catches up and holds every acknowledged write.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/statvfs.h>
@@ -128,6 +129,20 @@ void ClusterDiskTest::FillAndRecover(bool the_leader) {
   // It answers a linearizable read 503 too, and a local one from what it has.
   EXPECT_EQ(HttpGet(full.api, "/v1/services/w0").first, 503);
   EXPECT_EQ(HttpGet(full.api, "/v1/services/w0?consistency=local").first, 200);
+  // Its probes fail with the reason, and /v1/cluster says it is unhealthy: its own, and the
+  // others' once its peer port closed.
+  for (const char* probe : {"/healthz", "/readyz"}) {
+    auto [code, body] = HttpGet(full.api, probe);
+    EXPECT_EQ(code, 503) << probe << ": " << body;
+    EXPECT_TRUE(Has(body, "log could not be saved .*No space left on device"))
+        << probe << ": " << body;
+  }
+  const Json self = MemberIn(Status(full), full.name);
+  EXPECT_FALSE(self.value("healthy", true)) << self.dump();
+  EXPECT_TRUE(Has(self.value("reason", ""), "log could not be saved")) << self.dump();
+  EXPECT_TRUE(
+      WaitFor([&] { return !MemberIn(Status(*rest[0]), full.name).value("healthy", true); }, 10s))
+      << Status(*rest[0]).dump();
 
   // Room again, and a restart (it does not come back by itself): it catches up and has every
   // acknowledged write.

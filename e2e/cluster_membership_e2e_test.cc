@@ -6,7 +6,8 @@
 // refused with what to do. A cluster of one grows to three, replaces a dead member and shrinks
 // back to one while a load of writes goes on, and loses none. After a majority is lost,
 // --force-new-cluster makes the survivor a cluster of one with every acknowledged write. A
-// snapshot saved through a member restores into a new cluster of one.
+// snapshot saved through a member restores into a new cluster of one. A member removed while it
+// runs learns it and stops taking part.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -81,6 +82,81 @@ TEST_F(ClusterTest, AMemberAddedCatchesUpVotesLeadsAndTheOldLeaderIsRemoved) {
   auto remote = Mt(m4, {"cluster", "add", "n5", "10.1.2.3:4648"});
   EXPECT_NE(remote.exit_code, 0);
   EXPECT_TRUE(Has(remote.err, "no peer TLS")) << remote.err;
+}
+
+// How many elections `log` says its member started (etcd's "is starting a new election").
+int Elections(const std::string& log) {
+  int n = 0;
+  for (size_t at = log.find("starting a new election"); at != std::string::npos;
+       at = log.find("starting a new election", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// A member removed while it runs learns it (from its own log, or from the members, which refuse
+// it as removed, as etcd's removed member hears ErrMemberRemoved): it says so in its log, its
+// /healthz answers 503 and /v1/cluster calls it removed, it refuses writes at once with the
+// reason, and it disturbs nobody (no elections, the others' term stays). Restarted from its
+// data, it knows it again.
+TEST_F(ClusterTest, ARemovedMemberLearnsItWasRemovedAndStopsTakingPart) {
+  for (auto& m : members_) Start(m);
+  const std::string leader = AgreedLeader();
+  ASSERT_FALSE(leader.empty());
+  Member& gone = Named(leader == "n3" ? "n2" : "n3");
+  ASSERT_EQ(Put(Named(leader), "before", 1), 201);
+  auto removed = Mt(Named(leader), {"cluster", "remove", gone.name});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  const int64_t term = Status(Named(leader)).value("term", int64_t{0});
+
+  auto refused_as_removed = [&](const std::string& probe) {
+    auto [code, body] = HttpGet(gone.api, probe);
+    return code == 503 && Has(body, "member " + gone.name + " was removed from the cluster");
+  };
+  ASSERT_TRUE(WaitFor([&] { return refused_as_removed("/healthz"); }, 15s))
+      << HttpGet(gone.api, "/healthz").second << "\n"
+      << gone.process->Log();
+  EXPECT_TRUE(refused_as_removed("/readyz"));
+  EXPECT_TRUE(
+      Has(gone.process->Log(), "cluster member " + gone.name + " was removed from the cluster \\("))
+      << gone.process->Log();
+  const Json self = MemberIn(Status(gone), gone.name);
+  EXPECT_EQ(self.value("role", ""), "removed") << Status(gone).dump();
+  EXPECT_FALSE(self.value("healthy", true)) << self.dump();
+  auto status = Mt(gone, {"cluster", "status"});
+  EXPECT_TRUE(
+      Has(status.out, gone.name + ": member " + gone.name + " was removed from the cluster"))
+      << status.out;
+
+  // A write through it is refused at once, with the reason, and never made.
+  httplib::Client cli("127.0.0.1", gone.api);
+  const auto start = std::chrono::steady_clock::now();
+  auto put = cli.Put("/v1/services/refused", "name: refused\ndriver: exec\ncommand: /bin/true\n",
+                     "application/yaml");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 503) << put->body;
+  EXPECT_TRUE(Has(put->body, "was removed from the cluster: it takes no writes")) << put->body;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_TRUE(gone.process->Running());
+
+  // It starts no election over more than an election timeout (1-2 s), and the two others go on
+  // at their term.
+  const int elections = Elections(gone.process->Log());
+  EXPECT_FALSE(WaitFor([&] { return Elections(gone.process->Log()) > elections; }, 3s))
+      << gone.process->Log();
+  ASSERT_EQ(Put(Named(leader), "after", 2), 201);
+  EXPECT_EQ(Status(Named(leader)).value("term", int64_t{0}), term);
+  EXPECT_EQ(Status(Named(leader))["members"].size(), 2u) << Status(Named(leader)).dump();
+  EXPECT_EQ(HttpGet(Named(leader).api, "/v1/services/refused").first, 404);
+
+  // Restarted from its data, it knows again that it was removed.
+  gone.process->Signal(SIGTERM);
+  ASSERT_TRUE(gone.process->Wait(15s).has_value()) << gone.process->Log();
+  gone.process = std::make_unique<Process>(Argv(gone), dir_ + "/" + gone.name + "-again.log");
+  EXPECT_TRUE(WaitFor([&] { return refused_as_removed("/healthz"); }, 15s))
+      << HttpGet(gone.api, "/healthz").second << "\n"
+      << gone.process->Log();
+  EXPECT_EQ(Status(Named(leader)).value("term", int64_t{0}), term);
 }
 
 TEST_F(ClusterTest, AClusterOfOneGrowsToThreeReplacesADeadMemberAndShrinksBackWhileWritesGoOn) {

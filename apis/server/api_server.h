@@ -51,6 +51,9 @@ struct ApiServerOptions {
   std::function<Result<std::string>()> snapshot;
   // GET /v1/cluster: the control plane's members and leader (ServerBackend::ClusterStatus).
   std::function<Json()> cluster;
+  // Whether this server can serve (its cluster member takes part in the cluster): an error makes
+  // /healthz and /readyz answer 503 with its message. nullptr: always.
+  std::function<Status()> health;
   // Membership changes (ServerBackend::ChangeCluster): op "add" (name, peer address), "remove"
   // (name), "transfer-leader" (name). nullptr: none can be made (503).
   std::function<Status(const std::string& op, const std::string& name, const std::string& peer)> change_cluster;
@@ -98,6 +101,8 @@ class ApiServer {
 
   // routes_admin.cc: probes, snapshots, tokens, metrics, whoami.
   void AdminRoutes();
+  // A probe's answer: 200 with `fine` as its status, or 503 with why opts_.health failed.
+  void AnswerProbe(HttpResponse& res, const std::string& fine);
   void ListTokens(HttpResponse& res, const Principal& who);
   void CreateToken(const HttpRequest& req, HttpResponse& res, const Principal& who);
   // A membership change by an admin, answered with the cluster's status and `status`.

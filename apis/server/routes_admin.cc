@@ -9,9 +9,9 @@
 namespace mentat {
 
 void ApiServer::AdminRoutes() {
-  Probe("/healthz", [this](const HttpRequest&, HttpResponse& res) {
-    SendJson(res, 200, {{"status", "ok"}, {"revision", store_->CurrentRevision()}});
-  });
+  // Both probes fail, saying why, once this server's member takes no part in its cluster
+  // (ApiServerOptions::health): a supervisor sees it, a load balancer sends elsewhere.
+  Probe("/healthz", [this](const HttpRequest&, HttpResponse& res) { AnswerProbe(res, "ok"); });
   Get("/v1/snapshot", [this](const HttpRequest&, HttpResponse& res, const Principal& who) {
     if (who.role != Role::kAdmin) return SendError(res, Forbidden(who, "take snapshots", "the admin role").error());
     if (!opts_.snapshot) return SendError(res, Error(Code::kUnavailable, "snapshots are not available"));
@@ -65,9 +65,18 @@ void ApiServer::AdminRoutes() {
     if (!who.node.empty()) j["node"] = who.node;
     SendJson(res, 200, j);
   });
-  Probe("/readyz", [this](const HttpRequest&, HttpResponse& res) {
-    SendJson(res, 200, {{"status", "ready"}, {"revision", store_->CurrentRevision()}});
-  });
+  Probe("/readyz", [this](const HttpRequest&, HttpResponse& res) { AnswerProbe(res, "ready"); });
+}
+
+void ApiServer::AnswerProbe(HttpResponse& res, const std::string& fine) {
+  const Status health = opts_.health ? opts_.health() : Status{};
+  if (!health) {
+    return SendJson(res, 503,
+                    {{"status", "unavailable"},
+                     {"reason", health.error().message()},
+                     {"revision", store_->CurrentRevision()}});
+  }
+  SendJson(res, 200, {{"status", fine}, {"revision", store_->CurrentRevision()}});
 }
 
 namespace {

@@ -65,6 +65,7 @@ Result<std::unique_ptr<ServerBackend>> OpenBackend(const ServerFlags& f, const S
   mo.raft.snapshot_entries = f.raft_snapshot_count;
   mo.raft.catch_up_entries = f.raft_snapshot_count / 2;  // etcd: 5,000 of 100,000; ours half
   mo.raft.snapshot_dir = f.data_dir + "/raft-snapshots";
+  mo.raft.max_snapshot_bytes = f.raft_max_snapshot_mb << 20;
   mo.raft.sync = so.sync;
   mo.tls = {f.peer_cert_file, f.peer_key_file, f.peer_trusted_ca_file};
   mo.join_existing = f.initial_cluster_state == "existing";

@@ -127,6 +127,11 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
                  "(etcd's --snapshot-count); a member too far behind is sent the whole state")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{2}, uint64_t{1} << 40));
+  app.add_option("--raft-max-snapshot-mb", f.raft_max_snapshot_mb,
+                 "the largest state (MiB) a member takes from a leader that sends it whole; a "
+                 "larger one is refused and deleted, so that a broken peer cannot fill the disk")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
   app.add_option("--peer-cert-file", f.peer_cert_file,
                  "this member's certificate (PEM) for TLS on the peer port; it must name the "
                  "host the others dial (an IP or DNS subjectAltName)")

@@ -28,6 +28,7 @@ struct ServerFlags {
   std::string initial_cluster;
   std::string cluster_name = "mentat";
   uint64_t raft_snapshot_count = 10000;
+  uint64_t raft_max_snapshot_mb = 8192;  // RaftNodeOptions::max_snapshot_bytes
   std::string initial_cluster_state = "new";
   bool force_new_cluster = false;
   // TLS on the peer port with the cluster's CA (etcd's names).

@@ -235,6 +235,7 @@ int main(int argc, char** argv) {
   ao.default_policy = *BuiltinPolicy(f.default_policy);
   ao.snapshot = [s = &(*backend)->snapshotter()]() { return SnapshotText(*s, nullptr); };
   ao.cluster = [b = backend->get()] { return b->ClusterStatus(); };
+  ao.health = [b = backend->get()] { return b->member().Health(); };
   ao.change_cluster = [b = backend->get()](const std::string& op, const std::string& name, const std::string& peer) {
     return b->ChangeCluster(op, name, peer);
   };

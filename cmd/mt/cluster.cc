@@ -37,6 +37,11 @@ int PrintStatus(const Json& status, const std::string& output) {
            Cell(m.value("voter", Json())), Cell(m.value("applied", Json())), Cell(m.value("healthy", Json()))});
   }
   std::cout << t.Render();
+  // A member that stopped taking part in the cluster says why.
+  for (const auto& m : status["members"]) {
+    if (!m.value("reason", Json()).is_string()) continue;
+    std::cout << m.value("name", "") << ": " << m["reason"].get<std::string>() << "\n";
+  }
   return kExitOk;
 }
 

@@ -57,6 +57,9 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
     MT_ASSIGN_OR_RETURN(to.tls, PeerTls::Load(m->opts_.tls));
   }
   MT_ASSIGN_OR_RETURN(m->transport_, PeerTransport::Start(to));
+  // Before any peer is dialed: the first answer may be that this member was removed.
+  m->transport_->SetRemovedHandler(
+      [raw = m.get()](uint64_t by, uint64_t index) { raw->ToldRemoved(by, index); });
   for (const auto& peer : m->LoadMembers()) {
     if (peer.id == self.id) continue;
     m->transport_->AddPeer(peer.id, peer.peer_address);
@@ -70,7 +73,9 @@ Result<std::unique_ptr<ClusterMember>> ClusterMember::Start(ClusterMemberOptions
     for (const auto& peer : m->opts_.members) ro.bootstrap_peers.push_back(peer.id);
   }
   ro.campaign_at_start = !m->opts_.join_existing && m->SoleVoter();
-  ro.members_after = [raw = m.get()](const AppliedConfChange& cc) { return raw->MembersAfter(cc); };
+  ro.members_after = [raw = m.get()](const AppliedConfChange& cc, uint64_t index) {
+    return raw->MembersAfter(cc, index);
+  };
   ro.on_members_changed = [raw = m.get()] {
     std::lock_guard<std::mutex> lock(raw->mu_);
     raw->members_changed_ = true;
@@ -105,6 +110,7 @@ void ClusterMember::Stop() {
   if (thread_.joinable()) thread_.join();
   if (transport_) transport_->SetHandlers(nullptr, nullptr);
   if (transport_) transport_->SetGoneHandler(nullptr);
+  if (transport_) transport_->SetRemovedHandler(nullptr);
   if (node_) node_->Stop();
   if (transport_) transport_->Stop();
   if (state_) state_->CloseWatchers();
@@ -115,6 +121,7 @@ void ClusterMember::Loop() {
   bool leader = false;
   for (;;) {
     bool members_changed = false;
+    uint64_t told_by = 0, told_at = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
       auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
@@ -122,16 +129,21 @@ void ClusterMember::Loop() {
       // A campaign newly scheduled (PeerGone) wakes the loop to wait for its time instead.
       wake_.wait_until(lock, until, [&] {
         return stopping_ || leadership_changed_ || members_changed_ || campaign_scheduled_ ||
+               told_removed_by_ != 0 ||
                (gone_leader_ != 0 && std::chrono::steady_clock::now() >= campaign_at_);
       });
       campaign_scheduled_ = false;
       if (stopping_) return;
       leadership_changed_ = false;
       members_changed = std::exchange(members_changed_, false);
+      told_by = std::exchange(told_removed_by_, 0);
+      told_at = told_removed_at_;
     }
     CampaignIfDue();
     LogRaftLines(node_->TakeLogs(), opts_.name);
     if (members_changed) FollowMembers();
+    if (told_by != 0) HeardRemoved(told_by, told_at);
+    ClosePeerPortOnceHalted();
     PromoteCaughtUpLearners();
     bool now = node_->IsLeader();
     if (now == leader) continue;
@@ -184,12 +196,29 @@ void ClusterMember::CampaignIfDue() {
   }
 }
 
+void ClusterMember::ClosePeerPortOnceHalted() {
+  if (peer_port_closed_) return;
+  const std::string why = node_->Halted();
+  if (why.empty()) return;
+  // Its port refusing them, the others report this member unhealthy, and elect another leader
+  // at once if it led (PeerGone) rather than after an election timeout.
+  spdlog::error("cluster member {} closes its peer port: {}", opts_.name, why);
+  peer_port_closed_ = true;
+  transport_->Stop();
+}
+
+mentat::Status ClusterMember::Health() {
+  if (const std::string why = node_->Halted(); !why.empty()) return Unavailable(why);
+  return {};
+}
+
 Json ClusterMember::Status() {
   Json raft = node_->StatusJson();
   const uint64_t leader = node_->Leader();
   const bool leading = leader == id_;
   Json members = Json::array();
   std::string leader_name;
+  bool listed = false;
   for (const auto& m : Members()) {
     if (m.id == leader) leader_name = m.name;
     Json j = {{"name", m.name},
@@ -197,8 +226,8 @@ Json ClusterMember::Status() {
               {"role", m.id == leader ? "leader" : m.learner ? "learner" : "follower"},
               {"voter", !m.learner}};
     if (m.id == id_) {
-      j["applied"] = state_->AppliedIndex();
-      j["healthy"] = true;
+      listed = true;
+      AddOwnStatus(j);
     } else {
       Json progress = raft.value("/progress"_json_pointer, Json::object());
       j["applied"] = leading && progress.contains(Hex(m.id)) ? progress[Hex(m.id)]["match"] : Json();
@@ -206,7 +235,25 @@ Json ClusterMember::Status() {
     }
     members.push_back(std::move(j));
   }
+  // Once it applied its own removal, its record no longer names it: it still reports itself.
+  if (!listed && removed_) {
+    auto self = FindMember(opts_.members, opts_.name);
+    Json j = {{"name", opts_.name}, {"peerURL", self ? self->peer_address : ""}};
+    AddOwnStatus(j);
+    members.push_back(std::move(j));
+  }
   return {{"leader", leader_name}, {"term", raft.value("term", 0)}, {"members", members}};
+}
+
+void ClusterMember::AddOwnStatus(Json& entry) {
+  entry["applied"] = state_->AppliedIndex();
+  const auto health = Health();
+  entry["healthy"] = health.has_value();
+  if (!health) entry["reason"] = health.error().message();
+  if (removed_) {
+    entry["role"] = "removed";
+    entry["voter"] = false;
+  }
 }
 
 }  // namespace mentat::raft

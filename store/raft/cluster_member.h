@@ -2,12 +2,19 @@
 // RocksDB (state and Raft log), its peer port (PeerTransport), its RaftNode, and the
 // ReplicatedStore the API server and controllers use. A thread of its own logs the library's
 // lines and each change of leadership into the server's log.
+//
+// A member removed from the cluster learns it as etcd's does (ErrMemberRemoved): when it applies
+// its own removal, or when a member that applied it refuses its connection as removed (the
+// members record keeps removed ones, with the index of their removal, as etcd keeps removed
+// ids). It then stops taking part for good: its node is halted (what is asked of it is refused
+// with the reason, and it campaigns no more), its peer port closes, and Health says so.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -69,8 +76,14 @@ class ClusterMember {
   // GET /v1/cluster: {"leader": NAME ("" while none is known), "term", "members": [{"name",
   // "peerURL", "role": leader|follower, "voter", "applied", "healthy"}]}. "applied" is exact for
   // this member; for the others it is what the leader knows (the index their log matches), so
-  // a follower reports null for them. "healthy": this member reaches that one's peer port.
+  // a follower reports null for them. "healthy": for this member, Health(), with its "reason"
+  // when false; for the others, whether this member reaches that one's peer port.
   Json Status();
+  // OK while this member takes part in its cluster; kUnavailable saying why once it stopped for
+  // good: its Raft log could not be saved (RaftNode::Halted; a restart is needed), or it was
+  // removed from the cluster ("role": "removed" in Status). /healthz and /readyz answer 503 with
+  // it.
+  mentat::Status Health();
 
   // Membership changes, one at a time, each answered once this member applied it.
   // AddMember: `name` at `peer_address` joins as a learner, which the leader makes a voter once
@@ -98,9 +111,11 @@ class ClusterMember {
     std::string name;
     std::string peer_address;
     bool learner = false;
+    uint64_t removed_at = 0;  // a removed member's: the log index of its removal
   };
-  // The members as last applied (the state's record; before any, --initial-cluster).
-  std::vector<Known> LoadMembers(bool* recorded = nullptr);
+  // The members as last applied (the state's record; before any, --initial-cluster), and those
+  // removed from the cluster into `removed`.
+  std::vector<Known> LoadMembers(bool* recorded = nullptr, std::vector<Known>* removed = nullptr);
   // Before the node starts: this member's name (checked against, or taken from, the one its
   // database recorded) and, alone, its one-member `members` at its peer address. Sets
   // `move_to_` when a cluster of one is to record a new peer address.
@@ -108,10 +123,21 @@ class ClusterMember {
   // Alone, after the node started: records `move_to_` as this member's peer address through
   // the log (a configuration change adding the voter it is already, which changes no vote).
   mentat::Status MovePeerAddress();
-  // On the node's thread: the record after `cc` (RaftNodeOptions::members_after).
-  std::string MembersAfter(const AppliedConfChange& cc);
-  // The peer port's peers follow the members; a member removed stops its node.
+  // On the node's thread: the record after `cc`, applied at `index`
+  // (RaftNodeOptions::members_after).
+  std::string MembersAfter(const AppliedConfChange& cc, uint64_t index);
+  // The peer port's peers follow the members, and refuses the removed ones; this member removed
+  // leaves the cluster.
   void FollowMembers();
+  // A peer refused this member as removed at `index` (the transport's thread): the loop decides.
+  void ToldRemoved(uint64_t by, uint64_t index);
+  // On the member's thread: whether that is so; it leaves the cluster if it is.
+  void HeardRemoved(uint64_t by, uint64_t index);
+  // On the member's thread: this member was removed (`how` it learned it): it says so and its
+  // node is halted for good (ClosePeerPortOnceHalted then closes its peer port).
+  void LeaveCluster(const std::string& how);
+  // Status()'s entry for this member: how far it applied, its health, and whether it was removed.
+  void AddOwnStatus(Json& entry);
   void PromoteCaughtUpLearners();
   // The transport found `peer`'s process gone (its port refuses connections). When it was the
   // leader, the other voters campaign in turn (by id, kSuccessorStep apart; the first as a
@@ -120,6 +146,9 @@ class ClusterMember {
   void PeerGone(uint64_t peer);
   // On the member's thread: this member's turn came (PeerGone).
   void CampaignIfDue();
+  // On the member's thread, once the node stopped for good: the peer port closes, so that the
+  // others see this member gone at once.
+  void ClosePeerPortOnceHalted();
   static constexpr std::chrono::milliseconds kSuccessorStep{200};
   mentat::Status WaitFor(const std::function<void(std::function<void(mentat::Status)>)>& start, const std::string& what);
   // The members as last applied here (LoadMembers).
@@ -140,6 +169,10 @@ class ClusterMember {
   bool members_changed_ = true;
   std::map<uint64_t, std::string> peers_;      // what the peer port has: the loop's only
   bool was_member_ = false;                    // the loop's only
+  bool peer_port_closed_ = false;              // the loop's only
+  std::atomic<bool> removed_{false};           // this member was removed from the cluster
+  uint64_t told_removed_by_ = 0;               // mu_: ToldRemoved's, until the loop takes it
+  uint64_t told_removed_at_ = 0;               // mu_
   bool promoting_ = false;                     // mu_
   uint64_t gone_leader_ = 0;                   // mu_: PeerGone's, until this member campaigns
   bool first_in_line_ = false;                 // mu_

@@ -30,7 +30,8 @@ bool LoopbackHost(const std::string& address) {
 
 }  // namespace
 
-std::vector<ClusterMember::Known> ClusterMember::LoadMembers(bool* recorded) {
+std::vector<ClusterMember::Known> ClusterMember::LoadMembers(bool* recorded,
+                                                             std::vector<Known>* removed) {
   std::vector<Known> out;
   auto record = state_->Members();
   Json j = record && !record->empty() ? Json::parse(*record, nullptr, false) : Json();
@@ -41,7 +42,13 @@ std::vector<ClusterMember::Known> ClusterMember::LoadMembers(bool* recorded) {
   }
   for (const auto& m : j) {
     const std::string name = m.value("name", "");
-    out.push_back({MemberId(name), name, m.value("peerURL", ""), m.value("learner", false)});
+    Known k{MemberId(name), name, m.value("peerURL", ""), m.value("learner", false),
+            m.value("removedAt", uint64_t{0})};
+    if (!m.value("removed", false)) {
+      out.push_back(std::move(k));
+    } else if (removed) {
+      removed->push_back(std::move(k));
+    }
   }
   return out;
 }
@@ -104,29 +111,53 @@ mentat::Status ClusterMember::MovePeerAddress() {
   }, "recording the peer address " + *move_to_);
 }
 
-std::string ClusterMember::MembersAfter(const AppliedConfChange& cc) {
+std::string ClusterMember::MembersAfter(const AppliedConfChange& cc, uint64_t index) {
   std::map<uint64_t, Known> known;
-  for (auto& m : LoadMembers()) known[m.id] = m;
+  std::vector<Known> removed;
+  for (auto& m : LoadMembers(nullptr, &removed)) known[m.id] = m;
   for (const auto& m : opts_.members) known.emplace(m.id, Known{m.id, m.name, m.peer_address, false});
   Json context = Json::parse(cc.context, nullptr, false);
   if (cc.type != ConfChangeType::kRemove && context.is_object() && context.contains("name")) {
     known[cc.node] = Known{cc.node, context.value("name", ""), context.value("peerURL", ""), false};
   }
-  Json out = Json::array();
-  auto add = [&](uint64_t id, bool learner) {
+  auto named = [&](uint64_t id) {
     auto it = known.find(id);
-    Known k = it != known.end() ? it->second : Known{id, Hex(id), "", learner};
+    return it != known.end() ? it->second : Known{id, Hex(id), "", false};
+  };
+  if (cc.type == ConfChangeType::kRemove) {
+    removed.push_back(named(cc.node));
+    removed.back().removed_at = index;
+  }
+  Json out = Json::array();
+  std::set<uint64_t> in;
+  auto add = [&](uint64_t id, bool learner) {
+    const Known k = named(id);
     out.push_back({{"name", k.name}, {"peerURL", k.peer_address}, {"learner", learner}});
+    in.insert(id);
   };
   for (uint64_t id : cc.voters) add(id, false);
   for (uint64_t id : cc.learners) add(id, true);
+  // The removed stay in the record, as etcd keeps removed ids: one that dials is told it was
+  // removed (FollowMembers). One added again (its name, so its id) is a member again.
+  for (auto it = removed.rbegin(); it != removed.rend(); ++it) {
+    if (!in.insert(it->id).second) continue;  // a member, or a later removal of it kept
+    out.push_back({{"name", it->name},
+                   {"peerURL", it->peer_address},
+                   {"removed", true},
+                   {"removedAt", it->removed_at}});
+  }
   std::sort(out.begin(), out.end(), [](const Json& a, const Json& b) { return a["name"] < b["name"]; });
   return out.dump();
 }
 
 void ClusterMember::FollowMembers() {
   bool recorded = false;
-  auto members = LoadMembers(&recorded);
+  std::vector<Known> removed;
+  auto members = LoadMembers(&recorded, &removed);
+  std::map<uint64_t, uint64_t> removed_at;
+  for (const auto& r : removed) removed_at[r.id] = r.removed_at;
+  // Before the links follow: a member just removed is refused from now on, and told why.
+  transport_->SetRemoved(removed_at);
   std::map<uint64_t, std::string> want;
   bool self = false;
   for (const auto& m : members) {
@@ -150,11 +181,46 @@ void ClusterMember::FollowMembers() {
     it = peers_.erase(it);
   }
   if (self) was_member_ = true;
-  if (!self && was_member_) {
-    spdlog::error("cluster member {} was removed from the cluster; it takes no part any more "
-                  "(start it again with a new data directory to join again)", opts_.name);
-    node_->Stop();
+  if (!self && was_member_) LeaveCluster("it applied its own removal");
+}
+
+void ClusterMember::ToldRemoved(uint64_t by, uint64_t index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  told_removed_by_ = by;
+  told_removed_at_ = index;
+  wake_.notify_all();
+}
+
+void ClusterMember::HeardRemoved(uint64_t by, uint64_t index) {
+  // Names are ids, so a member removed may be added again under its name. The one told is the
+  // member removed when its own record says so too (it applied that removal: a restart after
+  // it), or when its log names it (it joined) and has not reached that index; else it was added
+  // again after it, and the peer that said so is behind.
+  std::vector<Known> removed;
+  std::string name = Hex(by);
+  for (const auto& m : LoadMembers(nullptr, &removed)) {
+    if (m.id == by) name = m.name;
   }
+  bool applied_it = false;
+  for (const auto& r : removed) applied_it = applied_it || (r.id == id_ && r.removed_at == index);
+  const bool before_it = was_member_ && static_cast<uint64_t>(state_->AppliedIndex()) < index;
+  if (!applied_it && !before_it) return;
+  LeaveCluster("member " + name + " refused it as removed at index " + std::to_string(index));
+}
+
+void ClusterMember::LeaveCluster(const std::string& how) {
+  if (removed_.exchange(true)) return;
+  spdlog::error(
+      "cluster member {} was removed from the cluster ({}); it takes no part any more: it refuses "
+      "writes and reads, and its /healthz answers 503. Stop it; to join again, start it with a new "
+      "data directory after `mt cluster add`",
+      opts_.name, how);
+  // What is asked of it is refused with this (ReplicatedStore's writes and reads, /healthz).
+  const std::string why = "member " + opts_.name +
+                          " was removed from the cluster: it takes no writes or reads (ask another "
+                          "member; to join again, start it with a new data directory after `mt "
+                          "cluster add`)";
+  node_->Halt(why);
 }
 
 void ClusterMember::PromoteCaughtUpLearners() {

@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <stop_token>
 
 namespace mentat::raft {
 namespace {
@@ -27,6 +28,7 @@ constexpr char kSnapMagic[] = "MTSNAP1\n";  // a snapshot's own connection
 constexpr size_t kMagicLen = sizeof(kMagic) - 1;
 static_assert(sizeof(kSnapMagic) == sizeof(kMagic));
 constexpr size_t kMaxClusterName = 255;
+constexpr char kRemovedAnswer = 2;  // the hello's answer to a member removed, with the index
 
 void PutU32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
@@ -363,7 +365,7 @@ void PeerTransport::AcceptLoop() {
     readers_.push_back(Reader{fd, {}, false});
     Reader* r = &readers_.back();
     r->thread = std::thread([this, r] {
-      ReadLoop(r->fd);
+      ReadLoop(r);
       std::lock_guard<std::mutex> lock(mu_);
       ::close(r->fd);
       r->done = true;
@@ -371,8 +373,9 @@ void PeerTransport::AcceptLoop() {
   }
 }
 
-void PeerTransport::ReadLoop(int fd) {
+void PeerTransport::ReadLoop(Reader* r) {
   NoSigpipe no_sigpipe;
+  const int fd = r->fd;
   PeerConn c{fd, nullptr};
   TunePeerSocket(fd, opts_.write_timeout);
   // The handshake and the hello: within hello_timeout.
@@ -388,7 +391,7 @@ void PeerTransport::ReadLoop(int fd) {
   }
   SetTimeout(fd, SO_SNDTIMEO, opts_.write_timeout);
   bool snapshot = false;
-  uint64_t sender = ReadHello(c, &snapshot);
+  uint64_t sender = ReadHello(c, r, &snapshot);
   // The hello is answered: the dialer writes nothing into a connection that was refused.
   const char taken = 0;
   if (sender != 0 && !WriteFull(c, &taken, 1)) sender = 0;
@@ -400,7 +403,7 @@ void PeerTransport::ReadLoop(int fd) {
   if (c.ssl) SSL_free(c.ssl);  // the socket is the acceptor's to close
 }
 
-uint64_t PeerTransport::ReadHello(PeerConn& c, bool* snapshot) {
+uint64_t PeerTransport::ReadHello(PeerConn& c, Reader* r, bool* snapshot) {
   // The hello: magic, the cluster's name, the sender's id.
   unsigned char head[kMagicLen + 1];
   if (!ReadFull(c, head, sizeof(head))) return 0;
@@ -415,11 +418,24 @@ uint64_t PeerTransport::ReadHello(PeerConn& c, bool* snapshot) {
                  opts_.cluster);
     return 0;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (auto it = removed_.find(sender); it != removed_.end()) {
+    const uint64_t index = it->second;
+    lock.unlock();
+    spdlog::warn(
+        "raft peers: refused member {}: it was removed from the cluster (at index {}); told it so",
+        sender, index);
+    std::string answer(1, kRemovedAnswer);
+    PutU64(answer, index);
+    WriteFull(c, answer.data(), answer.size());
+    return 0;
+  }
   if (!links_.count(sender)) {
+    lock.unlock();
     spdlog::warn("raft peers: refused a connection from {}, not a member", sender);
     return 0;
   }
+  r->sender = sender;
   return sender;
 }
 
@@ -490,7 +506,41 @@ void PeerTransport::ReadSnapshot(PeerConn& c, uint64_t sender) {
   WriteFull(c, &answer, 1);
 }
 
-Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
+// Shuts down the socket it watches once `stop` is requested, so that a write or read blocked on
+// it returns at once; a socket watched after the request is shut down as it is watched. The
+// socket is unwatched before it is closed: a late request must not shut down a reused number.
+class PeerTransport::SocketStopper {
+ public:
+  explicit SocketStopper(std::stop_token stop) : on_stop_(std::move(stop), Shutter{this}) {}
+  void Watch(int fd) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_ = fd;
+    if (stopped_) ::shutdown(fd_, SHUT_RDWR);
+  }
+  void Unwatch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_ = -1;
+  }
+
+ private:
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  }
+  struct Shutter {
+    SocketStopper* stopper;
+    void operator()() const { stopper->Stop(); }
+  };
+  std::mutex mu_;
+  int fd_ = -1;
+  bool stopped_ = false;
+  std::stop_callback<Shutter> on_stop_;  // last: it runs at once when already requested
+};
+
+Status PeerTransport::SendSnapshot(uint64_t to,
+                                   const std::function<Status(const FrameWriter&)>& write,
+                                   std::stop_token stop) {
   std::string address;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -498,9 +548,15 @@ Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const
     if (it == links_.end()) return NotFound("member " + std::to_string(to) + " is not a peer");
     address = it->second->address;
   }
+  auto abandoned = [&] {
+    return Unavailable("the snapshot to member " + std::to_string(to) +
+                       " was abandoned: this member is stopping");
+  };
   NoSigpipe no_sigpipe;
+  SocketStopper stopper(stop);
   PeerConn c;
-  if (!Dial(to, address, /*snapshot=*/true, &c)) {
+  if (!Dial(to, address, /*snapshot=*/true, &c, nullptr, &stopper)) {
+    if (stop.stop_requested()) return abandoned();
     return Unavailable("member " + std::to_string(to) + " at " + address + " cannot be reached");
   }
   FrameWriter frame = [&](std::string_view bytes) {
@@ -518,7 +574,9 @@ Status PeerTransport::SendSnapshot(uint64_t to, const std::function<Status(const
     if (!ReadFull(c, &answer, 1)) st = Unavailable("member " + std::to_string(to) + " did not answer the snapshot");
     else if (answer != 0) st = Unavailable("member " + std::to_string(to) + " refused the snapshot (its log says why)");
   }
+  stopper.Unwatch();
   Close(c);
+  if (!st && stop.stop_requested()) return abandoned();
   return st;
 }
 
@@ -530,6 +588,25 @@ void PeerTransport::DeliverMessage(std::string message) {
 void PeerTransport::SetGoneHandler(GoneFn gone) {
   std::lock_guard<std::mutex> lock(handlers_mu_);
   gone_ = std::move(gone);
+}
+
+void PeerTransport::SetRemovedHandler(RemovedFn removed) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  removed_fn_ = std::move(removed);
+}
+
+void PeerTransport::ReportRemoved(uint64_t by, uint64_t index) {
+  std::lock_guard<std::mutex> lock(handlers_mu_);
+  if (removed_fn_) removed_fn_(by, index);
+}
+
+void PeerTransport::SetRemoved(std::map<uint64_t, uint64_t> removed_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  removed_ = std::move(removed_at);
+  // What a member just removed has open here ends now: it dials again and hears why.
+  for (auto& r : readers_) {
+    if (!r.done && removed_.count(r.sender)) ::shutdown(r.fd, SHUT_RDWR);
+  }
 }
 
 void PeerTransport::ReportGone(uint64_t peer) {
@@ -565,7 +642,8 @@ bool ClosedByPeer(int fd) {
 
 }  // namespace
 
-bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out, bool* refused) {
+bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out,
+                         bool* refused, SocketStopper* stopper) {
   bool no_listener = false;
   if (!refused) refused = &no_listener;
   *refused = false;
@@ -576,6 +654,12 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
   }
   PeerConn c{ConnectWithin(*sa, opts_.dial_timeout, refused), nullptr};
   if (c.fd < 0) return false;
+  if (stopper) stopper->Watch(c.fd);
+  auto fail = [&] {
+    if (stopper) stopper->Unwatch();
+    Close(c);
+    return false;
+  };
   TunePeerSocket(c.fd, opts_.write_timeout);
   if (opts_.tls) {
     SetTimeout(c.fd, SO_RCVTIMEO, opts_.dial_timeout);
@@ -583,8 +667,7 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
     auto ssl = opts_.tls->Connect(c.fd, address.substr(0, address.rfind(':')));
     if (!ssl) {
       spdlog::warn("raft peers: member {}: {}", peer, ssl.error().message());
-      Close(c);
-      return false;
+      return fail();
     }
     c.ssl = *ssl;
     SetTimeout(c.fd, SO_RCVTIMEO, std::chrono::milliseconds(0));
@@ -594,8 +677,9 @@ bool PeerTransport::Dial(uint64_t peer, const std::string& address, bool snapsho
   SetTimeout(c.fd, SO_RCVTIMEO, opts_.hello_timeout);
   char answer = 1;
   if (!WriteFull(c, hello.data(), hello.size()) || !ReadFull(c, &answer, 1) || answer != 0) {
-    Close(c);
-    return false;
+    unsigned char at[8];  // a member removed: the index of its removal follows
+    if (answer == kRemovedAnswer && ReadFull(c, at, sizeof(at))) ReportRemoved(peer, GetU(at, 8));
+    return fail();
   }
   SetTimeout(c.fd, SO_RCVTIMEO, std::chrono::milliseconds(0));
   *out = c;

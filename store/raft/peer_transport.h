@@ -5,8 +5,12 @@
 // on the connections others dialed to it. A connection opens with a hello (PeerHello) naming
 // the cluster and the sender; a connection from another cluster or from an unknown member is
 // closed, and one taken is answered with one byte (0), so that the dialer never writes into a
-// connection that was refused. Then frames follow: a 4-byte big-endian length and that many bytes of one message,
-// opaque here (RaftNode::Receive takes them). A frame over `max_message` closes the connection.
+// connection that was refused. A member removed from the cluster (SetRemoved) is answered 2 and
+// the log index of its removal (8 bytes, big-endian) before its connection is closed, and its
+// connections in are closed as it is removed: it hears so on its next dial (SetRemovedHandler),
+// as etcd's removed member hears ErrMemberRemoved. Then frames follow: a 4-byte big-endian
+// length and that many bytes of one message, opaque here (RaftNode::Receive takes them). A
+// frame over `max_message` closes the connection.
 //
 // Sending never blocks on the network. Each peer has a queue and a writer thread that connects
 // as soon as the peer is added (with backoff), keeps the connection open, writes whatever is
@@ -105,6 +109,13 @@ class PeerTransport : public RaftTransport {
   // max_backoff); a peer merely unreachable (no answer) is not reported so.
   using GoneFn = std::function<void(uint64_t peer)>;
   void SetGoneHandler(GoneFn gone);
+  // Who hears that peer `by` refused this member as removed from the cluster at log index
+  // `index` (from the writer or snapshot thread that dialed it; it must not block).
+  using RemovedFn = std::function<void(uint64_t by, uint64_t index)>;
+  void SetRemovedHandler(RemovedFn removed);
+  // The members removed from the cluster, each with the log index of its removal (replacing the
+  // last set): a hello from one is refused and answered so, and its connections in close now.
+  void SetRemoved(std::map<uint64_t, uint64_t> removed_at);
   // Adds a member (or moves it to a new address); RemovePeer forgets it and closes its links.
   void AddPeer(uint64_t id, const std::string& address);
   void RemovePeer(uint64_t id);
@@ -112,9 +123,11 @@ class PeerTransport : public RaftTransport {
   // Queues m for m.to. Never blocks on the network; a message for an unknown peer is dropped.
   void Send(RaftMessage m) override;
   // Dials `to` for this snapshot alone; the stream ends when `write` returns. Fails when `to`
-  // is unknown or unreachable, a write fails or stalls past `write_timeout`, or the receiver
-  // did not take it (no answer within `snapshot_answer_timeout`).
-  Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) override;
+  // is unknown or unreachable, a write fails or stalls past `write_timeout`, the receiver did
+  // not take it (no answer within `snapshot_answer_timeout`), or `stop` is requested: its
+  // connection is then shut down, so that a blocked write or wait returns at once.
+  Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write,
+                      std::stop_token stop) override;
 
   int port() const { return port_; }
   PeerLinkStats Stats(uint64_t peer);
@@ -124,21 +137,27 @@ class PeerTransport : public RaftTransport {
  private:
   struct Link;
   explicit PeerTransport(const PeerTransportOptions& opts);
+  struct Reader;
+  class SocketStopper;
   void AcceptLoop();
-  void ReadLoop(int fd);
-  // Reads a connection's hello: the sender's id (0: refused), and whether it carries a snapshot.
-  uint64_t ReadHello(PeerConn& c, bool* snapshot);
+  void ReadLoop(Reader* r);
+  // Reads a connection's hello: the sender's id (0: refused; a removed member is told so), and
+  // whether it carries a snapshot. A sender taken is noted in `r`.
+  uint64_t ReadHello(PeerConn& c, Reader* r, bool* snapshot);
   void ReadMessages(PeerConn& c, uint64_t sender);
   void ReadSnapshot(PeerConn& c, uint64_t sender);
   void WriteLoop(Link* link);
   // Connects to `address` (with TLS when the cluster has it) and sends the hello (the snapshot
   // one when `snapshot`); false when it cannot, with *refused set when nothing listened there.
-  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out, bool* refused = nullptr);
+  // With `stopper`, its socket is shut down once the stopper's stop is requested.
+  bool Dial(uint64_t peer, const std::string& address, bool snapshot, PeerConn* out,
+            bool* refused = nullptr, SocketStopper* stopper = nullptr);
   // Writes every queued message of link to c; false on an error (the link then reconnects).
   bool Flush(Link* link, const PeerConn& c);
   void DropQueued(Link* link);
   void ReportUnreachable(uint64_t peer);
   void ReportGone(uint64_t peer);
+  void ReportRemoved(uint64_t by, uint64_t index);
   // Wakes `peer`'s writer to see now whether the peer closed its connection.
   void CheckLinkNow(uint64_t peer);
   void DeliverMessage(std::string message);
@@ -153,17 +172,21 @@ class PeerTransport : public RaftTransport {
   DeliverFn deliver_;
   UnreachableFn unreachable_;
   GoneFn gone_;
+  RemovedFn removed_fn_;
   SnapshotFn snapshot_;
 
-  std::mutex mu_;  // links_, readers_
+  std::mutex mu_;  // links_, readers_, removed_
   std::map<uint64_t, std::unique_ptr<Link>> links_;
-  // Incoming connections: their sockets (shut down on Stop) and reader threads.
+  // Incoming connections: their sockets (shut down on Stop, or when their sender is removed)
+  // and reader threads.
   struct Reader {
     int fd;
     std::thread thread;
     bool done = false;
+    uint64_t sender = 0;  // once its hello was taken
   };
   std::list<Reader> readers_;
+  std::map<uint64_t, uint64_t> removed_;  // member -> the index of its removal
 };
 
 // The hello's bytes, for tests that speak the protocol by hand.

@@ -1,9 +1,9 @@
 // PeerTransport over real TCP on 127.0.0.1: messages reach the peer whole and in order, both
 // ways; a peer that is down is reported unreachable and gets what is sent once it is back; and
 // what a stranger sends (another protocol, another cluster, an unknown member, an oversized or
-// cut-off frame) closes its connection without harming the members' own. A snapshot goes on a
-// connection of its own and its receiver's answer comes back. Raft members over it
-// are tested in raft_node_test (its Tcp cases).
+// cut-off frame) closes its connection without harming the members' own; a member removed is
+// told so. A snapshot goes on a connection of its own and its receiver's answer comes back. Raft
+// members over it are tested in raft_node_test (its Tcp cases).
 #include "store/raft/peer_transport.h"
 
 #include <arpa/inet.h>
@@ -164,17 +164,18 @@ TEST_F(PeerTransportTest, ASnapshotGoesOnItsOwnConnectionAndItsAnswerComesBack) 
     EXPECT_TRUE(WaitFor([&] { return in2_.Count() == 1; }, 5s));
     if (!frame("head") || !frame(big) || !frame("tail")) return Unavailable("lost");
     return {};
-  });
+  }, {});
   ASSERT_TRUE(sent) << sent.error().message();
   EXPECT_EQ(taken, (std::vector<std::string>{"head", big, "tail"}));
   // A refusal comes back to the sender as an error; so does a member that is not a peer.
   refuse = true;
   auto refused = a_->SendSnapshot(2, [](const FrameWriter& frame) -> Status {
     return frame("x") ? Status{} : Unavailable("lost");
-  });
+  }, {});
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message().find("refused the snapshot"), std::string::npos) << refused.error().message();
-  EXPECT_EQ(a_->SendSnapshot(9, [](const FrameWriter&) { return Status{}; }).error().code(), Code::kNotFound);
+  EXPECT_EQ(a_->SendSnapshot(9, [](const FrameWriter&) { return Status{}; }, {}).error().code(),
+            Code::kNotFound);
   // A stranger's snapshot hello is turned away like its message hello.
   int fd = Connect(b_);
   std::string hello = PeerHello("mentat", 42, /*snapshot=*/true) + Frame("x");
@@ -237,7 +238,7 @@ TEST_F(PeerTlsTest, MembersOfOneCaTalkAndSendSnapshotsOverTls) {
   });
   auto sent = a_->SendSnapshot(2, [](const FrameWriter& frame) -> Status {
     return frame("head") && frame(std::string(500 << 10, 's')) ? Status{} : Unavailable("lost");
-  });
+  }, {});
   ASSERT_TRUE(sent) << sent.error().message();
   ASSERT_EQ(taken.size(), 2u);
   EXPECT_EQ(taken[1].size(), 500u << 10);
@@ -393,6 +394,49 @@ TEST_F(PeerTransportTest, StrangersAreTurnedAwayAndMembersGoOn) {
   a->Send(To(2, "still here"));
   ASSERT_TRUE(WaitFor([&] { return in2.Count() == 1; }, 5s));
   EXPECT_EQ(in2.messages[0], "still here");
+}
+
+// A member removed from the cluster is told so, with the index of its removal: its open
+// connection is closed at once, and its next dial is answered that it was removed. A stranger
+// is still refused without a word.
+TEST_F(PeerTransportTest, AMemberRemovedIsToldSoWhenItDialsAgain) {
+  StartPair();
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, uint64_t>> told;  // by, index
+  b_->SetRemovedHandler([&](uint64_t by, uint64_t index) {
+    std::lock_guard<std::mutex> lock(mu);
+    told.emplace_back(by, index);
+  });
+  a_->SetRemoved({{2, 42}});
+  a_->RemovePeer(2);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return !told.empty();
+      },
+      5s));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(told[0], std::make_pair(uint64_t{1}, uint64_t{42}));
+  }
+  EXPECT_FALSE(b_->Stats(1).connected);
+  // By hand: the answer is 2 and the index, then the connection closes.
+  int fd = Connect(a_);
+  std::string hello = PeerHello("mentat", 2);
+  ASSERT_EQ(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(hello.size()));
+  unsigned char answer[9] = {};
+  ASSERT_EQ(::recv(fd, answer, sizeof(answer), MSG_WAITALL), 9);
+  EXPECT_EQ(answer[0], 2);
+  EXPECT_EQ(answer[8], 42);
+  EXPECT_TRUE(ClosedByPeer(fd));
+  ::close(fd);
+  fd = Connect(a_);
+  hello = PeerHello("mentat", 9);
+  ASSERT_EQ(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(hello.size()));
+  EXPECT_TRUE(ClosedByPeer(fd));  // no answer byte first: ClosedByPeer reads EOF
+  ::close(fd);
 }
 
 TEST_F(PeerTransportTest, BadSettingsAreRefusedWithTheReason) {

@@ -57,15 +57,38 @@ void RaftNode::Stop() {
   wake_.notify_all();
   inbox_space_.notify_all();
   snapshot_wake_.notify_all();
+  snapshot_stop_.request_stop();  // a peer that takes nothing does not hold the stop
   if (thread_.joinable()) thread_.join();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
+}
+
+void RaftNode::Halt(std::string why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (halted_.empty()) halted_ = std::move(why);
+    leader_ = 0;
+    is_leader_ = false;
+    status_["leader"] = 0;
+  }
+  Stop();
+}
+
+std::string RaftNode::Halted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return halted_;
+}
+
+std::unexpected<Error> RaftNode::Refusal() const {
+  if (!halted_.empty()) return Unavailable(halted_);
+  return Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping");
 }
 
 void RaftNode::Propose(Proposal p, ProposalDone done) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) {
+    auto refused = Refusal();
     lock.unlock();
-    return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
+    return done(refused);
   }
   proposals_.emplace_back(std::move(p), std::move(done));
   wake_.notify_all();
@@ -74,8 +97,9 @@ void RaftNode::Propose(Proposal p, ProposalDone done) {
 void RaftNode::ReadBarrier(ReadDone done) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) {
+    auto refused = Refusal();
     lock.unlock();
-    return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
+    return done(refused);
   }
   reads_.push_back(std::move(done));
   wake_.notify_all();
@@ -176,8 +200,12 @@ void RaftNode::Loop() {
     }
     Step(messages, proposals, std::move(reads));
   }
-  // Whatever waits hears that it will not be answered here.
-  auto stopped = [&] { return Unavailable("raft: node " + std::to_string(opts_.id) + " stopped"); };
+  // Whatever waits hears that it will not be answered here (and why, when it stopped for good).
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto why =
+      halted_.empty() ? Unavailable("raft: node " + std::to_string(opts_.id) + " stopped") : Refusal();
+  lock.unlock();
+  auto stopped = [&] { return why; };
   for (auto& [id, p] : pending_) p.done(stopped());
   pending_.clear();
   for (auto& w : waiting_) w.done(stopped());
@@ -185,7 +213,7 @@ void RaftNode::Loop() {
   for (auto& w : conf_waiting_) w.asked.done(stopped());
   conf_waiting_.clear();
   FailReads(stopped());
-  std::unique_lock<std::mutex> lock(mu_);
+  lock.lock();
   auto proposals = std::move(proposals_);
   auto reads = std::move(reads_);
   auto conf_changes = std::move(conf_changes_);
@@ -215,22 +243,7 @@ void RaftNode::Step(std::deque<std::string>& messages,
   // A campaign at start (a cluster of one) wins at once: its Readys go out in this same pass.
   for (bool again = true; again; again = MaybeCampaign()) {
     while (auto rd = core_->Ready()) {
-      if (auto st = HandleReady(*rd); !st) {
-        // The log could not be saved: going on would acknowledge what is not durable. A stopped
-        // node leads nothing and knows no leader: its status says so, and its controllers stop
-        // (they would only fail), while the others elect a leader without it.
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          logs_ += "error " + st.error().message() + "; the node stops (restart the server)\n";
-          stopping_ = true;
-          leader_ = 0;
-          is_leader_ = false;
-          status_["leader"] = 0;
-          inbox_space_.notify_all();
-        }
-        if (opts_.on_leader_change) opts_.on_leader_change();
-        return;
-      }
+      if (auto st = HandleReady(*rd); !st) return StopUnsaved(st.error());
     }
   }
   MaybeCompact();
@@ -245,6 +258,25 @@ void RaftNode::Step(std::deque<std::string>& messages,
                           {"failed", snapshot_counts_.failed},
                           {"installed", snapshot_counts_.installed}};
   logs_ += core_->TakeLogs();
+}
+
+void RaftNode::StopUnsaved(const Error& e) {
+  // The log could not be saved: going on would acknowledge what is not durable. A stopped node
+  // leads nothing and knows no leader: its status says so, and its controllers stop (they would
+  // only fail), while the others elect a leader without it. What is asked of it from now on is
+  // refused with the reason (Halted), which the server's /healthz answers too.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    logs_ += "error " + e.message() + "; the node stops (restart the server)\n";
+    halted_ = "raft: this member's log could not be saved (" + e.message() +
+              "); it stopped taking part in the cluster: free its disk and restart the server";
+    stopping_ = true;
+    leader_ = 0;
+    is_leader_ = false;
+    status_["leader"] = 0;
+    inbox_space_.notify_all();
+  }
+  if (opts_.on_leader_change) opts_.on_leader_change();
 }
 
 Status RaftNode::HandleReady(RaftReady& rd) {

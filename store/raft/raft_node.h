@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -44,8 +45,10 @@ class RaftTransport {
   virtual void Send(RaftMessage message) = 0;
   // Sends a snapshot to `to` on a stream of its own: `write` writes its frames; OK once the
   // receiver took them all (RaftNode::ReceiveSnapshot returned OK there). Blocks; called from
-  // the node's snapshot thread, never its main one.
-  virtual Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write) {
+  // the node's snapshot thread, never its main one. Once `stop` is requested (the node stops),
+  // it fails at once rather than wait out a peer that takes nothing.
+  virtual Status SendSnapshot(uint64_t to, const std::function<Status(const FrameWriter&)>& write,
+                              std::stop_token stop) {
     return FailedPrecondition("this transport cannot send snapshots");
   }
 };
@@ -82,12 +85,17 @@ struct RaftNodeOptions {
   size_t snapshot_chunk = 1 << 20;
   // Where snapshots received are staged before they are installed ("": none are taken).
   std::string snapshot_dir;
+  // A snapshot received whose state image goes past this many bytes is refused (ReceiveSnapshot:
+  // InvalidArgument naming the limit) and what was staged of it removed, so that a broken or
+  // hostile peer cannot fill this member's disk. 8 GiB, etcd's suggested largest database
+  // (--quota-backend-bytes): a control plane's state is far smaller.
+  uint64_t max_snapshot_bytes = uint64_t{8} << 30;
   // Membership. A configuration change applied here (at an index not applied before) is
-  // recorded as the members `members_after` returns for it (RocksStateMachine::ApplyMembersAt,
-  // with the applied index); then, as after a snapshot installed (which carries the members),
-  // `on_members_changed` runs. Both on the node's thread: they must not block nor call into the
-  // node. Without `members_after`, a change only moves the applied index.
-  std::function<std::string(const AppliedConfChange&)> members_after;
+  // recorded as the members `members_after` returns for it and its log index
+  // (RocksStateMachine::ApplyMembersAt); then, as after a snapshot installed (which carries the
+  // members), `on_members_changed` runs. Both on the node's thread: they must not block nor
+  // call into the node. Without `members_after`, a change only moves the applied index.
+  std::function<std::string(const AppliedConfChange&, uint64_t index)> members_after;
   std::function<void()> on_members_changed;
 };
 
@@ -149,7 +157,8 @@ class RaftNode {
   // A snapshot stream from the leader (the transport calls it, on a thread of its own): a head
   // naming it, the Raft message, then the state image, staged in `snapshot_dir`. The message then
   // goes to the core like any other; the image is installed when the core restores the
-  // snapshot. InvalidArgument for a malformed stream.
+  // snapshot. InvalidArgument for a malformed stream, and for an image past
+  // `max_snapshot_bytes` (refused as soon as it passes it; nothing of it stays on disk).
   Status ReceiveSnapshot(const FrameReader& next);
   SnapshotCounts Snapshots();
   ReadCounts Reads();
@@ -165,6 +174,13 @@ class RaftNode {
   // The last raw log lines the library wrote, for the server's log.
   std::string TakeLogs();
   void Stop();
+  // Stops the node for good because of `why`, a sentence for whoever asks (this member was
+  // removed from its cluster): as Stop, and from then on whatever is asked of it (proposals,
+  // read barriers, configuration changes) is refused with kUnavailable and `why`.
+  void Halt(std::string why);
+  // Why the node stopped for good: it was halted, or it stopped itself because its log could not
+  // be saved (disk full). "" while it runs, and after a plain Stop.
+  std::string Halted();
 
  private:
   struct ConfChangeAsked {
@@ -180,6 +196,8 @@ class RaftNode {
   void Step(std::deque<std::string>& messages, std::deque<std::pair<Proposal, ProposalDone>>& proposals,
             std::vector<ReadDone> reads);
   Status HandleReady(RaftReady& rd);
+  // The Ready's log could not be saved (`e`): the node stops for good (Halted says why).
+  void StopUnsaved(const Error& e);
   void ApplyEntry(const RaftEntry& e);
   void ApplyConfChange(const RaftEntry& e);
   void AskConfChanges(std::vector<ConfChangeAsked> asked);
@@ -208,6 +226,8 @@ class RaftNode {
   void ReleaseReads();
   void RetryOrExpireReads();
   void FailReads(const Status& why);
+  // What is asked of a node that is stopping is refused with this (mu_ held).
+  std::unexpected<Error> Refusal() const;
 
   RaftNodeOptions opts_;
   RocksStateMachine& state_;
@@ -242,9 +262,11 @@ class RaftNode {
   std::deque<OutgoingSnapshot> outgoing_;                       // for the snapshot thread
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_;  // peer, failed: for the core
   std::condition_variable snapshot_wake_;
+  std::stop_source snapshot_stop_;  // requested by Stop: a send in flight is abandoned
   SnapshotCounts snapshot_counts_;
   ReadCounts read_counts_;
   bool stopping_ = false;
+  std::string halted_;  // why the node stopped for good ("": it did not)
   uint64_t leader_ = 0;
   uint64_t last_leader_ = 0;  // the last leader known, kept while none is
   bool is_leader_ = false;

@@ -8,8 +8,9 @@ void RaftNode::ProposeConfChange(ConfChangeType type, uint64_t node, Json contex
                                  std::function<void(Status)> done) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) {
+    auto refused = Refusal();
     lock.unlock();
-    return done(Unavailable("raft: node " + std::to_string(opts_.id) + " is stopping"));
+    return done(refused);
   }
   conf_changes_.push_back(ConfChangeAsked{type, node, std::move(context), std::move(done)});
   wake_.notify_all();
@@ -77,7 +78,7 @@ void RaftNode::ApplyConfChange(const RaftEntry& e) {
   if (index > state_.AppliedIndex()) {
     Status st;
     if (opts_.members_after) {
-      st = state_.ApplyMembersAt(index, opts_.members_after(*cc));
+      st = state_.ApplyMembersAt(index, opts_.members_after(*cc, e.index));
     } else {
       std::vector<Change> none;
       if (auto applied = state_.ApplyAt(index, none); !applied) st = std::unexpected(applied.error());

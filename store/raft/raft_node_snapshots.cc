@@ -92,7 +92,7 @@ void RaftNode::SnapshotLoop() {
         if (!frame(chunk)) return lost();
         return {};
       });
-    });
+    }, snapshot_stop_.get_token());
     state_.ReleaseState(out.pinned);
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_reports_.emplace_back(out.to, !st);
@@ -124,10 +124,17 @@ Status RaftNode::ReceiveSnapshot(const FrameReader& next) {
   int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Internal("staging snapshot " + id + ": " + strerror(errno));
   Status st;
+  uint64_t staged = 0;
   for (;;) {
     auto chunk = next();
     if (!chunk) st = std::unexpected(chunk.error());
     if (!chunk || !*chunk) break;
+    if (staged += (*chunk)->size(); staged > opts_.max_snapshot_bytes) {
+      st = InvalidArgument("snapshot " + id + " is larger than the limit of " +
+                           std::to_string(opts_.max_snapshot_bytes) +
+                           " bytes (--raft-max-snapshot-mb)");
+      break;
+    }
     if (st = WriteAll(fd, **chunk, part); !st) break;
   }
   ::close(fd);

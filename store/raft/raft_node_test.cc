@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <iostream>
+#include <condition_variable>
+#include <filesystem>
 #include <future>
+#include <iostream>
 #include <thread>
 #include <vector>
 
@@ -264,8 +266,101 @@ TEST_P(CompactingMembers, AMemberBehindTheCompactedLogIsSentTheLeadersStateAndGo
   EXPECT_EQ(nodes_[behind]->Snapshots().installed, 0u);  // counts since this start
 }
 
+// A leader stopped while it sends its state to a member that reads none of it stops at once: the
+// send is abandoned rather than waited out (the receiver's answer is given 30 s).
+TEST_P(CompactingMembers, StopIsNotHeldByASnapshotSendToAPeerThatReadsNothing) {
+  if (!GetParam()) GTEST_SKIP() << "over TCP only: the in-memory transport never blocks";
+  uint64_t leader = WaitLeader();
+  ASSERT_NE(leader, 0u);
+  uint64_t behind = leader == 3 ? 2 : 3;
+  StopNode(behind);
+  for (int i = 0; i < 60; ++i)
+    ASSERT_TRUE(Put(leader, Svc("svc-" + std::to_string(i), i)).get()) << i;
+  // Back, `behind` takes the leader's snapshot connection and reads nothing of it until released.
+  struct Stall {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false;
+    bool released = false;
+  };
+  auto stall = std::make_shared<Stall>();
+  snapshot_handler_[behind] = [stall](uint64_t, const FrameReader&) -> Status {
+    std::unique_lock<std::mutex> lock(stall->mu);
+    stall->entered = true;
+    stall->cv.notify_all();
+    stall->cv.wait(lock, [&] { return stall->released; });
+    return Unavailable("stalled");
+  };
+  // Released however the test ends: stopping `behind`'s transport waits for its receiver.
+  struct Release {
+    std::shared_ptr<Stall> stall;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(stall->mu);
+      stall->released = true;
+      stall->cv.notify_all();
+    }
+  } release{stall};
+  StartNode(behind);
+  {
+    std::unique_lock<std::mutex> lock(stall->mu);
+    ASSERT_TRUE(stall->cv.wait_for(lock, 10s, [&] { return stall->entered; }))
+        << "no snapshot was sent";
+  }
+  const auto start = std::chrono::steady_clock::now();
+  nodes_[leader]->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, 2s) << "Stop took "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                      << " ms";
+  EXPECT_EQ(nodes_[leader]->Snapshots().failed, 1u);  // abandoned, not sent
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, CompactingMembers, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Tcp" : "Loopback"; });
+
+// A snapshot stream whose image goes past RaftNodeOptions::max_snapshot_bytes is refused as soon
+// as it does, naming the limit, and nothing of it stays on disk; one up to the limit is staged.
+TEST(SnapshotLimit, AStreamPastTheLimitIsRefusedAndNothingOfItStays) {
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/snapshot-limit";
+  std::filesystem::remove_all(dir);
+  StateMachineOptions so;
+  so.dir = dir + "/state";
+  auto state = RocksStateMachine::Open(so);
+  ASSERT_TRUE(state) << state.error().message();
+  testing::Loopback nowhere;
+  RaftNodeOptions o;
+  o.id = 1;
+  o.bootstrap_peers = {1};
+  o.snapshot_dir = dir + "/snapshots";
+  o.max_snapshot_bytes = 64 << 10;
+  auto node = RaftNode::Start(o, **state, nowhere);
+  ASSERT_TRUE(node) << node.error().message();
+  // A stream of its id, a Raft message and `chunks` pieces of 16 KiB; `served` counts the frames
+  // read.
+  auto stream = [](const std::string& id, int chunks, size_t& served) -> FrameReader {
+    auto frames = std::make_shared<std::vector<std::string>>();
+    frames->push_back(Json{{"id", id}}.dump());
+    frames->push_back("a raft message");
+    for (int i = 0; i < chunks; ++i) frames->push_back(std::string(16 << 10, 'x'));
+    return [frames, &served]() -> Result<std::optional<std::string>> {
+      if (served == frames->size()) return std::optional<std::string>();
+      return std::optional<std::string>((*frames)[served++]);
+    };
+  };
+  size_t served = 0;
+  auto refused = (*node)->ReceiveSnapshot(stream("snap-2-x-1", 64, served));  // 1 MiB
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(refused.error().message().find("limit of 65536 bytes"), std::string::npos)
+      << refused.error().message();
+  EXPECT_EQ(served, 2u + 5u);  // refused at the piece that went past the limit
+  EXPECT_TRUE(std::filesystem::is_empty(o.snapshot_dir));
+  served = 0;
+  auto taken = (*node)->ReceiveSnapshot(stream("snap-2-x-2", 4, served));  // 64 KiB: the limit
+  ASSERT_TRUE(taken) << taken.error().message();
+  EXPECT_EQ(std::filesystem::file_size(o.snapshot_dir + "/snap-2-x-2"), 64u << 10);
+  (*node)->Stop();
+}
 
 }  // namespace
 }  // namespace mentat::raft
