@@ -30,6 +30,9 @@ Result<ListResult> ReplicatedStore::List(const std::string& kind, const ListOpti
 }
 
 Result<WatcherPtr> ReplicatedStore::Watch(const std::string& kind, int64_t from_revision) {
+  // A revision the client saw on another member may not be applied here yet: this member
+  // catches up with what is committed before it calls the revision the future.
+  if (from_revision > state_.CurrentRevision()) MT_RETURN_IF_ERROR(Barrier());
   return state_.Watch(kind, from_revision);
 }
 

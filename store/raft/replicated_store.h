@@ -2,7 +2,8 @@
 // state machine (the state every member reaches at the same log index) after a read barrier
 // (RaftNode::ReadBarrier): this member has applied all that was committed when the read began,
 // so a read on a follower sees every write acknowledged before it (linearizable). Watches and
-// CurrentRevision are this member's own, without a barrier.
+// CurrentRevision are this member's own, without a barrier, except a watch from a revision this
+// member has not reached: it catches up first (the client saw it on another member).
 //
 // A write is decided here by the object layer against this member's state (RecordingReader
 // notes what it read), proposed to the log through this member's RaftNode, and answered when
